@@ -1,0 +1,1 @@
+"""Code shared by every Vecraft service: data model, wire stubs, clock, indexes, utilities."""

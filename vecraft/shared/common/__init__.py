@@ -1,0 +1,1 @@
+"""Utilities every service shares: config, logging, errors, metrics, the service shell, the supervisor."""

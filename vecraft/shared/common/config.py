@@ -1,0 +1,93 @@
+"""Service configuration: flags > environment (``VECRAFT_*``) > one TOML file > defaults.
+
+Each service declares one ``pydantic-settings`` class derived from
+:class:`ServiceSettings`; :func:`load_settings` turns its fields into command
+line flags (``--grpc-port``), reads ``VECRAFT_GRPC_PORT`` from the environment
+and ``--config FILE`` (or ``VECRAFT_CONFIG``) as TOML. A TOML file may hold the
+keys at top level or in a table named after the service (``[journal]``).
+Backend choices are ``Literal`` fields, so a typo fails at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound="ServiceSettings")
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service process has."""
+
+    model_config = SettingsConfigDict(env_prefix="VECRAFT_", extra="ignore")
+
+    node_id: str = Field("", description="stable identity of this process (default: <service>-<port>)")
+    host: str = Field("127.0.0.1", description="interface to bind gRPC and HTTP on")
+    grpc_port: int = Field(0, ge=0, le=65535, description="gRPC port (0 = any free port)")
+    http_port: int = Field(0, ge=0, le=65535, description="HTTP port for /healthz /readyz /metrics (0 = any)")
+    data_dir: Path = Field(Path("./vecraft-data"), description="where this service keeps its files")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    meta_address: str = Field("", description="meta manager gRPC address host:port ('' = none)")
+
+
+def _flag_type(annotation: Any) -> tuple[Any, list[str] | None, bool]:
+    """(argparse type, choices, is_list) for a field annotation."""
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return _flag_type(args[0]) if len(args) == 1 else (str, None, False)
+    if origin is Literal:
+        choices = [str(a) for a in get_args(annotation)]
+        return str, choices, False
+    if origin in (list, tuple):
+        inner = get_args(annotation)[0] if get_args(annotation) else str
+        return inner, None, True
+    if annotation is bool:
+        return bool, None, False
+    if annotation in (int, float, str):
+        return annotation, None, False
+    return str, None, False
+
+
+def _read_toml(path: Path, section: str) -> dict[str, Any]:
+    data = tomllib.loads(path.read_text())
+    merged = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    merged.update(data.get(section, {}))
+    return merged
+
+
+def load_settings(cls: type[S], argv: list[str] | None = None, *, section: str = "",
+                  description: str = "") -> S:
+    """Build ``cls`` from flags, environment and an optional TOML file (in that priority)."""
+    parser = argparse.ArgumentParser(description=description or cls.__doc__)
+    parser.add_argument("--config", type=Path, default=os.environ.get("VECRAFT_CONFIG"),
+                        help="TOML file with settings (flags and VECRAFT_* variables win)")
+    for name, field in cls.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        ftype, choices, is_list = _flag_type(field.annotation)
+        help_text = field.description or ""
+        if ftype is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        elif is_list:
+            parser.add_argument(flag, dest=name, type=ftype, nargs="*", default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, type=ftype, choices=choices, default=None, help=help_text)
+    ns = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    if ns.config:
+        file_values = _read_toml(Path(ns.config), section)
+        # The environment outranks the file: drop file keys that are set in the env.
+        values.update({k: v for k, v in file_values.items()
+                       if f"VECRAFT_{k.upper()}" not in os.environ and k in cls.model_fields})
+    values.update({k: v for k, v in vars(ns).items() if k != "config" and v is not None})
+    # Init kwargs outrank env in pydantic-settings; file values must not, hence the filter above.
+    return cls(**values)

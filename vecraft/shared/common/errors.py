@@ -1,0 +1,128 @@
+"""The one error tree of Vecraft.
+
+::
+
+    VecraftError                      500  INTERNAL
+    ├── InvalidRequest                400  INVALID_ARGUMENT
+    ├── NotFound                      404  NOT_FOUND
+    ├── Conflict                      409  ALREADY_EXISTS
+    ├── PayloadTooLarge               413  INVALID_ARGUMENT
+    ├── RateLimited                   429  RESOURCE_EXHAUSTED   (retry_after_ms)
+    ├── Unavailable                   503  UNAVAILABLE          (retry_after_ms)
+    ├── DeadlineExceeded              504  DEADLINE_EXCEEDED
+    └── ClockSkew                     503  FAILED_PRECONDITION
+
+Every class knows its HTTP status, gRPC status code and a stable wire name, so
+the gateway maps errors to HTTP in one place, gRPC servers map them in one
+place (`vecraft.shared.common.grpc_errors`), and the SDK rebuilds the same class
+from a response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+
+class VecraftError(Exception):
+    """Root of every error Vecraft raises on purpose."""
+
+    http_status: int = 500
+    grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    wire_name: str = "internal"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None,
+                 retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        self.retry_after_ms = retry_after_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body: ``{"error": {"code", "message", "details"}}``."""
+        return {"error": {"code": self.wire_name, "message": self.message, "details": self.details}}
+
+
+class InvalidRequest(VecraftError):
+    """The request is malformed or violates a limit; nothing was changed."""
+
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    wire_name = "invalid_request"
+
+
+class NotFound(VecraftError):
+    http_status = 404
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    wire_name = "not_found"
+
+
+class Conflict(VecraftError):
+    http_status = 409
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+    wire_name = "conflict"
+
+
+class PayloadTooLarge(VecraftError):
+    http_status = 413
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    wire_name = "payload_too_large"
+
+
+class RateLimited(VecraftError):
+    """Back-pressure: retry after ``retry_after_ms``."""
+
+    http_status = 429
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    wire_name = "rate_limited"
+
+
+class Unavailable(VecraftError):
+    """A needed service or replica cannot answer now (or a consistency level cannot be met)."""
+
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    wire_name = "unavailable"
+
+
+class DeadlineExceeded(VecraftError):
+    http_status = 504
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    wire_name = "deadline_exceeded"
+
+
+class ClockSkew(VecraftError):
+    """A peer's hybrid logical clock is further ahead than max_clock_offset_ms allows."""
+
+    http_status = 503
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    wire_name = "clock_skew"
+
+
+ERROR_CLASSES: dict[str, type[VecraftError]] = {
+    cls.wire_name: cls
+    for cls in (VecraftError, InvalidRequest, NotFound, Conflict, PayloadTooLarge, RateLimited,
+                Unavailable, DeadlineExceeded, ClockSkew)
+}
+
+# gRPC codes that arrive without Vecraft metadata (from grpc itself).
+_BY_GRPC_CODE: dict[grpc.StatusCode, type[VecraftError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidRequest,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: Conflict,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: RateLimited,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.FAILED_PRECONDITION: ClockSkew,
+}
+
+
+def error_class(wire_name: str | None, grpc_code: grpc.StatusCode | None = None) -> type[VecraftError]:
+    """The class for a wire name, else for a gRPC code, else the root."""
+    if wire_name and wire_name in ERROR_CLASSES:
+        return ERROR_CLASSES[wire_name]
+    if grpc_code is not None and grpc_code in _BY_GRPC_CODE:
+        return _BY_GRPC_CODE[grpc_code]
+    return VecraftError

@@ -1,0 +1,115 @@
+"""VecraftError <-> gRPC status, in exactly one place per direction.
+
+Servers: add :class:`ErrorInterceptor` to ``grpc.aio.server(interceptors=...)``;
+a handler raises a ``VecraftError`` and the client sees its gRPC code, message
+and the trailing metadata ``vecraft-error`` (wire name) and
+``retry-after-ms``. Anything else becomes INTERNAL with the exception logged.
+
+Clients: wrap calls with :func:`translate_rpc_error` (context manager) or call
+:func:`from_rpc_error` to rebuild the VecraftError subclass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import grpc
+
+from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError, error_class
+
+log = logging.getLogger(__name__)
+
+ERROR_KEY = "vecraft-error"
+RETRY_AFTER_KEY = "retry-after-ms"
+
+
+def _metadata(err: VecraftError) -> tuple[tuple[str, str], ...]:
+    md: list[tuple[str, str]] = [(ERROR_KEY, err.wire_name)]
+    if err.retry_after_ms is not None:
+        md.append((RETRY_AFTER_KEY, str(int(err.retry_after_ms))))
+    return tuple(md)
+
+
+async def abort_with(context: grpc.aio.ServicerContext, err: VecraftError) -> None:
+    """Abort the current RPC with the status and metadata of ``err``."""
+    context.set_trailing_metadata(_metadata(err))
+    await context.abort(err.grpc_code, err.message)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns VecraftError raised by any handler into its gRPC status."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await inner_uu(request, context)
+                except VecraftError as err:
+                    await abort_with(context, err)
+                except (grpc.aio.AbortError, grpc.aio.AioRpcError, KeyboardInterrupt):
+                    raise
+                except Exception:
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    async for item in inner_us(request, context):
+                        yield item
+                except VecraftError as err:
+                    await abort_with(context, err)
+                except (grpc.aio.AbortError, grpc.aio.AioRpcError, KeyboardInterrupt):
+                    raise
+                except Exception:
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer)
+        return handler
+
+
+def from_rpc_error(exc: grpc.RpcError) -> VecraftError:
+    """Rebuild the VecraftError a server raised (or the best match for a transport error)."""
+    code = exc.code() if hasattr(exc, "code") else None
+    md: dict[str, str] = {}
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailing or ():
+        md[key] = value if isinstance(value, str) else value.decode()
+    cls = error_class(md.get(ERROR_KEY), code)
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    retry = int(md[RETRY_AFTER_KEY]) if RETRY_AFTER_KEY in md else None
+    if cls is Unavailable and ERROR_KEY not in md:
+        details = f"service unavailable: {details}"
+    if cls is DeadlineExceeded and ERROR_KEY not in md:
+        details = f"deadline exceeded: {details}"
+    err = cls(details or code.name if code else "rpc failed", retry_after_ms=retry)
+    err.__cause__ = exc
+    return err
+
+
+@contextlib.contextmanager
+def translate_rpc_error() -> Iterator[None]:
+    """``with translate_rpc_error(): await stub.X(...)`` raises VecraftError, never grpc.RpcError."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from exc

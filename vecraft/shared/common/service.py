@@ -1,0 +1,209 @@
+"""The shell every Vecraft service process runs in.
+
+A service subclasses :class:`Service`, registers its gRPC servicers in
+:meth:`Service.register`, starts its background loops in :meth:`Service.on_start`
+with :meth:`Service.spawn`, and calls :meth:`Service.set_ready` once it can
+answer. The shell owns:
+
+- the ``grpc.aio`` server (with the VecraftError -> status interceptor);
+- an HTTP server (uvicorn) with ``/healthz`` (process alive), ``/readyz``
+  (state is READY) and ``/metrics`` (Prometheus); services with an HTTP API of
+  their own (the gateway) extend :meth:`Service.http_app`;
+- named background tasks, cancelled and drained on shutdown;
+- SIGTERM / SIGINT -> graceful :meth:`Service.shutdown` (idempotent).
+
+Lifecycle: STARTING -> READY -> DRAINING -> STOPPED. ``run()`` blocks until
+shutdown completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import signal
+import socket
+from collections.abc import Coroutine
+from typing import Any
+
+import grpc
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vecraft.shared.common.config import ServiceSettings
+from vecraft.shared.common.grpc_errors import ErrorInterceptor
+
+log = logging.getLogger(__name__)
+
+# Large batches of float32 vectors travel in one message.
+GRPC_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class ServiceState(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+class Service:
+    """Base class of every service process. Constructors only read settings."""
+
+    #: short role name: "journal", "storage", "query", "gateway", "meta", ...
+    role: str = "service"
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.state = ServiceState.STARTING
+        self.grpc_port = settings.grpc_port
+        self.http_port = settings.http_port
+        self.node_id = settings.node_id
+        self._grpc_server: grpc.aio.Server | None = None
+        self._http_server: uvicorn.Server | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopped = asyncio.Event()
+        self._shutdown_started = False
+
+    # ---- hooks for subclasses -------------------------------------------------
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add this service's gRPC servicers to ``server``."""
+
+    async def on_start(self) -> None:
+        """Open files and channels, start background loops; call set_ready() when ready."""
+        self.set_ready()
+
+    async def on_stop(self) -> None:
+        """Flush and close what on_start opened (tasks are already cancelled)."""
+
+    def http_app(self) -> Starlette:
+        """The HTTP app; the default serves only health and metrics."""
+        return Starlette(routes=self.health_routes())
+
+    def health_payload(self) -> dict[str, Any]:
+        """Extra fields for /healthz (role, shard, offsets, ...)."""
+        return {}
+
+    # ---- helpers ---------------------------------------------------------------
+    def health_routes(self) -> list[Route]:
+        async def healthz(_: Request) -> Response:
+            body = {"status": "ok", "state": self.state.value, "role": self.role, "node_id": self.node_id}
+            body.update(self.health_payload())
+            return JSONResponse(body)
+
+        async def readyz(_: Request) -> Response:
+            ready = self.state is ServiceState.READY
+            return JSONResponse({"ready": ready, "state": self.state.value}, status_code=200 if ready else 503)
+
+        async def metrics(_: Request) -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+        return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+
+    def set_ready(self, ready: bool = True) -> None:
+        if self.state in (ServiceState.STARTING, ServiceState.READY):
+            self.state = ServiceState.READY if ready else ServiceState.STARTING
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Start a named background task owned by the service (cancelled on shutdown).
+
+        A task that dies with an exception is logged; it does not kill the process.
+        """
+        task = asyncio.create_task(coro, name=f"{self.role}:{name}")
+        self._tasks.add(task)
+
+        def _done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task %s failed", t.get_name(), exc_info=t.exception())
+
+        task.add_done_callback(_done)
+        return task
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.settings.host}:{self.grpc_port}"
+
+    @property
+    def http_address(self) -> str:
+        return f"{self.settings.host}:{self.http_port}"
+
+    # ---- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=GRPC_OPTIONS)
+        self.register(server)
+        self.grpc_port = server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot bind gRPC port {self.settings.host}:{self.settings.grpc_port}")
+        await server.start()
+        self._grpc_server = server
+        sock = bind_socket(self.settings.host, self.settings.http_port)
+        self.http_port = sock.getsockname()[1]
+        if not self.node_id:
+            self.node_id = f"{self.role}-{self.grpc_port}"
+        config = uvicorn.Config(self.http_app(), log_config=None, access_log=False, lifespan="off")
+        self._http_server = uvicorn.Server(config)
+        self._http_task = asyncio.create_task(self._http_server.serve(sockets=[sock]), name="http")
+        log.info("listening", extra={"grpc": self.grpc_address, "http": self.http_address,
+                                     "node_id": self.node_id})
+        await self.on_start()
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop serving, cancel background tasks, close resources. Idempotent."""
+        if self._shutdown_started:
+            await self._stopped.wait()
+            return
+        self._shutdown_started = True
+        self.state = ServiceState.DRAINING
+        try:
+            if self._grpc_server is not None:
+                await self._grpc_server.stop(grace)
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=grace)
+            await self.on_stop()
+            if self._http_server is not None:
+                self._http_server.should_exit = True
+            if self._http_task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._http_task, timeout=grace)
+        finally:
+            self.state = ServiceState.STOPPED
+            self._stopped.set()
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, shut down."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
+        try:
+            await self.start()
+        except BaseException:
+            await self.shutdown(grace=1.0)
+            raise
+        await self._stopped.wait()
+
+
+def grpc_channel(address: str) -> grpc.aio.Channel:
+    """An insecure aio channel with Vecraft's message-size limits."""
+    return grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)

@@ -1,0 +1,1 @@
+"""The data model shared by every service: schema, records, filters, consistency levels, routing."""

@@ -1,0 +1,1 @@
+"""Wire contracts: generated protobuf/gRPC stubs (v1/) and their generator."""

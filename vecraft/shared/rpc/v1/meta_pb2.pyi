@@ -1,0 +1,165 @@
+from vecraft.shared.rpc.v1 import collection_pb2 as _collection_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TenantPartitionRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class TenantPartition(_message.Message):
+    __slots__ = ("tenant", "partition", "explicit")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    EXPLICIT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    partition: str
+    explicit: bool
+    def __init__(self, tenant: _Optional[str] = ..., partition: _Optional[str] = ..., explicit: _Optional[bool] = ...) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("node_id", "role", "address", "http_address", "shards", "replica", "partitions", "pid", "state", "last_heartbeat_unix_ms")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HTTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    role: str
+    address: str
+    http_address: str
+    shards: _containers.RepeatedScalarFieldContainer[int]
+    replica: int
+    partitions: _containers.RepeatedScalarFieldContainer[str]
+    pid: int
+    state: str
+    last_heartbeat_unix_ms: int
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., shards: _Optional[_Iterable[int]] = ..., replica: _Optional[int] = ..., partitions: _Optional[_Iterable[str]] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., last_heartbeat_unix_ms: _Optional[int] = ...) -> None: ...
+
+class ShardPlacement(_message.Message):
+    __slots__ = ("shard", "storage_replicas", "query_processors")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_PROCESSORS_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    storage_replicas: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    query_processors: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    def __init__(self, shard: _Optional[int] = ..., storage_replicas: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., query_processors: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+
+class GetPlacementRequest(_message.Message):
+    __slots__ = ("tenant", "collection")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    collection: str
+    def __init__(self, tenant: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+
+class Placement(_message.Message):
+    __slots__ = ("collection", "shards", "partition", "partition_owner")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_OWNER_FIELD_NUMBER: _ClassVar[int]
+    collection: _collection_pb2.CollectionSchema
+    shards: _containers.RepeatedCompositeFieldContainer[ShardPlacement]
+    partition: str
+    partition_owner: NodeInfo
+    def __init__(self, collection: _Optional[_Union[_collection_pb2.CollectionSchema, _Mapping]] = ..., shards: _Optional[_Iterable[_Union[ShardPlacement, _Mapping]]] = ..., partition: _Optional[str] = ..., partition_owner: _Optional[_Union[NodeInfo, _Mapping]] = ...) -> None: ...
+
+class RegisterNodeRequest(_message.Message):
+    __slots__ = ("node", "ttl_ms")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    node: NodeInfo
+    ttl_ms: int
+    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+
+class RegisterNodeResponse(_message.Message):
+    __slots__ = ("lease_id", "ttl_ms")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    ttl_ms: int
+    def __init__(self, lease_id: _Optional[str] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("node_id", "lease_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    lease_id: str
+    def __init__(self, node_id: _Optional[str] = ..., lease_id: _Optional[str] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("ok",)
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    def __init__(self, ok: _Optional[bool] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ("role",)
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    def __init__(self, role: _Optional[str] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("topics",)
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    topics: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, topics: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("type", "collection", "node", "revision")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        TYPE_UNSPECIFIED: _ClassVar[WatchEvent.Type]
+        PUT: _ClassVar[WatchEvent.Type]
+        DELETE: _ClassVar[WatchEvent.Type]
+    TYPE_UNSPECIFIED: WatchEvent.Type
+    PUT: WatchEvent.Type
+    DELETE: WatchEvent.Type
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    type: WatchEvent.Type
+    collection: _collection_pb2.CollectionSchema
+    node: NodeInfo
+    revision: int
+    def __init__(self, type: _Optional[_Union[WatchEvent.Type, str]] = ..., collection: _Optional[_Union[_collection_pb2.CollectionSchema, _Mapping]] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class ReportHLCRequest(_message.Message):
+    __slots__ = ("node_id", "hlc")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HLC_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    hlc: int
+    def __init__(self, node_id: _Optional[str] = ..., hlc: _Optional[int] = ...) -> None: ...
+
+class ReportHLCResponse(_message.Message):
+    __slots__ = ("cluster_hlc", "drift_ms", "flagged")
+    CLUSTER_HLC_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_MS_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    cluster_hlc: int
+    drift_ms: int
+    flagged: bool
+    def __init__(self, cluster_hlc: _Optional[int] = ..., drift_ms: _Optional[int] = ..., flagged: _Optional[bool] = ...) -> None: ...
