@@ -6,6 +6,10 @@ line flags (``--grpc-port``), reads ``VECRAFT_GRPC_PORT`` from the environment
 and ``--config FILE`` (or ``VECRAFT_CONFIG``) as TOML. A TOML file may hold the
 keys at top level or in a table named after the service (``[journal]``).
 Backend choices are ``Literal`` fields, so a typo fails at start-up.
+
+Commands with sub-commands (``vecraft up``) use the two halves of
+:func:`load_settings` directly: :func:`add_settings_arguments` on their own
+parser, then :func:`settings_from_namespace`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound="ServiceSettings")
+B = TypeVar("B", bound=BaseSettings)
 
 
 class ServiceSettings(BaseSettings):
@@ -64,10 +69,12 @@ def _read_toml(path: Path, section: str) -> dict[str, Any]:
     return merged
 
 
-def load_settings(cls: type[S], argv: list[str] | None = None, *, section: str = "",
-                  description: str = "") -> S:
-    """Build ``cls`` from flags, environment and an optional TOML file (in that priority)."""
-    parser = argparse.ArgumentParser(description=description or cls.__doc__)
+def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
+    """Add ``--config`` and one flag per field of ``cls`` to ``parser``.
+
+    Every flag defaults to ``None`` ("not given"), so :func:`settings_from_namespace`
+    can tell a flag from the environment, the file and the field default.
+    """
     parser.add_argument("--config", type=Path, default=os.environ.get("VECRAFT_CONFIG"),
                         help="TOML file with settings (flags and VECRAFT_* variables win)")
     for name, field in cls.model_fields.items():
@@ -81,13 +88,25 @@ def load_settings(cls: type[S], argv: list[str] | None = None, *, section: str =
             parser.add_argument(flag, dest=name, type=ftype, nargs="*", default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=name, type=ftype, choices=choices, default=None, help=help_text)
-    ns = parser.parse_args(argv)
+
+
+def settings_from_namespace(cls: type[B], ns: argparse.Namespace, *, section: str = "") -> B:
+    """Build ``cls`` from parsed flags (see :func:`add_settings_arguments`), the environment
+    and the TOML file named by ``ns.config``, in that priority."""
     values: dict[str, Any] = {}
-    if ns.config:
+    if getattr(ns, "config", None):
         file_values = _read_toml(Path(ns.config), section)
         # The environment outranks the file: drop file keys that are set in the env.
         values.update({k: v for k, v in file_values.items()
                        if f"VECRAFT_{k.upper()}" not in os.environ and k in cls.model_fields})
-    values.update({k: v for k, v in vars(ns).items() if k != "config" and v is not None})
+    values.update({k: v for k, v in vars(ns).items() if k in cls.model_fields and v is not None})
     # Init kwargs outrank env in pydantic-settings; file values must not, hence the filter above.
     return cls(**values)
+
+
+def load_settings(cls: type[S], argv: list[str] | None = None, *, section: str = "",
+                  description: str = "") -> S:
+    """Build ``cls`` from flags, environment and an optional TOML file (in that priority)."""
+    parser = argparse.ArgumentParser(description=description or cls.__doc__)
+    add_settings_arguments(parser, cls)
+    return settings_from_namespace(cls, parser.parse_args(argv), section=section)
