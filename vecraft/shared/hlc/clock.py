@@ -26,16 +26,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge
-
 from vecraft.shared.common.errors import ClockSkew
+from vecraft.shared.common.metrics import counter, gauge
 from vecraft.shared.hlc.timestamp import MAX_LOGICAL, format_hlc, pack, split
 
-REMOTE_REJECTED = Counter(
-    "vecraft_hlc_remote_rejected_total",
+REMOTE_REJECTED = counter(
+    "hlc", "remote_rejected",
     "Remote HLC timestamps refused because they were too far ahead of the local wall clock")
-DRIFT_MS = Gauge(
-    "vecraft_hlc_drift_ms",
+DRIFT_MS = gauge(
+    "hlc", "drift", "ms",
     "Last observed remote HLC physical time minus the local wall clock, in ms (positive = peer ahead)")
 
 
