@@ -1,0 +1,149 @@
+"""Planning a local cluster: process shapes, flags, persisted ports, refused changes."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from vecraft.shared.common import topology
+from vecraft.shared.common.errors import Conflict
+from vecraft.shared.common.topology import ClusterParams, PlanConflict, PortPair
+
+pytestmark = pytest.mark.unit
+
+NOTHING: dict[str, object] = {}
+
+
+def _flag(args: tuple[str, ...], flag: str) -> list[str]:
+    """Values following ``flag`` up to the next flag."""
+    i = args.index(flag) + 1
+    out = []
+    while i < len(args) and not args[i].startswith("--"):
+        out.append(args[i])
+        i += 1
+    return out
+
+
+def _fake_ports(params: ClusterParams) -> dict[str, PortPair]:
+    names = [n for n, *_ in topology.process_names(params) if n != "gateway"]
+    return {n: PortPair(grpc=30000 + 2 * i, http=30001 + 2 * i) for i, n in enumerate(names)}
+
+
+def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
+    params = ClusterParams(shards=2, replicas=2, data_partitions=3, apply_delay_ms=50, host="0.0.0.0")
+    plan = topology.plan_cluster(tmp_path, params, _fake_ports(params), config_file=Path("/c.toml"))
+    names = [p.name for p in plan.processes]
+    assert names == ["journal", "meta", "storage-0-r0", "storage-0-r1", "storage-1-r0", "storage-1-r1",
+                     "query-0", "query-1", "gateway"]
+    assert [[p.role for p in g][0] for g in plan.groups()] == list(topology.START_ORDER)
+
+    journal = plan.get("journal").grpc_address
+    meta = plan.get("meta")
+    assert _flag(meta.args, "--journal-address") == [journal]
+    assert _flag(meta.args, "--backend") == ["sqlite"]
+    assert _flag(meta.args, "--default-shards") == ["2"] and _flag(meta.args, "--default-replicas") == ["2"]
+
+    s11 = plan.get("storage-1-r1")
+    assert (s11.shard, s11.replica) == (1, 1)
+    assert s11.data_dir == tmp_path / "storage" / "shard-1-replica-1"
+    assert _flag(s11.args, "--shard") == ["1"] and _flag(s11.args, "--replica") == ["1"]
+    assert _flag(s11.args, "--apply-delay-ms") == ["50"]
+    assert _flag(s11.args, "--data-partitions") == ["3"]
+    assert _flag(s11.args, "--meta-address") == [meta.grpc_address]
+    assert _flag(s11.args, "--config") == ["/c.toml"]
+
+    q1 = plan.get("query-1")
+    assert _flag(q1.args, "--storage-addresses") == [plan.get("storage-1-r0").grpc_address,
+                                                     plan.get("storage-1-r1").grpc_address]
+    gw = plan.get("gateway")
+    assert (gw.grpc_port, gw.http_port, gw.host) == (50051, 8000, "0.0.0.0")
+    assert gw.http_address == "127.0.0.1:8000"  # a wildcard bind is reached on loopback
+    assert _flag(gw.args, "--query-addresses") == [f"0={plan.get('query-0').grpc_address}",
+                                                   f"1={q1.grpc_address}"]
+    assert _flag(gw.args, "--storage-addresses") == [
+        f"{s}={plan.get(f'storage-{s}-r{r}').grpc_address}" for s in range(2) for r in range(2)]
+    # Internal services never listen beyond loopback.
+    assert all(_flag(p.args, "--host") == ["127.0.0.1"] for p in plan.processes if p.role != "gateway")
+    assert all(_flag(p.args, "--node-id") == [p.name] for p in plan.processes)
+
+
+def test_plan_refuses_shared_ports(tmp_path: Path) -> None:
+    params = ClusterParams(shards=1)
+    ports = _fake_ports(params)
+    with pytest.raises(ValueError, match="port 30000"):
+        topology.plan_cluster(tmp_path, ClusterParams(shards=1, grpc_port=30000), ports)
+
+
+def test_ports_are_persisted_and_reused(tmp_path: Path) -> None:
+    first = topology.prepare_plan(tmp_path, {"shards": 2, "http_port": 18000, "grpc_port": 18001})
+    stored = json.loads((tmp_path / "cluster.json").read_text())
+    assert stored["params"]["shards"] == 2
+    assert {p["name"] for p in stored["processes"]} == {p.name for p in first.processes}
+
+    ports = [port for p in first.processes for port in (p.grpc_port, p.http_port)]
+    assert len(ports) == len(set(ports))
+
+    # No flags: everything comes from cluster.json.
+    second = topology.prepare_plan(tmp_path, {"shards": None, "http_port": None})
+    assert second.params == first.params
+    assert second.processes == first.processes
+
+    # Changing what may change keeps every internal port; more replicas get new ones.
+    third = topology.prepare_plan(tmp_path, {"replicas": 2, "http_port": 18100, "apply_delay_ms": 200})
+    assert third.params.shards == 2 and third.params.http_port == 18100
+    for p in first.processes:
+        if p.role != "gateway":
+            assert third.get(p.name).grpc_port == p.grpc_port
+    assert {"storage-0-r1", "storage-1-r1"} <= {p.name for p in third.processes}
+    # Back to one replica: the second replicas' ports stay reserved for later.
+    fourth = topology.prepare_plan(tmp_path, {"replicas": 1})
+    assert "storage-0-r1" in fourth.ports and "storage-0-r1" not in {p.name for p in fourth.processes}
+
+
+@pytest.mark.parametrize("flag", ["shards", "data_partitions"])
+def test_changing_fixed_parameters_is_refused(tmp_path: Path, flag: str) -> None:
+    topology.prepare_plan(tmp_path, {"shards": 2, "data_partitions": 2})
+    before = (tmp_path / "cluster.json").read_text()
+    with pytest.raises(PlanConflict) as info:
+        topology.prepare_plan(tmp_path, {flag: 5})
+    message = str(info.value)
+    assert f"--{flag.replace('_', '-')} 2" in message and "not supported" in message
+    assert isinstance(info.value, Conflict)
+    assert (tmp_path / "cluster.json").read_text() == before
+    # Repeating the stored value is fine.
+    assert getattr(topology.prepare_plan(tmp_path, {flag: 2}).params, flag) == 2
+
+
+def test_invalid_parameters() -> None:
+    for bad in ({"shards": 0}, {"replicas": 0}, {"data_partitions": 0}, {"apply_delay_ms": -1},
+                {"http_port": 70000}, {"http_port": 9000, "grpc_port": 9000}):
+        with pytest.raises(ValueError):
+            topology.resolve_params(None, bad)
+    with pytest.raises(ValueError, match="unknown"):
+        topology.resolve_params(None, {"shard": 3})
+
+
+def test_unreadable_plan_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "cluster.json").write_text("{not json")
+    with pytest.raises(ValueError, match="cluster.json"):
+        topology.prepare_plan(tmp_path, NOTHING)
+    (tmp_path / "cluster.json").write_text(json.dumps({"version": 99}))
+    with pytest.raises(ValueError, match="version"):
+        topology.load_plan(tmp_path)
+    assert topology.load_plan(tmp_path / "nowhere") is None
+
+
+def test_allocated_ports_are_free_and_avoid_taken() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        pairs = topology.allocate_ports([f"p{i}" for i in range(20)], {taken})
+    ports = [p for pair in pairs.values() for p in (pair.grpc, pair.http)]
+    assert len(set(ports)) == 40 and taken not in ports
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))

@@ -1,0 +1,387 @@
+"""The plan of a local Vecraft cluster: which processes `vecraft up` runs, with which flags.
+
+A plan is computed by the pure function :func:`plan_cluster` from the
+cluster's parameters (:class:`ClusterParams`) and one port pair per process.
+Internal ports are chosen once, when a data directory is first used, and
+stored with the parameters in ``DATA/cluster.json``; :func:`prepare_plan`
+reads that file, so a second ``vecraft up`` on the same directory gets the
+same ports, the same data directories and therefore the same cluster.
+
+Parameters that are not given fall back to the stored ones (then to the
+defaults). The shard count and the number of journal data partitions decide
+where every record and every journal entry lives, so changing them on an
+existing directory is refused with :class:`PlanConflict`; the others (ports of
+the gateway, host, replicas, apply delay) may change between runs.
+
+Start order, one group at a time: journal, meta manager, storage nodes,
+query processors, gateway. Internal services listen on 127.0.0.1 only; the
+gateway listens on ``host``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vecraft.shared.common.errors import Conflict
+
+CLUSTER_FILE = "cluster.json"
+PLAN_VERSION = 1
+LOOPBACK = "127.0.0.1"
+LOGS_DIR = "logs"
+
+#: role -> module run as ``python -m <module>``
+ROLE_MODULES: dict[str, str] = {
+    "journal": "vecraft.services.journal_service",
+    "meta": "vecraft.services.meta_manager",
+    "storage": "vecraft.services.storage_node",
+    "query": "vecraft.services.query_processor",
+    "gateway": "vecraft.services.api_gateway",
+}
+#: roles in start order; each is one start group
+START_ORDER: tuple[str, ...] = ("journal", "meta", "storage", "query", "gateway")
+#: parameters that fix where data lives; they cannot change once a directory holds a cluster
+FIXED_PARAMS: tuple[str, ...] = ("shards", "data_partitions")
+
+
+class PlanConflict(Conflict):
+    """The requested parameters contradict the plan stored in the data directory."""
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """What a local cluster looks like. Defaults are those of ``vecraft up``."""
+
+    host: str = LOOPBACK
+    http_port: int = 8000
+    grpc_port: int = 50051
+    shards: int = 3
+    replicas: int = 1
+    data_partitions: int = 1
+    apply_delay_ms: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("shards", "replicas", "data_partitions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.apply_delay_ms < 0:
+            raise ValueError(f"apply_delay_ms must be >= 0, got {self.apply_delay_ms}")
+        for name in ("http_port", "grpc_port"):
+            if not 1 <= getattr(self, name) <= 65535:
+                raise ValueError(f"{name} must be in 1..65535, got {getattr(self, name)}")
+        if self.http_port == self.grpc_port:
+            raise ValueError(f"http_port and grpc_port must differ (both {self.http_port})")
+
+
+@dataclass(frozen=True)
+class PortPair:
+    grpc: int
+    http: int
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One child process of the plan. ``args`` is the complete argument list after ``-m module``."""
+
+    name: str
+    role: str
+    module: str
+    args: tuple[str, ...]
+    host: str
+    grpc_port: int
+    http_port: int
+    data_dir: Path
+    group: int
+    shard: int | None = None
+    replica: int | None = None
+
+    @property
+    def connect_host(self) -> str:
+        """Where to reach it: a wildcard bind address is reached on loopback."""
+        return LOOPBACK if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.connect_host}:{self.grpc_port}"
+
+    @property
+    def http_address(self) -> str:
+        return f"{self.connect_host}:{self.http_port}"
+
+    def command(self, python: str) -> list[str]:
+        return [python, "-m", self.module, *self.args]
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    data_dir: Path
+    params: ClusterParams
+    processes: tuple[ProcessSpec, ...]
+    ports: Mapping[str, PortPair] = field(default_factory=dict)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / LOGS_DIR
+
+    def log_path(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def groups(self) -> list[tuple[ProcessSpec, ...]]:
+        """Processes grouped by start order; a group starts after the previous one is ready."""
+        by_group: dict[int, list[ProcessSpec]] = {}
+        for spec in self.processes:
+            by_group.setdefault(spec.group, []).append(spec)
+        return [tuple(by_group[g]) for g in sorted(by_group)]
+
+    def get(self, name: str) -> ProcessSpec:
+        for spec in self.processes:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def process_names(params: ClusterParams) -> list[tuple[str, str, int | None, int | None]]:
+    """(name, role, shard, replica) of every process, in start order."""
+    names: list[tuple[str, str, int | None, int | None]] = [("journal", "journal", None, None),
+                                                            ("meta", "meta", None, None)]
+    names += [(f"storage-{s}-r{r}", "storage", s, r)
+              for s in range(params.shards) for r in range(params.replicas)]
+    names += [(f"query-{s}", "query", s, None) for s in range(params.shards)]
+    names.append(("gateway", "gateway", None, None))
+    return names
+
+
+def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, PortPair], *,
+                 config_file: Path | None = None, log_level: str | None = None,
+                 modules: Mapping[str, str] | None = None) -> ClusterPlan:
+    """The processes of a local cluster. Pure: no file or network access.
+
+    Args:
+        data_dir: the cluster's directory; every child gets a directory below it.
+        params: cluster shape and the gateway's public ports.
+        ports: port pair of every internal process by name (the gateway's come from ``params``).
+        config_file: passed to every child as ``--config`` (each reads its own section).
+        log_level: passed to every child as ``--log-level`` when given.
+        modules: role -> module overrides (tests run stand-ins for the real services).
+
+    Raises:
+        KeyError: ``ports`` lacks an internal process.
+        ValueError: two processes would share a port (e.g. a gateway port an internal one has).
+    """
+    mods = {**ROLE_MODULES, **(modules or {})}
+    shape = process_names(params)
+    port_of = dict(ports)
+    port_of["gateway"] = PortPair(grpc=params.grpc_port, http=params.http_port)
+    owner: dict[int, str] = {}
+    for name, *_ in shape:
+        for port in (port_of[name].grpc, port_of[name].http):
+            if port in owner:
+                raise ValueError(f"port {port} is planned for both {owner[port]} and {name}")
+            owner[port] = name
+    addr = {name: f"{LOOPBACK}:{port_of[name].grpc}" for name, *_ in shape}
+    journal, meta = addr["journal"], addr["meta"]
+    partitions = ["--data-partitions", str(params.data_partitions)]
+    delay = ["--apply-delay-ms", str(params.apply_delay_ms)]
+    common_tail: list[str] = []
+    if config_file is not None:
+        common_tail += ["--config", str(config_file)]
+    if log_level is not None:
+        common_tail += ["--log-level", log_level]
+
+    def storage_of(shard: int) -> list[str]:
+        return [addr[f"storage-{shard}-r{r}"] for r in range(params.replicas)]
+
+    processes: list[ProcessSpec] = []
+    for name, role, shard, replica in shape:
+        if role == "journal":
+            own_dir, extra = data_dir / "journal", partitions
+        elif role == "meta":
+            own_dir = data_dir / "meta"
+            extra = ["--backend", "sqlite", "--journal-address", journal, *partitions,
+                     "--default-shards", str(params.shards), "--default-replicas", str(params.replicas)]
+        elif role == "storage":
+            own_dir = data_dir / "storage" / f"shard-{shard}-replica-{replica}"
+            extra = ["--shard", str(shard), "--replica", str(replica), "--journal-address", journal,
+                     "--meta-address", meta, *partitions, *delay]
+        elif role == "query":
+            assert shard is not None
+            own_dir = data_dir / "query" / f"shard-{shard}"
+            extra = ["--shard", str(shard), "--journal-address", journal, "--meta-address", meta,
+                     "--storage-addresses", *storage_of(shard), *partitions, *delay]
+        else:
+            own_dir = data_dir / "gateway"
+            extra = ["--journal-address", journal, "--meta-address", meta,
+                     "--query-addresses", *(f"{s}={addr[f'query-{s}']}" for s in range(params.shards)),
+                     "--storage-addresses",
+                     *(f"{s}={a}" for s in range(params.shards) for a in storage_of(s)),
+                     *partitions]
+        host = params.host if role == "gateway" else LOOPBACK
+        pair = port_of[name]
+        args = ("--grpc-port", str(pair.grpc), "--http-port", str(pair.http), "--host", host,
+                "--node-id", name, "--data-dir", str(own_dir), *extra, *common_tail)
+        processes.append(ProcessSpec(name=name, role=role, module=mods[role], args=args, host=host,
+                                     grpc_port=pair.grpc, http_port=pair.http, data_dir=own_dir,
+                                     group=START_ORDER.index(role), shard=shard, replica=replica))
+    return ClusterPlan(data_dir=data_dir, params=params, processes=tuple(processes), ports=dict(ports))
+
+
+def resolve_params(stored: ClusterParams | None, requested: Mapping[str, Any], *,
+                   data_dir: Path | None = None) -> ClusterParams:
+    """Merge requested parameters (``None`` = not given) over the stored ones, or the defaults.
+
+    Raises:
+        PlanConflict: a parameter in :data:`FIXED_PARAMS` differs from the stored plan.
+        ValueError: an unknown or invalid parameter.
+    """
+    known = {f.name for f in dataclasses.fields(ClusterParams)}
+    unknown = set(requested) - known
+    if unknown:
+        raise ValueError(f"unknown cluster parameters: {sorted(unknown)}")
+    given = {k: v for k, v in requested.items() if v is not None}
+    if stored is None:
+        return ClusterParams(**given)
+    for key in FIXED_PARAMS:
+        if key in given and given[key] != getattr(stored, key):
+            flag = "--" + key.replace("_", "-")
+            where = str(data_dir) if data_dir is not None else "the data directory"
+            raise PlanConflict(
+                f"{where} holds a cluster planned with {flag} {getattr(stored, key)}, "
+                f"but {flag} {given[key]} was requested. Changing the shard count or the number of "
+                f"journal data partitions of existing data is not supported: omit {flag} to use "
+                f"the stored value, or choose a new --data-dir.",
+                details={"parameter": key, "stored": getattr(stored, key), "requested": given[key]})
+    return dataclasses.replace(stored, **given)
+
+
+def _ephemeral_low() -> int:
+    """Lowest port of the kernel's ephemeral range (outgoing connections take ports from it)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def allocate_ports(names: Iterable[str], taken: Iterable[int], *, host: str = LOOPBACK,
+                   rng: random.Random | None = None) -> dict[str, PortPair]:
+    """A free port pair for each name, avoiding ``taken``.
+
+    Ports come from below the kernel's ephemeral range when possible: a port
+    taken from that range could later be occupied by some outgoing connection
+    while its service restarts.
+    """
+    rng = rng or random.Random()
+    avoid = set(taken)
+    held: list[socket.socket] = []
+    low, high = 20000, _ephemeral_low()
+    candidates = list(range(low, high)) if high - low > 100 else []
+    rng.shuffle(candidates)
+
+    def grab() -> int:
+        while candidates:
+            port = candidates.pop()
+            if port in avoid:
+                continue
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+            avoid.add(port)
+            return port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((host, 0))
+        held.append(sock)
+        port = int(sock.getsockname()[1])
+        avoid.add(port)
+        return port
+
+    try:
+        return {name: PortPair(grpc=grab(), http=grab()) for name in names}
+    finally:
+        # Held open until every port is chosen, so no two names get the same port.
+        for sock in held:
+            sock.close()
+
+
+def load_stored(data_dir: Path) -> tuple[ClusterParams, dict[str, PortPair]] | None:
+    """The parameters and ports stored in ``DATA/cluster.json``, or None if there is none.
+
+    Raises:
+        ValueError: the file exists but is not a plan this version understands.
+    """
+    path = data_dir / CLUSTER_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if raw.get("version") != PLAN_VERSION:
+        raise ValueError(f"{path} has plan version {raw.get('version')!r}; this vecraft reads "
+                         f"version {PLAN_VERSION}")
+    params = ClusterParams(**raw["params"])
+    ports = {name: PortPair(**pair) for name, pair in raw["ports"].items()}
+    return params, ports
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace ``path`` with ``data`` as JSON; readers never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def save_plan(plan: ClusterPlan) -> None:
+    """Write ``DATA/cluster.json``: parameters and ports (read back), processes (for people)."""
+    plan.data_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(plan.data_dir / CLUSTER_FILE, {
+        "version": PLAN_VERSION,
+        "params": dataclasses.asdict(plan.params),
+        "ports": {name: dataclasses.asdict(pair) for name, pair in sorted(plan.ports.items())},
+        "processes": [{"name": p.name, "role": p.role, "shard": p.shard, "replica": p.replica,
+                       "module": p.module, "grpc_address": p.grpc_address,
+                       "http_address": p.http_address, "data_dir": str(p.data_dir),
+                       "log": str(plan.log_path(p.name))} for p in plan.processes],
+    })
+
+
+def prepare_plan(data_dir: Path, requested: Mapping[str, Any], *, config_file: Path | None = None,
+                 log_level: str | None = None, modules: Mapping[str, str] | None = None) -> ClusterPlan:
+    """Load or create the plan of ``data_dir``, allocate ports for new processes, store it.
+
+    Raises:
+        PlanConflict: see :func:`resolve_params`.
+        ValueError: invalid parameters or an unreadable ``cluster.json``.
+    """
+    data_dir = data_dir.resolve()
+    stored = load_stored(data_dir)
+    params = resolve_params(stored[0] if stored else None, requested, data_dir=data_dir)
+    # Ports of processes no longer planned (fewer replicas) are kept for when they come back.
+    ports = dict(stored[1]) if stored else {}
+    internal = [name for name, *_ in process_names(params) if name != "gateway"]
+    missing = [name for name in internal if name not in ports]
+    taken = {p for pair in ports.values() for p in (pair.grpc, pair.http)}
+    ports.update(allocate_ports(missing, taken | {params.http_port, params.grpc_port}))
+    plan = plan_cluster(data_dir, params, ports, config_file=config_file, log_level=log_level,
+                        modules=modules)
+    save_plan(plan)
+    return plan
+
+
+def load_plan(data_dir: Path) -> ClusterPlan | None:
+    """The stored plan of ``data_dir`` (for ``vecraft status``), or None if there is none."""
+    data_dir = data_dir.resolve()
+    stored = load_stored(data_dir)
+    if stored is None:
+        return None
+    params, ports = stored
+    return plan_cluster(data_dir, params, ports)
