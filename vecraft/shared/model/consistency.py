@@ -1,0 +1,88 @@
+"""Read consistency levels: one enum for HTTP, gRPC, the SDK and the query processor.
+
+The integer values are the proto's (``vecraft.v1.ConsistencyLevel``), so
+``ConsistencyLevel(req.consistency_level)`` and ``int(level)`` convert without
+a table. Text accepted by :meth:`ConsistencyLevel.parse` (case-insensitive,
+``-`` and ``_`` interchangeable): ``eventual``; ``bounded``,
+``bounded_staleness``; ``read_your_writes``, ``ryw``, ``session``; ``strong``,
+``linearizable``. Responses use :attr:`ConsistencyLevel.wire_name`
+(``eventual``, ``bounded``, ``read_your_writes``, ``strong``), the names the
+spec's HTTP example shows.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+from vecraft.shared.common.errors import InvalidRequest
+from vecraft.shared.rpc.v1 import search_pb2
+
+
+class ConsistencyLevel(IntEnum):
+    """How fresh a read must be (spec 4.3); values equal the proto enum's."""
+
+    EVENTUAL = search_pb2.EVENTUAL
+    BOUNDED_STALENESS = search_pb2.BOUNDED_STALENESS
+    READ_YOUR_WRITES = search_pb2.READ_YOUR_WRITES
+    STRONG = search_pb2.STRONG
+
+    @property
+    def wire_name(self) -> str:
+        """The HTTP name used in headers and JSON responses."""
+        return _WIRE_NAMES[self]
+
+    @classmethod
+    def parse(cls, value: Any) -> ConsistencyLevel:
+        """A level from text (see module doc), a level, or its proto integer.
+
+        Raises:
+            InvalidRequest: unknown text or integer; the message lists the accepted names.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls.from_proto(value)
+        if isinstance(value, str):
+            key = value.strip().lower().replace("-", "_")
+            if key in _ALIASES:
+                return _ALIASES[key]
+        raise InvalidRequest(
+            f"unknown consistency level {value!r}; accepted: {', '.join(ACCEPTED_NAMES)}",
+            details={"accepted": list(ACCEPTED_NAMES)})
+
+    @classmethod
+    def from_proto(cls, value: int) -> ConsistencyLevel:
+        """The level of a ``search_pb2.ConsistencyLevel`` value; InvalidRequest if unknown."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidRequest(
+                f"unknown consistency level {value}; accepted: "
+                f"{', '.join(f'{m.value} ({m.name})' for m in cls)}") from None
+
+    def to_proto(self) -> int:
+        """The ``search_pb2.ConsistencyLevel`` value (an int, as protobuf enums are)."""
+        return int(self)
+
+
+_WIRE_NAMES = {
+    ConsistencyLevel.EVENTUAL: "eventual",
+    ConsistencyLevel.BOUNDED_STALENESS: "bounded",
+    ConsistencyLevel.READ_YOUR_WRITES: "read_your_writes",
+    ConsistencyLevel.STRONG: "strong",
+}
+
+_ALIASES: dict[str, ConsistencyLevel] = {
+    "eventual": ConsistencyLevel.EVENTUAL,
+    "bounded": ConsistencyLevel.BOUNDED_STALENESS,
+    "bounded_staleness": ConsistencyLevel.BOUNDED_STALENESS,
+    "read_your_writes": ConsistencyLevel.READ_YOUR_WRITES,
+    "ryw": ConsistencyLevel.READ_YOUR_WRITES,
+    "session": ConsistencyLevel.READ_YOUR_WRITES,
+    "strong": ConsistencyLevel.STRONG,
+    "linearizable": ConsistencyLevel.STRONG,
+}
+
+#: Every name :meth:`ConsistencyLevel.parse` accepts (lower-case form).
+ACCEPTED_NAMES: tuple[str, ...] = tuple(_ALIASES)

@@ -1,0 +1,141 @@
+"""Collection schema: what a collection is, validated, and its proto form.
+
+A :class:`CollectionSchema` is immutable; the meta manager fills in placement
+(``partition``, ``collection_id``) and the DDL position (``ddl_offset``,
+``ddl_hlc``) with :func:`dataclasses.replace`. Constructing one with a bad
+value raises :class:`InvalidRequest` naming the field and the allowed range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vecraft.shared.common.errors import InvalidRequest
+from vecraft.shared.model.limits import (
+    HNSW_EF_CONSTRUCTION_RANGE,
+    HNSW_EF_SEARCH_RANGE,
+    HNSW_M_RANGE,
+    MAX_DIM,
+    MAX_REPLICAS,
+    MAX_SHARDS,
+    METRICS,
+    MIN_DIM,
+    MIN_REPLICAS,
+    MIN_SHARDS,
+)
+from vecraft.shared.model.routing import DEFAULT_TENANT
+from vecraft.shared.model.validation import validate_name
+from vecraft.shared.rpc.v1 import collection_pb2
+
+DEFAULT_METRIC = "cosine"
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be an integer between {low} and {high}, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} is {value}; it must be between {low} and {high}")
+
+
+def normalize_metric(metric: Any) -> str:
+    """``cosine`` | ``l2`` | ``ip`` from any letter case; InvalidRequest otherwise."""
+    if isinstance(metric, str) and metric.strip().lower() in METRICS:
+        return metric.strip().lower()
+    raise InvalidRequest(f"metric {metric!r} is not supported; use one of {', '.join(METRICS)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HnswParams:
+    """HNSW graph parameters: ``m`` links per node, build and search breadth."""
+
+    m: int = 16
+    ef_construction: int = 200
+    ef_search: int = 64
+
+    def __post_init__(self) -> None:
+        _check_int("hnsw.m", self.m, *HNSW_M_RANGE)
+        _check_int("hnsw.ef_construction", self.ef_construction, *HNSW_EF_CONSTRUCTION_RANGE)
+        _check_int("hnsw.ef_search", self.ef_search, *HNSW_EF_SEARCH_RANGE)
+
+    def to_proto(self) -> collection_pb2.HnswParams:
+        return collection_pb2.HnswParams(m=self.m, ef_construction=self.ef_construction,
+                                         ef_search=self.ef_search)
+
+    @classmethod
+    def from_proto(cls, msg: collection_pb2.HnswParams | None) -> HnswParams:
+        """Zero fields (unset in proto3) take the defaults."""
+        if msg is None:
+            return cls()
+        default = cls()
+        return cls(m=msg.m or default.m,
+                   ef_construction=msg.ef_construction or default.ef_construction,
+                   ef_search=msg.ef_search or default.ef_search)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectionSchema:
+    """A collection of one tenant: vectors of ``dim`` floats compared by ``metric``.
+
+    ``metric`` is stored lower-case. ``partition`` is the journal data
+    partition of its writes; ``collection_id`` is unique per incarnation (a
+    dropped and re-created collection gets a new one); ``ddl_offset`` /
+    ``ddl_hlc`` locate the DDL entry in the ``system`` partition.
+    """
+
+    name: str
+    dim: int
+    tenant: str = DEFAULT_TENANT
+    metric: str = DEFAULT_METRIC
+    shards: int = 1
+    replicas: int = 1
+    hnsw: HnswParams = field(default_factory=HnswParams)
+    partition: str = ""
+    collection_id: str = ""
+    ddl_offset: int = 0
+    ddl_hlc: int = 0
+    created_unix_ms: int = 0
+
+    def __post_init__(self) -> None:
+        validate_name(self.tenant, "tenant")
+        validate_name(self.name, "collection")
+        _check_int("dim", self.dim, MIN_DIM, MAX_DIM)
+        object.__setattr__(self, "metric", normalize_metric(self.metric))
+        _check_int("shards", self.shards, MIN_SHARDS, MAX_SHARDS)
+        _check_int("replicas", self.replicas, MIN_REPLICAS, MAX_REPLICAS)
+        if not isinstance(self.hnsw, HnswParams):
+            raise InvalidRequest(f"hnsw must be HnswParams, got {type(self.hnsw).__name__}")
+        for name in ("ddl_offset", "ddl_hlc", "created_unix_ms"):
+            _check_int(name, getattr(self, name), 0, 2**64 - 1)
+
+    @property
+    def qualified_name(self) -> str:
+        """``tenant/name``: unique across the cluster."""
+        return f"{self.tenant}/{self.name}"
+
+    def to_proto(self) -> collection_pb2.CollectionSchema:
+        return collection_pb2.CollectionSchema(
+            tenant=self.tenant, name=self.name, dim=self.dim, metric=self.metric,
+            shards=self.shards, replicas=self.replicas, hnsw=self.hnsw.to_proto(),
+            partition=self.partition, collection_id=self.collection_id,
+            ddl_offset=self.ddl_offset, ddl_hlc=self.ddl_hlc, created_unix_ms=self.created_unix_ms)
+
+    @classmethod
+    def from_proto(cls, msg: collection_pb2.CollectionSchema) -> CollectionSchema:
+        """Validate and convert; an empty tenant means ``default``."""
+        return cls(
+            tenant=msg.tenant or DEFAULT_TENANT, name=msg.name, dim=msg.dim, metric=msg.metric,
+            shards=msg.shards, replicas=msg.replicas,
+            hnsw=HnswParams.from_proto(msg.hnsw if msg.HasField("hnsw") else None),
+            partition=msg.partition, collection_id=msg.collection_id, ddl_offset=msg.ddl_offset,
+            ddl_hlc=msg.ddl_hlc, created_unix_ms=msg.created_unix_ms)
+
+    @classmethod
+    def from_create_request(cls, req: collection_pb2.CreateCollectionRequest, *,
+                            default_shards: int, default_replicas: int) -> CollectionSchema:
+        """A validated schema (no placement yet) from a create request and its "0 = default" fields."""
+        return cls(
+            tenant=req.tenant or DEFAULT_TENANT, name=req.name, dim=req.dim,
+            metric=req.metric or DEFAULT_METRIC, shards=req.shards or default_shards,
+            replicas=req.replicas or default_replicas,
+            hnsw=HnswParams.from_proto(req.hnsw if req.HasField("hnsw") else None))
