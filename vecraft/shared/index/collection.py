@@ -1,0 +1,392 @@
+"""CollectionIndex: the vectors and metadata of one shard of one collection, in memory.
+
+Rows get int64 *labels* in insertion order. A faiss ``IndexHNSWFlat`` holds
+every label's vector (L2-normalised for cosine); a contiguous float32 store
+holds the same rows for exact search, ``get`` and snapshots; a
+:class:`MetadataIndex` maps metadata to labels. Labels are never reused: an
+upsert of an existing id adds a new label and tombstones the old one, a delete
+only tombstones. Searches exclude tombstones with a faiss ``IDSelectorBitmap``
+evaluated inside the graph traversal, so k results come back after any number
+of deletes; :meth:`CollectionIndex.compact` rebuilds without the dead rows.
+
+Planner: a filter is first evaluated to a candidate mask. When at most
+``EXACT_SEARCH_MAX_CANDIDATES`` rows are candidates (measured crossover, see
+docs/indexes.md and :mod:`vecraft.shared.index.calibrate`) an exact numpy scan
+of their vectors answers; otherwise HNSW runs with the candidates as selector.
+
+Concurrency: any number of searches run at once (faiss releases the GIL);
+mutations are serialised and take the write side of a phase-fair
+:class:`RWLock` in short sections (one chunk of ``add`` each), so a search
+waits for at most one chunk. New rows become visible together in one final
+section, so a batch is atomic for readers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from vecraft.shared.common.errors import InvalidRequest
+from vecraft.shared.index import persistence
+from vecraft.shared.index.metadata_index import MetadataIndex
+from vecraft.shared.index.rwlock import RWLock
+from vecraft.shared.model.filters import Filter
+
+METRICS = ("cosine", "l2", "ip")
+_FAISS_METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2,
+                 "ip": faiss.METRIC_INNER_PRODUCT}
+
+# Candidate count at or below which an exact scan beats filtered HNSW
+# (measured on 50K x 128, k=10: docs/indexes.md, calibrate.measure_crossover).
+EXACT_SEARCH_MAX_CANDIDATES = 4096
+# Target length of one write section while adding to the graph: bounds how long
+# a search waits behind a big apply.
+ADD_SECTION_SECONDS = 0.01
+_MIN_CHUNK, _MAX_CHUNK = 16, 8192
+# Filtered HNSW retries with a 4x larger ef this many times before falling back
+# to an exact scan, when the graph walk found fewer than k candidates.
+_EF_RETRIES = 3
+_MAX_EF = 4096
+
+
+class CollectionIndex:
+    """Vectors + metadata of one shard of one collection (faiss HNSW + inverted metadata index).
+
+    Thread-safe: searches run concurrently with each other and with one
+    mutation at a time (mutations are serialised internally).
+    """
+
+    def __init__(self, *, dim: int, metric: str, m: int = 16, ef_construction: int = 200,
+                 ef_search: int = 64) -> None:
+        if metric not in METRICS:
+            raise InvalidRequest(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+        if dim < 1 or m < 2 or ef_construction < 1 or ef_search < 1:
+            raise InvalidRequest(f"invalid index parameters: dim={dim} m={m} "
+                                 f"ef_construction={ef_construction} ef_search={ef_search}")
+        self.dim, self.metric, self.m, self.ef_construction = dim, metric, m, ef_construction
+        self._ef_search = ef_search
+        self._graph = self._new_graph()
+        self._vectors = np.empty((0, dim), dtype=np.float32)  # label -> indexed vector
+        self._norms = np.empty(0, dtype=np.float32)  # label -> original norm (cosine only)
+        self._alive = np.empty(0, dtype=bool)
+        self._ids: list[str | None] = []  # label -> id (None once dead)
+        self._metas: list[Mapping[str, Any] | None] = []  # label -> metadata (None once dead)
+        self._label_of: dict[str, int] = {}
+        self._meta_index = MetadataIndex()
+        self._size = 0  # labels in use == graph.ntotal
+        self._rw = RWLock()
+        self._writer = threading.Lock()
+        self._chunk = 256
+        # Planner threshold; an attribute so benchmarks and tests can force a path.
+        self.exact_search_max_candidates = EXACT_SEARCH_MAX_CANDIDATES
+        self._alive_bits: np.ndarray | None = None  # packed alive mask, rebuilt lazily
+
+    # --- introspection --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._label_of)
+
+    def __contains__(self, id: object) -> bool:
+        return id in self._label_of
+
+    @property
+    def ef_search(self) -> int:
+        return self._ef_search
+
+    @property
+    def dead_fraction(self) -> float:
+        """Share of graph nodes that are tombstones (the compactor rebuilds above a threshold)."""
+        return 1.0 - len(self._label_of) / self._size if self._size else 0.0
+
+    def set_ef_search(self, ef: int) -> None:
+        """Default ef for searches that do not pass one (ALTER of hnsw.ef_search)."""
+        if ef < 1:
+            raise InvalidRequest(f"ef_search must be >= 1, got {ef}")
+        self._ef_search = ef
+
+    def ids(self) -> list[str]:
+        """Every present id (unordered snapshot)."""
+        with self._rw.read():
+            return list(self._label_of)
+
+    def metadata(self, id: str) -> Mapping[str, Any] | None:
+        """Metadata of a present id (None when it has none). Raises KeyError when absent."""
+        with self._rw.read():
+            return self._metas[self._label_of[id]]
+
+    def get(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]]:
+        """(present ids in the order asked, their original vectors (n, dim), their metadata)."""
+        with self._rw.read():
+            found = [i for i in ids if i in self._label_of]
+            labels = np.fromiter((self._label_of[i] for i in found), dtype=np.int64, count=len(found))
+            vectors = self._vectors[labels]
+            if self.metric == "cosine":
+                vectors *= self._norms[labels, None]
+            return found, vectors, [self._metas[label] for label in labels.tolist()]
+
+    # --- mutations ------------------------------------------------------------------------------
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray,
+               metadatas: Sequence[Mapping[str, Any] | None]) -> None:
+        """Insert or replace records; the whole batch becomes visible to searches at once.
+
+        ``vectors`` is (len(ids), dim) float32. When an id repeats in the batch
+        the last row wins. Raises InvalidRequest on a shape mismatch or a
+        non-finite value (nothing is changed then).
+        """
+        vectors = np.asarray(vectors, dtype=np.float32)
+        n = len(ids)
+        if vectors.ndim != 2 or vectors.shape != (n, self.dim) or len(metadatas) != n:
+            raise InvalidRequest(f"upsert of {n} ids needs vectors of shape ({n}, {self.dim}) and "
+                                 f"{n} metadata entries, got {vectors.shape} and {len(metadatas)}")
+        if n == 0:
+            return
+        if not np.isfinite(vectors).all():
+            raise InvalidRequest("vectors must be finite (no NaN or infinity)")
+        ids = list(ids)
+        if len(set(ids)) != n:
+            keep = sorted({id_: row for row, id_ in enumerate(ids)}.values())
+            ids = [ids[row] for row in keep]
+            vectors, metadatas = vectors[keep], [metadatas[row] for row in keep]
+        norms = np.ones(len(ids), dtype=np.float32)
+        if self.metric == "cosine":
+            norms = np.linalg.norm(vectors, axis=1).astype(np.float32)
+            vectors = vectors / np.where(norms > 0, norms, 1)[:, None]
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._writer:
+            first = self._size
+            start = 0
+            while start < len(ids):
+                stop = min(len(ids), start + self._chunk)
+                began = time.perf_counter()
+                with self._rw.write():
+                    self._append_rows(ids[start:stop], vectors[start:stop], norms[start:stop],
+                                      metadatas[start:stop])
+                self._tune_chunk(stop - start, time.perf_counter() - began)
+                start = stop
+            with self._rw.write():
+                old = [self._label_of[i] for i in ids if i in self._label_of]
+                self._kill(np.asarray(old, dtype=np.int64))
+                self._alive[first:self._size] = True
+                self._label_of.update(zip(ids, range(first, self._size), strict=True))
+                self._alive_bits = None
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove the given ids; absent ids are ignored. Returns how many were present."""
+        with self._writer, self._rw.write():
+            labels = [self._label_of.pop(i) for i in set(ids) if i in self._label_of]
+            self._kill(np.asarray(labels, dtype=np.int64))
+            self._alive_bits = None
+            return len(labels)
+
+    def _append_rows(self, ids: list[str], vectors: np.ndarray, norms: np.ndarray,
+                     metadatas: Sequence[Mapping[str, Any] | None]) -> None:
+        """Add rows as new, not yet alive labels (caller holds the write lock)."""
+        first, end = self._size, self._size + len(ids)
+        if end > len(self._alive):
+            self._grow(end)
+        self._vectors[first:end] = vectors
+        self._norms[first:end] = norms
+        self._graph.add(vectors)
+        self._ids.extend(ids)
+        self._metas.extend(metadatas)
+        self._meta_index.add(range(first, end), metadatas)
+        self._size = end
+
+    def _grow(self, needed: int) -> None:
+        capacity = max(needed, 2 * len(self._alive), 1024)
+        vectors = np.empty((capacity, self.dim), dtype=np.float32)
+        vectors[: self._size] = self._vectors[: self._size]
+        norms = np.empty(capacity, dtype=np.float32)
+        norms[: self._size] = self._norms[: self._size]
+        alive = np.zeros(capacity, dtype=bool)
+        alive[: self._size] = self._alive[: self._size]
+        self._vectors, self._norms, self._alive = vectors, norms, alive
+
+    def _kill(self, labels: np.ndarray) -> None:
+        self._alive[labels] = False
+        for label in labels.tolist():
+            self._ids[label] = None
+            self._metas[label] = None
+
+    def _tune_chunk(self, rows: int, seconds: float) -> None:
+        # Add cost per row grows with the graph, ef_construction and dim: size the
+        # next chunk from the last one so each write section lasts ~ADD_SECTION_SECONDS.
+        per_row = max(seconds / rows, 1e-7)
+        self._chunk = int(min(_MAX_CHUNK, max(_MIN_CHUNK, ADD_SECTION_SECONDS / per_row)))
+
+    def compact(self) -> int:
+        """Rebuild the graph and metadata index from the alive rows only; returns rows dropped.
+
+        Searches keep running on the old structures during the rebuild (writes
+        wait); the swap is one short write section. Search results may differ
+        slightly afterwards (a new graph).
+        """
+        with self._writer:
+            with self._rw.read():
+                labels = np.flatnonzero(self._alive[: self._size])
+                dropped = self._size - len(labels)
+                vectors = np.ascontiguousarray(self._vectors[labels])
+                graph = self._new_graph()
+                graph.add(vectors)
+                metas = [self._metas[label] for label in labels.tolist()]
+                meta_index = MetadataIndex()
+                meta_index.add(range(len(labels)), metas)
+                ids = [self._ids[label] for label in labels.tolist()]
+                norms = self._norms[labels]
+            with self._rw.write():
+                self._graph, self._meta_index, self._size = graph, meta_index, len(labels)
+                self._vectors, self._norms = vectors, norms
+                self._alive = np.ones(len(labels), dtype=bool)
+                self._ids, self._metas = ids, metas
+                self._label_of = {id_: label for label, id_ in enumerate(ids) if id_ is not None}
+                self._alive_bits = None
+            return dropped
+
+    def _new_graph(self) -> faiss.IndexHNSWFlat:
+        graph = faiss.IndexHNSWFlat(self.dim, self.m, _FAISS_METRIC[self.metric])
+        graph.hnsw.efConstruction = self.ef_construction
+        graph.hnsw.efSearch = self._ef_search
+        return graph
+
+    # --- search ---------------------------------------------------------------------------------
+
+    def search(self, query: np.ndarray, k: int, flt: Filter | None = None,
+               ef_search: int | None = None) -> tuple[list[str], np.ndarray]:
+        """Top-k ids best first and their float32 scores (higher is better).
+
+        Scores: cosine similarity, inner product, or minus the squared L2
+        distance. Fewer than k results only when fewer than k records match.
+        Raises InvalidRequest for a query of the wrong dimension or with
+        non-finite values, k < 1 or ef_search < 1.
+        """
+        ids, scores, _ = self.search_records(query, k, flt, ef_search)
+        return ids, scores
+
+    def search_records(self, query: np.ndarray, k: int, flt: Filter | None = None,
+                       ef_search: int | None = None
+                       ) -> tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]]:
+        """Like :meth:`search`, plus each hit's metadata read under the same lock."""
+        q = self._prepare_query(query)
+        if k < 1:
+            raise InvalidRequest(f"k must be >= 1, got {k}")
+        if ef_search is not None and ef_search < 1:
+            raise InvalidRequest(f"ef_search must be >= 1, got {ef_search}")
+        ef = max(ef_search or self._ef_search, k)
+        with self._rw.read():
+            labels, scores = self._search_labels(q, k, flt, ef)
+            label_list = labels.tolist()
+            return ([self._ids[label] for label in label_list], scores,  # type: ignore[misc]
+                    [self._metas[label] for label in label_list])
+
+    def _prepare_query(self, query: np.ndarray) -> np.ndarray:
+        q = np.asarray(query, dtype=np.float32)
+        if q.ndim == 2 and q.shape[0] == 1:
+            q = q[0]
+        if q.shape != (self.dim,):
+            raise InvalidRequest(f"query vector has dimension {q.shape[-1] if q.ndim else 0}, "
+                                 f"collection has {self.dim}")
+        if not np.isfinite(q).all():
+            raise InvalidRequest("query vector must be finite (no NaN or infinity)")
+        if self.metric == "cosine":
+            norm = float(np.linalg.norm(q))
+            if norm > 0:
+                q = q / norm
+        return np.ascontiguousarray(q.reshape(1, self.dim), dtype=np.float32)
+
+    def _search_labels(self, q: np.ndarray, k: int, flt: Filter | None,
+                       ef: int) -> tuple[np.ndarray, np.ndarray]:
+        """Caller holds the read lock."""
+        alive_count = len(self._label_of)
+        alive = self._alive[: self._size]
+        mask: np.ndarray | None = None
+        count = alive_count
+        if flt is not None:
+            mask = self._meta_index.evaluate(flt, self._size)
+            mask &= alive
+            count = int(np.count_nonzero(mask))
+            if count == alive_count:
+                mask = None  # the filter keeps everything: plain search
+        if count == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        if count <= self.exact_search_max_candidates:
+            return self._exact(q, np.flatnonzero(alive if mask is None else mask), k)
+        bits = self._packed_alive() if mask is None else np.packbits(mask, bitorder="little")
+        return self._hnsw(q, k, bits, min(k, count), ef, mask)
+
+    def _packed_alive(self) -> np.ndarray | None:
+        """Packed alive mask, or None when every label is alive (no selector needed)."""
+        if len(self._label_of) == self._size:
+            return None
+        bits = self._alive_bits
+        if bits is None:
+            # Benign race: concurrent readers compute the same value.
+            bits = self._alive_bits = np.packbits(self._alive[: self._size], bitorder="little")
+        return bits
+
+    def _hnsw(self, q: np.ndarray, k: int, bits: np.ndarray | None, want: int, ef: int,
+              mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        for _ in range(_EF_RETRIES + 1):
+            params = faiss.SearchParametersHNSW(efSearch=ef)
+            if bits is not None:
+                # `selector` and `bits` must stay referenced until search returns.
+                selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+                params.sel = selector
+            distances, labels = self._graph.search(q, k, params=params)
+            found = labels[0] >= 0
+            if int(np.count_nonzero(found)) >= want:
+                scores = distances[0][found]
+                return labels[0][found], (np.subtract(0, scores) if self.metric == "l2" else scores)
+            if ef >= _MAX_EF:
+                break
+            # A very selective filter or many tombstones: the walk ran out of candidates.
+            ef = min(_MAX_EF, ef * 4)
+        candidates = np.flatnonzero(self._alive[: self._size] if mask is None else mask)
+        return self._exact(q, candidates, k)
+
+    def _exact(self, q: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        vectors = self._vectors[labels]
+        if self.metric == "l2":
+            diff = vectors - q
+            scores = np.subtract(0, np.einsum("ij,ij->i", diff, diff))
+        else:
+            scores = vectors @ q[0]
+        if len(labels) > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            labels, scores = labels[top], scores[top]
+        order = np.argsort(-scores, kind="stable")
+        return labels[order], scores[order].astype(np.float32)
+
+    # --- persistence ----------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        """Snapshot to ``directory`` atomically (temp dir, fsync, rename); searches keep running."""
+        with self._writer, self._rw.read():
+            persistence.save_collection(
+                Path(directory), graph=self._graph, vectors=self._vectors[: self._size],
+                norms=self._norms[: self._size], alive=self._alive[: self._size],
+                ids=self._ids, metas=self._metas,
+                params={"dim": self.dim, "metric": self.metric, "m": self.m,
+                        "ef_construction": self.ef_construction, "ef_search": self._ef_search})
+
+    @classmethod
+    def load(cls, directory: Path) -> CollectionIndex:
+        """Restore a snapshot written by :meth:`save`; answers are identical to the saved index."""
+        loaded = persistence.load_collection(Path(directory))
+        params = loaded.params
+        index = cls(dim=params["dim"], metric=params["metric"], m=params["m"],
+                    ef_construction=params["ef_construction"], ef_search=params["ef_search"])
+        size = len(loaded.alive)
+        index._graph, index._size = loaded.graph, size
+        index._vectors, index._norms, index._alive = loaded.vectors, loaded.norms, loaded.alive
+        index._ids, index._metas = loaded.ids, loaded.metas
+        live = np.flatnonzero(loaded.alive).tolist()
+        index._label_of = {loaded.ids[label]: label for label in live}  # type: ignore[misc]
+        index._meta_index.add(live, [loaded.metas[label] for label in live])
+        return index

@@ -1,0 +1,269 @@
+"""ShardState: one shard of every collection, in memory, fed by journal entries.
+
+Storage nodes keep one as their authoritative index (next to the record file)
+and query processors keep one as their cache; both feed it the entries of the
+journal partitions they follow, in offset order per partition, from the push
+stream and from pull-before-read, possibly from different threads.
+
+Replay rules (so a data partition alone rebuilds every collection):
+
+- CREATE makes an empty collection; a CREATE of a known or already dropped
+  collection_id is ignored (DDL may arrive on several partitions); a CREATE of
+  a new incarnation of a (tenant, name) replaces the old one.
+- DROP removes the collection and its records; ALTER sets hnsw.ef_search.
+- Writes (insert and upsert alike) replace existing ids; deletes remove them;
+  mutations of unknown collection_ids are skipped with a warning.
+- ``applied[partition]`` moves only after an entry's effects are visible to
+  searches, so a reader that checks it first never misses them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from vecraft.shared.common.errors import NotFound
+from vecraft.shared.index.collection import CollectionIndex
+from vecraft.shared.index.journal_ops import ShardOp, decode_entry
+from vecraft.shared.index.snapshot_dir import atomic_directory, existing_snapshot
+from vecraft.shared.model.filters import Filter
+from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
+
+log = logging.getLogger(__name__)
+
+# Rows apply_many merges into one upsert at most (bounds the copy it makes).
+MAX_BATCH_ROWS = 65_536
+_MANIFEST_FORMAT = 1
+
+
+@dataclass(slots=True)
+class _Collection:
+    schema: collection_pb2.CollectionSchema
+    index: CollectionIndex
+    documents: dict[str, str] = field(default_factory=dict)  # only non-empty documents
+
+
+def _index_for(schema: collection_pb2.CollectionSchema) -> CollectionIndex:
+    hnsw = schema.hnsw
+    return CollectionIndex(dim=schema.dim, metric=schema.metric or "cosine", m=hnsw.m or 16,
+                           ef_construction=hnsw.ef_construction or 200,
+                           ef_search=hnsw.ef_search or 64)
+
+
+def metadata_to_json(metadata: Mapping[str, Any] | None) -> str:
+    """The wire form of a record's metadata ("" for none)."""
+    if not metadata:
+        return ""
+    try:
+        return orjson.dumps(metadata).decode()
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(metadata, separators=(",", ":"))
+
+
+class ShardState:
+    """In-memory state of one shard of every collection, built by applying journal entries.
+
+    Thread-safe: appliers are serialised; searches and reads run concurrently
+    with them (see :class:`CollectionIndex`).
+    """
+
+    def __init__(self, shard: int, *, keep_documents: bool = True) -> None:
+        self.shard = shard
+        self.keep_documents = keep_documents
+        #: partition -> (offset, hlc) of the last entry applied.
+        self.applied: dict[str, tuple[int, int]] = {}
+        self._by_id: dict[str, _Collection] = {}
+        self._by_name: dict[tuple[str, str], str] = {}  # (tenant, name) -> collection_id
+        self._schemas: dict[str, collection_pb2.CollectionSchema] = {}
+        self._dropped: set[str] = set()
+        self._apply_lock = threading.Lock()
+
+    # --- applying the journal -------------------------------------------------------------------
+
+    def apply(self, entry: journal_pb2.JournalEntry) -> None:
+        """Apply one entry; ignored if its offset <= the applied offset of its partition."""
+        self.apply_many([entry])
+
+    def apply_many(self, entries: Sequence[journal_pb2.JournalEntry]) -> None:
+        """Apply entries in order (idempotent like :meth:`apply`).
+
+        Consecutive writes to one collection, across entries, become one
+        upsert (up to MAX_BATCH_ROWS rows); ``applied`` advances after each
+        flush for the entries it completed.
+        """
+        with self._apply_lock:
+            batch: list[ShardOp] = []
+            batch_rows = 0
+            done: dict[str, tuple[int, int]] = {}
+            for entry in entries:
+                last = done.get(entry.partition) or self.applied.get(entry.partition)
+                if last is not None and entry.offset <= last[0]:
+                    continue
+                if last is not None and entry.offset != last[0] + 1:
+                    log.warning("journal gap: applying offset %d after %d", entry.offset, last[0],
+                                extra={"partition": entry.partition})
+                for op in decode_entry(entry, self.shard, self._schemas):
+                    mergeable = op.kind == "upsert" and (not batch or (
+                        batch[0].collection_id == op.collection_id
+                        and batch_rows + len(op.ids) <= MAX_BATCH_ROWS))
+                    if not mergeable:
+                        self._flush(batch, done)
+                        batch_rows = 0
+                    if op.kind == "upsert":
+                        batch.append(op)
+                        batch_rows += len(op.ids)
+                    else:
+                        self._apply_op(op)
+                done[entry.partition] = (entry.offset, entry.hlc)
+            self._flush(batch, done)
+
+    def _flush(self, batch: list[ShardOp], done: dict[str, tuple[int, int]]) -> None:
+        """Apply the buffered upserts, then publish the offsets of the entries they completed."""
+        if batch:
+            coll = self._by_id[batch[0].collection_id]
+            ids = [i for op in batch for i in op.ids]
+            vectors = batch[0].vectors if len(batch) == 1 else np.concatenate(
+                [op.vectors for op in batch if op.vectors is not None])
+            coll.index.upsert(ids, vectors, [m for op in batch for m in op.metadatas])
+            if self.keep_documents:
+                for op in batch:
+                    for id_, doc in zip(op.ids, op.documents, strict=True):
+                        if doc:
+                            coll.documents[id_] = doc
+                        else:
+                            coll.documents.pop(id_, None)
+            batch.clear()
+        self.applied.update(done)
+        done.clear()
+
+    def _apply_op(self, op: ShardOp) -> None:
+        if op.kind == "delete":
+            coll = self._by_id[op.collection_id]
+            coll.index.delete(op.ids)
+            for id_ in op.ids:
+                coll.documents.pop(id_, None)
+        elif op.kind == "create":
+            self._create(op.schema)  # type: ignore[arg-type]
+        elif op.kind == "drop":
+            self._drop(op.collection_id)
+        elif op.kind == "alter":
+            coll = self._by_id.get(op.collection_id)
+            ef = op.schema.hnsw.ef_search if op.schema is not None else 0
+            if coll is not None and ef > 0:
+                coll.index.set_ef_search(ef)
+                coll.schema.hnsw.ef_search = ef
+                if op.schema.ddl_offset:  # type: ignore[union-attr]
+                    coll.schema.ddl_offset = op.schema.ddl_offset  # type: ignore[union-attr]
+                    coll.schema.ddl_hlc = op.schema.ddl_hlc  # type: ignore[union-attr]
+
+    def _create(self, schema: collection_pb2.CollectionSchema) -> None:
+        cid = schema.collection_id
+        if cid in self._by_id or cid in self._dropped:
+            return
+        previous = self._by_name.get((schema.tenant, schema.name))
+        if previous is not None:
+            self._drop(previous)
+        self._by_id[cid] = _Collection(schema, _index_for(schema))
+        self._schemas[cid] = schema
+        self._by_name[(schema.tenant, schema.name)] = cid
+
+    def _drop(self, collection_id: str) -> None:
+        self._dropped.add(collection_id)
+        coll = self._by_id.pop(collection_id, None)
+        self._schemas.pop(collection_id, None)
+        if coll is not None:
+            key = (coll.schema.tenant, coll.schema.name)
+            if self._by_name.get(key) == collection_id:
+                del self._by_name[key]
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def _collection(self, tenant: str, name: str) -> _Collection:
+        cid = self._by_name.get((tenant, name))
+        coll = self._by_id.get(cid) if cid is not None else None
+        if coll is None:
+            raise NotFound(f"collection {name!r} of tenant {tenant!r} not found",
+                           details={"tenant": tenant, "collection": name})
+        return coll
+
+    def schema(self, tenant: str, name: str) -> collection_pb2.CollectionSchema:
+        """Schema of a collection; NotFound if this shard does not know it."""
+        return self._collection(tenant, name).schema
+
+    def index(self, tenant: str, name: str) -> CollectionIndex:
+        """This shard's index of a collection; NotFound if unknown."""
+        return self._collection(tenant, name).index
+
+    def collections(self) -> list[collection_pb2.CollectionSchema]:
+        return [coll.schema for coll in list(self._by_id.values())]
+
+    def applied_offset(self, partition: str) -> int:
+        """Offset applied in ``partition`` (0 when nothing was)."""
+        last = self.applied.get(partition)
+        return last[0] if last is not None else 0
+
+    def search(self, tenant: str, collection: str, query: np.ndarray, k: int,
+               flt: Filter | None = None, ef_search: int | None = None
+               ) -> tuple[list[str], np.ndarray, list[str]]:
+        """Top-k of this shard: ids, float32 scores (higher is better), metadata JSON per hit.
+
+        Raises NotFound for an unknown collection, InvalidRequest for a query
+        of the wrong dimension or k < 1.
+        """
+        index = self._collection(tenant, collection).index
+        ids, scores, metas = index.search_records(query, k, flt, ef_search)
+        return ids, scores, [metadata_to_json(m) for m in metas]
+
+    def get(self, tenant: str, collection: str, ids: Sequence[str]
+            ) -> tuple[list[str], np.ndarray, list[str], list[str]]:
+        """Present ids (in the order asked), their vectors, metadata JSON and documents."""
+        coll = self._collection(tenant, collection)
+        found, vectors, metas = coll.index.get(ids)
+        return (found, vectors, [metadata_to_json(m) for m in metas],
+                [coll.documents.get(i, "") for i in found])
+
+    # --- snapshots ------------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        """Snapshot every collection and the applied offsets atomically (appliers wait)."""
+        with self._apply_lock, atomic_directory(Path(directory)) as tmp:
+            manifest = {
+                "format": _MANIFEST_FORMAT, "shard": self.shard,
+                "applied": {p: list(v) for p, v in self.applied.items()},
+                "dropped": sorted(self._dropped),
+                "collections": [base64.b64encode(c.schema.SerializeToString()).decode()
+                                for c in self._by_id.values()],
+            }
+            for cid, coll in self._by_id.items():
+                coll.index.save(tmp / "collections" / cid)
+                (tmp / "collections" / cid / "documents.json").write_bytes(orjson.dumps(coll.documents))
+            (tmp / "manifest.json").write_bytes(orjson.dumps(manifest))
+
+    @classmethod
+    def load(cls, directory: Path, *, keep_documents: bool = True) -> ShardState:
+        """Restore a snapshot written by :meth:`save`; replay continues after ``applied``."""
+        source = existing_snapshot(Path(directory))
+        manifest = orjson.loads((source / "manifest.json").read_bytes())
+        if manifest.get("format") != _MANIFEST_FORMAT:
+            raise ValueError(f"{source}: unsupported shard snapshot format {manifest.get('format')!r}")
+        state = cls(manifest["shard"], keep_documents=keep_documents)
+        state.applied = {p: (v[0], v[1]) for p, v in manifest["applied"].items()}
+        state._dropped = set(manifest["dropped"])
+        for encoded in manifest["collections"]:
+            schema = collection_pb2.CollectionSchema.FromString(base64.b64decode(encoded))
+            cid = schema.collection_id
+            folder = source / "collections" / cid
+            documents = orjson.loads((folder / "documents.json").read_bytes()) if keep_documents else {}
+            state._by_id[cid] = _Collection(schema, CollectionIndex.load(folder), documents)
+            state._schemas[cid] = schema
+            state._by_name[(schema.tenant, schema.name)] = cid
+        return state
