@@ -1,0 +1,56 @@
+"""A stand-in for every Vecraft service, for supervisor and CLI tests.
+
+It accepts every flag the cluster plan gives the real services (so the tests
+also check that the planned command lines parse against settings shaped like
+theirs), runs the real :class:`Service` shell, and is ready at once. If the
+environment variable ``FAKE_SERVICE_CRASH`` names its node id it writes a
+message and exits with code 3 before serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any, Literal
+
+from vecraft.shared.common.config import ServiceSettings, load_settings
+from vecraft.shared.common.logging import setup_logging
+from vecraft.shared.common.service import Service
+
+
+class FakeSettings(ServiceSettings):
+    shard: int = -1
+    replica: int = -1
+    journal_address: str = ""
+    storage_addresses: list[str] = []
+    query_addresses: list[str] = []
+    data_partitions: int = 1
+    apply_delay_ms: int = 0
+    backend: Literal["sqlite"] = "sqlite"
+    default_shards: int = 1
+    default_replicas: int = 1
+
+
+class FakeService(Service):
+    role = "fake"
+
+    def __init__(self, settings: FakeSettings) -> None:
+        super().__init__(settings)
+        self.fake = settings
+
+    def health_payload(self) -> dict[str, Any]:
+        return {"shard": self.fake.shard, "replica": self.fake.replica}
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load_settings(FakeSettings, argv, section="fake")
+    if os.environ.get("FAKE_SERVICE_CRASH") == settings.node_id:
+        print(f"fake crash of {settings.node_id}: cannot open the data directory", file=sys.stderr)
+        sys.exit(3)
+    setup_logging(settings.node_id or "fake", settings.log_level)
+    asyncio.run(FakeService(settings).run())
+
+
+if __name__ == "__main__":
+    main()

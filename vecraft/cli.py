@@ -1,0 +1,356 @@
+"""The ``vecraft`` command: ``up`` runs a local cluster, ``status`` reports on it, ``bench`` runs benchmarks.
+
+Exit codes (also in ``vecraft --help`` and docs/operations.md):
+
+- ``up``: 0 after a clean stop (Ctrl-C / SIGTERM), 1 if start-up failed,
+  2 for a usage error, a plan that contradicts the stored one, or a data
+  directory another ``vecraft up`` is running.
+- ``status``: 0 if the supervisor runs and every started service is up, 1
+  otherwise, 2 if the data directory holds no cluster.
+- ``bench``: the benchmark's own exit code; 2 for an unknown benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import pkgutil
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import psutil
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vecraft import __version__
+from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
+from vecraft.shared.common.errors import VecraftError
+from vecraft.shared.common.supervisor import ChildState, Supervisor, read_status
+from vecraft.shared.common.topology import ClusterPlan, ClusterParams, load_plan, prepare_plan
+
+DEFAULT_DATA_DIR = Path("./vecraft-data")
+BENCH_PACKAGE = "vecraft.bench"
+_D = ClusterParams()
+
+EXIT_CODES = """\
+exit codes:
+  up      0 clean stop (Ctrl-C / SIGTERM); 1 start-up failed (the failing service's
+          log tail is printed); 2 bad flags, a plan contradicting the stored one, or a
+          data directory another `vecraft up` is running
+  status  0 supervisor running and every started service up; 1 otherwise;
+          2 no cluster in the data directory
+  bench   the benchmark's exit code; 2 unknown benchmark
+"""
+
+
+class UpSettings(BaseSettings):
+    """Settings of ``vecraft up``.
+
+    Priority: flags > ``VECRAFT_*`` environment > the ``[up]`` table (or top-level
+    keys) of ``--config FILE`` > the plan stored in the data directory > defaults.
+    ``None`` means "not given" so the stored plan can fill it in.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VECRAFT_", extra="ignore")
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description=(
+        "directory of the cluster: data of every service, logs/, cluster.json (plan and ports), "
+        "supervisor.json (pids). A second `vecraft up` on it resumes the same cluster. "
+        f"Default {DEFAULT_DATA_DIR}"))
+    host: str | None = Field(None, description=(
+        f"interface the gateway (HTTP and gRPC) listens on; internal services always use "
+        f"127.0.0.1. 0.0.0.0 exposes the gateway on every interface. Default {_D.host}"))
+    http_port: int | None = Field(None, description=(
+        f"gateway HTTP port (REST API, /docs, /healthz, /metrics). Default {_D.http_port}"))
+    grpc_port: int | None = Field(None, description=f"gateway gRPC port. Default {_D.grpc_port}")
+    shards: int | None = Field(None, description=(
+        f"shard groups: one query processor and --replicas storage nodes each. Fixed once the "
+        f"data directory exists. Default {_D.shards}"))
+    replicas: int | None = Field(None, description=(
+        f"storage replicas per shard; a new replica rebuilds itself from the journal. "
+        f"Default {_D.replicas}"))
+    data_partitions: int | None = Field(None, description=(
+        f"journal data partitions (tenants are spread over them). Fixed once the data "
+        f"directory exists. Default {_D.data_partitions}"))
+    apply_delay_ms: int | None = Field(None, description=(
+        "test knob: delay the journal's push stream to storage nodes and query processors "
+        "by this many ms to simulate a lagging replica (pull-before-read is not delayed). "
+        f"Default {_D.apply_delay_ms}"))
+    log_level: Literal["debug", "info", "warning", "error"] | None = Field(None, description=(
+        "log level passed to every service (default: each service's own, info)"))
+    ready_timeout: float = Field(120.0, gt=0, description=(
+        "seconds each service may take to become ready during start-up. Default 120"))
+    cluster: bool = Field(False, description=(
+        "cluster mode (etcd meta store + NATS JetStream journal); not available in this build"))
+
+    def plan_request(self) -> dict[str, Any]:
+        """The cluster parameters as given (None = use the stored plan or the default)."""
+        return {"host": self.host, "http_port": self.http_port, "grpc_port": self.grpc_port,
+                "shards": self.shards, "replicas": self.replicas,
+                "data_partitions": self.data_partitions, "apply_delay_ms": self.apply_delay_ms}
+
+
+# ---- up ----------------------------------------------------------------------------------
+def _banner(sup: Supervisor) -> str:
+    plan = sup.plan
+    p = plan.params
+    skipped = [c.spec.name for c in sup.children.values() if c.state is ChildState.SKIPPED]
+    lines = [f"Vecraft is up: {p.shards} shard(s) x {p.replicas} replica(s), "
+             f"{p.data_partitions} journal data partition(s)."]
+    gateway = sup.children.get("gateway")
+    if gateway is not None and gateway.state is not ChildState.SKIPPED:
+        http = f"http://{gateway.spec.http_address}"
+        lines += [f"  HTTP API  {http}   (API docs: {http}/docs)",
+                  f"  gRPC      {gateway.spec.grpc_address}"]
+    else:
+        lines.append("  The gateway is not installed in this build: no client endpoint is served.")
+    lines += [f"  data      {plan.data_dir}",
+              f"  logs      {plan.logs_dir}",
+              f"  status    vecraft status --data-dir {plan.data_dir}"]
+    if skipped:
+        lines.append(f"  not installed, skipped: {', '.join(skipped)}")
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+def run_up(settings: UpSettings, *, config_file: Path | None = None,
+           modules: Mapping[str, str] | None = None) -> int:
+    """Plan the cluster of ``settings.data_dir``, run it until SIGINT/SIGTERM. Returns the exit code.
+
+    ``modules`` replaces the module of a role (role -> module), as in
+    :func:`vecraft.shared.common.topology.plan_cluster`.
+    """
+    if settings.cluster:
+        print("vecraft up: cluster mode (etcd + NATS JetStream) is not available in this build; "
+              "run `vecraft up` without --cluster for the local cluster.", file=sys.stderr)
+        return 2
+    try:
+        plan: ClusterPlan = prepare_plan(settings.data_dir, settings.plan_request(),
+                                         config_file=config_file.resolve() if config_file else None,
+                                         log_level=settings.log_level, modules=modules)
+    except (VecraftError, ValueError) as exc:
+        print(f"vecraft up: {exc}", file=sys.stderr)
+        return 2
+    supervisor = Supervisor(plan, ready_timeout=settings.ready_timeout)
+
+    def ready(sup: Supervisor) -> None:
+        print(_banner(sup), flush=True)
+
+    try:
+        return asyncio.run(supervisor.run(on_ready=ready))
+    except VecraftError as exc:  # ClusterBusy
+        print(f"vecraft up: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cmd_up(ns: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_namespace(UpSettings, ns, section="up")
+    except ValidationError as exc:
+        print(f"vecraft up: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s vecraft up: %(message)s", datefmt="%H:%M:%S")
+    return run_up(settings, config_file=ns.config)
+
+
+# ---- status ------------------------------------------------------------------------------
+async def _probe(client: httpx.AsyncClient, address: str) -> tuple[str, dict[str, Any]]:
+    """("up" | "not ready" | "down", /healthz body) of one service."""
+    try:
+        response = await client.get(f"http://{address}/healthz")
+    except httpx.HTTPError:
+        return "down", {}
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    healthy = response.status_code == 200 and body.get("state", "ready") == "ready"
+    return ("up" if healthy else "not ready"), body
+
+
+def _pid_alive(pid: Any) -> bool:
+    return isinstance(pid, int) and psutil.pid_exists(pid)
+
+
+def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | None:
+    """Status of the cluster in ``data_dir`` (see ``vecraft status --json``), None if there is none."""
+    plan = load_plan(data_dir)
+    if plan is None:
+        return None
+    recorded = read_status(plan.data_dir)
+    sup = recorded.get("supervisor", {})
+    sup_running = sup.get("state") in ("starting", "running") and _pid_alive(sup.get("pid"))
+    procs = recorded.get("processes", {})
+
+    async def probe_all() -> list[tuple[str, dict[str, Any]]]:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            return await asyncio.gather(*(_probe(client, p.http_address) for p in plan.processes))
+
+    rows = []
+    for spec, (health, body) in zip(plan.processes, asyncio.run(probe_all()), strict=True):
+        entry = procs.get(spec.name, {})
+        state = entry.get("state")
+        if health == "down" and state == ChildState.SKIPPED.value:
+            health = "skipped"
+        pid = entry.get("pid") if _pid_alive(entry.get("pid")) else None
+        rows.append({"name": spec.name, "role": spec.role, "shard": spec.shard, "replica": spec.replica,
+                     "pid": pid, "state": state, "restarts": entry.get("restarts", 0),
+                     "grpc_address": spec.grpc_address, "http_address": spec.http_address,
+                     "health": health, "healthz": body, "log": str(plan.log_path(spec.name))})
+    all_up = sup_running and all(r["health"] in ("up", "skipped") for r in rows) \
+        and any(r["health"] == "up" for r in rows)
+    return {"data_dir": str(plan.data_dir),
+            "supervisor": {"pid": sup.get("pid"), "state": sup.get("state"), "running": sup_running},
+            "params": {"shards": plan.params.shards, "replicas": plan.params.replicas,
+                       "data_partitions": plan.params.data_partitions},
+            "processes": rows, "all_up": all_up}
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def _cmd_status(ns: argparse.Namespace) -> int:
+    status = cluster_status(Path(ns.data_dir), timeout=ns.timeout)
+    if status is None:
+        print(f"vecraft status: no cluster in {Path(ns.data_dir).resolve()} (start one with "
+              f"`vecraft up --data-dir {ns.data_dir}`)", file=sys.stderr)
+        return 2
+    if ns.json:
+        print(json.dumps(status, indent=2))
+    else:
+        sup = status["supervisor"]
+        state = f"running (pid {sup['pid']})" if sup["running"] else "not running"
+        print(f"cluster {status['data_dir']}: supervisor {state}")
+        rows = [["NAME", "ROLE", "SHARD", "PID", "GRPC", "HTTP", "HEALTH", "RESTARTS"]]
+        for r in status["processes"]:
+            shard = "" if r["shard"] is None else str(r["shard"])
+            rows.append([r["name"], r["role"], shard, str(r["pid"] or "-"), r["grpc_address"],
+                         r["http_address"], r["health"], str(r["restarts"])])
+        print(_table(rows))
+    return 0 if status["all_up"] else 1
+
+
+# ---- bench -------------------------------------------------------------------------------
+def bench_modules() -> dict[str, str]:
+    """Available benchmarks (module name -> first docstring line); {} if there are none."""
+    try:
+        package = importlib.import_module(BENCH_PACKAGE)
+    except ModuleNotFoundError as exc:
+        if exc.name in (BENCH_PACKAGE, "vecraft"):
+            return {}
+        raise
+    found = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        spec = importlib.util.find_spec(f"{BENCH_PACKAGE}.{info.name}")
+        doc = ""
+        # Read the docstring without importing: benchmarks pull in heavy libraries.
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text())) or ""
+        found[info.name] = doc.strip().splitlines()[0] if doc.strip() else ""
+    return dict(sorted(found.items()))
+
+
+def _bench_epilog() -> str:
+    names = bench_modules()
+    if not names:
+        return "available benchmarks: none in this build (modules of the vecraft.bench package)"
+    listing = "\n".join(f"  {name:<16} {doc}" for name, doc in names.items())
+    return f"available benchmarks (`vecraft bench NAME --help` for their flags):\n{listing}"
+
+
+def _cmd_bench(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if ns.name is None:
+        parser.print_help()
+        return 2
+    available = bench_modules()
+    if ns.name not in available:
+        choices = ", ".join(available) or "none in this build"
+        print(f"vecraft bench: unknown benchmark {ns.name!r} (available: {choices})", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"{BENCH_PACKAGE}.{ns.name}")
+    result = module.main(list(ns.args))
+    return int(result or 0)
+
+
+# ---- parser ------------------------------------------------------------------------------
+def _wrap(text: str) -> str:
+    """Fill each paragraph to the help width; the raw formatter keeps the blank lines between."""
+    return "\n\n".join(textwrap.fill(p, 88) for p in text.split("\n\n"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="vecraft", formatter_class=formatter, epilog=EXIT_CODES,
+        description=_wrap("Vecraft: a journal-based distributed vector database with per-query "
+                    "consistency levels (eventual, bounded staleness, read-your-writes, strong)."))
+    parser.add_argument("--version", action="version", version=f"vecraft {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = sub.add_parser(
+        "up", formatter_class=formatter, help="run a local cluster until Ctrl-C",
+        description=_wrap("Start a whole local cluster on loopback as supervised child processes: "
+                    "journal, meta manager (SQLite), storage nodes, query processors and the "
+                    "gateway, in that order, each ready before the next. Crashed services are "
+                    "restarted with backoff; Ctrl-C stops them in reverse order. A second "
+                    "`vecraft up` on the same --data-dir resumes the same cluster and data; flags "
+                    "that are not given take the stored values. Services not installed in this "
+                    "build are skipped with a notice."),
+        epilog=_wrap("Settings also come from VECRAFT_<FLAG> variables (e.g. VECRAFT_SHARDS=5) and from "
+               "the [up] table of the --config TOML file; flags win over the environment, the "
+               "environment over the file. The same --config file is passed to every service, "
+               "which reads its own table ([journal], [meta], [storage], [query], [gateway]).")
+        + "\n\n" + EXIT_CODES.split("\n  status")[0])
+    add_settings_arguments(up, UpSettings)
+    up.set_defaults(handler=lambda ns: _cmd_up(ns))
+
+    status = sub.add_parser(
+        "status", formatter_class=formatter, help="show the services of a local cluster",
+        description=_wrap("For every service planned in the data directory: name, role, shard, pid, "
+                    "gRPC and HTTP address, restarts and health (from /healthz: up, not ready, "
+                    "down; skipped = not installed in this build)."),
+        epilog=_wrap("exit codes: 0 the supervisor runs and every started service is up; 1 otherwise; "
+               "2 no cluster in the data directory."))
+    status.add_argument("--data-dir", default=os.environ.get("VECRAFT_DATA_DIR", str(DEFAULT_DATA_DIR)),
+                        help="directory given to `vecraft up` (default $VECRAFT_DATA_DIR or "
+                             "./vecraft-data)")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument("--timeout", type=float, default=1.0,
+                        help="seconds to wait for each /healthz answer (default 1.0)")
+    status.set_defaults(handler=lambda ns: _cmd_status(ns))
+
+    bench = sub.add_parser(
+        "bench", formatter_class=formatter, help="run a benchmark (vecraft bench --help lists them)",
+        description="Run the benchmark NAME: calls main(ARGS) of the module vecraft.bench.NAME.",
+        epilog=_bench_epilog())
+    bench.add_argument("name", nargs="?", metavar="NAME", help="benchmark to run")
+    bench.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                       help="arguments for the benchmark (see `vecraft bench NAME --help`)")
+    bench.set_defaults(handler=lambda ns: _cmd_bench(ns, bench))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vecraft`` console script; returns the exit code."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return int(ns.handler(ns))

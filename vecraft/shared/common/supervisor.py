@@ -1,0 +1,477 @@
+"""Run a planned local cluster as supervised child processes (the engine of `vecraft up`).
+
+Contract of :class:`Supervisor`:
+
+- **Start** (:meth:`Supervisor.start`): one start group of the plan at a time
+  (journal, meta, storage, query, gateway); every child of a group is started,
+  then the next group waits until each of them answers ``/readyz`` with 200.
+  A child that exits or is not ready within ``ready_timeout`` aborts the start
+  with :class:`StartupError`, whose message ends with the child's last log
+  lines. A child whose module is not installed (``importlib.util.find_spec``
+  finds nothing) is skipped with a one-line notice: ``up`` starts what exists.
+- **Watch**: a child that exits on its own is restarted with exponential
+  backoff (``Backoff``); the backoff resets once a child has stayed up for
+  ``reset_after`` seconds.
+- **Files**: each child's stdout and stderr are appended to
+  ``DATA/logs/<name>.log``; ``DATA/supervisor.json`` always holds the current
+  pid, state and restart count of every child (written atomically); an
+  advisory lock on ``DATA/supervisor.lock`` keeps a second supervisor off the
+  same directory (:class:`ClusterBusy`).
+- **Stop** (:meth:`Supervisor.stop`, or SIGINT/SIGTERM/SIGHUP during :meth:`Supervisor.run`):
+  groups in reverse start order, SIGTERM to each child's process group, SIGKILL
+  after ``stop_grace`` seconds. Idempotent. ``run()`` then returns 0.
+
+Children run in their own session, so a Ctrl-C in the terminal reaches only
+the supervisor, which then stops them in order. Children left over by a
+supervisor that was killed with -9 are found through ``supervisor.json`` and
+stopped before a new start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import fcntl
+import importlib.util
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import psutil
+
+from vecraft.shared.common.errors import Conflict, Unavailable
+from vecraft.shared.common.topology import ClusterPlan, ProcessSpec, write_json_atomic
+
+log = logging.getLogger("vecraft.supervisor")
+
+STATUS_FILE = "supervisor.json"
+LOCK_FILE = "supervisor.lock"
+TAIL_LINES = 30
+#: Ctrl-C, kill, and a closed terminal all stop the cluster cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class ChildState(str, enum.Enum):
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    SKIPPED = "skipped"
+
+
+class StartupError(Unavailable):
+    """A child exited or did not become ready during start-up; the message shows its log tail."""
+
+
+class ClusterBusy(Conflict):
+    """Another supervisor runs the cluster of this data directory."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Restart delays: ``initial`` doubled per consecutive quick crash, capped at ``maximum``.
+
+    A child that ran at least ``reset_after`` seconds before exiting counts as a
+    fresh failure again (delay ``initial``).
+    """
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    reset_after: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.initial * 2 ** max(failures - 1, 0), self.maximum))
+
+
+def module_available(module: str) -> bool:
+    """True if ``python -m module`` has something to run (a module, or a package with __main__)."""
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is None:
+            return False
+        if spec.submodule_search_locations is not None:
+            return importlib.util.find_spec(f"{module}.__main__") is not None
+        return True
+    except ModuleNotFoundError:
+        return False
+
+
+def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file, indented for an error message."""
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except FileNotFoundError:
+        return "    (no log written)"
+    return "\n".join("    " + line for line in text) or "    (log is empty)"
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(eq=False)
+class Child:
+    """Runtime state of one planned process."""
+
+    spec: ProcessSpec
+    log_path: Path
+    state: ChildState = ChildState.PENDING
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    failures: int = 0
+    spawned_at: float = 0.0  # monotonic, for the backoff reset
+    started_at: str | None = None
+    last_exit: int | None = None
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def snapshot(self) -> dict[str, Any]:
+        alive = self.proc is not None and self.proc.returncode is None
+        return {"pid": self.pid if alive else None, "state": self.state.value, "restarts": self.restarts,
+                "last_exit": self.last_exit, "started_at": self.started_at, "log": str(self.log_path)}
+
+
+class _ChildExited(Exception):
+    def __init__(self, child: Child, code: int) -> None:
+        super().__init__(f"{child.spec.name} exited with code {code} before it was ready")
+        self.child = child
+
+
+class _ChildNotReady(Exception):
+    def __init__(self, child: Child, timeout: float) -> None:
+        super().__init__(f"{child.spec.name} was not ready within {timeout:.0f}s")
+        self.child = child
+
+
+class Supervisor:
+    """Starts, watches and stops the processes of one :class:`ClusterPlan`.
+
+    Args:
+        plan: what to run; ``plan.data_dir`` holds logs, status and lock files.
+        python: interpreter for the children (``python -m module args``).
+        env: environment of the children (default: this process's).
+        ready_timeout: seconds a child may take to answer ``/readyz`` during start-up.
+        stop_grace: seconds between SIGTERM and SIGKILL on stop.
+        backoff: restart delays.
+        is_available: decides whether a module exists (tests may replace it).
+    """
+
+    def __init__(self, plan: ClusterPlan, *, python: str = sys.executable,
+                 env: dict[str, str] | None = None, ready_timeout: float = 120.0,
+                 stop_grace: float = 10.0, backoff: Backoff = Backoff(),
+                 is_available: Callable[[str], bool] = module_available) -> None:
+        self.plan = plan
+        self.python = python
+        # Unbuffered children: a crash leaves its last words in the log.
+        self.env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
+        self.ready_timeout = ready_timeout
+        self.stop_grace = stop_grace
+        self.backoff = backoff
+        self.is_available = is_available
+        self.children = {spec.name: Child(spec, plan.log_path(spec.name)) for spec in plan.processes}
+        self.state = "pending"
+        self.started_at = _now_iso()
+        self._stopping = False
+        self._stop_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._lock_file: IO[str] | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    # ---- public ----------------------------------------------------------------
+    @property
+    def status_path(self) -> Path:
+        return self.plan.data_dir / STATUS_FILE
+
+    def running(self) -> list[Child]:
+        return [c for c in self.children.values() if c.state is not ChildState.SKIPPED]
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop (what SIGINT / SIGTERM do)."""
+        self._stop_requested.set()
+
+    async def start(self) -> None:
+        """Start every available child, group by group, each group ready before the next.
+
+        Raises:
+            ClusterBusy: another supervisor holds this data directory.
+            StartupError: a child exited, was not ready in time, or a port is taken.
+        """
+        self.plan.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._acquire_lock()
+        self._stop_leftovers()
+        for child in self.children.values():
+            if not self.is_available(child.spec.module):
+                child.state = ChildState.SKIPPED
+                log.warning("skipping %s: module %s is not installed", child.spec.name, child.spec.module)
+        self._check_ports()
+        self._http = httpx.AsyncClient(timeout=1.0)
+        self._set_state("starting")
+        for group in self.plan.groups():
+            members = [self.children[s.name] for s in group
+                       if self.children[s.name].state is not ChildState.SKIPPED]
+            for child in members:
+                await self._spawn(child)
+            results = await asyncio.gather(*(self._wait_ready(c, self.ready_timeout) for c in members),
+                                           return_exceptions=True)
+            failures = [r for r in results if isinstance(r, (_ChildExited, _ChildNotReady))]
+            for other in results:
+                if isinstance(other, BaseException) and other not in failures:
+                    raise other
+            if failures:
+                raise StartupError("\n".join(
+                    f"{f} (log: {f.child.log_path}); last lines:\n{log_tail(f.child.log_path)}"
+                    for f in failures))
+            for child in members:
+                log.info("%s ready (pid %s, grpc %s, http %s)", child.spec.name, child.pid,
+                         child.spec.grpc_address, child.spec.http_address)
+                child.watcher = asyncio.create_task(self._watch(child), name=f"watch:{child.spec.name}")
+        self._set_state("running")
+
+    async def stop(self) -> None:
+        """Stop every child in reverse start order (SIGTERM, SIGKILL after the grace). Idempotent."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        self._stop_requested.set()
+        try:
+            if self._lock_file is not None:
+                self._set_state("stopping")
+            watchers = [c.watcher for c in self.children.values() if c.watcher is not None]
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+            for group in reversed(self.plan.groups()):
+                await asyncio.gather(*(self._terminate(self.children[s.name]) for s in group))
+            if self._http is not None:
+                await self._http.aclose()
+            if self._lock_file is not None:
+                self._set_state("stopped")
+        finally:
+            self._release_lock()
+            self._stopped.set()
+
+    async def run(self, on_ready: Callable[[Supervisor], None] | None = None) -> int:
+        """Start, call ``on_ready``, supervise until SIGINT/SIGTERM or :meth:`request_stop`, stop.
+
+        Returns:
+            0 after a clean stop (also when interrupted during start-up), 1 if start-up failed.
+
+        Raises:
+            ClusterBusy: another supervisor holds this data directory.
+        """
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self.request_stop)
+        starting = asyncio.create_task(self.start(), name="supervisor:start")
+        stop_wait = asyncio.create_task(self._stop_requested.wait(), name="supervisor:stop-wait")
+        try:
+            await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                log.info("interrupted during start-up; stopping")
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StartupError):
+                    await starting
+                return 0
+            try:
+                starting.result()
+            except StartupError as exc:
+                log.error("start-up failed: %s", exc)
+                return 1
+            if on_ready is not None:
+                on_ready(self)
+            await stop_wait
+            log.info("stopping")
+            return 0
+        finally:
+            stop_wait.cancel()
+            await self.stop()
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``supervisor.json`` holds."""
+        return {"supervisor": {"pid": os.getpid(), "state": self.state, "started_at": self.started_at,
+                               "updated_at": _now_iso(), "data_dir": str(self.plan.data_dir)},
+                "processes": {name: c.snapshot() for name, c in self.children.items()}}
+
+    # ---- children --------------------------------------------------------------
+    async def _spawn(self, child: Child) -> None:
+        cmd = child.spec.command(self.python)
+        with open(child.log_path, "ab") as out:
+            out.write(f"\n--- {_now_iso()} supervisor starts {child.spec.name}: {shlex.join(cmd)}\n".encode())
+            out.flush()
+            # If this await is cancelled (stop during a restart), asyncio kills the new process.
+            child.proc = await asyncio.create_subprocess_exec(
+                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                env=self.env, start_new_session=True)
+        child.spawned_at = time.monotonic()
+        child.started_at = _now_iso()
+        child.state = ChildState.STARTING
+        self._write_status()
+
+    async def _wait_ready(self, child: Child, timeout: float | None) -> None:
+        """Poll ``/readyz`` until 200; raises _ChildExited / _ChildNotReady."""
+        assert child.proc is not None and self._http is not None
+        proc = child.proc
+        url = f"http://{child.spec.http_address}/readyz"
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # One waiter for the whole poll, so a dying child ends the wait at once.
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            while True:
+                if exited.done():
+                    raise _ChildExited(child, exited.result())
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await self._http.get(url)).status_code == 200:
+                        child.state = ChildState.RUNNING
+                        self._write_status()
+                        return
+                if deadline is not None and time.monotonic() > deadline:
+                    raise _ChildNotReady(child, timeout or 0.0)
+                await asyncio.wait({exited}, timeout=0.1)
+        finally:
+            exited.cancel()
+
+    async def _watch(self, child: Child) -> None:
+        """Restart ``child`` whenever it exits, until the supervisor stops."""
+        while True:
+            assert child.proc is not None
+            code = await child.proc.wait()
+            child.last_exit = code
+            uptime = time.monotonic() - child.spawned_at
+            child.failures = 0 if uptime >= self.backoff.reset_after else child.failures + 1
+            delay = self.backoff.delay(child.failures)
+            child.state = ChildState.BACKOFF
+            self._write_status()
+            log.warning("%s (pid %s) exited with code %s after %.1fs; restarting in %.1fs (log: %s)",
+                        child.spec.name, child.proc.pid, code, uptime, delay, child.log_path)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), delay)
+            if self._stop_requested.is_set():
+                return
+            await self._spawn(child)
+            child.restarts += 1
+            try:
+                await self._wait_ready(child, None)
+                log.info("%s restarted (pid %s)", child.spec.name, child.pid)
+            except _ChildExited:
+                continue  # the loop sees the exit and backs off
+
+    async def _terminate(self, child: Child) -> None:
+        proc = child.proc
+        if proc is None or proc.returncode is not None:
+            if child.state is not ChildState.SKIPPED and proc is not None:
+                child.state = ChildState.STOPPED
+            return
+        child.state = ChildState.STOPPING
+        self._write_status()
+        self._signal(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), self.stop_grace)
+        except asyncio.TimeoutError:
+            log.warning("%s did not stop within %.0fs; killing it", child.spec.name, self.stop_grace)
+            self._signal(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        child.last_exit = proc.returncode
+        child.state = ChildState.STOPPED
+        self._write_status()
+
+    @staticmethod
+    def _signal(pid: int, sig: signal.Signals) -> None:
+        # The child leads its own process group; signal the group so helpers it started stop too.
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    # ---- files and pre-flight checks ------------------------------------------
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._write_status()
+
+    def _write_status(self) -> None:
+        # Only the lock holder may write: a refused second supervisor must not clobber the file.
+        if self._lock_file is not None:
+            write_json_atomic(self.status_path, self.snapshot())
+
+    def _acquire_lock(self) -> None:
+        lock = open(self.plan.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held while running
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            pid = read_status(self.plan.data_dir).get("supervisor", {}).get("pid", "?")
+            raise ClusterBusy(f"another vecraft supervisor (pid {pid}) is running the cluster in "
+                              f"{self.plan.data_dir}; stop it first (Ctrl-C, or kill -TERM {pid})",
+                              details={"pid": pid}) from None
+        self._lock_file = lock
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor drops the flock
+            self._lock_file = None
+
+    def _stop_leftovers(self) -> None:
+        """Stop children an earlier supervisor left running (it was killed with -9)."""
+        previous = read_status(self.plan.data_dir).get("processes", {})
+        for name, entry in previous.items():
+            pid = entry.get("pid")
+            child = self.children.get(name)
+            if not pid or child is None:
+                continue
+            try:
+                proc = psutil.Process(pid)
+                cmdline = proc.cmdline()
+            except psutil.Error:
+                continue
+            # Only a process that is recognisably that child: same module and node id.
+            if child.spec.module in cmdline and name in cmdline:
+                log.warning("stopping %s (pid %s) left running by an earlier supervisor", name, pid)
+                proc.terminate()
+                try:
+                    proc.wait(self.stop_grace)
+                except psutil.TimeoutExpired:
+                    proc.kill()
+
+    def _check_ports(self) -> None:
+        busy = []
+        for child in self.running():
+            for kind, port in (("gRPC", child.spec.grpc_port), ("HTTP", child.spec.http_port)):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        sock.bind((child.spec.host, port))
+                    except OSError as exc:
+                        busy.append(f"{kind} port {port} of {child.spec.name} ({exc.strerror})")
+        if busy:
+            raise StartupError("cannot start, ports in use by another program: " + "; ".join(busy)
+                               + ". Free them, or choose --http-port/--grpc-port for the gateway.")
+
+
+def read_status(data_dir: Path) -> dict[str, Any]:
+    """Contents of ``DATA/supervisor.json`` ({} if absent or unreadable)."""
+    try:
+        data = json.loads((data_dir / STATUS_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
