@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -113,24 +113,28 @@ def _numeric_array(values: Any, field: str, ndim: int) -> np.ndarray:
             return values
         if values.dtype.kind != "O":
             raise InvalidRequest(f"{field} must hold numbers, got an array of dtype {values.dtype}")
-        flat = list(values.ravel())
-    elif isinstance(values, list | tuple):
-        flat = list(chain.from_iterable(values)) if ndim == 2 else list(values)
-    else:
+    elif not isinstance(values, list | tuple):
         raise InvalidRequest(f"{field} must be a list of numbers, got {_kind(values)}")
-    # map(type) runs in C: one cheap pass proves the common case (plain ints and floats).
-    if not set(map(type, flat)) <= _PLAIN_NUMBER_TYPES:
-        pos = next((i for i, v in enumerate(flat) if isinstance(v, bool | np.bool_)
-                    or not isinstance(v, int | float | np.integer | np.floating)), None)
-        if pos is not None:
-            raise InvalidRequest(f"{_position(field, pos, values, ndim)} is {_kind(flat[pos])} "
-                                 f"{flat[pos]!r}; vector values must be numbers")
+    # map(type) runs in C: one cheap pass proves the common case (plain ints and floats);
+    # the per-element walk that finds the culprit runs only when a request is bad.
+    if not set(map(type, _elements(values, ndim))) <= _PLAIN_NUMBER_TYPES:
+        for pos, v in enumerate(_elements(values, ndim)):
+            if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.integer | np.floating):
+                raise InvalidRequest(f"{_position(field, pos, values, ndim)} is {_kind(v)} {v!r}; "
+                                     f"vector values must be numbers")
     try:
         arr = np.asarray(values, dtype=np.float64)
     except OverflowError:
         raise InvalidRequest(f"{field} holds an integer too large for a float32 vector value "
                              f"(at most {_FLOAT32_MAX:.3e} in magnitude)") from None
     return arr
+
+
+def _elements(values: Any, ndim: int) -> Iterator[Any]:
+    """A fresh iterator over every element, row by row."""
+    if isinstance(values, np.ndarray):
+        return iter(values.ravel())
+    return chain.from_iterable(values) if ndim == 2 else iter(values)
 
 
 def _finish(arr: np.ndarray, dim: int | None, field: str) -> np.ndarray:
@@ -143,19 +147,21 @@ def _finish(arr: np.ndarray, dim: int | None, field: str) -> np.ndarray:
                              details={"expected_dim": dim, "got_dim": width})
     if width > MAX_DIM:
         raise InvalidRequest(f"{field} has dimension {width}; at most {MAX_DIM} is supported")
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            pos = np.argwhere(bad)[0]
-            raise InvalidRequest(f"{field}{''.join(f'[{p}]' for p in pos)} is {arr[tuple(pos)]}; "
-                                 f"vector values must be finite numbers (no NaN or infinity)")
-    if arr.dtype != np.float32:
-        big = np.abs(arr) > _FLOAT32_MAX
-        if big.any():
-            pos = np.argwhere(big)[0]
-            raise InvalidRequest(f"{field}{''.join(f'[{p}]' for p in pos)} is {arr[tuple(pos)]}, "
-                                 f"beyond float32 range (at most {_FLOAT32_MAX:.3e} in magnitude)")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    # One conversion and one isfinite pass over float32: values beyond float32 range become
+    # inf here, so the same check catches NaN, infinity and overflow.
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        pos = tuple(int(p) for p in np.argwhere(bad)[0])
+        where = field + "".join(f"[{p}]" for p in pos)
+        original = arr[pos]
+        if np.isfinite(original):
+            raise InvalidRequest(f"{where} is {original}, beyond float32 range (at most "
+                                 f"{_FLOAT32_MAX:.3e} in magnitude)")
+        raise InvalidRequest(f"{where} is {original}; vector values must be finite numbers "
+                             f"(no NaN or infinity)")
+    return out
 
 
 def _position(field: str, flat_index: int, values: Any, ndim: int) -> str:
