@@ -1,0 +1,7 @@
+"""Journal service: durable, partitioned, HLC-ordered write-ahead journal (DESIGN.md section 4).
+
+Packages: ``partitioning`` (partition classes and map), ``wal`` (the log
+interface and its local file backend), ``distribution`` (consumers, acks,
+lag, back-pressure); ``journal`` holds the verbs, ``servicer`` the gRPC
+adapter, ``client`` the client every other service uses.
+"""

@@ -1,0 +1,268 @@
+"""Client of the journal service, used by the gateway, storage nodes, query processors and tools.
+
+Every call raises :class:`~vecraft.shared.common.errors.VecraftError`
+subclasses, never ``grpc.RpcError``. :meth:`JournalClient.subscribe` returns a
+:class:`Subscription` that survives disconnects and journal restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from vecraft.shared.common.errors import VecraftError
+from vecraft.shared.common.grpc_errors import from_rpc_error, translate_rpc_error
+from vecraft.shared.common.service import grpc_channel
+from vecraft.shared.hlc import physical_ms, wall_clock_ms
+from vecraft.shared.rpc.v1 import journal_pb2, journal_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+# Entries a Subscription buffers before it stops reading the stream (gRPC flow control then
+# slows the journal's sender instead of this process's memory growing).
+_BUFFER_ENTRIES = 20_000
+_BUFFER_BYTES = 64 << 20
+_BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.05, 2.0
+
+
+class _StreamGap(Exception):
+    """The stream skipped an offset; the subscription resubscribes from the last one received."""
+
+
+class JournalClient:
+    """One gRPC channel to a journal service; safe to share between tasks of one event loop."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel: grpc.aio.Channel | None = None
+        self._stub_obj: journal_pb2_grpc.JournalServiceStub | None = None
+
+    @property
+    def _stub(self) -> journal_pb2_grpc.JournalServiceStub:
+        # Created lazily: a grpc.aio channel binds to the event loop running when it is made.
+        if self._stub_obj is None:
+            self._channel = grpc_channel(self.address)
+            self._stub_obj = journal_pb2_grpc.JournalServiceStub(self._channel)
+        return self._stub_obj
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+            self._stub_obj = None
+
+    async def append(self, partition: str, payload: bytes, *, request_id: str, shards: Sequence[int] = (),
+                     ack: int = journal_pb2.ACK_DEFAULT, client_hlc: int = 0,
+                     ack_timeout_ms: int = 0) -> journal_pb2.AppendResponse:
+        """Append one entry; answers once it is durable and acknowledged per ``ack``.
+
+        Retrying with the same ``request_id`` after a lost reply returns the
+        original position (``duplicate=True``). Raises RateLimited under
+        back-pressure (``retry_after_ms`` set), InvalidRequest, NotFound, ClockSkew.
+        """
+        req = journal_pb2.AppendRequest(partition=partition, request_id=request_id, payload=payload,
+                                        shards=shards, client_hlc=client_hlc, ack=ack,
+                                        ack_timeout_ms=ack_timeout_ms)
+        with translate_rpc_error():
+            return await self._stub.Append(req)
+
+    async def get_offset(self, partition: str) -> tuple[int, int]:
+        """``(offset, hlc)`` of the latest committed entry; ``(0, 0)`` for an empty partition."""
+        return (await self.get_offsets([partition]))[partition]
+
+    async def get_offsets(self, partitions: Sequence[str] = ()) -> dict[str, tuple[int, int]]:
+        """Head of each partition (all of them when ``partitions`` is empty)."""
+        with translate_rpc_error():
+            resp = await self._stub.GetOffset(journal_pb2.GetOffsetRequest(partitions=partitions))
+        return {o.partition: (o.offset, o.hlc) for o in resp.offsets}
+
+    async def pull_page(self, partition: str, from_offset: int, to_offset: int = 0, *,
+                        max_entries: int = 0, max_bytes: int = 0) -> journal_pb2.PullWALResponse:
+        """One PullWAL call (the server caps its size)."""
+        req = journal_pb2.PullWALRequest(partition=partition, from_offset=from_offset, to_offset=to_offset,
+                                         max_entries=max_entries, max_bytes=max_bytes)
+        with translate_rpc_error():
+            return await self._stub.PullWAL(req)
+
+    async def pull(self, partition: str, from_offset: int, to_offset: int = 0) -> list[journal_pb2.JournalEntry]:
+        """Every committed entry ``from_offset..to_offset`` (0 = the head as of this call), paging."""
+        first = await self.pull_page(partition, from_offset, to_offset)
+        entries = list(first.entries)
+        target = min(to_offset, first.latest_offset) if to_offset else first.latest_offset
+        while entries and entries[-1].offset < target:
+            page = await self.pull_page(partition, entries[-1].offset + 1, target)
+            if not page.entries:
+                break
+            entries.extend(page.entries)
+        return entries
+
+    def subscribe(self, partition: str, from_offset: int, *, replica_id: str, shards: Sequence[int] = (),
+                  role: str = "replica", delay_ms: int = 0) -> Subscription:
+        """A resuming stream of entries from ``from_offset`` (see :class:`Subscription`)."""
+        return Subscription(self, partition, from_offset, replica_id=replica_id, shards=shards, role=role,
+                            delay_ms=delay_ms)
+
+    async def report_applied(self, partition: str, replica_id: str, applied_offset: int) -> None:
+        """Tell the journal this replica applied every entry up to ``applied_offset``."""
+        req = journal_pb2.ReportAppliedRequest(partition=partition, replica_id=replica_id,
+                                               applied_offset=applied_offset)
+        with translate_rpc_error():
+            await self._stub.ReportApplied(req)
+
+    async def lookup_request(self, request_id: str) -> journal_pb2.LookupRequestResponse:
+        with translate_rpc_error():
+            return await self._stub.LookupRequest(journal_pb2.LookupRequestRequest(request_id=request_id))
+
+    async def stats(self) -> journal_pb2.StatsResponse:
+        with translate_rpc_error():
+            return await self._stub.Stats(journal_pb2.StatsRequest())
+
+    def _open_stream(self, req: journal_pb2.SubscribeRequest) -> grpc.aio.UnaryStreamCall:
+        return self._stub.Subscribe(req)
+
+
+class Subscription:
+    """Async iterator of a partition's entries: offset order, gapless, each offset at most once.
+
+    A background task reads the Subscribe stream into a bounded buffer and
+    reconnects with backoff after a disconnect or a journal restart, from the
+    last offset received + 1. ``delay_ms`` holds each entry back until its
+    commit time (HLC physical ms) + ``delay_ms`` - the storage-lag test knob;
+    it never slows :meth:`JournalClient.pull`. Errors the journal answers
+    with on purpose (unknown partition, bad offset) end the iteration by
+    raising them; transport errors are retried.
+    """
+
+    def __init__(self, client: JournalClient, partition: str, from_offset: int, *, replica_id: str,
+                 shards: Sequence[int], role: str, delay_ms: int) -> None:
+        self.partition = partition
+        self.replica_id = replica_id
+        self.delay_ms = delay_ms
+        self.head_offset = 0
+        self.head_hlc = 0
+        self._client = client
+        self._shards = list(shards)
+        self._role = role
+        self._received = from_offset - 1  # last offset put into the buffer (or skipped)
+        self._buffer: collections.deque[journal_pb2.JournalEntry] = collections.deque()
+        self._buffer_bytes = 0
+        self._changed = asyncio.Event()  # buffer grew, or an error / close happened
+        self._drained = asyncio.Event()  # buffer shrank
+        self._error: VecraftError | None = None
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._call: grpc.aio.UnaryStreamCall | None = None
+        with contextlib.suppress(RuntimeError):
+            # Start streaming now when a loop runs, so head_offset is fresh before iteration starts.
+            asyncio.get_running_loop()
+            self._start()
+
+    # ---- consumer side -------------------------------------------------------------
+    def __aiter__(self) -> AsyncIterator[journal_pb2.JournalEntry]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[journal_pb2.JournalEntry]:
+        self._start()
+        while True:
+            if self._buffer:
+                entry = self._buffer[0]
+                wait_ms = physical_ms(entry.hlc) + self.delay_ms - wall_clock_ms() if self.delay_ms else 0
+                if wait_ms <= 0:
+                    self._pop()
+                    yield entry
+                    continue
+                # skip_to() may drop the entry meanwhile; the event wakes us for that too.
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), wait_ms / 1000.0)
+                continue
+            if self._error is not None:
+                raise self._error
+            if self._closed:
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _pop(self) -> journal_pb2.JournalEntry:
+        entry = self._buffer.popleft()
+        self._buffer_bytes -= len(entry.payload)
+        self._drained.set()
+        return entry
+
+    def oldest_pending_hlc(self) -> int:
+        """HLC of the oldest entry received but not yet yielded, else 0."""
+        return self._buffer[0].hlc if self._buffer else 0
+
+    def skip_to(self, offset: int) -> None:
+        """The consumer applied up to ``offset`` itself (by pulling): never yield those entries."""
+        while self._buffer and self._buffer[0].offset <= offset:
+            self._pop()
+        self._received = max(self._received, offset)
+        self._changed.set()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._call is not None:
+            self._call.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._changed.set()
+
+    # ---- stream side -----------------------------------------------------------------
+    def _start(self) -> None:
+        if self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"journal-subscription:{self.partition}:{self.replica_id}")
+
+    async def _run(self) -> None:
+        backoff = _BACKOFF_MIN_S
+        while not self._closed:
+            req = journal_pb2.SubscribeRequest(partition=self.partition, from_offset=self._received + 1,
+                                               replica_id=self.replica_id, shards=self._shards,
+                                               role=self._role)
+            try:
+                self._call = self._client._open_stream(req)
+                async for event in self._call:
+                    backoff = _BACKOFF_MIN_S
+                    await self._accept(event)
+                # The server ended the stream (shutting down): reconnect.
+            except _StreamGap as gap:
+                log.warning("journal subscription saw a gap; resubscribing", extra={
+                    "partition": self.partition, "replica_id": self.replica_id, "error": str(gap)})
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+                if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+                    self._error = err
+                    self._changed.set()
+                    return
+                if exc.code() == grpc.StatusCode.CANCELLED and self._closed:
+                    return
+                log.info("journal subscription interrupted; reconnecting", extra={
+                    "partition": self.partition, "replica_id": self.replica_id,
+                    "resume_from": self._received + 1, "error": err.message})
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(_BACKOFF_MAX_S, backoff * 2)
+
+    async def _accept(self, event: journal_pb2.SubscribeEvent) -> None:
+        if event.head_offset >= self.head_offset:
+            self.head_offset, self.head_hlc = event.head_offset, event.head_hlc
+        for entry in event.entries:
+            if entry.offset <= self._received:
+                continue  # skipped by skip_to() or already received before a reconnect
+            if entry.offset != self._received + 1:
+                raise _StreamGap(f"offset {entry.offset} arrived after {self._received}")
+            self._buffer.append(entry)
+            self._buffer_bytes += len(entry.payload)
+            self._received = entry.offset
+        if event.entries:
+            self._changed.set()
+        while (len(self._buffer) > _BUFFER_ENTRIES or self._buffer_bytes > _BUFFER_BYTES) and not self._closed:
+            self._drained.clear()
+            await self._drained.wait()

@@ -1,0 +1,75 @@
+"""The journal service process: ``python -m vecraft.services.journal_service``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from vecraft.services.journal_service.distribution import BackPressure, ReplicaRegistry, Thresholds
+from vecraft.services.journal_service.journal import Journal, JournalLimits
+from vecraft.services.journal_service.partitioning import PartitionMap
+from vecraft.services.journal_service.servicer import JournalServicer
+from vecraft.services.journal_service.settings import JournalSettings
+from vecraft.services.journal_service.wal import JournalBackend
+from vecraft.services.journal_service.wal.local import LocalJournalBackend
+from vecraft.shared.common.config import load_settings
+from vecraft.shared.common.logging import setup_logging
+from vecraft.shared.common.service import Service
+from vecraft.shared.hlc import HybridLogicalClock
+from vecraft.shared.rpc.v1 import journal_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def build_backend(settings: JournalSettings, partition_map: PartitionMap) -> JournalBackend:
+    """The log backend ``settings.backend`` names, with the HLC persisted beside its data."""
+    clock = HybridLogicalClock(max_clock_offset_ms=settings.max_clock_offset_ms,
+                               persist_path=settings.data_dir / "hlc.json")
+    return LocalJournalBackend(settings.data_dir, partition_map.names, clock=clock,
+                               segment_bytes=settings.segment_bytes, fsync=settings.fsync)
+
+
+class JournalService(Service):
+    """Serves ``vecraft.v1.JournalService``; ready once every partition is recovered."""
+
+    role = "journal"
+
+    def __init__(self, settings: JournalSettings) -> None:
+        super().__init__(settings)
+        self.settings: JournalSettings = settings
+        self.partition_map = PartitionMap(settings.data_partitions)
+        self.backend = build_backend(settings, self.partition_map)
+        self.journal = Journal(
+            self.backend, self.partition_map, ReplicaRegistry(settings.replica_liveness_ms),
+            BackPressure(Thresholds(settings.backpressure_lag_ms, settings.backpressure_lag_ops,
+                                    settings.backpressure_lag_bytes)),
+            JournalLimits(max_entry_bytes=settings.max_entry_bytes,
+                          write_ack_timeout_ms=settings.write_ack_timeout_ms,
+                          heartbeat_ms=settings.heartbeat_ms, pull_max_entries=settings.pull_max_entries,
+                          pull_max_bytes=settings.pull_max_bytes))
+
+    def register(self, server: grpc.aio.Server) -> None:
+        journal_pb2_grpc.add_JournalServiceServicer_to_server(JournalServicer(self.journal), server)
+
+    async def on_start(self) -> None:
+        await self.backend.open()
+        self.spawn(self.journal.monitor(), "monitor")
+        if not self.settings.fsync:
+            log.warning("fsync is off: acknowledged entries can be lost on a crash")
+        self.set_ready()
+
+    async def on_stop(self) -> None:
+        await self.backend.close()
+
+    def health_payload(self) -> dict[str, object]:
+        if self.state.value != "ready":
+            return {}
+        return {"partitions": {p: self.backend.partition(p).head[0] for p in self.backend.partitions()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load_settings(JournalSettings, argv, section="journal")
+    setup_logging("journal", settings.log_level)
+    asyncio.run(JournalService(settings).run())

@@ -1,0 +1,43 @@
+"""Prometheus metrics of the journal service (``vecraft_journal_*``).
+
+The HLC library exports ``vecraft_hlc_drift_ms`` (last remote drift) and
+``vecraft_hlc_remote_rejected_total``; the journal adds the largest drift a
+writer has presented, so a single bad clock is visible after the fact.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Histogram
+
+from vecraft.shared.common.metrics import counter, gauge, latency_histogram
+
+AREA = "journal"
+
+APPENDS = counter(AREA, "appends", "Append requests by partition and outcome "
+                  "(ok, duplicate, rejected, failed)", ["partition", "outcome"])
+APPEND_BYTES = counter(AREA, "append_bytes", "Payload bytes of appended entries", ["partition"])
+APPEND_SECONDS = latency_histogram(AREA, "append", "Append latency until the answer (durable + acks)",
+                                   ["partition", "ack"])
+DURABLE_SECONDS = latency_histogram(AREA, "durable", "Append latency until the entry is durable",
+                                    ["partition"])
+FSYNC_SECONDS = latency_histogram(AREA, "fsync", "Duration of one group-commit write + fsync",
+                                  ["partition"])
+GROUP_COMMIT_ENTRIES = Histogram(
+    "vecraft_journal_group_commit_entries", "Entries made durable by one fsync", ["partition"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024))
+HEAD_OFFSET = gauge(AREA, "head_offset", "ops", "Latest committed offset", ["partition"])
+TORN_TAIL_BYTES = counter(AREA, "torn_tail_bytes", "Bytes cut from torn segment tails on start",
+                          ["partition"])
+
+REPLICA_LAG_OPS = gauge(AREA, "replica_lag", "ops", "Entries committed but not applied by a replica",
+                        ["partition", "replica"])
+REPLICA_LAG_BYTES = gauge(AREA, "replica_lag", "bytes", "Bytes committed but not applied by a replica",
+                          ["partition", "replica"])
+REPLICA_LAG_MS = gauge(AREA, "replica_lag", "ms", "Age of the oldest entry a replica has not applied",
+                       ["partition", "replica"])
+REPLICAS_LAGGING = counter(AREA, "replicas_marked_lagging", "Replicas that missed write_ack_timeout",
+                           ["partition"])
+BACK_PRESSURE = gauge(AREA, "back_pressure", "state", "1 while new writes are refused", ["partition"])
+HLC_DRIFT_MAX_MS = gauge(AREA, "hlc_drift_max", "ms",
+                         "Largest amount a writer's HLC was ahead of the journal's wall clock")
+SUBSCRIBERS = gauge(AREA, "subscribers", "streams", "Open Subscribe streams", ["partition", "role"])

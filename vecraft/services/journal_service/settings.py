@@ -1,0 +1,30 @@
+"""Settings of the journal service (flags, ``VECRAFT_*`` environment, ``[journal]`` TOML table)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from vecraft.shared.common.config import ServiceSettings
+
+
+class JournalSettings(ServiceSettings):
+    """Durable, partitioned, HLC-ordered journal."""
+
+    backend: Literal["local"] = Field("local", description="log backend: local segment files")
+    data_partitions: int = Field(1, ge=1, le=1024, description="number of data partitions (data-0..)")
+    segment_bytes: int = Field(64 << 20, ge=4096, description="roll to a new segment file past this size")
+    max_entry_bytes: int = Field(64 << 20, ge=1, description="largest entry payload accepted")
+    fsync: bool = Field(True, description="fsync before acknowledging (turn off only for benchmarks)")
+    write_ack_timeout_ms: int = Field(
+        2000, ge=1, description="replica apply wait before answering and marking the replica lagging")
+    backpressure_lag_ms: int = Field(1000, ge=1, description="refuse writes past this replica lag (ms)")
+    backpressure_lag_ops: int = Field(10_000, ge=1, description="refuse writes past this replica lag (entries)")
+    backpressure_lag_bytes: int = Field(25 << 20, ge=1, description="refuse writes past this replica lag (bytes)")
+    replica_liveness_ms: int = Field(
+        5000, ge=1, description="a replica with no stream and no report for this long stops counting")
+    max_clock_offset_ms: int = Field(500, ge=0, description="refuse writers whose HLC is further ahead")
+    heartbeat_ms: int = Field(150, ge=10, description="Subscribe heartbeat interval when idle")
+    pull_max_entries: int = Field(10_000, ge=1, description="most entries per PullWAL page / stream event")
+    pull_max_bytes: int = Field(16 << 20, ge=1, description="most payload bytes per PullWAL page / stream event")

@@ -1,0 +1,405 @@
+"""The local (file) journal backend: segmented append-only files, one directory per partition.
+
+Write path (one writer task per partition): appends queue up while the
+previous batch is being written; the writer takes everything queued, stamps
+offsets and HLCs in order, and hands the batch to an I/O thread that encodes
+the records, writes them with one ``write()`` per segment and covers them all
+with one ``fsync`` (group commit). Only then are the entries indexed, made
+visible to readers and their callers answered.
+
+Read path: an in-memory index (offset -> segment, position, length, HLC,
+cumulative bytes) rebuilt from the records on start; a range is read with one
+``pread`` per segment and every record is verified again (CRC32C) before it is
+served.
+
+Request ids are indexed across all partitions from the records themselves, so
+idempotency survives restarts without a separate file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import fcntl
+import logging
+import os
+import time
+from array import array
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from vecraft.services.journal_service import metrics
+from vecraft.services.journal_service.wal import (
+    Appended,
+    JournalBackend,
+    JournalCorruption,
+    LogWrite,
+    PartitionLog,
+    Position,
+)
+from vecraft.services.journal_service.wal.records import CorruptRecord, Record, encode, iter_records
+from vecraft.services.journal_service.wal.segments import Segment, create_segment, recover
+from vecraft.shared.common.errors import ClockSkew, NotFound, Unavailable
+from vecraft.shared.hlc import HybridLogicalClock
+from vecraft.shared.rpc.v1 import journal_pb2
+
+log = logging.getLogger(__name__)
+
+# Reads bigger than this run in the I/O pool so the event loop keeps serving.
+_INLINE_READ_BYTES = 1 << 20
+_Pending = tuple[LogWrite, "asyncio.Future[Appended]"]
+# (offset, hlc, request id, shards, payload) as handed to the I/O thread.
+_Stamped = tuple[int, int, bytes, tuple[int, ...], bytes]
+
+
+class _Inflight:
+    """Request ids being committed right now, across partitions (for concurrent retries)."""
+
+    def __init__(self) -> None:
+        self.futures: dict[str, asyncio.Future[Appended]] = {}
+
+
+class LocalPartitionLog(PartitionLog):
+    """One partition stored as segment files under ``directory``."""
+
+    def __init__(self, name: str, directory: Path, *, clock: HybridLogicalClock,
+                 request_ids: dict[str, Position], inflight: _Inflight, segment_bytes: int,
+                 fsync: bool, io: ThreadPoolExecutor) -> None:
+        self.name = name
+        self._dir = directory
+        self._clock = clock
+        self._rids = request_ids
+        self._inflight = inflight
+        self._segment_bytes = segment_bytes
+        self._fsync = fsync
+        self._io = io
+        self._segments: list[Segment] = []
+        self._seg_firsts: list[int] = []
+        # Index by offset - 1.
+        self._pos = array("Q")
+        self._len = array("Q")
+        self._hlc = array("Q")
+        self._cum = array("Q")  # bytes of entries 1..offset
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._committed = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._failed: BaseException | None = None
+        self._head_metric = metrics.HEAD_OFFSET.labels(name)
+        self._fsync_metric = metrics.FSYNC_SECONDS.labels(name)
+        self._batch_metric = metrics.GROUP_COMMIT_ENTRIES.labels(name)
+
+    # ---- lifecycle ---------------------------------------------------------------
+    def open(self) -> None:
+        """Recover the segment files (blocking; run before serving)."""
+        def sink(pos: int, rec: Record) -> None:
+            self._index(pos, rec.size, rec.hlc)
+            if rec.request_id:
+                self._rids[rec.request_id] = Position(self.name, rec.offset, rec.hlc)
+
+        self._segments, cut = recover(self._dir, self.name, sink)
+        metrics.TORN_TAIL_BYTES.labels(self.name).inc(cut)
+        self._seg_firsts = [s.first_offset for s in self._segments]
+        self._head_metric.set(len(self._hlc))
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(),
+                                                              name=f"journal-writer:{self.name}")
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the writer and close the files."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+        for _, fut in self._queue:
+            if not fut.done():
+                fut.set_exception(Unavailable(f"journal partition {self.name} is shutting down"))
+        self._queue.clear()
+        for seg in self._segments:
+            seg.close()
+        self._segments.clear()
+
+    # ---- PartitionLog ------------------------------------------------------------
+    @property
+    def head(self) -> tuple[int, int]:
+        n = len(self._hlc)
+        return (n, self._hlc[n - 1]) if n else (0, 0)
+
+    async def append(self, write: LogWrite) -> Appended:
+        rid = write.request_id
+        if rid:
+            known = self._rids.get(rid)
+            if known is not None:
+                return Appended(known, True)
+            running = self._inflight.futures.get(rid)
+            if running is not None:
+                done = await asyncio.shield(running)
+                return Appended(done.position, True)
+        if self._failed is not None:
+            raise Unavailable(f"journal partition {self.name} is read-only after a disk error: {self._failed}")
+        if self._closing:
+            raise Unavailable(f"journal partition {self.name} is shutting down", retry_after_ms=500)
+        fut: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, fut))
+        if rid:
+            self._inflight.futures[rid] = fut
+        self._wake.set()
+        # Shielded: a caller that goes away must not cancel a write other callers may wait on.
+        return await asyncio.shield(fut)
+
+    async def read(self, from_offset: int, to_offset: int, *, max_entries: int,
+                   max_bytes: int) -> list[journal_pb2.JournalEntry]:
+        last = min(to_offset, from_offset + max(1, max_entries) - 1, len(self._hlc))
+        if from_offset < 1 or last < from_offset:
+            return []
+        # Trim to max_bytes (always at least one entry).
+        base = self._cum[from_offset - 2] if from_offset > 1 else 0
+        if self._cum[last - 1] - base > max_bytes:
+            last = max(from_offset, bisect.bisect_right(self._cum, base + max_bytes, from_offset - 1, last))
+        ranges = self._ranges(from_offset, last)
+        total = sum(length for _, _, length, _ in ranges)
+        if total > _INLINE_READ_BYTES:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._io, self._read_ranges, ranges)
+        return self._read_ranges(ranges)
+
+    async def wait_for(self, offset: int, timeout: float) -> bool:
+        if len(self._hlc) >= offset:
+            return True
+        event = self._committed
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        return len(self._hlc) >= offset
+
+    def hlc_at(self, offset: int) -> int:
+        return self._hlc[offset - 1] if 1 <= offset <= len(self._hlc) else 0
+
+    def bytes_after(self, offset: int) -> int:
+        n = len(self._cum)
+        if offset >= n:
+            return 0
+        return self._cum[n - 1] - (self._cum[offset - 1] if offset >= 1 else 0)
+
+    def size(self) -> tuple[int, int]:
+        return sum(s.size for s in self._segments), len(self._segments)
+
+    # ---- index and reads ---------------------------------------------------------
+    def _index(self, pos: int, size: int, hlc: int) -> None:
+        # Segments are found by offset (bisect on their first offsets), so only the position is kept.
+        self._pos.append(pos)
+        self._len.append(size)
+        self._hlc.append(hlc)
+        self._cum.append((self._cum[-1] if self._cum else 0) + size)
+
+    def _ranges(self, first: int, last: int) -> list[tuple[Segment, int, int, int]]:
+        """``(segment, byte position, byte length, first offset)`` covering ``first..last``."""
+        out = []
+        offset = first
+        while offset <= last:
+            seg_index = bisect.bisect_right(self._seg_firsts, offset) - 1
+            seg = self._segments[seg_index]
+            next_first = (self._seg_firsts[seg_index + 1] if seg_index + 1 < len(self._seg_firsts)
+                          else last + 1)
+            end = min(last, next_first - 1)
+            start_pos = self._pos[offset - 1]
+            end_pos = self._pos[end - 1] + self._len[end - 1]
+            out.append((seg, start_pos, end_pos - start_pos, offset))
+            offset = end + 1
+        return out
+
+    def _read_ranges(self, ranges: Sequence[tuple[Segment, int, int, int]]) -> list[journal_pb2.JournalEntry]:
+        entries = []
+        for seg, pos, length, first in ranges:
+            data = os.pread(seg.fd, length, pos)
+            expected = first
+            try:
+                if len(data) != length:
+                    raise CorruptRecord(pos, f"short read: {len(data)} of {length} bytes")
+                for _, rec in iter_records(data):
+                    if rec.offset != expected:
+                        raise CorruptRecord(pos, f"offset {rec.offset} where {expected} belongs")
+                    entries.append(journal_pb2.JournalEntry(
+                        partition=self.name, offset=rec.offset, hlc=rec.hlc, request_id=rec.request_id,
+                        payload=rec.payload, shards=rec.shards))
+                    expected += 1
+            except CorruptRecord as bad:
+                log.error("corrupt record served from %s: %s", seg.path, bad,
+                          extra={"partition": self.name, "offset": expected})
+                raise JournalCorruption(f"partition {self.name} offset {expected}: {bad}") from bad
+        return entries
+
+    # ---- write path --------------------------------------------------------------
+    async def _write_loop(self) -> None:
+        """Commit whatever is queued, batch after batch; ends once closing and drained."""
+        while self._failed is None:
+            if not self._queue:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            batch, self._queue = self._queue, []
+            await self._commit(batch)
+
+    def _stamp(self, batch: list[_Pending]) -> tuple[list[_Stamped], list[_Pending]]:
+        """Assign offsets and HLCs in queue order; refuse writes whose HLC is too far ahead."""
+        stamped: list[_Stamped] = []
+        accepted: list[_Pending] = []
+        offset = len(self._hlc)
+        for write, fut in batch:
+            try:
+                hlc = self._clock.update(write.client_hlc) if write.client_hlc else self._clock.now()
+            except ClockSkew as err:
+                self._inflight.futures.pop(write.request_id, None)
+                if not fut.done():
+                    fut.set_exception(err)
+                continue
+            offset += 1
+            stamped.append((offset, hlc, write.request_id.encode(), write.shards, write.payload))
+            accepted.append((write, fut))
+        return stamped, accepted
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        stamped, accepted = self._stamp(batch)
+        if not stamped:
+            return
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            placed = await loop.run_in_executor(self._io, self._write_batch, stamped)
+        except Exception as exc:  # noqa: BLE001 - any I/O failure makes the partition read-only
+            self._failed = exc
+            log.error("journal write failed; partition %s is now read-only", self.name, exc_info=exc,
+                      extra={"partition": self.name})
+            err = Unavailable(f"journal partition {self.name} failed to write: {exc}")
+            for write, fut in accepted + self._queue:
+                self._inflight.futures.pop(write.request_id, None)
+                if not fut.done():
+                    fut.set_exception(err)
+            self._queue.clear()
+            return
+        self._fsync_metric.observe(time.perf_counter() - started)
+        self._batch_metric.observe(len(stamped))
+        for (_, hlc, _, _, _), (pos, size) in zip(stamped, placed, strict=True):
+            self._index(pos, size, hlc)
+        for (write, fut), (offset, hlc, _, _, _) in zip(accepted, stamped, strict=True):
+            position = Position(self.name, offset, hlc)
+            if write.request_id:
+                self._rids[write.request_id] = position
+                self._inflight.futures.pop(write.request_id, None)
+            if not fut.done():
+                fut.set_result(Appended(position, False))
+        self._head_metric.set(len(self._hlc))
+        event, self._committed = self._committed, asyncio.Event()
+        event.set()
+
+    def _write_batch(self, stamped: list[_Stamped]) -> list[tuple[int, int]]:
+        """Encode, write and fsync ``stamped`` (I/O thread). Returns (position, size) of each.
+
+        Rolls to a new segment at a record boundary when the active one would
+        pass ``segment_bytes``; the full segment is fsync'd before the new file
+        exists, so only the newest file can ever hold a torn record.
+        """
+        placed: list[tuple[int, int]] = []
+        seg = self._segments[-1]
+        chunk: list[bytes] = []
+        chunk_bytes = 0
+        for offset, hlc, rid, shards, payload in stamped:
+            rec = encode(offset, hlc, rid, shards, payload)
+            if seg.size + chunk_bytes > 0 and seg.size + chunk_bytes + len(rec) > self._segment_bytes:
+                self._flush(seg, chunk)
+                seg.size += chunk_bytes
+                new = create_segment(self._dir, offset)
+                # Publish the segment before the index points into it (readers only see committed offsets).
+                self._segments.append(new)
+                self._seg_firsts.append(offset)
+                seg, chunk, chunk_bytes = new, [], 0
+            placed.append((seg.size + chunk_bytes, len(rec)))
+            chunk.append(rec)
+            chunk_bytes += len(rec)
+        self._flush(seg, chunk)
+        seg.size += chunk_bytes
+        return placed
+
+    def _flush(self, seg: Segment, chunk: list[bytes]) -> None:
+        """Write ``chunk`` at the end of ``seg`` (one pwrite) and fsync it; ``seg.size`` is unchanged."""
+        data = b"".join(chunk) if len(chunk) > 1 else chunk[0] if chunk else b""
+        at = seg.size
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.pwrite(seg.fd, view, at)
+                view, at = view[n:], at + n
+            if self._fsync:
+                os.fdatasync(seg.fd)
+        except BaseException:
+            # Leave no half-written batch behind for readers or recovery.
+            os.ftruncate(seg.fd, seg.size)
+            raise
+
+
+class LocalJournalBackend(JournalBackend):
+    """Every partition under ``data_dir/<partition>/``; an exclusive lock file guards the directory."""
+
+    def __init__(self, data_dir: Path, partitions: Sequence[str], *, clock: HybridLogicalClock,
+                 segment_bytes: int = 64 << 20, fsync: bool = True) -> None:
+        self._dir = Path(data_dir)
+        self._names = list(partitions)
+        self._clock = clock
+        self._segment_bytes = segment_bytes
+        self._fsync = fsync
+        self._rids: dict[str, Position] = {}
+        self._logs: dict[str, LocalPartitionLog] = {}
+        self._io = ThreadPoolExecutor(max_workers=max(2, min(8, len(self._names))),
+                                      thread_name_prefix="journal-io")
+        self._lock_fd: int | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self._dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise RuntimeError(f"journal data directory {self._dir} is in use by another process") from exc
+        inflight = _Inflight()
+        newest = 0
+        for name in self._names:
+            plog = LocalPartitionLog(name, self._dir / name, clock=self._clock, request_ids=self._rids,
+                                     inflight=inflight, segment_bytes=self._segment_bytes,
+                                     fsync=self._fsync, io=self._io)
+            plog.open()
+            self._logs[name] = plog
+            newest = max(newest, plog.head[1])
+            log.info("partition recovered", extra={"partition": name, "head_offset": plog.head[0],
+                                                   "segments": plog.size()[1]})
+        if newest > self._clock.last:
+            # Normally the clock's persisted high-water mark is already past every stored HLC.
+            self._clock.update(newest)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for plog in self._logs.values():
+            await plog.close()
+        self._io.shutdown(wait=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def partitions(self) -> list[str]:
+        return list(self._names)
+
+    def partition(self, name: str) -> LocalPartitionLog:
+        try:
+            return self._logs[name]
+        except KeyError:
+            raise NotFound(f"unknown journal partition {name!r}; known partitions: "
+                           f"{', '.join(self._names)}", details={"partitions": self._names}) from None
+
+    def lookup(self, request_id: str) -> Position | None:
+        return self._rids.get(request_id)

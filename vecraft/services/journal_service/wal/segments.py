@@ -1,0 +1,136 @@
+"""Segment files of one partition: naming, creation, and recovery on start.
+
+A partition directory holds ``<first offset, 20 digits>.wal`` files; each is
+a run of whole records (:mod:`.records`) with consecutive offsets, the next
+file starting where the previous one ends. A record is never split across
+files, and a file is fsync'd before the next one is created, so only the last
+file can end in a torn record.
+
+Recovery reads every file, verifies every record and the offset chain, and:
+
+- cuts a torn or corrupt *tail* of the last file (nothing valid follows the
+  first bad record) back to the last whole record, logging how much was cut;
+- raises :class:`JournalCorruption` for anything else (a bad record followed
+  by valid ones, a bad record in an older file, a gap or repeat in offsets).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vecraft.services.journal_service.wal import JournalCorruption
+from vecraft.services.journal_service.wal.records import CorruptRecord, Record, find_valid_record, iter_records
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".wal"
+
+
+@dataclass(slots=True)
+class Segment:
+    """One open segment file. ``size`` counts only whole, written records."""
+
+    first_offset: int
+    path: Path
+    fd: int
+    size: int
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def segment_path(directory: Path, first_offset: int) -> Path:
+    return directory / f"{first_offset:020d}{SUFFIX}"
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make file creations in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_segment(directory: Path, first_offset: int) -> Segment:
+    """Create an empty segment file (and make its directory entry durable)."""
+    path = segment_path(directory, first_offset)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    fsync_dir(directory)
+    return Segment(first_offset, path, fd, 0)
+
+
+def _list_segments(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in directory.iterdir():
+        if path.suffix != SUFFIX:
+            continue
+        try:
+            found.append((int(path.stem), path))
+        except ValueError as exc:
+            raise JournalCorruption(f"unexpected file {path} in journal partition directory") from exc
+    return sorted(found)
+
+
+RecordSink = Callable[[int, Record], None]
+"""Called as ``sink(position_in_its_segment, record)`` for each recovered record."""
+
+
+def recover(directory: Path, partition: str, sink: RecordSink) -> tuple[list[Segment], int]:
+    """Verify and index every record of ``directory``.
+
+    Returns its open segments (the last one is active) and how many bytes of
+    torn tail were cut.
+
+    Creates the directory and a first segment when there is none. ``sink`` sees
+    every whole record in offset order.
+
+    Raises:
+        JournalCorruption: damage that is not a torn tail (see module docstring).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    listed = _list_segments(directory)
+    segments: list[Segment] = []
+    expected = 1
+    cut = 0
+    for index, (first, path) in enumerate(listed):
+        last_file = index == len(listed) - 1
+        if first != expected:
+            raise JournalCorruption(
+                f"partition {partition}: segment {path.name} starts at offset {first}, expected {expected}")
+        data = path.read_bytes()
+        good_end = 0
+        try:
+            for pos, rec in iter_records(data):
+                if rec.offset != expected:
+                    raise JournalCorruption(
+                        f"partition {partition}: {path.name} byte {pos} holds offset {rec.offset}, "
+                        f"expected {expected}")
+                sink(pos, rec)
+                expected += 1
+                good_end = pos + rec.size
+        except CorruptRecord as bad:
+            following = find_valid_record(data, bad.position + 1)
+            if not last_file or following is not None:
+                where = f"; a valid record follows at byte {following}" if following is not None else ""
+                raise JournalCorruption(
+                    f"partition {partition}: {path.name}: {bad}{where} - the journal refuses to skip "
+                    f"damaged records; restore this partition from a replica or backup") from bad
+            cut += len(data) - good_end
+            log.warning("cut torn tail of %s: %d bytes after the last whole record (%s)",
+                        path.name, cut, bad.reason,
+                        extra={"partition": partition, "segment": path.name, "cut_bytes": cut,
+                               "kept_bytes": good_end, "last_offset": expected - 1})
+            with open(path, "r+b") as f:
+                f.truncate(good_end)
+                f.flush()
+                os.fsync(f.fileno())
+        fd = os.open(path, os.O_RDWR)
+        segments.append(Segment(first, path, fd, good_end))
+    if not segments:
+        segments.append(create_segment(directory, 1))
+    return segments, cut
