@@ -1,0 +1,3 @@
+from vecraft.services.meta_manager.main import main
+
+main()

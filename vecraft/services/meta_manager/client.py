@@ -1,0 +1,154 @@
+"""Client of the meta manager, used by the gateway, storage nodes, query processors and tools.
+
+Every call raises :class:`~vecraft.shared.common.errors.VecraftError`
+subclasses, never ``grpc.RpcError``. :meth:`MetaClient.keep_registered` is the
+loop every service runs to stay in the node registry (register, heartbeat at
+a third of the lease TTL, register again after an expiry or a meta manager
+restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import grpc
+
+from vecraft.shared.common.errors import VecraftError
+from vecraft.shared.common.grpc_errors import translate_rpc_error
+from vecraft.shared.common.service import grpc_channel
+from vecraft.shared.rpc.v1 import collection_pb2, meta_pb2, meta_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class MetaClient:
+    """One gRPC channel to a meta manager; safe to share between tasks of one event loop."""
+
+    def __init__(self, address: str, *, timeout_s: float = 30.0) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self._channel: grpc.aio.Channel | None = None
+        self._stub_obj: meta_pb2_grpc.MetaManagerServiceStub | None = None
+
+    @property
+    def _stub(self) -> meta_pb2_grpc.MetaManagerServiceStub:
+        # Created lazily: a grpc.aio channel binds to the event loop running when it is made.
+        if self._stub_obj is None:
+            self._channel = grpc_channel(self.address)
+            self._stub_obj = meta_pb2_grpc.MetaManagerServiceStub(self._channel)
+        return self._stub_obj
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+            self._stub_obj = None
+
+    # ---- collections -----------------------------------------------------------
+    async def create_collection(self, name: str, dim: int, *, tenant: str = "", metric: str = "",
+                                shards: int = 0, replicas: int = 0,
+                                hnsw: collection_pb2.HnswParams | None = None, if_not_exists: bool = False,
+                                request_id: str = "") -> collection_pb2.CollectionSchema:
+        """Create a collection; Conflict when the name is taken, InvalidRequest on bad input."""
+        req = collection_pb2.CreateCollectionRequest(
+            tenant=tenant, name=name, dim=dim, metric=metric, shards=shards, replicas=replicas, hnsw=hnsw,
+            if_not_exists=if_not_exists, request_id=request_id)
+        with translate_rpc_error():
+            return await self._stub.CreateCollection(req, timeout=self.timeout_s)
+
+    async def get_collection(self, name: str, *, tenant: str = "") -> collection_pb2.CollectionSchema:
+        """The collection's schema; NotFound when it does not exist."""
+        with translate_rpc_error():
+            return await self._stub.GetCollection(
+                collection_pb2.GetCollectionRequest(tenant=tenant, name=name), timeout=self.timeout_s)
+
+    async def list_collections(self, *, tenant: str = "") -> list[collection_pb2.CollectionSchema]:
+        with translate_rpc_error():
+            reply = await self._stub.ListCollections(
+                collection_pb2.ListCollectionsRequest(tenant=tenant), timeout=self.timeout_s)
+        return list(reply.collections)
+
+    async def drop_collection(self, name: str, *, tenant: str = "",
+                              request_id: str = "") -> collection_pb2.DropCollectionResponse:
+        """Drop a collection; NotFound when it does not exist."""
+        with translate_rpc_error():
+            return await self._stub.DropCollection(
+                collection_pb2.DropCollectionRequest(tenant=tenant, name=name, request_id=request_id),
+                timeout=self.timeout_s)
+
+    async def alter_collection(self, name: str, *, ef_search: int, tenant: str = "",
+                               request_id: str = "") -> collection_pb2.CollectionSchema:
+        """Change the collection's HNSW ef_search."""
+        req = collection_pb2.AlterCollectionRequest(
+            tenant=tenant, name=name, hnsw=collection_pb2.HnswParams(ef_search=ef_search),
+            request_id=request_id)
+        with translate_rpc_error():
+            return await self._stub.AlterCollection(req, timeout=self.timeout_s)
+
+    # ---- tenants and placement -------------------------------------------------
+    async def get_tenant_partition(self, tenant: str) -> meta_pb2.TenantPartition:
+        with translate_rpc_error():
+            return await self._stub.GetTenantPartition(meta_pb2.TenantPartitionRequest(tenant=tenant),
+                                                       timeout=self.timeout_s)
+
+    async def set_tenant_partition(self, tenant: str, partition: str) -> meta_pb2.TenantPartition:
+        """Pin a tenant to a data partition; Conflict when it already has collections elsewhere."""
+        with translate_rpc_error():
+            return await self._stub.SetTenantPartition(
+                meta_pb2.TenantPartition(tenant=tenant, partition=partition), timeout=self.timeout_s)
+
+    async def get_placement(self, collection: str, *, tenant: str = "") -> meta_pb2.Placement:
+        with translate_rpc_error():
+            return await self._stub.GetPlacement(
+                meta_pb2.GetPlacementRequest(tenant=tenant, collection=collection), timeout=self.timeout_s)
+
+    # ---- node registry ---------------------------------------------------------
+    async def register_node(self, node: meta_pb2.NodeInfo, ttl_ms: int = 0) -> meta_pb2.RegisterNodeResponse:
+        with translate_rpc_error():
+            return await self._stub.RegisterNode(meta_pb2.RegisterNodeRequest(node=node, ttl_ms=ttl_ms),
+                                                 timeout=self.timeout_s)
+
+    async def heartbeat(self, node_id: str, lease_id: str) -> bool:
+        """Renew a lease; False when it expired (register again)."""
+        with translate_rpc_error():
+            reply = await self._stub.Heartbeat(meta_pb2.HeartbeatRequest(node_id=node_id, lease_id=lease_id),
+                                               timeout=self.timeout_s)
+        return reply.ok
+
+    async def list_nodes(self, role: str = "") -> list[meta_pb2.NodeInfo]:
+        with translate_rpc_error():
+            reply = await self._stub.ListNodes(meta_pb2.ListNodesRequest(role=role), timeout=self.timeout_s)
+        return list(reply.nodes)
+
+    async def keep_registered(self, node: Callable[[], meta_pb2.NodeInfo], ttl_ms: int = 0, *,
+                              retry_s: float = 1.0) -> None:
+        """Stay registered until cancelled; ``node()`` gives the current NodeInfo at each registration."""
+        lease_id, interval_s = "", retry_s
+        while True:
+            try:
+                info = node()
+                if not lease_id or not await self.heartbeat(info.node_id, lease_id):
+                    reply = await self.register_node(info, ttl_ms)
+                    lease_id, interval_s = reply.lease_id, reply.ttl_ms / 3000
+            except VecraftError as exc:
+                log.warning("meta registration failed, retrying: %s", exc.message)
+                lease_id, interval_s = "", retry_s
+            await asyncio.sleep(interval_s)
+
+    # ---- watch and clocks ------------------------------------------------------
+    async def watch(self, topics: Sequence[str] = ()) -> AsyncIterator[meta_pb2.WatchEvent]:
+        """Snapshot (revision 0) then live changes of ``topics`` ("collections", "nodes"; () = both)."""
+        call = self._stub.Watch(meta_pb2.WatchRequest(topics=list(topics)))
+        try:
+            with translate_rpc_error():
+                async for event in call:
+                    yield event
+        finally:
+            call.cancel()
+
+    async def report_hlc(self, node_id: str, hlc: int) -> meta_pb2.ReportHLCResponse:
+        with translate_rpc_error():
+            return await self._stub.ReportHLC(meta_pb2.ReportHLCRequest(node_id=node_id, hlc=hlc),
+                                              timeout=self.timeout_s)

@@ -1,0 +1,152 @@
+"""The gRPC face of the meta manager: `MetaManagerService` over the store and its components.
+
+Handlers validate, delegate and convert; errors are ``VecraftError`` raised
+to the shared interceptor (400 / 404 / 409 / 503 on the wire).
+
+Watch streams send an initial snapshot first (one ``PUT`` per current
+collection and/or node, ``revision`` 0), then every change from the moment
+the stream was opened (``revision`` > 0, increasing). A change that races the
+snapshot can be seen twice; applying events in order is idempotent. Expired
+nodes arrive as ``DELETE`` with their last ``NodeInfo`` and ``state = "down"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from vecraft.services.meta_manager.hlc_sync import HlcCoordinator
+from vecraft.services.meta_manager.placement import TenantMap, build_placement
+from vecraft.services.meta_manager.schema import DdlCoordinator
+from vecraft.services.meta_manager.store import EventType, MetaStore, StoreEvent, Subscription
+from vecraft.shared.common.errors import InvalidRequest, NotFound
+from vecraft.shared.model.routing import DEFAULT_TENANT
+from vecraft.shared.model.validation import validate_name
+from vecraft.shared.rpc.v1 import collection_pb2, meta_pb2, meta_pb2_grpc
+
+TOPICS = ("collections", "nodes")
+#: Leases shorter than this would expire between two heartbeats of a busy node.
+MIN_TTL_MS = 100
+MAX_TTL_MS = 3_600_000
+
+
+def _watch_event(event: StoreEvent) -> meta_pb2.WatchEvent:
+    kind = meta_pb2.WatchEvent.PUT if event.type is EventType.PUT else meta_pb2.WatchEvent.DELETE
+    if event.collection is not None:
+        return meta_pb2.WatchEvent(type=kind, collection=event.collection, revision=event.revision)
+    return meta_pb2.WatchEvent(type=kind, node=event.node, revision=event.revision)
+
+
+class MetaServicer(meta_pb2_grpc.MetaManagerServiceServicer):
+    """Implements every RPC of ``vecraft.v1.MetaManagerService``."""
+
+    def __init__(self, store: MetaStore, ddl: DdlCoordinator, tenants: TenantMap, hlc: HlcCoordinator, *,
+                 default_ttl_ms: int) -> None:
+        self._store = store
+        self._ddl = ddl
+        self._tenants = tenants
+        self._hlc = hlc
+        self._default_ttl_ms = default_ttl_ms
+        self._streams: set[Subscription[StoreEvent]] = set()
+
+    def close_streams(self) -> None:
+        """End every open Watch stream (shutdown: do not wait out the grace period)."""
+        for sub in list(self._streams):
+            sub.close()
+
+    # ---- collections -----------------------------------------------------------
+    async def CreateCollection(self, request: collection_pb2.CreateCollectionRequest,
+                               context: grpc.aio.ServicerContext) -> collection_pb2.CollectionSchema:
+        return await self._ddl.create(request)
+
+    async def GetCollection(self, request: collection_pb2.GetCollectionRequest,
+                            context: grpc.aio.ServicerContext) -> collection_pb2.CollectionSchema:
+        tenant = validate_name(request.tenant or DEFAULT_TENANT, "tenant")
+        name = validate_name(request.name, "collection")
+        schema = await self._store.get_collection(tenant, name)
+        if schema is None:
+            raise NotFound(f"collection {name!r} of tenant {tenant!r} does not exist",
+                           details={"tenant": tenant, "collection": name})
+        return schema
+
+    async def ListCollections(self, request: collection_pb2.ListCollectionsRequest,
+                              context: grpc.aio.ServicerContext) -> collection_pb2.ListCollectionsResponse:
+        tenant = validate_name(request.tenant or DEFAULT_TENANT, "tenant")
+        return collection_pb2.ListCollectionsResponse(collections=await self._store.list_collections(tenant))
+
+    async def DropCollection(self, request: collection_pb2.DropCollectionRequest,
+                             context: grpc.aio.ServicerContext) -> collection_pb2.DropCollectionResponse:
+        return await self._ddl.drop(request)
+
+    async def AlterCollection(self, request: collection_pb2.AlterCollectionRequest,
+                              context: grpc.aio.ServicerContext) -> collection_pb2.CollectionSchema:
+        return await self._ddl.alter(request)
+
+    # ---- tenants and placement -------------------------------------------------
+    async def GetTenantPartition(self, request: meta_pb2.TenantPartitionRequest,
+                                 context: grpc.aio.ServicerContext) -> meta_pb2.TenantPartition:
+        return await self._tenants.get(request.tenant)
+
+    async def SetTenantPartition(self, request: meta_pb2.TenantPartition,
+                                 context: grpc.aio.ServicerContext) -> meta_pb2.TenantPartition:
+        return await self._tenants.set(request.tenant, request.partition)
+
+    async def GetPlacement(self, request: meta_pb2.GetPlacementRequest,
+                           context: grpc.aio.ServicerContext) -> meta_pb2.Placement:
+        return await build_placement(self._store, request.tenant, request.collection)
+
+    # ---- node registry ---------------------------------------------------------
+    async def RegisterNode(self, request: meta_pb2.RegisterNodeRequest,
+                           context: grpc.aio.ServicerContext) -> meta_pb2.RegisterNodeResponse:
+        node = request.node
+        if not node.node_id or "/" in node.node_id:
+            raise InvalidRequest("node.node_id is required and must not contain '/'")
+        if not node.role:
+            raise InvalidRequest("node.role is required (journal, storage, query, gateway, ...)")
+        ttl_ms = request.ttl_ms or self._default_ttl_ms
+        if not MIN_TTL_MS <= ttl_ms <= MAX_TTL_MS:
+            raise InvalidRequest(f"ttl_ms is {ttl_ms}; it must be between {MIN_TTL_MS} and {MAX_TTL_MS}")
+        lease_id, granted = await self._store.register_node(node, ttl_ms)
+        return meta_pb2.RegisterNodeResponse(lease_id=lease_id, ttl_ms=granted)
+
+    async def Heartbeat(self, request: meta_pb2.HeartbeatRequest,
+                        context: grpc.aio.ServicerContext) -> meta_pb2.HeartbeatResponse:
+        if not request.node_id or not request.lease_id:
+            raise InvalidRequest("node_id and lease_id are required")
+        return meta_pb2.HeartbeatResponse(ok=await self._store.heartbeat(request.node_id, request.lease_id))
+
+    async def ListNodes(self, request: meta_pb2.ListNodesRequest,
+                        context: grpc.aio.ServicerContext) -> meta_pb2.ListNodesResponse:
+        return meta_pb2.ListNodesResponse(nodes=await self._store.list_nodes(request.role))
+
+    # ---- watch -----------------------------------------------------------------
+    async def Watch(self, request: meta_pb2.WatchRequest,
+                    context: grpc.aio.ServicerContext) -> AsyncIterator[meta_pb2.WatchEvent]:
+        topics = set(request.topics) or set(TOPICS)
+        unknown = topics - set(TOPICS)
+        if unknown:
+            raise InvalidRequest(f"unknown watch topic(s) {sorted(unknown)}; use {', '.join(TOPICS)}")
+        # Subscribe before reading the snapshot, so no change falls between the two.
+        with self._store.subscribe() as sub:
+            self._streams.add(sub)
+            try:
+                if "collections" in topics:
+                    for schema in await self._store.list_collections():
+                        yield meta_pb2.WatchEvent(type=meta_pb2.WatchEvent.PUT, collection=schema)
+                if "nodes" in topics:
+                    for node in await self._store.list_nodes():
+                        yield meta_pb2.WatchEvent(type=meta_pb2.WatchEvent.PUT, node=node)
+                async for event in sub:
+                    topic = "collections" if event.collection is not None else "nodes"
+                    if topic in topics:
+                        yield _watch_event(event)
+            finally:
+                self._streams.discard(sub)
+
+    # ---- HLC -------------------------------------------------------------------
+    async def ReportHLC(self, request: meta_pb2.ReportHLCRequest,
+                        context: grpc.aio.ServicerContext) -> meta_pb2.ReportHLCResponse:
+        report = self._hlc.report(request.node_id, request.hlc)
+        return meta_pb2.ReportHLCResponse(cluster_hlc=report.cluster_hlc, drift_ms=report.drift_ms,
+                                          flagged=report.flagged)

@@ -1,0 +1,168 @@
+"""The `MetaStore` interface: what the meta manager keeps, independent of where.
+
+Two backends implement it: :class:`~vecraft.services.meta_manager.store.sqlite.SqliteMetaStore`
+(one embedded SQLite file, the default of ``vecraft up``) and
+:class:`~vecraft.services.meta_manager.store.etcd.EtcdMetaStore` (a real etcd
+cluster, shared by several meta managers). The behavioural test suite runs
+against both.
+
+The store holds four things:
+
+- **collections**: the materialized schema of every live collection, keyed by
+  (tenant, name). It is only ever changed by :meth:`MetaStore.commit_ddl`, in
+  the order of the journal's ``system`` partition;
+- **DDL records**: one per applied system entry that carried DDL, keyed by the
+  entry's request id, saying whether the DDL took effect (a CREATE of a name
+  that already exists does not). They answer retried requests and tell a
+  requester whether its DDL won a race;
+- **tenant overrides**: tenant -> data partition set explicitly;
+- **nodes**: registered processes, each bound to a lease that expires when
+  not renewed.
+
+Every change is published to subscribers (:meth:`MetaStore.subscribe`) as a
+:class:`StoreEvent`. A node whose lease expires is removed and published as a
+``DELETE`` carrying its last :class:`NodeInfo` with ``state = "down"``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+
+from vecraft.services.meta_manager.store.events import Subscription
+from vecraft.shared.rpc.v1 import collection_pb2, meta_pb2
+
+
+class EventType(enum.Enum):
+    PUT = "put"
+    DELETE = "delete"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreEvent:
+    """One change of a collection or a node, in store order.
+
+    ``revision`` grows with every change of the store (etcd: the key's
+    mod_revision; SQLite: a persisted change counter).
+    """
+
+    type: EventType
+    revision: int
+    collection: collection_pb2.CollectionSchema | None = None
+    node: meta_pb2.NodeInfo | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DdlRecord:
+    """The outcome of one DDL entry of the system partition.
+
+    Attributes:
+        request_id: request id of the journal entry (``system-<offset>`` when it had none).
+        offset: offset of the entry in the system partition.
+        hlc: HLC of the entry.
+        kind: ``CollectionDDL.Kind`` value (CREATE, DROP, ALTER).
+        tenant: tenant of the collection.
+        name: collection name.
+        applied: True when the DDL changed the catalog; False for a CREATE of a
+            taken name or a DROP/ALTER of a collection incarnation that no
+            longer exists.
+        schema: the collection as materialized by the entry (for DROP: as it was
+            dropped); None when not applied.
+    """
+
+    request_id: str
+    offset: int
+    hlc: int
+    kind: int
+    tenant: str
+    name: str
+    applied: bool
+    schema: collection_pb2.CollectionSchema | None = None
+
+
+class MetaStore(abc.ABC):
+    """Persistent catalog, tenant map and node registry of the meta manager.
+
+    All methods are coroutines safe to call concurrently from one event loop.
+    Backend failures that may heal (etcd leader election, a member down) are
+    retried inside the backend for a bounded time, then raised as
+    :class:`~vecraft.shared.common.errors.Unavailable`.
+    """
+
+    #: backend name reported in /healthz: "sqlite" | "etcd"
+    backend: str = ""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open the database / connect; start lease expiry or watch loops."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop background loops and close connections. Idempotent."""
+
+    # ---- collections -----------------------------------------------------------
+    @abc.abstractmethod
+    async def get_collection(self, tenant: str, name: str) -> collection_pb2.CollectionSchema | None:
+        """The live collection ``name`` of ``tenant``, or None."""
+
+    @abc.abstractmethod
+    async def list_collections(self, tenant: str | None = None) -> list[collection_pb2.CollectionSchema]:
+        """Live collections of ``tenant`` (None = every tenant), sorted by (tenant, name)."""
+
+    @abc.abstractmethod
+    async def ddl_watermark(self) -> int:
+        """Offset of the last system-partition entry materialized (0 = none)."""
+
+    @abc.abstractmethod
+    async def get_ddl_record(self, request_id: str) -> DdlRecord | None:
+        """The outcome of the DDL entry appended with ``request_id``, once materialized."""
+
+    @abc.abstractmethod
+    async def commit_ddl(self, expected_watermark: int, new_watermark: int,
+                         record: DdlRecord | None) -> bool:
+        """Materialize one system entry, atomically, if nobody else did it first.
+
+        Compare-and-swap on the watermark: when the stored watermark equals
+        ``expected_watermark``, in one transaction set it to ``new_watermark``,
+        store ``record`` (when given) and apply its change to the collections
+        (CREATE/ALTER applied: put ``record.schema``; DROP applied: delete
+        (tenant, name)); then publish the collection event. Returns False and
+        changes nothing when the watermark moved (another meta manager applied
+        the entry); the caller re-reads the watermark and continues.
+        """
+
+    # ---- tenants ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_tenant_partition(self, tenant: str) -> str | None:
+        """The explicit data partition of ``tenant``, or None (hash placement)."""
+
+    @abc.abstractmethod
+    async def set_tenant_partition(self, tenant: str, partition: str) -> None:
+        """Record an explicit data partition for ``tenant`` (overwrites)."""
+
+    # ---- nodes -----------------------------------------------------------------
+    @abc.abstractmethod
+    async def register_node(self, node: meta_pb2.NodeInfo, ttl_ms: int) -> tuple[str, int]:
+        """Store ``node`` (state "up") under a fresh lease of about ``ttl_ms``.
+
+        Re-registering a node id replaces the previous entry and lease.
+        Returns ``(lease_id, granted_ttl_ms)``; the granted TTL may be longer
+        than asked (etcd rounds up to whole seconds and its minimum TTL).
+        """
+
+    @abc.abstractmethod
+    async def heartbeat(self, node_id: str, lease_id: str) -> bool:
+        """Renew the lease. False when it expired or belongs to an older registration."""
+
+    @abc.abstractmethod
+    async def list_nodes(self, role: str = "") -> list[meta_pb2.NodeInfo]:
+        """Registered nodes with a live lease (``role`` "" = all), sorted by node id."""
+
+    # ---- change stream ---------------------------------------------------------
+    @abc.abstractmethod
+    def subscribe(self) -> Subscription[StoreEvent]:
+        """Events of every change from now on, from every meta manager sharing the store.
+
+        The subscription must be closed by the caller (it is a context manager).
+        """

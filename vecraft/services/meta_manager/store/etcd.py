@@ -1,0 +1,292 @@
+"""`EtcdMetaStore`: the cluster backend, a real etcd cluster through the aetcd client.
+
+Key layout under the prefix (``--etcd-prefix``, default ``/vecraft``)::
+
+    <prefix>/ddl/watermark                      "<offset>" of the last materialized system entry
+    <prefix>/ddl/records/<request_id>           DdlRecord JSON
+    <prefix>/collections/<tenant>/<name>        CollectionSchema JSON
+    <prefix>/tenants/<tenant>                   "<data partition>"
+    <prefix>/nodes/<node_id>                    NodeInfo JSON, attached to the node's etcd lease
+
+DDL materialization is one etcd transaction guarded by a compare on the
+watermark value, so several meta managers sharing the cluster apply the
+system partition exactly once and in order. Node leases are etcd leases: when
+one is not renewed etcd deletes the node key itself, and every meta manager's
+watch turns that into a ``DELETE`` event. Each meta manager runs a single etcd
+watch on the prefix (with previous values, so a DELETE carries the last
+NodeInfo / schema) and fans it out in-process to its gRPC watchers.
+
+Several endpoints become one gRPC channel over all of them (``ipv4:`` target,
+pick-first), so when a member dies the channel reconnects to a live one; calls
+that fail meanwhile (or during a leader election) are retried for up to
+``retry_seconds`` before :class:`Unavailable` is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aetcd
+import aetcd.exceptions
+import grpc
+
+from vecraft.services.meta_manager.store import codec
+from vecraft.services.meta_manager.store.base import DdlRecord, EventType, MetaStore, StoreEvent
+from vecraft.services.meta_manager.store.events import EventHub, Subscription
+from vecraft.shared.common.errors import InvalidRequest, Unavailable
+from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, meta_pb2
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+_TRANSIENT_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN}
+_CHANNEL_OPTIONS = {
+    # Reconnect quickly to a surviving member after one dies.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+}
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError,
+                        aetcd.exceptions.InternalError, asyncio.TimeoutError)):
+        return True
+    cause = exc.__cause__ if isinstance(exc, aetcd.exceptions.ClientError) else exc
+    return isinstance(cause, grpc.aio.AioRpcError) and cause.code() in _TRANSIENT_CODES
+
+
+def channel_target(endpoints: list[str]) -> tuple[str, int]:
+    """``(host, port)`` for aetcd.Client whose ``host:port`` is a gRPC target over every endpoint.
+
+    aetcd dials ``f"{host}:{port}"``; for several endpoints that string must be
+    gRPC's ``ipv4:a:p1,b:p2,...`` form, which wants IP addresses, so host
+    names are resolved here.
+
+    Raises:
+        InvalidRequest: an endpoint is not ``host:port``.
+    """
+    parsed: list[tuple[str, int]] = []
+    for endpoint in endpoints:
+        host, sep, port = endpoint.strip().removeprefix("http://").rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise InvalidRequest(f"etcd endpoint {endpoint!r} is not host:port")
+        parsed.append((host, int(port)))
+    if not parsed:
+        raise InvalidRequest("no etcd endpoints given")
+    if len(parsed) == 1:
+        return parsed[0]
+    ips = [socket.getaddrinfo(h, p, socket.AF_INET, socket.SOCK_STREAM)[0][4][0] for h, p in parsed]
+    head = ",".join(f"{ip}:{p}" for ip, (_, p) in zip(ips[:-1], parsed[:-1], strict=True))
+    return f"ipv4:{head},{ips[-1]}", parsed[-1][1]
+
+
+class EtcdMetaStore(MetaStore):
+    """The etcd backend; ``endpoints`` are ``host:port`` client URLs of the members."""
+
+    backend = "etcd"
+
+    def __init__(self, endpoints: list[str], prefix: str = "/vecraft", *, retry_seconds: float = 15.0,
+                 call_timeout_s: int = 5) -> None:
+        self._endpoints = endpoints
+        self._prefix = prefix.rstrip("/")
+        self._retry_seconds = retry_seconds
+        self._call_timeout_s = call_timeout_s
+        self._client: aetcd.Client | None = None
+        self._hub: EventHub[StoreEvent] = EventHub()
+        self._watch_task: asyncio.Task[None] | None = None
+        # Heartbeats do not write to etcd (that would be a Raft write per beat);
+        # the last one this manager saw is reported in list_nodes.
+        self._last_beat: dict[str, int] = {}
+
+    # ---- keys ------------------------------------------------------------------
+    def _key(self, *parts: str) -> bytes:
+        return "/".join((self._prefix, *parts)).encode()
+
+    @property
+    def _watermark_key(self) -> bytes:
+        return self._key("ddl", "watermark")
+
+    # ---- plumbing --------------------------------------------------------------
+    async def _call(self, what: str, fn: Callable[[aetcd.Client], Awaitable[R]]) -> R:
+        """Run ``fn`` with the client, retrying transient failures until ``retry_seconds``."""
+        if self._client is None:
+            raise Unavailable("meta store is not open")
+        deadline = time.monotonic() + self._retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await fn(self._client)
+            except Exception as exc:  # noqa: BLE001 - classified right below
+                if not _is_transient(exc):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise Unavailable(f"etcd {what} failed: {exc}") from exc
+                log.info("etcd %s failed, retrying: %s", what, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    async def start(self) -> None:
+        host, port = channel_target(self._endpoints)
+        self._client = aetcd.Client(host=host, port=port, timeout=self._call_timeout_s,
+                                    options=_CHANNEL_OPTIONS)
+        t = self._client.transactions
+        wm = self._watermark_key
+        # Create the watermark once, so commit_ddl can always compare its value.
+        await self._call("init", lambda c: c.transaction(
+            compare=[t.version(wm) == 0], success=[t.put(wm, b"0")], failure=[]))
+        head = await self._call("revision", lambda c: c.get(wm))
+        start_revision = head.header.revision + 1 if head is not None else 1
+        self._watch_task = asyncio.create_task(self._watch_loop(start_revision), name="meta-etcd-watch")
+
+    async def stop(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+            self._watch_task = None
+        self._hub.close_all()
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    # ---- collections -----------------------------------------------------------
+    async def get_collection(self, tenant: str, name: str) -> collection_pb2.CollectionSchema | None:
+        kv = await self._call("get", lambda c: c.get(self._key("collections", tenant, name)))
+        return codec.decode_message(kv.value, collection_pb2.CollectionSchema) if kv is not None else None
+
+    async def list_collections(self, tenant: str | None = None) -> list[collection_pb2.CollectionSchema]:
+        prefix = self._key("collections", tenant, "") if tenant is not None else self._key("collections", "")
+        rng = await self._call("list", lambda c: c.get_prefix(prefix, sort_order="ascend"))
+        schemas = [codec.decode_message(kv.value, collection_pb2.CollectionSchema) for kv in rng.kvs]
+        return sorted(schemas, key=lambda s: (s.tenant, s.name))
+
+    async def ddl_watermark(self) -> int:
+        kv = await self._call("get", lambda c: c.get(self._watermark_key))
+        return int(kv.value) if kv is not None else 0
+
+    async def get_ddl_record(self, request_id: str) -> DdlRecord | None:
+        kv = await self._call("get", lambda c: c.get(self._key("ddl", "records", request_id)))
+        return codec.decode_record(kv.value) if kv is not None else None
+
+    async def commit_ddl(self, expected_watermark: int, new_watermark: int,
+                         record: DdlRecord | None) -> bool:
+        assert self._client is not None
+        t = self._client.transactions
+        wm = self._watermark_key
+        ops: list[Any] = [t.put(wm, str(new_watermark).encode())]
+        if record is not None:
+            ops.append(t.put(self._key("ddl", "records", record.request_id), codec.encode_record(record)))
+            if record.applied and record.schema is not None:
+                key = self._key("collections", record.tenant, record.name)
+                if record.kind == journal_pb2.CollectionDDL.DROP:
+                    ops.append(t.delete(key))
+                else:
+                    ops.append(t.put(key, codec.encode_message(record.schema)))
+        # A retry after a lost answer fails the compare: the caller re-reads the watermark.
+        succeeded, _ = await self._call("commit", lambda c: c.transaction(
+            compare=[t.value(wm) == str(expected_watermark).encode()], success=ops, failure=[]))
+        return bool(succeeded)
+
+    # ---- tenants ---------------------------------------------------------------
+    async def get_tenant_partition(self, tenant: str) -> str | None:
+        kv = await self._call("get", lambda c: c.get(self._key("tenants", tenant)))
+        return kv.value.decode() if kv is not None else None
+
+    async def set_tenant_partition(self, tenant: str, partition: str) -> None:
+        await self._call("put", lambda c: c.put(self._key("tenants", tenant), partition.encode()))
+
+    # ---- nodes -----------------------------------------------------------------
+    async def register_node(self, node: meta_pb2.NodeInfo, ttl_ms: int) -> tuple[str, int]:
+        stored = meta_pb2.NodeInfo()
+        stored.CopyFrom(node)
+        stored.state = "up"
+        stored.last_heartbeat_unix_ms = time.time_ns() // 1_000_000
+        lease = await self._call("lease", lambda c: c.lease(max(1, math.ceil(ttl_ms / 1000))))
+        # Putting the key under the new lease detaches it from any older one.
+        await self._call("put", lambda c: c.put(self._key("nodes", node.node_id),
+                                                codec.encode_message(stored), lease=lease))
+        self._last_beat[node.node_id] = stored.last_heartbeat_unix_ms
+        return str(lease.id), int(lease.ttl) * 1000
+
+    async def heartbeat(self, node_id: str, lease_id: str) -> bool:
+        try:
+            lease = int(lease_id)
+        except ValueError:
+            return False
+        kv = await self._call("get", lambda c: c.get(self._key("nodes", node_id)))
+        if kv is None or kv.lease != lease:
+            return False
+        reply = await self._call("keepalive", lambda c: c.refresh_lease(lease))
+        if reply is None or reply.TTL <= 0:
+            return False
+        self._last_beat[node_id] = time.time_ns() // 1_000_000
+        return True
+
+    async def list_nodes(self, role: str = "") -> list[meta_pb2.NodeInfo]:
+        rng = await self._call("list", lambda c: c.get_prefix(self._key("nodes", ""), sort_order="ascend"))
+        nodes = []
+        for kv in rng.kvs:
+            node = codec.decode_message(kv.value, meta_pb2.NodeInfo)
+            node.last_heartbeat_unix_ms = max(node.last_heartbeat_unix_ms, self._last_beat.get(node.node_id, 0))
+            if not role or node.role == role:
+                nodes.append(node)
+        return sorted(nodes, key=lambda n: n.node_id)
+
+    # ---- change stream ---------------------------------------------------------
+    def subscribe(self) -> Subscription[StoreEvent]:
+        return self._hub.subscribe()
+
+    def _to_event(self, event: Any) -> StoreEvent | None:
+        key = event.kv.key.decode()
+        rel = key[len(self._prefix) + 1:].split("/")
+        deleted = event.kind == "DELETE"
+        kind = EventType.DELETE if deleted else EventType.PUT
+        value = event.prev_kv.value if deleted and event.prev_kv is not None else event.kv.value
+        revision = int(event.kv.mod_revision)
+        if rel[0] == "collections" and len(rel) == 3:
+            schema = (codec.decode_message(value, collection_pb2.CollectionSchema) if value
+                      else collection_pb2.CollectionSchema(tenant=rel[1], name=rel[2]))
+            return StoreEvent(kind, revision, collection=schema)
+        if rel[0] == "nodes" and len(rel) == 2:
+            node = codec.decode_message(value, meta_pb2.NodeInfo) if value else meta_pb2.NodeInfo(node_id=rel[1])
+            if deleted:
+                node.state = "down"
+                self._last_beat.pop(node.node_id, None)
+            return StoreEvent(kind, revision, node=node)
+        return None
+
+    async def _watch_loop(self, start_revision: int) -> None:
+        """Follow the prefix forever; after a broken stream resume from the next revision."""
+        next_revision = start_revision
+        delay = 0.1
+        while True:
+            client = self._client
+            if client is None:
+                return
+            try:
+                watch = await client.watch_prefix(self._key(""), start_revision=next_revision, prev_kv=True)
+                delay = 0.1
+                async for event in watch:
+                    next_revision = int(event.kv.mod_revision) + 1
+                    converted = self._to_event(event)
+                    if converted is not None:
+                        self._hub.publish(converted)
+            except aetcd.exceptions.RevisionCompactedError as exc:
+                log.warning("etcd history compacted; watch resumes at revision %d", exc.compacted_revision)
+                next_revision = exc.compacted_revision
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any broken stream is re-established
+                log.info("etcd watch interrupted, resuming at revision %d: %s", next_revision, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)

@@ -1,0 +1,274 @@
+"""`SqliteMetaStore`: the embedded backend, one SQLite file under the data directory.
+
+Layout (``<data-dir>/meta.sqlite3``)::
+
+    meta(key PRIMARY KEY, value)                 'ddl_watermark', 'revision'
+    collections(tenant, name, revision, schema)  PRIMARY KEY (tenant, name)
+    ddl_records(request_id PRIMARY KEY, ddl_offset, record)
+    tenants(tenant PRIMARY KEY, partition)
+    nodes(node_id PRIMARY KEY, lease_id, ttl_ms, expires_unix_ms, last_heartbeat_unix_ms, info)
+
+Every statement runs on one worker thread (a single-thread executor), so the
+connection is never shared between threads and commits are serialized; the
+event loop never blocks on fsync. Leases are wall-clock deadlines stored with
+the node, so they survive a restart of the meta manager; a background sweep
+removes expired nodes and publishes their DELETE. Only one meta manager may
+use a SQLite file; the watermark compare-and-swap still guards the catalog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from vecraft.services.meta_manager.store import codec
+from vecraft.services.meta_manager.store.base import DdlRecord, EventType, MetaStore, StoreEvent
+from vecraft.services.meta_manager.store.events import EventHub, Subscription
+from vecraft.shared.common.errors import Unavailable
+from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, meta_pb2
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+DB_FILE = "meta.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS collections (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, revision INTEGER NOT NULL, schema TEXT NOT NULL,
+    PRIMARY KEY (tenant, name));
+CREATE TABLE IF NOT EXISTS ddl_records (
+    request_id TEXT PRIMARY KEY, ddl_offset INTEGER NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenants (tenant TEXT PRIMARY KEY, partition TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id TEXT PRIMARY KEY, lease_id TEXT NOT NULL, ttl_ms INTEGER NOT NULL,
+    expires_unix_ms INTEGER NOT NULL, last_heartbeat_unix_ms INTEGER NOT NULL, info TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('ddl_watermark', 0), ('revision', 0);
+"""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SqliteMetaStore(MetaStore):
+    """The embedded backend. ``sweep_interval_ms`` bounds how late an expired lease is noticed."""
+
+    backend = "sqlite"
+
+    def __init__(self, data_dir: Path, *, sweep_interval_ms: int = 100) -> None:
+        self._path = Path(data_dir) / DB_FILE
+        self._sweep_interval = sweep_interval_ms / 1000
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._hub: EventHub[StoreEvent] = EventHub()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ---- plumbing --------------------------------------------------------------
+    async def _run(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+        if self._executor is None or self._conn is None:
+            raise Unavailable("meta store is not open")
+        conn = self._conn
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"meta store: {exc}") from exc
+
+    @staticmethod
+    def _next_revision(conn: sqlite3.Connection) -> int:
+        conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0])
+
+    async def start(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meta-sqlite")
+
+        def _open() -> sqlite3.Connection:
+            conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # The catalog is small and changes rarely: pay an fsync per commit for durability.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            return conn
+
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, _open)
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="meta-sqlite-lease-sweep")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        self._hub.close_all()
+        if self._conn is not None and self._executor is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # ---- collections -----------------------------------------------------------
+    async def get_collection(self, tenant: str, name: str) -> collection_pb2.CollectionSchema | None:
+        row = await self._run(lambda c: c.execute(
+            "SELECT schema FROM collections WHERE tenant = ? AND name = ?", (tenant, name)).fetchone())
+        return codec.decode_message(row[0], collection_pb2.CollectionSchema) if row else None
+
+    async def list_collections(self, tenant: str | None = None) -> list[collection_pb2.CollectionSchema]:
+        if tenant is None:
+            rows = await self._run(lambda c: c.execute(
+                "SELECT schema FROM collections ORDER BY tenant, name").fetchall())
+        else:
+            rows = await self._run(lambda c: c.execute(
+                "SELECT schema FROM collections WHERE tenant = ? ORDER BY name", (tenant,)).fetchall())
+        return [codec.decode_message(r[0], collection_pb2.CollectionSchema) for r in rows]
+
+    async def ddl_watermark(self) -> int:
+        row = await self._run(lambda c: c.execute(
+            "SELECT value FROM meta WHERE key = 'ddl_watermark'").fetchone())
+        return int(row[0])
+
+    async def get_ddl_record(self, request_id: str) -> DdlRecord | None:
+        row = await self._run(lambda c: c.execute(
+            "SELECT record FROM ddl_records WHERE request_id = ?", (request_id,)).fetchone())
+        return codec.decode_record(row[0]) if row else None
+
+    async def commit_ddl(self, expected_watermark: int, new_watermark: int,
+                         record: DdlRecord | None) -> bool:
+        def _commit(conn: sqlite3.Connection) -> StoreEvent | None | bool:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                current = conn.execute("SELECT value FROM meta WHERE key = 'ddl_watermark'").fetchone()[0]
+                if current != expected_watermark:
+                    conn.execute("ROLLBACK")
+                    return False
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'ddl_watermark'", (new_watermark,))
+                event = None
+                if record is not None:
+                    conn.execute("INSERT OR REPLACE INTO ddl_records (request_id, ddl_offset, record) "
+                                 "VALUES (?, ?, ?)",
+                                 (record.request_id, record.offset, codec.encode_record(record).decode()))
+                    event = _apply_change(conn, record)
+                conn.execute("COMMIT")
+                return event
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        outcome = await self._run(_commit)
+        if outcome is False:
+            return False
+        if isinstance(outcome, StoreEvent):
+            self._hub.publish(outcome)
+        return True
+
+    # ---- tenants ---------------------------------------------------------------
+    async def get_tenant_partition(self, tenant: str) -> str | None:
+        row = await self._run(lambda c: c.execute(
+            "SELECT partition FROM tenants WHERE tenant = ?", (tenant,)).fetchone())
+        return str(row[0]) if row else None
+
+    async def set_tenant_partition(self, tenant: str, partition: str) -> None:
+        await self._run(lambda c: c.execute(
+            "INSERT OR REPLACE INTO tenants (tenant, partition) VALUES (?, ?)", (tenant, partition)))
+
+    # ---- nodes -----------------------------------------------------------------
+    async def register_node(self, node: meta_pb2.NodeInfo, ttl_ms: int) -> tuple[str, int]:
+        lease_id = uuid.uuid4().hex
+        stored = meta_pb2.NodeInfo()
+        stored.CopyFrom(node)
+        stored.state = "up"
+
+        def _register(conn: sqlite3.Connection) -> StoreEvent:
+            now = _now_ms()
+            stored.last_heartbeat_unix_ms = now
+            with conn:
+                revision = self._next_revision(conn)
+                conn.execute(
+                    "INSERT OR REPLACE INTO nodes (node_id, lease_id, ttl_ms, expires_unix_ms, "
+                    "last_heartbeat_unix_ms, info) VALUES (?, ?, ?, ?, ?, ?)",
+                    (node.node_id, lease_id, ttl_ms, now + ttl_ms, now,
+                     codec.encode_message(stored).decode()))
+            return StoreEvent(EventType.PUT, revision, node=stored)
+
+        self._hub.publish(await self._run(_register))
+        return lease_id, ttl_ms
+
+    async def heartbeat(self, node_id: str, lease_id: str) -> bool:
+        def _beat(conn: sqlite3.Connection) -> bool:
+            now = _now_ms()
+            with conn:
+                cur = conn.execute(
+                    "UPDATE nodes SET expires_unix_ms = ? + ttl_ms, last_heartbeat_unix_ms = ? "
+                    "WHERE node_id = ? AND lease_id = ? AND expires_unix_ms >= ?",
+                    (now, now, node_id, lease_id, now))
+            return cur.rowcount == 1
+
+        return await self._run(_beat)
+
+    async def list_nodes(self, role: str = "") -> list[meta_pb2.NodeInfo]:
+        def _list(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            return conn.execute(
+                "SELECT info, last_heartbeat_unix_ms FROM nodes WHERE expires_unix_ms >= ? "
+                "ORDER BY node_id", (_now_ms(),)).fetchall()
+
+        nodes = []
+        for info, beat in await self._run(_list):
+            node = codec.decode_message(info, meta_pb2.NodeInfo)
+            node.last_heartbeat_unix_ms = beat
+            if not role or node.role == role:
+                nodes.append(node)
+        return nodes
+
+    async def _expire(self) -> None:
+        def _delete_expired(conn: sqlite3.Connection) -> list[StoreEvent]:
+            now = _now_ms()
+            events = []
+            with conn:
+                rows = conn.execute("SELECT node_id, info, last_heartbeat_unix_ms FROM nodes "
+                                    "WHERE expires_unix_ms < ?", (now,)).fetchall()
+                for node_id, info, beat in rows:
+                    conn.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+                    node = codec.decode_message(info, meta_pb2.NodeInfo)
+                    node.state = "down"
+                    node.last_heartbeat_unix_ms = beat
+                    events.append(StoreEvent(EventType.DELETE, self._next_revision(conn), node=node))
+            return events
+
+        for event in await self._run(_delete_expired):
+            log.warning("node lease expired", extra={"node": event.node.node_id if event.node else ""})
+            self._hub.publish(event)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self._expire()
+            except Unavailable:
+                log.exception("lease sweep failed")
+            await asyncio.sleep(self._sweep_interval)
+
+    # ---- change stream ---------------------------------------------------------
+    def subscribe(self) -> Subscription[StoreEvent]:
+        return self._hub.subscribe()
+
+
+def _apply_change(conn: sqlite3.Connection, record: DdlRecord) -> StoreEvent | None:
+    """Apply an applied DDL record to the collections table; the event to publish."""
+    if not record.applied or record.schema is None:
+        return None
+    revision = SqliteMetaStore._next_revision(conn)
+    if record.kind == journal_pb2.CollectionDDL.DROP:
+        conn.execute("DELETE FROM collections WHERE tenant = ? AND name = ?", (record.tenant, record.name))
+        return StoreEvent(EventType.DELETE, revision, collection=record.schema)
+    conn.execute("INSERT OR REPLACE INTO collections (tenant, name, revision, schema) VALUES (?, ?, ?, ?)",
+                 (record.tenant, record.name, revision, codec.encode_message(record.schema).decode()))
+    return StoreEvent(EventType.PUT, revision, collection=record.schema)
