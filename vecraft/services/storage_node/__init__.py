@@ -1,0 +1,12 @@
+"""Storage node: one replica of one shard, fed by journal replay.
+
+- ``mmap/``: append-only record file (status byte + CRC per block) and the
+  SQLite location index that commits applied offsets with the rows they cover;
+- ``indexes/``: the in-memory collections (shared CollectionIndex) and their
+  offset-tagged snapshots;
+- ``journal_replay/``: the apply path, push followers, pull-before-read syncs,
+  start-up recovery;
+- ``servicer.py``: the gRPC ``StorageNodeService``; ``main.py``: the process.
+
+See docs/storage-node.md.
+"""

@@ -1,0 +1,1 @@
+"""The node's in-memory collections and their on-disk snapshots."""

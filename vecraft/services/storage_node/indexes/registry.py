@@ -1,0 +1,109 @@
+"""The node's collections in memory: schema + one CollectionIndex each, found by id or by name.
+
+Mutated only by the apply thread; read by searches on other threads. The maps
+are replaced copy-on-write, so a reader iterating them never sees one change
+half done and needs no lock (each CollectionIndex locks itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vecraft.shared.common.errors import NotFound
+from vecraft.shared.index.collection import CollectionIndex
+from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
+from vecraft.shared.rpc.v1 import collection_pb2
+
+# Used when a schema leaves an HNSW parameter at 0 (proto default).
+DEFAULT_M = 16
+DEFAULT_EF_CONSTRUCTION = 200
+DEFAULT_EF_SEARCH = 64
+
+
+@dataclass(slots=True)
+class Collection:
+    schema: collection_pb2.CollectionSchema
+    index: CollectionIndex
+
+    @property
+    def collection_id(self) -> str:
+        return self.schema.collection_id
+
+    @property
+    def label(self) -> str:
+        """``tenant/name``: the collection's label in metrics and stats."""
+        return f"{self.schema.tenant or DEFAULT_TENANT}/{self.schema.name}"
+
+
+def new_index(schema: collection_pb2.CollectionSchema) -> CollectionIndex:
+    """An empty index with the schema's dimension, metric and HNSW parameters."""
+    hnsw = schema.hnsw
+    return CollectionIndex(dim=schema.dim, metric=schema.metric or "cosine",
+                           m=hnsw.m or DEFAULT_M,
+                           ef_construction=hnsw.ef_construction or DEFAULT_EF_CONSTRUCTION,
+                           ef_search=hnsw.ef_search or DEFAULT_EF_SEARCH)
+
+
+def _name_key(tenant: str, name: str) -> tuple[str, str]:
+    return (tenant or DEFAULT_TENANT, name or DEFAULT_COLLECTION)
+
+
+class CollectionRegistry:
+    """collection_id -> Collection, plus (tenant, name) -> the live incarnation's id."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Collection] = {}
+        self._by_name: dict[tuple[str, str], str] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def collections(self) -> list[Collection]:
+        return list(self._by_id.values())
+
+    def schemas(self) -> dict[str, collection_pb2.CollectionSchema]:
+        """A copy of collection_id -> schema (what decode_entry needs as ``known``)."""
+        return {cid: c.schema for cid, c in self._by_id.items()}
+
+    def by_id(self, collection_id: str) -> Collection | None:
+        return self._by_id.get(collection_id)
+
+    def get(self, tenant: str, name: str) -> Collection:
+        """The live collection named ``name`` of ``tenant`` ("" = default); raises NotFound."""
+        key = _name_key(tenant, name)
+        cid = self._by_name.get(key)
+        coll = self._by_id.get(cid) if cid is not None else None
+        if coll is None:
+            raise NotFound(f"collection {key[1]!r} of tenant {key[0]!r} is not known to this node",
+                           details={"tenant": key[0], "collection": key[1]})
+        return coll
+
+    def add(self, schema: collection_pb2.CollectionSchema, index: CollectionIndex | None = None) -> Collection:
+        """Register a created collection (with a fresh index unless one is given)."""
+        coll = Collection(schema, index if index is not None else new_index(schema))
+        by_id = dict(self._by_id)
+        by_id[schema.collection_id] = coll
+        by_name = dict(self._by_name)
+        by_name[_name_key(schema.tenant, schema.name)] = schema.collection_id
+        self._by_id, self._by_name = by_id, by_name
+        return coll
+
+    def alter(self, schema: collection_pb2.CollectionSchema) -> None:
+        """Apply an ALTER: only search-time parameters change (ef_search)."""
+        coll = self._by_id.get(schema.collection_id)
+        if coll is None:
+            return
+        if schema.hnsw.ef_search > 0:
+            coll.index.set_ef_search(schema.hnsw.ef_search)
+        coll.schema = schema
+
+    def drop(self, collection_id: str) -> None:
+        coll = self._by_id.get(collection_id)
+        if coll is None:
+            return
+        by_id = {cid: c for cid, c in self._by_id.items() if cid != collection_id}
+        key = _name_key(coll.schema.tenant, coll.schema.name)
+        by_name = dict(self._by_name)
+        if by_name.get(key) == collection_id:
+            del by_name[key]
+        self._by_id, self._by_name = by_id, by_name

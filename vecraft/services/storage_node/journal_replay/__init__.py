@@ -1,0 +1,1 @@
+"""Journal replay: the apply path, push followers, pull-before-read, start-up recovery."""

@@ -1,0 +1,233 @@
+"""Follow one journal partition: the push stream, and pull-before-read syncs.
+
+Push: a subscription from applied + 1 (slowed by ``apply_delay_ms`` to
+simulate storage lag) feeds a bounded buffer; the apply loop drains whatever
+is buffered (up to a bound) into one apply, so batches grow with the load.
+
+Pull: :meth:`PartitionFollower.sync` brings the partition to a target offset
+with ``PullWAL`` -- never delayed -- and applies the entries at once.
+Concurrent syncs coalesce: one pull is in flight per partition and callers
+whose target it covers wait on it. After a pull the subscription is told to
+skip what was pulled; entries that still arrive twice are dropped by the
+applier's offset check, under the engine's lock, so nothing applies twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vecraft.services.storage_node import metrics
+from vecraft.services.storage_node.journal_replay.applier import JournalGap
+from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
+from vecraft.shared.common.errors import InvalidRequest
+from vecraft.shared.hlc import physical_ms
+from vecraft.shared.rpc.v1 import journal_pb2
+
+if TYPE_CHECKING:
+    from vecraft.services.journal_service.client import JournalClient, Subscription
+
+log = logging.getLogger(__name__)
+
+# Entries buffered from the push stream before the reader waits for the applier.
+BUFFER_ENTRIES = 4096
+# Entries applied per push batch, at most.
+PUSH_BATCH_ENTRIES = 2048
+# Entries fetched per PullWAL window; bounds memory during a long catch-up.
+PULL_WINDOW = 2048
+_RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    applied_offset: int
+    applied_hlc: int
+    pulled: bool
+    entries_pulled: int
+
+
+class PartitionFollower:
+    """Keeps one partition of this replica applied: push loop + coalesced pull syncs."""
+
+    def __init__(self, partition: str, engine: ApplyEngine, journal: JournalClient, *, replica_id: str,
+                 shard: int, apply_delay_ms: int = 0) -> None:
+        self.partition = partition
+        self.engine = engine
+        self.journal = journal
+        self.replica_id = replica_id
+        self.shard = shard
+        self.apply_delay_ms = apply_delay_ms
+        self.head_offset = 0
+        self.head_hlc = 0
+        self._sub: Subscription | None = None
+        self._buffer: collections.deque[journal_pb2.JournalEntry] = collections.deque()
+        self._has_entries = asyncio.Event()
+        self._has_space = asyncio.Event()
+        self._has_space.set()
+        self._applying_hlc = 0
+        self._pull: tuple[int, asyncio.Task[int]] | None = None
+
+    # ---- state ------------------------------------------------------------------------
+    @property
+    def applied_offset(self) -> int:
+        return self.engine.applied(self.partition)[0]
+
+    def note_head(self, offset: int, hlc: int) -> None:
+        if offset > self.head_offset:
+            self.head_offset, self.head_hlc = offset, hlc
+        metrics.HEAD_OFFSET.labels(self.partition).set(self.head_offset)
+        metrics.REPLAY_LAG.labels(self.partition).set(max(0, self.head_offset - self.applied_offset))
+
+    def head(self) -> int:
+        sub = self._sub
+        if sub is not None and sub.head_offset > self.head_offset:
+            self.note_head(sub.head_offset, sub.head_hlc)
+        return self.head_offset
+
+    def staleness_ms(self) -> int:
+        """Now minus the commit time of the oldest committed entry not applied (0 when caught up).
+
+        When that entry's HLC is not at hand (not received yet) the applied
+        entry's commit time stands in: it is older, so the answer errs on the
+        stale side, never the fresh one.
+        """
+        applied, applied_hlc = self.engine.applied(self.partition)
+        if applied >= self.head():
+            return 0
+        candidates = [self._applying_hlc]
+        if self._sub is not None:
+            candidates.append(self._sub.oldest_pending_hlc())
+        for entry in self._buffer:
+            if entry.offset > applied:
+                candidates.append(entry.hlc)
+                break
+        pending = [h for h in candidates if h]
+        oldest = min(pending) if pending else applied_hlc
+        if not oldest:
+            return 0
+        return max(0, int(time.time() * 1000) - physical_ms(oldest))
+
+    # ---- push -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Follow the push stream until cancelled; resubscribes after any failure."""
+        attempt = 0
+        while True:
+            try:
+                await self._follow()
+                attempt = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = _RETRY_SECONDS[min(attempt, len(_RETRY_SECONDS) - 1)]
+                attempt += 1
+                log.warning("push stream failed; resubscribing", exc_info=True,
+                            extra={"partition": self.partition, "retry_in_s": delay})
+                await asyncio.sleep(delay)
+
+    async def _follow(self) -> None:
+        sub = self.journal.subscribe(self.partition, self.applied_offset + 1, replica_id=self.replica_id,
+                                     shards=[self.shard], role="replica", delay_ms=self.apply_delay_ms)
+        self._sub = sub
+        self._buffer.clear()
+        reader = asyncio.create_task(self._read(sub), name=f"storage:read:{self.partition}")
+        try:
+            while True:
+                await self._has_entries.wait()
+                if reader.done() and not self._buffer:
+                    reader.result()  # re-raise the stream's failure
+                    return
+                batch = self._take_batch()
+                if not batch:
+                    continue
+                self._applying_hlc = batch[0].hlc
+                try:
+                    await self.engine.apply(self.partition, batch, path="push")
+                except JournalGap as gap:
+                    # Entries went missing between applied and the stream: pull them.
+                    log.warning("gap in the push stream; pulling", extra={"partition": self.partition,
+                                                                          "applied": gap.applied,
+                                                                          "next": gap.got})
+                    await self.sync(batch[-1].offset)
+                finally:
+                    self._applying_hlc = 0
+                self.note_head(batch[-1].offset, batch[-1].hlc)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            self._sub = None
+            await sub.close()
+
+    async def _read(self, sub: Subscription) -> None:
+        try:
+            async for entry in sub:
+                while len(self._buffer) >= BUFFER_ENTRIES:
+                    self._has_space.clear()
+                    await self._has_space.wait()
+                self._buffer.append(entry)
+                self._has_entries.set()
+        finally:
+            self._has_entries.set()  # wake the apply loop to see the end
+
+    def _take_batch(self) -> list[journal_pb2.JournalEntry]:
+        applied = self.applied_offset
+        batch: list[journal_pb2.JournalEntry] = []
+        while self._buffer and len(batch) < PUSH_BATCH_ENTRIES:
+            entry = self._buffer.popleft()
+            if entry.offset > applied:
+                batch.append(entry)
+        if not self._buffer:
+            self._has_entries.clear()
+        self._has_space.set()
+        return batch
+
+    # ---- pull -------------------------------------------------------------------------
+    async def sync(self, target: int | None) -> SyncOutcome:
+        """Apply every entry up to ``target`` (None = the journal head as of now) by pulling.
+
+        Returns at once when already there. Raises InvalidRequest when the
+        target is beyond the journal's head, and the journal client's errors
+        (Unavailable, ...) when the journal cannot be reached.
+        """
+        began = time.perf_counter()
+        if target is None:
+            target, hlc = await self.journal.get_offset(self.partition)
+            self.note_head(target, hlc)
+        pulled = False
+        entries = 0
+        while self.applied_offset < target:
+            inflight = self._pull
+            if inflight is None or inflight[1].done():
+                task = asyncio.create_task(self._pull_to(target), name=f"storage:pull:{self.partition}")
+                self._pull = inflight = (target, task)
+                # Never leave a failed pull's exception unretrieved.
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            # shield: a caller that gives up (deadline) must not cancel a pull others wait on.
+            entries += await asyncio.shield(inflight[1])
+            pulled = True
+        applied, applied_hlc = self.engine.applied(self.partition)
+        metrics.SYNCS.labels(str(pulled).lower()).inc()
+        metrics.SYNC_LATENCY.observe(time.perf_counter() - began)
+        return SyncOutcome(applied, applied_hlc, pulled, entries)
+
+    async def _pull_to(self, target: int) -> int:
+        applied_entries = 0
+        while self.applied_offset < target:
+            start = self.applied_offset + 1
+            entries = await self.journal.pull(self.partition, start, min(target, start + PULL_WINDOW - 1))
+            if not entries:
+                head, hlc = await self.journal.get_offset(self.partition)
+                self.note_head(head, hlc)
+                if head < target:
+                    raise InvalidRequest(f"offset {target} of {self.partition} is beyond the journal head "
+                                         f"{head}", details={"partition": self.partition, "head": head})
+                await asyncio.sleep(0.01)  # the journal has it but did not send it yet
+                continue
+            applied_entries += await self.engine.apply(self.partition, entries, path="pull")
+            self.note_head(entries[-1].offset, entries[-1].hlc)
+        if self._sub is not None:
+            self._sub.skip_to(self.applied_offset)
+        return applied_entries

@@ -1,0 +1,203 @@
+"""gRPC ``StorageNodeService``: Sync, Search, Get, Status.
+
+Every read first brings the collection's partition to the offset the request
+needs (``min_offset``, or the journal head for ``sync_latest``) with a
+coalesced pull, then runs in a worker thread against the in-memory index (and
+the record file for documents), so searches never wait on the event loop and
+an apply in progress delays a search by at most one index write section.
+Invalid input raises ``InvalidRequest`` before anything is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+import numpy as np
+import orjson
+
+from vecraft.services.storage_node import metrics
+from vecraft.services.storage_node.indexes.registry import Collection
+from vecraft.services.storage_node.mmap import STATUS_LIVE, CorruptRecord
+from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound
+from vecraft.shared.index import metadata_to_json
+from vecraft.shared.model.filters import Filter, parse_filter
+from vecraft.shared.model.limits import HNSW_EF_SEARCH_RANGE, MAX_BATCH_ROWS, MAX_K, MIN_K
+from vecraft.shared.rpc.v1 import search_pb2, storage_pb2, storage_pb2_grpc
+
+if TYPE_CHECKING:
+    from vecraft.services.storage_node.main import StorageNode
+
+T = TypeVar("T")
+
+
+async def _within(awaitable: Awaitable[T], timeout_ms: int, what: str) -> T:
+    if timeout_ms <= 0:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, timeout_ms / 1000)
+    except TimeoutError:
+        raise DeadlineExceeded(f"{what} did not finish within {timeout_ms} ms") from None
+
+
+def parse_query_vector(raw: bytes, dim: int, collection: str) -> np.ndarray:
+    """The float32 LE query vector; InvalidRequest naming expected and got on a wrong size."""
+    if len(raw) % 4:
+        raise InvalidRequest(f"query vector is {len(raw)} bytes, not a whole number of float32 values")
+    if len(raw) // 4 != dim:
+        raise InvalidRequest(f"query vector has dimension {len(raw) // 4}, collection {collection!r} "
+                             f"expects {dim}", details={"expected_dim": dim, "got_dim": len(raw) // 4})
+    vector = np.frombuffer(raw, dtype="<f4")
+    if not np.isfinite(vector).all():
+        raise InvalidRequest("query vector must be finite (no NaN or infinity)")
+    return vector
+
+
+def parse_filter_json(text: str) -> Filter | None:
+    if not text:
+        return None
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"filter is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidRequest("filter must be a JSON object")
+    return parse_filter(obj)
+
+
+class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
+    def __init__(self, node: StorageNode) -> None:
+        self.node = node
+
+    # ---- helpers ------------------------------------------------------------------------
+    async def _collection(self, tenant: str, name: str, *, will_sync: bool) -> Collection:
+        registry = self.node.registry
+        try:
+            return registry.get(tenant, name)
+        except NotFound:
+            if not will_sync:
+                raise
+        # The collection may have been created after our applied offset: a
+        # read that asks for freshness catches every partition up first.
+        await asyncio.gather(*(f.sync(None) for f in self.node.followers.values()))
+        return registry.get(tenant, name)
+
+    async def _reach(self, coll: Collection, min_offset: int, latest: bool) -> bool:
+        """Sync the collection's partition as the request asks; True when entries were pulled."""
+        follower = self.node.follower(coll.schema.partition)
+        if latest:
+            return (await follower.sync(None)).pulled
+        if min_offset > follower.applied_offset:
+            return (await follower.sync(min_offset)).pulled
+        return False
+
+    # ---- RPCs ---------------------------------------------------------------------------
+    async def Sync(self, request: storage_pb2.SyncRequest,
+                   context: grpc.aio.ServicerContext) -> storage_pb2.SyncResponse:
+        follower = self.node.follower(request.partition)
+        target = None if request.latest else request.target_offset
+        outcome = await _within(follower.sync(target), request.timeout_ms, f"sync of {request.partition}")
+        return storage_pb2.SyncResponse(partition=request.partition, applied_offset=outcome.applied_offset,
+                                        applied_hlc=outcome.applied_hlc, pulled=outcome.pulled,
+                                        entries_pulled=outcome.entries_pulled)
+
+    async def Search(self, request: storage_pb2.ShardSearchRequest,
+                     context: grpc.aio.ServicerContext) -> storage_pb2.ShardSearchResponse:
+        began = time.perf_counter()
+        if not MIN_K <= request.k <= MAX_K:
+            raise InvalidRequest(f"k must be between {MIN_K} and {MAX_K}, got {request.k}")
+        lo, hi = HNSW_EF_SEARCH_RANGE
+        if request.ef_search and not lo <= request.ef_search <= hi:
+            raise InvalidRequest(f"ef_search must be between {lo} and {hi}, got {request.ef_search}")
+        flt = parse_filter_json(request.filter_json)
+        will_sync = request.sync_latest or request.min_offset > 0
+        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync)
+        query = parse_query_vector(request.vector, coll.schema.dim, coll.schema.name)
+        synced = await _within(self._reach(coll, request.min_offset, request.sync_latest),
+                               request.timeout_ms, "sync before search")
+        follower = self.node.follower(coll.schema.partition)
+        # Read before searching: the index reflects at least this offset.
+        version = follower.applied_offset
+        staleness = follower.staleness_ms()
+        results = await asyncio.to_thread(self._search, coll, query, request.k, flt,
+                                          request.ef_search or None)
+        metrics.SEARCH_LATENCY.observe(time.perf_counter() - began)
+        return storage_pb2.ShardSearchResponse(results=results, partition=coll.schema.partition,
+                                               index_version=version, staleness_ms=staleness,
+                                               sync_performed=synced, shard=self.node.shard)
+
+    def _search(self, coll: Collection, query: np.ndarray, k: int, flt: Filter | None,
+                ef: int | None) -> list[search_pb2.ScoredVector]:
+        ids, scores, metas = coll.index.search_records(query, k, flt, ef)
+        docs = self._documents(coll.collection_id, ids)
+        return [search_pb2.ScoredVector(id=rid, score=float(score), metadata_json=metadata_to_json(meta),
+                                        document=docs.get(rid, ""))
+                for rid, score, meta in zip(ids, scores.tolist(), metas, strict=True)]
+
+    def _documents(self, collection_id: str, ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for rid, loc in self.node.locations.lookup(collection_id, ids).items():
+            if loc.status == STATUS_LIVE:
+                try:
+                    out[rid] = self.node.records.read(loc.file_offset, loc.length).document
+                except CorruptRecord:
+                    continue
+        return out
+
+    async def Get(self, request: storage_pb2.ShardGetRequest,
+                  context: grpc.aio.ServicerContext) -> storage_pb2.ShardGetResponse:
+        began = time.perf_counter()
+        if len(request.ids) > MAX_BATCH_ROWS:
+            raise InvalidRequest(f"at most {MAX_BATCH_ROWS} ids per get, got {len(request.ids)}")
+        will_sync = request.sync_latest or request.min_offset > 0
+        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync)
+        await self._reach(coll, request.min_offset, request.sync_latest)
+        version = self.node.follower(coll.schema.partition).applied_offset
+        records, missing = await asyncio.to_thread(self._get, coll, list(request.ids),
+                                                   request.include_vectors)
+        metrics.GET_LATENCY.observe(time.perf_counter() - began)
+        return storage_pb2.ShardGetResponse(records=records, missing_ids=missing, index_version=version)
+
+    def _get(self, coll: Collection, ids: list[str],
+             include_vectors: bool) -> tuple[list[storage_pb2.StoredRecord], list[str]]:
+        found = self.node.locations.lookup(coll.collection_id, ids)
+        records: list[storage_pb2.StoredRecord] = []
+        missing: list[str] = []
+        for rid in ids:
+            loc = found.get(rid)
+            if loc is None or loc.status != STATUS_LIVE:
+                missing.append(rid)
+                continue
+            view = self.node.records.read(loc.file_offset, loc.length)
+            records.append(storage_pb2.StoredRecord(
+                id=rid, vector=view.vector.tobytes() if include_vectors else b"",
+                metadata_json=view.metadata_json, document=view.document,
+                offset=view.entry_offset, hlc=view.hlc))
+        return records, missing
+
+    async def Status(self, request: storage_pb2.NodeStatusRequest,
+                     context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:
+        partitions = []
+        for name, follower in self.node.followers.items():
+            offset, hlc = follower.engine.applied(name)
+            partitions.append(storage_pb2.PartitionProgress(
+                partition=name, applied_offset=offset, applied_hlc=hlc, head_offset=follower.head(),
+                staleness_ms=follower.staleness_ms()))
+        counts = await asyncio.to_thread(self.node.locations.counts)
+        collections = []
+        for coll in self.node.registry.collections():
+            live, dead = counts.get(coll.collection_id, (0, 0))
+            collections.append(storage_pb2.CollectionStats(collection=coll.label, live_records=live,
+                                                           deleted_records=dead))
+        return storage_pb2.NodeStatusResponse(node_id=self.node.node_id, shard=self.node.shard,
+                                              partitions=partitions, collections=collections,
+                                              ready=self.node.is_ready)
+
+
+def status_payload(node: StorageNode) -> dict[str, Any]:
+    """The storage fields of /healthz."""
+    return {"shard": node.shard, "replica": node.replica,
+            "applied": {p: f.applied_offset for p, f in node.followers.items()}}
