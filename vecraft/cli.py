@@ -161,6 +161,7 @@ def _cmd_up(ns: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s vecraft up: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness probe otherwise
     return run_up(settings, config_file=ns.config)
 
 

@@ -215,10 +215,13 @@ class Supervisor:
         self.plan.logs_dir.mkdir(parents=True, exist_ok=True)
         self._acquire_lock()
         self._stop_leftovers()
+        missing: dict[str, list[str]] = {}
         for child in self.children.values():
             if not self.is_available(child.spec.module):
                 child.state = ChildState.SKIPPED
-                log.warning("skipping %s: module %s is not installed", child.spec.name, child.spec.module)
+                missing.setdefault(child.spec.module, []).append(child.spec.name)
+        for module, names in missing.items():
+            log.warning("skipping %s: module %s is not installed", ", ".join(names), module)
         self._check_ports()
         self._http = httpx.AsyncClient(timeout=1.0)
         self._set_state("starting")
@@ -263,6 +266,7 @@ class Supervisor:
                 await self._http.aclose()
             if self._lock_file is not None:
                 self._set_state("stopped")
+                log.info("all services stopped")
         finally:
             self._release_lock()
             self._stopped.set()
