@@ -1,0 +1,108 @@
+"""What the SDK returns: small frozen dataclasses built from server responses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vecraft.shared.model.consistency import ConsistencyLevel
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyInfo:
+    """How fresh the answer was (the spec's ``consistency_info``)."""
+
+    level_requested: ConsistencyLevel
+    level_achieved: ConsistencyLevel
+    staleness_ms: int
+    max_allowed_staleness_ms: int
+    index_version: int
+    cache_hit: bool
+    sync_performed: bool
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> ConsistencyInfo:
+        return cls(
+            level_requested=ConsistencyLevel.parse(obj["level_requested"]),
+            level_achieved=ConsistencyLevel.parse(obj["level_achieved"]),
+            staleness_ms=int(obj.get("staleness_ms") or 0),
+            max_allowed_staleness_ms=int(obj.get("max_allowed_staleness_ms") or 0),
+            index_version=int(obj.get("index_version") or 0),
+            cache_hit=bool(obj.get("cache_hit")),
+            sync_performed=bool(obj.get("sync_performed")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One hit. ``score``: higher is better (cosine similarity, inner product or -squared L2)."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any] | None = None
+    document: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResponse:
+    results: list[SearchResult]
+    consistency_info: ConsistencyInfo
+    partition: str = ""
+    missing_shards: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Where a write landed in the journal. ``id`` is the first (or only) id written."""
+
+    id: str
+    ids: list[str]
+    partition: str
+    offset: int
+    hlc: int
+    request_id: str
+    replicas_acked: int = 0
+    replicas_expected: int = 0
+    session_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VectorRecord:
+    id: str
+    vector: list[float] | None
+    metadata: dict[str, Any] | None
+    document: str | None
+    offset: int = 0
+    hlc: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    name: str
+    dim: int
+    metric: str
+    shards: int
+    replicas: int
+    hnsw: dict[str, int]
+    partition: str
+    tenant: str = "default"
+    collection_id: str = ""
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Collection:
+        return cls(name=obj["name"], dim=int(obj["dim"]), metric=obj["metric"],
+                   shards=int(obj.get("shards") or 0), replicas=int(obj.get("replicas") or 0),
+                   hnsw=dict(obj.get("hnsw") or {}), partition=obj.get("partition", ""),
+                   tenant=obj.get("tenant", "default"), collection_id=obj.get("collection_id", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """Where request X is: its journal position and which replicas applied it."""
+
+    request_id: str
+    partition: str
+    offset: int
+    hlc: int
+    replicas_applied: list[str]
+    replicas_pending: list[str]
