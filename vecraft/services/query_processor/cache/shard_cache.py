@@ -1,0 +1,128 @@
+"""The query processor's cached copy of its shards, fed by journal entries.
+
+One :class:`ShardState` per served shard holds that shard of every collection.
+Entries of a partition are applied to every state, in offset order, in a
+thread pool (the event loop keeps serving searches meanwhile). Two feeders
+share the cache — the delayed push tail and pull-before-read syncs — so each
+partition has one asyncio lock around apply, and entries at or below the
+applied offset are dropped: an entry is never applied twice, and never past a
+gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+
+import numpy as np
+
+from vecraft.services.query_processor import metrics
+from vecraft.services.query_processor.aggregation import ShardHits
+from vecraft.services.query_processor.cache.freshness import PartitionFreshness
+from vecraft.shared.common.errors import NotFound
+from vecraft.shared.common.metrics import timed
+from vecraft.shared.index import ShardState
+from vecraft.shared.model.filters import Filter
+from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
+
+
+def _cache_state(shard: int) -> ShardState:
+    # Searches never return documents, so the cache does not keep them.
+    return ShardState(shard, keep_documents=False)
+
+
+class ShardCache:
+    """In-memory state of the served shards of every collection, per-partition freshness.
+
+    Contract: :meth:`apply` may run concurrently for different partitions and
+    with any number of :meth:`search` calls; applies of one partition are
+    serialized. ``applied`` positions only grow.
+    """
+
+    def __init__(self, shards: Sequence[int], partitions: Sequence[str], executor: Executor, *,
+                 state_factory: Callable[[int], ShardState] = _cache_state) -> None:
+        if not shards:
+            raise ValueError("a query processor serves at least one shard")
+        self.shards = sorted(set(shards))
+        self.partitions = list(partitions)
+        self.states = {s: state_factory(s) for s in self.shards}
+        self.freshness = {p: PartitionFreshness(p) for p in self.partitions}
+        self._executor = executor
+        self._locks = {p: asyncio.Lock() for p in self.partitions}
+
+    def applied(self, partition: str) -> tuple[int, int]:
+        """(offset, hlc) of the last entry of ``partition`` applied to every served shard."""
+        fresh = self.freshness[partition]
+        return fresh.applied_offset, fresh.applied_hlc
+
+    def lock(self, partition: str) -> asyncio.Lock:
+        """The partition's apply lock (held by :meth:`apply`; syncs use it to read-and-pull)."""
+        return self._locks[partition]
+
+    async def apply(self, partition: str, entries: Sequence[journal_pb2.JournalEntry]) -> list[
+            journal_pb2.JournalEntry]:
+        """Apply ``entries`` (offset order) of ``partition`` after the applied offset.
+
+        Entries at or below the applied offset are skipped. Application stops
+        at the first gap; the entries after it are returned (the caller fills
+        the gap from the journal and applies again). Returns ``[]`` when all
+        were applied or skipped.
+        """
+        async with self._locks[partition]:
+            return await self.apply_locked(partition, entries)
+
+    async def apply_locked(self, partition: str, entries: Sequence[journal_pb2.JournalEntry]) -> list[
+            journal_pb2.JournalEntry]:
+        """:meth:`apply` for a caller that already holds :meth:`lock` of ``partition``."""
+        fresh = self.freshness[partition]
+        expected = fresh.applied_offset + 1
+        batch: list[journal_pb2.JournalEntry] = []
+        rest: list[journal_pb2.JournalEntry] = []
+        for i, entry in enumerate(entries):
+            if entry.offset < expected:
+                continue
+            if entry.offset != expected:
+                rest = list(entries[i:])
+                break
+            batch.append(entry)
+            expected += 1
+        if batch:
+            with timed(metrics.APPLY_SECONDS.labels(partition)):
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._apply_all, batch)
+            last = batch[-1]
+            fresh.note_applied(last.offset, last.hlc)
+            metrics.APPLIED_OFFSET.labels(partition).set(last.offset)
+        return rest
+
+    def _apply_all(self, batch: list[journal_pb2.JournalEntry]) -> None:
+        # ShardState serializes its appliers and lets searches run meanwhile.
+        for state in self.states.values():
+            state.apply_many(batch)
+
+    def schema(self, tenant: str, name: str) -> collection_pb2.CollectionSchema:
+        """The collection's schema as of the applied state; NotFound if unknown."""
+        return self.states[self.shards[0]].schema(tenant, name)
+
+    def has_collection(self, tenant: str, name: str) -> bool:
+        try:
+            self.schema(tenant, name)
+        except NotFound:
+            return False
+        return True
+
+    async def search(self, shards: Sequence[int], tenant: str, collection: str, query: np.ndarray, k: int,
+                     flt: Filter | None, ef_search: int | None) -> list[ShardHits]:
+        """Top-``k`` of each shard in ``shards`` (all served), searched in parallel in the pool.
+
+        Raises whatever :meth:`ShardState.search` raises: NotFound (unknown
+        collection), InvalidRequest (wrong dimension).
+        """
+        loop = asyncio.get_running_loop()
+
+        def one(shard: int) -> ShardHits:
+            ids, scores, meta = self.states[shard].search(tenant, collection, query, k, flt, ef_search)
+            return ShardHits(ids=list(ids), scores=np.asarray(scores, dtype=np.float32),
+                             metadata_json=list(meta))
+
+        return list(await asyncio.gather(*(loop.run_in_executor(self._executor, one, s) for s in shards)))

@@ -1,0 +1,172 @@
+"""Query processor process: a journal-fed cache of one or more shards, consistency-aware search.
+
+``python -m vecraft.services.query_processor --shard S [--shard S2 ...] --journal-address H:P
+--data-partitions P [--apply-delay-ms N] [--sync-timeout-ms 5000] [--storage-addresses A ...]
+[--meta-address H:P]``
+
+Start-up: the gRPC server answers at once (from storage nodes, when given,
+while the cache is cold); the cache pulls every partition to the journal head
+as of start (warm-up), then follows each partition's delayed push stream and
+polls the journal heads for its staleness bound, and only then reports ready.
+A restarted processor is therefore ready only with a current cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from pydantic import Field
+
+from vecraft.services.journal_service.client import JournalClient
+from vecraft.services.query_processor import metrics
+from vecraft.services.query_processor.cache import (
+    FreshnessSnapshot,
+    HeadWatch,
+    PartitionTail,
+    ShardCache,
+    warm_up,
+)
+from vecraft.services.query_processor.membership import keep_registered
+from vecraft.services.query_processor.vector_search.fallback import StorageFallback
+from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
+from vecraft.services.query_processor.vector_search.servicer import QueryProcessorServicer
+from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
+from vecraft.shared.common.config import ServiceSettings, add_settings_arguments, settings_from_namespace
+from vecraft.shared.common.logging import setup_logging
+from vecraft.shared.common.service import Service, ServiceState
+from vecraft.shared.model.routing import TXN_PARTITION, data_partition
+from vecraft.shared.rpc.v1 import meta_pb2, query_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class QueryProcessorSettings(ServiceSettings):
+    """Query processor settings (flags, VECRAFT_* environment, [query] in the TOML file)."""
+
+    shard: list[int] = Field([0], description="shard(s) served; repeat the flag or list several")
+    journal_address: str = Field("127.0.0.1:7100", description="journal service gRPC address")
+    storage_addresses: list[str] = Field([], description="storage replicas of the served shards, asked "
+                                                          "while the cache is warming up")
+    data_partitions: int = Field(1, ge=1, description="number of journal data partitions")
+    apply_delay_ms: int = Field(0, ge=0, description="test knob: delay the push stream (cache lag); "
+                                                      "pull-before-read is never delayed")
+    sync_timeout_ms: int = Field(5000, ge=1, description="deadline of a search whose request sets none")
+    head_poll_ms: int = Field(100, ge=10, description="interval of journal head polls (staleness bound)")
+    index_threads: int = Field(0, ge=0, description="threads for index applies and searches (0 = CPUs)")
+    node_ttl_ms: int = Field(10_000, ge=1000, description="lease of the meta manager registration")
+
+
+class QueryProcessor(Service):
+    role = "query"
+
+    def __init__(self, settings: QueryProcessorSettings) -> None:
+        super().__init__(settings)
+        self.cfg = settings
+        self.shards = sorted(set(settings.shard))
+        # txn is followed like on storage nodes: writes atomic across collections land there.
+        self.partitions = [data_partition(i) for i in range(settings.data_partitions)] + [TXN_PARTITION]
+        self.cache: ShardCache | None = None
+        self.searcher: VectorSearcher | None = None
+        self.tails: dict[str, PartitionTail] = {}
+        self.warm = False
+        self._journal: JournalClient | None = None
+        self._fallback: StorageFallback | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def is_ready(self) -> bool:
+        return self.state is ServiceState.READY
+
+    @property
+    def replica_id(self) -> str:
+        """Identity of this processor's push streams at the journal."""
+        return f"query-{'.'.join(map(str, self.shards))}-{self.grpc_port}"
+
+    def freshness(self) -> list[FreshnessSnapshot]:
+        if self.cache is None:
+            return []
+        return [fresh.snapshot(pending_hlc=self.tails[p].oldest_pending_hlc() if p in self.tails else 0)
+                for p, fresh in self.cache.freshness.items()]
+
+    # ---- Service hooks -------------------------------------------------------------------
+    def register(self, server: grpc.aio.Server) -> None:
+        query_pb2_grpc.add_QueryProcessorServiceServicer_to_server(QueryProcessorServicer(self), server)
+
+    def health_payload(self) -> dict[str, Any]:
+        return {
+            "shards": self.shards,
+            "warm": self.warm,
+            "partitions": {s.partition: {"applied_offset": s.applied_offset, "head_offset": s.head_offset,
+                                         "staleness_ms": s.staleness_ms} for s in self.freshness()},
+        }
+
+    async def on_start(self) -> None:
+        threads = self.cfg.index_threads or os.cpu_count() or 2
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="query-index")
+        self._journal = JournalClient(self.cfg.journal_address)
+        self.cache = ShardCache(self.shards, self.partitions, self._executor)
+        syncer = PartitionSyncer(self._journal, self.cache, self.tails)
+        if self.cfg.storage_addresses:
+            self._fallback = StorageFallback(self.cfg.storage_addresses)
+        self.searcher = VectorSearcher(self.cache, syncer, self.tails, sync_timeout_ms=self.cfg.sync_timeout_ms,
+                                       warm=lambda: self.warm, fallback=self._fallback)
+        if self.settings.meta_address:
+            self.spawn(keep_registered(self.settings.meta_address, self._node_info, self.cfg.node_ttl_ms),
+                       "meta-registration")
+        self.spawn(self._warm_up(), "warm-up")
+
+    async def _warm_up(self) -> None:
+        assert self._journal is not None and self.cache is not None
+        start = time.perf_counter()
+        entries = await warm_up(self._journal, self.cache)
+        for partition in self.partitions:
+            tail = PartitionTail(self._journal, self.cache, partition, replica_id=self.replica_id,
+                                 delay_ms=self.cfg.apply_delay_ms)
+            self.tails[partition] = tail
+            self.spawn(tail.run(), f"tail:{partition}")
+        watch = HeadWatch(self._journal, self.cache, list(self.tails.values()),
+                          interval_s=self.cfg.head_poll_ms / 1000.0)
+        await watch.poll_once()
+        self.spawn(watch.run(), "head-watch")
+        elapsed = time.perf_counter() - start
+        metrics.WARMUP_SECONDS.set(elapsed)
+        self.warm = True
+        self.set_ready()
+        log.info("cache warm; ready", extra={"entries": entries, "seconds": round(elapsed, 3),
+                                             "applied": {p: self.cache.applied(p)[0] for p in self.partitions}})
+
+    def _node_info(self) -> meta_pb2.NodeInfo:
+        return meta_pb2.NodeInfo(node_id=self.node_id, role="query", address=self.grpc_address,
+                                 http_address=self.http_address, shards=self.shards, pid=os.getpid(),
+                                 state="up")
+
+    async def on_stop(self) -> None:
+        if self._fallback is not None:
+            await self._fallback.close()
+        if self._journal is not None:
+            await self._journal.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def parse_settings(argv: list[str] | None = None) -> QueryProcessorSettings:
+    """Settings from flags, environment and TOML; ``--shard`` may repeat (``--shard 0 --shard 2``)."""
+    parser = argparse.ArgumentParser(description=QueryProcessorSettings.__doc__, conflict_handler="resolve")
+    add_settings_arguments(parser, QueryProcessorSettings)
+    parser.add_argument("--shard", dest="shard", type=int, action="extend", nargs="+", default=None,
+                        help="shard(s) served; repeat the flag or list several")
+    return settings_from_namespace(QueryProcessorSettings, parser.parse_args(argv), section="query")
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = parse_settings(argv)
+    setup_logging("query", settings.log_level)
+    log.info("starting query processor", extra={"shards": settings.shard, "pid": os.getpid()})
+    asyncio.run(QueryProcessor(settings).run())

@@ -1,0 +1,45 @@
+"""gRPC face of the query processor: ``QueryProcessorService.Search`` and ``Status``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+
+from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
+from vecraft.shared.common.errors import Unavailable
+from vecraft.shared.rpc.v1 import query_pb2, query_pb2_grpc, storage_pb2
+
+if TYPE_CHECKING:
+    from vecraft.services.query_processor.main import QueryProcessor
+
+
+class QueryProcessorServicer(query_pb2_grpc.QueryProcessorServiceServicer):
+    """Thin adapter: errors are VecraftErrors, mapped to gRPC status by the shell's interceptor."""
+
+    def __init__(self, service: QueryProcessor) -> None:
+        self.service = service
+
+    def _searcher(self) -> VectorSearcher:
+        searcher = self.service.searcher
+        if searcher is None:
+            raise Unavailable("query processor is starting", retry_after_ms=200)
+        return searcher
+
+    async def Search(self, request: query_pb2.QuerySearchRequest,  # noqa: N802 - gRPC method name
+                     context: grpc.aio.ServicerContext) -> query_pb2.QuerySearchResponse:
+        return await self._searcher().search(request, context.time_remaining())
+
+    async def Status(self, request: storage_pb2.NodeStatusRequest,  # noqa: N802 - gRPC method name
+                     context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:
+        svc = self.service
+        resp = storage_pb2.NodeStatusResponse(node_id=svc.node_id, shard=svc.shards[0], ready=svc.is_ready)
+        if svc.cache is None:
+            return resp
+        for snap in svc.freshness():
+            resp.partitions.append(storage_pb2.PartitionProgress(
+                partition=snap.partition, applied_offset=snap.applied_offset, applied_hlc=snap.applied_hlc,
+                head_offset=snap.head_offset, staleness_ms=snap.staleness_ms))
+        for schema in svc.cache.states[svc.shards[0]].collections():
+            resp.collections.append(storage_pb2.CollectionStats(collection=schema.name))
+        return resp
