@@ -69,6 +69,8 @@ class StorageNode(Service):
         self.shard = settings.shard
         self.replica = settings.replica
         self.replica_id = f"storage-{settings.shard}-r{settings.replica}"
+        # Stable across restarts (the journal tracks acks by it), unlike the port-based default.
+        self.node_id = settings.node_id or self.replica_id
         self.partitions = [data_partition(i) for i in range(settings.data_partitions)] + [TXN_PARTITION]
         self.followers: dict[str, PartitionFollower] = {}
         self._local: LocalState | None = None

@@ -1,0 +1,76 @@
+"""Fixtures for storage-node integration tests: a real journal, real storage nodes, a writer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support.procs import ServiceProcess
+from tests.unit.storage import payloads
+from vecraft.services.journal_service.client import JournalClient
+from vecraft.shared.common.service import grpc_channel
+from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, storage_pb2, storage_pb2_grpc
+
+JOURNAL = "vecraft.services.journal_service"
+STORAGE = "vecraft.services.storage_node"
+# Lag tests slow the push stream on purpose: keep the journal from refusing writes meanwhile.
+JOURNAL_ARGS = ["--data-partitions", "1", "--backpressure-lag-ms", "600000",
+                "--backpressure-lag-ops", "10000000", "--backpressure-lag-bytes", str(1 << 40)]
+
+
+@pytest.fixture
+def journal(start_service: Callable[..., ServiceProcess], tmp_path: Path) -> ServiceProcess:
+    return start_service(JOURNAL, ["--data-dir", str(tmp_path / "journal"), *JOURNAL_ARGS],
+                         ready_timeout=60)
+
+
+@pytest.fixture
+def start_node(start_service: Callable[..., ServiceProcess], journal: ServiceProcess,
+               tmp_path: Path) -> Callable[..., ServiceProcess]:
+    def _start(name: str = "node", *extra: str, wait_ready: bool = True) -> ServiceProcess:
+        return start_service(STORAGE, ["--data-dir", str(tmp_path / name), "--journal-address",
+                                       journal.grpc_address, "--data-partitions", "1",
+                                       "--shard", "0", *extra],
+                             name=name, wait_ready=wait_ready, ready_timeout=120)
+    return _start
+
+
+class Writer:
+    """Appends DDL and writes to the journal the way the gateway / meta manager do."""
+
+    def __init__(self, address: str) -> None:
+        self.client = JournalClient(address)
+
+    async def append(self, payload: bytes, ack: int = journal_pb2.ACK_JOURNAL) -> journal_pb2.AppendResponse:
+        return await self.client.append("data-0", payload, request_id=uuid.uuid4().hex, ack=ack)
+
+    async def create(self, schema: collection_pb2.CollectionSchema) -> int:
+        return (await self.append(payloads.ddl(schema))).offset
+
+    async def write(self, schema: collection_pb2.CollectionSchema, ids: list[str], vectors: np.ndarray,
+                    metadata: list[dict | None] | None = None, documents: list[str] | None = None,
+                    ack: int = journal_pb2.ACK_JOURNAL) -> int:
+        return (await self.append(payloads.write(schema, ids, vectors, metadata, documents), ack)).offset
+
+    async def delete(self, schema: collection_pb2.CollectionSchema, ids: list[str]) -> int:
+        return (await self.append(payloads.delete(schema, ids))).offset
+
+
+@pytest.fixture
+async def writer(journal: ServiceProcess) -> AsyncIterator[Writer]:
+    w = Writer(journal.grpc_address)
+    yield w
+    await w.client.close()
+
+
+def node_stub(node: ServiceProcess) -> storage_pb2_grpc.StorageNodeServiceStub:
+    return storage_pb2_grpc.StorageNodeServiceStub(grpc_channel(node.grpc_address))
+
+
+def search_request(vector: np.ndarray, k: int = 10, **kwargs: object) -> storage_pb2.ShardSearchRequest:
+    return storage_pb2.ShardSearchRequest(collection="docs", vector=np.asarray(vector, "<f4").tobytes(),
+                                          k=k, **kwargs)  # type: ignore[arg-type]
