@@ -138,7 +138,7 @@ def run_up(settings: UpSettings, *, config_file: Path | None = None,
         plan: ClusterPlan = prepare_plan(settings.data_dir, settings.plan_request(),
                                          config_file=config_file.resolve() if config_file else None,
                                          log_level=settings.log_level, modules=modules)
-    except (VecraftError, ValueError) as exc:
+    except (VecraftError, ValueError, OSError) as exc:
         print(f"vecraft up: {exc}", file=sys.stderr)
         return 2
     supervisor = Supervisor(plan, ready_timeout=settings.ready_timeout)
@@ -225,7 +225,11 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 
 def _cmd_status(ns: argparse.Namespace) -> int:
-    status = cluster_status(Path(ns.data_dir), timeout=ns.timeout)
+    try:
+        status = cluster_status(Path(ns.data_dir), timeout=ns.timeout)
+    except ValueError as exc:  # an unreadable cluster.json
+        print(f"vecraft status: {exc}", file=sys.stderr)
+        return 2
     if status is None:
         print(f"vecraft status: no cluster in {Path(ns.data_dir).resolve()} (start one with "
               f"`vecraft up --data-dir {ns.data_dir}`)", file=sys.stderr)

@@ -4,13 +4,15 @@ It accepts every flag the cluster plan gives the real services (so the tests
 also check that the planned command lines parse against settings shaped like
 theirs), runs the real :class:`Service` shell, and is ready at once. If the
 environment variable ``FAKE_SERVICE_CRASH`` names its node id it writes a
-message and exits with code 3 before serving.
+message and exits with code 3 before serving; if ``FAKE_SERVICE_STUBBORN``
+names it, it ignores SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from typing import Any, Literal
 
@@ -38,6 +40,12 @@ class FakeService(Service):
     def __init__(self, settings: FakeSettings) -> None:
         super().__init__(settings)
         self.fake = settings
+
+    async def on_start(self) -> None:
+        if os.environ.get("FAKE_SERVICE_STUBBORN") == self.node_id:
+            # Replaces the shell's graceful-shutdown handler: only SIGKILL ends this one.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: None)
+        self.set_ready()
 
     def health_payload(self) -> dict[str, Any]:
         return {"shard": self.fake.shard, "replica": self.fake.replica}

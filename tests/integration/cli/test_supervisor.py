@@ -121,6 +121,25 @@ async def test_busy_port_is_refused_before_anything_starts(tmp_path: Path) -> No
     assert all(c.pid is None for c in sup.children.values())
 
 
+async def test_run_stops_on_request_and_kills_on_a_second_one(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, missing=("query", "gateway"))
+    sup = Supervisor(plan, env={**os.environ, "FAKE_SERVICE_STUBBORN": "journal"},
+                     ready_timeout=READY_TIMEOUT, stop_grace=600)
+    ready: list[Supervisor] = []
+    run = asyncio.create_task(sup.run(on_ready=ready.append))
+    await _until(lambda: bool(ready))
+    journal = sup.children["journal"]
+    sup.request_stop()
+    # Stopped in reverse order: the storage node goes first, then meta; journal ignores SIGTERM.
+    await _until(lambda: journal.state is ChildState.STOPPING)
+    assert sup.children["storage-0-r0"].state is ChildState.STOPPED
+    assert sup.children["storage-0-r0"].last_exit == 0
+    sup.request_stop()  # the second request does not wait for the 600 s grace
+    assert await asyncio.wait_for(run, READY_TIMEOUT) == 0
+    assert journal.last_exit == -signal.SIGKILL
+    assert read_status(tmp_path)["supervisor"]["state"] == "stopped"
+
+
 def test_backoff_doubles_and_caps() -> None:
     b = Backoff(initial=0.5, maximum=4.0)
     assert [b.delay(n) for n in range(6)] == [0.5, 0.5, 1.0, 2.0, 4.0, 4.0]

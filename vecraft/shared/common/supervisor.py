@@ -19,7 +19,8 @@ Contract of :class:`Supervisor`:
   same directory (:class:`ClusterBusy`).
 - **Stop** (:meth:`Supervisor.stop`, or SIGINT/SIGTERM/SIGHUP during :meth:`Supervisor.run`):
   groups in reverse start order, SIGTERM to each child's process group, SIGKILL
-  after ``stop_grace`` seconds. Idempotent. ``run()`` then returns 0.
+  after ``stop_grace`` seconds, or at once on a second SIGINT/SIGTERM.
+  Idempotent. ``run()`` then returns 0.
 
 Children run in their own session, so a Ctrl-C in the terminal reaches only
 the supervisor, which then stops them in order. Children left over by a
@@ -190,6 +191,7 @@ class Supervisor:
         self._stopping = False
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._kill_now = asyncio.Event()
         self._lock_file: IO[str] | None = None
         self._http: httpx.AsyncClient | None = None
 
@@ -202,7 +204,10 @@ class Supervisor:
         return [c for c in self.children.values() if c.state is not ChildState.SKIPPED]
 
     def request_stop(self) -> None:
-        """Ask :meth:`run` to stop (what SIGINT / SIGTERM do)."""
+        """Ask :meth:`run` to stop (what SIGINT / SIGTERM do); asked again while stopping, kill now."""
+        if self._stop_requested.is_set() and self._stopping and not self._kill_now.is_set():
+            log.warning("asked again: killing the remaining services now")
+            self._kill_now.set()
         self._stop_requested.set()
 
     async def start(self) -> None:
@@ -387,12 +392,15 @@ class Supervisor:
         child.state = ChildState.STOPPING
         self._write_status()
         self._signal(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), self.stop_grace)
-        except asyncio.TimeoutError:
-            log.warning("%s did not stop within %.0fs; killing it", child.spec.name, self.stop_grace)
+        exited = asyncio.ensure_future(proc.wait())
+        kill_now = asyncio.ensure_future(self._kill_now.wait())
+        await asyncio.wait({exited, kill_now}, timeout=self.stop_grace, return_when=asyncio.FIRST_COMPLETED)
+        kill_now.cancel()
+        if not exited.done():
+            if not self._kill_now.is_set():
+                log.warning("%s did not stop within %.0fs; killing it", child.spec.name, self.stop_grace)
             self._signal(proc.pid, signal.SIGKILL)
-            await proc.wait()
+            await exited
         child.last_exit = proc.returncode
         child.state = ChildState.STOPPED
         self._write_status()
