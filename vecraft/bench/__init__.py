@@ -1,0 +1,1 @@
+"""Benchmarks run by ``vecraft bench NAME`` (each module has ``main(argv)``)."""

@@ -1,0 +1,249 @@
+"""Journal append throughput and latency (fsync on) for 1/16/64 writers x 1/100/1000-vector entries.
+
+Starts a real journal process on free loopback ports with its data in a
+temporary directory, drives it over gRPC from this process (one asyncio task
+per writer, each appending back to back with ``ack=journal``: there are no
+replicas, so the answer means "durable"), and reports acknowledged appends/s,
+MB/s of payload and p50/p99 latency per cell. Writes JSON to
+``bench/results/journal-<timestamp>.json`` and a markdown report to
+``bench/reports/journal.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+from vecraft.services.journal_service.client import JournalClient
+from vecraft.shared.rpc.v1 import journal_pb2
+
+DIM = 128
+PARTITION = "data-0"
+
+
+@dataclass
+class Cell:
+    writers: int
+    vectors: int
+    fsync: bool
+    entry_bytes: int
+    appends: int
+    seconds: float
+    appends_per_s: float
+    mb_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    journal_cpu_pct: int = 0
+
+
+def entry_payload(vectors: int, rng: np.random.Generator) -> bytes:
+    """An encoded JournalPayload holding one VectorWrite of ``vectors`` x dim-128 float32 rows."""
+    ids = [f"v{i}" for i in range(vectors)]
+    write = journal_pb2.VectorWrite(
+        collection="bench", collection_id="bench", upsert=False, ids=ids, dim=DIM,
+        vectors=rng.standard_normal((vectors, DIM), dtype=np.float32).tobytes(),
+        metadata_json=[""] * vectors)
+    return journal_pb2.JournalPayload(mutations=[journal_pb2.Mutation(write=write)]).SerializeToString()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class JournalProcess:
+    """A journal service child process on free ports; ``stop()`` ends it."""
+
+    def __init__(self, data_dir: Path, *, fsync: bool) -> None:
+        self.grpc_port, self.http_port = _free_port(), _free_port()
+        self.cmd = [sys.executable, "-m", "vecraft.services.journal_service", "--data-dir", str(data_dir),
+                    "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
+                    "--log-level", "warning", "--fsync" if fsync else "--no-fsync"]
+        self.log_path = data_dir.parent / f"journal-{self.grpc_port}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"journal exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError("journal not ready after 60 s")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+async def run_cell(address: str, writers: int, vectors: int, seconds: float, warmup: float,
+                   fsync: bool) -> Cell:
+    """``writers`` tasks append ``vectors``-row entries back to back for ``warmup + seconds``."""
+    payload = entry_payload(vectors, np.random.default_rng(vectors))
+    client = JournalClient(address)
+    prefix = uuid.uuid4().hex[:8]
+    latencies: list[float] = []
+    errors = 0
+    measuring = False
+    stop_at = 0.0
+
+    async def writer(w: int) -> None:
+        nonlocal errors
+        i = 0
+        while time.perf_counter() < stop_at:
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                await client.append(PARTITION, payload, request_id=f"{prefix}-{w}-{i}",
+                                    shards=(0,), ack=journal_pb2.ACK_JOURNAL)
+            except Exception:  # noqa: BLE001 - counted and reported, the run goes on
+                errors += 1
+                continue
+            if measuring:
+                latencies.append(time.perf_counter() - t0)
+
+    await client.get_offset(PARTITION)  # connect before timing
+    stop_at = time.perf_counter() + warmup + seconds
+    tasks = [asyncio.create_task(writer(w)) for w in range(writers)]
+    await asyncio.sleep(warmup)
+    measuring = True
+    started = time.perf_counter()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    await client.close()
+    lat = np.array(latencies) * 1000.0
+    n = len(latencies)
+    return Cell(writers, vectors, fsync, len(payload), n, round(elapsed, 3), round(n / elapsed, 1),
+                round(n * len(payload) / elapsed / 1e6, 2),
+                round(float(np.percentile(lat, 50)), 3) if n else 0.0,
+                round(float(np.percentile(lat, 99)), 3) if n else 0.0, errors)
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("grpcio", "protobuf", "crc32c", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "?"
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions}
+
+
+def render_markdown(cells: list[Cell], info: dict[str, object], command: str) -> str:
+    lines = [
+        "# Journal append benchmark", "",
+        f"Command: `{command}`", "",
+        f"Machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, {info['platform']}; "
+        + ", ".join(f"{k} {v}" for k, v in dict(info["versions"]).items()), "",  # type: ignore[arg-type]
+        "One journal process (local file backend, one data partition) and one load process (this one), "
+        "both on this machine; each writer appends back to back and waits for the durable answer "
+        "(`ack=journal`). Entries are encoded `JournalPayload`s of dim-128 float32 vectors.", "",
+        "| fsync | writers | vectors/entry | entry bytes | appends/s | MB/s | p50 ms | p99 ms | "
+        "journal CPU % | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in cells:
+        lines.append(f"| {'on' if c.fsync else 'off'} | {c.writers} | {c.vectors} | {c.entry_bytes} | "
+                     f"{c.appends_per_s:,.0f} | {c.mb_per_s:.1f} | {c.p50_ms:.2f} | {c.p99_ms:.2f} | "
+                     f"{c.journal_cpu_pct} | {c.errors} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vecraft bench journal", description=__doc__.splitlines()[0])
+    p.add_argument("--writers", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--vectors", type=int, nargs="+", default=[1, 100, 1000])
+    p.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each cell")
+    p.add_argument("--no-fsync-too", action="store_true",
+                   help="also run every cell against a journal with fsync off, for comparison")
+    p.add_argument("--out-dir", type=Path, default=Path("bench"),
+                   help="where results/ and reports/ go (default ./bench)")
+    p.add_argument("--no-report", action="store_true", help="print only; write no files")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "vecraft bench journal " + " ".join(shlex.quote(a) for a in (argv or []))
+    cells: list[Cell] = []
+    modes = [True, False] if args.no_fsync_too else [True]
+    with tempfile.TemporaryDirectory(prefix="vecraft-bench-journal-") as tmp:
+        for fsync in modes:
+            for vectors in args.vectors:
+                for writers in args.writers:
+                    # A fresh journal per cell: no cell reads another's page cache or segment roll.
+                    data = Path(tmp) / f"j-{fsync}-{vectors}-{writers}" / "data"
+                    data.parent.mkdir(parents=True)
+                    journal = JournalProcess(data, fsync=fsync)
+                    try:
+                        cpu0 = journal.cpu_seconds()
+                        cell = asyncio.run(run_cell(journal.address, writers, vectors, args.seconds,
+                                                    args.warmup, fsync))
+                        cpu = (journal.cpu_seconds() - cpu0) / (args.seconds + args.warmup) * 100
+                        cell.journal_cpu_pct = round(cpu)
+                    finally:
+                        journal.stop()
+                    cells.append(cell)
+                    print(json.dumps(asdict(cell)), flush=True)
+    info = machine()
+    if not args.no_report:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        results = args.out_dir / "results"
+        reports = args.out_dir / "reports"
+        results.mkdir(parents=True, exist_ok=True)
+        reports.mkdir(parents=True, exist_ok=True)
+        rows = [asdict(c) for c in cells]
+        (results / f"journal-{stamp}.json").write_text(
+            json.dumps({"command": command, "machine": info, "cells": rows}, indent=2) + "\n")
+        (reports / "journal.md").write_text(render_markdown(cells, info, command))
+        print(f"wrote {results / f'journal-{stamp}.json'} and {reports / 'journal.md'}")
+    return 1 if any(c.errors for c in cells) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
