@@ -112,7 +112,8 @@ def journal_proc(start_service: Callable[..., ServiceProcess], tmp_path: Path) -
 def start_query(start_service: Callable[..., ServiceProcess], journal_proc: ServiceProcess,
                 tmp_path: Path) -> Callable[..., ServiceProcess]:
     def _start(*extra: str, wait_ready: bool = True) -> ServiceProcess:
-        return start_service(QUERY, ["--shard", "0", "--journal-address", journal_proc.grpc_address,
+        shard = [] if "--shard" in extra else ["--shard", "0"]
+        return start_service(QUERY, [*shard, "--journal-address", journal_proc.grpc_address,
                                      "--data-partitions", "1", "--data-dir", str(tmp_path / "query"), *extra],
                              wait_ready=wait_ready, ready_timeout=60.0)
     return _start
