@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from vecraft import __version__
 from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.errors import VecraftError
-from vecraft.shared.common.supervisor import ChildState, Supervisor, read_status
+from vecraft.shared.common.supervisor import ChildState, ClusterLock, Supervisor, read_status
 from vecraft.shared.common.topology import ClusterPlan, ClusterParams, load_plan, prepare_plan
 
 DEFAULT_DATA_DIR = Path("./vecraft-data")
@@ -134,23 +134,26 @@ def run_up(settings: UpSettings, *, config_file: Path | None = None,
         print("vecraft up: cluster mode (etcd + NATS JetStream) is not available in this build; "
               "run `vecraft up` without --cluster for the local cluster.", file=sys.stderr)
         return 2
+    # Locked before the plan is stored: a refused second `up` must not rewrite cluster.json.
+    lock = ClusterLock(settings.data_dir)
     try:
+        lock.acquire()
         plan: ClusterPlan = prepare_plan(settings.data_dir, settings.plan_request(),
                                          config_file=config_file.resolve() if config_file else None,
                                          log_level=settings.log_level, modules=modules)
     except (VecraftError, ValueError, OSError) as exc:
+        lock.release()
         print(f"vecraft up: {exc}", file=sys.stderr)
         return 2
-    supervisor = Supervisor(plan, ready_timeout=settings.ready_timeout)
+    supervisor = Supervisor(plan, ready_timeout=settings.ready_timeout, lock=lock)
 
     def ready(sup: Supervisor) -> None:
         print(_banner(sup), flush=True)
 
     try:
         return asyncio.run(supervisor.run(on_ready=ready))
-    except VecraftError as exc:  # ClusterBusy
-        print(f"vecraft up: {exc}", file=sys.stderr)
-        return 2
+    finally:
+        lock.release()
 
 
 def _cmd_up(ns: argparse.Namespace) -> int:

@@ -129,13 +129,13 @@ def test_up_status_restart_and_clean_stop(fake_up: tuple[subprocess.Popen[str], 
 
     wait_for(restarted, "query-1 to come back")
 
-    # Changing the shard count of existing data is refused; the running cluster is untouched.
-    refused = vecraft("up", "--data-dir", str(data_dir), "--shards", "3")
-    assert refused.returncode == 2 and "--shards 2" in refused.stderr and "not supported" in refused.stderr
-    # A second supervisor on the same directory is refused too.
+    # A second supervisor on the same directory is refused too, and leaves the stored plan alone.
+    plan_before = (data_dir / "cluster.json").read_text()
     busy = subprocess.run([sys.executable, "-m", "tests.integration.cli.fake_cluster", "--data-dir",
-                           str(data_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                           str(data_dir), "--http-port", str(free_port())],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert busy.returncode == 2 and f"pid {proc.pid}" in busy.stdout + busy.stderr
+    assert (data_dir / "cluster.json").read_text() == plan_before
 
     _, before = status(data_dir)
     child_pids = [r["pid"] for r in before["processes"]]
@@ -147,3 +147,8 @@ def test_up_status_restart_and_clean_stop(fake_up: tuple[subprocess.Popen[str], 
     assert code == 1
     assert not after["supervisor"]["running"]
     assert {r["health"] for r in after["processes"]} == {"down"}
+
+    # Changing the shard count of existing data is refused before anything starts.
+    refused = vecraft("up", "--data-dir", str(data_dir), "--shards", "3")
+    assert refused.returncode == 2 and "--shards 2" in refused.stderr and "not supported" in refused.stderr
+    assert (data_dir / "cluster.json").read_text() == plan_before

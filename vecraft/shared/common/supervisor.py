@@ -123,6 +123,41 @@ def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+class ClusterLock:
+    """Advisory lock on ``DATA/supervisor.lock``: one supervisor per data directory.
+
+    Take it before writing anything into the directory; it is dropped by
+    :meth:`release` or when the process dies, however it dies.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._file: IO[str] | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
+
+    def acquire(self) -> None:
+        """Raises ClusterBusy if another process holds it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(self.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            pid = read_status(self.data_dir).get("supervisor", {}).get("pid", "?")
+            raise ClusterBusy(f"another vecraft supervisor (pid {pid}) is running the cluster in "
+                              f"{self.data_dir.resolve()}; stop it first (Ctrl-C, or kill -TERM {pid})",
+                              details={"pid": pid}) from None
+        self._file = lock
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the descriptor drops the flock
+            self._file = None
+
+
 @dataclass(eq=False)
 class Child:
     """Runtime state of one planned process."""
@@ -171,12 +206,14 @@ class Supervisor:
         stop_grace: seconds between SIGTERM and SIGKILL on stop.
         backoff: restart delays.
         is_available: decides whether a module exists (tests may replace it).
+        lock: the data directory's lock, if the caller already holds it (default: taken by start()).
     """
 
     def __init__(self, plan: ClusterPlan, *, python: str = sys.executable,
                  env: dict[str, str] | None = None, ready_timeout: float = 120.0,
                  stop_grace: float = 10.0, backoff: Backoff = Backoff(),
-                 is_available: Callable[[str], bool] = module_available) -> None:
+                 is_available: Callable[[str], bool] = module_available,
+                 lock: ClusterLock | None = None) -> None:
         self.plan = plan
         self.python = python
         # Unbuffered children: a crash leaves its last words in the log.
@@ -192,7 +229,9 @@ class Supervisor:
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._kill_now = asyncio.Event()
-        self._lock_file: IO[str] | None = None
+        # A lock handed in by the caller (held while it prepared the plan) stays the caller's.
+        self._lock = lock if lock is not None else ClusterLock(plan.data_dir)
+        self._owns_lock = lock is None
         self._http: httpx.AsyncClient | None = None
 
     # ---- public ----------------------------------------------------------------
@@ -218,7 +257,8 @@ class Supervisor:
             StartupError: a child exited, was not ready in time, or a port is taken.
         """
         self.plan.logs_dir.mkdir(parents=True, exist_ok=True)
-        self._acquire_lock()
+        if not self._lock.held:
+            self._lock.acquire()
         self._stop_leftovers()
         missing: dict[str, list[str]] = {}
         for child in self.children.values():
@@ -259,7 +299,7 @@ class Supervisor:
         self._stopping = True
         self._stop_requested.set()
         try:
-            if self._lock_file is not None:
+            if self._lock.held:
                 self._set_state("stopping")
             watchers = [c.watcher for c in self.children.values() if c.watcher is not None]
             for task in watchers:
@@ -269,11 +309,12 @@ class Supervisor:
                 await asyncio.gather(*(self._terminate(self.children[s.name]) for s in group))
             if self._http is not None:
                 await self._http.aclose()
-            if self._lock_file is not None:
+            if self._lock.held:
                 self._set_state("stopped")
                 log.info("all services stopped")
         finally:
-            self._release_lock()
+            if self._owns_lock:
+                self._lock.release()
             self._stopped.set()
 
     async def run(self, on_ready: Callable[[Supervisor], None] | None = None) -> int:
@@ -423,25 +464,8 @@ class Supervisor:
 
     def _write_status(self) -> None:
         # Only the lock holder may write: a refused second supervisor must not clobber the file.
-        if self._lock_file is not None:
+        if self._lock.held:
             write_json_atomic(self.status_path, self.snapshot())
-
-    def _acquire_lock(self) -> None:
-        lock = open(self.plan.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held while running
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            pid = read_status(self.plan.data_dir).get("supervisor", {}).get("pid", "?")
-            raise ClusterBusy(f"another vecraft supervisor (pid {pid}) is running the cluster in "
-                              f"{self.plan.data_dir}; stop it first (Ctrl-C, or kill -TERM {pid})",
-                              details={"pid": pid}) from None
-        self._lock_file = lock
-
-    def _release_lock(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()  # closing the descriptor drops the flock
-            self._lock_file = None
 
     def _stop_leftovers(self) -> None:
         """Stop children an earlier supervisor left running (it was killed with -9)."""
