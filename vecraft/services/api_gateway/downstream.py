@@ -1,0 +1,120 @@
+"""What the gateway needs from the rest of the cluster, as one interface.
+
+:class:`Downstream` is the gateway's only door to other services: the meta
+manager (schemas, DDL, change stream), the journal (append, head, lookup,
+pull) and the per-shard query processors and storage replicas. The domain
+layer (:mod:`.gateway`) is written against it; :class:`~.downstream_grpc.GrpcDownstream`
+implements it over gRPC and the unit tests inject an in-memory fake.
+
+Contract for every method: failures are raised as the
+:class:`~vecraft.shared.common.errors.VecraftError` subclass the downstream
+service raised (``NotFound``, ``Conflict``, ``RateLimited``, ...), transport
+failures as ``Unavailable`` (503) and expired deadlines as
+``DeadlineExceeded`` (504); never a raw ``grpc.RpcError``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+
+from vecraft.shared.model.schema import CollectionSchema
+from vecraft.shared.rpc.v1 import (
+    collection_pb2,
+    journal_pb2,
+    meta_pb2,
+    query_pb2,
+    storage_pb2,
+)
+
+
+class Downstream(abc.ABC):
+    """The services behind the gateway. Constructors only read config; ``start`` connects."""
+
+    #: Number of journal data partitions (``data-0`` .. ``data-{P-1}``).
+    data_partitions: int
+
+    async def start(self) -> None:
+        """Open channels (lazy connections are fine)."""
+
+    async def stop(self) -> None:
+        """Close channels; idempotent."""
+
+    # --- meta manager ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_collection(self, request: collection_pb2.CreateCollectionRequest) -> CollectionSchema:
+        """Create a collection (ordered through the journal's system partition).
+
+        Raises ``Conflict`` when it exists (unless ``if_not_exists`` and it
+        matches), ``InvalidRequest`` on a bad schema.
+        """
+
+    @abc.abstractmethod
+    async def get_collection(self, tenant: str, name: str) -> CollectionSchema:
+        """The current schema; ``NotFound`` when there is no such collection."""
+
+    @abc.abstractmethod
+    async def list_collections(self, tenant: str) -> list[CollectionSchema]:
+        """Every collection of ``tenant``, by name."""
+
+    @abc.abstractmethod
+    async def drop_collection(self, request: collection_pb2.DropCollectionRequest
+                              ) -> collection_pb2.DropCollectionResponse:
+        """Drop a collection; ``NotFound`` when missing."""
+
+    @abc.abstractmethod
+    async def alter_collection(self, request: collection_pb2.AlterCollectionRequest) -> CollectionSchema:
+        """Change search-time parameters; ``NotFound`` when missing."""
+
+    @abc.abstractmethod
+    def watch_collections(self) -> AsyncIterator[tuple[int, CollectionSchema]]:
+        """Collection change events ``(meta_pb2.WatchEvent.PUT | DELETE, schema)``.
+
+        The stream ends (or raises ``Unavailable``) when the meta manager goes
+        away; the caller reconnects and must assume it missed events meanwhile.
+        """
+
+    # --- journal -----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def append(self, partition: str, payload: bytes, *, request_id: str, shards: Sequence[int],
+                     ack: int, client_hlc: int) -> journal_pb2.AppendResponse:
+        """Append one entry; idempotent by ``request_id`` (a retry gets the original position).
+
+        Raises ``RateLimited`` (with ``retry_after_ms``) under back-pressure.
+        """
+
+    @abc.abstractmethod
+    async def head(self, partition: str) -> tuple[int, int]:
+        """``(offset, hlc)`` of the latest committed entry of ``partition`` (0, 0 when empty)."""
+
+    @abc.abstractmethod
+    async def lookup_request(self, request_id: str) -> journal_pb2.LookupRequestResponse:
+        """Position of an earlier request (``found`` False when unknown)."""
+
+    @abc.abstractmethod
+    async def pull(self, partition: str, from_offset: int, to_offset: int,
+                   max_entries: int) -> journal_pb2.PullWALResponse:
+        """Committed entries ``from_offset <= offset <= to_offset`` (at most ``max_entries``)."""
+
+    # --- shards ------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def query_groups(self, shards: Sequence[int]) -> list[list[int]]:
+        """``shards`` grouped by the query processor that serves them (one call per group).
+
+        Raises ``Unavailable`` naming a shard no query processor serves.
+        """
+
+    @abc.abstractmethod
+    async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest,
+                     timeout_s: float) -> query_pb2.QuerySearchResponse:
+        """Search ``shards`` (one group of :meth:`query_groups`) on their query processor."""
+
+    @abc.abstractmethod
+    async def get_records(self, shard: int, request: storage_pb2.ShardGetRequest,
+                          timeout_s: float) -> storage_pb2.ShardGetResponse:
+        """Records by id from a live storage replica of ``shard`` (the next replica on failure)."""
+
+
+#: Watch event types, re-exported so callers need not import the proto module.
+PUT = meta_pb2.WatchEvent.PUT
+DELETE = meta_pb2.WatchEvent.DELETE

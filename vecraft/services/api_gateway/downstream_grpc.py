@@ -1,0 +1,225 @@
+""":class:`Downstream` over gRPC: the meta manager, the journal and the shard services.
+
+Every RPC goes through :meth:`GrpcDownstream._call`, the one place where
+transport errors become VecraftErrors, named after the service that failed
+("query processor for shard 2 at 127.0.0.1:7001 is unavailable: ..."), so a
+503 tells the operator where to look.
+
+Shard addresses come from the command line (``--query-addresses 0=HOST:PORT``,
+``--storage-addresses 0=HOST:PORT 0=HOST:PORT2 ...``). Several shards served
+by one query processor share one call. Reads by id try the replicas of a
+shard in order, starting with the one that answered last, and move on when
+one is unavailable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from typing import TypeVar
+
+import grpc
+
+from vecraft.services.api_gateway.downstream import Downstream
+from vecraft.services.journal_service.client import JournalClient
+from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
+from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
+from vecraft.shared.common.service import grpc_channel
+from vecraft.shared.model.schema import CollectionSchema
+from vecraft.shared.rpc.v1 import (
+    collection_pb2,
+    journal_pb2,
+    meta_pb2,
+    meta_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+    storage_pb2,
+    storage_pb2_grpc,
+)
+
+T = TypeVar("T")
+
+#: Deadline of meta manager calls; DDL waits for storage replicas to create the collection.
+META_TIMEOUT_S = 30.0
+
+
+def parse_shard_addresses(items: Sequence[str], flag: str) -> dict[int, list[str]]:
+    """``["0=h:p", "0=h:q", "1=h:r"]`` -> ``{0: ["h:p", "h:q"], 1: ["h:r"]}``.
+
+    Raises:
+        ValueError: an item is not ``SHARD=HOST:PORT`` (reported at start-up).
+    """
+    out: dict[int, list[str]] = {}
+    for item in items:
+        shard, sep, address = item.partition("=")
+        if not sep or not shard.strip().isdigit() or ":" not in address:
+            raise ValueError(f"{flag}: {item!r} is not SHARD=HOST:PORT")
+        out.setdefault(int(shard), []).append(address.strip())
+    return out
+
+
+class GrpcDownstream(Downstream):
+    """The real cluster behind the gateway."""
+
+    def __init__(self, *, journal_address: str, meta_address: str,
+                 query_addresses: Mapping[int, Sequence[str]],
+                 storage_addresses: Mapping[int, Sequence[str]], data_partitions: int) -> None:
+        self.data_partitions = data_partitions
+        self._journal_address = journal_address
+        self._meta_address = meta_address
+        self._query_addresses = {s: list(a) for s, a in query_addresses.items()}
+        self._storage_addresses = {s: list(a) for s, a in storage_addresses.items()}
+        self._journal: JournalClient | None = None
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._meta: meta_pb2_grpc.MetaManagerServiceStub | None = None
+        self._query: dict[str, query_pb2_grpc.QueryProcessorServiceStub] = {}
+        self._storage: dict[str, storage_pb2_grpc.StorageNodeServiceStub] = {}
+        # Index of the storage replica of each shard that answered last.
+        self._preferred: dict[int, int] = {}
+
+    async def start(self) -> None:
+        # Channels connect lazily; creating them here binds them to the running loop.
+        self._journal = JournalClient(self._journal_address)
+        self._meta = meta_pb2_grpc.MetaManagerServiceStub(self._channel(self._meta_address))
+        for addresses in self._query_addresses.values():
+            for address in addresses:
+                self._query[address] = query_pb2_grpc.QueryProcessorServiceStub(self._channel(address))
+        for addresses in self._storage_addresses.values():
+            for address in addresses:
+                self._storage[address] = storage_pb2_grpc.StorageNodeServiceStub(self._channel(address))
+
+    async def stop(self) -> None:
+        if self._journal is not None:
+            await self._journal.close()
+            self._journal = None
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        if address not in self._channels:
+            self._channels[address] = grpc_channel(address)
+        return self._channels[address]
+
+    @property
+    def _meta_stub(self) -> meta_pb2_grpc.MetaManagerServiceStub:
+        if self._meta is None:
+            raise Unavailable("the gateway is not connected yet")
+        return self._meta
+
+    @property
+    def _journal_client(self) -> JournalClient:
+        if self._journal is None:
+            raise Unavailable("the gateway is not connected yet")
+        return self._journal
+
+    @staticmethod
+    async def _call(what: str, call: Awaitable[T]) -> T:
+        """Await one RPC; errors become the VecraftError the service raised, naming ``what``."""
+        try:
+            return await call
+        except grpc.RpcError as exc:
+            err = from_rpc_error(exc)
+            if type(err) in (Unavailable, DeadlineExceeded) and not _is_vecraft_error(exc):
+                # A transport failure: say which service could not be reached.
+                err = type(err)(f"{what} {'is unavailable' if isinstance(err, Unavailable) else 'timed out'}"
+                                f": {exc.details() or exc.code().name}", details={"service": what})
+            raise err from exc
+
+    # --- meta manager ------------------------------------------------------------------------------
+    async def create_collection(self, request: collection_pb2.CreateCollectionRequest) -> CollectionSchema:
+        answer = await self._call(f"meta manager at {self._meta_address}",
+                                  self._meta_stub.CreateCollection(request, timeout=META_TIMEOUT_S))
+        return CollectionSchema.from_proto(answer)
+
+    async def get_collection(self, tenant: str, name: str) -> CollectionSchema:
+        answer = await self._call(f"meta manager at {self._meta_address}", self._meta_stub.GetCollection(
+            collection_pb2.GetCollectionRequest(tenant=tenant, name=name), timeout=META_TIMEOUT_S))
+        return CollectionSchema.from_proto(answer)
+
+    async def list_collections(self, tenant: str) -> list[CollectionSchema]:
+        answer = await self._call(f"meta manager at {self._meta_address}", self._meta_stub.ListCollections(
+            collection_pb2.ListCollectionsRequest(tenant=tenant), timeout=META_TIMEOUT_S))
+        return [CollectionSchema.from_proto(c) for c in answer.collections]
+
+    async def drop_collection(self, request: collection_pb2.DropCollectionRequest
+                              ) -> collection_pb2.DropCollectionResponse:
+        return await self._call(f"meta manager at {self._meta_address}",
+                                self._meta_stub.DropCollection(request, timeout=META_TIMEOUT_S))
+
+    async def alter_collection(self, request: collection_pb2.AlterCollectionRequest) -> CollectionSchema:
+        answer = await self._call(f"meta manager at {self._meta_address}",
+                                  self._meta_stub.AlterCollection(request, timeout=META_TIMEOUT_S))
+        return CollectionSchema.from_proto(answer)
+
+    async def watch_collections(self) -> AsyncIterator[tuple[int, CollectionSchema]]:
+        call = self._meta_stub.Watch(meta_pb2.WatchRequest(topics=["collections"]))
+        try:
+            async for event in call:
+                if event.WhichOneof("item") == "collection":
+                    yield event.type, CollectionSchema.from_proto(event.collection)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+
+    # --- journal (JournalClient already raises VecraftErrors) ---------------------------------------
+    async def append(self, partition: str, payload: bytes, *, request_id: str, shards: Sequence[int],
+                     ack: int, client_hlc: int) -> journal_pb2.AppendResponse:
+        return await self._journal_client.append(partition, payload, request_id=request_id, shards=shards,
+                                                 ack=ack, client_hlc=client_hlc)
+
+    async def head(self, partition: str) -> tuple[int, int]:
+        return await self._journal_client.get_offset(partition)
+
+    async def lookup_request(self, request_id: str) -> journal_pb2.LookupRequestResponse:
+        return await self._journal_client.lookup_request(request_id)
+
+    async def pull(self, partition: str, from_offset: int, to_offset: int,
+                   max_entries: int) -> journal_pb2.PullWALResponse:
+        return await self._journal_client.pull_page(partition, from_offset, to_offset,
+                                                    max_entries=max_entries)
+
+    # --- shards ------------------------------------------------------------------------------------
+    def query_groups(self, shards: Sequence[int]) -> list[list[int]]:
+        groups: dict[str, list[int]] = {}
+        for shard in shards:
+            addresses = self._query_addresses.get(shard)
+            if not addresses:
+                raise Unavailable(f"no query processor serves shard {shard}; the gateway knows shards "
+                                  f"{sorted(self._query_addresses)}", details={"shard": shard})
+            groups.setdefault(addresses[0], []).append(shard)
+        return list(groups.values())
+
+    async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest,
+                     timeout_s: float) -> query_pb2.QuerySearchResponse:
+        address = self._query_addresses[shards[0]][0]
+        names = ",".join(map(str, shards))
+        return await self._call(f"query processor for shard {names} at {address}",
+                                self._query[address].Search(request, timeout=timeout_s))
+
+    async def get_records(self, shard: int, request: storage_pb2.ShardGetRequest,
+                          timeout_s: float) -> storage_pb2.ShardGetResponse:
+        addresses = self._storage_addresses.get(shard)
+        if not addresses:
+            raise Unavailable(f"no storage replica serves shard {shard}", details={"shard": shard})
+        first = self._preferred.get(shard, 0)
+        last_error: VecraftError | None = None
+        for i in range(len(addresses)):
+            index = (first + i) % len(addresses)
+            address = addresses[index]
+            try:
+                answer = await self._call(f"storage replica of shard {shard} at {address}",
+                                          self._storage[address].Get(request, timeout=timeout_s))
+            except Unavailable as exc:
+                last_error = exc
+                continue
+            self._preferred[shard] = index
+            return answer
+        assert last_error is not None
+        raise last_error
+
+
+def _is_vecraft_error(exc: grpc.RpcError) -> bool:
+    """True when the server raised the error on purpose (it carries Vecraft's metadata)."""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    return any(key == ERROR_KEY for key, _ in trailing or ())

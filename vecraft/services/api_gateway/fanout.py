@@ -1,0 +1,134 @@
+"""Search fan-out: one QuerySearch per query processor, in parallel, under one deadline.
+
+Every shard of the collection is searched by the query processor serving it
+(shards served by the same processor share one call). Each call carries the
+remaining time of the request's deadline, slightly shortened so that a
+processor that cannot meet the consistency level in time answers with its own
+error instead of being cut off by the transport.
+
+A shard that fails for availability reasons (503, 504) fails the whole search
+unless the client allowed partial answers; then the others' results are
+merged and the failed shards are listed. Any other error (a bad filter, an
+unknown collection) fails the search whatever ``allow_partial`` says: it is
+not a shard's outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import orjson
+
+from vecraft.services.api_gateway.downstream import Downstream
+from vecraft.services.api_gateway.merge import combine_consistency, merge_top_k
+from vecraft.services.api_gateway.models import RequestContext, SearchOutcome, SearchQuery
+from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
+from vecraft.shared.common.metrics import counter, latency_histogram, timed
+from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.model.filters import filter_to_obj
+from vecraft.shared.model.schema import CollectionSchema
+from vecraft.shared.rpc.v1 import query_pb2
+
+_SEARCH_SECONDS = latency_histogram("gateway", "search", "search latency by requested level",
+                                    ["level"])
+_SHARD_FAILURES = counter("gateway", "shard_failures", "failed per-shard searches by error",
+                          ["error"])
+
+#: Time kept back from each shard call's deadline for the gateway to merge and answer.
+_DEADLINE_MARGIN_S = 0.05
+
+
+class SearchFanout:
+    """Runs one validated search over every shard of a collection."""
+
+    def __init__(self, downstream: Downstream, *, default_timeout_ms: int) -> None:
+        self._downstream = downstream
+        self._default_timeout_ms = default_timeout_ms
+
+    async def run(self, schema: CollectionSchema, query: SearchQuery, vector: np.ndarray, *,
+                  min_offset: int, max_staleness_ms: int, ctx: RequestContext) -> SearchOutcome:
+        """Search every shard of ``schema`` for ``vector`` (already validated, float32).
+
+        ``min_offset`` is the offset of the collection's partition every shard
+        must have applied (journal head for STRONG, the session's offset for
+        READ_YOUR_WRITES, 0 otherwise); ``max_staleness_ms`` the bound for
+        BOUNDED_STALENESS (0 for other levels).
+        """
+        timeout_s = (query.timeout_ms or self._default_timeout_ms) / 1000.0
+        deadline = time.monotonic() + timeout_s
+        filter_json = orjson.dumps(filter_to_obj(query.filter)).decode() if query.filter else ""
+        groups = self._downstream.query_groups(range(schema.shards))
+        base = query_pb2.QuerySearchRequest(
+            collection=schema.name, tenant=schema.tenant,
+            vector=np.ascontiguousarray(vector, dtype="<f4").tobytes(), k=query.k,
+            filter_json=filter_json, ef_search=query.ef_search, level=query.level.to_proto(),
+            max_staleness_ms=max_staleness_ms, min_offset=min_offset)
+        with timed(_SEARCH_SECONDS.labels(query.level.wire_name)):
+            answers = await asyncio.gather(*(self._search_group(base, group, deadline) for group in groups),
+                                           return_exceptions=True)
+        ok: list[query_pb2.QuerySearchResponse] = []
+        missing: list[int] = []
+        failure: BaseException | None = None
+        first_error: BaseException | None = None
+        for group, answer in zip(groups, answers, strict=True):
+            if isinstance(answer, BaseException):
+                self._count_failure(answer)
+                first_error = first_error or answer
+                if not (query.allow_partial and isinstance(answer, Unavailable | DeadlineExceeded)):
+                    failure = failure or answer
+                missing.extend(group)
+            else:
+                ok.append(answer)
+        if failure is not None or not ok:
+            # With allow_partial and every shard down, the first shard's error is the answer.
+            raise self._failure(failure or first_error, missing, schema)
+        hits = merge_top_k(ok, query.k, include_documents=query.include_documents)
+        max_allowed = _max_allowed(query.level, max_staleness_ms)
+        report = combine_consistency([a.consistency_info for a in ok], query.level, max_allowed)
+        partition = next((a.partition for a in ok if a.partition), schema.partition)
+        return SearchOutcome(hits=hits, consistency=report, partition=partition,
+                             missing_shards=sorted(missing))
+
+    async def _search_group(self, base: query_pb2.QuerySearchRequest, shards: Sequence[int],
+                            deadline: float) -> query_pb2.QuerySearchResponse:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded("search deadline expired before all shards were asked")
+        request = query_pb2.QuerySearchRequest()
+        request.CopyFrom(base)
+        request.shards.extend(shards)
+        # The processor gets slightly less time than the transport, so it can
+        # answer "cannot reach the level in time" itself.
+        request.timeout_ms = max(1, int((remaining - _DEADLINE_MARGIN_S) * 1000))
+        return await self._downstream.search(shards, request, remaining)
+
+    @staticmethod
+    def _count_failure(exc: BaseException) -> None:
+        name = exc.wire_name if isinstance(exc, VecraftError) else type(exc).__name__
+        _SHARD_FAILURES.labels(name).inc()
+
+    @staticmethod
+    def _failure(exc: BaseException | None, missing: list[int], schema: CollectionSchema
+                 ) -> BaseException:
+        """The error the client sees, with the failed shards in its details."""
+        if isinstance(exc, VecraftError):
+            exc.details.setdefault("collection", schema.name)
+            if isinstance(exc, Unavailable | DeadlineExceeded):
+                exc.details.setdefault("failed_shards", sorted(missing))
+            return exc
+        if exc is not None:
+            return exc
+        return Unavailable(f"collection {schema.name!r} has no shard to search",
+                           details={"failed_shards": sorted(missing)})
+
+
+def _max_allowed(level: ConsistencyLevel, max_staleness_ms: int) -> int | None:
+    """The staleness bound a level promises: its bound, 0 for strong, none for the others."""
+    if level is ConsistencyLevel.BOUNDED_STALENESS:
+        return max_staleness_ms
+    if level is ConsistencyLevel.STRONG:
+        return 0
+    return None

@@ -1,0 +1,264 @@
+"""The gateway's domain layer: every operation once, for HTTP and gRPC alike.
+
+Handlers parse their wire format into :mod:`.models` objects and call one
+method here. This layer validates against the collection schema (dimension,
+ids, metadata), picks the read target of the requested consistency level,
+routes writes to the journal (:mod:`.journal_router`) and DDL to the meta
+manager, and fans searches out (:mod:`.fanout`). Nothing invalid reaches the
+journal: every check runs before the append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import defaultdict
+
+import numpy as np
+
+from vecraft.services.api_gateway.downstream import Downstream
+from vecraft.services.api_gateway.fanout import SearchFanout
+from vecraft.services.api_gateway.journal_router.payloads import summarize_entry
+from vecraft.services.api_gateway.journal_router.writes import WriteRouter, generated_ids
+from vecraft.services.api_gateway.models import (
+    CollectionSpec,
+    DeleteBatch,
+    DropOutcome,
+    GetOutcome,
+    GetQuery,
+    JournalEntrySummary,
+    JournalPage,
+    OperationStatus,
+    RecordView,
+    RequestContext,
+    SearchOutcome,
+    SearchQuery,
+    WriteBatch,
+    WriteOutcome,
+)
+from vecraft.services.api_gateway.schema_cache import SchemaCache
+from vecraft.shared.common.errors import InvalidRequest, NotFound
+from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.model.records import RecordBatch
+from vecraft.shared.model.routing import DEFAULT_COLLECTION, all_partitions, shard_of
+from vecraft.shared.model.schema import CollectionSchema, HnswParams
+from vecraft.shared.model.validation import (
+    validate_ids,
+    validate_max_staleness_ms,
+    validate_name,
+    validate_vector,
+    validate_vectors,
+)
+from vecraft.shared.rpc.v1 import collection_pb2, storage_pb2
+
+#: Journal reads return at most this many entries per call.
+MAX_JOURNAL_PAGE = 1000
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayLimits:
+    """Defaults the domain layer applies when a request leaves them out."""
+
+    #: Whole-request deadline of searches and reads by id.
+    default_timeout_ms: int = 10_000
+    #: Staleness bound of BOUNDED_STALENESS searches that give none.
+    default_max_staleness_ms: int = 1_000
+
+
+class Gateway:
+    """Every gateway operation; see the module doc."""
+
+    def __init__(self, downstream: Downstream, schemas: SchemaCache, *,
+                 limits: GatewayLimits = GatewayLimits()) -> None:
+        self._downstream = downstream
+        self._schemas = schemas
+        self._limits = limits
+        self._router = WriteRouter(downstream)
+        self._fanout = SearchFanout(downstream, default_timeout_ms=limits.default_timeout_ms)
+
+    # --- search ------------------------------------------------------------------------------------
+    async def search(self, query: SearchQuery, ctx: RequestContext) -> SearchOutcome:
+        """Top-k over every shard at the requested consistency level."""
+        schema = await self._schema(query.collection, ctx)
+        vector = validate_vector(query.vector, schema.dim)
+        max_staleness = 0
+        if query.level is ConsistencyLevel.BOUNDED_STALENESS:
+            max_staleness = validate_max_staleness_ms(
+                self._limits.default_max_staleness_ms if query.max_staleness_ms is None
+                else query.max_staleness_ms)
+        min_offset = await self._read_target(schema, query.level, query.min_required_offset, ctx)
+        try:
+            return await self._fanout.run(schema, query, vector, min_offset=min_offset,
+                                          max_staleness_ms=max_staleness, ctx=ctx)
+        except NotFound:
+            # A processor that does not know the collection may mean our cached schema is stale.
+            self._schemas.invalidate(schema.tenant, schema.name)
+            raise
+
+    async def _read_target(self, schema: CollectionSchema, level: ConsistencyLevel,
+                           min_required_offset: int, ctx: RequestContext) -> int:
+        """Offset of the collection's partition a read must reach at ``level``.
+
+        STRONG: the journal head, read once for the whole request so every shard
+        reads the same prefix. READ_YOUR_WRITES: the session's offset. A
+        client-given ``min_required_offset`` raises the target at any level.
+        """
+        target = min_required_offset
+        if level is ConsistencyLevel.STRONG:
+            head, _ = await self._downstream.head(schema.partition)
+            target = max(target, head)
+        elif level is ConsistencyLevel.READ_YOUR_WRITES:
+            target = max(target, ctx.session.get(schema.partition, 0))
+        return target
+
+    # --- writes ------------------------------------------------------------------------------------
+    async def write(self, batch: WriteBatch, ctx: RequestContext) -> WriteOutcome:
+        """Insert or upsert ``batch`` as one journal entry.
+
+        The implicit ``default`` collection is created at its first write with
+        the batch's dimension and the cosine metric.
+        """
+        validate_name(batch.collection)
+        vectors = validate_vectors(batch.vectors)
+        ids = batch.ids if batch.ids is not None else generated_ids(ctx.request_id, vectors.shape[0])
+        # Everything is validated before the collection may be created implicitly: a
+        # refused request leaves no trace.
+        records = RecordBatch.validate(ids, vectors, metadata=batch.metadata, documents=batch.documents)
+        schema = await self._schema_for_write(batch.collection, records.dim, ctx)
+        if records.dim != schema.dim:
+            raise InvalidRequest(f"vectors have dimension {records.dim}, collection {schema.name!r} "
+                                 f"expects {schema.dim}",
+                                 details={"expected_dim": schema.dim, "got_dim": records.dim})
+        return await self._router.write(schema, records, upsert=batch.upsert, ack=batch.ack, ctx=ctx)
+
+    async def _schema_for_write(self, collection: str, dim: int, ctx: RequestContext) -> CollectionSchema:
+        try:
+            return await self._schema(collection, ctx)
+        except NotFound:
+            if collection != DEFAULT_COLLECTION:
+                raise
+        schema = await self._downstream.create_collection(collection_pb2.CreateCollectionRequest(
+            tenant=ctx.tenant, name=collection, dim=dim, metric="cosine", if_not_exists=True,
+            request_id=f"{ctx.request_id}/create-default"))
+        self._schemas.put(schema)
+        return schema
+
+    async def delete(self, batch: DeleteBatch, ctx: RequestContext) -> WriteOutcome:
+        """Delete ``batch.ids`` (idempotent: deleting a missing id succeeds).
+
+        A strong read before the append tells which ids existed
+        (``deleted_ids``) and which did not (``missing_ids``).
+        """
+        ids = validate_ids(batch.ids)
+        schema = await self._schema(batch.collection, ctx)
+        before = await self._get(schema, ids, include_vectors=False, level=ConsistencyLevel.STRONG,
+                                 ctx=ctx)
+        outcome = await self._router.delete(schema, ids, ack=batch.ack, ctx=ctx)
+        missing = set(before.missing_ids)
+        return dataclasses.replace(outcome, deleted_ids=[i for i in ids if i not in missing],
+                                   missing_ids=[i for i in ids if i in missing])
+
+    # --- reads by id -------------------------------------------------------------------------------
+    async def get(self, query: GetQuery, ctx: RequestContext) -> GetOutcome:
+        """Records by id at ``query.level`` (eventual, read_your_writes or strong)."""
+        if query.level is ConsistencyLevel.BOUNDED_STALENESS:
+            raise InvalidRequest("reads by id support consistency levels eventual, read_your_writes "
+                                 "and strong; bounded staleness applies to searches",
+                                 details={"accepted": ["eventual", "read_your_writes", "strong"]})
+        ids = validate_ids(query.ids)
+        schema = await self._schema(query.collection, ctx)
+        return await self._get(schema, ids, include_vectors=query.include_vectors, level=query.level,
+                               ctx=ctx)
+
+    async def _get(self, schema: CollectionSchema, ids: list[str], *, include_vectors: bool,
+                   level: ConsistencyLevel, ctx: RequestContext) -> GetOutcome:
+        min_offset = await self._read_target(schema, level, 0, ctx)
+        by_shard: dict[int, list[str]] = defaultdict(list)
+        for record_id in ids:
+            by_shard[shard_of(record_id, schema.shards)].append(record_id)
+        timeout_s = self._limits.default_timeout_ms / 1000.0
+        answers = await asyncio.gather(*(
+            self._downstream.get_records(shard, storage_pb2.ShardGetRequest(
+                collection=schema.name, tenant=schema.tenant, ids=shard_ids, min_offset=min_offset,
+                include_vectors=include_vectors), timeout_s)
+            for shard, shard_ids in by_shard.items()))
+        found: dict[str, RecordView] = {}
+        for answer in answers:
+            for rec in answer.records:
+                vector = np.frombuffer(rec.vector, dtype="<f4") if include_vectors and rec.vector else None
+                found[rec.id] = RecordView(id=rec.id, vector=vector, metadata_json=rec.metadata_json,
+                                           document=rec.document, offset=rec.offset, hlc=rec.hlc)
+        return GetOutcome(records=[found[i] for i in ids if i in found],
+                          missing_ids=[i for i in ids if i not in found])
+
+    # --- collections (DDL goes to the meta manager, which orders it through `system`) ---------------
+    async def create_collection(self, spec: CollectionSpec, ctx: RequestContext) -> CollectionSchema:
+        # Validate here, so a bad schema is refused with the model's message before any RPC;
+        # zeros stay zeros on the wire ("cluster default").
+        user_hnsw = collection_pb2.HnswParams(m=spec.hnsw_m, ef_construction=spec.hnsw_ef_construction,
+                                              ef_search=spec.hnsw_ef_search)
+        valid = CollectionSchema(name=spec.name, dim=spec.dim, tenant=ctx.tenant, metric=spec.metric,
+                                 shards=spec.shards or 1, replicas=spec.replicas or 1,
+                                 hnsw=HnswParams.from_proto(user_hnsw))
+        schema = await self._downstream.create_collection(collection_pb2.CreateCollectionRequest(
+            tenant=ctx.tenant, name=valid.name, dim=valid.dim, metric=valid.metric, shards=spec.shards,
+            replicas=spec.replicas, hnsw=user_hnsw, if_not_exists=spec.if_not_exists,
+            request_id=ctx.request_id))
+        self._schemas.put(schema)
+        return schema
+
+    async def get_collection(self, name: str, ctx: RequestContext) -> CollectionSchema:
+        validate_name(name)
+        return await self._downstream.get_collection(ctx.tenant, name)
+
+    async def list_collections(self, ctx: RequestContext) -> list[CollectionSchema]:
+        return await self._downstream.list_collections(ctx.tenant)
+
+    async def alter_collection(self, name: str, ef_search: int, ctx: RequestContext) -> CollectionSchema:
+        validate_name(name)
+        HnswParams(ef_search=ef_search)
+        schema = await self._downstream.alter_collection(collection_pb2.AlterCollectionRequest(
+            tenant=ctx.tenant, name=name, hnsw=collection_pb2.HnswParams(ef_search=ef_search),
+            request_id=ctx.request_id))
+        self._schemas.put(schema)
+        return schema
+
+    async def drop_collection(self, name: str, ctx: RequestContext) -> DropOutcome:
+        validate_name(name)
+        answer = await self._downstream.drop_collection(collection_pb2.DropCollectionRequest(
+            tenant=ctx.tenant, name=name, request_id=ctx.request_id))
+        self._schemas.invalidate(ctx.tenant, name)
+        return DropOutcome(name=answer.name or name, ddl_offset=answer.ddl_offset, ddl_hlc=answer.ddl_hlc)
+
+    # --- operations and audit ----------------------------------------------------------------------
+    async def operation(self, request_id: str) -> OperationStatus:
+        """Where request ``request_id`` landed and which replicas applied it."""
+        answer = await self._downstream.lookup_request(request_id)
+        if not answer.found:
+            raise NotFound(f"no journal entry has request id {request_id!r}",
+                           details={"request_id": request_id})
+        return OperationStatus(request_id=request_id, partition=answer.partition, offset=answer.offset,
+                               hlc=answer.hlc, replicas_applied=list(answer.replicas_applied),
+                               replicas_pending=list(answer.replicas_pending))
+
+    async def read_journal(self, partition: str, from_offset: int, limit: int) -> JournalPage:
+        """Summaries of entries ``from_offset`` .. ``from_offset + limit - 1`` of ``partition``."""
+        partitions = all_partitions(self._downstream.data_partitions)
+        if partition not in partitions:
+            raise NotFound(f"journal partition {partition!r} does not exist; partitions: "
+                           f"{', '.join(partitions)}", details={"partitions": partitions})
+        if from_offset < 1:
+            raise InvalidRequest(f"from_offset is {from_offset}; offsets start at 1")
+        if not 1 <= limit <= MAX_JOURNAL_PAGE:
+            raise InvalidRequest(f"limit is {limit}; it must be between 1 and {MAX_JOURNAL_PAGE}")
+        answer = await self._downstream.pull(partition, from_offset, from_offset + limit - 1, limit)
+        entries = [JournalEntrySummary(partition=e.partition or partition, offset=e.offset, hlc=e.hlc,
+                                       request_id=e.request_id, summary=summarize_entry(e.payload))
+                   for e in answer.entries]
+        return JournalPage(entries=entries, latest_offset=answer.latest_offset)
+
+    # --- helpers -----------------------------------------------------------------------------------
+    async def _schema(self, collection: str, ctx: RequestContext) -> CollectionSchema:
+        validate_name(collection)
+        return await self._schemas.get(ctx.tenant, collection)
+

@@ -1,0 +1,60 @@
+"""The gateway's FastAPI application: routes, middleware, error mapping and the OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+from starlette.routing import BaseRoute
+
+from vecraft.services.api_gateway.gateway import Gateway
+from vecraft.services.api_gateway.handlers.http_routes import build_router
+from vecraft.services.api_gateway.handlers.http_schemas import REQUEST_MODELS
+from vecraft.services.api_gateway.middleware.access_log import AccessLogMiddleware
+from vecraft.services.api_gateway.middleware.body_limit import BodyLimitMiddleware
+from vecraft.services.api_gateway.middleware.errors import install_error_handlers
+from vecraft.services.api_gateway.middleware.request_id import RequestIdMiddleware
+from vecraft.services.api_gateway.responses import JSONResponse
+
+#: Default request body limit: 64 MiB (a 10,000 x 1,536 float32 batch as base64 is ~82 MB; as
+#: JSON text much more), beyond which clients split batches.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+DESCRIPTION = """\
+Vecraft: a journal-based distributed vector database. Every write gets a journal position
+(partition, offset, HLC); searches choose their consistency level (eventual, bounded staleness,
+read-your-writes, strong). Errors are `{"error": {"code", "message", "details"}}`.
+See docs/http-api.md for examples."""
+
+
+def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    """The HTTP app over ``gateway``; ``extra_routes`` are the shell's /healthz /readyz /metrics."""
+    app = FastAPI(title="Vecraft API", version="1.0.0", description=DESCRIPTION,
+                  default_response_class=JSONResponse)
+    app.include_router(build_router(gateway))
+    app.router.routes.extend(extra_routes)
+    install_error_handlers(app)
+    # Outermost first at request time: request id (so every answer carries one), access log,
+    # then the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                              routes=app.routes)
+            # Request bodies are parsed by the codec, so FastAPI does not see their models;
+            # add them to the components the routes' openapi_extra refers to.
+            _, defs = models_json_schema([(m, "validation") for m in REQUEST_MODELS],
+                                         ref_template="#/components/schemas/{model}")
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,214 @@
+"""The HTTP routes: parse with :mod:`.http_codec`, run the :class:`Gateway` operation, render.
+
+Each route reads its JSON body itself (orjson, vectors to numpy) and declares
+the body's schema for OpenAPI through ``openapi_extra``; responses are
+returned ready-made (:class:`~..responses.JSONResponse`), their models are
+documentation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from pydantic import BaseModel
+
+from vecraft.services.api_gateway.gateway import MAX_JOURNAL_PAGE, Gateway
+from vecraft.services.api_gateway.handlers import http_codec as codec
+from vecraft.services.api_gateway.handlers import http_schemas as schemas
+from vecraft.services.api_gateway.models import DeleteBatch, GetQuery
+from vecraft.services.api_gateway.responses import JSONResponse
+from vecraft.shared.common.errors import NotFound
+from vecraft.shared.model.routing import DEFAULT_COLLECTION
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": schemas.ErrorResponse, "description": text}
+    for status, text in [(400, "invalid request"), (404, "not found"), (409, "conflict"),
+                         (413, "payload too large"), (429, "journal back-pressure; see Retry-After"),
+                         (503, "a downstream service or consistency level is unavailable"),
+                         (504, "deadline exceeded")]
+}
+
+# Documented request headers (the middleware and codec read them from the request).
+TenantHeader = Annotated[str | None, Header(alias="X-Tenant", description="tenant (default `default`)")]
+SessionHeader = Annotated[str | None, Header(alias="X-Session-Token",
+                                             description="read-your-writes token of earlier writes")]
+RequestIdHeader = Annotated[str | None, Header(alias="X-Request-Id",
+                                               description="idempotency key of writes; echoed back")]
+AckQuery = Annotated[str | None, Query(description="journal | one | all (default); body `ack` wins")]
+CollectionQuery = Annotated[str, Query(description="collection name")]
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` declaring a JSON request body of ``model`` (added to the components)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+def build_router(gateway: Gateway) -> APIRouter:
+    """Every /v1 route, bound to ``gateway``."""
+    router = APIRouter(prefix="/v1", responses=_ERRORS)
+
+    # --- search --------------------------------------------------------------------------------------
+    @router.post("/vectors/search", response_model=schemas.SearchResponse, tags=["search"],
+                 openapi_extra=_body(schemas.SearchRequest),
+                 summary="Top-k similarity search at a chosen consistency level")
+    async def search(
+        request: Request,
+        x_consistency_level: Annotated[str | None, Header(
+            alias="X-Consistency-Level", description="eventual | bounded | read_your_writes | strong")]
+        = None,
+        x_max_staleness_ms: Annotated[str | None, Header(alias="X-Max-Staleness-Ms")] = None,
+        x_tenant: TenantHeader = None, x_session_token: SessionHeader = None,
+        x_request_id: RequestIdHeader = None,
+    ) -> JSONResponse:
+        fields = codec.Fields(await codec.read_json(request), codec.SEARCH_FIELDS)
+        ctx = codec.request_context(request, fields)
+        query = codec.search_query(fields, request.headers)
+        outcome = await gateway.search(query, ctx)
+        return JSONResponse(codec.search_json(outcome, include_documents=query.include_documents),
+                            headers=codec.search_headers(outcome))
+
+    # --- writes --------------------------------------------------------------------------------------
+    @router.post("/vectors", status_code=201, response_model=schemas.WriteResponse, tags=["vectors"],
+                 openapi_extra=_body(schemas.InsertRequest), summary="Insert one vector")
+    async def insert(request: Request, ack: AckQuery = None, x_tenant: TenantHeader = None,
+                     x_session_token: SessionHeader = None,
+                     x_request_id: RequestIdHeader = None) -> JSONResponse:
+        fields = codec.Fields(await codec.read_json(request), codec.INSERT_FIELDS)
+        ctx = codec.request_context(request, fields)
+        batch = codec.write_one(fields, record_id=None, upsert=False, query_ack=ack)
+        return JSONResponse(codec.write_json(await gateway.write(batch, ctx)), status_code=201)
+
+    @router.post("/vectors/batch", status_code=201, response_model=schemas.WriteResponse,
+                 tags=["vectors"], openapi_extra=_body(schemas.BatchWriteRequest),
+                 summary="Insert a batch of vectors as one journal entry")
+    async def insert_batch(request: Request, ack: AckQuery = None, x_tenant: TenantHeader = None,
+                           x_session_token: SessionHeader = None,
+                           x_request_id: RequestIdHeader = None) -> JSONResponse:
+        fields = codec.Fields(await codec.read_json(request), codec.BATCH_FIELDS)
+        ctx = codec.request_context(request, fields)
+        batch = codec.write_many(fields, upsert=False, query_ack=ack)
+        return JSONResponse(codec.write_json(await gateway.write(batch, ctx)), status_code=201)
+
+    @router.post("/vectors/upsert", status_code=201, response_model=schemas.WriteResponse,
+                 tags=["vectors"], openapi_extra=_body(schemas.BatchWriteRequest),
+                 summary="Insert or replace a batch of vectors as one journal entry")
+    async def upsert_batch(request: Request, ack: AckQuery = None, x_tenant: TenantHeader = None,
+                           x_session_token: SessionHeader = None,
+                           x_request_id: RequestIdHeader = None) -> JSONResponse:
+        fields = codec.Fields(await codec.read_json(request), codec.BATCH_FIELDS)
+        ctx = codec.request_context(request, fields)
+        batch = codec.write_many(fields, upsert=True, query_ack=ack)
+        return JSONResponse(codec.write_json(await gateway.write(batch, ctx)), status_code=201)
+
+    @router.post("/vectors/delete", response_model=schemas.DeleteResponse, tags=["vectors"],
+                 openapi_extra=_body(schemas.DeleteBatchRequest),
+                 summary="Delete vectors by id (idempotent)")
+    async def delete_batch(request: Request, ack: AckQuery = None, x_tenant: TenantHeader = None,
+                           x_session_token: SessionHeader = None,
+                           x_request_id: RequestIdHeader = None) -> JSONResponse:
+        fields = codec.Fields(await codec.read_json(request), codec.DELETE_FIELDS)
+        ctx = codec.request_context(request, fields)
+        batch = codec.delete_batch(fields, query_ack=ack)
+        return JSONResponse(codec.delete_json(await gateway.delete(batch, ctx)))
+
+    @router.put("/vectors/{vector_id}", response_model=schemas.WriteResponse, tags=["vectors"],
+                openapi_extra=_body(schemas.UpsertOneRequest), summary="Insert or replace one vector")
+    async def upsert_one(request: Request, vector_id: Annotated[str, Path()], ack: AckQuery = None,
+                         x_tenant: TenantHeader = None, x_session_token: SessionHeader = None,
+                         x_request_id: RequestIdHeader = None) -> JSONResponse:
+        fields = codec.Fields(await codec.read_json(request), codec.UPSERT_ONE_FIELDS)
+        ctx = codec.request_context(request, fields)
+        batch = codec.write_one(fields, record_id=vector_id, upsert=True, query_ack=ack)
+        return JSONResponse(codec.write_json(await gateway.write(batch, ctx)))
+
+    @router.delete("/vectors/{vector_id}", response_model=schemas.DeleteResponse, tags=["vectors"],
+                   summary="Delete one vector (idempotent; `deleted` tells whether it existed)")
+    async def delete_one(request: Request, vector_id: Annotated[str, Path()],
+                         collection: CollectionQuery = DEFAULT_COLLECTION, ack: AckQuery = None,
+                         x_tenant: TenantHeader = None, x_session_token: SessionHeader = None,
+                         x_request_id: RequestIdHeader = None) -> JSONResponse:
+        ctx = codec.request_context(request)
+        batch = DeleteBatch(ids=[vector_id], collection=collection, ack=codec.parse_ack(ack))
+        return JSONResponse(codec.delete_json(await gateway.delete(batch, ctx)))
+
+    # --- reads by id ---------------------------------------------------------------------------------
+    @router.get("/vectors/{vector_id}", response_model=schemas.RecordResponse, tags=["vectors"],
+                summary="Get one vector by id")
+    async def get_vector(
+        request: Request, vector_id: Annotated[str, Path()],
+        collection: CollectionQuery = DEFAULT_COLLECTION,
+        include_vector: Annotated[bool, Query(description="return the vector")] = True,
+        consistency_level: Annotated[str | None, Query(
+            description="eventual (default) | read_your_writes | strong")] = None,
+        x_tenant: TenantHeader = None, x_session_token: SessionHeader = None,
+    ) -> JSONResponse:
+        ctx = codec.request_context(request)
+        query = GetQuery(ids=[vector_id], collection=collection, include_vectors=include_vector,
+                         level=codec.level_param(consistency_level))
+        record = codec.single_record(await gateway.get(query, ctx))
+        if record is None:
+            raise NotFound(f"vector {vector_id!r} not found in collection {collection!r}",
+                           details={"id": vector_id, "collection": collection})
+        return JSONResponse(codec.record_json(record))
+
+    # --- collections ---------------------------------------------------------------------------------
+    @router.post("/collections", status_code=201, response_model=schemas.CollectionResponse,
+                 tags=["collections"], openapi_extra=_body(schemas.CreateCollectionRequest),
+                 summary="Create a collection")
+    async def create_collection(request: Request, x_tenant: TenantHeader = None,
+                                x_request_id: RequestIdHeader = None) -> JSONResponse:
+        fields = codec.Fields(await codec.read_json(request), codec.COLLECTION_FIELDS)
+        ctx = codec.request_context(request)
+        schema = await gateway.create_collection(codec.collection_spec(fields), ctx)
+        return JSONResponse(codec.collection_json(schema), status_code=201)
+
+    @router.get("/collections", response_model=schemas.CollectionListResponse, tags=["collections"],
+                summary="List collections")
+    async def list_collections(request: Request, x_tenant: TenantHeader = None) -> JSONResponse:
+        ctx = codec.request_context(request)
+        schemas_ = await gateway.list_collections(ctx)
+        return JSONResponse({"collections": [codec.collection_json(s) for s in schemas_]})
+
+    @router.get("/collections/{name}", response_model=schemas.CollectionResponse, tags=["collections"],
+                summary="Get a collection")
+    async def get_collection(request: Request, name: str, x_tenant: TenantHeader = None) -> JSONResponse:
+        return JSONResponse(codec.collection_json(
+            await gateway.get_collection(name, codec.request_context(request))))
+
+    @router.patch("/collections/{name}", response_model=schemas.CollectionResponse, tags=["collections"],
+                  openapi_extra=_body(schemas.AlterCollectionRequest),
+                  summary="Change a collection's search breadth (hnsw.ef_search)")
+    async def alter_collection(request: Request, name: str, x_tenant: TenantHeader = None,
+                               x_request_id: RequestIdHeader = None) -> JSONResponse:
+        fields = codec.Fields(await codec.read_json(request), ("hnsw",))
+        ctx = codec.request_context(request)
+        schema = await gateway.alter_collection(name, codec.alter_ef_search(fields), ctx)
+        return JSONResponse(codec.collection_json(schema))
+
+    @router.delete("/collections/{name}", response_model=schemas.DropResponse, tags=["collections"],
+                   summary="Drop a collection and its records")
+    async def drop_collection(request: Request, name: str, x_tenant: TenantHeader = None,
+                              x_request_id: RequestIdHeader = None) -> JSONResponse:
+        return JSONResponse(codec.drop_json(
+            await gateway.drop_collection(name, codec.request_context(request))))
+
+    # --- operations and audit ------------------------------------------------------------------------
+    @router.get("/operations/{request_id}", response_model=schemas.OperationResponse,
+                tags=["operations"], summary="Where a request landed and which replicas applied it")
+    async def get_operation(request_id: str) -> JSONResponse:
+        return JSONResponse(codec.operation_json(await gateway.operation(request_id)))
+
+    @router.get("/journal/{partition}", response_model=schemas.JournalPageResponse,
+                tags=["operations"], summary="Journal entries of a partition (audit, lineage)")
+    async def read_journal(
+        partition: str,
+        from_offset: Annotated[int, Query(ge=1, le=2**63 - 1)] = 1,
+        limit: Annotated[int, Query(ge=1, le=MAX_JOURNAL_PAGE)] = 100,
+    ) -> JSONResponse:
+        page = await gateway.read_journal(partition, from_offset, limit)
+        return JSONResponse(codec.journal_json(partition, page, from_offset))
+
+    return router
+

@@ -1,0 +1,68 @@
+"""The API gateway process: ``python -m vecraft.services.api_gateway``.
+
+Serves the HTTP API (FastAPI, with /healthz /readyz /metrics and the OpenAPI
+document at /docs) and the public gRPC services on the shell's two ports.
+Ready once the downstream channels are open; the collection schema cache
+follows the meta manager's Watch stream in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from starlette.applications import Starlette
+
+from vecraft.services.api_gateway.downstream import Downstream
+from vecraft.services.api_gateway.downstream_grpc import GrpcDownstream, parse_shard_addresses
+from vecraft.services.api_gateway.gateway import Gateway, GatewayLimits
+from vecraft.services.api_gateway.handlers.grpc_servicers import add_servicers
+from vecraft.services.api_gateway.handlers.http_app import create_app
+from vecraft.services.api_gateway.schema_cache import SchemaCache
+from vecraft.services.api_gateway.settings import GatewaySettings
+from vecraft.shared.common.config import load_settings
+from vecraft.shared.common.logging import setup_logging
+from vecraft.shared.common.service import Service
+
+
+class GatewayService(Service):
+    role = "gateway"
+
+    def __init__(self, settings: GatewaySettings, downstream: Downstream | None = None) -> None:
+        super().__init__(settings)
+        self.settings: GatewaySettings = settings
+        if not settings.meta_address:
+            raise ValueError("--meta-address is required: the gateway reads schemas from the meta manager")
+        self.downstream = downstream or GrpcDownstream(
+            journal_address=settings.journal_address, meta_address=settings.meta_address,
+            query_addresses=parse_shard_addresses(settings.query_addresses, "--query-addresses"),
+            storage_addresses=parse_shard_addresses(settings.storage_addresses, "--storage-addresses"),
+            data_partitions=settings.data_partitions)
+        self.schemas = SchemaCache(self.downstream)
+        self.gateway = Gateway(self.downstream, self.schemas, limits=GatewayLimits(
+            default_timeout_ms=settings.search_timeout_ms,
+            default_max_staleness_ms=settings.default_max_staleness_ms))
+
+    def register(self, server: grpc.aio.Server) -> None:
+        add_servicers(server, self.gateway)
+
+    def http_app(self) -> Starlette:
+        return create_app(self.gateway, extra_routes=self.health_routes(),
+                          max_body_bytes=self.settings.max_body_bytes)
+
+    async def on_start(self) -> None:
+        await self.downstream.start()
+        self.spawn(self.schemas.run_watch(), "schema-watch")
+        self.set_ready()
+
+    async def on_stop(self) -> None:
+        await self.downstream.stop()
+
+    def health_payload(self) -> dict[str, object]:
+        return {"schema_watch": self.schemas.watching, "data_partitions": self.settings.data_partitions}
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load_settings(GatewaySettings, argv, section="gateway")
+    setup_logging("gateway", settings.log_level)
+    asyncio.run(GatewayService(settings).run())

@@ -1,0 +1,63 @@
+"""Merging per-shard search answers: global top-k and one combined consistency report.
+
+Scores are "higher is better" for every metric (cosine similarity, inner
+product, negated squared L2), so the global top-k is the k highest scores over
+all shards' top-k lists. Ties are broken by id so the order does not depend
+on which shard answered first.
+
+Consistency is combined conservatively, so the report is true of every
+result: the level achieved is the weakest any shard achieved, staleness the
+largest, index version the smallest; a cache hit only if every shard was
+served from cache; a sync if any shard synced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from vecraft.services.api_gateway.models import ConsistencyReport, SearchHit
+from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.rpc.v1 import query_pb2, search_pb2
+
+
+def merge_top_k(answers: Sequence[query_pb2.QuerySearchResponse], k: int, *,
+                include_documents: bool = False) -> list[SearchHit]:
+    """The ``k`` best hits over every answer, best first."""
+    rows = [r for answer in answers for r in answer.results]
+    if not rows:
+        return []
+    scores = np.fromiter((r.score for r in rows), dtype=np.float32, count=len(rows))
+    ids = np.array([r.id for r in rows])
+    # lexsort sorts by the last key first: score descending, then id ascending.
+    order = np.lexsort((ids, -scores))[:k]
+    return [SearchHit(id=rows[i].id, score=float(scores[i]), metadata_json=rows[i].metadata_json,
+                      document=rows[i].document if include_documents else "")
+            for i in order.tolist()]
+
+
+def combine_consistency(infos: Sequence[search_pb2.ConsistencyInfo], requested: ConsistencyLevel,
+                        max_allowed_staleness_ms: int | None) -> ConsistencyReport:
+    """One report over the shards' ``consistency_info`` (``infos`` must not be empty).
+
+    A shard that reports a level other than the requested one (it never
+    reports a stronger one as a downgrade) lowers the achieved level to the
+    weakest reported.
+    """
+    if not infos:
+        raise ValueError("combine_consistency needs at least one shard's consistency_info")
+    achieved = requested
+    for info in infos:
+        level = ConsistencyLevel.from_proto(info.level_achieved)
+        if level != requested and level < achieved:
+            achieved = level
+    return ConsistencyReport(
+        level_requested=requested,
+        level_achieved=achieved,
+        staleness_ms=max(max(info.staleness_ms for info in infos), 0),
+        max_allowed_staleness_ms=max_allowed_staleness_ms,
+        index_version=min(info.index_version_used for info in infos),
+        cache_hit=all(info.cache_hit for info in infos),
+        sync_performed=any(info.sync_performed for info in infos),
+    )

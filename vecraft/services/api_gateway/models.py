@@ -1,0 +1,215 @@
+"""The gateway's domain requests and answers, shared by the HTTP and gRPC handlers.
+
+The handlers convert their wire form into these objects (``handlers/http_codec``
+and ``handlers/grpc_codec``) and the domain layer (:mod:`.gateway`) validates
+them against the collection schema and executes them. Vectors travel as numpy
+arrays or raw values still to be validated against the schema's dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.model.filters import Filter
+from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
+from vecraft.shared.model.schema import CollectionSchema
+from vecraft.shared.rpc.v1 import journal_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who asks and under which idempotency key.
+
+    ``request_id`` is the client's X-Request-Id (or body ``request_id``), else a
+    generated one; ``session`` is the client's decoded read-your-writes token
+    (``{partition: offset}``), decoded before anything is appended so a bad
+    token never follows a successful write.
+    """
+
+    request_id: str
+    tenant: str = DEFAULT_TENANT
+    session: dict[str, int] = field(default_factory=dict)
+
+
+# --- search ------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class SearchQuery:
+    """One top-k search; ``vector`` is validated against the collection's dim by the domain layer."""
+
+    vector: Any
+    k: int
+    level: ConsistencyLevel = ConsistencyLevel.EVENTUAL
+    #: Only for BOUNDED_STALENESS; None = the gateway's default bound.
+    max_staleness_ms: int | None = None
+    min_required_offset: int = 0
+    filter: Filter | None = None
+    collection: str = DEFAULT_COLLECTION
+    ef_search: int = 0
+    #: 0 = the gateway's default deadline.
+    timeout_ms: int = 0
+    allow_partial: bool = False
+    include_documents: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    id: str
+    score: float
+    #: Compact JSON text of the record's metadata, "" when it has none.
+    metadata_json: str
+    document: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyReport:
+    """The spec's ``consistency_info``, combined over every shard that answered."""
+
+    level_requested: ConsistencyLevel
+    level_achieved: ConsistencyLevel
+    staleness_ms: int
+    #: None when the level bounds no time (eventual, read-your-writes).
+    max_allowed_staleness_ms: int | None
+    index_version: int
+    cache_hit: bool
+    sync_performed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOutcome:
+    hits: list[SearchHit]
+    consistency: ConsistencyReport
+    partition: str
+    missing_shards: list[int] = field(default_factory=list)
+
+
+# --- writes ------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Insert or upsert of one or more records: one journal entry.
+
+    ``ids`` None = generated; ``vectors`` is a list of lists or an (n, dim)
+    array, validated against the collection's dimension by the domain layer.
+    """
+
+    vectors: Any
+    ids: list[Any] | None = None
+    metadata: list[Any] | None = None
+    documents: list[Any] | None = None
+    collection: str = DEFAULT_COLLECTION
+    upsert: bool = False
+    ack: int = journal_pb2.ACK_DEFAULT
+
+
+@dataclass(slots=True)
+class DeleteBatch:
+    ids: list[Any]
+    collection: str = DEFAULT_COLLECTION
+    ack: int = journal_pb2.ACK_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """Where a write landed in the journal, and the client's updated session token."""
+
+    ids: list[str]
+    partition: str
+    offset: int
+    hlc: int
+    request_id: str
+    replicas_acked: int
+    replicas_expected: int
+    session_token: str
+    #: True when the request id had been appended before (a retry).
+    duplicate: bool = False
+    #: Deletes only: ids that existed (by a strong read) before the delete.
+    deleted_ids: list[str] = field(default_factory=list)
+    #: Deletes only: ids that did not exist.
+    missing_ids: list[str] = field(default_factory=list)
+
+
+# --- reads by id -------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class GetQuery:
+    ids: list[Any]
+    collection: str = DEFAULT_COLLECTION
+    include_vectors: bool = True
+    level: ConsistencyLevel = ConsistencyLevel.EVENTUAL
+
+
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    id: str
+    #: float32 vector, or None when not requested.
+    vector: np.ndarray | None
+    metadata_json: str
+    document: str
+    offset: int
+    hlc: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetOutcome:
+    records: list[RecordView]
+    missing_ids: list[str]
+
+
+# --- collections -------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class CollectionSpec:
+    """A create-collection request; zeros mean "cluster default"."""
+
+    name: Any
+    dim: Any
+    metric: Any = "cosine"
+    shards: int = 0
+    replicas: int = 0
+    hnsw_m: int = 0
+    hnsw_ef_construction: int = 0
+    hnsw_ef_search: int = 0
+    #: Answer with the existing collection when one with the same name, dim and metric exists.
+    if_not_exists: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DropOutcome:
+    name: str
+    ddl_offset: int
+    ddl_hlc: int
+
+
+# --- operations and audit ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class OperationStatus:
+    request_id: str
+    partition: str
+    offset: int
+    hlc: int
+    replicas_applied: list[str]
+    replicas_pending: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntrySummary:
+    """One journal entry as an audit line: what it did, to which ids; never vectors."""
+
+    partition: str
+    offset: int
+    hlc: int
+    request_id: str
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalPage:
+    entries: list[JournalEntrySummary]
+    latest_offset: int
+

@@ -1,0 +1,23 @@
+"""Settings of the API gateway (flags, ``VECRAFT_*`` environment, ``[gateway]`` TOML table)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from vecraft.shared.common.config import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    """HTTP and gRPC front door: validation, journal routing, search fan-out."""
+
+    journal_address: str = Field(..., description="journal service gRPC address host:port")
+    query_addresses: list[str] = Field(
+        default_factory=list, description="query processor of each shard: SHARD=HOST:PORT ...")
+    storage_addresses: list[str] = Field(
+        default_factory=list, description="storage replicas of each shard: SHARD=HOST:PORT ... (repeat a "
+                                          "shard for several replicas)")
+    data_partitions: int = Field(1, ge=1, le=1024, description="number of journal data partitions")
+    max_body_bytes: int = Field(64 << 20, ge=1024, description="largest HTTP request body (413 above)")
+    search_timeout_ms: int = Field(10_000, ge=1, description="default deadline of searches and reads")
+    default_max_staleness_ms: int = Field(
+        1000, ge=0, le=3_600_000, description="staleness bound of `bounded` searches that give none")
