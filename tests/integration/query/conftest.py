@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.support.procs import ServiceProcess
+from tests.unit.query.fakes import PARTITION, create_payload, write_payload
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.common.service import grpc_channel
@@ -21,7 +22,6 @@ from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, query_pb2, query_
 
 JOURNAL = "vecraft.services.journal_service"
 QUERY = "vecraft.services.query_processor"
-PARTITION = "data-0"
 
 
 @dataclass
@@ -31,23 +31,6 @@ class Collection:
     @property
     def name(self) -> str:
         return self.schema.name
-
-
-def create_payload(name: str, dim: int, metric: str = "cosine") -> tuple[collection_pb2.CollectionSchema, bytes]:
-    schema = collection_pb2.CollectionSchema(
-        tenant="default", name=name, dim=dim, metric=metric, shards=1, replicas=1, partition=PARTITION,
-        collection_id=uuid.uuid4().hex, hnsw=collection_pb2.HnswParams(m=16, ef_construction=100, ef_search=64))
-    ddl = journal_pb2.CollectionDDL(kind=journal_pb2.CollectionDDL.CREATE, schema=schema)
-    return schema, journal_pb2.JournalPayload(mutations=[journal_pb2.Mutation(ddl=ddl)]).SerializeToString()
-
-
-def write_payload(schema: collection_pb2.CollectionSchema, ids: Sequence[str], vectors: np.ndarray,
-                  metadata: Sequence[str] | None = None) -> bytes:
-    write = journal_pb2.VectorWrite(
-        collection=schema.name, collection_id=schema.collection_id, upsert=True, ids=list(ids), dim=schema.dim,
-        vectors=np.ascontiguousarray(vectors, dtype="<f4").tobytes(),
-        metadata_json=list(metadata) if metadata is not None else [""] * len(ids))
-    return journal_pb2.JournalPayload(mutations=[journal_pb2.Mutation(write=write)]).SerializeToString()
 
 
 class Writer:

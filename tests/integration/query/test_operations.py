@@ -12,13 +12,14 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.integration.query.conftest import PARTITION, Collection, QueryClient, Writer, metric_value
+from tests.integration.query.conftest import Collection, QueryClient, Writer, metric_value
+from tests.unit.query.fakes import PARTITION, create_payload, write_payload
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common.errors import InvalidRequest, NotFound, Unavailable
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.model.consistency import ConsistencyLevel as L
 from vecraft.shared.model.routing import shard_of
-from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, query_pb2, query_pb2_grpc, storage_pb2
+from vecraft.shared.rpc.v1 import journal_pb2, query_pb2, query_pb2_grpc, storage_pb2
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -92,18 +93,12 @@ async def test_restart_comes_back_with_a_warm_cache(start_query, writer: Writer,
 async def test_several_shards_are_merged(start_query, journal: JournalClient, connect) -> None:
     qp = start_query("--shard", "1", "--shard", "2")
     client: QueryClient = connect(qp)
-    schema = collection_pb2.CollectionSchema(tenant="default", name="multi", dim=DIM, metric="l2", shards=3,
-                                             replicas=1, partition=PARTITION, collection_id=uuid.uuid4().hex)
-    ddl = journal_pb2.Mutation(ddl=journal_pb2.CollectionDDL(kind=journal_pb2.CollectionDDL.CREATE, schema=schema))
-    await journal.append(PARTITION, journal_pb2.JournalPayload(mutations=[ddl]).SerializeToString(),
-                         request_id=uuid.uuid4().hex, ack=journal_pb2.ACK_JOURNAL)
+    schema, ddl = create_payload("multi", DIM, "l2", shards=3)
+    await journal.append(PARTITION, ddl, request_id=uuid.uuid4().hex, ack=journal_pb2.ACK_JOURNAL)
     ids = [f"m{i}" for i in range(300)]
     data = rows(300, 7)
-    write = journal_pb2.Mutation(write=journal_pb2.VectorWrite(
-        collection="multi", collection_id=schema.collection_id, upsert=True, ids=ids, dim=DIM,
-        vectors=data.astype("<f4").tobytes(), metadata_json=[""] * len(ids)))
-    await journal.append(PARTITION, journal_pb2.JournalPayload(mutations=[write]).SerializeToString(),
-                         request_id=uuid.uuid4().hex, shards=[0, 1, 2], ack=journal_pb2.ACK_JOURNAL)
+    await journal.append(PARTITION, write_payload(schema, ids, data), request_id=uuid.uuid4().hex,
+                         shards=[0, 1, 2], ack=journal_pb2.ACK_JOURNAL)
     query = data[0] + 0.01
     resp = await client.search("multi", query, k=20, level=L.STRONG)
     assert list(resp.shards) == [1, 2]

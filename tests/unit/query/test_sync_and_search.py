@@ -1,0 +1,199 @@
+"""Single-flight pull-before-read and the search path, over an in-memory journal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import orjson
+import pytest
+
+from tests.unit.query.fakes import PARTITION, FakeJournal, create_payload, write_payload
+from vecraft.services.query_processor.cache import ShardCache, warm_up
+from vecraft.services.query_processor.vector_search.request import parse_query
+from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
+from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
+from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
+from vecraft.shared.model.consistency import ConsistencyLevel as L
+from vecraft.shared.rpc.v1 import query_pb2
+
+pytestmark = pytest.mark.unit
+DIM = 6
+
+
+@pytest.fixture
+async def executor() -> AsyncIterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=2)
+    yield pool
+    pool.shutdown(wait=True)
+
+
+@pytest.fixture
+def journal() -> FakeJournal:
+    j = FakeJournal()
+    schema, ddl = create_payload("c", DIM)
+    j.append(ddl)
+    j.append(write_payload(schema, ["a", "b"], np.eye(DIM, dtype=np.float32)[:2]))
+    j.schema = schema  # type: ignore[attr-defined]
+    return j
+
+
+@pytest.fixture
+async def cache(journal: FakeJournal, executor: ThreadPoolExecutor) -> ShardCache:
+    c = ShardCache([0], [PARTITION], executor)
+    await warm_up(journal, c)  # type: ignore[arg-type]
+    journal.pull_calls.clear()
+    return c
+
+
+def add(journal: FakeJournal, rid: str, row: int) -> int:
+    vec = np.zeros((1, DIM), np.float32)
+    vec[0, row] = 1
+    meta = orjson.dumps({"rid": rid}).decode()
+    return journal.append(write_payload(journal.schema, [rid], vec, [meta])).offset  # type: ignore[attr-defined]
+
+
+def request(level: L, row: int = 0, **kw: object) -> query_pb2.QuerySearchRequest:
+    vec = np.zeros(DIM, np.float32)
+    vec[row] = 1
+    return query_pb2.QuerySearchRequest(collection="c", vector=vec.astype("<f4").tobytes(), k=3, level=int(level),
+                                        **kw)  # type: ignore[arg-type]
+
+
+async def test_concurrent_syncs_coalesce_into_one_pull(journal: FakeJournal, cache: ShardCache) -> None:
+    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    target = max(add(journal, f"n{i}", 2) for i in range(5))
+    journal.gate.clear()
+    waiters = [asyncio.create_task(syncer.sync_to(PARTITION, target)) for _ in range(10)]
+    await asyncio.sleep(0.05)
+    journal.gate.set()
+    assert await asyncio.gather(*waiters) == [True] * 10
+    assert len(journal.pull_calls) == 1
+    assert cache.applied(PARTITION)[0] == target
+    assert await syncer.sync_to(PARTITION, target) is False
+
+
+async def test_a_higher_target_starts_the_next_pull_for_every_waiter(journal: FakeJournal,
+                                                                     cache: ShardCache) -> None:
+    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    first = add(journal, "x", 2)
+    journal.gate.clear()
+    low = asyncio.create_task(syncer.sync_to(PARTITION, first))
+    await asyncio.sleep(0.01)
+    second = add(journal, "y", 3)
+    third = add(journal, "z", 3)
+    high = [asyncio.create_task(syncer.sync_to(PARTITION, t)) for t in (second, third, second)]
+    await asyncio.sleep(0.01)
+    journal.gate.set()
+    await asyncio.gather(low, *high)
+    # One pull to `first`, then one pull to the highest target any waiter needed.
+    assert [c[2] for c in journal.pull_calls] == [first, third]
+
+
+async def test_a_waiter_that_gives_up_does_not_cancel_the_shared_pull(journal: FakeJournal,
+                                                                      cache: ShardCache) -> None:
+    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    target = add(journal, "slow", 2)
+    journal.gate.clear()
+    patient = asyncio.create_task(syncer.sync_to(PARTITION, target))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await syncer.sync_to(PARTITION, target)
+    journal.gate.set()
+    assert await patient is True
+    assert len(journal.pull_calls) == 1
+
+
+async def test_journal_failure_reaches_every_waiter(journal: FakeJournal, cache: ShardCache) -> None:
+    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    target = add(journal, "lost", 2)
+    journal.down = True
+    results = await asyncio.gather(*(syncer.sync_to(PARTITION, target) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, Unavailable) for r in results)
+    journal.down = False
+    assert await syncer.sync_to(PARTITION, target) is True
+
+
+def searcher(journal: FakeJournal, cache: ShardCache, *, sync_timeout_ms: int = 2000) -> VectorSearcher:
+    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    return VectorSearcher(cache, syncer, {}, sync_timeout_ms=sync_timeout_ms, warm=lambda: True)
+
+
+async def test_each_level_on_a_lagging_cache(journal: FakeJournal, cache: ShardCache) -> None:
+    s = searcher(journal, cache)
+    old = add(journal, "old", 2)
+    new = add(journal, "new", 3)
+    await asyncio.sleep(0.2)
+    resp = await s.search(request(L.EVENTUAL, 3))
+    assert "new" not in [r.id for r in resp.results]
+    # "old" was committed over 200 ms ago and is missing.
+    assert resp.consistency_info.staleness_ms >= 200 and not resp.consistency_info.sync_performed
+    resp = await s.search(request(L.READ_YOUR_WRITES, 2, min_offset=old))
+    assert resp.consistency_info.index_version_used == old and resp.consistency_info.sync_performed
+    resp = await s.search(request(L.BOUNDED_STALENESS, 3, max_staleness_ms=100))
+    assert resp.results[0].id == "new" and resp.consistency_info.index_version_used == new
+    assert resp.consistency_info.staleness_ms <= 100 and resp.consistency_info.max_allowed_staleness_ms == 100
+    newest = add(journal, "newest", 4)
+    resp = await s.search(request(L.STRONG, 4))
+    info = resp.consistency_info
+    assert resp.results[0].id == "newest" and info.index_version_used == newest
+    assert info.level_requested == info.level_achieved == L.STRONG and info.cache_hit and info.sync_performed
+
+
+async def test_unmet_level_is_an_error_never_a_downgrade(journal: FakeJournal, cache: ShardCache) -> None:
+    s = searcher(journal, cache)
+    add(journal, "late", 2)
+    journal.gate.clear()
+    with pytest.raises(DeadlineExceeded, match="strong"):
+        await s.search(request(L.STRONG, timeout_ms=100))
+    with pytest.raises(DeadlineExceeded):
+        await s.search(request(L.READ_YOUR_WRITES, min_offset=3), time_remaining_s=0.05)
+    journal.gate.set()
+    journal.down = True
+    with pytest.raises(Unavailable):
+        await s.search(request(L.STRONG))
+
+
+async def test_collection_created_after_the_cache_is_found_by_strong_reads(journal: FakeJournal,
+                                                                          cache: ShardCache) -> None:
+    s = searcher(journal, cache)
+    schema, ddl = create_payload("fresh", DIM)
+    journal.append(ddl)
+    journal.append(write_payload(schema, ["f"], np.ones((1, DIM), np.float32)))
+    with pytest.raises(NotFound):
+        await s.search(query_pb2.QuerySearchRequest(collection="fresh", vector=np.ones(DIM, "<f4").tobytes(), k=1))
+    resp = await s.search(query_pb2.QuerySearchRequest(collection="fresh", vector=np.ones(DIM, "<f4").tobytes(),
+                                                       k=1, level=int(L.STRONG)))
+    assert [r.id for r in resp.results] == ["f"] and resp.consistency_info.sync_performed
+
+
+async def test_cold_cache_without_storage_nodes_is_unavailable(journal: FakeJournal, cache: ShardCache) -> None:
+    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    s = VectorSearcher(cache, syncer, {}, sync_timeout_ms=1000, warm=lambda: False)
+    with pytest.raises(Unavailable, match="warming"):
+        await s.search(request(L.EVENTUAL))
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("k", 0, "k must be"), ("k", 5000, "k must be"), ("vector", b"", "non-empty"),
+    ("vector", b"\x00" * 5, "float32"), ("filter_json", "[1,", "not valid JSON"),
+    ("filter_json", '{"a": {"$bogus": 1}}', "bogus"), ("ef_search", 10**6, "ef_search"),
+    ("level", 7, "consistency level"), ("timeout_ms", -1, "timeout_ms"), ("shards", [3], "not served"),
+])
+def test_malformed_requests_are_refused(field: str, value: object, match: str) -> None:
+    req = request(L.EVENTUAL)
+    if field == "shards":
+        req.shards.extend(value)  # type: ignore[arg-type]
+    else:
+        setattr(req, field, value)
+    with pytest.raises(InvalidRequest, match=match):
+        parse_query(req, [0])
+
+
+def test_infinite_vector_is_refused() -> None:
+    req = request(L.EVENTUAL)
+    req.vector = np.array([np.inf] + [0.0] * (DIM - 1), "<f4").tobytes()
+    with pytest.raises(InvalidRequest, match="NaN or infinite"):
+        parse_query(req, [0])
