@@ -12,12 +12,14 @@ import collections
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 
 from vecraft.shared.common.errors import VecraftError
-from vecraft.shared.common.grpc_errors import from_rpc_error, translate_rpc_error
+from vecraft.shared.common.grpc_errors import from_rpc_error
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.hlc import physical_ms, wall_clock_ms
 from vecraft.shared.rpc.v1 import journal_pb2, journal_pb2_grpc
@@ -38,6 +40,9 @@ class _StreamGap(Exception):
 class JournalClient:
     """One gRPC channel to a journal service; safe to share between tasks of one event loop."""
 
+    #: How long a call keeps retrying while the journal is unreachable (UNAVAILABLE).
+    unavailable_retry_s: float = 10.0
+
     def __init__(self, address: str) -> None:
         self.address = address
         self._channel: grpc.aio.Channel | None = None
@@ -50,6 +55,23 @@ class JournalClient:
             self._channel = grpc_channel(self.address)
             self._stub_obj = journal_pb2_grpc.JournalServiceStub(self._channel)
         return self._stub_obj
+
+    async def _call(self, method: str, request: Any) -> Any:
+        """The one choke point of unary calls: UNAVAILABLE is retried with backoff, errors translated.
+
+        Retrying is safe for every verb: reads have no effect and appends are
+        idempotent by request id. A journal restart is ridden out this way.
+        """
+        deadline = time.monotonic() + self.unavailable_retry_s
+        backoff = _BACKOFF_MIN_S
+        while True:
+            try:
+                return await getattr(self._stub, method)(request)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + backoff > deadline:
+                    raise from_rpc_error(exc) from exc
+            await asyncio.sleep(backoff)
+            backoff = min(_BACKOFF_MAX_S, backoff * 2)
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -69,8 +91,7 @@ class JournalClient:
         req = journal_pb2.AppendRequest(partition=partition, request_id=request_id, payload=payload,
                                         shards=shards, client_hlc=client_hlc, ack=ack,
                                         ack_timeout_ms=ack_timeout_ms)
-        with translate_rpc_error():
-            return await self._stub.Append(req)
+        return await self._call("Append", req)
 
     async def get_offset(self, partition: str) -> tuple[int, int]:
         """``(offset, hlc)`` of the latest committed entry; ``(0, 0)`` for an empty partition."""
@@ -78,8 +99,7 @@ class JournalClient:
 
     async def get_offsets(self, partitions: Sequence[str] = ()) -> dict[str, tuple[int, int]]:
         """Head of each partition (all of them when ``partitions`` is empty)."""
-        with translate_rpc_error():
-            resp = await self._stub.GetOffset(journal_pb2.GetOffsetRequest(partitions=partitions))
+        resp = await self._call("GetOffset", journal_pb2.GetOffsetRequest(partitions=partitions))
         return {o.partition: (o.offset, o.hlc) for o in resp.offsets}
 
     async def pull_page(self, partition: str, from_offset: int, to_offset: int = 0, *,
@@ -87,8 +107,7 @@ class JournalClient:
         """One PullWAL call (the server caps its size)."""
         req = journal_pb2.PullWALRequest(partition=partition, from_offset=from_offset, to_offset=to_offset,
                                          max_entries=max_entries, max_bytes=max_bytes)
-        with translate_rpc_error():
-            return await self._stub.PullWAL(req)
+        return await self._call("PullWAL", req)
 
     async def pull(self, partition: str, from_offset: int, to_offset: int = 0) -> list[journal_pb2.JournalEntry]:
         """Every committed entry ``from_offset..to_offset`` (0 = the head as of this call), paging."""
@@ -112,16 +131,13 @@ class JournalClient:
         """Tell the journal this replica applied every entry up to ``applied_offset``."""
         req = journal_pb2.ReportAppliedRequest(partition=partition, replica_id=replica_id,
                                                applied_offset=applied_offset)
-        with translate_rpc_error():
-            await self._stub.ReportApplied(req)
+        await self._call("ReportApplied", req)
 
     async def lookup_request(self, request_id: str) -> journal_pb2.LookupRequestResponse:
-        with translate_rpc_error():
-            return await self._stub.LookupRequest(journal_pb2.LookupRequestRequest(request_id=request_id))
+        return await self._call("LookupRequest", journal_pb2.LookupRequestRequest(request_id=request_id))
 
     async def stats(self) -> journal_pb2.StatsResponse:
-        with translate_rpc_error():
-            return await self._stub.Stats(journal_pb2.StatsRequest())
+        return await self._call("Stats", journal_pb2.StatsRequest())
 
     def _open_stream(self, req: journal_pb2.SubscribeRequest) -> grpc.aio.UnaryStreamCall:
         return self._stub.Subscribe(req)

@@ -61,6 +61,7 @@ class Journal:
         self.back_pressure = back_pressure
         self.limits = limits
         self._max_drift_ms = 0
+        self._closing = False
 
     def _log(self, partition: str) -> PartitionLog:
         return self.backend.partition(self.partition_map.require(partition))
@@ -205,7 +206,7 @@ class Journal:
             offset, hlc = plog.head
             yield journal_pb2.SubscribeEvent(head_offset=offset, head_hlc=hlc)
             last_sent = time.monotonic()
-            while True:
+            while not self._closing:
                 head, hlc = plog.head
                 if next_offset <= head:
                     entries = await self._read(plog, next_offset, head, self.limits.pull_max_entries,
@@ -223,6 +224,10 @@ class Journal:
         finally:
             gauge.dec()
             self.registry.unsubscribed(state)
+
+    def end_streams(self) -> None:
+        """Make every Subscribe stream end within a heartbeat (shutdown: clients reconnect)."""
+        self._closing = True
 
     # ---- tracking ------------------------------------------------------------------
     def report_applied(self, partition: str, replica_id: str, applied: int) -> None:

@@ -60,6 +60,12 @@ class JournalService(Service):
             log.warning("fsync is off: acknowledged entries can be lost on a crash")
         self.set_ready()
 
+    async def shutdown(self, grace: float = 5.0) -> None:
+        # Subscribe streams never end by themselves; without this the gRPC server would wait
+        # the whole grace period for them.
+        self.journal.end_streams()
+        await super().shutdown(grace)
+
     async def on_stop(self) -> None:
         await self.backend.close()
 
