@@ -36,7 +36,7 @@ from vecraft import __version__
 from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.supervisor import ChildState, ClusterLock, Supervisor, read_status
-from vecraft.shared.common.topology import ClusterPlan, ClusterParams, load_plan, prepare_plan
+from vecraft.shared.common.topology import ClusterParams, ClusterPlan, load_plan, prepare_plan
 
 DEFAULT_DATA_DIR = Path("./vecraft-data")
 BENCH_PACKAGE = "vecraft.bench"
@@ -105,8 +105,8 @@ def _banner(sup: Supervisor) -> str:
     plan = sup.plan
     p = plan.params
     skipped = [c.spec.name for c in sup.children.values() if c.state is ChildState.SKIPPED]
-    lines = [f"Vecraft is up: {p.shards} shard(s) x {p.replicas} replica(s), "
-             f"{p.data_partitions} journal data partition(s)."]
+    lines = [(f"Vecraft is up: {p.shards} shard(s) x {p.replicas} replica(s), "
+              f"{p.data_partitions} journal data partition(s).")]
     gateway = sup.children.get("gateway")
     if gateway is not None and gateway.state is not ChildState.SKIPPED:
         http = f"http://{gateway.spec.http_address}"

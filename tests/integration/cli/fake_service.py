@@ -16,6 +16,8 @@ import signal
 import sys
 from typing import Any, Literal
 
+from pydantic import Field
+
 from vecraft.shared.common.config import ServiceSettings, load_settings
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service
@@ -25,8 +27,8 @@ class FakeSettings(ServiceSettings):
     shard: int = -1
     replica: int = -1
     journal_address: str = ""
-    storage_addresses: list[str] = []
-    query_addresses: list[str] = []
+    storage_addresses: list[str] = Field(default_factory=list)
+    query_addresses: list[str] = Field(default_factory=list)
     data_partitions: int = 1
     apply_delay_ms: int = 0
     backend: Literal["sqlite"] = "sqlite"

@@ -16,13 +16,13 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def _readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    first_block = re.search(r"```\n(.*?)```", text, re.S)
+    first_block = re.search(r"```\n(.*?)```", text, re.DOTALL)
     assert first_block is not None, "README.md has no code block"
     return [line for line in first_block.group(1).splitlines() if line.strip()]
 
 
 def _ci_test_command() -> str:
-    match = re.search(r"^TEST_COMMAND='(.*)'$", (ROOT / ".ci" / "run").read_text(), re.M)
+    match = re.search(r"^TEST_COMMAND='(.*)'$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
     assert match is not None, ".ci/run defines no TEST_COMMAND='...' line"
     return match.group(1)
 

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -98,7 +98,7 @@ def latency_histogram(area: str, thing: str, documentation: str, labels: Sequenc
                           registry, buckets=tuple(buckets))
 
 
-class timed:  # noqa: N801 - used like a function: ``with timed(h):`` / ``@timed(h)``
+class timed:  # noqa: N801 - lower case: used like a function, ``with timed(h):`` / ``@timed(h)``
     """Observe the elapsed wall time (seconds) into ``metric``.
 
     Usable as ``with timed(h):``, ``async with timed(h):``, ``@timed(h)`` on a
@@ -112,7 +112,7 @@ class timed:  # noqa: N801 - used like a function: ``with timed(h):`` / ``@timed
         self.duration: float | None = None
         self._start = 0.0
 
-    def __enter__(self) -> timed:
+    def __enter__(self) -> Self:
         self._start = time.perf_counter()
         return self
 
@@ -121,7 +121,7 @@ class timed:  # noqa: N801 - used like a function: ``with timed(h):`` / ``@timed
         self.duration = time.perf_counter() - self._start
         self.metric.observe(self.duration)
 
-    async def __aenter__(self) -> timed:
+    async def __aenter__(self) -> Self:
         return self.__enter__()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -63,7 +63,7 @@ TAIL_LINES = 30
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class ChildState(str, enum.Enum):
+class ChildState(enum.StrEnum):
     PENDING = "pending"
     STARTING = "starting"
     RUNNING = "running"
