@@ -1,4 +1,4 @@
-"""Fixtures for storage-node integration tests: a real journal, real storage nodes, a writer."""
+"""Storage-node test harness: a real journal, real storage nodes, a journal writer (fixtures + helpers)."""
 
 from __future__ import annotations
 

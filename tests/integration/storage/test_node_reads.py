@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
-from tests.integration.storage.conftest import Writer, node_stub, search_request
+from tests.integration.storage.harness import Writer, node_stub, search_request
 from tests.support.procs import ServiceProcess
 from tests.unit.storage import payloads
 from vecraft.shared.rpc.v1 import journal_pb2, storage_pb2
