@@ -1,0 +1,183 @@
+"""Placement, tenants, node leases, watch streams and HLC coordination, on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.support.procs import ServiceProcess
+from vecraft.services.meta_manager.client import MetaClient
+from vecraft.shared.common.errors import Conflict, InvalidRequest, NotFound
+from vecraft.shared.hlc import pack
+from vecraft.shared.model.routing import tenant_partition
+from vecraft.shared.rpc.v1 import meta_pb2
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+
+PUT, DELETE = meta_pb2.WatchEvent.PUT, meta_pb2.WatchEvent.DELETE
+
+
+def node(node_id: str, role: str, shards: tuple[int, ...] = (), partitions: tuple[str, ...] = ()) \
+        -> meta_pb2.NodeInfo:
+    return meta_pb2.NodeInfo(node_id=node_id, role=role, address=f"127.0.0.1:{abs(hash(node_id)) % 50000 + 1000}",
+                             shards=shards, partitions=partitions)
+
+
+class Events:
+    """Collects a watch stream in the background; ``await wait_for(pred)`` returns the first match."""
+
+    def __init__(self, stream: AsyncIterator[meta_pb2.WatchEvent]) -> None:
+        self.seen: list[meta_pb2.WatchEvent] = []
+        self._changed = asyncio.Condition()
+        self._task = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: AsyncIterator[meta_pb2.WatchEvent]) -> None:
+        async for event in stream:
+            async with self._changed:
+                self.seen.append(event)
+                self._changed.notify_all()
+
+    async def wait_for(self, pred: object, timeout: float = 20.0) -> meta_pb2.WatchEvent:
+        check = pred  # type: ignore[assignment]
+
+        def match() -> meta_pb2.WatchEvent | None:
+            return next((e for e in self.seen if check(e)), None)  # type: ignore[operator]
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: match() is not None), timeout)
+        found = match()
+        assert found is not None
+        return found
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def test_placement_maps_shards_to_registered_nodes(client: MetaClient) -> None:
+    await client.create_collection("docs", 4, shards=2, tenant="acme")
+    for n in (node("s0r0", "storage", (0,)), node("s0r1", "storage", (0,)), node("s1r0", "storage", (1,)),
+              node("q0", "query", (0,)), node("q01", "query", (0, 1)), node("gw", "gateway"),
+              node("j", "journal", partitions=("data-0", "data-1", "data-2", "data-3", "system"))):
+        await client.register_node(n, 60_000)
+    placement = await client.get_placement("docs", tenant="acme")
+    assert placement.collection.name == "docs" and placement.partition == tenant_partition("acme", 4)
+    by_shard = {s.shard: s for s in placement.shards}
+    assert sorted(by_shard) == [0, 1]
+    assert sorted(n.node_id for n in by_shard[0].storage_replicas) == ["s0r0", "s0r1"]
+    assert [n.node_id for n in by_shard[1].storage_replicas] == ["s1r0"]
+    assert sorted(n.node_id for n in by_shard[0].query_processors) == ["q0", "q01"]
+    assert [n.node_id for n in by_shard[1].query_processors] == ["q01"]
+    assert placement.partition_owner.node_id == "j"
+    assert {n.node_id for n in await client.list_nodes("storage")} == {"s0r0", "s0r1", "s1r0"}
+    with pytest.raises(NotFound):
+        await client.get_placement("missing", tenant="acme")
+
+
+async def test_tenant_partition_hash_override_and_refused_move(client: MetaClient) -> None:
+    default = await client.get_tenant_partition("t1")
+    assert (default.partition, default.explicit) == (tenant_partition("t1", 4), False)
+    pinned = await client.set_tenant_partition("t1", "data-3")
+    assert (pinned.partition, pinned.explicit) == ("data-3", True)
+    created = await client.create_collection("docs", 4, tenant="t1")
+    assert created.partition == "data-3"
+    assert (await client.set_tenant_partition("t1", "data-3")).partition == "data-3"
+    with pytest.raises(Conflict, match="drop them"):
+        await client.set_tenant_partition("t1", "data-1")
+    for bad in ("data-4", "system", "txn", "nope"):
+        with pytest.raises(InvalidRequest):
+            await client.set_tenant_partition("t2", bad)
+    await client.drop_collection("docs", tenant="t1")
+    assert (await client.set_tenant_partition("t1", "data-1")).partition == "data-1"
+
+
+async def test_lease_expiry_and_watch_events(client: MetaClient) -> None:
+    await client.create_collection("before", 4)
+    events = Events(client.watch())
+    try:
+        # Snapshot first: the existing collection and this meta manager's own node.
+        await events.wait_for(lambda e: e.revision == 0 and e.collection.name == "before")
+        await events.wait_for(lambda e: e.revision == 0 and e.node.role == "meta")
+
+        lease = await client.register_node(node("st", "storage", (0,)), ttl_ms=1000)
+        assert lease.lease_id and lease.ttl_ms >= 1000
+        put = await events.wait_for(lambda e: e.type == PUT and e.node.node_id == "st")
+        assert put.revision > 0 and put.node.state == "up"
+        # Heartbeats keep it alive past its TTL.
+        for _ in range(int(lease.ttl_ms / 300) + 2):
+            assert await client.heartbeat("st", lease.lease_id)
+            await asyncio.sleep(0.3)
+        assert "st" in {n.node_id for n in await client.list_nodes()}
+        assert not await client.heartbeat("st", "not-my-lease")
+        # Then silence: the lease expires, watchers see DELETE with state "down".
+        started = time.monotonic()
+        gone = await events.wait_for(lambda e: e.type == DELETE and e.node.node_id == "st",
+                                     timeout=lease.ttl_ms / 1000 + 15)
+        assert gone.node.state == "down" and gone.revision > put.revision
+        assert time.monotonic() - started >= lease.ttl_ms / 1000 * 0.5
+        assert "st" not in {n.node_id for n in await client.list_nodes()}
+        assert not await client.heartbeat("st", lease.lease_id)
+
+        created = await client.create_collection("after", 4)
+        put_c = await events.wait_for(lambda e: e.type == PUT and e.collection.name == "after")
+        assert put_c.collection.collection_id == created.collection_id
+        await client.drop_collection("after")
+        dropped = await events.wait_for(lambda e: e.type == DELETE and e.collection.name == "after")
+        assert dropped.revision > put_c.revision
+    finally:
+        await events.close()
+
+
+async def test_watch_topics_filter_and_bad_topic(client: MetaClient) -> None:
+    events = Events(client.watch(["collections"]))
+    try:
+        await client.register_node(node("quiet", "query", (0,)), 60_000)
+        await client.create_collection("c1", 4)
+        await events.wait_for(lambda e: e.collection.name == "c1")
+        assert all(e.WhichOneof("item") == "collection" for e in events.seen)
+    finally:
+        await events.close()
+    with pytest.raises(InvalidRequest, match="unknown watch topic"):
+        async for _ in client.watch(["everything"]):
+            pass
+
+
+async def test_register_validation(client: MetaClient) -> None:
+    with pytest.raises(InvalidRequest):
+        await client.register_node(meta_pb2.NodeInfo(node_id="", role="storage"))
+    with pytest.raises(InvalidRequest):
+        await client.register_node(meta_pb2.NodeInfo(node_id="n", role=""))
+    with pytest.raises(InvalidRequest):
+        await client.register_node(meta_pb2.NodeInfo(node_id="n", role="storage"), ttl_ms=10)
+    # Re-registering replaces the old lease.
+    first = await client.register_node(node("n", "storage", (0,)), 60_000)
+    second = await client.register_node(node("n", "storage", (1,)), 60_000)
+    assert not await client.heartbeat("n", first.lease_id)
+    assert await client.heartbeat("n", second.lease_id)
+    [stored] = [n for n in await client.list_nodes("storage") if n.node_id == "n"]
+    assert list(stored.shards) == [1]
+
+
+async def test_hlc_drift_flags_and_metric(client: MetaClient, meta: ServiceProcess) -> None:
+    now = time.time_ns() // 1_000_000
+    ok = await client.report_hlc("good", pack(now, 3))
+    assert not ok.flagged and abs(ok.drift_ms) < 250 and ok.cluster_hlc >= pack(now, 3)
+    ahead = await client.report_hlc("fast", pack(now + 5_000, 0))
+    assert ahead.flagged and ahead.drift_ms > 4_000
+    # A flagged clock does not drag the cluster high-water mark into the future.
+    assert ahead.cluster_hlc < pack(now + 4_000, 0)
+    behind = await client.report_hlc("slow", pack(now - 5_000, 0))
+    assert behind.flagged and behind.drift_ms < -4_000
+    with pytest.raises(InvalidRequest):
+        await client.report_hlc("", 1)
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://{meta.http_address}/metrics")).text
+        health = (await http.get(f"http://{meta.http_address}/healthz")).json()
+    assert 'vecraft_meta_hlc_drift_ms{node="fast"}' in metrics
+    assert 'vecraft_meta_hlc_flagged_nodes{node="fast"} 1.0' in metrics
+    assert health["role"] == "meta" and health["backend"] in ("sqlite", "etcd")
+    assert health["flagged_clocks"] == ["fast", "slow"]
