@@ -1,0 +1,79 @@
+"""A slow storage replica drives the journal into back-pressure, and out again once it catches up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from tests.support.procs import ServiceProcess
+from vecraft.services.journal_service.client import JournalClient
+from vecraft.shared.common.errors import RateLimited
+from vecraft.shared.rpc.v1 import journal_pb2
+
+pytestmark = pytest.mark.integration
+
+JOURNAL_ARGS = ["--backpressure-lag-ops", "40", "--backpressure-lag-ms", "600000",
+                "--backpressure-lag-bytes", "100000000"]
+
+
+async def test_slow_replica_into_back_pressure_and_out(journal: ServiceProcess) -> None:
+    client = JournalClient(journal.grpc_address)
+    start = (await client.get_offset("data-0"))[0] + 1
+    sub = client.subscribe("data-0", start, replica_id="slow-r0", shards=[0])
+    applied = start - 1
+    catching_up = asyncio.Event()
+
+    async def slow_replica() -> None:
+        nonlocal applied
+        async for entry in sub:
+            # Applies an entry per 100 ms until told to catch up.
+            await asyncio.sleep(0 if catching_up.is_set() else 0.1)
+            applied = entry.offset
+            await client.report_applied("data-0", "slow-r0", applied)
+
+    replica = asyncio.create_task(slow_replica())
+    await asyncio.sleep(0.3)
+    written = []
+    refused: RateLimited | None = None
+    deadline = time.monotonic() + 30
+    while refused is None and time.monotonic() < deadline:
+        key = uuid.uuid4().hex
+        try:
+            resp = await client.append("data-0", b"v" * 100, request_id=key, shards=[0],
+                                       ack=journal_pb2.ACK_JOURNAL)
+            written.append((key, resp.offset))
+        except RateLimited as err:
+            refused = err
+    assert refused is not None, "back-pressure never engaged"
+    assert refused.retry_after_ms and refused.retry_after_ms > 0
+    assert "slow-r0" in refused.message and "entries behind" in refused.message
+    stats = await client.stats()
+    assert stats.back_pressure and "slow-r0" in stats.back_pressure_reason
+    # Reads keep working, and a retry of an entry already written still gets its position.
+    head = (await client.get_offset("data-0"))[0]
+    assert len(await client.pull("data-0", start)) == head - start + 1
+    key, offset = written[-1]
+    again = await client.append("data-0", b"v" * 100, request_id=key, shards=[0], ack=journal_pb2.ACK_JOURNAL)
+    assert again.duplicate and again.offset == offset
+    # Nothing acknowledged is lost while refusing.
+    assert head == written[-1][1]
+
+    catching_up.set()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            resp = await client.append("data-0", b"after", request_id=uuid.uuid4().hex, shards=[0],
+                                       ack=journal_pb2.ACK_JOURNAL)
+            break
+        except RateLimited:
+            assert time.monotonic() < deadline, "back-pressure never released"
+            await asyncio.sleep(0.1)
+    assert resp.offset == head + 1
+    assert applied >= head - 20  # released only after the replica caught up (below half of 40)
+    assert not (await client.stats()).back_pressure
+    await sub.close()
+    replica.cancel()
+    await client.close()
