@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from vecraft.shared.rpc.v1 import collection_pb2 as vecraft_dot_v1_dot_collection__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vecraft/v1/journal.proto\x12\nvecraft.v1\x1a\x1bvecraft/v1/collection.proto\"s\n\x0cJournalEntry\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0b\n\x03hlc\x18\x03 \x01(\x04\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x0e\n\x06shards\x18\x06 \x03(\r\"9\n\x0eJournalPayload\x12\'\n\tmutations\x18\x01 \x03(\x0b\x32\x14.vecraft.v1.Mutation\"\x92\x01\n\x08Mutation\x12(\n\x05write\x18\x01 \x01(\x0b\x32\x17.vecraft.v1.VectorWriteH\x00\x12*\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x18.vecraft.v1.VectorDeleteH\x00\x12(\n\x03\x64\x64l\x18\x03 \x01(\x0b\x32\x19.vecraft.v1.CollectionDDLH\x00\x42\x06\n\x04kind\"\x9d\x01\n\x0bVectorWrite\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\x12\x0e\n\x06upsert\x18\x03 \x01(\x08\x12\x0b\n\x03ids\x18\x04 \x03(\t\x12\x0b\n\x03\x64im\x18\x05 \x01(\r\x12\x0f\n\x07vectors\x18\x06 \x01(\x0c\x12\x15\n\rmetadata_json\x18\x07 \x03(\t\x12\x11\n\tdocuments\x18\x08 \x03(\t\"F\n\x0cVectorDelete\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\"\xaa\x01\n\rCollectionDDL\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.vecraft.v1.CollectionDDL.Kind\x12,\n\x06schema\x18\x02 \x01(\x0b\x32\x1c.vecraft.v1.CollectionSchema\"=\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\n\n\x06\x43REATE\x10\x01\x12\x08\n\x04\x44ROP\x10\x02\x12\t\n\x05\x41LTER\x10\x03\"\xa5\x01\n\rAppendRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x0e\n\x06shards\x18\x04 \x03(\r\x12\x12\n\nclient_hlc\x18\x05 \x01(\x04\x12 \n\x03\x61\x63k\x18\x06 \x01(\x0e\x32\x13.vecraft.v1.AckMode\x12\x16\n\x0e\x61\x63k_timeout_ms\x18\x07 \x01(\x03\"\xa0\x01\n\x0e\x41ppendResponse\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0b\n\x03hlc\x18\x03 \x01(\x04\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x16\n\x0ereplicas_acked\x18\x05 \x01(\r\x12\x19\n\x11replicas_expected\x18\x06 \x01(\r\x12\x18\n\x10lagging_replicas\x18\x07 \x03(\t\"&\n\x10GetOffsetRequest\x12\x12\n\npartitions\x18\x01 \x03(\t\"A\n\x0fPartitionOffset\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0b\n\x03hlc\x18\x03 \x01(\x04\"A\n\x11GetOffsetResponse\x12,\n\x07offsets\x18\x01 \x03(\x0b\x32\x1b.vecraft.v1.PartitionOffset\"s\n\x0ePullWALRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\x12\x11\n\tto_offset\x18\x03 \x01(\x04\x12\x13\n\x0bmax_entries\x18\x04 \x01(\r\x12\x11\n\tmax_bytes\x18\x05 \x01(\x04\"g\n\x0fPullWALResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.JournalEntry\x12\x15\n\rlatest_offset\x18\x02 \x01(\x04\x12\x12\n\nlatest_hlc\x18\x03 \x01(\x04\"l\n\x10SubscribeRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\x12\x12\n\nreplica_id\x18\x03 \x01(\t\x12\x0e\n\x06shards\x18\x04 \x03(\r\x12\x0c\n\x04role\x18\x05 \x01(\t\"b\n\x0eSubscribeEvent\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.JournalEntry\x12\x13\n\x0bhead_offset\x18\x02 \x01(\x04\x12\x10\n\x08head_hlc\x18\x03 \x01(\x04\"U\n\x14ReportAppliedRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x12\n\nreplica_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplied_offset\x18\x03 \x01(\x04\"\x17\n\x15ReportAppliedResponse\"*\n\x14LookupRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x8a\x01\n\x15LookupRequestResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x11\n\tpartition\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0b\n\x03hlc\x18\x04 \x01(\x04\x12\x18\n\x10replicas_applied\x18\x05 \x03(\t\x12\x18\n\x10replicas_pending\x18\x06 \x03(\t\"\x0e\n\x0cStatsRequest\"\xbc\x01\n\nReplicaLag\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\t\x12\x0e\n\x06shards\x18\x03 \x03(\r\x12\x16\n\x0e\x61pplied_offset\x18\x04 \x01(\x04\x12\x0f\n\x07lag_ops\x18\x05 \x01(\x04\x12\x11\n\tlag_bytes\x18\x06 \x01(\x04\x12\x0e\n\x06lag_ms\x18\x07 \x01(\x03\x12\x0c\n\x04live\x18\x08 \x01(\x08\x12\x0f\n\x07lagging\x18\t \x01(\x08\x12\x0c\n\x04role\x18\n \x01(\t\"k\n\x0ePartitionStats\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x13\n\x0bhead_offset\x18\x02 \x01(\x04\x12\x10\n\x08head_hlc\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x10\n\x08segments\x18\x05 \x01(\r\"\x9e\x01\n\rStatsResponse\x12.\n\npartitions\x18\x01 \x03(\x0b\x32\x1a.vecraft.v1.PartitionStats\x12(\n\x08replicas\x18\x02 \x03(\x0b\x32\x16.vecraft.v1.ReplicaLag\x12\x15\n\rback_pressure\x18\x03 \x01(\x08\x12\x1c\n\x14\x62\x61\x63k_pressure_reason\x18\x04 \x01(\t*E\n\x07\x41\x63kMode\x12\x0f\n\x0b\x41\x43K_DEFAULT\x10\x00\x12\x0f\n\x0b\x41\x43K_JOURNAL\x10\x01\x12\x0b\n\x07\x41\x43K_ONE\x10\x02\x12\x0b\n\x07\x41\x43K_ALL\x10\x03\x32\x92\x04\n\x0eJournalService\x12?\n\x06\x41ppend\x12\x19.vecraft.v1.AppendRequest\x1a\x1a.vecraft.v1.AppendResponse\x12H\n\tGetOffset\x12\x1c.vecraft.v1.GetOffsetRequest\x1a\x1d.vecraft.v1.GetOffsetResponse\x12\x42\n\x07PullWAL\x12\x1a.vecraft.v1.PullWALRequest\x1a\x1b.vecraft.v1.PullWALResponse\x12G\n\tSubscribe\x12\x1c.vecraft.v1.SubscribeRequest\x1a\x1a.vecraft.v1.SubscribeEvent0\x01\x12T\n\rReportApplied\x12 .vecraft.v1.ReportAppliedRequest\x1a!.vecraft.v1.ReportAppliedResponse\x12T\n\rLookupRequest\x12 .vecraft.v1.LookupRequestRequest\x1a!.vecraft.v1.LookupRequestResponse\x12<\n\x05Stats\x12\x18.vecraft.v1.StatsRequest\x1a\x19.vecraft.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vecraft/v1/journal.proto\x12\nvecraft.v1\x1a\x1bvecraft/v1/collection.proto\"s\n\x0cJournalEntry\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0b\n\x03hlc\x18\x03 \x01(\x04\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x0e\n\x06shards\x18\x06 \x03(\r\"9\n\x0eJournalPayload\x12\'\n\tmutations\x18\x01 \x03(\x0b\x32\x14.vecraft.v1.Mutation\"\x92\x01\n\x08Mutation\x12(\n\x05write\x18\x01 \x01(\x0b\x32\x17.vecraft.v1.VectorWriteH\x00\x12*\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x18.vecraft.v1.VectorDeleteH\x00\x12(\n\x03\x64\x64l\x18\x03 \x01(\x0b\x32\x19.vecraft.v1.CollectionDDLH\x00\x42\x06\n\x04kind\"\x9d\x01\n\x0bVectorWrite\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\x12\x0e\n\x06upsert\x18\x03 \x01(\x08\x12\x0b\n\x03ids\x18\x04 \x03(\t\x12\x0b\n\x03\x64im\x18\x05 \x01(\r\x12\x0f\n\x07vectors\x18\x06 \x01(\x0c\x12\x15\n\rmetadata_json\x18\x07 \x03(\t\x12\x11\n\tdocuments\x18\x08 \x03(\t\"F\n\x0cVectorDelete\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\"\xaa\x01\n\rCollectionDDL\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.vecraft.v1.CollectionDDL.Kind\x12,\n\x06schema\x18\x02 \x01(\x0b\x32\x1c.vecraft.v1.CollectionSchema\"=\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\n\n\x06\x43REATE\x10\x01\x12\x08\n\x04\x44ROP\x10\x02\x12\t\n\x05\x41LTER\x10\x03\"\xa5\x01\n\rAppendRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x0e\n\x06shards\x18\x04 \x03(\r\x12\x12\n\nclient_hlc\x18\x05 \x01(\x04\x12 \n\x03\x61\x63k\x18\x06 \x01(\x0e\x32\x13.vecraft.v1.AckMode\x12\x16\n\x0e\x61\x63k_timeout_ms\x18\x07 \x01(\x03\"\xa0\x01\n\x0e\x41ppendResponse\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0b\n\x03hlc\x18\x03 \x01(\x04\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x16\n\x0ereplicas_acked\x18\x05 \x01(\r\x12\x19\n\x11replicas_expected\x18\x06 \x01(\r\x12\x18\n\x10lagging_replicas\x18\x07 \x03(\t\"A\n\x12\x41ppendBatchRequest\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.vecraft.v1.AppendRequest\"t\n\x0c\x41ppendResult\x12,\n\x08response\x18\x01 \x01(\x0b\x32\x1a.vecraft.v1.AppendResponse\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x04 \x01(\x03\"@\n\x13\x41ppendBatchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.AppendResult\"&\n\x10GetOffsetRequest\x12\x12\n\npartitions\x18\x01 \x03(\t\"A\n\x0fPartitionOffset\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0b\n\x03hlc\x18\x03 \x01(\x04\"A\n\x11GetOffsetResponse\x12,\n\x07offsets\x18\x01 \x03(\x0b\x32\x1b.vecraft.v1.PartitionOffset\"s\n\x0ePullWALRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\x12\x11\n\tto_offset\x18\x03 \x01(\x04\x12\x13\n\x0bmax_entries\x18\x04 \x01(\r\x12\x11\n\tmax_bytes\x18\x05 \x01(\x04\"g\n\x0fPullWALResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.JournalEntry\x12\x15\n\rlatest_offset\x18\x02 \x01(\x04\x12\x12\n\nlatest_hlc\x18\x03 \x01(\x04\"l\n\x10SubscribeRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\x12\x12\n\nreplica_id\x18\x03 \x01(\t\x12\x0e\n\x06shards\x18\x04 \x03(\r\x12\x0c\n\x04role\x18\x05 \x01(\t\"b\n\x0eSubscribeEvent\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.JournalEntry\x12\x13\n\x0bhead_offset\x18\x02 \x01(\x04\x12\x10\n\x08head_hlc\x18\x03 \x01(\x04\"U\n\x14ReportAppliedRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x12\n\nreplica_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplied_offset\x18\x03 \x01(\x04\"\x17\n\x15ReportAppliedResponse\"*\n\x14LookupRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x8a\x01\n\x15LookupRequestResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x11\n\tpartition\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0b\n\x03hlc\x18\x04 \x01(\x04\x12\x18\n\x10replicas_applied\x18\x05 \x03(\t\x12\x18\n\x10replicas_pending\x18\x06 \x03(\t\"\x0e\n\x0cStatsRequest\"\xbc\x01\n\nReplicaLag\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\t\x12\x0e\n\x06shards\x18\x03 \x03(\r\x12\x16\n\x0e\x61pplied_offset\x18\x04 \x01(\x04\x12\x0f\n\x07lag_ops\x18\x05 \x01(\x04\x12\x11\n\tlag_bytes\x18\x06 \x01(\x04\x12\x0e\n\x06lag_ms\x18\x07 \x01(\x03\x12\x0c\n\x04live\x18\x08 \x01(\x08\x12\x0f\n\x07lagging\x18\t \x01(\x08\x12\x0c\n\x04role\x18\n \x01(\t\"k\n\x0ePartitionStats\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x13\n\x0bhead_offset\x18\x02 \x01(\x04\x12\x10\n\x08head_hlc\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x10\n\x08segments\x18\x05 \x01(\r\"\x9e\x01\n\rStatsResponse\x12.\n\npartitions\x18\x01 \x03(\x0b\x32\x1a.vecraft.v1.PartitionStats\x12(\n\x08replicas\x18\x02 \x03(\x0b\x32\x16.vecraft.v1.ReplicaLag\x12\x15\n\rback_pressure\x18\x03 \x01(\x08\x12\x1c\n\x14\x62\x61\x63k_pressure_reason\x18\x04 \x01(\t*E\n\x07\x41\x63kMode\x12\x0f\n\x0b\x41\x43K_DEFAULT\x10\x00\x12\x0f\n\x0b\x41\x43K_JOURNAL\x10\x01\x12\x0b\n\x07\x41\x43K_ONE\x10\x02\x12\x0b\n\x07\x41\x43K_ALL\x10\x03\x32\xe2\x04\n\x0eJournalService\x12?\n\x06\x41ppend\x12\x19.vecraft.v1.AppendRequest\x1a\x1a.vecraft.v1.AppendResponse\x12N\n\x0b\x41ppendBatch\x12\x1e.vecraft.v1.AppendBatchRequest\x1a\x1f.vecraft.v1.AppendBatchResponse\x12H\n\tGetOffset\x12\x1c.vecraft.v1.GetOffsetRequest\x1a\x1d.vecraft.v1.GetOffsetResponse\x12\x42\n\x07PullWAL\x12\x1a.vecraft.v1.PullWALRequest\x1a\x1b.vecraft.v1.PullWALResponse\x12G\n\tSubscribe\x12\x1c.vecraft.v1.SubscribeRequest\x1a\x1a.vecraft.v1.SubscribeEvent0\x01\x12T\n\rReportApplied\x12 .vecraft.v1.ReportAppliedRequest\x1a!.vecraft.v1.ReportAppliedResponse\x12T\n\rLookupRequest\x12 .vecraft.v1.LookupRequestRequest\x1a!.vecraft.v1.LookupRequestResponse\x12<\n\x05Stats\x12\x18.vecraft.v1.StatsRequest\x1a\x19.vecraft.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vecraft.v1.journal_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACKMODE']._serialized_start=2510
-  _globals['_ACKMODE']._serialized_end=2579
+  _globals['_ACKMODE']._serialized_start=2761
+  _globals['_ACKMODE']._serialized_end=2830
   _globals['_JOURNALENTRY']._serialized_start=69
   _globals['_JOURNALENTRY']._serialized_end=184
   _globals['_JOURNALPAYLOAD']._serialized_start=186
@@ -52,36 +52,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPENDREQUEST']._serialized_end=965
   _globals['_APPENDRESPONSE']._serialized_start=968
   _globals['_APPENDRESPONSE']._serialized_end=1128
-  _globals['_GETOFFSETREQUEST']._serialized_start=1130
-  _globals['_GETOFFSETREQUEST']._serialized_end=1168
-  _globals['_PARTITIONOFFSET']._serialized_start=1170
-  _globals['_PARTITIONOFFSET']._serialized_end=1235
-  _globals['_GETOFFSETRESPONSE']._serialized_start=1237
-  _globals['_GETOFFSETRESPONSE']._serialized_end=1302
-  _globals['_PULLWALREQUEST']._serialized_start=1304
-  _globals['_PULLWALREQUEST']._serialized_end=1419
-  _globals['_PULLWALRESPONSE']._serialized_start=1421
-  _globals['_PULLWALRESPONSE']._serialized_end=1524
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1526
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1634
-  _globals['_SUBSCRIBEEVENT']._serialized_start=1636
-  _globals['_SUBSCRIBEEVENT']._serialized_end=1734
-  _globals['_REPORTAPPLIEDREQUEST']._serialized_start=1736
-  _globals['_REPORTAPPLIEDREQUEST']._serialized_end=1821
-  _globals['_REPORTAPPLIEDRESPONSE']._serialized_start=1823
-  _globals['_REPORTAPPLIEDRESPONSE']._serialized_end=1846
-  _globals['_LOOKUPREQUESTREQUEST']._serialized_start=1848
-  _globals['_LOOKUPREQUESTREQUEST']._serialized_end=1890
-  _globals['_LOOKUPREQUESTRESPONSE']._serialized_start=1893
-  _globals['_LOOKUPREQUESTRESPONSE']._serialized_end=2031
-  _globals['_STATSREQUEST']._serialized_start=2033
-  _globals['_STATSREQUEST']._serialized_end=2047
-  _globals['_REPLICALAG']._serialized_start=2050
-  _globals['_REPLICALAG']._serialized_end=2238
-  _globals['_PARTITIONSTATS']._serialized_start=2240
-  _globals['_PARTITIONSTATS']._serialized_end=2347
-  _globals['_STATSRESPONSE']._serialized_start=2350
-  _globals['_STATSRESPONSE']._serialized_end=2508
-  _globals['_JOURNALSERVICE']._serialized_start=2582
-  _globals['_JOURNALSERVICE']._serialized_end=3112
+  _globals['_APPENDBATCHREQUEST']._serialized_start=1130
+  _globals['_APPENDBATCHREQUEST']._serialized_end=1195
+  _globals['_APPENDRESULT']._serialized_start=1197
+  _globals['_APPENDRESULT']._serialized_end=1313
+  _globals['_APPENDBATCHRESPONSE']._serialized_start=1315
+  _globals['_APPENDBATCHRESPONSE']._serialized_end=1379
+  _globals['_GETOFFSETREQUEST']._serialized_start=1381
+  _globals['_GETOFFSETREQUEST']._serialized_end=1419
+  _globals['_PARTITIONOFFSET']._serialized_start=1421
+  _globals['_PARTITIONOFFSET']._serialized_end=1486
+  _globals['_GETOFFSETRESPONSE']._serialized_start=1488
+  _globals['_GETOFFSETRESPONSE']._serialized_end=1553
+  _globals['_PULLWALREQUEST']._serialized_start=1555
+  _globals['_PULLWALREQUEST']._serialized_end=1670
+  _globals['_PULLWALRESPONSE']._serialized_start=1672
+  _globals['_PULLWALRESPONSE']._serialized_end=1775
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1777
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1885
+  _globals['_SUBSCRIBEEVENT']._serialized_start=1887
+  _globals['_SUBSCRIBEEVENT']._serialized_end=1985
+  _globals['_REPORTAPPLIEDREQUEST']._serialized_start=1987
+  _globals['_REPORTAPPLIEDREQUEST']._serialized_end=2072
+  _globals['_REPORTAPPLIEDRESPONSE']._serialized_start=2074
+  _globals['_REPORTAPPLIEDRESPONSE']._serialized_end=2097
+  _globals['_LOOKUPREQUESTREQUEST']._serialized_start=2099
+  _globals['_LOOKUPREQUESTREQUEST']._serialized_end=2141
+  _globals['_LOOKUPREQUESTRESPONSE']._serialized_start=2144
+  _globals['_LOOKUPREQUESTRESPONSE']._serialized_end=2282
+  _globals['_STATSREQUEST']._serialized_start=2284
+  _globals['_STATSREQUEST']._serialized_end=2298
+  _globals['_REPLICALAG']._serialized_start=2301
+  _globals['_REPLICALAG']._serialized_end=2489
+  _globals['_PARTITIONSTATS']._serialized_start=2491
+  _globals['_PARTITIONSTATS']._serialized_end=2598
+  _globals['_STATSRESPONSE']._serialized_start=2601
+  _globals['_STATSRESPONSE']._serialized_end=2759
+  _globals['_JOURNALSERVICE']._serialized_start=2833
+  _globals['_JOURNALSERVICE']._serialized_end=3443
 # @@protoc_insertion_point(module_scope)

@@ -135,6 +135,30 @@ class AppendResponse(_message.Message):
     lagging_replicas: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, partition: _Optional[str] = ..., offset: _Optional[int] = ..., hlc: _Optional[int] = ..., duplicate: _Optional[bool] = ..., replicas_acked: _Optional[int] = ..., replicas_expected: _Optional[int] = ..., lagging_replicas: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class AppendBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[AppendRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[AppendRequest, _Mapping]]] = ...) -> None: ...
+
+class AppendResult(_message.Message):
+    __slots__ = ("response", "error", "message", "retry_after_ms")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    response: AppendResponse
+    error: str
+    message: str
+    retry_after_ms: int
+    def __init__(self, response: _Optional[_Union[AppendResponse, _Mapping]] = ..., error: _Optional[str] = ..., message: _Optional[str] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
+
+class AppendBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[AppendResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[AppendResult, _Mapping]]] = ...) -> None: ...
+
 class GetOffsetRequest(_message.Message):
     __slots__ = ("partitions",)
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]

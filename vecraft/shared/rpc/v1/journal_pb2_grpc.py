@@ -39,6 +39,11 @@ class JournalServiceStub:
                 request_serializer=vecraft_dot_v1_dot_journal__pb2.AppendRequest.SerializeToString,
                 response_deserializer=vecraft_dot_v1_dot_journal__pb2.AppendResponse.FromString,
                 _registered_method=True)
+        self.AppendBatch = channel.unary_unary(
+                '/vecraft.v1.JournalService/AppendBatch',
+                request_serializer=vecraft_dot_v1_dot_journal__pb2.AppendBatchRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_journal__pb2.AppendBatchResponse.FromString,
+                _registered_method=True)
         self.GetOffset = channel.unary_unary(
                 '/vecraft.v1.JournalService/GetOffset',
                 request_serializer=vecraft_dot_v1_dot_journal__pb2.GetOffsetRequest.SerializeToString,
@@ -79,6 +84,15 @@ class JournalServiceServicer:
         durable and, per `ack`, applied by the live replicas of its shards.
         Idempotent by request_id. RESOURCE_EXHAUSTED under back-pressure
         (trailing metadata "retry-after-ms").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendBatch(self, request, context):
+        """Several independent appends in one call (the client batches concurrent
+        small appends to save per-call overhead). Each one succeeds or fails on
+        its own; results come back in request order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,6 +150,11 @@ def add_JournalServiceServicer_to_server(servicer, server):
                     servicer.Append,
                     request_deserializer=vecraft_dot_v1_dot_journal__pb2.AppendRequest.FromString,
                     response_serializer=vecraft_dot_v1_dot_journal__pb2.AppendResponse.SerializeToString,
+            ),
+            'AppendBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendBatch,
+                    request_deserializer=vecraft_dot_v1_dot_journal__pb2.AppendBatchRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_journal__pb2.AppendBatchResponse.SerializeToString,
             ),
             'GetOffset': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOffset,
@@ -195,6 +214,33 @@ class JournalService:
             '/vecraft.v1.JournalService/Append',
             vecraft_dot_v1_dot_journal__pb2.AppendRequest.SerializeToString,
             vecraft_dot_v1_dot_journal__pb2.AppendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.JournalService/AppendBatch',
+            vecraft_dot_v1_dot_journal__pb2.AppendBatchRequest.SerializeToString,
+            vecraft_dot_v1_dot_journal__pb2.AppendBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
