@@ -43,6 +43,7 @@ class Subscription(Generic[T]):
             self._overflowed = True
             self._closed = True
             self._queue.put_nowait(None)
+            self._hub._remove(self)
             return
         self._queue.put_nowait(event)
 
