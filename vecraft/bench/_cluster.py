@@ -1,0 +1,130 @@
+"""Start and stop a local cluster (``vecraft up``) for a benchmark.
+
+Each benchmark cluster is one ``python -m vecraft up`` child in its own process
+group. Restarting on the same data directory resumes the loaded data, which is
+how the consistency benchmark changes ``--apply-delay-ms`` between lags without
+loading again. Stop = SIGTERM to the supervisor (it stops its children in
+order); if it has not exited within the grace period, its process group is
+killed so no service outlives the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vecraft.bench._http import BenchHttp
+from vecraft.shared.common.supervisor import read_status
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    """What to start. Ports are chosen once per data directory and kept across restarts."""
+
+    data_dir: Path
+    shards: int
+    apply_delay_ms: int
+    http_port: int
+    grpc_port: int
+
+    @property
+    def backpressure_lag_ms(self) -> int:
+        """The journal's write back-pressure threshold for this cluster.
+
+        The default (1000 ms) refuses every write once a replica is 1000 ms
+        behind, so a simulated lag of 1000 ms would block the background writer
+        the benchmark needs; the threshold is raised above the simulated lag.
+        """
+        return max(1000, 2 * self.apply_delay_ms + 1000)
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "VECRAFT_BACKPRESSURE_LAG_MS": str(self.backpressure_lag_ms)}
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "vecraft", "up", "--data-dir", str(self.data_dir),
+                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                "--shards", str(self.shards), "--replicas", "1",
+                "--apply-delay-ms", str(self.apply_delay_ms), "--log-level", "warning"]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+class LocalCluster:
+    """One running ``vecraft up``; use as ``async with LocalCluster(spec) as cluster``."""
+
+    def __init__(self, spec: ClusterSpec, *, ready_timeout_s: float = 600.0,
+                 stop_grace_s: float = 60.0) -> None:
+        self.spec = spec
+        self._ready_timeout = ready_timeout_s
+        self._grace = stop_grace_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        #: Seconds from spawn to the gateway's /readyz answering 200.
+        self.startup_s = 0.0
+
+    async def start(self) -> None:
+        """Spawn ``vecraft up`` and wait until the gateway is ready. Raises if it exits or times out."""
+        self.spec.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.spec.data_dir / "bench-up.log", "ab")  # noqa: SIM115 - owned by the child
+        t0 = time.perf_counter()
+        self._proc = subprocess.Popen(self.spec.command(), stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True,
+                                      env=self.spec.environment())
+        log.close()
+        async with BenchHttp(self.spec.base_url) as http:
+            ready = asyncio.create_task(http.wait_ready(self._ready_timeout))
+            while not ready.done():
+                if self._proc.poll() is not None:
+                    ready.cancel()
+                    raise RuntimeError(f"vecraft up exited with {self._proc.returncode}; see "
+                                       f"{self.spec.data_dir / 'bench-up.log'} and logs/")
+                await asyncio.sleep(0.2)
+            await ready
+        self.startup_s = time.perf_counter() - t0
+
+    async def stop(self) -> None:
+        """SIGTERM, wait for a clean stop, then kill the process group if needed."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self._grace
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self._proc = None
+
+    def pids(self) -> dict[str, Any]:
+        """Pid of every service by name (from ``supervisor.json``), for profiling."""
+        status = read_status(self.spec.data_dir)
+        return {name: entry.get("pid") for name, entry in status.get("processes", {}).items()}
+
+    async def __aenter__(self) -> LocalCluster:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
