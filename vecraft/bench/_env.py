@@ -67,7 +67,9 @@ def environment(benchmark: str, argv: list[str]) -> dict[str, Any]:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpu_model": cpu_model(), "logical_cores": os.cpu_count(),
                     "ram_gib": round(mem.total / 2**30, 1), "os": platform.platform(),
-                    "python": sys.version.split()[0]},
+                    "python": sys.version.split()[0],
+                    # Other work on the machine skews every figure: record how busy it was.
+                    "load_average_1m_at_start": round(os.getloadavg()[0], 2)},
         "versions": versions(),
         "git_commit": git_commit(),
     }
@@ -81,6 +83,6 @@ def environment_markdown(env: dict[str, Any]) -> str:
         f"- Command: `{env['command']}`",
         f"- Started: {env['started_at']} (git {env['git_commit']})",
         f"- Machine: {m['cpu_model']}, {m['logical_cores']} logical cores, {m['ram_gib']} GiB RAM, "
-        f"{m['os']}, Python {m['python']}",
+        f"{m['os']}, Python {m['python']}; load average at start {m['load_average_1m_at_start']}",
         f"- Versions: {vers}",
     ])
