@@ -59,6 +59,8 @@ class QueryProcessorSettings(ServiceSettings):
                                                       "pull-before-read is never delayed")
     sync_timeout_ms: int = Field(5000, ge=1, description="deadline of a search whose request sets none")
     head_poll_ms: int = Field(100, ge=10, description="interval of journal head polls (staleness bound)")
+    journal_retry_ms: int = Field(1000, ge=0, description="how long a journal call rides out an unreachable "
+                                                          "journal before the search fails with 503")
     index_threads: int = Field(0, ge=0, description="threads for index applies and searches (0 = CPUs)")
     node_ttl_ms: int = Field(10_000, ge=1000, description="lease of the meta manager registration")
 
@@ -111,6 +113,9 @@ class QueryProcessor(Service):
         threads = self.cfg.index_threads or os.cpu_count() or 2
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="query-index")
         self._journal = JournalClient(self.cfg.journal_address)
+        # Shorter than the client's default: a search deadline (5 s) must end in
+        # a 503 naming the journal, not in a 504 spent retrying.
+        self._journal.unavailable_retry_s = self.cfg.journal_retry_ms / 1000.0
         self.cache = ShardCache(self.shards, self.partitions, self._executor)
         syncer = PartitionSyncer(self._journal, self.cache, self.tails)
         if self.cfg.storage_addresses:
