@@ -134,3 +134,17 @@ async def test_pull_pages_large_ranges_and_respects_to_offset(journal: ServicePr
     middle = await client.pull("txn", base + 10, base + 20)
     assert [e.offset for e in middle] == list(range(base + 10, base + 21))
     await client.close()
+
+
+async def test_concurrent_appends_in_one_batch_fail_or_succeed_each_on_their_own(
+        journal: ServiceProcess) -> None:
+    client = JournalClient(journal.grpc_address)
+    head = (await client.get_offset("data-1"))[0]
+    cases = [("data-1", b"ok"), ("data-1", b""), ("nowhere", b"x"), ("data-1", b"ok2")] * 10
+    results = await asyncio.gather(*[client.append(p, payload, request_id=rid(), ack=journal_pb2.ACK_JOURNAL)
+                                     for p, payload in cases], return_exceptions=True)
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == ["AppendResponse", "InvalidRequest", "NotFound", "AppendResponse"] * 10
+    offsets = sorted(r.offset for r in results if isinstance(r, journal_pb2.AppendResponse))
+    assert offsets == list(range(head + 1, head + 21))
+    await client.close()

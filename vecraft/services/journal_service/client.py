@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from vecraft.shared.common.errors import VecraftError
+from vecraft.shared.common.errors import VecraftError, error_class
 from vecraft.shared.common.grpc_errors import from_rpc_error
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.hlc import physical_ms, wall_clock_ms
@@ -31,6 +31,13 @@ log = logging.getLogger(__name__)
 _BUFFER_ENTRIES = 20_000
 _BUFFER_BYTES = 64 << 20
 _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.05, 2.0
+# Concurrent appends of small entries share AppendBatch calls: at most this many calls are in
+# flight, and appends made meanwhile wait and go out together in the next one ("natural batching":
+# no added delay for a lone writer, few calls for many).
+_BATCH_ENTRY_BYTES = 64 << 10
+_BATCH_APPENDS = 512
+_BATCHES_IN_FLIGHT = 2
+_PendingAppend = tuple[journal_pb2.AppendRequest, "asyncio.Future[journal_pb2.AppendResponse]"]
 
 
 class _StreamGap(Exception):
@@ -47,6 +54,9 @@ class JournalClient:
         self.address = address
         self._channel: grpc.aio.Channel | None = None
         self._stub_obj: journal_pb2_grpc.JournalServiceStub | None = None
+        self._batch: list[_PendingAppend] = []
+        self._batches_in_flight = 0
+        self._batch_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def _stub(self) -> journal_pb2_grpc.JournalServiceStub:
@@ -56,11 +66,12 @@ class JournalClient:
             self._stub_obj = journal_pb2_grpc.JournalServiceStub(self._channel)
         return self._stub_obj
 
-    async def _call(self, method: str, request: Any) -> Any:
+    async def _call(self, method: str, request: Any, *, retry: bool = True) -> Any:
         """The one choke point of unary calls: UNAVAILABLE is retried with backoff, errors translated.
 
-        Retrying is safe for every verb: reads have no effect and appends are
-        idempotent by request id. A journal restart is ridden out this way.
+        Retrying is safe for reads and for appends with a request id (they
+        are idempotent); ``retry=False`` for appends without one. A journal
+        restart is ridden out this way.
         """
         deadline = time.monotonic() + self.unavailable_retry_s
         backoff = _BACKOFF_MIN_S
@@ -68,7 +79,8 @@ class JournalClient:
             try:
                 return await getattr(self._stub, method)(request)
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + backoff > deadline:
+                if (not retry or exc.code() != grpc.StatusCode.UNAVAILABLE
+                        or time.monotonic() + backoff > deadline):
                     raise from_rpc_error(exc) from exc
             await asyncio.sleep(backoff)
             backoff = min(_BACKOFF_MAX_S, backoff * 2)
@@ -91,7 +103,47 @@ class JournalClient:
         req = journal_pb2.AppendRequest(partition=partition, request_id=request_id, payload=payload,
                                         shards=shards, client_hlc=client_hlc, ack=ack,
                                         ack_timeout_ms=ack_timeout_ms)
-        return await self._call("Append", req)
+        if len(payload) > _BATCH_ENTRY_BYTES:
+            # Big entries cost the server per byte, not per call: batching them saves nothing.
+            return await self._call("Append", req, retry=bool(request_id))
+        fut: asyncio.Future[journal_pb2.AppendResponse] = asyncio.get_running_loop().create_future()
+        self._batch.append((req, fut))
+        if self._batches_in_flight < _BATCHES_IN_FLIGHT:
+            self._send_batch()
+        return await fut
+
+    def _send_batch(self) -> None:
+        items, self._batch = self._batch[:_BATCH_APPENDS], self._batch[_BATCH_APPENDS:]
+        self._batches_in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._append_batch(items))
+        self._batch_tasks.add(task)
+        task.add_done_callback(self._batch_tasks.discard)
+
+    async def _append_batch(self, items: list[_PendingAppend]) -> None:
+        """Send concurrent appends as one AppendBatch call and resolve each caller."""
+        try:
+            requests = [req for req, _ in items]
+            try:
+                resp = await self._call("AppendBatch", journal_pb2.AppendBatchRequest(requests=requests),
+                                        retry=all(r.request_id for r in requests))
+            except VecraftError as err:
+                for _, fut in items:
+                    if not fut.done():
+                        fut.set_exception(err)
+                return
+            for (_, fut), result in zip(items, resp.results, strict=True):
+                if fut.done():
+                    continue  # the caller went away
+                if result.error:
+                    fut.set_exception(error_class(result.error)(
+                        result.message, retry_after_ms=result.retry_after_ms or None))
+                else:
+                    fut.set_result(result.response)
+        finally:
+            self._batches_in_flight -= 1
+            # Appends that queued up while this batch was in flight go out together now.
+            if self._batch:
+                self._send_batch()
 
     async def get_offset(self, partition: str) -> tuple[int, int]:
         """``(offset, hlc)`` of the latest committed entry; ``(0, 0)`` for an empty partition."""

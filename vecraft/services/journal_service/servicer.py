@@ -6,13 +6,20 @@ them into gRPC statuses with ``vecraft-error`` / ``retry-after-ms`` metadata.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
 
 from vecraft.services.journal_service.journal import Journal
+from vecraft.shared.common.errors import InvalidRequest, VecraftError
 from vecraft.shared.common.logging import request_id_var
 from vecraft.shared.rpc.v1 import journal_pb2, journal_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_APPENDS = 10_000
 
 
 class JournalServicer(journal_pb2_grpc.JournalServiceServicer):
@@ -23,6 +30,26 @@ class JournalServicer(journal_pb2_grpc.JournalServiceServicer):
                      context: grpc.aio.ServicerContext) -> journal_pb2.AppendResponse:
         request_id_var.set(request.request_id)
         return await self._journal.append(request)
+
+    async def AppendBatch(self, request: journal_pb2.AppendBatchRequest,  # noqa: N802
+                          context: grpc.aio.ServicerContext) -> journal_pb2.AppendBatchResponse:
+        if len(request.requests) > MAX_BATCH_APPENDS:
+            raise InvalidRequest(f"a batch holds at most {MAX_BATCH_APPENDS} appends, "
+                                 f"got {len(request.requests)}")
+        # Concurrently: the appends share group commits and wait for their acks together.
+        results = await asyncio.gather(*[self._append_one(r) for r in request.requests])
+        return journal_pb2.AppendBatchResponse(results=results)
+
+    async def _append_one(self, request: journal_pb2.AppendRequest) -> journal_pb2.AppendResult:
+        request_id_var.set(request.request_id)
+        try:
+            return journal_pb2.AppendResult(response=await self._journal.append(request))
+        except VecraftError as err:
+            return journal_pb2.AppendResult(error=err.wire_name, message=err.message,
+                                            retry_after_ms=err.retry_after_ms or 0)
+        except Exception:
+            log.exception("unhandled error in a batched append")
+            return journal_pb2.AppendResult(error=VecraftError.wire_name, message="internal error in Append")
 
     async def GetOffset(self, request: journal_pb2.GetOffsetRequest,  # noqa: N802
                         context: grpc.aio.ServicerContext) -> journal_pb2.GetOffsetResponse:
