@@ -61,16 +61,23 @@ class Record:
     size: int
 
 
+def encode_parts(offset: int, hlc: int, request_id: bytes, shards: Sequence[int],
+                 payload: bytes) -> tuple[bytes, bytes]:
+    """One record as ``(head, payload)``: written back to back they form the record.
+
+    Kept in two parts so a writer can hand the payload to ``pwritev`` without
+    copying it. ``request_id`` is already UTF-8 encoded.
+    """
+    shard_bytes = struct.pack(f"<{len(shards)}I", *shards) if shards else b""
+    body_head = _FIXED.pack(offset, hlc, len(request_id), len(shards)) + request_id + shard_bytes
+    len_bytes = _LEN.pack(len(body_head) + len(payload))
+    crc = crc32c.crc32c(payload, value=crc32c.crc32c(body_head, value=crc32c.crc32c(len_bytes)))
+    return MAGIC_BYTES + len_bytes + _LEN.pack(crc) + body_head, payload
+
+
 def encode(offset: int, hlc: int, request_id: bytes, shards: Sequence[int], payload: bytes) -> bytes:
     """The bytes of one record. ``request_id`` is already UTF-8 encoded."""
-    shard_bytes = struct.pack(f"<{len(shards)}I", *shards) if shards else b""
-    body_head = _FIXED.pack(offset, hlc, len(request_id), len(shards))
-    length = FIXED_SIZE + len(request_id) + len(shard_bytes) + len(payload)
-    len_bytes = _LEN.pack(length)
-    crc = crc32c.crc32c(len_bytes)
-    for part in (body_head, request_id, shard_bytes, payload):
-        crc = crc32c.crc32c(part, value=crc)
-    return b"".join((MAGIC_BYTES, len_bytes, _LEN.pack(crc), body_head, request_id, shard_bytes, payload))
+    return b"".join(encode_parts(offset, hlc, request_id, shards, payload))
 
 
 def decode_at(buf: bytes | memoryview, pos: int) -> Record:
