@@ -34,6 +34,7 @@ import faiss
 import httpx
 import numpy as np
 import orjson
+import psutil
 
 from vecraft.bench._cluster import free_port
 from vecraft.bench._datasets import exact_topk, gaussian_mixture, recall_at_k
@@ -251,7 +252,9 @@ async def bench_node(n: int, queries: int, workdir: Path, index_threads: int) ->
 
 # ---- report ---------------------------------------------------------------------------------------
 def markdown(env: dict[str, Any], scale: str, apply: list[dict[str, Any]], node: dict[str, Any]) -> str:
-    lines = ["# Storage node benchmark", "", environment_markdown(env), f"- Scale: `{scale}`; faiss OpenMP threads: {env['index_threads'] or 'library default'}", "",
+    lines = ["# Storage node benchmark", "", environment_markdown(env), f"- Scale: `{scale}`; faiss OpenMP threads: {env['index_threads'] or 'library default'}",
+             f"- Host load average (1/5/15 min) at start {env['load_average_start']}, at end "
+             f"{env['load_average_end']}", "",
              "## Apply throughput (in process: decode, mmap + msync, SQLite commit per 1 MiB, HNSW M=16 "
              "ef_construction=200)", "",
              table(["dim", "vectors", "commits", "seconds", "vectors/s", "MB/s"],
@@ -286,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="bench/ folder for results and reports")
     args = parser.parse_args(argv)
     env = environment("storage", list(argv or []))
+    # Other processes share the cores in CI and on dev machines: say how busy the host was.
+    env["load_average_start"] = [round(x, 1) for x in psutil.getloadavg()]
     apply_sizes, search_n, queries = SCALES[args.scale]
     workdir = Path(tempfile.mkdtemp(prefix="vecraft-bench-storage-"))
     if args.index_threads:
@@ -299,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     env["index_threads"] = args.index_threads
+    env["load_average_end"] = [round(x, 1) for x in psutil.getloadavg()]
     report = markdown(env, args.scale, apply, node)
     json_path, md_path = write_outputs(args.out, "storage", args.scale,
                                        {"environment": env, "apply": apply, "node": node}, report)

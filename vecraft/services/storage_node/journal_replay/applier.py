@@ -68,13 +68,6 @@ class ApplyResult:
     touched: set[str] = field(default_factory=set)
 
 
-@dataclass(slots=True)
-class _Staged:
-    """The part of a batch that goes to the in-memory indexes after the commit, in order."""
-
-    ops: list[ShardOp] = field(default_factory=list)
-
-
 class Applier:
     """Applies entries to the durable stores and the in-memory registry of one shard."""
 
@@ -106,7 +99,8 @@ class Applier:
             raise JournalGap(partition, applied, fresh[0].offset)
         known = self.registry.schemas()
         batch = CommitBatch()
-        staged = _Staged()
+        # What goes to the in-memory indexes after the commit, in order.
+        staged: list[ShardOp] = []
         start = self.records.end
         # (collection_id, id) -> block offset written earlier in this batch.
         written: dict[tuple[str, str], int] = {}
@@ -132,7 +126,7 @@ class Applier:
         self.applied[partition] = (result.applied_offset, result.applied_hlc)
         try:
             self.records.set_status(superseded, STATUS_DELETED)
-            self._apply_to_indexes(staged.ops)
+            self._apply_to_indexes(staged)
         except Exception as exc:
             raise PostCommitFailure(f"{partition} up to {result.applied_offset}") from exc
         result.seconds = time.perf_counter() - began
@@ -151,7 +145,7 @@ class Applier:
             return []
 
     def _stage(self, op: ShardOp, entry: journal_pb2.JournalEntry, partition: str,
-               known: dict[str, collection_pb2.CollectionSchema], batch: CommitBatch, staged: _Staged,
+               known: dict[str, collection_pb2.CollectionSchema], batch: CommitBatch, staged: list[ShardOp],
                written: dict[tuple[str, str], int], superseded: list[int], result: ApplyResult) -> None:
         cid = op.collection_id
         if op.kind in ("create", "alter"):
@@ -196,7 +190,7 @@ class Applier:
         else:
             return
         result.touched.add(cid)
-        staged.ops.append(op)
+        staged.append(op)
 
     def _apply_to_indexes(self, ops: list[ShardOp]) -> None:
         """Replay the committed ops on the in-memory indexes, merging runs of upserts."""

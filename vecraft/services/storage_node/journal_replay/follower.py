@@ -95,6 +95,11 @@ class PartitionFollower:
         entry's commit time stands in: it is older, so the answer errs on the
         stale side, never the fresh one.
         """
+        staleness = self._staleness_ms()
+        metrics.STALENESS.labels(self.partition).set(staleness)
+        return staleness
+
+    def _staleness_ms(self) -> int:
         applied, applied_hlc = self.engine.applied(self.partition)
         if applied >= self.head():
             return 0
@@ -155,6 +160,7 @@ class PartitionFollower:
                 finally:
                     self._applying_hlc = 0
                 self.note_head(batch[-1].offset, batch[-1].hlc)
+                self.staleness_ms()  # refreshes the gauge
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vecraft.services.storage_node.mmap.record_file import STATUS_DELETED, STATUS_LIVE
+from vecraft.services.storage_node.mmap.record_file import STATUS_LIVE
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -226,4 +226,4 @@ class LocationIndex:
         self._db.close()
 
 
-__all__ = ["STATUS_DELETED", "STATUS_LIVE", "CommitBatch", "Location", "LocationIndex"]
+__all__ = ["CommitBatch", "Location", "LocationIndex"]
