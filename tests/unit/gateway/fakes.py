@@ -151,6 +151,10 @@ class FakeDownstream(Downstream):
         return journal_pb2.PullWALResponse(entries=entries, latest_offset=len(log))
 
     # --- shards --------------------------------------------------------------------------------------
+    @property
+    def shard_groups(self) -> int:
+        return self.default_shards
+
     def query_groups(self, shards: Sequence[int]) -> list[list[int]]:
         return [[s] for s in shards]
 

@@ -250,3 +250,8 @@ def test_openapi_documents_every_route_and_body(client: TestClient) -> None:
     ref = doc["paths"]["/v1/vectors/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert ref == {"$ref": "#/components/schemas/SearchRequest"}
     assert "SearchRequest" in doc["components"]["schemas"]
+
+
+def test_collections_cannot_have_more_shards_than_the_cluster_serves(client: TestClient) -> None:
+    r = client.post("/v1/collections", json={"name": "wide", "dim": 4, "shards": 4})
+    assert r.status_code == 400 and r.json()["error"]["details"] == {"max_shards": 3}

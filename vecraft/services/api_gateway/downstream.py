@@ -34,6 +34,12 @@ class Downstream(abc.ABC):
     #: Number of journal data partitions (``data-0`` .. ``data-{P-1}``).
     data_partitions: int
 
+    @property
+    @abc.abstractmethod
+    def shard_groups(self) -> int:
+        """Shards ``0 .. n-1`` the cluster serves (a query processor for each); collections may
+        have at most this many shards."""
+
     async def start(self) -> None:
         """Open channels (lazy connections are fine)."""
 

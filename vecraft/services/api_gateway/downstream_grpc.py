@@ -180,6 +180,13 @@ class GrpcDownstream(Downstream):
                                                     max_entries=max_entries)
 
     # --- shards ------------------------------------------------------------------------------------
+    @property
+    def shard_groups(self) -> int:
+        n = 0
+        while self._query_addresses.get(n):
+            n += 1
+        return n
+
     def query_groups(self, shards: Sequence[int]) -> list[list[int]]:
         groups: dict[str, list[int]] = {}
         for shard in shards:

@@ -35,6 +35,7 @@ from vecraft.services.api_gateway.models import (
     SearchQuery,
     WriteBatch,
     WriteOutcome,
+    journal_request_id,
 )
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.shared.common.errors import InvalidRequest, NotFound
@@ -120,7 +121,7 @@ class Gateway:
         """
         validate_name(batch.collection)
         vectors = validate_vectors(batch.vectors)
-        ids = batch.ids if batch.ids is not None else generated_ids(ctx.request_id, vectors.shape[0])
+        ids = batch.ids if batch.ids is not None else generated_ids(ctx.journal_request_id, vectors.shape[0])
         # Everything is validated before the collection may be created implicitly: a
         # refused request leaves no trace.
         records = RecordBatch.validate(ids, vectors, metadata=batch.metadata, documents=batch.documents)
@@ -139,7 +140,7 @@ class Gateway:
                 raise
         schema = await self._downstream.create_collection(collection_pb2.CreateCollectionRequest(
             tenant=ctx.tenant, name=collection, dim=dim, metric="cosine", if_not_exists=True,
-            request_id=f"{ctx.request_id}/create-default"))
+            request_id=ctx.ddl_request_id("create-default", collection)))
         self._schemas.put(schema)
         return schema
 
@@ -200,10 +201,15 @@ class Gateway:
         valid = CollectionSchema(name=spec.name, dim=spec.dim, tenant=ctx.tenant, metric=spec.metric,
                                  shards=spec.shards or 1, replicas=spec.replicas or 1,
                                  hnsw=HnswParams.from_proto(user_hnsw))
+        served = self._downstream.shard_groups
+        if spec.shards > served:
+            raise InvalidRequest(f"shards is {spec.shards}, but this cluster serves {served} shard(s); "
+                                 f"use at most {served} or leave shards out for the cluster default",
+                                 details={"max_shards": served})
         schema = await self._downstream.create_collection(collection_pb2.CreateCollectionRequest(
             tenant=ctx.tenant, name=valid.name, dim=valid.dim, metric=valid.metric, shards=spec.shards,
             replicas=spec.replicas, hnsw=user_hnsw, if_not_exists=spec.if_not_exists,
-            request_id=ctx.request_id))
+            request_id=ctx.ddl_request_id("create", valid.name)))
         self._schemas.put(schema)
         return schema
 
@@ -219,21 +225,21 @@ class Gateway:
         HnswParams(ef_search=ef_search)
         schema = await self._downstream.alter_collection(collection_pb2.AlterCollectionRequest(
             tenant=ctx.tenant, name=name, hnsw=collection_pb2.HnswParams(ef_search=ef_search),
-            request_id=ctx.request_id))
+            request_id=ctx.ddl_request_id("alter", name)))
         self._schemas.put(schema)
         return schema
 
     async def drop_collection(self, name: str, ctx: RequestContext) -> DropOutcome:
         validate_name(name)
         answer = await self._downstream.drop_collection(collection_pb2.DropCollectionRequest(
-            tenant=ctx.tenant, name=name, request_id=ctx.request_id))
+            tenant=ctx.tenant, name=name, request_id=ctx.ddl_request_id("drop", name)))
         self._schemas.invalidate(ctx.tenant, name)
         return DropOutcome(name=answer.name or name, ddl_offset=answer.ddl_offset, ddl_hlc=answer.ddl_hlc)
 
     # --- operations and audit ----------------------------------------------------------------------
-    async def operation(self, request_id: str) -> OperationStatus:
-        """Where request ``request_id`` landed and which replicas applied it."""
-        answer = await self._downstream.lookup_request(request_id)
+    async def operation(self, request_id: str, ctx: RequestContext) -> OperationStatus:
+        """Where data write ``request_id`` of ``ctx.tenant`` landed and which replicas applied it."""
+        answer = await self._downstream.lookup_request(journal_request_id(ctx.tenant, request_id))
         if not answer.found:
             raise NotFound(f"no journal entry has request id {request_id!r}",
                            details={"request_id": request_id})

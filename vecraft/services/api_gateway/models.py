@@ -34,6 +34,22 @@ class RequestContext:
     tenant: str = DEFAULT_TENANT
     session: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def journal_request_id(self) -> str:
+        """The journal's deduplication key of a data write: per tenant, so two tenants that
+        happen to pick the same X-Request-Id never swallow each other's writes."""
+        return journal_request_id(self.tenant, self.request_id)
+
+    def ddl_request_id(self, verb: str, collection: str) -> str:
+        """The deduplication key of a DDL request: per verb and collection, so reusing an
+        X-Request-Id for another collection or a data write never collides with it."""
+        return f"{self.tenant}/{collection}/{verb}/{self.request_id}"
+
+
+def journal_request_id(tenant: str, request_id: str) -> str:
+    """See :attr:`RequestContext.journal_request_id` (the default tenant's keys are unchanged)."""
+    return request_id if tenant == DEFAULT_TENANT else f"{tenant}/{request_id}"
+
 
 # --- search ------------------------------------------------------------------------------------------
 

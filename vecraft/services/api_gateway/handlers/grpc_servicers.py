@@ -113,7 +113,8 @@ class OperationServicer(gateway_pb2_grpc.OperationServiceServicer):
 
     async def GetOperation(self, request: gateway_pb2.GetOperationRequest,
                            context: Context) -> journal_pb2.LookupRequestResponse:
-        return codec.operation_response(await self._gateway.operation(request.request_id))
+        ctx = _context(context)
+        return codec.operation_response(await self._gateway.operation(request.request_id, ctx))
 
     async def ReadJournal(self, request: gateway_pb2.ReadJournalRequest,
                           context: Context) -> gateway_pb2.ReadJournalResponse:

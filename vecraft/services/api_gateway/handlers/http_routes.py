@@ -197,8 +197,10 @@ def build_router(gateway: Gateway) -> APIRouter:
     # --- operations and audit ------------------------------------------------------------------------
     @router.get("/operations/{request_id}", response_model=schemas.OperationResponse,
                 tags=["operations"], summary="Where a request landed and which replicas applied it")
-    async def get_operation(request_id: str) -> JSONResponse:
-        return JSONResponse(codec.operation_json(await gateway.operation(request_id)))
+    async def get_operation(request: Request, request_id: str,
+                            x_tenant: TenantHeader = None) -> JSONResponse:
+        status = await gateway.operation(request_id, codec.request_context(request))
+        return JSONResponse(codec.operation_json(status))
 
     @router.get("/journal/{partition}", response_model=schemas.JournalPageResponse,
                 tags=["operations"], summary="Journal entries of a partition (audit, lineage)")

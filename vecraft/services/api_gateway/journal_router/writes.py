@@ -6,9 +6,9 @@ the sorted unique shards of the ids so the journal knows which replicas must
 acknowledge. DDL is not appended here: the meta manager orders it through the
 ``system`` partition (see :mod:`vecraft.services.api_gateway.gateway`).
 
-Idempotency: the request id is the journal's deduplication key, so a retry
-with the same id is answered with the original position and never appended
-twice. Ids the client leaves out are derived from the request id, so a retry
+Idempotency: the request id (per tenant) is the journal's deduplication key,
+so a retry with the same id is answered with the original position and never
+appended twice. Ids the client leaves out are derived from the request id, so a retry
 also reports the same ids as the original.
 """
 
@@ -71,7 +71,7 @@ class WriteRouter:
                       ctx: RequestContext, kind: str) -> WriteOutcome:
         with timed(_APPEND_SECONDS.labels(kind)):
             answer = await self._downstream.append(
-                schema.partition, payload, request_id=ctx.request_id,
+                schema.partition, payload, request_id=ctx.journal_request_id,
                 shards=touched_shards(ids, schema.shards), ack=ack, client_hlc=self._max_hlc)
         self._max_hlc = max(self._max_hlc, answer.hlc)
         return WriteOutcome(
