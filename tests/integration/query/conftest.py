@@ -41,7 +41,8 @@ class Writer:
 
     async def create(self, name: str, dim: int, metric: str = "cosine") -> Collection:
         schema, payload = create_payload(name, dim, metric)
-        await self.journal.append(PARTITION, payload, request_id=uuid.uuid4().hex, ack=journal_pb2.ACK_JOURNAL)
+        await self.journal.append(PARTITION, payload, request_id=uuid.uuid4().hex,
+                                  ack=journal_pb2.ACK_JOURNAL)
         return Collection(schema)
 
     async def write(self, coll: Collection, ids: Sequence[str], vectors: np.ndarray,
@@ -59,7 +60,8 @@ class QueryClient:
 
     async def search(self, coll: str, vector: np.ndarray | Sequence[float], *, k: int = 10,
                      level: ConsistencyLevel = ConsistencyLevel.EVENTUAL, max_staleness_ms: int = 0,
-                     min_offset: int = 0, filter_json: str = "", timeout_ms: int = 0) -> query_pb2.QuerySearchResponse:
+                     min_offset: int = 0, filter_json: str = "",
+                     timeout_ms: int = 0) -> query_pb2.QuerySearchResponse:
         req = query_pb2.QuerySearchRequest(
             collection=coll, tenant="default", vector=np.asarray(vector, dtype="<f4").tobytes(), k=k,
             filter_json=filter_json, level=level.to_proto(), max_staleness_ms=max_staleness_ms,

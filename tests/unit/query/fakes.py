@@ -21,7 +21,8 @@ def create_payload(name: str, dim: int, metric: str = "cosine", *, shards: int =
     """A CREATE DDL payload for collection ``name`` of tenant "default"."""
     schema = collection_pb2.CollectionSchema(
         tenant="default", name=name, dim=dim, metric=metric, shards=shards, replicas=1, partition=partition,
-        collection_id=uuid.uuid4().hex, hnsw=collection_pb2.HnswParams(m=16, ef_construction=100, ef_search=64))
+        collection_id=uuid.uuid4().hex,
+        hnsw=collection_pb2.HnswParams(m=16, ef_construction=100, ef_search=64))
     ddl = journal_pb2.CollectionDDL(kind=journal_pb2.CollectionDDL.CREATE, schema=schema)
     return schema, journal_pb2.JournalPayload(mutations=[journal_pb2.Mutation(ddl=ddl)]).SerializeToString()
 
@@ -30,7 +31,8 @@ def write_payload(schema: collection_pb2.CollectionSchema, ids: Sequence[str], v
                   metadata: Sequence[str] | None = None) -> bytes:
     """An upsert payload of ``ids`` with ``vectors`` (rows) and metadata JSON."""
     write = journal_pb2.VectorWrite(
-        collection=schema.name, collection_id=schema.collection_id, upsert=True, ids=list(ids), dim=schema.dim,
+        collection=schema.name, collection_id=schema.collection_id, upsert=True, ids=list(ids),
+        dim=schema.dim,
         vectors=np.ascontiguousarray(vectors, dtype="<f4").tobytes(),
         metadata_json=list(metadata) if metadata is not None else [""] * len(ids))
     return journal_pb2.JournalPayload(mutations=[journal_pb2.Mutation(write=write)]).SerializeToString()
@@ -70,7 +72,8 @@ class FakeJournal:
             raise Unavailable("journal down")
         return {p: self.head(p) for p in partitions}
 
-    async def pull(self, partition: str, from_offset: int, to_offset: int = 0) -> list[journal_pb2.JournalEntry]:
+    async def pull(self, partition: str, from_offset: int,
+                   to_offset: int = 0) -> list[journal_pb2.JournalEntry]:
         self.pull_calls.append((partition, from_offset, to_offset))
         await self.gate.wait()
         if self.down:
@@ -79,5 +82,6 @@ class FakeJournal:
         last = to_offset or len(log)
         return [e for e in log if from_offset <= e.offset <= last]
 
-    def subscribe(self, partition: str, from_offset: int, **_: object) -> AsyncIterator[journal_pb2.JournalEntry]:
+    def subscribe(self, partition: str, from_offset: int,
+                  **_: object) -> AsyncIterator[journal_pb2.JournalEntry]:
         raise NotImplementedError("unit tests drive the cache without a push stream")

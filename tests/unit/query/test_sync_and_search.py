@@ -52,14 +52,15 @@ def add(journal: FakeJournal, rid: str, row: int) -> int:
     vec = np.zeros((1, DIM), np.float32)
     vec[0, row] = 1
     meta = orjson.dumps({"rid": rid}).decode()
-    return journal.append(write_payload(journal.schema, [rid], vec, [meta])).offset  # type: ignore[attr-defined]
+    schema = journal.schema  # type: ignore[attr-defined]
+    return journal.append(write_payload(schema, [rid], vec, [meta])).offset
 
 
 def request(level: L, row: int = 0, **kw: object) -> query_pb2.QuerySearchRequest:
     vec = np.zeros(DIM, np.float32)
     vec[row] = 1
-    return query_pb2.QuerySearchRequest(collection="c", vector=vec.astype("<f4").tobytes(), k=3, level=int(level),
-                                        **kw)  # type: ignore[arg-type]
+    return query_pb2.QuerySearchRequest(collection="c", vector=vec.astype("<f4").tobytes(), k=3,
+                                        level=int(level), **kw)  # type: ignore[arg-type]
 
 
 async def test_concurrent_syncs_coalesce_into_one_pull(journal: FakeJournal, cache: ShardCache) -> None:
@@ -110,7 +111,8 @@ async def test_journal_failure_reaches_every_waiter(journal: FakeJournal, cache:
     syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
     target = add(journal, "lost", 2)
     journal.down = True
-    results = await asyncio.gather(*(syncer.sync_to(PARTITION, target) for _ in range(3)), return_exceptions=True)
+    results = await asyncio.gather(*(syncer.sync_to(PARTITION, target) for _ in range(3)),
+                                   return_exceptions=True)
     assert all(isinstance(r, Unavailable) for r in results)
     journal.down = False
     assert await syncer.sync_to(PARTITION, target) is True
@@ -162,14 +164,16 @@ async def test_collection_created_after_the_cache_is_found_by_strong_reads(journ
     schema, ddl = create_payload("fresh", DIM)
     journal.append(ddl)
     journal.append(write_payload(schema, ["f"], np.ones((1, DIM), np.float32)))
+    vector = np.ones(DIM, "<f4").tobytes()
     with pytest.raises(NotFound):
-        await s.search(query_pb2.QuerySearchRequest(collection="fresh", vector=np.ones(DIM, "<f4").tobytes(), k=1))
-    resp = await s.search(query_pb2.QuerySearchRequest(collection="fresh", vector=np.ones(DIM, "<f4").tobytes(),
-                                                       k=1, level=int(L.STRONG)))
+        await s.search(query_pb2.QuerySearchRequest(collection="fresh", vector=vector, k=1))
+    resp = await s.search(query_pb2.QuerySearchRequest(collection="fresh", vector=vector, k=1,
+                                                       level=int(L.STRONG)))
     assert [r.id for r in resp.results] == ["f"] and resp.consistency_info.sync_performed
 
 
-async def test_cold_cache_without_storage_nodes_is_unavailable(journal: FakeJournal, cache: ShardCache) -> None:
+async def test_cold_cache_without_storage_nodes_is_unavailable(journal: FakeJournal,
+                                                               cache: ShardCache) -> None:
     syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
     s = VectorSearcher(cache, syncer, {}, sync_timeout_ms=1000, warm=lambda: False)
     with pytest.raises(Unavailable, match="warming"):

@@ -120,7 +120,8 @@ class QueryProcessor(Service):
         syncer = PartitionSyncer(self._journal, self.cache, self.tails)
         if self.cfg.storage_addresses:
             self._fallback = StorageFallback(self.cfg.storage_addresses)
-        self.searcher = VectorSearcher(self.cache, syncer, self.tails, sync_timeout_ms=self.cfg.sync_timeout_ms,
+        self.searcher = VectorSearcher(self.cache, syncer, self.tails,
+                                       sync_timeout_ms=self.cfg.sync_timeout_ms,
                                        warm=lambda: self.warm, fallback=self._fallback)
         if self.settings.meta_address:
             self.spawn(keep_registered(self.settings.meta_address, self._node_info, self.cfg.node_ttl_ms),
@@ -144,8 +145,9 @@ class QueryProcessor(Service):
         metrics.WARMUP_SECONDS.set(elapsed)
         self.warm = True
         self.set_ready()
-        log.info("cache warm; ready", extra={"entries": entries, "seconds": round(elapsed, 3),
-                                             "applied": {p: self.cache.applied(p)[0] for p in self.partitions}})
+        applied = {p: self.cache.applied(p)[0] for p in self.partitions}
+        log.info("cache warm; ready",
+                 extra={"entries": entries, "seconds": round(elapsed, 3), "applied": applied})
 
     def _node_info(self) -> meta_pb2.NodeInfo:
         return meta_pb2.NodeInfo(node_id=self.node_id, role="query", address=self.grpc_address,

@@ -20,7 +20,6 @@ import numpy as np
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.aggregation import ShardHits
 from vecraft.services.query_processor.cache.freshness import PartitionFreshness
-from vecraft.shared.common.errors import NotFound
 from vecraft.shared.common.metrics import timed
 from vecraft.shared.index import ShardState
 from vecraft.shared.model.filters import Filter
@@ -103,13 +102,6 @@ class ShardCache:
     def schema(self, tenant: str, name: str) -> collection_pb2.CollectionSchema:
         """The collection's schema as of the applied state; NotFound if unknown."""
         return self.states[self.shards[0]].schema(tenant, name)
-
-    def has_collection(self, tenant: str, name: str) -> bool:
-        try:
-            self.schema(tenant, name)
-        except NotFound:
-            return False
-        return True
 
     async def search(self, shards: Sequence[int], tenant: str, collection: str, query: np.ndarray, k: int,
                      flt: Filter | None, ef_search: int | None) -> list[ShardHits]:

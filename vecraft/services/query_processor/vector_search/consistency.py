@@ -44,7 +44,8 @@ class ReadRequirement:
     max_staleness_ms: int = 0
 
 
-def requirement(level: ConsistencyLevel, *, max_staleness_ms: int = 0, min_offset: int = 0) -> ReadRequirement:
+def requirement(level: ConsistencyLevel, *, max_staleness_ms: int = 0,
+                min_offset: int = 0) -> ReadRequirement:
     """The requirement of a request, validated.
 
     Raises:

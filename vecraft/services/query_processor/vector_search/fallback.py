@@ -78,7 +78,8 @@ class StorageFallback:
             sync_performed=any(a.sync_performed for a in answers),
         )
 
-    async def _search_shard(self, q: ParsedQuery, shard: int, timeout_s: float) -> storage_pb2.ShardSearchResponse:
+    async def _search_shard(self, q: ParsedQuery, shard: int,
+                            timeout_s: float) -> storage_pb2.ShardSearchResponse:
         addresses = self._by_shard.get(shard, [])
         if not addresses:
             raise Unavailable(f"no storage replica of shard {shard} is reachable", retry_after_ms=500)

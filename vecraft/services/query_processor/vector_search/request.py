@@ -51,7 +51,8 @@ def parse_query(req: query_pb2.QuerySearchRequest, served_shards: Sequence[int])
     """
     level = ConsistencyLevel.from_proto(req.level)
     if len(req.vector) == 0 or len(req.vector) % 4:
-        raise InvalidRequest(f"vector must be non-empty float32 little-endian bytes, got {len(req.vector)} bytes")
+        raise InvalidRequest("vector must be non-empty float32 little-endian bytes, "
+                             f"got {len(req.vector)} bytes")
     vector = np.frombuffer(req.vector, dtype="<f4").astype(np.float32)
     if vector.size > MAX_DIM:
         raise InvalidRequest(f"vector has {vector.size} dimensions, at most {MAX_DIM} are allowed")

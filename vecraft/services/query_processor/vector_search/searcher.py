@@ -22,7 +22,6 @@ never silently downgraded.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,8 +41,6 @@ from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFo
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.routing import TXN_PARTITION
 from vecraft.shared.rpc.v1 import collection_pb2, query_pb2, search_pb2
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +88,10 @@ class VectorSearcher:
                     else:
                         resp = await self._from_storage(q, timeout_s)
             except TimeoutError:
-                raise DeadlineExceeded(
-                    f"consistency level {q.level.wire_name} could not be met within {int(timeout_s * 1000)} ms",
-                    details={"level": q.level.wire_name, "timeout_ms": int(timeout_s * 1000)}) from None
+                ms = int(timeout_s * 1000)
+                name = q.level.wire_name
+                raise DeadlineExceeded(f"consistency level {name} could not be met within {ms} ms",
+                                       details={"level": name, "timeout_ms": ms}) from None
         except VecraftError as err:
             metrics.REQUESTS.labels(level_name, err.wire_name).inc()
             raise
