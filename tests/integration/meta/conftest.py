@@ -34,14 +34,36 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def backend_args(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
-    """Flags selecting the backend, with a fresh SQLite directory or etcd prefix per test."""
+def make_backend_args(backend: str, request: pytest.FixtureRequest, meta_dir: Path) -> list[str]:
+    """Flags selecting the backend, with a fresh SQLite directory or etcd prefix."""
     if backend == "etcd":
         cluster: EtcdCluster = request.getfixturevalue("etcd")
         return ["--backend", "etcd", "--etcd-endpoints", ",".join(cluster.endpoints),
-                "--etcd-prefix", f"/test-{uuid.uuid4().hex[:12]}", "--data-dir", str(tmp_path / "meta")]
-    return ["--backend", "sqlite", "--data-dir", str(tmp_path / "meta")]
+                "--etcd-prefix", f"/test-{uuid.uuid4().hex[:12]}", "--data-dir", str(meta_dir)]
+    return ["--backend", "sqlite", "--data-dir", str(meta_dir)]
+
+
+@pytest.fixture
+def backend_args(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
+    return make_backend_args(backend, request, tmp_path / "meta")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "etcd"])
+def shared_meta(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One journal + meta manager per backend for a whole module (tests isolate by tenant / ids)."""
+    base = tmp_path_factory.mktemp(f"shared-{request.param}")
+    logs = base / "logs"
+    logs.mkdir()
+    journal = ServiceProcess(JOURNAL, ["--data-dir", str(base / "journal"), "--data-partitions", "4"], logs)
+    journal.start()
+    meta = ServiceProcess(META, [*make_backend_args(str(request.param), request, base / "meta"),
+                                 "--journal-address", journal.grpc_address, "--data-partitions", "4"], logs)
+    try:
+        yield meta.start()
+    finally:
+        meta.stop(timeout=5)
+        journal.stop(timeout=5)
 
 
 @pytest.fixture

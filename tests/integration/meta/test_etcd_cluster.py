@@ -25,7 +25,8 @@ async def test_meta_manager_survives_losing_one_of_three_etcd_members(
         start_service: Callable[..., ServiceProcess], journal: ServiceProcess, tmp_path: Path) -> None:
     with EtcdCluster(tmp_path / "etcd3", size=3) as etcd:
         meta = start_service(META, ["--backend", "etcd", "--etcd-endpoints", ",".join(etcd.endpoints),
-                                    "--journal-address", journal.grpc_address, "--data-dir", str(tmp_path / "m")])
+                                    "--journal-address", journal.grpc_address,
+                                    "--data-dir", str(tmp_path / "m")])
         client = MetaClient(meta.grpc_address)
         try:
             before = await client.create_collection("before", 4)
@@ -43,8 +44,10 @@ async def test_meta_manager_survives_losing_one_of_three_etcd_members(
             assert (await client.alter_collection("before", ef_search=32)).hnsw.ef_search == 32
             await client.drop_collection("after")
             # The watch resumed on a surviving member without losing events.
-            await events.wait_for(lambda e: e.type == meta_pb2.WatchEvent.DELETE and e.collection.name == "after")
-            await events.wait_for(lambda e: e.collection.name == "before" and e.collection.hnsw.ef_search == 32)
+            await events.wait_for(
+                lambda e: e.type == meta_pb2.WatchEvent.DELETE and e.collection.name == "after")
+            await events.wait_for(
+                lambda e: e.collection.name == "before" and e.collection.hnsw.ef_search == 32)
             await events.close()
         finally:
             await client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -21,9 +22,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 PUT, DELETE = meta_pb2.WatchEvent.PUT, meta_pb2.WatchEvent.DELETE
 
 
+@pytest.fixture
+async def client(shared_meta: ServiceProcess) -> AsyncIterator[MetaClient]:
+    """A client of this module's shared meta manager (one per backend)."""
+    c = MetaClient(shared_meta.grpc_address)
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant of this test alone: tests share one meta manager."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
 def node(node_id: str, role: str, shards: tuple[int, ...] = (), partitions: tuple[str, ...] = ()) \
         -> meta_pb2.NodeInfo:
-    return meta_pb2.NodeInfo(node_id=node_id, role=role, address=f"127.0.0.1:{abs(hash(node_id)) % 50000 + 1000}",
+    port = abs(hash(node_id)) % 50000 + 1000
+    return meta_pb2.NodeInfo(node_id=node_id, role=role, address=f"127.0.0.1:{port}",
                              shards=shards, partitions=partitions)
 
 
@@ -58,86 +74,97 @@ class Events:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def test_placement_maps_shards_to_registered_nodes(client: MetaClient) -> None:
-    await client.create_collection("docs", 4, shards=2, tenant="acme")
-    for n in (node("s0r0", "storage", (0,)), node("s0r1", "storage", (0,)), node("s1r0", "storage", (1,)),
-              node("q0", "query", (0,)), node("q01", "query", (0, 1)), node("gw", "gateway"),
-              node("j", "journal", partitions=("data-0", "data-1", "data-2", "data-3", "system"))):
+async def test_placement_maps_shards_to_registered_nodes(client: MetaClient, tenant: str) -> None:
+    await client.create_collection("docs", 4, shards=2, tenant=tenant)
+    ids = {k: f"{tenant}-{k}" for k in ("s0r0", "s0r1", "s1r0", "q0", "q01", "gw", "j")}
+    for n in (node(ids["s0r0"], "storage", (0,)), node(ids["s0r1"], "storage", (0,)),
+              node(ids["s1r0"], "storage", (1,)), node(ids["q0"], "query", (0,)),
+              node(ids["q01"], "query", (0, 1)), node(ids["gw"], "gateway"),
+              node(ids["j"], "journal", partitions=("data-0", "data-1", "data-2", "data-3", "system"))):
         await client.register_node(n, 60_000)
-    placement = await client.get_placement("docs", tenant="acme")
-    assert placement.collection.name == "docs" and placement.partition == tenant_partition("acme", 4)
+    placement = await client.get_placement("docs", tenant=tenant)
+    assert placement.collection.name == "docs" and placement.partition == tenant_partition(tenant, 4)
     by_shard = {s.shard: s for s in placement.shards}
     assert sorted(by_shard) == [0, 1]
-    assert sorted(n.node_id for n in by_shard[0].storage_replicas) == ["s0r0", "s0r1"]
-    assert [n.node_id for n in by_shard[1].storage_replicas] == ["s1r0"]
-    assert sorted(n.node_id for n in by_shard[0].query_processors) == ["q0", "q01"]
-    assert [n.node_id for n in by_shard[1].query_processors] == ["q01"]
-    assert placement.partition_owner.node_id == "j"
-    assert {n.node_id for n in await client.list_nodes("storage")} == {"s0r0", "s0r1", "s1r0"}
+
+    def mine(nodes: object) -> list[str]:
+        return sorted(n.node_id.removeprefix(f"{tenant}-") for n in nodes  # type: ignore[attr-defined]
+                      if n.node_id.startswith(tenant))
+
+    assert mine(by_shard[0].storage_replicas) == ["s0r0", "s0r1"]
+    assert mine(by_shard[1].storage_replicas) == ["s1r0"]
+    assert mine(by_shard[0].query_processors) == ["q0", "q01"]
+    assert mine(by_shard[1].query_processors) == ["q01"]
+    assert placement.partition_owner.node_id == ids["j"]
+    assert mine(await client.list_nodes("storage")) == ["s0r0", "s0r1", "s1r0"]
     with pytest.raises(NotFound):
-        await client.get_placement("missing", tenant="acme")
+        await client.get_placement("missing", tenant=tenant)
 
 
-async def test_tenant_partition_hash_override_and_refused_move(client: MetaClient) -> None:
-    default = await client.get_tenant_partition("t1")
-    assert (default.partition, default.explicit) == (tenant_partition("t1", 4), False)
-    pinned = await client.set_tenant_partition("t1", "data-3")
+async def test_tenant_partition_hash_override_and_refused_move(client: MetaClient, tenant: str) -> None:
+    default = await client.get_tenant_partition(tenant)
+    assert (default.partition, default.explicit) == (tenant_partition(tenant, 4), False)
+    pinned = await client.set_tenant_partition(tenant, "data-3")
     assert (pinned.partition, pinned.explicit) == ("data-3", True)
-    created = await client.create_collection("docs", 4, tenant="t1")
+    created = await client.create_collection("docs", 4, tenant=tenant)
     assert created.partition == "data-3"
-    assert (await client.set_tenant_partition("t1", "data-3")).partition == "data-3"
+    assert (await client.set_tenant_partition(tenant, "data-3")).partition == "data-3"
     with pytest.raises(Conflict, match="drop them"):
-        await client.set_tenant_partition("t1", "data-1")
+        await client.set_tenant_partition(tenant, "data-1")
     for bad in ("data-4", "system", "txn", "nope"):
         with pytest.raises(InvalidRequest):
-            await client.set_tenant_partition("t2", bad)
-    await client.drop_collection("docs", tenant="t1")
-    assert (await client.set_tenant_partition("t1", "data-1")).partition == "data-1"
+            await client.set_tenant_partition(f"{tenant}x", bad)
+    with pytest.raises(InvalidRequest):
+        await client.set_tenant_partition("bad tenant", "data-0")
+    await client.drop_collection("docs", tenant=tenant)
+    assert (await client.set_tenant_partition(tenant, "data-1")).partition == "data-1"
 
 
-async def test_lease_expiry_and_watch_events(client: MetaClient) -> None:
-    await client.create_collection("before", 4)
+async def test_lease_expiry_and_watch_events(client: MetaClient, tenant: str) -> None:
+    await client.create_collection("before", 4, tenant=tenant)
     events = Events(client.watch())
+    st = f"{tenant}-st"
     try:
         # Snapshot first: the existing collection and this meta manager's own node.
-        await events.wait_for(lambda e: e.revision == 0 and e.collection.name == "before")
+        await events.wait_for(lambda e: e.revision == 0 and e.collection.tenant == tenant)
         await events.wait_for(lambda e: e.revision == 0 and e.node.role == "meta")
 
-        lease = await client.register_node(node("st", "storage", (0,)), ttl_ms=1000)
+        lease = await client.register_node(node(st, "storage", (0,)), ttl_ms=1000)
         assert lease.lease_id and lease.ttl_ms >= 1000
-        put = await events.wait_for(lambda e: e.type == PUT and e.node.node_id == "st")
+        put = await events.wait_for(lambda e: e.type == PUT and e.node.node_id == st)
         assert put.revision > 0 and put.node.state == "up"
         # Heartbeats keep it alive past its TTL.
         for _ in range(int(lease.ttl_ms / 300) + 2):
-            assert await client.heartbeat("st", lease.lease_id)
+            assert await client.heartbeat(st, lease.lease_id)
             await asyncio.sleep(0.3)
-        assert "st" in {n.node_id for n in await client.list_nodes()}
-        assert not await client.heartbeat("st", "not-my-lease")
+        assert st in {n.node_id for n in await client.list_nodes()}
+        assert not await client.heartbeat(st, "not-my-lease")
         # Then silence: the lease expires, watchers see DELETE with state "down".
         started = time.monotonic()
-        gone = await events.wait_for(lambda e: e.type == DELETE and e.node.node_id == "st",
+        gone = await events.wait_for(lambda e: e.type == DELETE and e.node.node_id == st,
                                      timeout=lease.ttl_ms / 1000 + 15)
         assert gone.node.state == "down" and gone.revision > put.revision
         assert time.monotonic() - started >= lease.ttl_ms / 1000 * 0.5
-        assert "st" not in {n.node_id for n in await client.list_nodes()}
-        assert not await client.heartbeat("st", lease.lease_id)
+        assert st not in {n.node_id for n in await client.list_nodes()}
+        assert not await client.heartbeat(st, lease.lease_id)
 
-        created = await client.create_collection("after", 4)
-        put_c = await events.wait_for(lambda e: e.type == PUT and e.collection.name == "after")
-        assert put_c.collection.collection_id == created.collection_id
-        await client.drop_collection("after")
-        dropped = await events.wait_for(lambda e: e.type == DELETE and e.collection.name == "after")
+        created = await client.create_collection("after", 4, tenant=tenant)
+        put_c = await events.wait_for(lambda e: e.type == PUT and e.collection.collection_id
+                                      == created.collection_id)
+        await client.drop_collection("after", tenant=tenant)
+        dropped = await events.wait_for(lambda e: e.type == DELETE and e.collection.collection_id
+                                        == created.collection_id)
         assert dropped.revision > put_c.revision
     finally:
         await events.close()
 
 
-async def test_watch_topics_filter_and_bad_topic(client: MetaClient) -> None:
+async def test_watch_topics_filter_and_bad_topic(client: MetaClient, tenant: str) -> None:
     events = Events(client.watch(["collections"]))
     try:
-        await client.register_node(node("quiet", "query", (0,)), 60_000)
-        await client.create_collection("c1", 4)
-        await events.wait_for(lambda e: e.collection.name == "c1")
+        await client.register_node(node(f"{tenant}-quiet", "query", (0,)), 60_000)
+        await client.create_collection("c1", 4, tenant=tenant)
+        await events.wait_for(lambda e: e.collection.tenant == tenant and e.collection.name == "c1")
         assert all(e.WhichOneof("item") == "collection" for e in events.seen)
     finally:
         await events.close()
@@ -146,7 +173,7 @@ async def test_watch_topics_filter_and_bad_topic(client: MetaClient) -> None:
             pass
 
 
-async def test_register_validation(client: MetaClient) -> None:
+async def test_register_validation(client: MetaClient, tenant: str) -> None:
     with pytest.raises(InvalidRequest):
         await client.register_node(meta_pb2.NodeInfo(node_id="", role="storage"))
     with pytest.raises(InvalidRequest):
@@ -154,30 +181,33 @@ async def test_register_validation(client: MetaClient) -> None:
     with pytest.raises(InvalidRequest):
         await client.register_node(meta_pb2.NodeInfo(node_id="n", role="storage"), ttl_ms=10)
     # Re-registering replaces the old lease.
-    first = await client.register_node(node("n", "storage", (0,)), 60_000)
-    second = await client.register_node(node("n", "storage", (1,)), 60_000)
-    assert not await client.heartbeat("n", first.lease_id)
-    assert await client.heartbeat("n", second.lease_id)
-    [stored] = [n for n in await client.list_nodes("storage") if n.node_id == "n"]
+    n = f"{tenant}-n"
+    first = await client.register_node(node(n, "query", (0,)), 60_000)
+    second = await client.register_node(node(n, "query", (1,)), 60_000)
+    assert not await client.heartbeat(n, first.lease_id)
+    assert await client.heartbeat(n, second.lease_id)
+    [stored] = [x for x in await client.list_nodes("query") if x.node_id == n]
     assert list(stored.shards) == [1]
 
 
-async def test_hlc_drift_flags_and_metric(client: MetaClient, meta: ServiceProcess) -> None:
+async def test_hlc_drift_flags_and_metric(client: MetaClient, shared_meta: ServiceProcess,
+                                          tenant: str) -> None:
     now = time.time_ns() // 1_000_000
-    ok = await client.report_hlc("good", pack(now, 3))
+    good, fast, slow = (f"{tenant}-{k}" for k in ("good", "fast", "slow"))
+    ok = await client.report_hlc(good, pack(now, 3))
     assert not ok.flagged and abs(ok.drift_ms) < 250 and ok.cluster_hlc >= pack(now, 3)
-    ahead = await client.report_hlc("fast", pack(now + 5_000, 0))
+    ahead = await client.report_hlc(fast, pack(now + 5_000, 0))
     assert ahead.flagged and ahead.drift_ms > 4_000
     # A flagged clock does not drag the cluster high-water mark into the future.
     assert ahead.cluster_hlc < pack(now + 4_000, 0)
-    behind = await client.report_hlc("slow", pack(now - 5_000, 0))
+    behind = await client.report_hlc(slow, pack(now - 5_000, 0))
     assert behind.flagged and behind.drift_ms < -4_000
     with pytest.raises(InvalidRequest):
         await client.report_hlc("", 1)
     async with httpx.AsyncClient() as http:
-        metrics = (await http.get(f"http://{meta.http_address}/metrics")).text
-        health = (await http.get(f"http://{meta.http_address}/healthz")).json()
-    assert 'vecraft_meta_hlc_drift_ms{node="fast"}' in metrics
-    assert 'vecraft_meta_hlc_flagged_nodes{node="fast"} 1.0' in metrics
+        metrics = (await http.get(f"http://{shared_meta.http_address}/metrics")).text
+        health = (await http.get(f"http://{shared_meta.http_address}/healthz")).json()
+    assert f'vecraft_meta_hlc_drift_ms{{node="{fast}"}}' in metrics
+    assert f'vecraft_meta_hlc_flagged_nodes{{node="{fast}"}} 1.0' in metrics
     assert health["role"] == "meta" and health["backend"] in ("sqlite", "etcd")
-    assert health["flagged_clocks"] == ["fast", "slow"]
+    assert {fast, slow} <= set(health["flagged_clocks"]) and good not in health["flagged_clocks"]

@@ -26,7 +26,8 @@ async def store(tmp_path: Path) -> AsyncIterator[MetaStore]:
 
 
 def record(offset: int, kind: int, name: str, cid: str, applied: bool = True) -> DdlRecord:
-    schema = collection_pb2.CollectionSchema(tenant="t", name=name, dim=4, collection_id=cid, ddl_offset=offset)
+    schema = collection_pb2.CollectionSchema(tenant="t", name=name, dim=4, collection_id=cid,
+                                             ddl_offset=offset)
     return DdlRecord(request_id=f"r{offset}", offset=offset, hlc=offset, kind=kind, tenant="t", name=name,
                      applied=applied, schema=schema if applied else None)
 
@@ -76,4 +77,5 @@ def test_open_store_checks_the_backend(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match="etcd-endpoints"):
         open_store("etcd", data_dir=tmp_path, etcd_endpoints=[], etcd_prefix="/x")
     with pytest.raises(InvalidRequest, match="unknown meta backend"):
-        open_store("zookeeper", data_dir=tmp_path, etcd_endpoints=[], etcd_prefix="/x")  # type: ignore[arg-type]
+        open_store("zookeeper", data_dir=tmp_path, etcd_endpoints=[],  # type: ignore[arg-type]
+                   etcd_prefix="/x")

@@ -237,7 +237,8 @@ class EtcdMetaStore(MetaStore):
         nodes = []
         for kv in rng.kvs:
             node = codec.decode_message(kv.value, meta_pb2.NodeInfo)
-            node.last_heartbeat_unix_ms = max(node.last_heartbeat_unix_ms, self._last_beat.get(node.node_id, 0))
+            beat = self._last_beat.get(node.node_id, 0)
+            node.last_heartbeat_unix_ms = max(node.last_heartbeat_unix_ms, beat)
             if not role or node.role == role:
                 nodes.append(node)
         return sorted(nodes, key=lambda n: n.node_id)
@@ -258,7 +259,8 @@ class EtcdMetaStore(MetaStore):
                       else collection_pb2.CollectionSchema(tenant=rel[1], name=rel[2]))
             return StoreEvent(kind, revision, collection=schema)
         if rel[0] == "nodes" and len(rel) == 2:
-            node = codec.decode_message(value, meta_pb2.NodeInfo) if value else meta_pb2.NodeInfo(node_id=rel[1])
+            node = (codec.decode_message(value, meta_pb2.NodeInfo) if value
+                    else meta_pb2.NodeInfo(node_id=rel[1]))
             if deleted:
                 node.state = "down"
                 self._last_beat.pop(node.node_id, None)
