@@ -115,8 +115,9 @@ async def test_strong_sees_every_acknowledged_write(start_query, writer, connect
             assert [r.id for r in resp.results] == [f"t{trial}"], f"trial {trial} missed its write"
             assert info.index_version_used >= required
             assert info.level_achieved == L.STRONG and info.cache_hit
-            # The write is < 1 s old, so the delayed tail cannot have applied it: a pull did.
-            assert info.sync_performed
+            if time.monotonic() - begun < 0.9:
+                # The write is < 1 s old, so the delayed tail cannot have applied it: a pull did.
+                assert info.sync_performed
     log.info("strong p50 %.1f ms, max %.1f ms over %d trials with a concurrent writer",
              1000 * float(np.median(latencies)), 1000 * max(latencies), len(latencies))
 
