@@ -154,6 +154,22 @@ async def run_cell(address: str, writers: int, vectors: int, seconds: float, war
                 round(float(np.percentile(lat, 99)), 3) if n else 0.0, errors)
 
 
+def disk_baseline(directory: Path, chunk: int = 8 << 20, total: int = 64 << 20) -> float:
+    """MB/s of plain ``write`` + ``fdatasync`` of ``chunk``-byte blocks: the device's ceiling here."""
+    path = directory / "disk-baseline"
+    data = os.urandom(chunk)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        started = time.perf_counter()
+        for _ in range(total // chunk):
+            os.write(fd, data)
+            os.fdatasync(fd)
+        return round(total / (time.perf_counter() - started) / 1e6, 1)
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
 def machine() -> dict[str, object]:
     cpu = platform.processor() or ""
     try:
@@ -170,7 +186,8 @@ def machine() -> dict[str, object]:
         except metadata.PackageNotFoundError:
             versions[pkg] = "?"
     return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "platform": platform.platform(), "versions": versions}
+            "platform": platform.platform(), "versions": versions,
+            "load_avg_1m": round(os.getloadavg()[0], 1)}
 
 
 def render_markdown(cells: list[Cell], info: dict[str, object], command: str) -> str:
@@ -179,6 +196,10 @@ def render_markdown(cells: list[Cell], info: dict[str, object], command: str) ->
         f"Command: `{command}`", "",
         f"Machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, {info['platform']}; "
         + ", ".join(f"{k} {v}" for k, v in dict(info["versions"]).items()), "",  # type: ignore[arg-type]
+        f"Load average (1 min) before / after the run: {info['load_avg_before']} / {info['load_avg_1m']} "
+        "(other work on the machine shares its cores). Plain write + fdatasync of 8 MiB blocks in the "
+        f"same temporary directory: {info['disk_mb_per_s']} MB/s (the device's ceiling for fsync'd "
+        "payload).", "",
         "One journal process (local file backend, one data partition) and one load process (this one), "
         "both on this machine; each writer appends back to back and waits for the durable answer "
         "(`ack=journal`). Entries are encoded `JournalPayload`s of dim-128 float32 vectors.", "",
@@ -212,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "vecraft bench journal " + " ".join(shlex.quote(a) for a in (argv or []))
     cells: list[Cell] = []
     modes = [True, False] if args.no_fsync_too else [True]
+    load_before = round(os.getloadavg()[0], 1)
     with tempfile.TemporaryDirectory(prefix="vecraft-bench-journal-") as tmp:
+        disk = disk_baseline(Path(tmp))
         for fsync in modes:
             for vectors in args.vectors:
                 for writers in args.writers:
@@ -230,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                         journal.stop()
                     cells.append(cell)
                     print(json.dumps(asdict(cell)), flush=True)
-    info = machine()
+    info = machine() | {"load_avg_before": load_before, "disk_mb_per_s": disk}
     if not args.no_report:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         results = args.out_dir / "results"
