@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,11 +17,24 @@ from pathlib import Path
 
 import httpx
 
+from vecraft.shared.common.topology import allocate_ports
+
+
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range.
+
+    A port from the ephemeral range (what ``bind(0)`` returns) can be taken by
+    any outgoing connection between this call and the service binding it, or
+    while the service restarts; ports below the range are only taken by
+    listeners. Ports handed out by this process are not handed out again.
+    """
+    taken = _handed_out | {50051, 8000}
+    port = allocate_ports(["test"], taken)["test"].grpc
+    _handed_out.add(port)
+    return port
 
 
 class ServiceProcess:
