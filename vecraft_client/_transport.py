@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -59,6 +60,34 @@ def retry_delay(call: Call[Any], err: VecraftError, attempt: int, retry: RetryCo
     return None
 
 
+def run_with_retries(call: Call[T], retry: RetryConfig, send: Callable[[], T]) -> T:
+    """``send()`` until it succeeds or :func:`retry_delay` says to give up."""
+    attempt = 0
+    while True:
+        try:
+            return send()
+        except VecraftError as err:
+            wait = retry_delay(call, err, attempt, retry)
+            if wait is None:
+                raise
+            time.sleep(wait)
+            attempt += 1
+
+
+async def run_with_retries_async(call: Call[T], retry: RetryConfig, send: Callable[[], Awaitable[T]]) -> T:
+    """The asyncio twin of :func:`run_with_retries`."""
+    attempt = 0
+    while True:
+        try:
+            return await send()
+        except VecraftError as err:
+            wait = retry_delay(call, err, attempt, retry)
+            if wait is None:
+                raise
+            await asyncio.sleep(wait)
+            attempt += 1
+
+
 def _http_request_args(call: Call[Any]) -> dict[str, Any]:
     args: dict[str, Any] = {"params": call.params or None, "headers": dict(call.headers)}
     if call.json is not None:
@@ -84,20 +113,14 @@ class HttpTransport:
         self._retry = retry
 
     def execute(self, call: Call[T]) -> T:
-        attempt = 0
-        while True:
+        def send() -> T:
             try:
-                try:
-                    response = self._client.request(call.method, call.path, **_http_request_args(call))
-                except httpx.HTTPError as exc:
-                    raise error_from_transport(exc) from exc
-                return _http_result(call, response)
-            except VecraftError as err:
-                wait = retry_delay(call, err, attempt, self._retry)
-                if wait is None:
-                    raise
-                time.sleep(wait)
-                attempt += 1
+                response = self._client.request(call.method, call.path, **_http_request_args(call))
+            except httpx.HTTPError as exc:
+                raise error_from_transport(exc) from exc
+            return _http_result(call, response)
+
+        return run_with_retries(call, self._retry, send)
 
     def close(self) -> None:
         self._client.close()
@@ -109,20 +132,14 @@ class AsyncHttpTransport:
         self._retry = retry
 
     async def execute(self, call: Call[T]) -> T:
-        attempt = 0
-        while True:
+        async def send() -> T:
             try:
-                try:
-                    response = await self._client.request(call.method, call.path, **_http_request_args(call))
-                except httpx.HTTPError as exc:
-                    raise error_from_transport(exc) from exc
-                return _http_result(call, response)
-            except VecraftError as err:
-                wait = retry_delay(call, err, attempt, self._retry)
-                if wait is None:
-                    raise
-                await asyncio.sleep(wait)
-                attempt += 1
+                response = await self._client.request(call.method, call.path, **_http_request_args(call))
+            except httpx.HTTPError as exc:
+                raise error_from_transport(exc) from exc
+            return _http_result(call, response)
+
+        return await run_with_retries_async(call, self._retry, send)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -156,20 +173,15 @@ class GrpcTransport:
         assert call.grpc_request is not None and call.grpc_response is not None
         method = self._channel.unary_unary(call.grpc_method, request_serializer=type(call.grpc_request).SerializeToString,
                                            response_deserializer=call.grpc_response.FromString)
-        attempt = 0
-        while True:
+
+        def send() -> T:
             try:
-                try:
-                    response = method(call.grpc_request, timeout=self._timeout, metadata=self._metadata)
-                except grpc.RpcError as exc:
-                    raise from_rpc_error(exc) from exc
-                return _grpc_parse(call, response)
-            except VecraftError as err:
-                wait = retry_delay(call, err, attempt, self._retry)
-                if wait is None:
-                    raise
-                time.sleep(wait)
-                attempt += 1
+                response = method(call.grpc_request, timeout=self._timeout, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc) from exc
+            return _grpc_parse(call, response)
+
+        return run_with_retries(call, self._retry, send)
 
     def close(self) -> None:
         self._channel.close()
@@ -191,20 +203,15 @@ class AsyncGrpcTransport:
         method = self._channel.unary_unary(call.grpc_method,
                                            request_serializer=type(call.grpc_request).SerializeToString,
                                            response_deserializer=call.grpc_response.FromString)
-        attempt = 0
-        while True:
+
+        async def send() -> T:
             try:
-                try:
-                    response = await method(call.grpc_request, timeout=self._timeout, metadata=self._metadata)
-                except grpc.RpcError as exc:
-                    raise from_rpc_error(exc) from exc
-                return _grpc_parse(call, response)
-            except VecraftError as err:
-                wait = retry_delay(call, err, attempt, self._retry)
-                if wait is None:
-                    raise
-                await asyncio.sleep(wait)
-                attempt += 1
+                response = await method(call.grpc_request, timeout=self._timeout, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc) from exc
+            return _grpc_parse(call, response)
+
+        return await run_with_retries_async(call, self._retry, send)
 
     async def close(self) -> None:
         if self._channel is not None:
