@@ -12,7 +12,8 @@ JOURNAL = "vecraft.services.journal_service"
 
 
 @pytest.fixture(scope="module")
-def journal(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
+def journal(tmp_path_factory: pytest.TempPathFactory,
+            request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
     """A ready journal with 2 data partitions; a module may add flags with ``JOURNAL_ARGS``."""
     base = tmp_path_factory.mktemp("journal")
     args = ["--data-dir", str(base / "data"), "--data-partitions", "2", "--log-level", "info",

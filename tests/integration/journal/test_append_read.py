@@ -45,7 +45,8 @@ async def test_concurrent_writers_get_gapless_offsets_and_readable_bytes(journal
     for partition in ("data-1", "system"):
         entries = await clients[0].pull(partition, start[partition] + 1)
         mine = [r for r in acked if r.partition == partition]
-        assert [e.offset for e in entries] == list(range(start[partition] + 1, start[partition] + len(mine) + 1))
+        first = start[partition] + 1
+        assert [e.offset for e in entries] == list(range(first, first + len(mine)))
         assert all(a.hlc < b.hlc for a, b in zip(entries, entries[1:]))
         by_offset = {r.offset: r for r in mine}
         for e in entries:

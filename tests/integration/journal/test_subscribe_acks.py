@@ -38,7 +38,8 @@ async def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[
         await asyncio.sleep(0.05)
 
 
-async def test_ack_all_waits_for_live_replicas_and_marks_a_silent_one_lagging(journal: ServiceProcess) -> None:
+async def test_ack_all_waits_for_live_replicas_and_marks_a_silent_one_lagging(
+        journal: ServiceProcess) -> None:
     client = JournalClient(journal.grpc_address)
     start = (await client.get_offset("data-1"))[0] + 1
     good = client.subscribe("data-1", start, replica_id="s0-r0", shards=[0])

@@ -161,7 +161,8 @@ class JournalClient:
                                          max_entries=max_entries, max_bytes=max_bytes)
         return await self._call("PullWAL", req)
 
-    async def pull(self, partition: str, from_offset: int, to_offset: int = 0) -> list[journal_pb2.JournalEntry]:
+    async def pull(self, partition: str, from_offset: int,
+                   to_offset: int = 0) -> list[journal_pb2.JournalEntry]:
         """Every committed entry ``from_offset..to_offset`` (0 = the head as of this call), paging."""
         first = await self.pull_page(partition, from_offset, to_offset)
         entries = list(first.entries)
@@ -331,6 +332,7 @@ class Subscription:
             self._received = entry.offset
         if event.entries:
             self._changed.set()
-        while (len(self._buffer) > _BUFFER_ENTRIES or self._buffer_bytes > _BUFFER_BYTES) and not self._closed:
+        while not self._closed and (len(self._buffer) > _BUFFER_ENTRIES
+                                    or self._buffer_bytes > _BUFFER_BYTES):
             self._drained.clear()
             await self._drained.wait()

@@ -72,7 +72,8 @@ class Journal:
         if size == 0:
             raise InvalidRequest("empty entry: the payload holds no mutations")
         if size > self.limits.max_entry_bytes:
-            raise InvalidRequest(f"entry of {size} bytes exceeds max_entry_bytes {self.limits.max_entry_bytes}",
+            limit = self.limits.max_entry_bytes
+            raise InvalidRequest(f"entry of {size} bytes exceeds max_entry_bytes {limit}",
                                  details={"bytes": size, "max_entry_bytes": self.limits.max_entry_bytes})
         if len(req.request_id.encode()) > MAX_REQUEST_ID_BYTES:
             raise InvalidRequest(f"request_id is longer than {MAX_REQUEST_ID_BYTES} bytes")

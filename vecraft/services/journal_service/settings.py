@@ -20,11 +20,14 @@ class JournalSettings(ServiceSettings):
     write_ack_timeout_ms: int = Field(
         2000, ge=1, description="replica apply wait before answering and marking the replica lagging")
     backpressure_lag_ms: int = Field(1000, ge=1, description="refuse writes past this replica lag (ms)")
-    backpressure_lag_ops: int = Field(10_000, ge=1, description="refuse writes past this replica lag (entries)")
-    backpressure_lag_bytes: int = Field(25 << 20, ge=1, description="refuse writes past this replica lag (bytes)")
+    backpressure_lag_ops: int = Field(10_000, ge=1,
+                                      description="refuse writes past this replica lag (entries)")
+    backpressure_lag_bytes: int = Field(25 << 20, ge=1,
+                                        description="refuse writes past this replica lag (bytes)")
     replica_liveness_ms: int = Field(
         5000, ge=1, description="a replica with no stream and no report for this long stops counting")
     max_clock_offset_ms: int = Field(500, ge=0, description="refuse writers whose HLC is further ahead")
     heartbeat_ms: int = Field(150, ge=10, description="Subscribe heartbeat interval when idle")
     pull_max_entries: int = Field(10_000, ge=1, description="most entries per PullWAL page / stream event")
-    pull_max_bytes: int = Field(16 << 20, ge=1, description="most payload bytes per PullWAL page / stream event")
+    pull_max_bytes: int = Field(16 << 20, ge=1,
+                                description="most payload bytes per PullWAL page / stream event")

@@ -138,7 +138,8 @@ class LocalPartitionLog(PartitionLog):
                 done = await asyncio.shield(running)
                 return Appended(done.position, True)
         if self._failed is not None:
-            raise Unavailable(f"journal partition {self.name} is read-only after a disk error: {self._failed}")
+            raise Unavailable(f"journal partition {self.name} is read-only after a disk error: "
+                              f"{self._failed}")
         if self._closing:
             raise Unavailable(f"journal partition {self.name} is shutting down", retry_after_ms=500)
         fut: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()

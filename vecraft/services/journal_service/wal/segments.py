@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vecraft.services.journal_service.wal import JournalCorruption
-from vecraft.services.journal_service.wal.records import CorruptRecord, Record, find_valid_record, iter_records
+from vecraft.services.journal_service.wal.records import (
+    CorruptRecord,
+    Record,
+    find_valid_record,
+    iter_records,
+)
 
 log = logging.getLogger(__name__)
 
