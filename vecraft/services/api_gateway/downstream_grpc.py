@@ -23,7 +23,7 @@ from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
 from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
-from vecraft.shared.common.service import grpc_channel
+from vecraft.shared.common.service import GRPC_OPTIONS
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.rpc.v1 import (
     collection_pb2,
@@ -40,6 +40,11 @@ T = TypeVar("T")
 
 #: Deadline of meta manager calls; DDL waits for storage replicas to create the collection.
 META_TIMEOUT_S = 30.0
+
+#: A restarted shard service is used again within about a second: gRPC's default reconnect
+#: backoff grows to two minutes, during which every search of that shard would fail fast.
+_CHANNEL_OPTIONS = [*GRPC_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 def parse_shard_addresses(items: Sequence[str], flag: str) -> dict[int, list[str]]:
@@ -97,7 +102,7 @@ class GrpcDownstream(Downstream):
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = grpc_channel(address)
+            self._channels[address] = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         return self._channels[address]
 
     @property
