@@ -20,8 +20,7 @@ import pytest
 from tests.integration.storage.harness import Writer, node_stub
 from tests.support.procs import ServiceProcess
 from tests.unit.storage import payloads
-from vecraft.services.storage_node.journal_replay.recovery import open_local_state
-from vecraft.services.storage_node.mmap import STATUS_LIVE
+from vecraft.services.storage_node.mmap import LocationIndex, RecordFile, check_consistency
 from vecraft.shared.rpc.v1 import storage_pb2
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -54,19 +53,19 @@ def _expected(history: list[tuple[int, str, list[str], np.ndarray | None, list[s
 
 
 def _on_disk(data_dir: Path, scratch: Path) -> tuple[int, dict[str, str]]:
-    """(applied offset, id -> digest) of a killed node's disk, read through a start-up recovery of a copy."""
+    """(applied offset, id -> digest) of a killed node's disk, after the start-up check on a copy."""
     shutil.copytree(data_dir, scratch)
-    state = open_local_state(scratch, 0)
-    applied = state.applied.get("data-0", (0, 0))[0]
-    coll = state.registry.get("", "docs")
+    records, locations = RecordFile(scratch / "records.bin"), LocationIndex(scratch / "locations.sqlite")
+    check_consistency(records, locations)  # what the restart does first: cut the uncommitted tail
+    applied = locations.progress().get("data-0", (0, 0))[0]
+    (cid,) = locations.schemas()
     out: dict[str, str] = {}
-    for loc in state.locations.live_rows(coll.collection_id):
-        assert loc.status == STATUS_LIVE
-        view = state.records.read(loc.file_offset, loc.length)
+    for loc in locations.live_rows(cid):
+        view = records.read(loc.file_offset, loc.length)
+        assert view.id == loc.id and view.entry_offset == loc.entry_offset
         out[loc.id] = _digest(view.vector.tobytes(), view.metadata_json, view.entry_offset)
-    # The in-memory index rebuilt from that disk holds exactly the same ids.
-    assert set(coll.index.ids()) == set(out)
-    state.close()
+    records.close()
+    locations.close()
     return applied, out
 
 
