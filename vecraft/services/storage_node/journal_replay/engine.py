@@ -89,7 +89,14 @@ class ApplyEngine:
         for chunk in chunks(entries):
             async with self.lock:
                 with timed(metrics.APPLY_LATENCY):
-                    result = await asyncio.to_thread(self._apply_chunk, partition, chunk)
+                    work = asyncio.ensure_future(asyncio.to_thread(self._apply_chunk, partition, chunk))
+                    try:
+                        result = await asyncio.shield(work)
+                    except asyncio.CancelledError:
+                        # A thread cannot be stopped: hold the lock until the chunk is
+                        # done, so a snapshot at shutdown never sees it half applied.
+                        await asyncio.wait([work])
+                        raise
             applied += result.entries
             if result.entries:
                 self._after_commit(result, path)
