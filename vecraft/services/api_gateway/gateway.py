@@ -19,7 +19,7 @@ import numpy as np
 from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.api_gateway.fanout import SearchFanout
 from vecraft.services.api_gateway.journal_router.payloads import summarize_entry
-from vecraft.services.api_gateway.journal_router.writes import WriteRouter, generated_ids
+from vecraft.services.api_gateway.journal_router.writes import TxnStep, WriteRouter, generated_ids
 from vecraft.services.api_gateway.models import (
     CollectionSpec,
     DeleteBatch,
@@ -33,6 +33,7 @@ from vecraft.services.api_gateway.models import (
     RequestContext,
     SearchOutcome,
     SearchQuery,
+    Transaction,
     WriteBatch,
     WriteOutcome,
     journal_request_id,
@@ -44,6 +45,7 @@ from vecraft.shared.model.records import RecordBatch
 from vecraft.shared.model.routing import DEFAULT_COLLECTION, all_partitions, shard_of
 from vecraft.shared.model.schema import CollectionSchema, HnswParams
 from vecraft.shared.model.validation import (
+    validate_batch_size,
     validate_ids,
     validate_max_staleness_ms,
     validate_name,
@@ -54,6 +56,8 @@ from vecraft.shared.rpc.v1 import collection_pb2, storage_pb2
 
 #: Journal reads return at most this many entries per call.
 MAX_JOURNAL_PAGE = 1000
+#: Operations per transaction (their rows count against the batch row limit together).
+MAX_TXN_STEPS = 64
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,11 +130,46 @@ class Gateway:
         # refused request leaves no trace.
         records = RecordBatch.validate(ids, vectors, metadata=batch.metadata, documents=batch.documents)
         schema = await self._schema_for_write(batch.collection, records.dim, ctx)
-        if records.dim != schema.dim:
-            raise InvalidRequest(f"vectors have dimension {records.dim}, collection {schema.name!r} "
-                                 f"expects {schema.dim}",
-                                 details={"expected_dim": schema.dim, "got_dim": records.dim})
+        self._check_dim(schema, records.dim, "the")
         return await self._router.write(schema, records, upsert=batch.upsert, ack=batch.ack, ctx=ctx)
+
+    async def transact(self, txn: Transaction, ctx: RequestContext) -> WriteOutcome:
+        """Apply writes and deletes to several collections atomically (one ``txn`` entry).
+
+        Every step is validated before anything is appended; ids a write step
+        leaves out are derived from the request id and the step's position.
+        """
+        if not 1 <= len(txn.steps) <= MAX_TXN_STEPS:
+            raise InvalidRequest(f"a transaction has 1 to {MAX_TXN_STEPS} operations, got {len(txn.steps)}")
+        validated: list[tuple[WriteBatch | DeleteBatch, RecordBatch | None, list[str]]] = []
+        for n, step in enumerate(txn.steps):
+            validate_name(step.collection)
+            if isinstance(step, DeleteBatch):
+                validated.append((step, None, validate_ids(step.ids, field=f"operations[{n}].ids")))
+                continue
+            vectors = validate_vectors(step.vectors, field=f"operations[{n}].vectors")
+            ids = (step.ids if step.ids is not None
+                   else generated_ids(f"{ctx.journal_request_id}/{n}", vectors.shape[0]))
+            records = RecordBatch.validate(ids, vectors, metadata=step.metadata, documents=step.documents)
+            validated.append((step, records, list(records.ids)))
+        total = sum(len(ids) for _, _, ids in validated)
+        validate_batch_size(total, field="transaction rows")
+        steps: list[TxnStep] = []
+        for n, (step, records, ids) in enumerate(validated):
+            if records is None:
+                steps.append(TxnStep(schema=await self._schema(step.collection, ctx), ids=tuple(ids)))
+                continue
+            schema = await self._schema_for_write(step.collection, records.dim, ctx)
+            self._check_dim(schema, records.dim, f"operations[{n}]")
+            steps.append(TxnStep(schema=schema, ids=records.ids, records=records,
+                                 upsert=isinstance(step, WriteBatch) and step.upsert))
+        return await self._router.transact(steps, ack=txn.ack, ctx=ctx)
+
+    @staticmethod
+    def _check_dim(schema: CollectionSchema, dim: int, where: str) -> None:
+        if dim != schema.dim:
+            raise InvalidRequest(f"{where} vectors have dimension {dim}, collection {schema.name!r} "
+                                 f"expects {schema.dim}", details={"expected_dim": schema.dim, "got_dim": dim})
 
     async def _schema_for_write(self, collection: str, dim: int, ctx: RequestContext) -> CollectionSchema:
         try:

@@ -16,7 +16,6 @@ import numpy as np
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import Filter
 from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
-from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.rpc.v1 import journal_pb2
 
 
@@ -126,6 +125,17 @@ class WriteBatch:
 class DeleteBatch:
     ids: list[Any]
     collection: str = DEFAULT_COLLECTION
+    ack: int = journal_pb2.ACK_DEFAULT
+
+
+@dataclass(slots=True)
+class Transaction:
+    """Writes and deletes across collections that apply together (one ``txn`` journal entry).
+
+    The steps' own ``ack`` is ignored; the transaction's applies.
+    """
+
+    steps: list[WriteBatch | DeleteBatch]
     ack: int = journal_pb2.ACK_DEFAULT
 
 

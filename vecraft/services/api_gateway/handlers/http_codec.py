@@ -36,6 +36,7 @@ from vecraft.services.api_gateway.models import (
     RequestContext,
     SearchOutcome,
     SearchQuery,
+    Transaction,
     WriteBatch,
     WriteOutcome,
 )
@@ -273,6 +274,31 @@ def delete_batch(f: Fields, *, query_ack: str | None) -> DeleteBatch:
     return DeleteBatch(ids=f.list("ids") or [],
                        collection=f.str("collection", DEFAULT_COLLECTION) or DEFAULT_COLLECTION,
                        ack=_ack(f, query_ack))
+
+
+TXN_FIELDS = ("operations", "request_id", "ack", "session_token")
+TXN_STEP_FIELDS = ("op", "collection", "ids", "vectors", "vectors_b64", "dim", "metadatas", "documents")
+TXN_OPS = ("insert", "upsert", "delete")
+
+
+def transaction(f: Fields, *, query_ack: str | None) -> Transaction:
+    """``POST /v1/transactions``: ``operations`` is a list of batch writes / deletes, each naming its ``op``."""
+    items = f.list("operations")
+    if not items:
+        raise InvalidRequest("operations is required: a list of {op: insert|upsert|delete, collection, ...}")
+    steps: list[WriteBatch | DeleteBatch] = []
+    for n, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"operations[{n}] must be a JSON object, got {_kind(item)}")
+        step = Fields(item, TXN_STEP_FIELDS, f"operations[{n}] object")
+        op = step.str("op")
+        if op not in TXN_OPS:
+            raise InvalidRequest(f"operations[{n}].op must be one of {', '.join(TXN_OPS)}, got {op!r}")
+        if op == "delete":
+            steps.append(delete_batch(step, query_ack=None))
+        else:
+            steps.append(write_many(step, upsert=op == "upsert", query_ack=None))
+    return Transaction(steps=steps, ack=_ack(f, query_ack))
 
 
 COLLECTION_FIELDS = ("name", "dim", "metric", "shards", "replicas", "hnsw")

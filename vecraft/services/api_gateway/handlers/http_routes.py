@@ -113,6 +113,17 @@ def build_router(gateway: Gateway) -> APIRouter:
         batch = codec.delete_batch(fields, query_ack=ack)
         return JSONResponse(codec.delete_json(await gateway.delete(batch, ctx)))
 
+    @router.post("/transactions", status_code=201, response_model=schemas.WriteResponse,
+                 tags=["vectors"], openapi_extra=_body(schemas.TransactionRequest),
+                 summary="Write to several collections atomically (one entry of the txn partition)")
+    async def transact(request: Request, ack: AckQuery = None, x_tenant: TenantHeader = None,
+                       x_session_token: SessionHeader = None,
+                       x_request_id: RequestIdHeader = None) -> JSONResponse:
+        fields = codec.Fields(await codec.read_json(request), codec.TXN_FIELDS)
+        ctx = codec.request_context(request, fields)
+        txn = codec.transaction(fields, query_ack=ack)
+        return JSONResponse(codec.write_json(await gateway.transact(txn, ctx)), status_code=201)
+
     @router.put("/vectors/{vector_id}", response_model=schemas.WriteResponse, tags=["vectors"],
                 openapi_extra=_body(schemas.UpsertOneRequest), summary="Insert or replace one vector")
     async def upsert_one(request: Request, vector_id: Annotated[str, Path()], ack: AckQuery = None,

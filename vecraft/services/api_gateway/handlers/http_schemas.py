@@ -105,6 +105,28 @@ class DeleteBatchRequest(_WriteOptions):
     ids: list[str] = Field(..., min_length=1, max_length=MAX_BATCH_ROWS)
 
 
+class TransactionOperation(_Request):
+    """One operation of a transaction: a batch write (as in /v1/vectors/batch) or a delete."""
+
+    op: Literal["insert", "upsert", "delete"]
+    collection: str | None = None
+    ids: list[str] | None = Field(None, max_length=MAX_BATCH_ROWS)
+    vectors: list[list[float]] | None = Field(None, max_length=MAX_BATCH_ROWS)
+    vectors_b64: str | None = None
+    dim: int | None = Field(None, ge=1, le=MAX_DIM)
+    metadatas: list[dict[str, Any] | None] | None = None
+    documents: list[str | None] | None = None
+
+
+class TransactionRequest(_Request):
+    """Writes to several collections applied atomically (one entry of the `txn` partition)."""
+
+    operations: list[TransactionOperation] = Field(..., min_length=1, max_length=64)
+    request_id: str | None = None
+    ack: AckName | None = None
+    session_token: str | None = None
+
+
 class HnswSpec(_Request):
     m: int | None = Field(None, ge=HNSW_M_RANGE[0], le=HNSW_M_RANGE[1])
     ef_construction: int | None = Field(None, ge=HNSW_EF_CONSTRUCTION_RANGE[0],
@@ -253,5 +275,5 @@ class ErrorResponse(BaseModel):
 #: Request body models, added to the OpenAPI components by the app.
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     SearchRequest, InsertRequest, UpsertOneRequest, BatchWriteRequest, DeleteBatchRequest,
-    CreateCollectionRequest, AlterCollectionRequest,
+    TransactionRequest, CreateCollectionRequest, AlterCollectionRequest,
 )

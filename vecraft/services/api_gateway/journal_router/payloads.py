@@ -1,7 +1,8 @@
 """Journal payloads of client writes, and their audit summaries.
 
 One client request becomes one :class:`journal_pb2.JournalPayload` (one
-journal entry), so a batch touching several shards applies atomically. The
+journal entry), so a batch touching several shards - or a transaction
+touching several collections - applies atomically. The
 payload names the collection and its incarnation id, so storage nodes never
 apply a write meant for a dropped collection to its successor.
 
@@ -30,23 +31,26 @@ _DDL_KINDS = {journal_pb2.CollectionDDL.CREATE: "create_collection",
               journal_pb2.CollectionDDL.ALTER: "alter_collection"}
 
 
-def write_payload(schema: CollectionSchema, batch: RecordBatch, *, upsert: bool) -> bytes:
-    """The encoded payload of an insert/upsert of ``batch`` into ``schema``'s collection."""
-    write = journal_pb2.VectorWrite(
+def write_mutation(schema: CollectionSchema, batch: RecordBatch, *, upsert: bool) -> journal_pb2.Mutation:
+    """An insert/upsert of ``batch`` into ``schema``'s collection."""
+    return journal_pb2.Mutation(write=journal_pb2.VectorWrite(
         collection=schema.name, collection_id=schema.collection_id, upsert=upsert,
         ids=batch.ids, dim=batch.dim,
         # Row-major little-endian float32 is the journal's vector layout on every platform.
         vectors=np.ascontiguousarray(batch.vectors, dtype="<f4").tobytes(),
         metadata_json=[m or "" for m in batch.metadata_json],
-        documents=[d or "" for d in batch.documents])
-    return journal_pb2.JournalPayload(mutations=[journal_pb2.Mutation(write=write)]).SerializeToString()
+        documents=[d or "" for d in batch.documents]))
 
 
-def delete_payload(schema: CollectionSchema, ids: Sequence[str]) -> bytes:
-    """The encoded payload of a delete of ``ids`` from ``schema``'s collection."""
-    delete = journal_pb2.VectorDelete(collection=schema.name, collection_id=schema.collection_id,
-                                      ids=list(ids))
-    return journal_pb2.JournalPayload(mutations=[journal_pb2.Mutation(delete=delete)]).SerializeToString()
+def delete_mutation(schema: CollectionSchema, ids: Sequence[str]) -> journal_pb2.Mutation:
+    """A delete of ``ids`` from ``schema``'s collection."""
+    return journal_pb2.Mutation(delete=journal_pb2.VectorDelete(
+        collection=schema.name, collection_id=schema.collection_id, ids=list(ids)))
+
+
+def encode_payload(mutations: Sequence[journal_pb2.Mutation]) -> bytes:
+    """One entry's payload: its mutations apply atomically, in order."""
+    return journal_pb2.JournalPayload(mutations=mutations).SerializeToString()
 
 
 def touched_shards(ids: Sequence[str], shards: int) -> list[int]:

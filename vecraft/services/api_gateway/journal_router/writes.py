@@ -3,8 +3,10 @@
 Data writes (insert, upsert, delete) of a collection go to the tenant's data
 partition recorded in the collection's schema, as one entry per request, with
 the sorted unique shards of the ids so the journal knows which replicas must
-acknowledge. DDL is not appended here: the meta manager orders it through the
-``system`` partition (see :mod:`vecraft.services.api_gateway.gateway`).
+acknowledge. Transactions - writes to several collections that must apply together - go
+to the ``txn`` partition as one entry. DDL is not appended here: the meta
+manager orders it through the ``system`` partition (see
+:mod:`vecraft.services.api_gateway.gateway`).
 
 Idempotency: the request id (per tenant) is the journal's deduplication key,
 so a retry with the same id is answered with the original position and never
@@ -16,17 +18,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.api_gateway.journal_router.payloads import (
-    delete_payload,
+    delete_mutation,
+    encode_payload,
     touched_shards,
-    write_payload,
+    write_mutation,
 )
 from vecraft.services.api_gateway.journal_router.sessions import encode_session, merge_sessions
 from vecraft.services.api_gateway.models import RequestContext, WriteOutcome
 from vecraft.shared.common.metrics import counter, latency_histogram, timed
 from vecraft.shared.model.records import RecordBatch
+from vecraft.shared.model.routing import TXN_PARTITION
 from vecraft.shared.model.schema import CollectionSchema
 
 _APPEND_SECONDS = latency_histogram("gateway", "journal_append", "journal append latency by kind",
@@ -55,24 +60,40 @@ class WriteRouter:
                     ctx: RequestContext) -> WriteOutcome:
         """Append an insert/upsert of ``batch`` (validated against ``schema``) as one entry."""
         kind = "upsert" if upsert else "insert"
-        payload = write_payload(schema, batch, upsert=upsert)
-        outcome = await self._append(schema, payload, batch.ids, ack, ctx, kind)
+        payload = encode_payload([write_mutation(schema, batch, upsert=upsert)])
+        outcome = await self._append(schema.partition, payload, batch.ids,
+                                     touched_shards(batch.ids, schema.shards), ack, ctx, kind)
         _ROWS.labels(kind).inc(len(batch))
         return outcome
 
     async def delete(self, schema: CollectionSchema, ids: Sequence[str], *, ack: int,
                      ctx: RequestContext) -> WriteOutcome:
         """Append a delete of ``ids`` as one entry."""
-        outcome = await self._append(schema, delete_payload(schema, ids), ids, ack, ctx, "delete")
+        payload = encode_payload([delete_mutation(schema, ids)])
+        outcome = await self._append(schema.partition, payload, ids, touched_shards(ids, schema.shards),
+                                     ack, ctx, "delete")
         _ROWS.labels("delete").inc(len(ids))
         return outcome
 
-    async def _append(self, schema: CollectionSchema, payload: bytes, ids: Sequence[str], ack: int,
+    async def transact(self, steps: Sequence[TxnStep], *, ack: int, ctx: RequestContext) -> WriteOutcome:
+        """Append writes to several collections as one entry of the ``txn`` partition.
+
+        Storage replicas apply the entry's mutations together, so either every
+        collection sees the transaction or none does.
+        """
+        mutations = [write_mutation(st.schema, st.records, upsert=st.upsert) if st.records is not None
+                     else delete_mutation(st.schema, st.ids) for st in steps]
+        ids = [i for st in steps for i in st.ids]
+        shards = sorted({s for st in steps for s in touched_shards(st.ids, st.schema.shards)})
+        outcome = await self._append(TXN_PARTITION, encode_payload(mutations), ids, shards, ack, ctx, "txn")
+        _ROWS.labels("txn").inc(len(ids))
+        return outcome
+
+    async def _append(self, partition: str, payload: bytes, ids: Sequence[str], shards: list[int], ack: int,
                       ctx: RequestContext, kind: str) -> WriteOutcome:
         with timed(_APPEND_SECONDS.labels(kind)):
-            answer = await self._downstream.append(
-                schema.partition, payload, request_id=ctx.journal_request_id,
-                shards=touched_shards(ids, schema.shards), ack=ack, client_hlc=self._max_hlc)
+            answer = await self._downstream.append(partition, payload, request_id=ctx.journal_request_id,
+                                                   shards=shards, ack=ack, client_hlc=self._max_hlc)
         self._max_hlc = max(self._max_hlc, answer.hlc)
         return WriteOutcome(
             ids=list(ids), partition=answer.partition, offset=answer.offset, hlc=answer.hlc,
@@ -80,3 +101,13 @@ class WriteRouter:
             replicas_expected=answer.replicas_expected,
             session_token=encode_session(merge_sessions(ctx.session, {answer.partition: answer.offset})),
             duplicate=answer.duplicate)
+
+
+@dataclass(frozen=True, slots=True)
+class TxnStep:
+    """One validated operation of a transaction: a write (``records``) or a delete (``ids`` only)."""
+
+    schema: CollectionSchema
+    ids: tuple[str, ...]
+    records: RecordBatch | None = None
+    upsert: bool = False
