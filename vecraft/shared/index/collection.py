@@ -53,6 +53,8 @@ _MIN_CHUNK, _MAX_CHUNK = 16, 8192
 # to an exact scan, when the graph walk found fewer than k candidates.
 _EF_RETRIES = 3
 _MAX_EF = 4096
+# Rows per block of the exact scan (256 KB of float32 at dim 128: stays in cache).
+_EXACT_BLOCK = 512
 
 
 class CollectionIndex:
@@ -63,7 +65,11 @@ class CollectionIndex:
     """
 
     def __init__(self, *, dim: int, metric: str, m: int = 16, ef_construction: int = 200,
-                 ef_search: int = 64) -> None:
+                 ef_search: int = 64, add_threads: int = 1) -> None:
+        """``add_threads``: OpenMP threads faiss may use per graph insertion. One by
+        default: adds run in ~10 ms chunks where threads gain little, and on a
+        shared machine OpenMP barriers under CPU contention make a 2-thread add
+        4x slower than a single-threaded one (docs/indexes.md)."""
         if metric not in METRICS:
             raise InvalidRequest(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
         if dim < 1 or m < 2 or ef_construction < 1 or ef_search < 1:
@@ -71,6 +77,7 @@ class CollectionIndex:
                                  f"ef_construction={ef_construction} ef_search={ef_search}")
         self.dim, self.metric, self.m, self.ef_construction = dim, metric, m, ef_construction
         self._ef_search = ef_search
+        self.add_threads = max(1, add_threads)
         self._graph = self._new_graph()
         self._vectors = np.empty((0, dim), dtype=np.float32)  # label -> indexed vector
         self._norms = np.empty(0, dtype=np.float32)  # label -> original norm (cosine only)
@@ -193,6 +200,8 @@ class CollectionIndex:
             self._grow(end)
         self._vectors[first:end] = vectors
         self._norms[first:end] = norms
+        # OpenMP's thread count is per calling thread: set it where the add runs.
+        faiss.omp_set_num_threads(self.add_threads)
         self._graph.add(vectors)
         self._ids.extend(ids)
         self._metas.extend(metadatas)
@@ -234,6 +243,7 @@ class CollectionIndex:
                 dropped = self._size - len(labels)
                 vectors = np.ascontiguousarray(self._vectors[labels])
                 graph = self._new_graph()
+                faiss.omp_set_num_threads(self.add_threads)
                 graph.add(vectors)
                 metas = [self._metas[label] for label in labels.tolist()]
                 meta_index = MetadataIndex()
@@ -316,7 +326,12 @@ class CollectionIndex:
         if count == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         if count <= self.exact_search_max_candidates:
-            return self._exact(q, np.flatnonzero(alive if mask is None else mask), k)
+            return self._exact(q, alive if mask is None else mask, k)
+        # The graph walk visits tombstones and filtered-out nodes too: to meet k
+        # candidates it needs about k / (share of nodes that qualify) steps.
+        ef = max(ef, -(-k * self._size // count))
+        if ef > _MAX_EF:
+            return self._exact(q, alive if mask is None else mask, k)
         bits = self._packed_alive() if mask is None else np.packbits(mask, bitorder="little")
         return self._hnsw(q, k, bits, min(k, count), ef, mask)
 
@@ -345,23 +360,38 @@ class CollectionIndex:
                 return labels[0][found], (np.subtract(0, scores) if self.metric == "l2" else scores)
             if ef >= _MAX_EF:
                 break
-            # A very selective filter or many tombstones: the walk ran out of candidates.
+            # The walk still ran out of qualifying nodes (a clustered filter): widen it.
             ef = min(_MAX_EF, ef * 4)
-        candidates = np.flatnonzero(self._alive[: self._size] if mask is None else mask)
-        return self._exact(q, candidates, k)
+        return self._exact(q, self._alive[: self._size] if mask is None else mask, k)
 
-    def _exact(self, q: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        vectors = self._vectors[labels]
-        if self.metric == "l2":
-            diff = vectors - q
-            scores = np.subtract(0, np.einsum("ij,ij->i", diff, diff))
-        else:
-            scores = vectors @ q[0]
+    def _exact(self, q: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the labels set in ``mask``.
+
+        Scans in blocks through one small reused buffer: a single gather of
+        every candidate allocates fresh pages and a big matrix-vector product
+        wakes BLAS threads, both of which cost 10x under CPU contention.
+        """
+        labels = np.flatnonzero(mask)
+        scores = np.empty(len(labels), dtype=np.float32)
+        buffer = np.empty((min(_EXACT_BLOCK, len(labels)), self.dim), dtype=np.float32)
+        query = q[0]
+        for start in range(0, len(labels), _EXACT_BLOCK):
+            block = labels[start:start + _EXACT_BLOCK]
+            rows = buffer[: len(block)]
+            np.take(self._vectors, block, axis=0, out=rows, mode="clip")  # clip: no out copy
+            out = scores[start:start + len(block)]
+            if self.metric == "l2":
+                np.subtract(rows, query, out=rows)
+                np.einsum("ij,ij->i", rows, rows, out=out)
+                np.negative(out, out=out)
+                out += 0.0  # -0.0 -> 0.0 for an exact match
+            else:
+                np.matmul(rows, query, out=out)
         if len(labels) > k:
             top = np.argpartition(-scores, k - 1)[:k]
             labels, scores = labels[top], scores[top]
         order = np.argsort(-scores, kind="stable")
-        return labels[order], scores[order].astype(np.float32)
+        return labels[order], scores[order]
 
     # --- persistence ----------------------------------------------------------------------------
 
