@@ -1,0 +1,188 @@
+"""Vecraft vs Chroma vs Milvus Lite: same data, same queries, same HNSW parameters, same run.
+
+For each engine: acknowledged ingest until searchable (vectors/s), search
+P50/P95 and recall@10, filtered search (``category == c``, ~10% selectivity)
+P50/P95 and recall@10, one request at a time. The report gives the ratio
+Vecraft / peer for each figure and lists plainly where Vecraft loses.
+
+Needs the ``bench`` extra (``pip install -e '.[bench]'``); an engine that
+cannot be imported or fails is reported as such and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vecraft.bench._datasets import CATEGORIES, Dataset, exact_topk, gaussian_mixture, recall_at_k
+from vecraft.bench._env import environment, environment_markdown
+from vecraft.bench._peers import ENGINE_NAMES, Engine, make_engine
+from vecraft.bench._report import DEFAULT_OUT, fmt, table, write_outputs
+from vecraft.bench._stats import ratio, summarize
+
+K = 10
+WARMUP_QUERIES = 20
+SCALES = {"small": {"n": 100_000, "queries": 500}, "spec": {"n": 1_000_000, "queries": 1000}}
+
+
+def filtered_truth(data: Dataset) -> np.ndarray:
+    """Exact top-k of query ``i`` among the rows of ``category == i % CATEGORIES``."""
+    out = np.full((len(data.queries), K), -1, dtype=np.int64)
+    for c in range(CATEGORIES):
+        out[c::CATEGORIES] = exact_topk(data.vectors, data.queries[c::CATEGORIES], K, data.metric,
+                                        mask=data.category == c)
+    return out
+
+
+def measure(engine: Engine, data: Dataset, truth: np.ndarray, truth_filtered: np.ndarray,
+            args: argparse.Namespace) -> dict[str, Any]:
+    """Ingest, then time every query unfiltered and filtered. The engine is closed afterwards."""
+    ids, metas = data.ids(), data.metadatas()
+    try:
+        engine.setup(data.dim, m=args.m, ef_construction=args.ef_construction, ef_search=args.ef)
+        t0 = time.perf_counter()
+        engine.ingest(ids, data.vectors, metas, args.batch)
+        acked = time.perf_counter() - t0
+        engine.wait_searchable(data.vectors[-1], ids[-1])
+        searchable = time.perf_counter() - t0
+        out: dict[str, Any] = {"ingest_acked_s": acked, "ingest_searchable_s": searchable,
+                               "ingest_vectors_per_s": data.n / searchable}
+        for q in data.queries[:WARMUP_QUERIES]:
+            engine.search(q, K)
+        for label, category, gt in (("search", None, truth), ("filtered", True, truth_filtered)):
+            lat, found = [], []
+            for i, q in enumerate(data.queries):
+                cat = i % CATEGORIES if category else None
+                s = time.perf_counter()
+                found.append(engine.search(q, K, cat))
+                lat.append((time.perf_counter() - s) * 1000.0)
+            out[label] = summarize(lat).to_dict()
+            out[f"{label}_recall"] = recall_at_k(found, gt)
+        return out
+    finally:
+        engine.close()
+
+
+def _where_we_lose(results: dict[str, dict[str, Any]]) -> list[str]:
+    ours = results.get("vecraft", {})
+    lines = []
+    if "error" in ours or not ours:
+        return ["- Vecraft did not complete; no comparison."]
+    for peer, theirs in results.items():
+        if peer == "vecraft" or "error" in theirs:
+            continue
+        checks = [("ingest until searchable", ours["ingest_vectors_per_s"], theirs["ingest_vectors_per_s"],
+                   "vectors/s", True),
+                  ("search P95", ours["search"]["p95"], theirs["search"]["p95"], "ms", False),
+                  ("filtered search P95", ours["filtered"]["p95"], theirs["filtered"]["p95"], "ms", False),
+                  ("recall@10", ours["search_recall"], theirs["search_recall"], "", True),
+                  ("filtered recall@10", ours["filtered_recall"], theirs["filtered_recall"], "", True)]
+        for what, a, b, unit, higher_better in checks:
+            worse = a < b if higher_better else a > b
+            if worse and abs(a - b) > 1e-3 * max(abs(b), 1e-9):
+                digits = 3 if what.endswith("recall@10") else 1
+                lines.append(f"- vs {peer}, {what}: Vecraft {fmt(a, digits)} {unit} vs {fmt(b, digits)} "
+                             f"{unit} (x{fmt(ratio(a, b), 2)})")
+    return lines or ["- Nowhere in this run."]
+
+
+def render(result: dict[str, Any]) -> str:
+    res = result["engines"]
+    rows = []
+    for name, r in res.items():
+        if "error" in r:
+            rows.append([name, f"failed: {r['error']}", *["-"] * 7])
+            continue
+        rows.append([name, fmt(r["ingest_vectors_per_s"], 0), fmt(r["search"]["p50"], 2),
+                     fmt(r["search"]["p95"], 2), fmt(r["search_recall"], 3), fmt(r["filtered"]["p50"], 2),
+                     fmt(r["filtered"]["p95"], 2), fmt(r["filtered_recall"], 3), fmt(r["ingest_acked_s"], 1)])
+    header = ["engine", "ingest until searchable (vectors/s)", "search P50 ms", "search P95 ms",
+              "recall@10", "filtered P50 ms", "filtered P95 ms", "filtered recall@10", "ingest acked (s)"]
+    ratios = []
+    ours = res.get("vecraft", {})
+    for peer, theirs in res.items():
+        if peer == "vecraft" or "error" in theirs or "error" in ours or not ours:
+            continue
+        ratios.append([peer, fmt(ratio(ours["ingest_vectors_per_s"], theirs["ingest_vectors_per_s"]), 2),
+                       fmt(ratio(ours["search"]["p95"], theirs["search"]["p95"]), 2),
+                       fmt(ratio(ours["filtered"]["p95"], theirs["filtered"]["p95"]), 2),
+                       fmt(ratio(ours["search_recall"], theirs["search_recall"]), 3)])
+    d = result["data"]
+    return "\n".join([
+        "# Peers benchmark: Vecraft vs Chroma vs Milvus Lite", "",
+        environment_markdown(result["environment"]),
+        f"- Data: {d['name']} ({d['source']}), {d['n']:,} vectors x {d['dim']}, cosine, {d['queries']} queries, "
+        f"k={K}; filtered queries use `category == i % 10` (~10% selectivity). HNSW M={result['m']}, "
+        f"ef_construction={result['ef_construction']}, ef_search={result['ef']} for every engine; "
+        f"write batches of {result['batch']} rows.",
+        f"- Vecraft: local cluster of {result['vecraft_shards']} shards through HTTP, eventual reads, "
+        f"writes with ack=all (every replica applied), one request at a time. Chroma: embedded in the "
+        f"benchmark process (no network hop). Milvus Lite: pymilvus client to its local server process.",
+        "- Latency is per request, sequential (one in flight), after "
+        f"{WARMUP_QUERIES} warm-up queries.", "",
+        table(header, rows), "",
+        "## Vecraft / peer", "",
+        "Ingest > 1 and latency < 1 favour Vecraft.", "",
+        table(["peer", "ingest", "search P95", "filtered P95", "recall@10"], ratios), "",
+        "## Where Vecraft loses", "", *_where_we_lose(res), "",
+    ])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vecraft bench peers", description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", choices=sorted(SCALES), default="small",
+                   help="small: 100K vectors, 500 queries; spec: 1M vectors, 1000 queries")
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--vectors", type=int, default=None, help="override the scale's number of vectors")
+    p.add_argument("--engines", default=",".join(ENGINE_NAMES),
+                   help=f"comma list of {', '.join(ENGINE_NAMES)}")
+    p.add_argument("--shards", type=int, default=3, help="Vecraft's shard count")
+    p.add_argument("--m", type=int, default=16)
+    p.add_argument("--ef-construction", type=int, default=100)
+    p.add_argument("--ef", type=int, default=64, help="ef_search of every engine")
+    p.add_argument("--batch", type=int, default=5000, help="rows per write request")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    env = environment("peers", argv)
+    size = SCALES[args.scale]
+    n = args.vectors or size["n"]
+    data = gaussian_mixture(n, args.dim, queries=size["queries"], seed=args.seed)
+    truth = exact_topk(data.vectors, data.queries, K, data.metric)
+    truth_f = filtered_truth(data)
+    results: dict[str, dict[str, Any]] = {}
+    for name in args.engines.split(","):
+        print(f"{name}: running", flush=True)
+        try:
+            engine = make_engine(name, vecraft_shards=args.shards)
+            results[name] = measure(engine, data, truth, truth_f, args)
+        except Exception as exc:  # a peer that fails is reported, the others still run
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        r = results[name]
+        if "error" not in r:
+            print(f"  ingest {r['ingest_vectors_per_s']:.0f}/s  search P95 {r['search']['p95']:.2f} ms "
+                  f"recall {r['search_recall']:.3f}  filtered P95 {r['filtered']['p95']:.2f} ms "
+                  f"recall {r['filtered_recall']:.3f}", flush=True)
+    result = {"environment": env, "data": {"name": data.name, "source": data.source, "n": data.n,
+                                           "dim": data.dim, "queries": len(data.queries)},
+              "m": args.m, "ef_construction": args.ef_construction, "ef": args.ef, "batch": args.batch,
+              "vecraft_shards": args.shards, "engines": results}
+    json_path, md_path = write_outputs(args.out, "peers", args.scale, result, render(result))
+    print(f"wrote {json_path} and {md_path}")
+    return 0 if all("error" not in r for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
