@@ -45,9 +45,10 @@ def test_interleavings_match_a_dict_model(ops: list[tuple[str, list[str], int]],
         index.exact_search_max_candidates = 0
     model: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
     query = np.full(DIM, 0.25, dtype=np.float32)
-    for kind, ids, seed in ops:
+    for step, (kind, ids, seed) in enumerate(ops):
         if kind == "upsert":
-            vectors = np.random.default_rng(seed).standard_normal((len(ids), DIM)).astype(np.float32)
+            # The step in the seed: no two upserts share vectors (no ties to order).
+            vectors = np.random.default_rng([seed, step]).standard_normal((len(ids), DIM)).astype(np.float32)
             metas = [{"odd": (seed + row) % 2 == 1, "row": row} for row in range(len(ids))]
             index.upsert(ids, vectors, metas)
             for row, id_ in enumerate(ids):
