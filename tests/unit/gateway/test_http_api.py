@@ -282,3 +282,13 @@ def test_transaction_writes_several_collections_in_one_txn_entry(client: TestCli
     r = client.post("/v1/transactions", json={"operations": [{"op": "merge", "collection": "left"}]})
     assert r.status_code == 400 and "insert, upsert, delete" in r.json()["error"]["message"]
     assert len(fake.journal["txn"]) == 1
+
+
+def test_default_collection_is_empty_before_its_first_insert(client: TestClient) -> None:
+    r = client.post("/v1/vectors/search", json={"vector": [0.1, 0.2, 0.3, 0.4], "consistency_level": "bounded",
+                                                "max_staleness_ms": 500})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"] == [] and r.json()["consistency_info"]["max_allowed_staleness_ms"] == 500
+    assert r.headers["X-Consistency-Achieved"] == "bounded"
+    assert client.post("/v1/vectors/search", json={"vector": [1, 2], "collection": "other"}).status_code == 404
+    assert client.post("/v1/vectors/search", json={"vector": ["x"]}).status_code == 400

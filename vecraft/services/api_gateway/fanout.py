@@ -23,11 +23,10 @@ import numpy as np
 import orjson
 
 from vecraft.services.api_gateway.downstream import Downstream
-from vecraft.services.api_gateway.merge import combine_consistency, merge_top_k
+from vecraft.services.api_gateway.merge import combine_consistency, max_allowed_staleness, merge_top_k
 from vecraft.services.api_gateway.models import RequestContext, SearchOutcome, SearchQuery
 from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
 from vecraft.shared.common.metrics import counter, latency_histogram, timed
-from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import filter_to_obj
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.rpc.v1 import query_pb2
@@ -86,7 +85,7 @@ class SearchFanout:
             # With allow_partial and every shard down, the first shard's error is the answer.
             raise self._failure(failure or first_error, missing, schema)
         hits = merge_top_k(ok, query.k, include_documents=query.include_documents)
-        max_allowed = _max_allowed(query.level, max_staleness_ms)
+        max_allowed = max_allowed_staleness(query.level, max_staleness_ms)
         report = combine_consistency([a.consistency_info for a in ok], query.level, max_allowed)
         partition = next((a.partition for a in ok if a.partition), schema.partition)
         return SearchOutcome(hits=hits, consistency=report, partition=partition,
@@ -124,11 +123,3 @@ class SearchFanout:
         return Unavailable(f"collection {schema.name!r} has no shard to search",
                            details={"failed_shards": sorted(missing)})
 
-
-def _max_allowed(level: ConsistencyLevel, max_staleness_ms: int) -> int | None:
-    """The staleness bound a level promises: its bound, 0 for strong, none for the others."""
-    if level is ConsistencyLevel.BOUNDED_STALENESS:
-        return max_staleness_ms
-    if level is ConsistencyLevel.STRONG:
-        return 0
-    return None

@@ -19,9 +19,11 @@ import numpy as np
 from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.api_gateway.fanout import SearchFanout
 from vecraft.services.api_gateway.journal_router.payloads import summarize_entry
+from vecraft.services.api_gateway.merge import max_allowed_staleness
 from vecraft.services.api_gateway.journal_router.writes import TxnStep, WriteRouter, generated_ids
 from vecraft.services.api_gateway.models import (
     CollectionSpec,
+    ConsistencyReport,
     DeleteBatch,
     DropOutcome,
     GetOutcome,
@@ -83,14 +85,27 @@ class Gateway:
 
     # --- search ------------------------------------------------------------------------------------
     async def search(self, query: SearchQuery, ctx: RequestContext) -> SearchOutcome:
-        """Top-k over every shard at the requested consistency level."""
-        schema = await self._schema(query.collection, ctx)
-        vector = validate_vector(query.vector, schema.dim)
+        """Top-k over every shard at the requested consistency level.
+
+        The implicit ``default`` collection exists, empty, before its first
+        insert: searching it then answers no results rather than 404.
+        """
+        vector = validate_vector(query.vector, None)
         max_staleness = 0
         if query.level is ConsistencyLevel.BOUNDED_STALENESS:
             max_staleness = validate_max_staleness_ms(
                 self._limits.default_max_staleness_ms if query.max_staleness_ms is None
                 else query.max_staleness_ms)
+        try:
+            schema = await self._schema(query.collection, ctx)
+        except NotFound:
+            if query.collection != DEFAULT_COLLECTION:
+                raise
+            return _empty_default(query.level, max_staleness)
+        if vector.shape[0] != schema.dim:
+            raise InvalidRequest(f"vector has dimension {vector.shape[0]}, collection {schema.name!r} "
+                                 f"expects {schema.dim}",
+                                 details={"expected_dim": schema.dim, "got_dim": int(vector.shape[0])})
         min_offset = await self._read_target(schema, query.level, query.min_required_offset, ctx)
         try:
             return await self._fanout.run(schema, query, vector, min_offset=min_offset,
@@ -307,3 +322,10 @@ class Gateway:
         validate_name(collection)
         return await self._schemas.get(ctx.tenant, collection)
 
+
+def _empty_default(level: ConsistencyLevel, max_staleness_ms: int) -> SearchOutcome:
+    """The answer of a search of the ``default`` collection before its first insert."""
+    return SearchOutcome(hits=[], partition="", consistency=ConsistencyReport(
+        level_requested=level, level_achieved=level, staleness_ms=0,
+        max_allowed_staleness_ms=max_allowed_staleness(level, max_staleness_ms),
+        index_version=0, cache_hit=False, sync_performed=False))

@@ -61,3 +61,12 @@ def combine_consistency(infos: Sequence[search_pb2.ConsistencyInfo], requested: 
         cache_hit=all(info.cache_hit for info in infos),
         sync_performed=any(info.sync_performed for info in infos),
     )
+
+
+def max_allowed_staleness(level: ConsistencyLevel, max_staleness_ms: int) -> int | None:
+    """The staleness bound a level promises: its bound, 0 for strong, none for the others."""
+    if level is ConsistencyLevel.BOUNDED_STALENESS:
+        return max_staleness_ms
+    if level is ConsistencyLevel.STRONG:
+        return 0
+    return None
