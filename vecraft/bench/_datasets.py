@@ -149,6 +149,15 @@ def exact_topk(base: np.ndarray, queries: np.ndarray, k: int, metric: str,
     return out
 
 
+def filtered_truth(data: Dataset, k: int) -> np.ndarray:
+    """Exact top-k of query ``i`` among the rows with ``category == i % CATEGORIES``."""
+    out = np.full((len(data.queries), k), -1, dtype=np.int64)
+    for c in range(CATEGORIES):
+        out[c::CATEGORIES] = exact_topk(data.vectors, data.queries[c::CATEGORIES], k, data.metric,
+                                        mask=data.category == c)
+    return out
+
+
 def recall_at_k(found: list[list[str]], truth: np.ndarray, ids: list[str] | None = None) -> float:
     """Mean share of each query's true top-k that the answer contains.
 

@@ -227,3 +227,18 @@ class SteadyWriter:
         token = answer.get("session_token")
         if token:
             self.session_token = token
+
+
+async def wait_searchable(http: BenchHttp, collection: str, vector: np.ndarray, expected_id: str, *,
+                          timeout_s: float = 120.0) -> float:
+    """Seconds until an eventual search for ``vector`` returns ``expected_id`` first."""
+    t0 = time.perf_counter()
+    body = search_body(collection, vector, k=1, level="eventual")
+    while time.perf_counter() - t0 < timeout_s:
+        try:
+            if await http.search_ids(body) == [expected_id]:
+                return time.perf_counter() - t0
+        except RuntimeError:
+            pass
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{collection}: {expected_id} not searchable after {timeout_s:.0f} s")

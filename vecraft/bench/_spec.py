@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: HNSW parameters of every benchmark collection (Chroma's defaults: M 16, construction ef 100).
+HNSW = {"m": 16, "ef_construction": 100, "ef_search": 64}
 LEVELS = ("eventual", "bounded", "read_your_writes", "strong")
 LAGS_MS = (0, 100, 500, 1000)
 

@@ -35,14 +35,13 @@ from vecraft.bench._cells import Cell, summarize_cell
 from vecraft.bench._cluster import ClusterSpec, LocalCluster, free_port
 from vecraft.bench._datasets import Dataset, exact_topk, gaussian_mixture, outlier_vectors
 from vecraft.bench._env import environment
-from vecraft.bench._http import BenchHttp, SteadyWriter, load_dataset, search_body
+from vecraft.bench._http import BenchHttp, SteadyWriter, load_dataset, search_body, wait_searchable
 from vecraft.bench._loadgen import Reply, run_open_loop
 from vecraft.bench._report import DEFAULT_OUT, plot_path, write_outputs
-from vecraft.bench._spec import (LAGS_MS, LEVELS, MATRIX, SCALES, SCALING_DIM, SCALING_LAG_MS,
+from vecraft.bench._spec import (HNSW, LAGS_MS, LEVELS, MATRIX, SCALES, SCALING_DIM, SCALING_LAG_MS,
                                  SCALING_SHARDS, Scale)
 
 K = 10
-HNSW = {"m": 16, "ef_construction": 100, "ef_search": 64}
 LOAD_BATCH = 2000
 
 
@@ -116,7 +115,7 @@ class MatrixRun:
             await http.create_collection(name, dim, metric=data.metric, shards=shards, hnsw=HNSW)
             seconds = await load_dataset(http, name, data.vectors, data.ids(), data.metadatas(),
                                          batch=LOAD_BATCH, ack="all")
-            searchable = await _wait_searchable(http, name, data)
+            searchable = await wait_searchable(http, name, data.vectors[-1], data.ids(data.n - 1)[0])
             loads[str(dim)] = {"vectors": data.n, "acked_s": round(seconds, 2),
                                "searchable_s": round(seconds + searchable, 2),
                                "vectors_per_s": round(data.n / (seconds + searchable), 1)}
@@ -160,21 +159,6 @@ class MatrixRun:
             return await http.search(orjson.dumps(body))
 
         return await run_open_loop(send, rate=qps, duration_s=seconds)
-
-
-async def _wait_searchable(http: BenchHttp, name: str, data: Dataset, timeout_s: float = 120.0) -> float:
-    """Seconds until an eventual search finds the last loaded vector as its own nearest neighbour."""
-    t0 = time.perf_counter()
-    last = data.n - 1
-    body = search_body(name, data.vectors[last], k=1, level="eventual")
-    while time.perf_counter() - t0 < timeout_s:
-        try:
-            if await http.search_ids(body) == [f"v{last}"]:
-                return time.perf_counter() - t0
-        except RuntimeError:
-            pass
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"{name}: last vector not searchable after {timeout_s:.0f} s")
 
 
 def _csv_ints(text: str) -> list[int]:

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from vecraft.bench._datasets import CATEGORIES, Dataset, exact_topk, gaussian_mixture, recall_at_k
+from vecraft.bench._datasets import (CATEGORIES, Dataset, exact_topk, filtered_truth, gaussian_mixture,
+                                     recall_at_k)
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._peers import ENGINE_NAMES, Engine, make_engine
 from vecraft.bench._report import DEFAULT_OUT, fmt, table, write_outputs
@@ -29,15 +30,6 @@ from vecraft.bench._stats import ratio, summarize
 K = 10
 WARMUP_QUERIES = 20
 SCALES = {"small": {"n": 100_000, "queries": 500}, "spec": {"n": 1_000_000, "queries": 1000}}
-
-
-def filtered_truth(data: Dataset) -> np.ndarray:
-    """Exact top-k of query ``i`` among the rows of ``category == i % CATEGORIES``."""
-    out = np.full((len(data.queries), K), -1, dtype=np.int64)
-    for c in range(CATEGORIES):
-        out[c::CATEGORIES] = exact_topk(data.vectors, data.queries[c::CATEGORIES], K, data.metric,
-                                        mask=data.category == c)
-    return out
 
 
 def measure(engine: Engine, data: Dataset, truth: np.ndarray, truth_filtered: np.ndarray,
@@ -160,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.vectors or size["n"]
     data = gaussian_mixture(n, args.dim, queries=size["queries"], seed=args.seed)
     truth = exact_topk(data.vectors, data.queries, K, data.metric)
-    truth_f = filtered_truth(data)
+    truth_f = filtered_truth(data, K)
     results: dict[str, dict[str, Any]] = {}
     for name in args.engines.split(","):
         print(f"{name}: running", flush=True)

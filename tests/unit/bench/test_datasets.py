@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vecraft.bench._datasets import (CATEGORIES, exact_topk, gaussian_mixture, outlier_vectors,
-                                     recall_at_k)
+from vecraft.bench._datasets import (CATEGORIES, exact_topk, filtered_truth, gaussian_mixture,
+                                     outlier_vectors, recall_at_k)
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +88,12 @@ def test_recall_counts_overlap_with_the_true_top_k() -> None:
     assert recall_at_k([["a", "b"], []], truth, ids=["a", "x", "b", "y", "c", "d"]) == pytest.approx(0.25)
     with pytest.raises(ValueError):
         recall_at_k([["v0"]], truth)
+
+
+def test_filtered_truth_uses_each_querys_category() -> None:
+    data = gaussian_mixture(2000, 16, queries=25, seed=10)
+    got = filtered_truth(data, 5)
+    for i, row in enumerate(got):
+        assert np.all(data.category[row] == i % CATEGORIES)
+        want = exact_topk(data.vectors, data.queries[i:i + 1], 5, "cosine", mask=data.category == i % CATEGORIES)
+        assert set(row) == set(want[0])
