@@ -176,6 +176,7 @@ def test_compact_drops_tombstones_and_keeps_answers() -> None:
     after = index.search(vectors[1700], 20, parse_filter({"i": {"$gte": 1700}}))
     assert after[0] == before[0]
     assert index.metadata("c1550") == {"i": -1}
+    assert index.metadata("c0") is None and "c0" not in index
 
 
 @pytest.mark.parametrize("call", [

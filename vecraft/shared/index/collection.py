@@ -44,7 +44,7 @@ _FAISS_METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2,
 
 # Candidate count at or below which an exact scan beats filtered HNSW
 # (measured on 50K x 128, k=10: docs/indexes.md, calibrate.measure_crossover).
-EXACT_SEARCH_MAX_CANDIDATES = 4096
+EXACT_SEARCH_MAX_CANDIDATES = 5000
 # Target length of one write section while adding to the graph: bounds how long
 # a search waits behind a big apply.
 ADD_SECTION_SECONDS = 0.01
@@ -123,9 +123,10 @@ class CollectionIndex:
             return list(self._label_of)
 
     def metadata(self, id: str) -> Mapping[str, Any] | None:
-        """Metadata of a present id (None when it has none). Raises KeyError when absent."""
+        """Metadata of an id; None when the id has none or is absent (tell apart with ``in``)."""
         with self._rw.read():
-            return self._metas[self._label_of[id]]
+            label = self._label_of.get(id)
+            return self._metas[label] if label is not None else None
 
     def get(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]]:
         """(present ids in the order asked, their original vectors (n, dim), their metadata)."""
