@@ -19,10 +19,57 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+import psutil
 
 from vecraft.bench._http import BenchHttp
 from vecraft.shared.common.supervisor import read_status
+
+#: Resident memory of one service process of a loaded small-scale cluster (measured ~180 MB),
+#: rounded up; used to refuse clusters that would not fit next to everything else.
+PROCESS_RSS_MB = 250
+#: Clusters started and not yet stopped, so an interrupted benchmark can stop them.
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so a terminated benchmark still stops its clusters."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def stop_leftovers(grace_s: float = 30.0) -> None:
+    """Stop every cluster this process started and has not stopped (after Ctrl-C or a crash)."""
+    for proc in list(_RUNNING):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        _RUNNING.discard(proc)
+
+
+def memory_shortfall(shards: int, replicas: int = 1) -> str:
+    """Why a cluster of ``shards`` would not fit in the available memory; "" when it fits.
+
+    A local cluster runs journal + meta + gateway + ``shards`` x (``replicas``
+    storage nodes + 1 query processor) Python processes. Starting one that does
+    not fit would push the machine into swap or the OOM killer, taking down
+    other work, so it is refused with the estimate instead.
+    """
+    processes = 3 + shards * (replicas + 1)
+    need_mb = processes * PROCESS_RSS_MB
+    avail_mb = psutil.virtual_memory().available // 2**20
+    if need_mb > 0.6 * avail_mb:
+        return (f"{processes} service processes x ~{PROCESS_RSS_MB} MB = {need_mb:,} MB > 60% of the "
+                f"{avail_mb:,} MB available")
+    return ""
 
 
 def free_port() -> int:
@@ -81,13 +128,8 @@ class LocalCluster:
 
     async def start(self) -> None:
         """Spawn ``vecraft up`` and wait until the gateway is ready. Raises if it exits or times out."""
-        self.spec.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.spec.data_dir / "bench-up.log", "ab")  # noqa: SIM115 - owned by the child
         t0 = time.perf_counter()
-        self._proc = subprocess.Popen(self.spec.command(), stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True,
-                                      env=self.spec.environment())
-        log.close()
+        self._proc = self._spawn()
         async with BenchHttp(self.spec.base_url) as http:
             ready = asyncio.create_task(http.wait_ready(self._ready_timeout))
             while not ready.done():
@@ -98,6 +140,16 @@ class LocalCluster:
                 await asyncio.sleep(0.2)
             await ready
         self.startup_s = time.perf_counter() - t0
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        # Popen returns at once; the wait for readiness is what takes time and is async.
+        self.spec.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.spec.data_dir / "bench-up.log", "ab") as log:
+            proc = subprocess.Popen(self.spec.command(), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env=self.spec.environment())
+        _RUNNING.add(proc)
+        return proc
 
     async def stop(self) -> None:
         """SIGTERM, wait for a clean stop, then kill the process group if needed."""
@@ -111,6 +163,7 @@ class LocalCluster:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        _RUNNING.discard(proc)
         self._proc = None
 
     def pids(self) -> dict[str, Any]:
@@ -118,7 +171,7 @@ class LocalCluster:
         status = read_status(self.spec.data_dir)
         return {name: entry.get("pid") for name, entry in status.get("processes", {}).items()}
 
-    async def __aenter__(self) -> LocalCluster:
+    async def __aenter__(self) -> Self:
         try:
             await self.start()
         except BaseException:

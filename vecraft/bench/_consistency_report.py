@@ -109,24 +109,24 @@ def render(result: dict[str, Any], cells: list[Cell], plots: list[Path]) -> str:
     parts = [
         "# Consistency benchmark: pull-before-read matrix", "",
         environment_markdown(result["environment"]),
-        f"- Scale: `{scale['name']}`: vectors per dim {scale['vectors']}, search arrival rate per dim "
+        (f"- Scale: `{scale['name']}`: vectors per dim {scale['vectors']}, search arrival rate per dim "
         f"{scale['qps']} QPS (open loop), {scale['cell_s']} s per cell after {scale['warmup_s']} s warm-up, "
         f"{scale['queries']} queries, background writer {scale['write_rate']} writes/s of 1 vector "
         f"with ack=journal; bounded staleness max_staleness_ms={result['max_staleness_ms']}; "
-        f"HNSW {result['hnsw']}; k={result['k']}; metric cosine; Gaussian-mixture data, seed {result['seed']}.",
-        "- The journal's write back-pressure threshold is raised to max(1000, 2 x lag + 1000) ms "
+        f"HNSW {result['hnsw']}; k={result['k']}; metric cosine; Gaussian-mixture data, seed {result['seed']}."),
+        ("- The journal's write back-pressure threshold is raised to max(1000, 2 x lag + 1000) ms "
         "(env VECRAFT_BACKPRESSURE_LAG_MS): at its default of 1000 ms a simulated 1000 ms lag would "
-        "refuse every write of the background writer.",
+        "refuse every write of the background writer."),
         f"- Wall time: {fmt(result['wall_s'], 0)} s.", "",
-        "Latency is measured from each request's scheduled send time (open loop), so queueing in "
-        "the client or server is included. Each figure below is ours; the spec's is in brackets.", "",
+        ("Latency is measured from each request's scheduled send time (open loop), so queueing in "
+        "the client or server is included. Each figure below is ours; the spec's is in brackets."), "",
         "## The spec's matrix (P95, ms)", "", spec_table(cells), "",
         "## Targets", "", *goals(cells), "",
         "## Shard scaling (scenario 4: 512D, 100 ms lag)", "",
         scaling_table(cells, result["scaling_shards"], result["blocks"]), "",
         "## Every cell", "",
-        "`staleness` is the staleness_ms the answers reported; `sync` and `cache hit` are the "
-        "fractions of answers with sync_performed / cache_hit true.", "",
+        ("`staleness` is the staleness_ms the answers reported; `sync` and `cache hit` are the "
+        "fractions of answers with sync_performed / cache_hit true."), "",
         detail_table(cells), "",
         "## Clusters", "", _blocks_table(result["blocks"]), "",
     ]

@@ -52,7 +52,7 @@ def git_commit() -> str:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "-"
     return head + ("+dirty" if dirty else "")
@@ -82,7 +82,7 @@ def environment_markdown(env: dict[str, Any]) -> str:
     return "\n".join([
         f"- Command: `{env['command']}`",
         f"- Started: {env['started_at']} (git {env['git_commit']})",
-        f"- Machine: {m['cpu_model']}, {m['logical_cores']} logical cores, {m['ram_gib']} GiB RAM, "
-        f"{m['os']}, Python {m['python']}; load average at start {m['load_average_1m_at_start']}",
+        (f"- Machine: {m['cpu_model']}, {m['logical_cores']} logical cores, {m['ram_gib']} GiB RAM, "
+        f"{m['os']}, Python {m['python']}; load average at start {m['load_average_1m_at_start']}"),
         f"- Versions: {vers}",
     ])

@@ -13,7 +13,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import numpy as np
@@ -38,7 +38,7 @@ class BenchHttp:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def __aenter__(self) -> BenchHttp:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -220,7 +220,7 @@ class SteadyWriter:
         self._next += self._rows
         try:
             answer = await self._http.insert(self._collection, ids, self._vectors[rows], ack="journal")
-        except Exception:  # counted; a failing writer must not stop the read benchmark
+        except Exception:  # noqa: BLE001 - counted; a failing writer must not stop the read benchmark
             self.errors += 1
             return
         self.acked += 1

@@ -18,7 +18,7 @@ from typing import Any
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "bench"
 
 
-def fmt(value: float | int | None, digits: int = 1) -> str:
+def fmt(value: float | None, digits: int = 1) -> str:
     """A number for a table: fixed digits, "-" for unknown."""
     if value is None:
         return "-"

@@ -32,14 +32,30 @@ import numpy as np
 import orjson
 
 from vecraft.bench._cells import Cell, summarize_cell
-from vecraft.bench._cluster import ClusterSpec, LocalCluster, free_port
+from vecraft.bench._cluster import (
+    ClusterSpec,
+    LocalCluster,
+    free_port,
+    memory_shortfall,
+    stop_leftovers,
+    stop_on_sigterm,
+)
 from vecraft.bench._datasets import Dataset, exact_topk, gaussian_mixture, outlier_vectors
 from vecraft.bench._env import environment
 from vecraft.bench._http import BenchHttp, SteadyWriter, load_dataset, search_body, wait_searchable
 from vecraft.bench._loadgen import Reply, run_open_loop
 from vecraft.bench._report import DEFAULT_OUT, plot_path, write_outputs
-from vecraft.bench._spec import (HNSW, LAGS_MS, LEVELS, MATRIX, SCALES, SCALING_DIM, SCALING_LAG_MS,
-                                 SCALING_SHARDS, Scale)
+from vecraft.bench._spec import (
+    HNSW,
+    LAGS_MS,
+    LEVELS,
+    MATRIX,
+    SCALES,
+    SCALING_DIM,
+    SCALING_LAG_MS,
+    SCALING_SHARDS,
+    Scale,
+)
 
 K = 10
 LOAD_BATCH = 2000
@@ -79,6 +95,12 @@ class MatrixRun:
         spec_base = ClusterSpec(data_dir=self.work / f"shards-{shards}", shards=shards, apply_delay_ms=0,
                                 http_port=free_port(), grpc_port=free_port())
         loaded = False
+        too_big = memory_shortfall(shards)
+        if too_big:
+            self.blocks.extend({"shards": shards, "lag_ms": lag, "dims": list(dims),
+                                "error": f"not started: {too_big}"} for lag in lags)
+            print(f"cluster: {shards} shard(s) skipped: {too_big}", flush=True)
+            return
         for lag in lags:
             spec = dataclasses.replace(spec_base, apply_delay_ms=lag)
             block: dict[str, Any] = {"shards": shards, "lag_ms": lag, "dims": list(dims)}
@@ -87,7 +109,7 @@ class MatrixRun:
             cluster = LocalCluster(spec)
             try:
                 await cluster.start()
-            except Exception as exc:  # e.g. too many processes for the machine: reported, not fatal
+            except Exception as exc:  # noqa: BLE001 - e.g. a service that fails to start: reported
                 await cluster.stop()
                 block["error"] = f"cluster did not start: {exc}"
                 print(f"  {block['error']}", flush=True)
@@ -99,9 +121,16 @@ class MatrixRun:
                     if not loaded:
                         block["load"] = await self._load(http, shards, dims)
                         loaded = True
+                    block["warm_s"] = {}
                     for dim in dims:
+                        # After a restart the query processors rebuild their caches from the
+                        # journal; the spec measures steady state, so wait until they serve.
+                        data, _ = self.dataset(dim)
+                        block["warm_s"][str(dim)] = round(await wait_searchable(
+                            http, collection_name(dim), data.vectors[-1], f"v{data.n - 1}",
+                            timeout_s=600), 1)
                         await self._run_levels(http, dim, shards, lag, qps_of[dim])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the block is reported failed, the run goes on
                 block["error"] = f"{type(exc).__name__}: {exc}"
                 print(f"  block failed: {block['error']}", flush=True)
             finally:
@@ -208,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    stop_on_sigterm()
     scale = SCALES[args.scale]
     if args.cell_seconds is not None:
         scale = dataclasses.replace(scale, cell_s=args.cell_seconds)
@@ -217,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run = asyncio.run(_run(args, scale, work))
     finally:
+        stop_leftovers()
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     result: dict[str, Any] = {

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from vecraft.bench._cluster import ClusterSpec, LocalCluster, free_port
+from vecraft.bench._cluster import ClusterSpec, LocalCluster, free_port, stop_leftovers, stop_on_sigterm
 from vecraft.bench._datasets import gaussian_mixture
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._http import BenchHttp, load_dataset, wait_searchable
@@ -73,11 +73,11 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join([
         "# Ingest benchmark: acknowledged vectors/s end to end", "",
         environment_markdown(result["environment"]),
-        f"- Scale `{result['scale']}`; cluster of {result['shards']} shards x 1 replica started in "
+        (f"- Scale `{result['scale']}`; cluster of {result['shards']} shards x 1 replica started in "
         f"{fmt(result['startup_s'])} s; {result['concurrency']} write request(s) in flight; binary vectors "
-        f"(vectors_b64) with metadata; HNSW {HNSW}; a fresh collection per row.", "",
-        "`ack=all`: answered when durable in the journal and applied by every live replica; "
-        "`ack=journal`: when durable in the journal. `429` = back-pressure answers retried.", "",
+        f"(vectors_b64) with metadata; HNSW {HNSW}; a fresh collection per row."), "",
+        ("`ack=all`: answered when durable in the journal and applied by every live replica; "
+        "`ack=journal`: when durable in the journal. `429` = back-pressure answers retried."), "",
         table(["dim", "batch", "ack", "vectors", "acked s", "vectors/s acked", "vectors/s until searchable",
                "429"], rows), "",
         "## Target", "", goal, ""])
@@ -104,11 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    stop_on_sigterm()
     env = environment("ingest", argv)
     work = Path(tempfile.mkdtemp(prefix="vecraft-bench-ingest-"))
     try:
         rows, startup = asyncio.run(_run(args, work))
     finally:
+        stop_leftovers()
         shutil.rmtree(work, ignore_errors=True)
     result = {"environment": env, "scale": args.scale, "shards": args.shards, "concurrency": args.concurrency,
               "startup_s": startup, "rows": rows}

@@ -20,8 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from vecraft.bench._datasets import (CATEGORIES, Dataset, exact_topk, filtered_truth, gaussian_mixture,
-                                     recall_at_k)
+from vecraft.bench._cluster import stop_leftovers, stop_on_sigterm
+from vecraft.bench._datasets import (
+    CATEGORIES,
+    Dataset,
+    exact_topk,
+    filtered_truth,
+    gaussian_mixture,
+    recall_at_k,
+)
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._peers import ENGINE_NAMES, Engine, make_engine
 from vecraft.bench._report import DEFAULT_OUT, fmt, table, write_outputs
@@ -109,21 +116,38 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join([
         "# Peers benchmark: Vecraft vs Chroma vs Milvus Lite", "",
         environment_markdown(result["environment"]),
-        f"- Data: {d['name']} ({d['source']}), {d['n']:,} vectors x {d['dim']}, cosine, {d['queries']} queries, "
+        (f"- Data: {d['name']} ({d['source']}), {d['n']:,} vectors x {d['dim']}, cosine, {d['queries']} queries, "
         f"k={K}; filtered queries use `category == i % 10` (~10% selectivity). HNSW M={result['m']}, "
         f"ef_construction={result['ef_construction']}, ef_search={result['ef']} for every engine; "
-        f"write batches of {result['batch']} rows.",
-        f"- Vecraft: local cluster of {result['vecraft_shards']} shards through HTTP, eventual reads, "
+        f"write batches of {result['batch']} rows."),
+        (f"- Vecraft: local cluster of {result['vecraft_shards']} shards through HTTP, eventual reads, "
         f"writes with ack=all (every replica applied), one request at a time. Chroma: embedded in the "
-        f"benchmark process (no network hop). Milvus Lite: pymilvus client to its local server process.",
-        "- Latency is per request, sequential (one in flight), after "
-        f"{WARMUP_QUERIES} warm-up queries.", "",
+        f"benchmark process (no network hop). Milvus Lite: pymilvus client to its local server process."),
+        ("- Latency is per request, sequential (one in flight), after "
+        f"{WARMUP_QUERIES} warm-up queries."), "",
         table(header, rows), "",
         "## Vecraft / peer", "",
         "Ingest > 1 and latency < 1 favour Vecraft.", "",
         table(["peer", "ingest", "search P95", "filtered P95", "recall@10"], ratios), "",
         "## Where Vecraft loses", "", *_where_we_lose(res), "",
     ])
+
+
+def _run_engines(args: argparse.Namespace, data: Dataset, truth: np.ndarray, truth_f: np.ndarray,
+                 results: dict[str, dict[str, Any]]) -> None:
+    for name in args.engines.split(","):
+        print(f"{name}: running", flush=True)
+        try:
+            engine = make_engine(name, vecraft_shards=args.shards)
+            results[name] = measure(engine, data, truth, truth_f, args)
+        except Exception as exc:  # noqa: BLE001 - a peer that fails is reported, the others still run
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        r = results[name]
+        if "error" not in r:
+            print(f"  ingest {r['ingest_vectors_per_s']:.0f}/s  search P95 {r['search']['p95']:.2f} ms "
+                  f"recall {r['search_recall']:.3f}  filtered P95 {r['filtered']['p95']:.2f} ms "
+                  f"recall {r['filtered_recall']:.3f}", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    stop_on_sigterm()
     env = environment("peers", argv)
     size = SCALES[args.scale]
     n = args.vectors or size["n"]
@@ -154,19 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     truth = exact_topk(data.vectors, data.queries, K, data.metric)
     truth_f = filtered_truth(data, K)
     results: dict[str, dict[str, Any]] = {}
-    for name in args.engines.split(","):
-        print(f"{name}: running", flush=True)
-        try:
-            engine = make_engine(name, vecraft_shards=args.shards)
-            results[name] = measure(engine, data, truth, truth_f, args)
-        except Exception as exc:  # a peer that fails is reported, the others still run
-            traceback.print_exc()
-            results[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        r = results[name]
-        if "error" not in r:
-            print(f"  ingest {r['ingest_vectors_per_s']:.0f}/s  search P95 {r['search']['p95']:.2f} ms "
-                  f"recall {r['search_recall']:.3f}  filtered P95 {r['filtered']['p95']:.2f} ms "
-                  f"recall {r['filtered_recall']:.3f}", flush=True)
+    try:
+        _run_engines(args, data, truth, truth_f, results)
+    finally:
+        stop_leftovers()
     result = {"environment": env, "data": {"name": data.name, "source": data.source, "n": data.n,
                                            "dim": data.dim, "queries": len(data.queries)},
               "m": args.m, "ef_construction": args.ef_construction, "ef": args.ef, "batch": args.batch,

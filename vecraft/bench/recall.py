@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from vecraft.bench._cluster import ClusterSpec, LocalCluster, free_port
+from vecraft.bench._cluster import ClusterSpec, LocalCluster, free_port, stop_leftovers, stop_on_sigterm
 from vecraft.bench._datasets import CATEGORIES, exact_topk, filtered_truth, gaussian_mixture, recall_at_k
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._http import BenchHttp, load_dataset, search_body, wait_searchable
@@ -91,9 +91,9 @@ def render(result: dict[str, Any], plots: list[Path]) -> str:
     return "\n".join([
         "# Recall benchmark: recall@10 vs latency over ef_search", "",
         environment_markdown(result["environment"]),
-        f"- Scale `{result['scale']}`; {result['shards']} shards; HNSW M={HNSW['m']}, "
+        (f"- Scale `{result['scale']}`; {result['shards']} shards; HNSW M={HNSW['m']}, "
         f"ef_construction={HNSW['ef_construction']}; Gaussian-mixture data, cosine, k={K}; eventual reads "
-        "through HTTP, one request at a time; filtered = `category == i % 10` (~10% selectivity).", "",
+        "through HTTP, one request at a time; filtered = `category == i % 10` (~10% selectivity)."), "",
         table(["dim", "vectors", "filtered", "ef_search", "recall@10", "P50 ms", "P95 ms", "P99 ms"], rows), "",
         "## Target", "", goal, "",
         *([f"![{p.stem}]({p.name})" for p in plots] + [""]),
@@ -145,11 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    stop_on_sigterm()
     env = environment("recall", argv)
     work = Path(tempfile.mkdtemp(prefix="vecraft-bench-recall-"))
     try:
         rows = asyncio.run(_run(args, work))
     finally:
+        stop_leftovers()
         shutil.rmtree(work, ignore_errors=True)
     result = {"environment": env, "scale": args.scale, "shards": args.shards, "rows": rows}
     plots = plot(rows, plot_path(args.out, "recall", "curve")) if rows else []

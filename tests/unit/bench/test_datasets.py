@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vecraft.bench._datasets import (CATEGORIES, exact_topk, filtered_truth, gaussian_mixture,
-                                     outlier_vectors, recall_at_k)
+from vecraft.bench._datasets import (
+    CATEGORIES,
+    exact_topk,
+    filtered_truth,
+    gaussian_mixture,
+    outlier_vectors,
+    recall_at_k,
+)
 
 pytestmark = pytest.mark.unit
 
