@@ -57,7 +57,10 @@ class ServiceState(enum.Enum):
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Naming IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted
+    # connections of a socket whose proto says TCP; without it every small
+    # HTTP answer waits ~40 ms for Nagle's algorithm.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
