@@ -23,6 +23,7 @@ section, so a batch is atomic for readers.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -42,9 +43,13 @@ METRICS = ("cosine", "l2", "ip")
 _FAISS_METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2,
                  "ip": faiss.METRIC_INNER_PRODUCT}
 
-# Candidate count at or below which an exact scan beats filtered HNSW
-# (measured on 50K x 128, k=10: docs/indexes.md, calibrate.measure_crossover).
-EXACT_SEARCH_MAX_CANDIDATES = 5000
+# Candidate count at or below which an exact scan beats filtered HNSW in a
+# shard of EXACT_SEARCH_REFERENCE_SIZE rows, scaled by sqrt(size) for other
+# sizes, never below EXACT_SEARCH_MIN_CANDIDATES (measured on 128-d vectors,
+# k=10: docs/indexes.md, calibrate.measure_crossover).
+EXACT_SEARCH_MAX_CANDIDATES = 10_000
+EXACT_SEARCH_REFERENCE_SIZE = 50_000
+EXACT_SEARCH_MIN_CANDIDATES = 2000
 # Target length of one write section while adding to the graph: bounds how long
 # a search waits behind a big apply.
 ADD_SECTION_SECONDS = 0.01
@@ -52,7 +57,7 @@ _MIN_CHUNK, _MAX_CHUNK = 16, 8192
 # Filtered HNSW retries with a 4x larger ef this many times before falling back
 # to an exact scan, when the graph walk found fewer than k candidates.
 _EF_RETRIES = 3
-_MAX_EF = 4096
+MAX_EF = 4096
 # Rows per block of the exact scan (256 KB of float32 at dim 128: stays in cache).
 _EXACT_BLOCK = 512
 
@@ -90,8 +95,9 @@ class CollectionIndex:
         self._rw = RWLock()
         self._writer = threading.Lock()
         self._chunk = 256
-        # Planner threshold; an attribute so benchmarks and tests can force a path.
-        self.exact_search_max_candidates = EXACT_SEARCH_MAX_CANDIDATES
+        # Planner threshold override (None = the measured rule); benchmarks and
+        # tests set it to force a path.
+        self.exact_search_max_candidates: int | None = None
         self._alive_bits: np.ndarray | None = None  # packed alive mask, rebuilt lazily
 
     # --- introspection --------------------------------------------------------------------------
@@ -326,15 +332,24 @@ class CollectionIndex:
                 mask = None  # the filter keeps everything: plain search
         if count == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        if count <= self.exact_search_max_candidates:
+        if count <= self._exact_threshold():
             return self._exact(q, alive if mask is None else mask, k)
-        # The graph walk visits tombstones and filtered-out nodes too: to meet k
-        # candidates it needs about k / (share of nodes that qualify) steps.
-        ef = max(ef, -(-k * self._size // count))
-        if ef > _MAX_EF:
+        # The walk's beam also fills with tombstones and filtered-out nodes; widen
+        # it by 1 / (share of nodes that qualify) so it holds ~ef qualifying ones
+        # and filtered recall matches unfiltered recall at the same ef.
+        ef = -(-ef * self._size // count)
+        if ef > MAX_EF:
             return self._exact(q, alive if mask is None else mask, k)
         bits = self._packed_alive() if mask is None else np.packbits(mask, bitorder="little")
         return self._hnsw(q, k, bits, min(k, count), ef, mask)
+
+    def _exact_threshold(self) -> int:
+        if self.exact_search_max_candidates is not None:
+            return self.exact_search_max_candidates
+        # Filtered HNSW costs ~ ef * size / count, an exact scan ~ count: the
+        # crossover grows with sqrt(size) (measured at 50K and 200K).
+        scale = math.sqrt(max(self._size, 1) / EXACT_SEARCH_REFERENCE_SIZE)
+        return max(EXACT_SEARCH_MIN_CANDIDATES, int(EXACT_SEARCH_MAX_CANDIDATES * scale))
 
     def _packed_alive(self) -> np.ndarray | None:
         """Packed alive mask, or None when every label is alive (no selector needed)."""
@@ -359,10 +374,10 @@ class CollectionIndex:
             if int(np.count_nonzero(found)) >= want:
                 scores = distances[0][found]
                 return labels[0][found], (np.subtract(0, scores) if self.metric == "l2" else scores)
-            if ef >= _MAX_EF:
+            if ef >= MAX_EF:
                 break
             # The walk still ran out of qualifying nodes (a clustered filter): widen it.
-            ef = min(_MAX_EF, ef * 4)
+            ef = min(MAX_EF, ef * 4)
         return self._exact(q, self._alive[: self._size] if mask is None else mask, k)
 
     def _exact(self, q: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
