@@ -57,6 +57,7 @@ _MIN_CHUNK, _MAX_CHUNK = 16, 8192
 # Filtered HNSW retries with a 4x larger ef this many times before falling back
 # to an exact scan, when the graph walk found fewer than k candidates.
 _EF_RETRIES = 3
+# Widest beam a graph walk gets; a filter that would need more is scanned exactly.
 MAX_EF = 4096
 # Rows per block of the exact scan (256 KB of float32 at dim 128: stays in cache).
 _EXACT_BLOCK = 512
