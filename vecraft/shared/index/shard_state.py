@@ -151,19 +151,13 @@ class ShardState:
             coll.index.delete(op.ids)
             for id_ in op.ids:
                 coll.documents.pop(id_, None)
-        elif op.kind == "create":
-            self._create(op.schema)  # type: ignore[arg-type]
         elif op.kind == "drop":
             self._drop(op.collection_id)
-        elif op.kind == "alter":
-            coll = self._by_id.get(op.collection_id)
-            ef = op.schema.hnsw.ef_search if op.schema is not None else 0
-            if coll is not None and ef > 0:
-                coll.index.set_ef_search(ef)
-                coll.schema.hnsw.ef_search = ef
-                if op.schema.ddl_offset:  # type: ignore[union-attr]
-                    coll.schema.ddl_offset = op.schema.ddl_offset  # type: ignore[union-attr]
-                    coll.schema.ddl_hlc = op.schema.ddl_hlc  # type: ignore[union-attr]
+        elif op.schema is not None:  # decode_entry gives every create/alter its schema
+            if op.kind == "create":
+                self._create(op.schema)
+            else:
+                self._alter(op.schema)
 
     def _create(self, schema: collection_pb2.CollectionSchema) -> None:
         cid = schema.collection_id
@@ -175,6 +169,16 @@ class ShardState:
         self._by_id[cid] = _Collection(schema, _index_for(schema))
         self._schemas[cid] = schema
         self._by_name[(schema.tenant, schema.name)] = cid
+
+    def _alter(self, schema: collection_pb2.CollectionSchema) -> None:
+        coll = self._by_id.get(schema.collection_id)
+        ef = schema.hnsw.ef_search
+        if coll is None or ef <= 0:
+            return
+        coll.index.set_ef_search(ef)
+        coll.schema.hnsw.ef_search = ef
+        if schema.ddl_offset:
+            coll.schema.ddl_offset, coll.schema.ddl_hlc = schema.ddl_offset, schema.ddl_hlc
 
     def _drop(self, collection_id: str) -> None:
         self._dropped.add(collection_id)
