@@ -179,11 +179,12 @@ class CollectionIndex:
             start = 0
             while start < len(ids):
                 stop = min(len(ids), start + self._chunk)
-                began = time.perf_counter()
                 with self._rw.write():
+                    began = time.perf_counter()  # the section itself, not the wait for readers
                     self._append_rows(ids[start:stop], vectors[start:stop], norms[start:stop],
                                       metadatas[start:stop])
-                self._tune_chunk(stop - start, time.perf_counter() - began)
+                    held = time.perf_counter() - began
+                self._tune_chunk(stop - start, held)
                 start = stop
             with self._rw.write():
                 old = [self._label_of[i] for i in ids if i in self._label_of]
