@@ -130,11 +130,12 @@ def _retry_after_s(resp: httpx.Response) -> float:
         return 0.5
 
 
-def search_body(collection: str, vector: np.ndarray, *, k: int, level: str,
+def search_body(collection: str, vector: np.ndarray | list[float], *, k: int, level: str,
                 max_staleness_ms: int | None = None, ef_search: int | None = None,
                 filters: dict[str, Any] | None = None, session_token: str | None = None) -> dict[str, Any]:
-    """The JSON body of one search request."""
-    body: dict[str, Any] = {"collection": collection, "vector": vector.astype(float).tolist(),
+    """The JSON body of one search request (``vector`` as an array or an already converted list)."""
+    values = vector if isinstance(vector, list) else vector.astype(float).tolist()
+    body: dict[str, Any] = {"collection": collection, "vector": values,
                             "k": k, "consistency_level": level}
     if max_staleness_ms is not None:
         body["max_staleness_ms"] = max_staleness_ms

@@ -182,9 +182,9 @@ class MatrixRun:
         bounded = self.args.max_staleness_ms if level == "bounded" else None
 
         async def send(i: int) -> Reply:
-            body = search_body(name, np.empty(0), k=K, level=level, max_staleness_ms=bounded,
-                               session_token=writer.session_token if level == "read_your_writes" else None)
-            body["vector"] = vectors[i % len(vectors)]
+            token = writer.session_token if level == "read_your_writes" else None
+            body = search_body(name, vectors[i % len(vectors)], k=K, level=level, max_staleness_ms=bounded,
+                               session_token=token)
             return await http.search(orjson.dumps(body))
 
         return await run_open_loop(send, rate=qps, duration_s=seconds)
