@@ -107,6 +107,22 @@ async def test_a_waiter_that_gives_up_does_not_cancel_the_shared_pull(journal: F
     assert len(journal.pull_calls) == 1
 
 
+@pytest.mark.timeout(10)
+async def test_a_finished_pull_still_registered_starts_the_next_one(journal: FakeJournal,
+                                                                    cache: ShardCache) -> None:
+    """Regression: a request arriving after a pull finished but before the pull's done callback
+    unregistered it awaited the finished task again and again (that never yields), freezing the
+    event loop; found by the end-to-end strong-read trials (tests/integration/e2e)."""
+    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    first = add(journal, "p", 2)
+    flight = syncer._start(PARTITION, first)
+    await asyncio.wait({flight.task})
+    syncer._flights[PARTITION] = flight  # the window: finished, done callback not run yet
+    second = add(journal, "q", 3)
+    assert await syncer.sync_to(PARTITION, second) is True
+    assert cache.applied(PARTITION)[0] == second
+
+
 async def test_journal_failure_reaches_every_waiter(journal: FakeJournal, cache: ShardCache) -> None:
     syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
     target = add(journal, "lost", 2)

@@ -81,7 +81,10 @@ class PartitionSyncer:
         try:
             while self.cache.applied(partition)[0] < target:
                 flight = self._flights.get(partition)
-                if flight is None:
+                # A finished flight stays registered until its done callback runs on a later
+                # loop iteration; awaiting it returns at once without yielding, so reusing it
+                # here would spin forever and freeze the event loop. Start the next pull instead.
+                if flight is None or flight.task.done():
                     flight = self._start(partition, max(wanted.values()))
                 # shield: cancelling this waiter must not cancel the shared pull.
                 await asyncio.shield(flight.task)
