@@ -19,7 +19,6 @@ import httpx
 
 from vecraft.shared.common.topology import allocate_ports
 
-
 _handed_out: set[int] = set()
 
 

@@ -134,7 +134,8 @@ HOSTILE: list[tuple[str, str, str, dict[str, Any], int, tuple[str, ...]]] = [
 
 def _snapshot(client: httpx.Client) -> tuple[dict[str, int], list[str], int]:
     """Journal heads, the collections, and the records a strong search finds."""
-    heads = {p: client.get(f"/v1/journal/{p}", params={"limit": 1}).json()["latest_offset"] for p in PARTITIONS}
+    heads = {p: client.get(f"/v1/journal/{p}", params={"limit": 1}).json()["latest_offset"]
+             for p in PARTITIONS}
     names = sorted(c["name"] for c in client.get("/v1/collections").json()["collections"])
     r = client.post(S, json={"collection": COLL, "vector": V, "k": 1024, "consistency_level": "strong"})
     return heads, names, len(r.json()["results"])

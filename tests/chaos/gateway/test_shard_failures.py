@@ -24,7 +24,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with run_cluster(tmp_path_factory.mktemp("shard-failures"), shards=3, data_partitions=1,
                      gateway_args=["--search-timeout-ms", "5000"]) as c:
         with c.client() as client:
-            assert client.post("/v1/collections", json={"name": COLL, "dim": 8, "metric": "l2"}).status_code == 201
+            created = client.post("/v1/collections", json={"name": COLL, "dim": 8, "metric": "l2"})
+            assert created.status_code == 201
             data = np.random.default_rng(9).normal(size=(N, 8)).astype(np.float32)
             r = client.post("/v1/vectors/batch", json={"collection": COLL, "ids": [f"v{i}" for i in range(N)],
                                                        "vectors": data.tolist()})
@@ -51,11 +52,13 @@ def test_dead_query_processor_fails_or_degrades_the_search(cluster: Cluster) -> 
         expected = {f"v{i}" for i in range(N) if shard_of(f"v{i}", 3) != 1}
         assert {h["id"] for h in r.json()["results"]} == expected
         # Writes do not need the query processor: the journal and storage still take them.
-        assert client.post("/v1/vectors", json={"collection": COLL, "id": "late", "vector": [1] * 8}).status_code == 201
+        late = client.post("/v1/vectors", json={"collection": COLL, "id": "late", "vector": [1] * 8})
+        assert late.status_code == 201
         cluster.query[1].start()
         # The gateway reconnects within its (short) reconnect backoff.
         deadline = time.monotonic() + 15
-        while (r := _search(client, consistency_level="strong", k=N + 1)).status_code == 503 and time.monotonic() < deadline:
+        while ((r := _search(client, consistency_level="strong", k=N + 1)).status_code == 503
+               and time.monotonic() < deadline):
             time.sleep(0.2)
         assert r.status_code == 200 and len(r.json()["results"]) == N + 1
         assert r.json()["missing_shards"] == []
@@ -70,7 +73,8 @@ def test_retry_after_gateway_crash_returns_the_original_position(cluster: Cluste
     cluster.gateway.start()
     with cluster.client() as client:
         again = client.post("/v1/vectors", json=body, headers=headers).json()
-        assert (again["partition"], again["offset"], again["duplicate"]) == (first["partition"], first["offset"], True)
+        assert ((again["partition"], again["offset"], again["duplicate"])
+                == (first["partition"], first["offset"], True))
         r = client.get("/v1/operations/gateway-crash-retry").json()
         assert r["offset"] == first["offset"] and r["replicas_pending"] == []
         hits = _search(client, consistency_level="strong", k=1, vector=[2] * 8).json()["results"]

@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ async def write_until_failure(client: JournalClient, acked: Acked, writers: int,
 async def check_log(client: JournalClient, acked: Acked) -> list[journal_pb2.JournalEntry]:
     entries = await client.pull("data-0", 1)
     assert [e.offset for e in entries] == list(range(1, len(entries) + 1))
-    assert all(a.hlc < b.hlc for a, b in zip(entries, entries[1:]))
+    assert all(a.hlc < b.hlc for a, b in pairwise(entries))
     rids = [e.request_id for e in entries]
     assert len(rids) == len(set(rids)), "an entry was duplicated"
     by_rid = {e.request_id: e for e in entries}

@@ -143,7 +143,8 @@ def test_idempotent_retry_same_offset_one_record(cluster: Cluster) -> None:
         assert [h["id"] for h in r.json()["results"]] == [answers[0]["id"]]
         op = c.get(f"/v1/operations/{rid}").json()
         assert (op["partition"], op["offset"]) == (answers[0]["partition"], answers[0]["offset"])
-        page = c.get(f"/v1/journal/{op['partition']}", params={"from_offset": op["offset"], "limit": 1}).json()
+        page = c.get(f"/v1/journal/{op['partition']}",
+                     params={"from_offset": op["offset"], "limit": 1}).json()
         assert page["entries"][0]["request_id"] == rid
         assert page["entries"][0]["summary"]["mutations"][0]["ids"] == [answers[0]["id"]]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from itertools import pairwise
 
 import grpc
 import pytest
@@ -47,7 +48,7 @@ async def test_concurrent_writers_get_gapless_offsets_and_readable_bytes(journal
         mine = [r for r in acked if r.partition == partition]
         first = start[partition] + 1
         assert [e.offset for e in entries] == list(range(first, first + len(mine)))
-        assert all(a.hlc < b.hlc for a, b in zip(entries, entries[1:]))
+        assert all(a.hlc < b.hlc for a, b in pairwise(entries))
         by_offset = {r.offset: r for r in mine}
         for e in entries:
             assert by_offset[e.offset].hlc == e.hlc

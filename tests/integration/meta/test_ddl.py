@@ -125,7 +125,7 @@ async def test_bad_alter_and_drop(client: MetaClient) -> None:
     for ef in (0, 4097):
         with pytest.raises(InvalidRequest, match="ef_search"):
             await client.alter_collection("docs", ef_search=ef)
-    with pytest.raises(InvalidRequest, match="hnsw.m cannot change"), translate_rpc_error():
+    with pytest.raises(InvalidRequest, match=r"hnsw\.m cannot change"), translate_rpc_error():
         await client._stub.AlterCollection(collection_pb2.AlterCollectionRequest(
             name="docs", hnsw=collection_pb2.HnswParams(m=32, ef_search=10)))
     with pytest.raises(NotFound):

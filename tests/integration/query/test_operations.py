@@ -114,7 +114,7 @@ async def test_several_shards_are_merged(start_query, journal: JournalClient, co
         await client.stub.Search(query_pb2.QuerySearchRequest(
             collection="multi", vector=query.astype("<f4").tobytes(), k=3, shards=[0]))
     status = await client.stub.Status(storage_pb2.NodeStatusRequest())
-    assert status.ready and [p.partition for p in status.partitions][0] == PARTITION
+    assert status.ready and status.partitions[0].partition == PARTITION
 
 
 async def test_bad_input_is_refused_clearly(start_query, writer: Writer, connect) -> None:

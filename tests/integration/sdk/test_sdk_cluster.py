@@ -51,8 +51,8 @@ def endpoint_for(cluster: LocalCluster, transport: str) -> str:
 
 
 def run_snippet(cluster: LocalCluster, name: str) -> str:
-    result = subprocess.run([sys.executable, str(SNIPPETS / name)], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "VECRAFT_ENDPOINT": cluster.endpoint})
+    result = subprocess.run([sys.executable, str(SNIPPETS / name)], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "VECRAFT_ENDPOINT": cluster.endpoint})
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -88,7 +88,8 @@ def test_same_behaviour_over_both_transports(cluster: LocalCluster, transport: s
     rng = np.random.default_rng(7)
     vectors = rng.normal(size=(20, 8)).astype(np.float32)
     ids = [f"r{i}" for i in range(20)]
-    written = client.insert_vectors(vectors, ids=ids, metadatas=[{"i": i, "even": i % 2 == 0} for i in range(20)],
+    written = client.insert_vectors(vectors, ids=ids,
+                                    metadatas=[{"i": i, "even": i % 2 == 0} for i in range(20)],
                                     collection=name)
     assert written.ids == ids and written.offset > 0
 
@@ -105,7 +106,8 @@ def test_same_behaviour_over_both_transports(cluster: LocalCluster, transport: s
     assert odd.results and all(r.metadata["even"] is False for r in odd.results)
 
     client.upsert_vector("r5", vectors[6], metadata={"i": 5, "moved": True}, collection=name)
-    assert client.get_vector("r5", collection=name, consistency_level="strong").metadata == {"i": 5, "moved": True}
+    moved = client.get_vector("r5", collection=name, consistency_level="strong")
+    assert moved.metadata == {"i": 5, "moved": True}
     client.delete_vector("r5", collection=name)
     with pytest.raises(NotFound):
         client.get_vector("r5", collection=name, consistency_level="strong")
@@ -155,10 +157,11 @@ def test_async_client(cluster: LocalCluster) -> None:
             name = f"sdk_async_{uuid.uuid4().hex[:6]}"
             await client.create_collection(name, dim=4, metric="ip")
             session = client.create_session()
-            await asyncio.gather(*(session.insert_vector([float(i), 1.0, 0.0, 0.0], id=f"a{i}", collection=name,
-                                                         ack="journal") for i in range(5)))
-            response = await session.vector_search([4.0, 1.0, 0.0, 0.0], k=5, consistency_level="read_your_writes",
-                                                   collection=name)
+            await asyncio.gather(*(session.insert_vector([float(i), 1.0, 0.0, 0.0], id=f"a{i}",
+                                                         collection=name, ack="journal")
+                                   for i in range(5)))
+            response = await session.vector_search([4.0, 1.0, 0.0, 0.0], k=5,
+                                                   consistency_level="read_your_writes", collection=name)
             assert {r.id for r in response.results} == {f"a{i}" for i in range(5)}
             await client.drop_collection(name)
 

@@ -30,8 +30,9 @@ async def test_upsert_and_delete_visible_in_search_and_get(start_node: Callable[
     vectors = rng.standard_normal((200, DIM)).astype(np.float32)
     ids = [f"r{i}" for i in range(200)]
     # ack=all: answered only once this replica has applied and reported it.
-    ack = await writer.append(payloads.write(s, ids, vectors, [{"i": i, "even": i % 2 == 0} for i in range(200)],
-                                             [f"doc {i}" for i in range(200)]), ack=journal_pb2.ACK_ALL)
+    metadata = [{"i": i, "even": i % 2 == 0} for i in range(200)]
+    ack = await writer.append(payloads.write(s, ids, vectors, metadata, [f"doc {i}" for i in range(200)]),
+                              ack=journal_pb2.ACK_ALL)
     assert ack.replicas_acked == 1, ack
 
     hit = await stub.Search(search_request(vectors[5], 3))

@@ -101,5 +101,6 @@ def test_filtered_truth_uses_each_querys_category() -> None:
     got = filtered_truth(data, 5)
     for i, row in enumerate(got):
         assert np.all(data.category[row] == i % CATEGORIES)
-        want = exact_topk(data.vectors, data.queries[i:i + 1], 5, "cosine", mask=data.category == i % CATEGORIES)
+        want = exact_topk(data.vectors, data.queries[i:i + 1], 5, "cosine",
+                          mask=data.category == i % CATEGORIES)
         assert set(row) == set(want[0])

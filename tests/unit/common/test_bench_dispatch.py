@@ -14,7 +14,8 @@ def fake_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "BENCH_PACKAGE", "tests.unit.common.fake_bench")
 
 
-def test_listing_reads_first_docstring_lines(fake_benchmarks: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_listing_reads_first_docstring_lines(fake_benchmarks: None,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.bench_modules() == {
         "echo": "Echo benchmark: prints its arguments (stands in for a vecraft.bench module in tests)."}
     with pytest.raises(SystemExit) as info:

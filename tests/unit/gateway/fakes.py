@@ -65,7 +65,8 @@ class FakeDownstream(Downstream):
         schema = CollectionSchema(
             tenant=tenant, name=request.name, dim=request.dim, metric=request.metric or "cosine",
             shards=request.shards or self.default_shards, replicas=request.replicas or 1,
-            hnsw=HnswParams.from_proto(request.hnsw), partition=tenant_partition(tenant, self.data_partitions),
+            hnsw=HnswParams.from_proto(request.hnsw),
+            partition=tenant_partition(tenant, self.data_partitions),
             collection_id=f"c{self._next_id}", created_unix_ms=int(time.time() * 1000))
         self.collections[(tenant, request.name)] = schema
         self.rows[schema.collection_id] = {}
@@ -141,8 +142,8 @@ class FakeDownstream(Downstream):
         e = self.by_request.get(request_id)
         if e is None:
             return journal_pb2.LookupRequestResponse(found=False)
-        return journal_pb2.LookupRequestResponse(found=True, partition=e.partition, offset=e.offset, hlc=e.hlc,
-                                                 replicas_applied=["storage-0-r0"])
+        return journal_pb2.LookupRequestResponse(found=True, partition=e.partition, offset=e.offset,
+                                                 hlc=e.hlc, replicas_applied=["storage-0-r0"])
 
     async def pull(self, partition: str, from_offset: int, to_offset: int,
                    max_entries: int) -> journal_pb2.PullWALResponse:
@@ -188,14 +189,16 @@ class FakeDownstream(Downstream):
             for i in np.argsort(-scores)[:request.k]:
                 rid, row = rows[i]
                 results.append(search_pb2.ScoredVector(id=rid, score=float(scores[i]),
-                                                       metadata_json=row.metadata_json, document=row.document))
+                                                       metadata_json=row.metadata_json,
+                                                       document=row.document))
         head, _ = await self.head(schema.partition)
         info = search_pb2.ConsistencyInfo(level_requested=request.level, level_achieved=request.level,
-                                          staleness_ms=3 * shards[0], max_allowed_staleness_ms=request.max_staleness_ms,
+                                          staleness_ms=3 * shards[0],
+                                          max_allowed_staleness_ms=request.max_staleness_ms,
                                           index_version_used=max(head - shards[0], 0),
                                           cache_hit=shards[0] != 1, sync_performed=shards[0] == 1)
-        return query_pb2.QuerySearchResponse(results=results, consistency_info=info, partition=schema.partition,
-                                             shards=shards)
+        return query_pb2.QuerySearchResponse(results=results, consistency_info=info,
+                                             partition=schema.partition, shards=shards)
 
     async def get_records(self, shard: int, request: storage_pb2.ShardGetRequest,
                           timeout_s: float) -> storage_pb2.ShardGetResponse:

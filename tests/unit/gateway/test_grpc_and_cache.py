@@ -27,7 +27,8 @@ def test_spec_search_request_converts_with_proto3_defaults() -> None:
     full = grpc_codec.search_query(search_pb2.SearchRequest(
         vector=[1], k=3, filter_json='{"year": {"$gte": 2020}}', filters={"ignored": "x"}, collection="c"))
     assert filter_to_obj(full.filter) == {"year": {"$gte": 2020}} and full.k == 3
-    for bad in (search_pb2.SearchRequest(vector=[1], k=-1), search_pb2.SearchRequest(vector=[1], filter_json="{"),
+    for bad in (search_pb2.SearchRequest(vector=[1], k=-1),
+                search_pb2.SearchRequest(vector=[1], filter_json="{"),
                 search_pb2.SearchRequest(vector=[1], consistency_level=9),
                 search_pb2.SearchRequest(vector=[1], min_required_offset=-3)):
         with pytest.raises(InvalidRequest):
@@ -36,8 +37,10 @@ def test_spec_search_request_converts_with_proto3_defaults() -> None:
 
 def test_write_request_checks_vector_bytes_and_metadata() -> None:
     ok = grpc_codec.write_batch(gateway_pb2.WriteVectorsRequest(
-        dim=2, vectors=np.ones((3, 2), dtype="<f4").tobytes(), metadata_json=["", '{"a": 1}', ""]), upsert=True)
-    assert ok.vectors.shape == (3, 2) and ok.metadata == [None, {"a": 1}, None] and ok.ids is None and ok.upsert
+        dim=2, vectors=np.ones((3, 2), dtype="<f4").tobytes(), metadata_json=["", '{"a": 1}', ""]),
+        upsert=True)
+    assert ok.vectors.shape == (3, 2) and ok.metadata == [None, {"a": 1}, None]
+    assert ok.ids is None and ok.upsert
     for bad in (gateway_pb2.WriteVectorsRequest(dim=0, vectors=b"\0" * 8),
                 gateway_pb2.WriteVectorsRequest(dim=3, vectors=b"\0" * 8),
                 gateway_pb2.WriteVectorsRequest(dim=2, vectors=b"\0" * 8, metadata_json=["{nope"]),

@@ -130,7 +130,8 @@ def test_write_get_delete_round_trip(client: TestClient) -> None:
     assert again["deleted"] is False and again["missing_ids"] == [out["id"]]
 
 
-def test_retry_with_same_request_id_returns_original_position(client: TestClient, fake: FakeDownstream) -> None:
+def test_retry_with_same_request_id_returns_original_position(client: TestClient,
+                                                              fake: FakeDownstream) -> None:
     headers = {"X-Request-Id": "retry-1"}
     first = client.post("/v1/vectors", json={"vector": [1, 2, 3, 4]}, headers=headers).json()
     second = client.post("/v1/vectors", json={"vector": [1, 2, 3, 4]}, headers=headers).json()
@@ -257,7 +258,8 @@ def test_collections_cannot_have_more_shards_than_the_cluster_serves(client: Tes
     assert r.status_code == 400 and r.json()["error"]["details"] == {"max_shards": 3}
 
 
-def test_transaction_writes_several_collections_in_one_txn_entry(client: TestClient, fake: FakeDownstream) -> None:
+def test_transaction_writes_several_collections_in_one_txn_entry(client: TestClient,
+                                                                 fake: FakeDownstream) -> None:
     for name in ("left", "right"):
         assert client.post("/v1/collections", json={"name": name, "dim": 2}).status_code == 201
     client.post("/v1/vectors", json={"collection": "right", "id": "old", "vector": [1, 1]})
@@ -272,7 +274,8 @@ def test_transaction_writes_several_collections_in_one_txn_entry(client: TestCli
     assert len(fake.journal["txn"]) == 1
     assert set(fake.rows[fake.collections[("default", "right")].collection_id]) == set(out["ids"][1:3])
     again = client.post("/v1/transactions", json={"operations": [
-        {"op": "upsert", "collection": "right", "vectors": [[0, 1], [1, 1]]}]}, headers={"X-Request-Id": "txn-1"})
+        {"op": "upsert", "collection": "right", "vectors": [[0, 1], [1, 1]]}]},
+        headers={"X-Request-Id": "txn-1"})
     assert again.json()["offset"] == 1 and again.json()["duplicate"] is True
     # One bad step refuses the whole transaction before anything is appended.
     r = client.post("/v1/transactions", json={"operations": [
@@ -285,10 +288,11 @@ def test_transaction_writes_several_collections_in_one_txn_entry(client: TestCli
 
 
 def test_default_collection_is_empty_before_its_first_insert(client: TestClient) -> None:
-    r = client.post("/v1/vectors/search", json={"vector": [0.1, 0.2, 0.3, 0.4], "consistency_level": "bounded",
-                                                "max_staleness_ms": 500})
+    r = client.post("/v1/vectors/search", json={"vector": [0.1, 0.2, 0.3, 0.4],
+                                                "consistency_level": "bounded", "max_staleness_ms": 500})
     assert r.status_code == 200, r.text
     assert r.json()["results"] == [] and r.json()["consistency_info"]["max_allowed_staleness_ms"] == 500
     assert r.headers["X-Consistency-Achieved"] == "bounded"
-    assert client.post("/v1/vectors/search", json={"vector": [1, 2], "collection": "other"}).status_code == 404
+    other = client.post("/v1/vectors/search", json={"vector": [1, 2], "collection": "other"})
+    assert other.status_code == 404
     assert client.post("/v1/vectors/search", json={"vector": ["x"]}).status_code == 400

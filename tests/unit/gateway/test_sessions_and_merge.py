@@ -6,7 +6,11 @@ import base64
 
 import pytest
 
-from vecraft.services.api_gateway.journal_router.sessions import decode_session, encode_session, merge_sessions
+from vecraft.services.api_gateway.journal_router.sessions import (
+    decode_session,
+    encode_session,
+    merge_sessions,
+)
 from vecraft.services.api_gateway.merge import combine_consistency, merge_top_k
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.consistency import ConsistencyLevel as L
@@ -19,7 +23,8 @@ def test_session_tokens_round_trip_and_merge() -> None:
     token = encode_session({"data-1": 7, "txn": 2})
     assert "=" not in token and decode_session(token) == {"data-1": 7, "txn": 2}
     assert encode_session({}) == "" and decode_session("") == {} and decode_session(None) == {}
-    assert merge_sessions({"data-0": 5, "data-1": 2}, {"data-1": 9}, {"data-0": 1}) == {"data-0": 5, "data-1": 9}
+    merged = merge_sessions({"data-0": 5, "data-1": 2}, {"data-1": 9}, {"data-0": 1})
+    assert merged == {"data-0": 5, "data-1": 9}
     # The SDK's encoding is the same.
     from vecraft_client import _session_token
     assert _session_token.decode(token) == {"data-1": 7, "txn": 2}
@@ -58,8 +63,8 @@ def test_consistency_is_combined_conservatively() -> None:
                                  L.STRONG, 0)
     assert (report.level_achieved, report.staleness_ms, report.index_version) == (L.STRONG, 9, 38)
     assert (report.cache_hit, report.sync_performed, report.max_allowed_staleness_ms) == (False, True, 0)
-    weaker = combine_consistency([_info(L.BOUNDED_STALENESS, 0, 1, True, False), _info(L.EVENTUAL, 0, 1, True, False)],
-                                 L.BOUNDED_STALENESS, 500)
+    weaker = combine_consistency([_info(L.BOUNDED_STALENESS, 0, 1, True, False),
+                                  _info(L.EVENTUAL, 0, 1, True, False)], L.BOUNDED_STALENESS, 500)
     assert weaker.level_achieved is L.EVENTUAL and weaker.cache_hit is True
     with pytest.raises(ValueError):
         combine_consistency([], L.EVENTUAL, None)

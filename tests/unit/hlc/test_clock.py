@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,7 @@ def test_logical_counter_never_overflows() -> None:
     wall = FakeWall()
     clock = HybridLogicalClock(wall_clock=wall)
     stamps = [clock.now() for _ in range(MAX_LOGICAL + 10)]
-    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False))
+    assert all(b > a for a, b in pairwise(stamps))
     assert physical_ms(stamps[MAX_LOGICAL]) == BASE and logical(stamps[MAX_LOGICAL]) == MAX_LOGICAL
     assert physical_ms(stamps[MAX_LOGICAL + 1]) == BASE + 1 and logical(stamps[MAX_LOGICAL + 1]) == 0
     # Receiving a saturated remote timestamp also carries.
@@ -170,7 +171,7 @@ def test_threads_get_unique_increasing_stamps() -> None:
     for t in threads:
         t.join()
     for out in results:
-        assert all(b > a for a, b in zip(out, out[1:], strict=False))
+        assert all(b > a for a, b in pairwise(out))
     assert len({ts for out in results for ts in out}) == 20_000
 
 

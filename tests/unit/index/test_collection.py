@@ -146,7 +146,7 @@ def test_deleted_ids_never_come_back_after_many_deletes() -> None:
     index.exact_search_max_candidates = 0  # HNSW with the tombstone selector
     index.upsert(ids, vectors, [{"even": i % 2 == 0} for i in range(n)])
     deleted = set(ids[: int(n * 0.95)])
-    assert index.delete(list(deleted) + ["never-there"]) == len(deleted)
+    assert index.delete([*deleted, "never-there"]) == len(deleted)
     assert index.delete(ids[:10]) == 0
     alive = n - len(deleted)
     assert len(index) == alive and ids[0] not in index
@@ -258,7 +258,7 @@ def test_batches_become_visible_atomically_under_concurrent_search() -> None:
                              [{"batch": b}] * size)
                 if b % 3 == 2:
                     index.delete([f"b{b - 1}-{i}" for i in range(size)])
-        except BaseException as exc:  # surfaced by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
         finally:
             done.set()
@@ -273,7 +273,7 @@ def test_batches_become_visible_atomically_under_concurrent_search() -> None:
                         seen_partial.append((b, len(found)))
                 found, _ = index.search(q, 5)
                 assert all(i.startswith("b") for i in found)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(2)]

@@ -88,7 +88,7 @@ def _check(state: ShardState, model: Model) -> None:
     index = state.index("default", "docs")
     assert sorted(index.ids()) == sorted(expected)
     ids = sorted(expected)
-    found, vectors, metadata_json, documents = state.get("default", "docs", ids + ["missing"])
+    found, vectors, metadata_json, documents = state.get("default", "docs", [*ids, "missing"])
     assert found == ids
     for i, v, m, d in zip(found, vectors, metadata_json, documents, strict=True):
         np.testing.assert_array_equal(v, expected[i][0])
@@ -96,7 +96,7 @@ def _check(state: ShardState, model: Model) -> None:
         assert d == expected[i][2]
     if expected:
         query = next(iter(expected.values()))[0]
-        got, scores, metas = state.search("default", "docs", query, 5)
+        got, _scores, metas = state.search("default", "docs", query, 5)
         brute = sorted(expected, key=lambda i: float(np.sum((expected[i][0] - query) ** 2)))[:5]
         assert got == brute and len(metas) == len(got)
 
@@ -172,7 +172,7 @@ def test_decode_entry_keeps_this_shards_rows_and_all_ddl() -> None:
     seen: list[str] = []
     for shard in range(SHARDS):
         ops = decode_entry(e, shard, {})
-        assert [op.kind for op in ops][0] == "create"
+        assert ops[0].kind == "create"
         upsert = next(op for op in ops if op.kind == "upsert")
         assert all(shard_of(i, SHARDS) == shard for i in upsert.ids)
         rows = [ids.index(i) for i in upsert.ids]

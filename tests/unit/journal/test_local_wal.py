@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ async def test_concurrent_appends_are_gapless_ordered_and_group_committed(tmp_pa
     assert sorted(r.position.offset for r in results) == list(range(1, 301))
     entries = await read_all(b)
     assert [e.offset for e in entries] == list(range(1, 301))
-    assert all(a.hlc < b_.hlc for a, b_ in zip(entries, entries[1:]))
+    assert all(a.hlc < b_.hlc for a, b_ in pairwise(entries))
     by_rid = {r.position.offset: i for i, r in enumerate(results)}
     for e in entries:
         i = by_rid[e.offset]

@@ -212,7 +212,7 @@ def test_matches_agrees_with_direct_evaluation(obj: dict[str, Any], md: dict[str
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(FIELDS + ["$or"]), st.just(None), min_size=1).flatmap(
+@given(st.dictionaries(st.sampled_from([*FIELDS, "$or"]), st.just(None), min_size=1).flatmap(
     lambda keys: st.fixed_dictionaries({
         k: (st.lists(filters, min_size=1, max_size=2) if k == "$or" else scalars) for k in keys})))
 def test_filter_to_obj_round_trips(obj: dict[str, Any]) -> None:

@@ -93,7 +93,8 @@ def test_schema_from_create_request() -> None:
 
 @pytest.mark.parametrize("text, level", [
     ("eventual", ConsistencyLevel.EVENTUAL), ("EVENTUAL", ConsistencyLevel.EVENTUAL),
-    ("bounded", ConsistencyLevel.BOUNDED_STALENESS), ("Bounded_Staleness", ConsistencyLevel.BOUNDED_STALENESS),
+    ("bounded", ConsistencyLevel.BOUNDED_STALENESS),
+    ("Bounded_Staleness", ConsistencyLevel.BOUNDED_STALENESS),
     ("bounded-staleness", ConsistencyLevel.BOUNDED_STALENESS),
     ("read_your_writes", ConsistencyLevel.READ_YOUR_WRITES), ("RYW", ConsistencyLevel.READ_YOUR_WRITES),
     ("READ_YOUR_WRITES", ConsistencyLevel.READ_YOUR_WRITES), (" strong ", ConsistencyLevel.STRONG),

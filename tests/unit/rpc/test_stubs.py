@@ -47,11 +47,12 @@ def test_search_request_matches_spec() -> None:
     assert fields[3] == ("consistency_level", F.TYPE_ENUM, False, "vecraft.v1.ConsistencyLevel")
     assert fields[4] == ("max_staleness_ms", F.TYPE_INT64, False, None)
     assert fields[5] == ("min_required_offset", F.TYPE_INT64, False, None)
-    name, ftype, repeated, entry = fields[6]
+    name, ftype, repeated, _ = fields[6]
     assert (name, ftype, repeated) == ("filters", F.TYPE_MESSAGE, True)
     entry_desc = search_pb2.DESCRIPTOR.message_types_by_name["SearchRequest"].fields_by_name["filters"]
     assert entry_desc.message_type.GetOptions().map_entry
-    key, value = entry_desc.message_type.fields_by_name["key"], entry_desc.message_type.fields_by_name["value"]
+    entry_fields = entry_desc.message_type.fields_by_name
+    key, value = entry_fields["key"], entry_fields["value"]
     assert (key.type, value.type) == (F.TYPE_STRING, F.TYPE_STRING)
     # Extensions keep the spec's numbers intact: everything else is numbered above 6.
     assert all(n > 6 for n in fields if n not in range(1, 7))

@@ -58,7 +58,8 @@ class ScriptedServer:
             return Response(orjson.dumps(payload), status_code=status, headers=headers,
                             media_type="application/json")
 
-        app = Starlette(routes=[Route("/{path:path}", handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        app = Starlette(routes=[Route("/{path:path}", handle, methods=methods)])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
                                                     lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -97,8 +98,8 @@ def test_search_sends_the_spec_body_and_parses_the_spec_response(server: Scripte
     server.answer(200, SEARCH_OK)
     client = VecraftClient(endpoint=server.endpoint)
     response = client.vector_search(vector=np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32), k=10,
-                                    consistency_level=ConsistencyLevel.BOUNDED_STALENESS, max_staleness_ms=500,
-                                    filters={"category": "documents"})
+                                    consistency_level=ConsistencyLevel.BOUNDED_STALENESS,
+                                    max_staleness_ms=500, filters={"category": "documents"})
     sent = server.requests[0]
     assert sent["method"] == "POST" and sent["path"] == "/v1/vectors/search"
     assert sent["json"]["consistency_level"] == "bounded"
@@ -189,7 +190,8 @@ def test_session_sends_merged_token_of_its_writes(server: ScriptedServer) -> Non
     server.answer(200, SEARCH_OK)
     session.insert_vector(vector=[0.5, 0.6, 0.7, 0.8], metadata={"user": "alice"})
     session.insert_vector(vector=[0.5, 0.6, 0.7, 0.8], collection="other")
-    session.vector_search(vector=[0.5, 0.6, 0.7, 0.8], k=5, consistency_level=ConsistencyLevel.READ_YOUR_WRITES)
+    session.vector_search(vector=[0.5, 0.6, 0.7, 0.8], k=5,
+                          consistency_level=ConsistencyLevel.READ_YOUR_WRITES)
     assert session.offsets == {"data-0": 5, "data-1": 9}
     sent_token = server.requests[-1]["json"]["session_token"]
     assert _session_token.decode(sent_token) == {"data-0": 5, "data-1": 9}

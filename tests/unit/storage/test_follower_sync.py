@@ -29,7 +29,8 @@ class FakeJournal:
     async def get_offset(self, partition: str) -> tuple[int, int]:
         return self.entries[-1].offset, self.entries[-1].hlc
 
-    async def pull(self, partition: str, from_offset: int, to_offset: int = 0) -> list[journal_pb2.JournalEntry]:
+    async def pull(self, partition: str, from_offset: int,
+                   to_offset: int = 0) -> list[journal_pb2.JournalEntry]:
         self.pulls += 1
         await asyncio.sleep(0.05)
         return [e for e in self.entries if from_offset <= e.offset <= (to_offset or e.offset)]

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.unit
 def _append(records: RecordFile, index: LocationIndex, ids: list[str], offset: int,
             commit: bool = True) -> list[int]:
     vectors = np.arange(len(ids) * 4, dtype=np.float32).reshape(len(ids), 4) + offset
-    data, lengths = encode_records("c1", ids, vectors, ['{"n": %d}' % offset] * len(ids),
+    data, lengths = encode_records("c1", ids, vectors, [f'{{"n": {offset}}}'] * len(ids),
                                    [f"doc {i}" for i in ids], offset, offset << 16)
     start = records.end
     pos = records.append(data)
