@@ -126,8 +126,10 @@ def _write_result_pb(msg: gateway_pb2.WriteVectorsResponse) -> WriteResult:
 def _search_response(obj: dict[str, Any]) -> SearchResponse:
     results = [SearchResult(id=r["id"], score=float(r["score"]), metadata=r.get("metadata"),
                             document=r.get("document")) for r in obj.get("results", [])]
-    return SearchResponse(results=results, consistency_info=ConsistencyInfo.from_json(obj["consistency_info"]),
-                          partition=obj.get("partition", ""), missing_shards=list(obj.get("missing_shards") or []))
+    return SearchResponse(results=results,
+                          consistency_info=ConsistencyInfo.from_json(obj["consistency_info"]),
+                          partition=obj.get("partition", ""),
+                          missing_shards=list(obj.get("missing_shards") or []))
 
 
 def _search_response_pb(msg: search_pb2.SearchResponse) -> SearchResponse:

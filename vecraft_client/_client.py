@@ -68,7 +68,9 @@ class _Operations:
     def insert_vector(self, vector: Any, metadata: Mapping[str, Any] | None = None, id: str | None = None,
                       document: str | None = None, collection: str | None = None, *,
                       ack: str | None = None, request_id: str | None = None) -> Any:
-        """Insert one vector (an existing id is replaced). Returns WriteResult (id, partition, offset, hlc)."""
+        """Insert one vector (an existing id is replaced).
+
+        Returns WriteResult (id, partition, offset, hlc)."""
         return self._run(self._written(_calls.write_one(
             vector, id, metadata, document, collection, upsert=False, session_token=self._token(), ack=ack,
             request_id=request_id)))
@@ -79,8 +81,8 @@ class _Operations:
                        ack: str | None = None, request_id: str | None = None) -> Any:
         """Insert a batch (list of lists or a 2-d numpy array) as ONE journal entry (atomic)."""
         return self._run(self._written(_calls.write(
-            vectors, ids, metadatas, documents, collection, upsert=False, session_token=self._token(), ack=ack,
-            request_id=request_id)))
+            vectors, ids, metadatas, documents, collection, upsert=False, session_token=self._token(),
+            ack=ack, request_id=request_id)))
 
     def upsert_vector(self, id: str, vector: Any, metadata: Mapping[str, Any] | None = None,
                       document: str | None = None, collection: str | None = None, *,
@@ -206,8 +208,9 @@ class VecraftClient(_Operations):
         retry: retry policy for 429 / 503 / connection failures.
     """
 
-    def __init__(self, endpoint: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 30.0,
-                 transport: Transport = "http", *, retry: RetryConfig | None = None) -> None:
+    def __init__(self, endpoint: str = "http://127.0.0.1:8000", api_key: str | None = None,
+                 timeout: float = 30.0, transport: Transport = "http", *,
+                 retry: RetryConfig | None = None) -> None:
         args = _transport_args(api_key, timeout, retry)
         if transport == "http":
             self._transport: HttpTransport | GrpcTransport = HttpTransport(endpoint, **args)
@@ -240,8 +243,9 @@ class VecraftClient(_Operations):
 class AsyncVecraftClient(_Operations):
     """asyncio client: the same methods as :class:`VecraftClient`, as coroutines."""
 
-    def __init__(self, endpoint: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 30.0,
-                 transport: Transport = "http", *, retry: RetryConfig | None = None) -> None:
+    def __init__(self, endpoint: str = "http://127.0.0.1:8000", api_key: str | None = None,
+                 timeout: float = 30.0, transport: Transport = "http", *,
+                 retry: RetryConfig | None = None) -> None:
         args = _transport_args(api_key, timeout, retry)
         if transport == "http":
             self._transport: AsyncHttpTransport | AsyncGrpcTransport = AsyncHttpTransport(endpoint, **args)

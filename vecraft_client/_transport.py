@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -171,7 +171,8 @@ class GrpcTransport:
 
     def execute(self, call: Call[T]) -> T:
         assert call.grpc_request is not None and call.grpc_response is not None
-        method = self._channel.unary_unary(call.grpc_method, request_serializer=type(call.grpc_request).SerializeToString,
+        method = self._channel.unary_unary(call.grpc_method,
+                                           request_serializer=type(call.grpc_request).SerializeToString,
                                            response_deserializer=call.grpc_response.FromString)
 
         def send() -> T:

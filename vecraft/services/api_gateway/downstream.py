@@ -40,10 +40,10 @@ class Downstream(abc.ABC):
         """Shards ``0 .. n-1`` the cluster serves (a query processor for each); collections may
         have at most this many shards."""
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Open channels (lazy connections are fine)."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Close channels; idempotent."""
 
     # --- meta manager ------------------------------------------------------------------------------

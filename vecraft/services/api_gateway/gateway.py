@@ -19,8 +19,8 @@ import numpy as np
 from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.api_gateway.fanout import SearchFanout
 from vecraft.services.api_gateway.journal_router.payloads import summarize_entry
-from vecraft.services.api_gateway.merge import max_allowed_staleness
 from vecraft.services.api_gateway.journal_router.writes import TxnStep, WriteRouter, generated_ids
+from vecraft.services.api_gateway.merge import max_allowed_staleness
 from vecraft.services.api_gateway.models import (
     CollectionSpec,
     ConsistencyReport,
@@ -184,7 +184,8 @@ class Gateway:
     def _check_dim(schema: CollectionSchema, dim: int, where: str) -> None:
         if dim != schema.dim:
             raise InvalidRequest(f"{where} vectors have dimension {dim}, collection {schema.name!r} "
-                                 f"expects {schema.dim}", details={"expected_dim": schema.dim, "got_dim": dim})
+                                 f"expects {schema.dim}",
+                                 details={"expected_dim": schema.dim, "got_dim": dim})
 
     async def _schema_for_write(self, collection: str, dim: int, ctx: RequestContext) -> CollectionSchema:
         try:

@@ -13,6 +13,7 @@ from vecraft.services.journal_service.partitioning import PartitionMap
 from vecraft.services.journal_service.servicer import JournalServicer
 from vecraft.services.journal_service.settings import JournalSettings
 from vecraft.services.journal_service.wal import JournalBackend
+from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
 from vecraft.services.journal_service.wal.local import LocalJournalBackend
 from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.logging import setup_logging
@@ -24,9 +25,13 @@ log = logging.getLogger(__name__)
 
 
 def build_backend(settings: JournalSettings, partition_map: PartitionMap) -> JournalBackend:
-    """The log backend ``settings.backend`` names, with the HLC persisted beside its data."""
+    """The log backend ``settings.backend`` names, with the HLC persisted in the data directory."""
     clock = HybridLogicalClock(max_clock_offset_ms=settings.max_clock_offset_ms,
                                persist_path=settings.data_dir / "hlc.json")
+    if settings.backend == "jetstream":
+        return JetStreamJournalBackend(settings.nats_urls, partition_map.names, clock=clock,
+                                       replicas=settings.nats_replicas,
+                                       stream_prefix=settings.nats_stream_prefix)
     return LocalJournalBackend(settings.data_dir, partition_map.names, clock=clock,
                                segment_bytes=settings.segment_bytes, fsync=settings.fsync)
 

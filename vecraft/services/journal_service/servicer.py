@@ -26,12 +26,12 @@ class JournalServicer(journal_pb2_grpc.JournalServiceServicer):
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
 
-    async def Append(self, request: journal_pb2.AppendRequest,  # noqa: N802 - gRPC method name
+    async def Append(self, request: journal_pb2.AppendRequest,
                      context: grpc.aio.ServicerContext) -> journal_pb2.AppendResponse:
         request_id_var.set(request.request_id)
         return await self._journal.append(request)
 
-    async def AppendBatch(self, request: journal_pb2.AppendBatchRequest,  # noqa: N802
+    async def AppendBatch(self, request: journal_pb2.AppendBatchRequest,
                           context: grpc.aio.ServicerContext) -> journal_pb2.AppendBatchResponse:
         if len(request.requests) > MAX_BATCH_APPENDS:
             raise InvalidRequest(f"a batch holds at most {MAX_BATCH_APPENDS} appends, "
@@ -51,28 +51,28 @@ class JournalServicer(journal_pb2_grpc.JournalServiceServicer):
             log.exception("unhandled error in a batched append")
             return journal_pb2.AppendResult(error=VecraftError.wire_name, message="internal error in Append")
 
-    async def GetOffset(self, request: journal_pb2.GetOffsetRequest,  # noqa: N802
+    async def GetOffset(self, request: journal_pb2.GetOffsetRequest,
                         context: grpc.aio.ServicerContext) -> journal_pb2.GetOffsetResponse:
         return self._journal.get_offsets(request.partitions)
 
-    async def PullWAL(self, request: journal_pb2.PullWALRequest,  # noqa: N802
+    async def PullWAL(self, request: journal_pb2.PullWALRequest,
                       context: grpc.aio.ServicerContext) -> journal_pb2.PullWALResponse:
         return await self._journal.pull(request)
 
-    async def Subscribe(self, request: journal_pb2.SubscribeRequest,  # noqa: N802
+    async def Subscribe(self, request: journal_pb2.SubscribeRequest,
                         context: grpc.aio.ServicerContext) -> AsyncIterator[journal_pb2.SubscribeEvent]:
         async for event in self._journal.subscribe(request):
             yield event
 
-    async def ReportApplied(self, request: journal_pb2.ReportAppliedRequest,  # noqa: N802
+    async def ReportApplied(self, request: journal_pb2.ReportAppliedRequest,
                             context: grpc.aio.ServicerContext) -> journal_pb2.ReportAppliedResponse:
         self._journal.report_applied(request.partition, request.replica_id, request.applied_offset)
         return journal_pb2.ReportAppliedResponse()
 
-    async def LookupRequest(self, request: journal_pb2.LookupRequestRequest,  # noqa: N802
+    async def LookupRequest(self, request: journal_pb2.LookupRequestRequest,
                             context: grpc.aio.ServicerContext) -> journal_pb2.LookupRequestResponse:
         return await self._journal.lookup(request.request_id)
 
-    async def Stats(self, request: journal_pb2.StatsRequest,  # noqa: N802
+    async def Stats(self, request: journal_pb2.StatsRequest,
                     context: grpc.aio.ServicerContext) -> journal_pb2.StatsResponse:
         return self._journal.stats()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vecraft.shared.common.config import ServiceSettings
 
@@ -12,7 +12,14 @@ from vecraft.shared.common.config import ServiceSettings
 class JournalSettings(ServiceSettings):
     """Durable, partitioned, HLC-ordered journal."""
 
-    backend: Literal["local"] = Field("local", description="log backend: local segment files")
+    backend: Literal["local", "jetstream"] = Field(
+        "local", description="log backend: local segment files, or NATS JetStream streams (cluster mode)")
+    nats_url: str = Field("", description=(
+        "NATS servers of the jetstream backend: nats://host:port[,nats://host:port...]"))
+    nats_replicas: int = Field(3, ge=1, le=5, description=(
+        "replicas of each partition's stream when the jetstream backend creates it (1 for one server)"))
+    nats_stream_prefix: str = Field("vecraft", pattern=r"^[A-Za-z0-9_-]{1,64}$", description=(
+        "names this journal's streams <prefix>-<partition> and subjects <prefix>.journal.<partition>"))
     data_partitions: int = Field(1, ge=1, le=1024, description="number of data partitions (data-0..)")
     segment_bytes: int = Field(64 << 20, ge=4096, description="roll to a new segment file past this size")
     max_entry_bytes: int = Field(64 << 20, ge=1, description="largest entry payload accepted")
@@ -31,3 +38,13 @@ class JournalSettings(ServiceSettings):
     pull_max_entries: int = Field(10_000, ge=1, description="most entries per PullWAL page / stream event")
     pull_max_bytes: int = Field(16 << 20, ge=1,
                                 description="most payload bytes per PullWAL page / stream event")
+
+    @model_validator(mode="after")
+    def _backend_needs_its_address(self) -> JournalSettings:
+        if self.backend == "jetstream" and not self.nats_urls:
+            raise ValueError("--backend jetstream needs --nats-url nats://host:port[,...]")
+        return self
+
+    @property
+    def nats_urls(self) -> list[str]:
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]

@@ -46,7 +46,8 @@ class MetaSettings(ServiceSettings):
     lease_ttl_ms: int = Field(5000, ge=100, description="node lease TTL when RegisterNode asks for none")
     max_clock_offset_ms: int = Field(500, ge=1, description="HLC drift beyond which a node is flagged")
     ddl_follow_interval_ms: int = Field(
-        1000, ge=50, description="how often to catch up with DDL appended elsewhere (other managers, crashes)")
+        1000, ge=50,
+        description="how often to catch up with DDL appended elsewhere (other managers, crashes)")
 
 
 class MetaManager(Service):

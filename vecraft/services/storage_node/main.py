@@ -23,6 +23,7 @@ import faiss
 import grpc
 from pydantic import Field
 
+from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.registry import CollectionRegistry
 from vecraft.services.storage_node.journal_replay.applier import Applier
@@ -33,7 +34,6 @@ from vecraft.services.storage_node.journal_replay.reporter import AppliedReporte
 from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
 from vecraft.services.storage_node.registration import register_with_meta
 from vecraft.services.storage_node.servicer import StorageNodeServicer, status_payload
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common.config import ServiceSettings, load_settings
 from vecraft.shared.common.errors import InvalidRequest, Unavailable
 from vecraft.shared.common.logging import setup_logging
@@ -152,7 +152,7 @@ class StorageNode(Service):
                 break
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure is retried until caught up
                 log.warning("catch-up failed; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(_CATCH_UP_RETRY_S)
         log.info("caught up", extra={"applied": {p: f.applied_offset for p, f in self.followers.items()}})

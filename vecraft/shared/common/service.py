@@ -114,7 +114,8 @@ class Service:
 
         async def readyz(_: Request) -> Response:
             ready = self.state is ServiceState.READY
-            return JSONResponse({"ready": ready, "state": self.state.value}, status_code=200 if ready else 503)
+            return JSONResponse({"ready": ready, "state": self.state.value},
+                                status_code=200 if ready else 503)
 
         async def metrics(_: Request) -> Response:
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -95,6 +95,18 @@ class HybridLogicalClock:
                 return self._issue(wall, 0)
             return self._issue(last_p, last_l + 1)
 
+    def restore(self, issued: int) -> None:
+        """Move the clock past ``issued``, a timestamp recovered from this system's own storage.
+
+        No skew check: a journal that finds its own entries ahead of the wall
+        clock (logical overflow, or a host whose clock is behind the previous
+        one) must still never issue a timestamp <= them.
+        """
+        with self._lock:
+            if issued > self._last:
+                phys, log = split(issued)
+                self._issue(phys, log)
+
     def update(self, remote: int) -> int:
         """Merge a timestamp received from a peer; return one greater than it and than ``last``.
 

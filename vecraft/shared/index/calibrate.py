@@ -19,7 +19,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,8 +67,9 @@ def _build(n: int, dim: int, metric: str, seed: int, queries: int, with_buckets:
     return index, data, qs, time.perf_counter() - began
 
 
-def _timed_ms(fn: Any, repeats: Sequence[Any]) -> tuple[float, list[Any]]:
-    results, times = [], []
+def _timed_ms(fn: Callable[[Any], Any], repeats: Iterable[Any]) -> tuple[float, list[Any]]:
+    results: list[Any] = []
+    times: list[float] = []
     for arg in repeats:
         began = time.perf_counter()
         results.append(fn(arg))
@@ -98,7 +99,8 @@ def measure_crossover(n: int = 50_000, dim: int = 128, k: int = 10, queries: int
         if math.ceil(index.ef_search * n / count) <= MAX_EF:
             index.exact_search_max_candidates = 0
             hnsw_ms, approx = _timed_ms(lambda q: index.search(q, k, flt)[0], qs)  # noqa: B023
-            recall = np.mean([len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(approx, exact)])
+            recall = np.mean([len(set(a) & set(e)) / max(1, len(e))
+                              for a, e in zip(approx, exact, strict=True)])
             row.update(hnsw_ms=round(hnsw_ms, 3), hnsw_recall=round(float(recall), 4))
         rows.append(row)
     index.exact_search_max_candidates = None
@@ -159,7 +161,7 @@ def measure_recall(n: int = 50_000, dim: int = 128, k: int = 10, queries: int = 
         truth = exact_top_k(data, qs, k, metric)
         search_ms, found = _timed_ms(lambda q: index.search(q, k)[0], qs)  # noqa: B023
         recall = np.mean([len({int(i[1:]) for i in f} & set(t.tolist())) / k
-                          for f, t in zip(found, truth)])
+                          for f, t in zip(found, truth, strict=True)])
         out.append({"metric": metric, "build_s": round(build_s, 2),
                     "build_rows_per_s": round(n / build_s), "search_p50_ms": round(search_ms, 3),
                     f"recall_at_{k}": round(float(recall), 4)})

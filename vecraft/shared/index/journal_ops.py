@@ -57,7 +57,7 @@ def decode_payload(entry: journal_pb2.JournalEntry) -> journal_pb2.JournalPayloa
     payload = journal_pb2.JournalPayload()
     try:
         payload.ParseFromString(entry.payload)
-    except Exception:  # protobuf raises DecodeError, but be safe against any parser failure
+    except Exception:  # noqa: BLE001 - protobuf raises DecodeError; be safe against any parser failure
         log.error("undecodable journal payload skipped",
                   extra={"partition": entry.partition, "offset": entry.offset})
         return None

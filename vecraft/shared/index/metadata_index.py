@@ -81,7 +81,7 @@ class _IntArray:
 class _NumericColumn:
     """(value, label) pairs of one field; sorted by value except for a short tail."""
 
-    __slots__ = ("_values", "_labels", "_tail_values", "_tail_labels", "_big")
+    __slots__ = ("_big", "_labels", "_tail_labels", "_tail_values", "_values")
 
     def __init__(self) -> None:
         self._values = np.empty(0, dtype=np.float64)

@@ -203,6 +203,7 @@ def journal_request(req: gateway_pb2.ReadJournalRequest) -> tuple[str, int, int]
 def journal_response(page: JournalPage) -> gateway_pb2.ReadJournalResponse:
     return gateway_pb2.ReadJournalResponse(
         entries=[gateway_pb2.DecodedEntry(partition=e.partition, offset=e.offset, hlc=e.hlc,
-                                          request_id=e.request_id, summary_json=orjson.dumps(e.summary).decode())
+                                          request_id=e.request_id,
+                                          summary_json=orjson.dumps(e.summary).decode())
                  for e in page.entries],
         latest_offset=page.latest_offset)

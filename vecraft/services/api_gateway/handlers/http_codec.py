@@ -110,7 +110,8 @@ class Fields:
             raise InvalidRequest(f"{name} must be a string, got {_kind(value)}")
         return value
 
-    def int(self, name: str, default: int | None = None, *, low: int = 0, high: int = _MAX_INT64) -> int | None:
+    def int(self, name: str, default: int | None = None, *, low: int = 0,
+            high: int = _MAX_INT64) -> int | None:
         value = self._obj.get(name)
         if value is None:
             return default
@@ -282,7 +283,8 @@ TXN_OPS = ("insert", "upsert", "delete")
 
 
 def transaction(f: Fields, *, query_ack: str | None) -> Transaction:
-    """``POST /v1/transactions``: ``operations`` is a list of batch writes / deletes, each naming its ``op``."""
+    """``POST /v1/transactions``: ``operations`` is a list of batch writes / deletes, each naming
+    its ``op``."""
     items = f.list("operations")
     if not items:
         raise InvalidRequest("operations is required: a list of {op: insert|upsert|delete, collection, ...}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import fcntl
 import logging
 import os
@@ -170,10 +171,8 @@ class LocalPartitionLog(PartitionLog):
         if len(self._hlc) >= offset:
             return True
         event = self._committed
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
         return len(self._hlc) >= offset
 
     def hlc_at(self, offset: int) -> int:
@@ -272,7 +271,7 @@ class LocalPartitionLog(PartitionLog):
         started = time.perf_counter()
         try:
             placed = await loop.run_in_executor(self._io, self._write_batch, stamped)
-        except Exception as exc:  # noqa: BLE001 - any I/O failure makes the partition read-only
+        except Exception as exc:  # any I/O failure makes the partition read-only
             self._failed = exc
             log.error("journal write failed; partition %s is now read-only", self.name, exc_info=exc,
                       extra={"partition": self.name})

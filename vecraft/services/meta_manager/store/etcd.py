@@ -125,7 +125,7 @@ class EtcdMetaStore(MetaStore):
         while True:
             try:
                 return await fn(self._client)
-            except Exception as exc:  # noqa: BLE001 - classified right below
+            except Exception as exc:  # classified right below
                 if not _is_transient(exc):
                     raise
                 if time.monotonic() + delay > deadline:

@@ -144,7 +144,7 @@ class SqliteMetaStore(MetaStore):
 
     async def commit_ddl(self, expected_watermark: int, new_watermark: int,
                          record: DdlRecord | None) -> bool:
-        def _commit(conn: sqlite3.Connection) -> StoreEvent | None | bool:
+        def _commit(conn: sqlite3.Connection) -> StoreEvent | bool | None:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 current = conn.execute("SELECT value FROM meta WHERE key = 'ddl_watermark'").fetchone()[0]

@@ -26,11 +26,11 @@ class QueryProcessorServicer(query_pb2_grpc.QueryProcessorServiceServicer):
             raise Unavailable("query processor is starting", retry_after_ms=200)
         return searcher
 
-    async def Search(self, request: query_pb2.QuerySearchRequest,  # noqa: N802 - gRPC method name
+    async def Search(self, request: query_pb2.QuerySearchRequest,
                      context: grpc.aio.ServicerContext) -> query_pb2.QuerySearchResponse:
         return await self._searcher().search(request, context.time_remaining())
 
-    async def Status(self, request: storage_pb2.NodeStatusRequest,  # noqa: N802 - gRPC method name
+    async def Status(self, request: storage_pb2.NodeStatusRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:
         svc = self.service
         resp = storage_pb2.NodeStatusResponse(node_id=svc.node_id, shard=svc.shards[0], ready=svc.is_ready)

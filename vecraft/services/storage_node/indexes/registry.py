@@ -78,7 +78,8 @@ class CollectionRegistry:
                            details={"tenant": key[0], "collection": key[1]})
         return coll
 
-    def add(self, schema: collection_pb2.CollectionSchema, index: CollectionIndex | None = None) -> Collection:
+    def add(self, schema: collection_pb2.CollectionSchema,
+            index: CollectionIndex | None = None) -> Collection:
         """Register a created collection (with a fresh index unless one is given)."""
         coll = Collection(schema, index if index is not None else new_index(schema))
         by_id = dict(self._by_id)

