@@ -59,10 +59,10 @@ def detail_table(cells: list[Cell]) -> str:
                      c.latency.count, fmt(c.latency.p50), fmt(c.latency.p95), fmt(c.latency.p99),
                      fmt(c.service.p95), errors, fmt(c.staleness.p50, 0), fmt(c.staleness.p95, 0),
                      fmt(c.sync_fraction, 2), fmt(c.cache_hit_fraction, 2), c.level_mismatches,
-                     fmt(c.recall, 3)])
+                     fmt(c.recall, 3), fmt(c.extra.get("load_1m"), 1)])
     header = ["dim", "shards", "lag ms", "level", "target QPS", "achieved QPS", "answers", "P50", "P95",
               "P99", "P95 from send", "errors", "staleness P50", "staleness P95", "sync", "cache hit",
-              "level != requested", "recall@10"]
+              "level != requested", "recall@10", "load 1m"]
     return table(header, rows)
 
 
@@ -113,7 +113,8 @@ def render(result: dict[str, Any], cells: list[Cell], plots: list[Path]) -> str:
         f"{scale['qps']} QPS (open loop), {scale['cell_s']} s per cell after {scale['warmup_s']} s warm-up, "
         f"{scale['queries']} queries, background writer {scale['write_rate']} writes/s of 1 vector "
         f"with ack=journal; bounded staleness max_staleness_ms={result['max_staleness_ms']}; "
-        f"HNSW {result['hnsw']}; k={result['k']}; metric cosine; Gaussian-mixture data, seed {result['seed']}."),
+        f"HNSW {result['hnsw']}; k={result['k']}; metric cosine; Gaussian-mixture data, "
+        f"seed {result['seed']}."),
         ("- The journal's write back-pressure threshold is raised to max(1000, 2 x lag + 1000) ms "
         "(env VECRAFT_BACKPRESSURE_LAG_MS): at its default of 1000 ms a simulated 1000 ms lag would "
         "refuse every write of the background writer."),

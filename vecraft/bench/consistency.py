@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import shutil
 import sys
 import tempfile
@@ -168,6 +169,8 @@ class MatrixRun:
                                       truth=truth, k=K)
                 cell.writer_acked = writer.acked - acked0
                 cell.writer_errors = writer.errors - errors0
+                # The machine is shared: how busy it was during this cell, beside the figures.
+                cell.extra["load_1m"] = round(os.getloadavg()[0], 2)
                 self.cells.append(cell)
                 print(f"  {dim}d {shards}sh lag {lag:>4} {level:<16} P50 {cell.latency.p50:7.1f} "
                       f"P95 {cell.latency.p95:7.1f} P99 {cell.latency.p99:7.1f} ms  "
@@ -200,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data set sizes, arrival rates and cell length (default small: ~15 min on 2 cores)")
     p.add_argument("--dims", type=_csv_ints, default=None, help="only these dims of the matrix, e.g. 128,512")
     p.add_argument("--shards", type=_csv_ints, default=None, help="only these shard counts of the matrix")
-    p.add_argument("--lags", type=_csv_ints, default=list(LAGS_MS), help="storage lags in ms (default 0,100,500,1000)")
+    p.add_argument("--lags", type=_csv_ints, default=list(LAGS_MS),
+                   help="storage lags in ms (default 0,100,500,1000)")
     p.add_argument("--levels", type=lambda s: s.split(","), default=list(LEVELS),
                    help="consistency levels (default all four)")
     p.add_argument("--scaling-shards", type=_csv_ints, default=list(SCALING_SHARDS),
