@@ -13,7 +13,6 @@ from vecraft.services.journal_service.partitioning import PartitionMap
 from vecraft.services.journal_service.servicer import JournalServicer
 from vecraft.services.journal_service.settings import JournalSettings
 from vecraft.services.journal_service.wal import JournalBackend
-from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
 from vecraft.services.journal_service.wal.local import LocalJournalBackend
 from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.logging import setup_logging
@@ -29,6 +28,9 @@ def build_backend(settings: JournalSettings, partition_map: PartitionMap) -> Jou
     clock = HybridLogicalClock(max_clock_offset_ms=settings.max_clock_offset_ms,
                                persist_path=settings.data_dir / "hlc.json")
     if settings.backend == "jetstream":
+        # Imported here: nats-py comes with the cluster extra, which local mode does not need.
+        from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
+
         return JetStreamJournalBackend(settings.nats_urls, partition_map.names, clock=clock,
                                        replicas=settings.nats_replicas,
                                        stream_prefix=settings.nats_stream_prefix)

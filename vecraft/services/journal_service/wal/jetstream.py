@@ -23,8 +23,8 @@ needed. JetStream's own ``Nats-Msg-Id`` window (minutes) would not be enough
 for "never appended twice".
 
 A publish whose answer is lost (leader change, a server killed) has an unknown
-outcome: the writer reads the stream's tail and finds its batch by the
-``Nats-Batch-Id`` header, or publishes the same stamped entries again with the
+outcome: the writer reads the stream's tail and finds its batch by its
+attempt id header, or publishes the same stamped entries again with the
 same expected sequence — at most one of the attempts can be stored.
 """
 
@@ -165,8 +165,9 @@ class JetStreamPartitionLog(PartitionLog):
         if self._cum[last - 1] - base > max_bytes:
             last = max(from_offset, bisect.bisect_right(self._cum, base + max_bytes, from_offset - 1, last))
         got = await self._io.fetch(self.stream, from_offset, last - from_offset + 1)
-        return [journal_pb2.JournalEntry(partition=self.name, offset=e.seq, hlc=e.hlc, request_id=e.request_id,
-                                         payload=e.payload, shards=e.shards) for e in got]
+        return [journal_pb2.JournalEntry(partition=self.name, offset=e.seq, hlc=e.hlc,
+                                         request_id=e.request_id, payload=e.payload, shards=e.shards)
+                for e in got]
 
     async def wait_for(self, offset: int, timeout: float) -> bool:
         if len(self._hlc) >= offset:
@@ -259,7 +260,7 @@ class JetStreamPartitionLog(PartitionLog):
         """Publish ``batch`` as one atomic batch; retry until stored or the retry window ends."""
         began = time.monotonic()
         stamped: _Stamped = []
-        attempts: set[str] = set()  # batch ids sent with the current stamps
+        attempts: set[str] = set()  # attempt ids sent with the current stamps
         delay = 0.05
         while True:
             if not stamped:
@@ -268,13 +269,13 @@ class JetStreamPartitionLog(PartitionLog):
                 if not stamped:
                     return
             head = stamped[0][0] - 1
-            batch_id = uuid.uuid4().hex
-            attempts.add(batch_id)
+            attempt = uuid.uuid4().hex
+            attempts.add(attempt)
             started = time.perf_counter()
             error: BaseException
             try:
                 last = await self._io.publish_batch(
-                    self.stream, self.subject, batch_id, head,
+                    self.stream, self.subject, attempt, head,
                     [(entry_headers(hlc, w.request_id, w.shards), w.payload) for _, hlc, w in stamped])
                 if last == stamped[-1][0]:
                     self._commit_metric.observe(time.perf_counter() - started)
@@ -294,7 +295,7 @@ class JetStreamPartitionLog(PartitionLog):
                 new = await self._catch_up(last_seq)
             except (PublishFailed, *TRANSIENT) as exc:
                 new, error = [], exc
-            if new and new[0].seq == stamped[0][0] and new[0].batch_id in attempts:
+            if new and new[0].seq == stamped[0][0] and new[0].attempt in attempts:
                 self._answer(stamped, batch)
                 return
             if new:

@@ -31,7 +31,8 @@ from vecraft.services.journal_service.wal import JournalCorruption
 HLC_HEADER = "Vecraft-Hlc"
 RID_HEADER = "Vecraft-Rid"
 SHARDS_HEADER = "Vecraft-Shards"
-BATCH_ID_HEADER = "Nats-Batch-Id"
+#: Identifies one publish attempt, to find it in the stream when its answer was lost.
+ATTEMPT_HEADER = "Vecraft-Attempt"
 #: The server's limit on messages in one atomic batch (commit message included).
 MAX_BATCH_MESSAGES = 1000
 #: JetStream's error code for a failed Nats-Expected-Last-Sequence check: nothing was stored.
@@ -58,7 +59,7 @@ class Stored:
     request_id: str
     shards: tuple[int, ...]
     payload: bytes
-    batch_id: str
+    attempt: str
 
 
 def entry_headers(hlc: int, request_id: str, shards: Sequence[int]) -> dict[str, str]:
@@ -85,7 +86,7 @@ def decode_stored(stream: str, seq: int, headers: dict[str, str] | None, data: b
         raise JournalCorruption(f"stream {stream} sequence {seq} is not a journal entry "
                                 f"(headers {sorted(headers)})") from exc
     return Stored(seq, hlc, unquote(headers.get(RID_HEADER, "")), shards, data or b"",
-                  headers.get(BATCH_ID_HEADER, ""))
+                  headers.get(ATTEMPT_HEADER, ""))
 
 
 class StreamIO:
@@ -119,11 +120,14 @@ class StreamIO:
         return token, f"{self._prefix}.{token}", queue
 
     # ---- writes ---------------------------------------------------------------------
-    async def publish_batch(self, stream: str, subject: str, batch_id: str, expected_last: int,
+    async def publish_batch(self, stream: str, subject: str, attempt: str, expected_last: int,
                             messages: Sequence[tuple[dict[str, str], bytes]]) -> int:
-        """Publish ``messages`` as one atomic batch stored right after sequence ``expected_last``.
+        """Publish ``messages`` as one batch stored right after sequence ``expected_last``.
 
-        All or nothing: the server stores every message of the batch or none.
+        All or nothing: the server stores every message or none. Several
+        messages go as one atomic batch; a single one as a plain publish (the
+        same guarantee, and a single-server atomic batch is much slower).
+        Every message carries ``attempt`` in :data:`ATTEMPT_HEADER`.
 
         Returns:
             The sequence of the batch's last message.
@@ -137,12 +141,14 @@ class StreamIO:
         try:
             last = len(messages)
             for i, (headers, payload) in enumerate(messages, start=1):
-                hdrs = {**headers, BATCH_ID_HEADER: batch_id, "Nats-Batch-Sequence": str(i)}
+                hdrs = {**headers, ATTEMPT_HEADER: attempt}
+                if last > 1:
+                    hdrs.update({"Nats-Batch-Id": attempt, "Nats-Batch-Sequence": str(i)})
+                    if i == last:
+                        hdrs["Nats-Batch-Commit"] = "1"
                 if i == 1:
                     hdrs["Nats-Expected-Last-Sequence"] = str(expected_last)
                     hdrs["Nats-Expected-Stream"] = stream
-                if i == last:
-                    hdrs["Nats-Batch-Commit"] = "1"
                 # Only the commit asks for an answer: the ack of the whole batch.
                 await self.nc.publish(subject, payload, reply=reply if i == last else "", headers=hdrs)
             msg = await asyncio.wait_for(queue.get(), self.timeout)

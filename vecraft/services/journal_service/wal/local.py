@@ -389,7 +389,7 @@ class LocalJournalBackend(JournalBackend):
                                                    "segments": plog.size()[1]})
         if newest > self._clock.last:
             # Normally the clock's persisted high-water mark is already past every stored HLC.
-            self._clock.update(newest)
+            self._clock.restore(newest)
 
     async def close(self) -> None:
         if self._closed:

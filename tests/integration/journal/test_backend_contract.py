@@ -1,0 +1,167 @@
+"""The JournalBackend / PartitionLog contract, run against every backend: local files and JetStream.
+
+Each test gets a fresh journal: a new directory (local) or a new stream prefix
+on one shared single-server JetStream (jetstream, replicas=1). ``reopen``
+builds a second backend over the same data, as a restarted process would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from vecraft.services.journal_service.wal import JournalBackend, LogWrite
+from vecraft.services.journal_service.wal.local import LocalJournalBackend
+from vecraft.services.journal_service.wal.nats_launcher import NatsCluster
+from vecraft.shared.common.errors import ClockSkew, NotFound
+from vecraft.shared.hlc import HybridLogicalClock, pack, physical_ms, wall_clock_ms
+from vecraft.shared.rpc.v1 import journal_pb2
+
+pytestmark = pytest.mark.integration
+
+PARTS = ["data-0", "txn", "system"]
+Factory = Callable[..., JournalBackend]
+
+
+@pytest.fixture(scope="module")
+def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats"), size=1).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["local", pytest.param("jetstream", marks=pytest.mark.cluster)])
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
+    """``make(clock=None)``: a new backend over this test's journal (same data on every call)."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+
+    def _make(clock: HybridLogicalClock | None = None) -> JournalBackend:
+        clock = clock or HybridLogicalClock(max_clock_offset_ms=500)
+        if request.param == "local":
+            return LocalJournalBackend(tmp_path / "wal", PARTS, clock=clock)
+        from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
+
+        cluster: NatsCluster = request.getfixturevalue("nats")
+        return JetStreamJournalBackend(cluster.urls, PARTS, clock=clock, replicas=1, stream_prefix=prefix)
+
+    return _make
+
+
+async def opened(make: Factory, clock: HybridLogicalClock | None = None) -> JournalBackend:
+    backend = make(clock)
+    await backend.open()
+    return backend
+
+
+async def read_all(b: JournalBackend, name: str = "data-0") -> list[journal_pb2.JournalEntry]:
+    plog = b.partition(name)
+    head = plog.head[0]
+    out: list[journal_pb2.JournalEntry] = []
+    while len(out) < head:
+        out += await plog.read(len(out) + 1, head, max_entries=700, max_bytes=1 << 20)
+    return out
+
+
+async def test_concurrent_appends_are_gapless_ordered_and_readable(make: Factory) -> None:
+    b = await opened(make)
+    plog = b.partition("data-0")
+    results = await asyncio.gather(*[plog.append(LogWrite(f"r{i}", f"p{i}".encode(), (i % 3, 7)))
+                                     for i in range(300)])
+    assert sorted(r.position.offset for r in results) == list(range(1, 301))
+    assert not any(r.duplicate for r in results)
+    entries = await read_all(b)
+    assert [e.offset for e in entries] == list(range(1, 301))
+    assert all(a.hlc < c.hlc for a, c in itertools.pairwise(entries))
+    by_offset = {r.position.offset: (i, r.position.hlc) for i, r in enumerate(results)}
+    for e in entries:
+        i, hlc = by_offset[e.offset]
+        want = (f"r{i}", f"p{i}".encode(), [i % 3, 7], hlc)
+        assert (e.request_id, e.payload, list(e.shards), e.hlc) == want
+    assert plog.head == (300, entries[-1].hlc)
+    assert plog.hlc_at(5) == entries[4].hlc and plog.hlc_at(0) == 0 and plog.hlc_at(301) == 0
+    assert plog.bytes_after(300) == 0 < plog.bytes_after(299) < plog.bytes_after(0)
+    await b.close()
+
+
+async def test_reads_return_a_bounded_prefix_and_wait_for_sees_new_entries(make: Factory) -> None:
+    b = await opened(make)
+    plog = b.partition("txn")
+    for i in range(20):
+        await plog.append(LogWrite("", bytes([i]) * 100))
+    page = await plog.read(3, 20, max_entries=5, max_bytes=1 << 20)
+    assert [e.offset for e in page] == [3, 4, 5, 6, 7]
+    one = await plog.read(3, 20, max_entries=100, max_bytes=1)
+    assert [e.offset for e in one] == [3]
+    assert [e.payload for e in await plog.read(20, 20, max_entries=1, max_bytes=0)] == [bytes([19]) * 100]
+    assert not await plog.wait_for(21, 0.05)
+    waiter = asyncio.ensure_future(plog.wait_for(21, 30))
+    await plog.append(LogWrite("", b"late"))
+    assert await waiter
+    await b.close()
+
+
+async def test_request_ids_are_idempotent_across_partitions_races_and_restarts(make: Factory) -> None:
+    b = await opened(make)
+    first, racing = await asyncio.gather(b.partition("data-0").append(LogWrite("same", b"a")),
+                                         b.partition("data-0").append(LogWrite("same", b"a")))
+    assert first.position == racing.position and {first.duplicate, racing.duplicate} == {False, True}
+    again = await b.partition("txn").append(LogWrite("same", b"other"))
+    assert again.duplicate and again.position == first.position
+    odd = await b.partition("system").append(LogWrite("ünïcode id\nwith a newline", b"x"))
+    await b.close()
+    b2 = await opened(make)
+    after = await b2.partition("data-0").append(LogWrite("same", b"a"))
+    assert after.duplicate and after.position == first.position
+    assert b2.partition("data-0").head[0] == 1 and b2.partition("txn").head[0] == 0
+    assert b2.lookup("same") == first.position
+    assert b2.lookup("ünïcode id\nwith a newline") == odd.position
+    assert (await b2.partition("system").read(1, 1, max_entries=1, max_bytes=0))[0].request_id == \
+        "ünïcode id\nwith a newline"
+    assert b2.lookup("never") is None
+    await b2.close()
+
+
+async def test_hlc_is_above_client_hlc_and_far_ahead_clients_are_refused(make: Factory) -> None:
+    b = await opened(make)
+    plog = b.partition("system")
+    ahead = pack(wall_clock_ms() + 200, 5)
+    got = await plog.append(LogWrite("h1", b"x", (), ahead))
+    assert got.position.hlc > ahead
+    with pytest.raises(ClockSkew):
+        await plog.append(LogWrite("h2", b"x", (), pack(wall_clock_ms() + 60_000, 0)))
+    assert plog.head[0] == 1  # the refused write took no offset
+    assert (await plog.append(LogWrite("h2", b"x"))).position.offset == 2
+    await b.close()
+
+
+async def test_restart_keeps_every_entry_and_the_hlc_floor(make: Factory) -> None:
+    # Entries written by a clock 10 s ahead; the restarted journal's clock (no persisted state)
+    # must still stamp above them.
+    fast = HybridLogicalClock(wall_clock=lambda: wall_clock_ms() + 10_000)
+    b = await opened(make, fast)
+    plog = b.partition("data-0")
+    for i in range(50):
+        await plog.append(LogWrite(f"r{i}", bytes(range(256)) * 4, (i % 2,)))
+    before = await read_all(b)
+    await b.close()
+    b2 = await opened(make, HybridLogicalClock())
+    assert [(e.offset, e.hlc, e.payload, list(e.shards), e.request_id) for e in await read_all(b2)] == \
+        [(e.offset, e.hlc, e.payload, list(e.shards), e.request_id) for e in before]
+    nxt = await b2.partition("data-0").append(LogWrite("next", b"n"))
+    assert nxt.position.offset == 51 and nxt.position.hlc > before[-1].hlc
+    assert physical_ms(nxt.position.hlc) >= physical_ms(before[-1].hlc)
+    await b2.close()
+
+
+async def test_unknown_partition_names_the_known_ones(make: Factory) -> None:
+    b = await opened(make)
+    with pytest.raises(NotFound, match="data-0, txn, system"):
+        b.partition("data-9")
+    assert b.partitions() == PARTS
+    await b.close()
+    await b.close()  # idempotent
