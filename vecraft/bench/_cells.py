@@ -58,7 +58,8 @@ class Cell:
     def from_dict(cls, d: dict[str, Any]) -> Cell:
         """Rebuild a cell from its JSON form (``None`` figures become NaN)."""
         def summary(s: dict[str, Any]) -> LatencySummary:
-            return LatencySummary(**{k: (float("nan") if v is None else v) for k, v in s.items()})
+            figures: dict[str, Any] = {k: (float("nan") if v is None else v) for k, v in s.items()}
+            return LatencySummary(**figures)
         nan = float("nan")
         fields = {k: v for k, v in d.items() if k != "error_count"}
         for name in ("latency", "service", "staleness"):
@@ -77,8 +78,8 @@ def summarize_cell(result: LoadResult, *, dim: int, shards: int, lag_ms: int, le
     rows = np.array([o.index % truth.shape[0] for o in ok], dtype=np.int64)
     recall = recall_at_k(found, truth[rows, :k]) if ok else float("nan")
     staleness = [float(i["staleness_ms"]) for i in infos if i.get("staleness_ms") is not None]
-    mismatches = sum(1 for i in infos
-                     if i.get("level_achieved") is not None and i["level_achieved"] != i.get("level_requested"))
+    mismatches = sum(1 for i in infos if i.get("level_achieved") is not None
+                     and i["level_achieved"] != i.get("level_requested"))
     return Cell(
         dim=dim, shards=shards, lag_ms=lag_ms, level=level, target_qps=result.rate,
         requests=len(result.outcomes), achieved_qps=result.achieved_qps,

