@@ -59,8 +59,8 @@ def test_help_exits_0_and_mentions_every_flag(command: list[str]) -> None:
 
 def test_usage_errors() -> None:
     assert vecraft().returncode == 2
-    cluster = vecraft("up", "--cluster", "--data-dir", "/nonexistent/never-created")
-    assert cluster.returncode == 2 and "cluster mode" in cluster.stderr
+    bad = vecraft("up", "--cluster", "--shards", "0", "--data-dir", "/nonexistent/never-created")
+    assert bad.returncode == 2 and "shards must be >= 1" in bad.stderr
     unknown = vecraft("bench", "no-such-benchmark", "--quick")
     assert unknown.returncode == 2 and "unknown benchmark 'no-such-benchmark'" in unknown.stderr
 

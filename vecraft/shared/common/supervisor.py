@@ -416,8 +416,10 @@ class Supervisor:
                 await asyncio.wait_for(self._stop_requested.wait(), delay)
             if self._stop_requested.is_set():
                 return
-            await self._spawn(child)
+            # Counted before the spawn writes supervisor.json, so no reader sees the new pid
+            # with the old restart count.
             child.restarts += 1
+            await self._spawn(child)
             try:
                 await self._wait_ready(child, None)
                 log.info("%s restarted (pid %s)", child.spec.name, child.pid)
