@@ -57,9 +57,9 @@ def test_help_exits_0_and_mentions_every_flag(command: list[str]) -> None:
         assert word in out, f"{word!r} missing from `vecraft {' '.join(command)} --help`"
 
 
-def test_usage_errors() -> None:
+def test_usage_errors(tmp_path: Path) -> None:
     assert vecraft().returncode == 2
-    bad = vecraft("up", "--cluster", "--shards", "0", "--data-dir", "/nonexistent/never-created")
+    bad = vecraft("up", "--cluster", "--shards", "0", "--data-dir", str(tmp_path / "never-started"))
     assert bad.returncode == 2 and "shards must be >= 1" in bad.stderr
     unknown = vecraft("bench", "no-such-benchmark", "--quick")
     assert unknown.returncode == 2 and "unknown benchmark 'no-such-benchmark'" in unknown.stderr
