@@ -301,7 +301,7 @@ class CollectionIndex:
         with self._rw.read():
             labels, scores = self._search_labels(q, k, flt, ef)
             label_list = labels.tolist()
-            return ([self._ids[label] for label in label_list], scores,  # type: ignore[misc]
+            return ([self._ids[label] for label in label_list], scores,
                     [self._metas[label] for label in label_list])
 
     def _prepare_query(self, query: np.ndarray) -> np.ndarray:
@@ -366,7 +366,7 @@ class CollectionIndex:
     def _hnsw(self, q: np.ndarray, k: int, bits: np.ndarray | None, want: int, ef: int,
               mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         for _ in range(_EF_RETRIES + 1):
-            params = faiss.SearchParametersHNSW(efSearch=ef)
+            params = faiss.SearchParametersHNSW(efSearch=ef)  # type: ignore[attr-defined]  # missing from faiss's .pyi
             if bits is not None:
                 # `selector` and `bits` must stay referenced until search returns.
                 selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))

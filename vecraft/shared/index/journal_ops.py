@@ -51,6 +51,18 @@ class ShardOp:
     metadata_json: list[str] = field(default_factory=list)
     documents: list[str] = field(default_factory=list)
 
+    def ddl_schema(self) -> collection_pb2.CollectionSchema:
+        """``schema`` of a ``create``/``drop``/``alter`` op; ValueError if it carries none."""
+        if self.schema is None:
+            raise ValueError(f"{self.kind} op of {self.collection_id} carries no schema")
+        return self.schema
+
+    def upsert_vectors(self) -> np.ndarray:
+        """``vectors`` of an ``upsert`` op; ValueError if it carries none."""
+        if self.vectors is None:
+            raise ValueError(f"{self.kind} op of {self.collection_id} carries no vectors")
+        return self.vectors
+
 
 def decode_payload(entry: journal_pb2.JournalEntry) -> journal_pb2.JournalPayload | None:
     """The entry's payload, or None (logged) when it does not parse."""

@@ -95,11 +95,11 @@ class _NumericColumn:
         for label, value in zip(labels, values, strict=True):
             if value != value:  # NaN compares false with everything: nothing to index
                 continue
-            if _exact_float(value):
+            if isinstance(value, int) and not _exact_float(value):
+                self._big.append((label, value))
+            else:
                 self._tail_values.append(float(value))
                 self._tail_labels.append(label)
-            else:
-                self._big.append((label, value))
         # Merge when the tail stops being short, so queries stay O(log n + hits)
         # and the sort cost is amortised over many writes.
         if len(self._tail_values) > max(1024, len(self._values) // 8):

@@ -32,7 +32,7 @@ FORMAT = 1
 @dataclass(slots=True)
 class LoadedCollection:
     params: dict[str, Any]
-    graph: faiss.Index
+    graph: faiss.IndexHNSWFlat
     vectors: np.ndarray
     norms: np.ndarray
     alive: np.ndarray
@@ -76,6 +76,8 @@ def load_collection(directory: Path) -> LoadedCollection:
     norms = np.load(source / "norms.npy")
     alive = np.load(source / "alive.npy")
     graph = faiss.read_index(str(source / "graph.faiss"))
+    if not isinstance(graph, faiss.IndexHNSWFlat):
+        raise ValueError(f"{source}: graph is a {type(graph).__name__}, not an IndexHNSWFlat")
     size = len(alive)
     if graph.ntotal != size or len(vectors) != size or len(norms) != size:
         raise ValueError(f"{source}: graph has {graph.ntotal} nodes, vectors {len(vectors)}, "

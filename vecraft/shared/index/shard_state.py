@@ -131,8 +131,8 @@ class ShardState:
         if batch:
             coll = self._by_id[batch[0].collection_id]
             ids = [i for op in batch for i in op.ids]
-            vectors = batch[0].vectors if len(batch) == 1 else np.concatenate(
-                [op.vectors for op in batch if op.vectors is not None])
+            vectors = batch[0].upsert_vectors() if len(batch) == 1 else np.concatenate(
+                [op.upsert_vectors() for op in batch])
             coll.index.upsert(ids, vectors, [m for op in batch for m in op.metadatas])
             if self.keep_documents:
                 for op in batch:

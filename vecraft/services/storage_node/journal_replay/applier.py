@@ -149,8 +149,9 @@ class Applier:
                written: dict[tuple[str, str], int], superseded: list[int], result: ApplyResult) -> None:
         cid = op.collection_id
         if op.kind in ("create", "alter"):
-            known[cid] = op.schema
-            batch.schemas[cid] = op.schema.SerializeToString()
+            schema = op.ddl_schema()
+            known[cid] = schema
+            batch.schemas[cid] = schema.SerializeToString()
             batch.dropped.discard(cid)
             result.ddl += 1
         elif op.kind == "drop":
@@ -199,9 +200,9 @@ class Applier:
             op = ops[i]
             if op.kind == "create":
                 if self.registry.by_id(op.collection_id) is None:
-                    self.registry.add(op.schema)
+                    self.registry.add(op.ddl_schema())
             elif op.kind == "alter":
-                self.registry.alter(op.schema)
+                self.registry.alter(op.ddl_schema())
             elif op.kind == "drop":
                 self.registry.drop(op.collection_id)
             elif op.kind == "delete":
@@ -216,7 +217,8 @@ class Applier:
                 coll = self.registry.by_id(op.collection_id)
                 if coll is not None:
                     ids = [rid for o in run for rid in o.ids]
-                    vectors = run[0].vectors if len(run) == 1 else np.concatenate([o.vectors for o in run])
+                    vectors = (run[0].upsert_vectors() if len(run) == 1
+                               else np.concatenate([o.upsert_vectors() for o in run]))
                     metas = [m for o in run for m in o.metadatas]
                     coll.index.upsert(ids, vectors, metas)
                 i = j
