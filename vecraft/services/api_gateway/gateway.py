@@ -170,13 +170,13 @@ class Gateway:
         total = sum(len(ids) for _, _, ids in validated)
         validate_batch_size(total, field="transaction rows")
         steps: list[TxnStep] = []
-        for n, (step, records, ids) in enumerate(validated):
-            if records is None:
+        for n, (step, step_records, ids) in enumerate(validated):
+            if step_records is None:
                 steps.append(TxnStep(schema=await self._schema(step.collection, ctx), ids=tuple(ids)))
                 continue
-            schema = await self._schema_for_write(step.collection, records.dim, ctx)
-            self._check_dim(schema, records.dim, f"operations[{n}]")
-            steps.append(TxnStep(schema=schema, ids=records.ids, records=records,
+            schema = await self._schema_for_write(step.collection, step_records.dim, ctx)
+            self._check_dim(schema, step_records.dim, f"operations[{n}]")
+            steps.append(TxnStep(schema=schema, ids=step_records.ids, records=step_records,
                                  upsert=isinstance(step, WriteBatch) and step.upsert))
         return await self._router.transact(steps, ack=txn.ack, ctx=ctx)
 

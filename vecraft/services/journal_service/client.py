@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -101,7 +101,10 @@ class JournalClient:
         back-pressure (``retry_after_ms`` set), InvalidRequest, NotFound, ClockSkew.
         """
         req = journal_pb2.AppendRequest(partition=partition, request_id=request_id, payload=payload,
-                                        shards=shards, client_hlc=client_hlc, ack=ack,
+                                        shards=shards, client_hlc=client_hlc,
+                                        # protoc's .pyi types enum fields as the enum class (an int at
+                                        # run time); the journal refuses unknown modes.
+                                        ack=cast("journal_pb2.AckMode", ack),
                                         ack_timeout_ms=ack_timeout_ms)
         if len(payload) > _BATCH_ENTRY_BYTES:
             # Big entries cost the server per byte, not per call: batching them saves nothing.

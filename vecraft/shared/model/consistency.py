@@ -13,7 +13,7 @@ spec's HTTP example shows.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+from typing import Any, cast
 
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.rpc.v1 import search_pb2
@@ -61,9 +61,10 @@ class ConsistencyLevel(IntEnum):
                 f"unknown consistency level {value}; accepted: "
                 f"{', '.join(f'{m.value} ({m.name})' for m in cls)}") from None
 
-    def to_proto(self) -> int:
+    def to_proto(self) -> search_pb2.ConsistencyLevel:
         """The ``search_pb2.ConsistencyLevel`` value (an int, as protobuf enums are)."""
-        return int(self)
+        # protoc's .pyi types enum fields as the enum class, which is a plain int at run time.
+        return cast("search_pb2.ConsistencyLevel", int(self))
 
 
 _WIRE_NAMES = {

@@ -8,6 +8,8 @@ operation as the HTTP route; VecraftErrors become gRPC statuses in the shell's
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import grpc
 
 from vecraft.services.api_gateway.gateway import Gateway
@@ -24,7 +26,7 @@ from vecraft.shared.rpc.v1 import (
     search_pb2_grpc,
 )
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 def _context(context: Context, **fields: str) -> RequestContext:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -110,14 +111,14 @@ class Fields:
             raise InvalidRequest(f"{name} must be a string, got {_kind(value)}")
         return value
 
-    def int(self, name: str, default: int | None = None, *, low: int = 0,
+    def int(self, name: builtins.str, default: int | None = None, *, low: int = 0,
             high: int = _MAX_INT64) -> int | None:
         value = self._obj.get(name)
         if value is None:
             return default
         return check_int(name, value, low, high)
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def bool(self, name: builtins.str, default: bool = False) -> bool:
         value = self._obj.get(name)
         if value is None:
             return default
@@ -125,13 +126,13 @@ class Fields:
             raise InvalidRequest(f"{name} must be true or false, got {_kind(value)}")
         return value
 
-    def object(self, name: str) -> dict[str, Any] | None:
+    def object(self, name: builtins.str) -> dict[builtins.str, Any] | None:
         value = self._obj.get(name)
         if value is not None and not isinstance(value, dict):
             raise InvalidRequest(f"{name} must be a JSON object, got {_kind(value)}")
         return value
 
-    def list(self, name: str) -> list[Any] | None:
+    def list(self, name: builtins.str) -> list[Any] | None:
         value = self._obj.get(name)
         if value is not None and not isinstance(value, list):
             raise InvalidRequest(f"{name} must be a list, got {_kind(value)}")

@@ -295,7 +295,7 @@ class DdlCoordinator:
                                  request_id=f"{record.request_id}:data", ack=journal_pb2.ACK_DEFAULT)
         committed = await self._store.commit_ddl(expected, entry.offset, record)
         if committed and record is not None:
-            DDL_APPLIED.labels(Kind.Kind.Name(record.kind).lower(),  # type: ignore[arg-type]
+            DDL_APPLIED.labels(Kind.Kind.Name(record.kind).lower(),
                                "applied" if record.applied else "no_effect").inc()
             log.info("ddl materialized", extra={"offset": entry.offset, "ddl": Kind.Kind.Name(record.kind),
                                                 "collection": f"{record.tenant}/{record.name}",
