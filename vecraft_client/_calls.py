@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 from google.protobuf.message import Message
 
+from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.rpc.v1 import collection_pb2, gateway_pb2, journal_pb2, search_pb2, storage_pb2
 from vecraft_client._models import (
@@ -100,8 +101,19 @@ def _drop_none(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if v is not None}
 
 
-def _level_proto(level: ConsistencyLevel | str | int | None) -> int:
-    return ConsistencyLevel.parse(level).to_proto() if level is not None else 0
+def _ack_proto(ack: str | None) -> journal_pb2.AckMode:
+    """The gRPC ``ack`` for the name the HTTP gateway accepts (case-insensitive); None: the default."""
+    if ack is None:
+        return journal_pb2.ACK_DEFAULT
+    mode = _ACK.get(ack.strip().lower())
+    if mode is None:
+        raise InvalidRequest(f"ack {ack!r} is not one of {', '.join(_ACK)}", details={"accepted": list(_ACK)})
+    return mode
+
+
+def _level_proto(level: ConsistencyLevel | str | int | None) -> search_pb2.ConsistencyLevel:
+    # Unset: the proto3 default (0, EVENTUAL), the same bytes as leaving the field out.
+    return ConsistencyLevel.parse(level).to_proto() if level is not None else search_pb2.EVENTUAL
 
 
 # ---- parsers -------------------------------------------------------------------
@@ -210,7 +222,7 @@ def write(vectors: Any, ids: Sequence[str] | None, metadatas: Sequence[Mapping[s
         collection=collection or "", ids=list(ids or []), dim=int(matrix.shape[1]), vectors=matrix.tobytes(),
         metadata_json=[_meta_json(m) for m in metadatas] if metadatas is not None else [],
         documents=[d or "" for d in documents] if documents is not None else [],
-        request_id=rid, ack=_ACK.get(ack or "", 0), session_token=session_token or "")
+        request_id=rid, ack=_ack_proto(ack), session_token=session_token or "")
     return Call("POST", "/v1/vectors/upsert" if upsert else "/v1/vectors/batch", _write_result, json=body,
                 headers={"X-Request-Id": rid},
                 grpc_method=f"/vecraft.v1.VectorService/{'Upsert' if upsert else 'Insert'}",
@@ -246,7 +258,7 @@ def delete(ids: Sequence[str], collection: str | None, *, session_token: str | N
     body = _drop_none({"collection": collection, "ids": list(ids), "session_token": session_token or None,
                        "ack": ack})
     request = gateway_pb2.DeleteVectorsRequest(collection=collection or "", ids=list(ids), request_id=rid,
-                                               ack=_ACK.get(ack or "", 0), session_token=session_token or "")
+                                               ack=_ack_proto(ack), session_token=session_token or "")
     return Call("POST", "/v1/vectors/delete", _write_result, json=body, headers={"X-Request-Id": rid},
                 grpc_method="/vecraft.v1.VectorService/Delete", grpc_request=request,
                 grpc_response=gateway_pb2.WriteVectorsResponse, parse_grpc=_write_result_pb)
