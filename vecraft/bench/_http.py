@@ -52,8 +52,8 @@ class BenchHttp:
     async def create_collection(self, name: str, dim: int, *, metric: str, shards: int,
                                 hnsw: dict[str, int]) -> None:
         """Create ``name``; an existing collection (409) is fine: a resumed cluster keeps its data."""
-        resp = await self._post("/v1/collections", {"name": name, "dim": dim, "metric": metric,
-                                                    "shards": shards, "replicas": 1, "hnsw": hnsw})
+        body = {"name": name, "dim": dim, "metric": metric, "shards": shards, "replicas": 1, "hnsw": hnsw}
+        resp = await self._post_retrying("/v1/collections", orjson.dumps(body), retry_429_s=120.0)
         if resp.status_code not in (200, 201, 409):
             raise RuntimeError(f"create collection {name}: {resp.status_code} {resp.text[:300]}")
 
@@ -71,20 +71,23 @@ class BenchHttp:
             "ack": ack}
         if metadatas is not None:
             body["metadatas"] = list(metadatas)
-        payload = orjson.dumps(body)
+        resp = await self._post_retrying("/v1/vectors/batch", orjson.dumps(body), retry_429_s=retry_429_s)
+        if resp.status_code not in (200, 201):
+            raise RuntimeError(f"batch write: {resp.status_code} {resp.text[:300]}")
+        answer: dict[str, Any] = orjson.loads(resp.content)
+        return answer
+
+    async def _post_retrying(self, path: str, payload: bytes, *, retry_429_s: float) -> httpx.Response:
+        """POST; a 429 is retried after its Retry-After until ``retry_429_s`` have passed."""
         deadline = time.monotonic() + retry_429_s
         while True:
-            resp = await self._post("/v1/vectors/batch", payload)
-            if resp.status_code == 429 and time.monotonic() < deadline:
-                # Back-pressure: the journal asks us to wait for the replicas; an
-                # acknowledged-ingest figure includes that wait.
-                self.throttled += 1
-                await asyncio.sleep(_retry_after_s(resp))
-                continue
-            if resp.status_code not in (200, 201):
-                raise RuntimeError(f"batch write: {resp.status_code} {resp.text[:300]}")
-            answer: dict[str, Any] = orjson.loads(resp.content)
-            return answer
+            resp = await self._post(path, payload)
+            if resp.status_code != 429 or time.monotonic() >= deadline:
+                return resp
+            # Back-pressure: the journal asks writers to wait for the replicas; an
+            # acknowledged-ingest figure includes that wait.
+            self.throttled += 1
+            await asyncio.sleep(_retry_after_s(resp))
 
     async def search(self, body: bytes) -> Reply:
         """One search with a pre-encoded body; the reply carries ids and consistency info."""
