@@ -36,7 +36,13 @@ from vecraft import __version__
 from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.supervisor import ChildState, ClusterLock, Supervisor, read_status
-from vecraft.shared.common.topology import ClusterParams, ClusterPlan, load_plan, prepare_plan
+from vecraft.shared.common.topology import (
+    CLUSTER_SIZE,
+    ClusterParams,
+    ClusterPlan,
+    load_plan,
+    prepare_plan,
+)
 
 DEFAULT_DATA_DIR = Path("./vecraft-data")
 BENCH_PACKAGE = "vecraft.bench"
@@ -90,14 +96,18 @@ class UpSettings(BaseSettings):
         "log level passed to every service (default: each service's own, info)"))
     ready_timeout: float = Field(120.0, gt=0, description=(
         "seconds each service may take to become ready during start-up. Default 120"))
-    cluster: bool = Field(False, description=(
-        "cluster mode (etcd meta store + NATS JetStream journal); not available in this build"))
+    cluster: bool | None = Field(None, description=(
+        f"cluster mode: also run a {CLUSTER_SIZE}-member etcd (the meta manager's store) and a "
+        f"{CLUSTER_SIZE}-node NATS JetStream cluster (the journal's log, streams with "
+        f"{CLUSTER_SIZE} replicas), from the cluster extra's binaries. Fixed once the data "
+        "directory exists. Default off"))
 
     def plan_request(self) -> dict[str, Any]:
         """The cluster parameters as given (None = use the stored plan or the default)."""
         return {"host": self.host, "http_port": self.http_port, "grpc_port": self.grpc_port,
                 "shards": self.shards, "replicas": self.replicas,
-                "data_partitions": self.data_partitions, "apply_delay_ms": self.apply_delay_ms}
+                "data_partitions": self.data_partitions, "apply_delay_ms": self.apply_delay_ms,
+                "cluster": self.cluster}
 
 
 # ---- up ----------------------------------------------------------------------------------
@@ -105,8 +115,10 @@ def _banner(sup: Supervisor) -> str:
     plan = sup.plan
     p = plan.params
     skipped = [c.spec.name for c in sup.children.values() if c.state is ChildState.SKIPPED]
+    mode = (f" Cluster mode: {CLUSTER_SIZE} etcd members, {CLUSTER_SIZE} NATS JetStream servers."
+            if p.cluster else "")
     lines = [(f"Vecraft is up: {p.shards} shard(s) x {p.replicas} replica(s), "
-              f"{p.data_partitions} journal data partition(s).")]
+              f"{p.data_partitions} journal data partition(s).{mode}")]
     gateway = sup.children.get("gateway")
     if gateway is not None and gateway.state is not ChildState.SKIPPED:
         http = f"http://{gateway.spec.http_address}"
@@ -123,6 +135,19 @@ def _banner(sup: Supervisor) -> str:
     return "\n".join(lines)
 
 
+def cluster_binaries() -> dict[str, str]:
+    """Paths of the etcd and nats-server programs of cluster mode.
+
+    Raises:
+        FileNotFoundError: one is not installed (the message names the extra to install).
+    """
+    # Imported here: only cluster mode needs them.
+    from vecraft.services.journal_service.wal.nats_launcher import nats_binary
+    from vecraft.services.meta_manager.etcd.launcher import etcd_binary
+
+    return {"etcd": etcd_binary(), "nats": nats_binary()}
+
+
 def run_up(settings: UpSettings, *, config_file: Path | None = None,
            modules: Mapping[str, str] | None = None) -> int:
     """Plan the cluster of ``settings.data_dir``, run it until SIGINT/SIGTERM. Returns the exit code.
@@ -130,17 +155,16 @@ def run_up(settings: UpSettings, *, config_file: Path | None = None,
     ``modules`` replaces the module of a role (role -> module), as in
     :func:`vecraft.shared.common.topology.plan_cluster`.
     """
-    if settings.cluster:
-        print("vecraft up: cluster mode (etcd + NATS JetStream) is not available in this build; "
-              "run `vecraft up` without --cluster for the local cluster.", file=sys.stderr)
-        return 2
     # Locked before the plan is stored: a refused second `up` must not rewrite cluster.json.
     lock = ClusterLock(settings.data_dir)
     try:
         lock.acquire()
+        stored = load_plan(settings.data_dir)
+        cluster = settings.cluster if settings.cluster is not None else bool(stored and stored.params.cluster)
         plan: ClusterPlan = prepare_plan(settings.data_dir, settings.plan_request(),
                                          config_file=config_file.resolve() if config_file else None,
-                                         log_level=settings.log_level, modules=modules)
+                                         log_level=settings.log_level, modules=modules,
+                                         binaries=cluster_binaries() if cluster else None)
     except (VecraftError, ValueError, OSError) as exc:
         lock.release()
         print(f"vecraft up: {exc}", file=sys.stderr)
@@ -169,10 +193,10 @@ def _cmd_up(ns: argparse.Namespace) -> int:
 
 
 # ---- status ------------------------------------------------------------------------------
-async def _probe(client: httpx.AsyncClient, address: str) -> tuple[str, dict[str, Any]]:
-    """("up" | "not ready" | "down", /healthz body) of one service."""
+async def _probe(client: httpx.AsyncClient, url: str) -> tuple[str, dict[str, Any]]:
+    """("up" | "not ready" | "down", health body) of one service; ``url`` without the scheme."""
     try:
-        response = await client.get(f"http://{address}/healthz")
+        response = await client.get(f"http://{url}")
     except httpx.HTTPError:
         return "down", {}
     try:
@@ -200,7 +224,8 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
 
     async def probe_all() -> list[tuple[str, dict[str, Any]]]:
         async with httpx.AsyncClient(timeout=timeout) as client:
-            return await asyncio.gather(*(_probe(client, p.http_address) for p in plan.processes))
+            return await asyncio.gather(*(_probe(client, f"{p.http_address}{p.health_path}")
+                                          for p in plan.processes))
 
     rows = []
     for spec, (health, body) in zip(plan.processes, asyncio.run(probe_all()), strict=True):
@@ -218,7 +243,7 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
     return {"data_dir": str(plan.data_dir),
             "supervisor": {"pid": sup.get("pid"), "state": sup.get("state"), "running": sup_running},
             "params": {"shards": plan.params.shards, "replicas": plan.params.replicas,
-                       "data_partitions": plan.params.data_partitions},
+                       "data_partitions": plan.params.data_partitions, "cluster": plan.params.cluster},
             "processes": rows, "all_up": all_up}
 
 
@@ -315,7 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
         "up", formatter_class=formatter, help="run a local cluster until Ctrl-C",
         description=_wrap("Start a whole local cluster on loopback as supervised child processes: "
                     "journal, meta manager (SQLite), storage nodes, query processors and the "
-                    "gateway, in that order, each ready before the next. Crashed services are "
+                    "gateway, in that order, each ready before the next. With --cluster, a "
+                    "3-member etcd and a 3-node NATS JetStream cluster start first and the meta "
+                    "manager and the journal use them instead of SQLite and local files. "
+                    "Crashed services are "
                     "restarted with backoff; Ctrl-C stops them in reverse order. A second "
                     "`vecraft up` on the same --data-dir resumes the same cluster and data; flags "
                     "that are not given take the stored values. Services not installed in this "

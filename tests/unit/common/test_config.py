@@ -81,4 +81,4 @@ def test_up_settings_leave_unset_parameters_empty(tmp_path: Path, monkeypatch: p
     request = s.plan_request()
     assert request["shards"] == 5 and request["http_port"] == 9100 and request["replicas"] == 2
     assert request["grpc_port"] is None and request["data_partitions"] is None
-    assert s.data_dir == Path("./vecraft-data") and s.cluster is False
+    assert s.data_dir == Path("./vecraft-data") and s.cluster is None and request["cluster"] is None

@@ -38,7 +38,8 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     names = [p.name for p in plan.processes]
     assert names == ["journal", "meta", "storage-0-r0", "storage-0-r1", "storage-1-r0", "storage-1-r1",
                      "query-0", "query-1", "gateway"]
-    assert [g[0].role for g in plan.groups()] == list(topology.START_ORDER)
+    assert [g[0].role for g in plan.groups()] == [r for r in topology.START_ORDER
+                                                  if r not in topology.CLUSTER_BINARIES]
     assert all(len({p.role for p in g}) == 1 for g in plan.groups())
 
     journal = plan.get("journal").grpc_address
@@ -69,6 +70,45 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     # Internal services never listen beyond loopback.
     assert all(_flag(p.args, "--host") == ["127.0.0.1"] for p in plan.processes if p.role != "gateway")
     assert all(_flag(p.args, "--node-id") == [p.name] for p in plan.processes)
+
+
+def test_cluster_mode_adds_etcd_and_nats_and_points_meta_and_journal_at_them(tmp_path: Path) -> None:
+    params = ClusterParams(shards=1, cluster=True)
+    names = [n for n, *_ in topology.process_names(params) if n != "gateway"]
+    ports = {n: PortPair(grpc=30000 + 3 * i, http=30001 + 3 * i, peer=30002 + 3 * i)
+             for i, n in enumerate(names)}
+    plan = topology.plan_cluster(tmp_path, params, ports, binaries={"etcd": "/bin/etcd", "nats": "/bin/nats"})
+    assert [p.name for p in plan.processes][:8] == [
+        "etcd-0", "etcd-1", "etcd-2", "nats-0", "nats-1", "nats-2", "journal", "meta"]
+    assert [g[0].role for g in plan.groups()] == list(topology.START_ORDER)
+    etcd0, nats2 = plan.get("etcd-0"), plan.get("nats-2")
+    assert etcd0.command("py")[0] == "/bin/etcd" and etcd0.data_dir == tmp_path / "etcd-0"
+    assert _flag(etcd0.args, "--initial-cluster") == [",".join(
+        f"etcd-{i}=http://127.0.0.1:{ports[f'etcd-{i}'].peer}" for i in range(3))]
+    assert (etcd0.ready_path, etcd0.health_path) == ("/health", "/health")
+    assert nats2.command("py") == ["/bin/nats", "-c", str(tmp_path / "nats-2" / "nats.conf"),
+                                   "--name", "nats-2"]
+    [(conf_path, conf)] = nats2.files
+    assert conf_path == tmp_path / "nats-2" / "nats.conf" and "jetstream" in conf
+    assert all(f"nats-route://127.0.0.1:{ports[f'nats-{i}'].peer}" in conf for i in range(2))
+    meta, journal = plan.get("meta"), plan.get("journal")
+    assert _flag(meta.args, "--backend") == ["etcd"]
+    assert _flag(meta.args, "--etcd-endpoints") == [",".join(f"127.0.0.1:{ports[f'etcd-{i}'].grpc}"
+                                                             for i in range(3))]
+    assert _flag(journal.args, "--backend") == ["jetstream"]
+    assert _flag(journal.args, "--nats-replicas") == ["3"]
+    assert _flag(journal.args, "--nats-url") == [",".join(f"nats://127.0.0.1:{ports[f'nats-{i}'].grpc}"
+                                                          for i in range(3))]
+
+
+def test_cluster_mode_is_stored_and_cannot_be_switched(tmp_path: Path) -> None:
+    plan = topology.prepare_plan(tmp_path, {"cluster": True, "shards": 1},
+                                 binaries={"etcd": "/bin/etcd", "nats": "/bin/nats"})
+    assert all(plan.ports[f"nats-{i}"].peer for i in range(3))
+    again = topology.prepare_plan(tmp_path, NOTHING, binaries={"etcd": "/bin/etcd", "nats": "/bin/nats"})
+    assert again.params.cluster and again.ports == plan.ports
+    with pytest.raises(PlanConflict, match="--cluster"):
+        topology.prepare_plan(tmp_path, {"cluster": False})
 
 
 def test_plan_refuses_shared_ports(tmp_path: Path) -> None:

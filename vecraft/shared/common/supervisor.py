@@ -3,12 +3,15 @@
 Contract of :class:`Supervisor`:
 
 - **Start** (:meth:`Supervisor.start`): one start group of the plan at a time
-  (journal, meta, storage, query, gateway); every child of a group is started,
-  then the next group waits until each of them answers ``/readyz`` with 200.
+  ((etcd, nats,) journal, meta, storage, query, gateway); every child of a
+  group is started, then the next group waits until each of them answers its
+  ready path (``/readyz``; etcd ``/health``, NATS ``/healthz``) with 200.
   A child that exits or is not ready within ``ready_timeout`` aborts the start
   with :class:`StartupError`, whose message ends with the child's last log
   lines. A child whose module is not installed (``importlib.util.find_spec``
   finds nothing) is skipped with a one-line notice: ``up`` starts what exists.
+  A child that is a program (etcd, nats-server) has its configuration files
+  (``ProcessSpec.files``) written before every start.
 - **Watch**: a child that exits on its own is restarted with exponential
   backoff (``Backoff``); the backoff resets once a child has stayed up for
   ``reset_after`` seconds.
@@ -262,7 +265,7 @@ class Supervisor:
         self._stop_leftovers()
         missing: dict[str, list[str]] = {}
         for child in self.children.values():
-            if not self.is_available(child.spec.module):
+            if child.spec.executable is None and not self.is_available(child.spec.module):
                 child.state = ChildState.SKIPPED
                 missing.setdefault(child.spec.module, []).append(child.spec.name)
         for module, names in missing.items():
@@ -364,6 +367,9 @@ class Supervisor:
     # ---- children --------------------------------------------------------------
     async def _spawn(self, child: Child) -> None:
         cmd = child.spec.command(self.python)
+        for path, text in child.spec.files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
         with open(child.log_path, "ab") as out:
             out.write(f"\n--- {_now_iso()} supervisor starts {child.spec.name}: {shlex.join(cmd)}\n".encode())
             out.flush()
@@ -377,10 +383,10 @@ class Supervisor:
         self._write_status()
 
     async def _wait_ready(self, child: Child, timeout: float | None) -> None:
-        """Poll ``/readyz`` until 200; raises _ChildExited / _ChildNotReady."""
+        """Poll the child's ready path until 200; raises _ChildExited / _ChildNotReady."""
         assert child.proc is not None and self._http is not None
         proc = child.proc
-        url = f"http://{child.spec.http_address}/readyz"
+        url = f"http://{child.spec.http_address}{child.spec.ready_path}"
         deadline = None if timeout is None else time.monotonic() + timeout
         # One waiter for the whole poll, so a dying child ends the wait at once.
         exited = asyncio.ensure_future(proc.wait())
@@ -482,8 +488,9 @@ class Supervisor:
                 cmdline = proc.cmdline()
             except psutil.Error:
                 continue
-            # Only a process that is recognisably that child: same module and node id.
-            if child.spec.module in cmdline and name in cmdline:
+            # Only a process that is recognisably that child: same module (or program) and node id.
+            program = child.spec.executable or child.spec.module
+            if program in cmdline and name in cmdline:
                 log.warning("stopping %s (pid %s) left running by an earlier supervisor", name, pid)
                 proc.terminate()
                 try:
@@ -494,7 +501,10 @@ class Supervisor:
     def _check_ports(self) -> None:
         busy = []
         for child in self.running():
-            for kind, port in (("gRPC", child.spec.grpc_port), ("HTTP", child.spec.http_port)):
+            ports = [("gRPC", child.spec.grpc_port), ("HTTP", child.spec.http_port)]
+            if child.spec.peer_port:
+                ports.append(("peer", child.spec.peer_port))
+            for kind, port in ports:
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     try:

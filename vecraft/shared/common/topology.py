@@ -13,9 +13,15 @@ where every record and every journal entry lives, so changing them on an
 existing directory is refused with :class:`PlanConflict`; the others (ports of
 the gateway, host, replicas, apply delay) may change between runs.
 
-Start order, one group at a time: journal, meta manager, storage nodes,
-query processors, gateway. Internal services listen on 127.0.0.1 only; the
-gateway listens on ``host``.
+Start order, one group at a time: (cluster mode: etcd members, NATS servers,)
+journal, meta manager, storage nodes, query processors, gateway. Internal
+services listen on 127.0.0.1 only; the gateway listens on ``host``.
+
+Cluster mode (``ClusterParams.cluster``) adds a 3-member etcd cluster (the
+meta manager's store) and a 3-node NATS JetStream cluster (the journal's
+replicated log, streams with 3 replicas). They are programs, not Python
+modules: their :class:`ProcessSpec` names an ``executable``, a readiness path
+of their own and the configuration files to write before each start.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vecraft.services.journal_service.wal.nats_launcher import nats_config
 from vecraft.shared.common.errors import Conflict
 
 CLUSTER_FILE = "cluster.json"
@@ -45,10 +52,14 @@ ROLE_MODULES: dict[str, str] = {
     "query": "vecraft.services.query_processor",
     "gateway": "vecraft.services.api_gateway",
 }
+#: roles run from a program of their own in cluster mode -> the program's default name
+CLUSTER_BINARIES: dict[str, str] = {"etcd": "etcd", "nats": "nats-server"}
+#: members of the etcd cluster and of the NATS cluster in cluster mode
+CLUSTER_SIZE = 3
 #: roles in start order; each is one start group
-START_ORDER: tuple[str, ...] = ("journal", "meta", "storage", "query", "gateway")
+START_ORDER: tuple[str, ...] = ("etcd", "nats", "journal", "meta", "storage", "query", "gateway")
 #: parameters that fix where data lives; they cannot change once a directory holds a cluster
-FIXED_PARAMS: tuple[str, ...] = ("shards", "data_partitions")
+FIXED_PARAMS: tuple[str, ...] = ("shards", "data_partitions", "cluster")
 
 
 class PlanConflict(Conflict):
@@ -66,6 +77,7 @@ class ClusterParams:
     replicas: int = 1
     data_partitions: int = 1
     apply_delay_ms: int = 0
+    cluster: bool = False
 
     def __post_init__(self) -> None:
         for name in ("shards", "replicas", "data_partitions"):
@@ -82,13 +94,22 @@ class ClusterParams:
 
 @dataclass(frozen=True)
 class PortPair:
+    """Ports of one process; ``peer`` only for etcd (peer URL) and NATS (cluster routes)."""
+
     grpc: int
     http: int
+    peer: int = 0
 
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """One child process of the plan. ``args`` is the complete argument list after ``-m module``."""
+    """One child process of the plan.
+
+    ``args`` is the complete argument list after ``-m module``, or after
+    ``executable`` when the child is a program (etcd, nats-server; ``module``
+    is then ""). ``files`` are written before every start. The supervisor waits
+    for ``ready_path`` on the HTTP port; ``vecraft status`` asks ``health_path``.
+    """
 
     name: str
     role: str
@@ -101,6 +122,11 @@ class ProcessSpec:
     group: int
     shard: int | None = None
     replica: int | None = None
+    executable: str | None = None
+    peer_port: int | None = None
+    ready_path: str = "/readyz"
+    health_path: str = "/healthz"
+    files: tuple[tuple[Path, str], ...] = ()
 
     @property
     def connect_host(self) -> str:
@@ -116,6 +142,8 @@ class ProcessSpec:
         return f"{self.connect_host}:{self.http_port}"
 
     def command(self, python: str) -> list[str]:
+        if self.executable is not None:
+            return [self.executable, *self.args]
         return [python, "-m", self.module, *self.args]
 
 
@@ -149,8 +177,10 @@ class ClusterPlan:
 
 def process_names(params: ClusterParams) -> list[tuple[str, str, int | None, int | None]]:
     """(name, role, shard, replica) of every process, in start order."""
-    names: list[tuple[str, str, int | None, int | None]] = [("journal", "journal", None, None),
-                                                            ("meta", "meta", None, None)]
+    names: list[tuple[str, str, int | None, int | None]] = []
+    if params.cluster:
+        names += [(f"{role}-{i}", role, None, None) for role in CLUSTER_BINARIES for i in range(CLUSTER_SIZE)]
+    names += [("journal", "journal", None, None), ("meta", "meta", None, None)]
     names += [(f"storage-{s}-r{r}", "storage", s, r)
               for s in range(params.shards) for r in range(params.replicas)]
     names += [(f"query-{s}", "query", s, None) for s in range(params.shards)]
@@ -158,9 +188,47 @@ def process_names(params: ClusterParams) -> list[tuple[str, str, int | None, int
     return names
 
 
+def _etcd_spec(name: str, data_dir: Path, port_of: Mapping[str, PortPair], executable: str,
+               members: list[str]) -> ProcessSpec:
+    """An etcd member: client URL on ``grpc``, /health (metrics URL) on ``http``, peers on ``peer``."""
+    pair = port_of[name]
+    client, peer = f"http://{LOOPBACK}:{pair.grpc}", f"http://{LOOPBACK}:{pair.peer}"
+    initial = ",".join(f"{m}=http://{LOOPBACK}:{port_of[m].peer}" for m in members)
+    own_dir = data_dir / name
+    # The initial-cluster flags only matter on the first start; etcd ignores them once its
+    # data directory holds a member, so the same command line also resumes the cluster.
+    args = ("--name", name, "--data-dir", str(own_dir), "--listen-client-urls", client,
+            "--advertise-client-urls", client, "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer, "--initial-cluster", initial,
+            "--initial-cluster-state", "new",
+            "--initial-cluster-token", f"vecraft-{port_of[members[0]].peer}",
+            "--listen-metrics-urls", f"http://{LOOPBACK}:{pair.http}", "--log-level", "warn")
+    return ProcessSpec(name=name, role="etcd", module="", args=args, host=LOOPBACK, grpc_port=pair.grpc,
+                       http_port=pair.http, data_dir=own_dir, group=START_ORDER.index("etcd"),
+                       executable=executable, peer_port=pair.peer, ready_path="/health",
+                       health_path="/health")
+
+
+def _nats_spec(name: str, data_dir: Path, port_of: Mapping[str, PortPair], executable: str,
+               members: list[str]) -> ProcessSpec:
+    """A NATS JetStream server: clients on ``grpc``, monitoring on ``http``, routes on ``peer``."""
+    pair = port_of[name]
+    own_dir = data_dir / name
+    config = own_dir / "nats.conf"
+    text = nats_config(name=name, client_port=pair.grpc, monitor_port=pair.http,
+                       store_dir=own_dir / "jetstream", cluster_port=pair.peer,
+                       routes=[port_of[m].peer for m in members])
+    # /healthz is 200 once JetStream is current: the cluster has elected its meta leader.
+    return ProcessSpec(name=name, role="nats", module="", args=("-c", str(config), "--name", name),
+                       host=LOOPBACK, grpc_port=pair.grpc, http_port=pair.http, data_dir=own_dir,
+                       group=START_ORDER.index("nats"), executable=executable, peer_port=pair.peer,
+                       ready_path="/healthz", health_path="/healthz", files=((config, text),))
+
+
 def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, PortPair], *,
                  config_file: Path | None = None, log_level: str | None = None,
-                 modules: Mapping[str, str] | None = None) -> ClusterPlan:
+                 modules: Mapping[str, str] | None = None,
+                 binaries: Mapping[str, str] | None = None) -> ClusterPlan:
     """The processes of a local cluster. Pure: no file or network access.
 
     Args:
@@ -170,23 +238,35 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
         config_file: passed to every child as ``--config`` (each reads its own section).
         log_level: passed to every child as ``--log-level`` when given.
         modules: role -> module overrides (tests run stand-ins for the real services).
+        binaries: role -> program path for etcd and nats (default: found on PATH).
 
     Raises:
         KeyError: ``ports`` lacks an internal process.
         ValueError: two processes would share a port (e.g. a gateway port an internal one has).
     """
     mods = {**ROLE_MODULES, **(modules or {})}
+    programs = {**CLUSTER_BINARIES, **(binaries or {})}
     shape = process_names(params)
     port_of = dict(ports)
     port_of["gateway"] = PortPair(grpc=params.grpc_port, http=params.http_port)
     owner: dict[int, str] = {}
     for name, *_ in shape:
-        for port in (port_of[name].grpc, port_of[name].http):
+        for port in (port_of[name].grpc, port_of[name].http, port_of[name].peer):
+            if port == 0:
+                continue
             if port in owner:
                 raise ValueError(f"port {port} is planned for both {owner[port]} and {name}")
             owner[port] = name
     addr = {name: f"{LOOPBACK}:{port_of[name].grpc}" for name, *_ in shape}
     journal, meta = addr["journal"], addr["meta"]
+    members = {role: [n for n, r, *_ in shape if r == role] for role in CLUSTER_BINARIES}
+    journal_backend: list[str] = []  # the journal's default backend: local files
+    meta_backend = ["--backend", "sqlite"]
+    if params.cluster:
+        journal_backend = ["--backend", "jetstream", "--nats-replicas", str(CLUSTER_SIZE), "--nats-url",
+                           ",".join(f"nats://{LOOPBACK}:{port_of[n].grpc}" for n in members["nats"])]
+        meta_backend = ["--backend", "etcd", "--etcd-endpoints",
+                        ",".join(f"{LOOPBACK}:{port_of[n].grpc}" for n in members["etcd"])]
     partitions = ["--data-partitions", str(params.data_partitions)]
     delay = ["--apply-delay-ms", str(params.apply_delay_ms)]
     common_tail: list[str] = []
@@ -200,11 +280,17 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
 
     processes: list[ProcessSpec] = []
     for name, role, shard, replica in shape:
+        if role == "etcd":
+            processes.append(_etcd_spec(name, data_dir, port_of, programs["etcd"], members["etcd"]))
+            continue
+        if role == "nats":
+            processes.append(_nats_spec(name, data_dir, port_of, programs["nats"], members["nats"]))
+            continue
         if role == "journal":
-            own_dir, extra = data_dir / "journal", partitions
+            own_dir, extra = data_dir / "journal", [*journal_backend, *partitions]
         elif role == "meta":
             own_dir = data_dir / "meta"
-            extra = ["--backend", "sqlite", "--journal-address", journal, *partitions,
+            extra = [*meta_backend, "--journal-address", journal, *partitions,
                      "--default-shards", str(params.shards), "--default-replicas", str(params.replicas)]
         elif role == "storage":
             own_dir = data_dir / "storage" / f"shard-{shard}-replica-{replica}"
@@ -253,9 +339,9 @@ def resolve_params(stored: ClusterParams | None, requested: Mapping[str, Any], *
             where = str(data_dir) if data_dir is not None else "the data directory"
             raise PlanConflict(
                 f"{where} holds a cluster planned with {flag} {getattr(stored, key)}, "
-                f"but {flag} {given[key]} was requested. Changing the shard count or the number of "
-                f"journal data partitions of existing data is not supported: omit {flag} to use "
-                f"the stored value, or choose a new --data-dir.",
+                f"but {flag} {given[key]} was requested. Changing the shard count, the number of "
+                f"journal data partitions or the mode (--cluster) of existing data is not supported: "
+                f"omit {flag} to use the stored value, or choose a new --data-dir.",
                 details={"parameter": key, "stored": getattr(stored, key), "requested": given[key]})
     return dataclasses.replace(stored, **given)
 
@@ -269,8 +355,8 @@ def _ephemeral_low() -> int:
 
 
 def allocate_ports(names: Iterable[str], taken: Iterable[int], *, host: str = LOOPBACK,
-                   rng: random.Random | None = None) -> dict[str, PortPair]:
-    """A free port pair for each name, avoiding ``taken``.
+                   rng: random.Random | None = None, with_peer: Iterable[str] = ()) -> dict[str, PortPair]:
+    """A free port pair for each name (plus a peer port for those in ``with_peer``), avoiding ``taken``.
 
     Ports come from below the kernel's ephemeral range when possible: a port
     taken from that range could later be occupied by some outgoing connection
@@ -305,7 +391,9 @@ def allocate_ports(names: Iterable[str], taken: Iterable[int], *, host: str = LO
         return port
 
     try:
-        return {name: PortPair(grpc=grab(), http=grab()) for name in names}
+        peers = set(with_peer)
+        return {name: PortPair(grpc=grab(), http=grab(), peer=grab() if name in peers else 0)
+                for name in names}
     finally:
         # Held open until every port is chosen, so no two names get the same port.
         for sock in held:
@@ -355,8 +443,11 @@ def save_plan(plan: ClusterPlan) -> None:
 
 
 def prepare_plan(data_dir: Path, requested: Mapping[str, Any], *, config_file: Path | None = None,
-                 log_level: str | None = None, modules: Mapping[str, str] | None = None) -> ClusterPlan:
+                 log_level: str | None = None, modules: Mapping[str, str] | None = None,
+                 binaries: Mapping[str, str] | None = None) -> ClusterPlan:
     """Load or create the plan of ``data_dir``, allocate ports for new processes, store it.
+
+    ``modules`` and ``binaries`` are passed to :func:`plan_cluster`.
 
     Raises:
         PlanConflict: see :func:`resolve_params`.
@@ -367,12 +458,13 @@ def prepare_plan(data_dir: Path, requested: Mapping[str, Any], *, config_file: P
     params = resolve_params(stored[0] if stored else None, requested, data_dir=data_dir)
     # Ports of processes no longer planned (fewer replicas) are kept for when they come back.
     ports = dict(stored[1]) if stored else {}
-    internal = [name for name, *_ in process_names(params) if name != "gateway"]
-    missing = [name for name in internal if name not in ports]
-    taken = {p for pair in ports.values() for p in (pair.grpc, pair.http)}
-    ports.update(allocate_ports(missing, taken | {params.http_port, params.grpc_port}))
+    shape = process_names(params)
+    missing = [name for name, *_ in shape if name != "gateway" and name not in ports]
+    taken = {p for pair in ports.values() for p in (pair.grpc, pair.http, pair.peer) if p}
+    ports.update(allocate_ports(missing, taken | {params.http_port, params.grpc_port},
+                                with_peer=[name for name, role, *_ in shape if role in CLUSTER_BINARIES]))
     plan = plan_cluster(data_dir, params, ports, config_file=config_file, log_level=log_level,
-                        modules=modules)
+                        modules=modules, binaries=binaries)
     save_plan(plan)
     return plan
 
