@@ -59,11 +59,18 @@ def detail_table(cells: list[Cell]) -> str:
                      c.latency.count, fmt(c.latency.p50), fmt(c.latency.p95), fmt(c.latency.p99),
                      fmt(c.service.p95), errors, fmt(c.staleness.p50, 0), fmt(c.staleness.p95, 0),
                      fmt(c.sync_fraction, 2), fmt(c.cache_hit_fraction, 2), c.level_mismatches,
-                     fmt(c.recall, 3), fmt(c.extra.get("load_1m"), 1)])
+                     fmt(c.recall, 3), _cpu(c.extra.get("cpu_ms_per_search")),
+                     fmt(c.extra.get("load_1m"), 1)])
     header = ["dim", "shards", "lag ms", "level", "target QPS", "achieved QPS", "answers", "P50", "P95",
               "P99", "P95 from send", "errors", "staleness P50", "staleness P95", "sync", "cache hit",
-              "level != requested", "recall@10", "load 1m"]
+              "level != requested", "recall@10", "CPU ms/search gw/query/storage/journal", "load 1m"]
     return table(header, rows)
+
+
+def _cpu(by_role: dict[str, float] | None) -> str:
+    if not by_role:
+        return "-"
+    return "/".join(fmt(by_role.get(role), 1) for role in ("gateway", "query", "storage", "journal"))
 
 
 def scaling_table(cells: list[Cell], shard_counts: Iterable[int], blocks: list[dict[str, Any]]) -> str:

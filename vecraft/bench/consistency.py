@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import psutil
 
 from vecraft.bench._cells import Cell, summarize_cell
 from vecraft.bench._cluster import (
@@ -76,6 +77,7 @@ class MatrixRun:
         self.cells: list[Cell] = []
         self.blocks: list[dict[str, Any]] = []
         self._data: dict[int, Dataset] = {}
+        self._pids: dict[str, Any] = {}
         self._truth: dict[int, np.ndarray] = {}
 
     def dataset(self, dim: int) -> tuple[Dataset, np.ndarray]:
@@ -116,7 +118,7 @@ class MatrixRun:
                 print(f"  {block['error']}", flush=True)
                 return
             block["startup_s"] = round(cluster.startup_s, 1)
-            block["service_pids"] = cluster.pids()
+            block["service_pids"] = self._pids = cluster.pids()
             try:
                 async with BenchHttp(spec.base_url) as http:
                     if not loaded:
@@ -164,13 +166,20 @@ class MatrixRun:
             await self._load_phase(http, name, vectors, "eventual", writer, qps, self.scale.warmup_s)
             for level in self.args.levels:
                 acked0, errors0 = writer.acked, writer.errors
+                cpu0 = cpu_seconds_by_role(self._pids)
                 result = await self._load_phase(http, name, vectors, level, writer, qps, self.scale.cell_s)
+                cpu = cpu_seconds_by_role(self._pids)
                 cell = summarize_cell(result, dim=dim, shards=shards, lag_ms=lag, level=level,
                                       truth=truth, k=K)
                 cell.writer_acked = writer.acked - acked0
                 cell.writer_errors = writer.errors - errors0
                 # The machine is shared: how busy it was during this cell, beside the figures.
                 cell.extra["load_1m"] = round(os.getloadavg()[0], 2)
+                # CPU time per answered search by service (includes the background writer's share):
+                # where the time goes, unaffected by other work on the machine.
+                answered = max(1, cell.latency.count)
+                cell.extra["cpu_ms_per_search"] = {
+                    role: round((cpu[role] - cpu0.get(role, 0.0)) * 1000 / answered, 2) for role in cpu}
                 self.cells.append(cell)
                 print(f"  {dim}d {shards}sh lag {lag:>4} {level:<16} P50 {cell.latency.p50:7.1f} "
                       f"P95 {cell.latency.p95:7.1f} P99 {cell.latency.p99:7.1f} ms  "
@@ -191,6 +200,21 @@ class MatrixRun:
             return await http.search(orjson.dumps(body))
 
         return await run_open_loop(send, rate=qps, duration_s=seconds)
+
+
+def cpu_seconds_by_role(pids: dict[str, Any]) -> dict[str, float]:
+    """User + system CPU seconds used so far, summed by role (gateway, query, storage, journal, meta)."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        if not pid:
+            continue
+        role = name.split("-", 1)[0]
+        try:
+            times = psutil.Process(int(pid)).cpu_times()
+        except psutil.Error:  # a service that restarted: its share is lost, not guessed
+            continue
+        out[role] = out.get(role, 0.0) + times.user + times.system
+    return out
 
 
 def _csv_ints(text: str) -> list[int]:
