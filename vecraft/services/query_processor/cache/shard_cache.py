@@ -49,6 +49,8 @@ class ShardCache:
         self.freshness = {p: PartitionFreshness(p) for p in self.partitions}
         self._executor = executor
         self._locks = {p: asyncio.Lock() for p in self.partitions}
+        # Applies running in the pool right now; only they take the indexes' write locks.
+        self._applying = 0
 
     def applied(self, partition: str) -> tuple[int, int]:
         """(offset, hlc) of the last entry of ``partition`` applied to every served shard."""
@@ -88,7 +90,11 @@ class ShardCache:
             expected += 1
         if batch:
             with timed(metrics.APPLY_SECONDS.labels(partition)):
-                await asyncio.get_running_loop().run_in_executor(self._executor, self._apply_all, batch)
+                self._applying += 1
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self._executor, self._apply_all, batch)
+                finally:
+                    self._applying -= 1
             last = batch[-1]
             fresh.note_applied(last.offset, last.hlc)
             metrics.APPLIED_OFFSET.labels(partition).set(last.offset)
@@ -105,16 +111,23 @@ class ShardCache:
 
     async def search(self, shards: Sequence[int], tenant: str, collection: str, query: np.ndarray, k: int,
                      flt: Filter | None, ef_search: int | None) -> list[ShardHits]:
-        """Top-``k`` of each shard in ``shards`` (all served), searched in parallel in the pool.
+        """Top-``k`` of each shard in ``shards`` (all served).
+
+        One shard while no apply runs: searched on the event loop's thread. The
+        search takes a fraction of a millisecond and cannot wait for a write
+        lock, and the two thread hand-offs of the pool cost more than that on a
+        busy host (measured: see docs/performance.md). Otherwise in parallel in
+        the pool, so a search waiting for a write section never blocks the loop.
 
         Raises whatever :meth:`ShardState.search` raises: NotFound (unknown
         collection), InvalidRequest (wrong dimension).
         """
-        loop = asyncio.get_running_loop()
-
         def one(shard: int) -> ShardHits:
             ids, scores, meta = self.states[shard].search(tenant, collection, query, k, flt, ef_search)
             return ShardHits(ids=list(ids), scores=np.asarray(scores, dtype=np.float32),
                              metadata_json=list(meta))
 
+        if len(shards) == 1 and not self._applying:
+            return [one(shards[0])]
+        loop = asyncio.get_running_loop()
         return list(await asyncio.gather(*(loop.run_in_executor(self._executor, one, s) for s in shards)))
