@@ -8,8 +8,6 @@ follows the meta manager's Watch stream in the background.
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 from starlette.applications import Starlette
 
@@ -22,7 +20,7 @@ from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.services.api_gateway.settings import GatewaySettings
 from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.logging import setup_logging
-from vecraft.shared.common.service import Service
+from vecraft.shared.common.service import Service, run_service
 
 
 class GatewayService(Service):
@@ -65,4 +63,4 @@ class GatewayService(Service):
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings(GatewaySettings, argv, section="gateway")
     setup_logging("gateway", settings.log_level)
-    asyncio.run(GatewayService(settings).run())
+    run_service(GatewayService(settings))

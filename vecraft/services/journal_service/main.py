@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
@@ -16,7 +15,7 @@ from vecraft.services.journal_service.wal import JournalBackend
 from vecraft.services.journal_service.wal.local import LocalJournalBackend
 from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.logging import setup_logging
-from vecraft.shared.common.service import Service
+from vecraft.shared.common.service import Service, run_service
 from vecraft.shared.hlc import HybridLogicalClock
 from vecraft.shared.rpc.v1 import journal_pb2_grpc
 
@@ -85,4 +84,4 @@ class JournalService(Service):
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings(JournalSettings, argv, section="journal")
     setup_logging("journal", settings.log_level)
-    asyncio.run(JournalService(settings).run())
+    run_service(JournalService(settings))

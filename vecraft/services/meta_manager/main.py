@@ -26,7 +26,7 @@ from vecraft.services.meta_manager.store import MetaStore, open_store
 from vecraft.shared.common.config import ServiceSettings, load_settings
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.logging import setup_logging
-from vecraft.shared.common.service import Service
+from vecraft.shared.common.service import Service, run_service
 from vecraft.shared.rpc.v1 import meta_pb2, meta_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -119,4 +119,4 @@ class MetaManager(Service):
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings(MetaSettings, argv, section="meta", description="Vecraft meta manager")
     setup_logging("meta", settings.log_level)
-    asyncio.run(MetaManager(settings).run())
+    run_service(MetaManager(settings))

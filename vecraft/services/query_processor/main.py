@@ -14,7 +14,6 @@ A restarted processor is therefore ready only with a current cache.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import time
@@ -40,7 +39,7 @@ from vecraft.services.query_processor.vector_search.servicer import QueryProcess
 from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.config import ServiceSettings, add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.logging import setup_logging
-from vecraft.shared.common.service import Service, ServiceState
+from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import TXN_PARTITION, data_partition
 from vecraft.shared.rpc.v1 import meta_pb2, query_pb2_grpc
 
@@ -176,4 +175,4 @@ def main(argv: list[str] | None = None) -> None:
     settings = parse_settings(argv)
     setup_logging("query", settings.log_level)
     log.info("starting query processor", extra={"shards": settings.shard, "pid": os.getpid()})
-    asyncio.run(QueryProcessor(settings).run())
+    run_service(QueryProcessor(settings))

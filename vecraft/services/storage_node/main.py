@@ -37,7 +37,7 @@ from vecraft.services.storage_node.servicer import StorageNodeServicer, status_p
 from vecraft.shared.common.config import ServiceSettings, load_settings
 from vecraft.shared.common.errors import InvalidRequest, Unavailable
 from vecraft.shared.common.logging import setup_logging
-from vecraft.shared.common.service import Service, ServiceState
+from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import TXN_PARTITION, data_partition
 from vecraft.shared.rpc.v1 import storage_pb2_grpc
 
@@ -180,4 +180,4 @@ def main(argv: list[str] | None = None) -> None:
         faiss.omp_set_num_threads(settings.index_threads)
     log.info("starting storage node", extra={"shard": settings.shard, "replica": settings.replica,
                                              "pid": os.getpid()})
-    asyncio.run(StorageNode(settings).run())
+    run_service(StorageNode(settings))

@@ -29,6 +29,7 @@ from typing import Any
 
 import grpc
 import uvicorn
+import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -206,6 +207,16 @@ class Service:
             await self.shutdown(grace=1.0)
             raise
         await self._stopped.wait()
+
+
+def run_service(service: Service) -> None:
+    """Run ``service`` in this process until it stops.
+
+    On uvloop: its event loop costs less CPU per callback and per socket
+    operation than asyncio's, which every request pays several times over
+    (measured: see docs/performance.md).
+    """
+    uvloop.run(service.run())
 
 
 def grpc_channel(address: str) -> grpc.aio.Channel:
