@@ -183,6 +183,9 @@ class MilvusLiteEngine(Engine):
                     for i, v, md in zip(ids[lo:lo + batch], vectors[lo:lo + batch],
                                         metadatas[lo:lo + batch], strict=True)]
             self._client.insert("bench_peers", rows)
+        # A bulk load is followed by flush(): it seals the in-memory rows into segments with
+        # the HNSW index; without it every search scans the unindexed memtable.
+        self._client.flush("bench_peers")
 
     def search(self, vector: np.ndarray, k: int, category: int | None = None) -> list[str]:
         res = self._client.search("bench_peers", data=[vector.tolist()], limit=k,
