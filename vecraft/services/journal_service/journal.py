@@ -267,12 +267,16 @@ class Journal:
         """Recompute the lag of ``plog``'s consumers and its back-pressure state."""
         now_ms = wall_clock_ms()
         now = time.monotonic()
-        live = []
+        connected = []
         for state in self.registry.consumers(plog.name):
             state.lag = compute_lag(state, plog, now_ms)
-            if state.counts and state.live(now, self.registry.liveness_s):
-                live.append(state)
-        self.back_pressure.evaluate(plog.name, live)
+            # Only replicas with an open push stream can hold writes back: one
+            # that disconnected (crashed, restarting) is a failure, not a slow
+            # consumer, and counting its growing lag for the rest of its
+            # liveness window would refuse every write of the partition.
+            if state.counts and state.streams > 0 and state.live(now, self.registry.liveness_s):
+                connected.append(state)
+        self.back_pressure.evaluate(plog.name, connected)
 
     async def monitor(self) -> None:
         """Background loop: refresh lags, metrics and back-pressure every monitor interval."""

@@ -1,8 +1,9 @@
 """Back-pressure: refuse new writes to a partition while a live replica lags too far behind.
 
-A partition enters back-pressure when any live storage replica's lag passes
-one of the thresholds (ops, bytes, ms) and leaves it once every live
-replica's lag is back under *half* of each threshold; the gap keeps the state
+A partition enters back-pressure when any connected storage replica's lag
+(one with an open push stream) passes one of the thresholds (ops, bytes, ms)
+and leaves it once every connected replica's lag is back under *half* of
+each threshold; the gap keeps the state
 from flapping on every report. While it is on, Append of a new entry raises
 ``RateLimited`` with a retry hint; reads (PullWAL, Subscribe, GetOffset) and
 retries of already-written request ids keep working. Nothing acknowledged is
