@@ -85,7 +85,8 @@ async def test_a_disconnected_replica_does_not_hold_writes_back(journal: Service
     client = JournalClient(journal.grpc_address)
     start = (await client.get_offset("data-1"))[0] + 1
     sub = client.subscribe("data-1", start, replica_id="gone-r0", shards=[0])
-    first = await client.append("data-1", b"x", request_id=uuid.uuid4().hex, shards=[0], ack=journal_pb2.ACK_JOURNAL)
+    first = await client.append("data-1", b"x", request_id=uuid.uuid4().hex, shards=[0],
+                                ack=journal_pb2.ACK_JOURNAL)
     async for entry in sub:
         await client.report_applied("data-1", "gone-r0", entry.offset)
         if entry.offset >= first.offset:
