@@ -44,11 +44,12 @@ async def test_queueing_behind_a_slow_server_is_counted_from_the_due_time() -> N
 
     result = await run_open_loop(send, rate=100, duration_s=0.4)
     lat = sorted(o.latency_ms for o in result.outcomes)
-    assert lat[0] < 40
     assert lat[-1] > 300  # the 40th request waits behind ~39 others: ~0.4 s
-    # The last request left on time, so its latency is mostly queueing not service.
+    # Relative bounds only: on a loaded machine every absolute number grows.
+    assert lat[0] < lat[-1] / 3
+    # The last request left close to its due time, so its latency is mostly queueing, not sending late.
     last = result.outcomes[-1]
-    assert last.sent - last.due < 0.05
+    assert (last.sent - last.due) * 1000 < last.latency_ms / 2
 
 
 async def test_failures_are_counted_by_name() -> None:
