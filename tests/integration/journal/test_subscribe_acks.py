@@ -62,8 +62,8 @@ async def test_ack_all_waits_for_live_replicas_and_marks_a_silent_one_lagging(
     assert (slow.replicas_expected, slow.replicas_acked, list(slow.lagging_replicas)) == (2, 1, ["s0-r1"])
     # Marked lagging: later writes no longer wait for it, but still name it.
     t0 = time.monotonic()
-    quick = await client.append("data-1", b"w3", request_id=rid(), shards=[0], ack_timeout_ms=2500)
-    assert time.monotonic() - t0 < 2.0 and list(quick.lagging_replicas) == ["s0-r1"]
+    quick = await client.append("data-1", b"w3", request_id=rid(), shards=[0], ack_timeout_ms=10_000)
+    assert time.monotonic() - t0 < 5.0 and list(quick.lagging_replicas) == ["s0-r1"]
     stats = {(r.partition, r.replica_id): r for r in (await client.stats()).replicas}
     assert stats[("data-1", "s0-r1")].lagging and stats[("data-1", "s0-r1")].lag_ops >= 3
     assert stats[("data-1", "s0-r0")].lag_ops == 0 and stats[("data-1", "qp-0")].role == "cache"
