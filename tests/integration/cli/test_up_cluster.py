@@ -41,10 +41,8 @@ def test_up_cluster_serves_stops_cleanly_and_resumes_with_the_data(tmp_path: Pat
     assert plan["params"]["cluster"] is True and plan["ports"]["nats-0"]["peer"]
     assert (data_dir / "nats-0" / "jetstream").is_dir() and (data_dir / "etcd-0" / "member").is_dir()
 
-    # No --cluster: the stored plan brings back cluster mode, its ports and its data.
+    # No --cluster (and new gateway ports): the stored plan brings back cluster mode and its data.
     again = LocalCluster(data_dir, shards=1)
-    again.http_port, again.grpc_port = cluster.http_port, cluster.grpc_port
-    again.args = again.args[:2] + ["--http-port", str(again.http_port), "--grpc-port", str(again.grpc_port)]
     try:
         again.start()
         assert again.process("nats-1")["health"] == "up"
