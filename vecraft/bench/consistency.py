@@ -110,13 +110,20 @@ class MatrixRun:
             self.blocks.append(block)
             print(f"cluster: {shards} shard(s), apply_delay_ms={lag}", flush=True)
             cluster = LocalCluster(spec)
-            try:
-                await cluster.start()
-            except Exception as exc:  # noqa: BLE001 - e.g. a service that fails to start: reported
-                await cluster.stop()
-                block["error"] = f"cluster did not start: {exc}"
-                print(f"  {block['error']}", flush=True)
+            for attempt in (1, 2):
+                try:
+                    await cluster.start()
+                    break
+                except Exception as exc:  # noqa: BLE001 - e.g. a service that fails to start: reported
+                    await cluster.stop()
+                    block["error"] = f"cluster did not start (attempt {attempt}): {exc}"
+                    print(f"  {block['error']}", flush=True)
+                    # The plan's ports are fixed per data directory; another program on the
+                    # machine may hold one for a moment (seen: "Address already in use").
+                    await asyncio.sleep(5)
+            else:
                 return
+            block.pop("error", None)
             block["startup_s"] = round(cluster.startup_s, 1)
             block["service_pids"] = self._pids = cluster.pids()
             try:
