@@ -80,11 +80,16 @@ class UpSettings(BaseSettings):
         f"gateway HTTP port (REST API, /docs, /healthz, /metrics). Default {_D.http_port}"))
     grpc_port: int | None = Field(None, description=f"gateway gRPC port. Default {_D.grpc_port}")
     shards: int | None = Field(None, description=(
-        f"shard groups: one query processor and --replicas storage nodes each. Fixed once the "
+        f"shard groups: --query-replicas query processors and --replicas storage nodes each. "
+        f"Fixed once the "
         f"data directory exists. Default {_D.shards}"))
     replicas: int | None = Field(None, description=(
         f"storage replicas per shard; a new replica rebuilds itself from the journal. "
         f"Default {_D.replicas}"))
+    query_replicas: int | None = Field(None, description=(
+        f"query processors per shard (query-<shard>, query-<shard>-r1, ...); the gateway spreads "
+        f"eventual/bounded reads over them and pins a read-your-writes session to one. "
+        f"Default {_D.query_replicas}"))
     data_partitions: int | None = Field(None, description=(
         f"journal data partitions (tenants are spread over them). Fixed once the data "
         f"directory exists. Default {_D.data_partitions}"))
@@ -106,6 +111,7 @@ class UpSettings(BaseSettings):
         """The cluster parameters as given (None = use the stored plan or the default)."""
         return {"host": self.host, "http_port": self.http_port, "grpc_port": self.grpc_port,
                 "shards": self.shards, "replicas": self.replicas,
+                "query_replicas": self.query_replicas,
                 "data_partitions": self.data_partitions, "apply_delay_ms": self.apply_delay_ms,
                 "cluster": self.cluster}
 
@@ -243,6 +249,7 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
     return {"data_dir": str(plan.data_dir),
             "supervisor": {"pid": sup.get("pid"), "state": sup.get("state"), "running": sup_running},
             "params": {"shards": plan.params.shards, "replicas": plan.params.replicas,
+                       "query_replicas": plan.params.query_replicas,
                        "data_partitions": plan.params.data_partitions, "cluster": plan.params.cluster},
             "processes": rows, "all_up": all_up}
 

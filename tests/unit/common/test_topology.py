@@ -188,3 +188,27 @@ def test_allocated_ports_are_free_and_avoid_taken() -> None:
     for port in ports:
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))
+
+
+def test_query_replicas_add_processors_and_gateway_addresses(tmp_path: Path) -> None:
+    params = ClusterParams(shards=2, query_replicas=2)
+    plan = topology.plan_cluster(tmp_path, params, _fake_ports(params))
+    queries = [p for p in plan.processes if p.role == "query"]
+    assert [p.name for p in queries] == ["query-0", "query-0-r1", "query-1", "query-1-r1"]
+    assert [(p.shard, p.replica) for p in queries] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert len({p.data_dir for p in queries}) == 4
+    assert plan.get("query-1-r1").data_dir == tmp_path / "query" / "shard-1-r1"
+    assert _flag(plan.get("gateway").args, "--query-addresses") == [
+        f"{s}={plan.get(n).grpc_address}" for s, n in
+        ((0, "query-0"), (0, "query-0-r1"), (1, "query-1"), (1, "query-1-r1"))]
+
+
+def test_query_replicas_change_on_restart_and_keep_ports(tmp_path: Path) -> None:
+    first = topology.prepare_plan(tmp_path, {"shards": 1, "query_replicas": 2})
+    port = first.get("query-0-r1").grpc_port
+    fewer = topology.prepare_plan(tmp_path, {"query_replicas": None})
+    assert fewer.params.query_replicas == 2
+    fewer = topology.prepare_plan(tmp_path, {"query_replicas": 1})
+    assert [p.name for p in fewer.processes if p.role == "query"] == ["query-0"]
+    again = topology.prepare_plan(tmp_path, {"query_replicas": 2})
+    assert again.get("query-0-r1").grpc_port == port

@@ -11,7 +11,11 @@ Parameters that are not given fall back to the stored ones (then to the
 defaults). The shard count and the number of journal data partitions decide
 where every record and every journal entry lives, so changing them on an
 existing directory is refused with :class:`PlanConflict`; the others (ports of
-the gateway, host, replicas, apply delay) may change between runs.
+the gateway, host, replicas, query replicas, apply delay) may change between runs.
+
+Each shard has ``query_replicas`` query processors: ``query-<shard>`` and
+``query-<shard>-r<i>`` for i >= 1; the gateway gets all of them
+(``--query-addresses 0=A 0=B ...``) and spreads or pins reads over them.
 
 Start order, one group at a time: (cluster mode: etcd members, NATS servers,)
 journal, meta manager, storage nodes, query processors, gateway. Internal
@@ -75,12 +79,13 @@ class ClusterParams:
     grpc_port: int = 50051
     shards: int = 3
     replicas: int = 1
+    query_replicas: int = 1
     data_partitions: int = 1
     apply_delay_ms: int = 0
     cluster: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("shards", "replicas", "data_partitions"):
+        for name in ("shards", "replicas", "query_replicas", "data_partitions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.apply_delay_ms < 0:
@@ -175,6 +180,11 @@ class ClusterPlan:
         raise KeyError(name)
 
 
+def query_name(shard: int, replica: int = 0) -> str:
+    """Name of a query processor: ``query-<shard>`` for replica 0, ``query-<shard>-r<i>`` after."""
+    return f"query-{shard}" if replica == 0 else f"query-{shard}-r{replica}"
+
+
 def process_names(params: ClusterParams) -> list[tuple[str, str, int | None, int | None]]:
     """(name, role, shard, replica) of every process, in start order."""
     names: list[tuple[str, str, int | None, int | None]] = []
@@ -183,7 +193,8 @@ def process_names(params: ClusterParams) -> list[tuple[str, str, int | None, int
     names += [("journal", "journal", None, None), ("meta", "meta", None, None)]
     names += [(f"storage-{s}-r{r}", "storage", s, r)
               for s in range(params.shards) for r in range(params.replicas)]
-    names += [(f"query-{s}", "query", s, None) for s in range(params.shards)]
+    names += [(query_name(s, r), "query", s, r if params.query_replicas > 1 else None)
+              for s in range(params.shards) for r in range(params.query_replicas)]
     names.append(("gateway", "gateway", None, None))
     return names
 
@@ -298,13 +309,14 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
                      "--meta-address", meta, *partitions, *delay]
         elif role == "query":
             assert shard is not None
-            own_dir = data_dir / "query" / f"shard-{shard}"
+            own_dir = data_dir / "query" / (f"shard-{shard}" if not replica else f"shard-{shard}-r{replica}")
             extra = ["--shard", str(shard), "--journal-address", journal, "--meta-address", meta,
                      "--storage-addresses", *storage_of(shard), *partitions, *delay]
         else:
             own_dir = data_dir / "gateway"
             extra = ["--journal-address", journal, "--meta-address", meta,
-                     "--query-addresses", *(f"{s}={addr[f'query-{s}']}" for s in range(params.shards)),
+                     "--query-addresses", *(f"{s}={addr[query_name(s, r)]}" for s in range(params.shards)
+                                           for r in range(params.query_replicas)),
                      "--storage-addresses",
                      *(f"{s}={a}" for s in range(params.shards) for a in storage_of(s)),
                      *partitions]
