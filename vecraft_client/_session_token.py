@@ -2,7 +2,10 @@
 
 A token is base64url(JSON ``{partition: offset}``) as the gateway issues it in
 every write response. The SDK merges tokens (maximum offset per partition) so
-that concurrent writes of one session never lose a position.
+that concurrent writes of one session never lose a position. The gateway may
+add a session identity under the key ``~sid`` (a string, not an offset); it
+pins the session's reads to one query processor, and a merge keeps it (the
+current token's, else the new one's).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import binascii
 
 import orjson
 
+#: Key of the session identity in a token (never a partition name).
+SESSION_ID_KEY = "~sid"
 
-def decode(token: str) -> dict[str, int]:
-    """Offsets per partition of a token; {} for an empty or unreadable token."""
+
+def _load(token: str) -> dict[str, object]:
     if not token:
         return {}
     try:
@@ -22,15 +27,28 @@ def decode(token: str) -> dict[str, int]:
         obj = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         return {}
-    if not isinstance(obj, dict):
-        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def session_id(token: str) -> str:
+    """The session identity a token carries ("" when none)."""
+    sid = _load(token).get(SESSION_ID_KEY)
+    return sid if isinstance(sid, str) else ""
+
+
+def decode(token: str) -> dict[str, int]:
+    """Offsets per partition of a token; {} for an empty or unreadable token."""
+    obj = _load(token)
     return {str(k): int(v) for k, v in obj.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
-def encode(offsets: dict[str, int]) -> str:
+def encode(offsets: dict[str, int], sid: str = "") -> str:
     if not offsets:
         return ""
-    raw = orjson.dumps(dict(sorted(offsets.items())))
+    obj: dict[str, object] = dict(sorted(offsets.items()))
+    if sid:
+        obj[SESSION_ID_KEY] = sid
+    raw = orjson.dumps(obj)
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -42,4 +60,4 @@ def merge(current: str, new: str) -> str:
     for partition, offset in b.items():
         if offset > a.get(partition, 0):
             a[partition] = offset
-    return encode(a)
+    return encode(a, session_id(current) or session_id(new))

@@ -50,6 +50,7 @@ class FakeDownstream(Downstream):
         self.fail_shards: dict[int, VecraftError] = {}
         self.fail_append: VecraftError | None = None
         self.search_requests: list[query_pb2.QuerySearchRequest] = []
+        self.search_affinities: list[str | None] = []
         self.events: asyncio.Queue[tuple[int, CollectionSchema]] = asyncio.Queue()
         self._next_id = 0
 
@@ -166,8 +167,9 @@ class FakeDownstream(Downstream):
         return schema
 
     async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest,
-                     timeout_s: float) -> query_pb2.QuerySearchResponse:
+                     timeout_s: float, *, affinity: str | None = None) -> query_pb2.QuerySearchResponse:
         self.search_requests.append(request)
+        self.search_affinities.append(affinity)
         for shard in shards:
             if shard in self.fail_shards:
                 raise self.fail_shards[shard]

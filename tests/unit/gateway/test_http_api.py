@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from tests.unit.gateway.fakes import FakeDownstream
 from vecraft.services.api_gateway.gateway import Gateway
 from vecraft.services.api_gateway.handlers.http_app import create_app
-from vecraft.services.api_gateway.journal_router.sessions import decode_session
+from vecraft.services.api_gateway.journal_router.sessions import decode_session, decode_token
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, RateLimited, Unavailable
 
@@ -106,6 +106,23 @@ def test_read_your_writes_passes_the_session_offset(client: TestClient, fake: Fa
                                                 "session_token": second["session_token"]})
     assert r.status_code == 200
     assert {q.min_offset for q in fake.search_requests} == {2}
+
+
+def test_session_keeps_its_identity_and_pins_its_reads(client: TestClient, fake: FakeDownstream) -> None:
+    first = client.post("/v1/vectors", json={"vector": [1, 2, 3, 4], "id": "a"}).json()
+    second = client.post("/v1/vectors", json={"vector": [1, 2, 3, 5], "id": "b"},
+                         headers={"X-Session-Token": first["session_token"]}).json()
+    sid = decode_token(first["session_token"])[1]
+    assert sid and decode_token(second["session_token"])[1] == sid
+    other = client.post("/v1/vectors", json={"vector": [1, 2, 3, 6], "id": "c"}).json()
+    assert decode_token(other["session_token"])[1] not in ("", sid)
+    seen = []
+    for level in ("read_your_writes", "eventual"):
+        client.post("/v1/vectors/search", json={"vector": [1, 2, 3, 4], "k": 2, "consistency_level": level,
+                                                "session_token": second["session_token"]})
+        seen.append(set(fake.search_affinities))
+        fake.search_affinities.clear()
+    assert seen == [{f"s:{sid}"}, {None}]  # only read-your-writes reads are pinned
 
 
 def test_write_get_delete_round_trip(client: TestClient) -> None:

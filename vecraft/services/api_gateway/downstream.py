@@ -112,8 +112,12 @@ class Downstream(abc.ABC):
 
     @abc.abstractmethod
     async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest,
-                     timeout_s: float) -> query_pb2.QuerySearchResponse:
-        """Search ``shards`` (one group of :meth:`query_groups`) on their query processor."""
+                     timeout_s: float, *, affinity: str | None = None) -> query_pb2.QuerySearchResponse:
+        """Search ``shards`` (one group of :meth:`query_groups`) on one of their query processors.
+
+        ``affinity`` (a read-your-writes session's key) picks the same processor for every
+        read of the session; without it reads are spread over the processors.
+        """
 
     @abc.abstractmethod
     async def get_records(self, shard: int, request: storage_pb2.ShardGetRequest,

@@ -7,19 +7,24 @@ transport errors become VecraftErrors, named after the service that failed
 
 Shard addresses come from the command line (``--query-addresses 0=HOST:PORT``,
 ``--storage-addresses 0=HOST:PORT 0=HOST:PORT2 ...``). Several shards served
-by one query processor share one call. Reads by id try the replicas of a
-shard in order, starting with the one that answered last, and move on when
-one is unavailable.
+by one query processor share one call. A shard may list several query
+processors (``0=A 0=B``): searches are spread round-robin over them, or pinned
+to one by the session's affinity key, and retried once on another processor
+when the chosen one is unavailable (:mod:`.query_routing`). Reads by id try
+the replicas of a shard in order, starting with the one that answered last,
+and move on when one is unavailable.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import TypeVar
 
 import grpc
 
 from vecraft.services.api_gateway.downstream import Downstream
+from vecraft.services.api_gateway.query_routing import ROUTES, QueryRouter
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
 from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
@@ -80,6 +85,7 @@ class GrpcDownstream(Downstream):
         self._storage: dict[str, storage_pb2_grpc.StorageNodeServiceStub] = {}
         # Index of the storage replica of each shard that answered last.
         self._preferred: dict[int, int] = {}
+        self.router = QueryRouter()
 
     async def start(self) -> None:
         # Channels connect lazily; creating them here binds them to the running loop.
@@ -193,21 +199,43 @@ class GrpcDownstream(Downstream):
         return n
 
     def query_groups(self, shards: Sequence[int]) -> list[list[int]]:
-        groups: dict[str, list[int]] = {}
+        groups: dict[tuple[str, ...], list[int]] = {}
         for shard in shards:
             addresses = self._query_addresses.get(shard)
             if not addresses:
                 raise Unavailable(f"no query processor serves shard {shard}; the gateway knows shards "
                                   f"{sorted(self._query_addresses)}", details={"shard": shard})
-            groups.setdefault(addresses[0], []).append(shard)
+            groups.setdefault(tuple(addresses), []).append(shard)
         return list(groups.values())
 
     async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest,
-                     timeout_s: float) -> query_pb2.QuerySearchResponse:
-        address = self._query_addresses[shards[0]][0]
+                     timeout_s: float, *, affinity: str | None = None) -> query_pb2.QuerySearchResponse:
         names = ",".join(map(str, shards))
-        return await self._call(f"query processor for shard {names} at {address}",
-                                self._query[address].Search(request, timeout=timeout_s))
+        started = time.monotonic()
+        # The chosen processor, then (once) another one if it is unavailable.
+        attempts = self.router.plan(self._query_addresses[shards[0]], affinity)[:2]
+        last_error: Unavailable | None = None
+        for i, (address, reason) in enumerate(attempts):
+            remaining = timeout_s - (time.monotonic() - started)
+            if i and remaining <= 0.05:
+                break
+            ROUTES.labels(names, address, reason).inc()
+            if i:
+                retry = query_pb2.QuerySearchRequest()
+                retry.CopyFrom(request)
+                retry.timeout_ms = max(1, min(request.timeout_ms, int(remaining * 1000) - 50))
+                request = retry
+            try:
+                answer = await self._call(f"query processor for shard {names} at {address}",
+                                          self._query[address].Search(request, timeout=remaining))
+            except Unavailable as exc:
+                self.router.mark_down(address)
+                last_error = exc
+                continue
+            self.router.mark_up(address)
+            return answer
+        assert last_error is not None
+        raise last_error
 
     async def get_records(self, shard: int, request: storage_pb2.ShardGetRequest,
                           timeout_s: float) -> storage_pb2.ShardGetResponse:

@@ -6,6 +6,12 @@ remaining time of the request's deadline, slightly shortened so that a
 processor that cannot meet the consistency level in time answers with its own
 error instead of being cut off by the transport.
 
+A shard may have several query processors: a READ_YOUR_WRITES search with a
+session passes the session's affinity key (:func:`affinity_key`) so that every
+read of the session is served by the same processor, which then syncs once
+per write instead of each processor syncing in turn; other searches are
+spread round-robin (:mod:`.query_routing`).
+
 A shard that fails for availability reasons (503, 504) fails the whole search
 unless the client allowed partial answers; then the others' results are
 merged and the failed shards are listed. Any other error (a bad filter, an
@@ -27,6 +33,7 @@ from vecraft.services.api_gateway.merge import combine_consistency, max_allowed_
 from vecraft.services.api_gateway.models import RequestContext, SearchOutcome, SearchQuery
 from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
 from vecraft.shared.common.metrics import counter, latency_histogram, timed
+from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import filter_to_obj
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.rpc.v1 import query_pb2
@@ -38,6 +45,24 @@ _SHARD_FAILURES = counter("gateway", "shard_failures", "failed per-shard searche
 
 #: Time kept back from each shard call's deadline for the gateway to merge and answer.
 _DEADLINE_MARGIN_S = 0.05
+
+
+def affinity_key(query: SearchQuery, ctx: RequestContext, schema: CollectionSchema) -> str | None:
+    """The key pinning a read-your-writes search to one query processor per shard, or None.
+
+    A READ_YOUR_WRITES search with a session token is keyed by the token's session
+    identity (tokens issued before it existed: by tenant and the partitions they name,
+    which is stable for a session); a ``min_required_offset`` without a token by the
+    collection. Other searches have no key and are spread.
+    """
+    ryw = query.level is ConsistencyLevel.READ_YOUR_WRITES and bool(ctx.session)
+    if not ryw and query.min_required_offset <= 0:
+        return None
+    if ctx.session_id:
+        return f"s:{ctx.session_id}"
+    if ctx.session:
+        return f"p:{ctx.tenant}:{','.join(sorted(ctx.session))}"
+    return f"c:{schema.tenant}/{schema.name}"
 
 
 class SearchFanout:
@@ -60,14 +85,16 @@ class SearchFanout:
         deadline = time.monotonic() + timeout_s
         filter_json = orjson.dumps(filter_to_obj(query.filter)).decode() if query.filter else ""
         groups = self._downstream.query_groups(range(schema.shards))
+        affinity = affinity_key(query, ctx, schema)
         base = query_pb2.QuerySearchRequest(
             collection=schema.name, tenant=schema.tenant,
             vector=np.ascontiguousarray(vector, dtype="<f4").tobytes(), k=query.k,
             filter_json=filter_json, ef_search=query.ef_search, level=query.level.to_proto(),
             max_staleness_ms=max_staleness_ms, min_offset=min_offset)
         with timed(_SEARCH_SECONDS.labels(query.level.wire_name)):
-            answers = await asyncio.gather(*(self._search_group(base, group, deadline) for group in groups),
-                                           return_exceptions=True)
+            answers = await asyncio.gather(
+                *(self._search_group(base, group, deadline, affinity) for group in groups),
+                return_exceptions=True)
         ok: list[query_pb2.QuerySearchResponse] = []
         missing: list[int] = []
         failure: BaseException | None = None
@@ -92,7 +119,7 @@ class SearchFanout:
                              missing_shards=sorted(missing))
 
     async def _search_group(self, base: query_pb2.QuerySearchRequest, shards: Sequence[int],
-                            deadline: float) -> query_pb2.QuerySearchResponse:
+                            deadline: float, affinity: str | None) -> query_pb2.QuerySearchResponse:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise DeadlineExceeded("search deadline expired before all shards were asked")
@@ -102,7 +129,7 @@ class SearchFanout:
         # The processor gets slightly less time than the transport, so it can
         # answer "cannot reach the level in time" itself.
         request.timeout_ms = max(1, int((remaining - _DEADLINE_MARGIN_S) * 1000))
-        return await self._downstream.search(shards, request, remaining)
+        return await self._downstream.search(shards, request, remaining, affinity=affinity)
 
     @staticmethod
     def _count_failure(exc: BaseException) -> None:

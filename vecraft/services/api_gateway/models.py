@@ -32,6 +32,8 @@ class RequestContext:
     request_id: str
     tenant: str = DEFAULT_TENANT
     session: dict[str, int] = field(default_factory=dict)
+    #: the token's session identity ("" when none): pins READ_YOUR_WRITES reads to one processor
+    session_id: str = ""
 
     @property
     def journal_request_id(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from vecraft.services.api_gateway.journal_router.sessions import decode_session
+from vecraft.services.api_gateway.journal_router.sessions import decode_token
 from vecraft.services.api_gateway.middleware.request_id import (
     REQUEST_ID_RE,
     REQUEST_ID_RULE,
@@ -61,8 +61,9 @@ def request_context(metadata: Iterable[tuple[str, Any]] | None, *, request_id: s
     if rid and not REQUEST_ID_RE.match(rid):
         raise InvalidRequest(f"request_id must be {REQUEST_ID_RULE}")
     tenant_name = tenant or md.get("x-tenant", "") or DEFAULT_TENANT
+    offsets, session_id = decode_token(session_token or md.get("x-session-token", ""))
     return RequestContext(request_id=rid or new_request_id(), tenant=validate_name(tenant_name, "tenant"),
-                          session=decode_session(session_token or md.get("x-session-token", "")))
+                          session=offsets, session_id=session_id)
 
 
 def _collection(name: str) -> str:

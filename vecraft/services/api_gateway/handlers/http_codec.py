@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 from starlette.requests import Request
 
-from vecraft.services.api_gateway.journal_router.sessions import decode_session
+from vecraft.services.api_gateway.journal_router.sessions import decode_token
 from vecraft.services.api_gateway.middleware.request_id import REQUEST_ID_RE, REQUEST_ID_RULE
 from vecraft.services.api_gateway.models import (
     CollectionSpec,
@@ -171,8 +171,9 @@ def request_context(request: Request, body: Fields | None = None) -> RequestCont
     if token is None:
         token = request.headers.get("x-session-token")
     tenant = request.headers.get("x-tenant") or DEFAULT_TENANT
+    offsets, session_id = decode_token(token)
     return RequestContext(request_id=state["request_id"], tenant=validate_name(tenant, "tenant"),
-                          session=decode_session(token))
+                          session=offsets, session_id=session_id)
 
 
 # --- requests ----------------------------------------------------------------------------------------

@@ -27,7 +27,11 @@ from vecraft.services.api_gateway.journal_router.payloads import (
     touched_shards,
     write_mutation,
 )
-from vecraft.services.api_gateway.journal_router.sessions import encode_session, merge_sessions
+from vecraft.services.api_gateway.journal_router.sessions import (
+    encode_session,
+    merge_sessions,
+    new_session_id,
+)
 from vecraft.services.api_gateway.models import RequestContext, WriteOutcome
 from vecraft.shared.common.metrics import counter, latency_histogram, timed
 from vecraft.shared.model.records import RecordBatch
@@ -99,7 +103,8 @@ class WriteRouter:
             ids=list(ids), partition=answer.partition, offset=answer.offset, hlc=answer.hlc,
             request_id=ctx.request_id, replicas_acked=answer.replicas_acked,
             replicas_expected=answer.replicas_expected,
-            session_token=encode_session(merge_sessions(ctx.session, {answer.partition: answer.offset})),
+            session_token=encode_session(merge_sessions(ctx.session, {answer.partition: answer.offset}),
+                                         ctx.session_id or new_session_id()),
             duplicate=answer.duplicate)
 
 
