@@ -97,7 +97,8 @@ def write(cluster: LocalCluster, record_id: str, token: str | None) -> dict[str,
 
 
 def search(cluster: LocalCluster, level: str, token: str | None = None) -> dict[str, object]:
-    body: dict[str, object] = {"collection": COLL, "vector": vec(1, DIM), "k": 100, "consistency_level": level}
+    body: dict[str, object] = {"collection": COLL, "vector": vec(1, DIM), "k": 100,
+                               "consistency_level": level}
     if token:
         body["session_token"] = token
     r = httpx.post(f"{cluster.endpoint}/v1/vectors/search", json=body, timeout=TIMEOUT_S)
