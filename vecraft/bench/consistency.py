@@ -249,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _run(args: argparse.Namespace, scale: Scale, work: Path) -> MatrixRun:
-    run = MatrixRun(args, scale, work)
+async def _run(run: MatrixRun) -> None:
+    args, scale = run.args, run.scale
     by_shards: dict[int, list[int]] = {}
     for dim, shards in MATRIX:
         if (args.dims is None or dim in args.dims) and (args.shards is None or shards in args.shards):
@@ -263,7 +263,6 @@ async def _run(args: argparse.Namespace, scale: Scale, work: Path) -> MatrixRun:
                        and c.target_qps == qps for c in run.cells)
         if not reusable:
             await run.run_cluster(shards, [SCALING_LAG_MS], [SCALING_DIM], qps_of={SCALING_DIM: qps})
-    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,12 +278,20 @@ def main(argv: list[str] | None = None) -> int:
     env = environment("consistency", argv)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="vecraft-bench-consistency-"))
     t0 = time.perf_counter()
+    run = MatrixRun(args, scale, work)
+    interrupted = False
     try:
-        run = asyncio.run(_run(args, scale, work))
+        asyncio.run(_run(run))
+    except KeyboardInterrupt:
+        # Ctrl-C / SIGTERM: the cells measured so far are still written, marked as partial.
+        interrupted = True
     finally:
         stop_leftovers()
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
+    if interrupted:
+        run.blocks.append({"shards": 0, "lag_ms": -1, "dims": [],
+                           "error": "run interrupted: partial results"})
     result: dict[str, Any] = {
         "environment": env, "scale": dataclasses.asdict(scale), "k": K, "hnsw": HNSW, "seed": args.seed,
         "max_staleness_ms": args.max_staleness_ms, "scaling_shards": args.scaling_shards,
