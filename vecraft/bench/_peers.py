@@ -2,8 +2,8 @@
 
 Each engine is driven the way its users drive it on one machine: Vecraft as a
 local cluster through its HTTP gateway, Chroma embedded in the benchmark's
-process (``PersistentClient``, HNSW), Milvus Lite through ``pymilvus`` (its
-server runs as a child process on a local socket). All get the same vectors,
+process (``PersistentClient``, HNSW), Milvus Lite through ``pymilvus`` (milvus-lite
+3.x is a Python engine serving gRPC from a thread of this process). All get the same vectors,
 ids, metadata, HNSW parameters (M, ef_construction, ef_search) and queries,
 and are called one request at a time from the same thread, so the figures
 compare the engines, not the clients' concurrency.

@@ -123,7 +123,8 @@ def render(result: dict[str, Any]) -> str:
         f"write batches of {result['batch']} rows."),
         (f"- Vecraft: local cluster of {result['vecraft_shards']} shards through HTTP, eventual reads, "
         f"writes with ack=all (every replica applied), one request at a time. Chroma: embedded in the "
-        f"benchmark process (no network hop). Milvus Lite: pymilvus client to its local server process."),
+        f"benchmark process (no network hop). Milvus Lite: pymilvus client to its embedded server "
+        f"(milvus-lite 3.x serves gRPC from a thread of the benchmark's process); flush() after the load."),
         ("- Latency is per request, sequential (one in flight), after "
         f"{WARMUP_QUERIES} warm-up queries."), "",
         table(header, rows), "",
