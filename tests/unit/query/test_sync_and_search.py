@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -17,10 +19,11 @@ from vecraft.services.query_processor.vector_search.searcher import VectorSearch
 from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel as L
-from vecraft.shared.rpc.v1 import query_pb2
+from vecraft.shared.rpc.v1 import journal_pb2, query_pb2
 
 pytestmark = pytest.mark.unit
 DIM = 6
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -217,3 +220,48 @@ def test_infinite_vector_is_refused() -> None:
     req.vector = np.array([np.inf] + [0.0] * (DIM - 1), "<f4").tobytes()
     with pytest.raises(InvalidRequest, match="NaN or infinite"):
         parse_query(req, [0])
+
+
+class CountingPool(ThreadPoolExecutor):
+    """A pool that counts the calls handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.submitted = 0
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_a_search_uses_the_pool_only_while_an_apply_runs(journal: FakeJournal) -> None:
+    pool = CountingPool()
+    try:
+        cache = ShardCache([0], [PARTITION], pool)
+        await warm_up(journal, cache)  # type: ignore[arg-type]
+        query = np.eye(DIM, dtype=np.float32)[0]
+        before = pool.submitted
+        hits = await cache.search([0], "default", "c", query, 1, None, None)
+        assert hits[0].ids == ["a"] and pool.submitted == before  # answered on the event loop
+        # While an apply runs (it may hold the index's write lock), searches go to the pool.
+        release = threading.Event()
+        state = cache.states[0]
+        apply_many = state.apply_many
+
+        def slow_apply(entries: Sequence[journal_pb2.JournalEntry]) -> None:
+            release.wait(5)
+            apply_many(entries)
+
+        state.apply_many = slow_apply  # type: ignore[method-assign]
+        offset = add(journal, "x", 0)
+        applying = asyncio.create_task(cache.apply(PARTITION, await journal.pull(PARTITION, offset)))
+        await asyncio.sleep(0.05)
+        before = pool.submitted
+        hits = await cache.search([0], "default", "c", query, 1, None, None)
+        assert hits[0].ids == ["a"] and pool.submitted == before + 1
+        release.set()
+        await applying
+        hits = await cache.search([0], "default", "c", query, 2, None, None)
+        assert sorted(hits[0].ids) == ["a", "x"] and pool.submitted == before + 1
+    finally:
+        pool.shutdown(wait=True)
