@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import dataclasses
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -83,7 +85,13 @@ async def write(client: httpx.AsyncClient, ledger: Ledger | None, collection: st
     if session_token is not None:
         body["session_token"] = session_token
     sent_at = time.monotonic()
-    resp = await client.post("/v1/vectors", json=body)
+    headers = {"X-Request-Id": uuid.uuid4().hex}
+    resp = await client.post("/v1/vectors", json=body, headers=headers)
+    while resp.status_code == 429:
+        # Back-pressure on a loaded machine: retry after Retry-After with the same request id,
+        # as the SDK does; the write counts as acknowledged only when the retry is.
+        await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+        resp = await client.post("/v1/vectors", json=body, headers=headers)
     acked_at = time.monotonic()
     assert resp.status_code == 201, resp.text
     answer: dict[str, Any] = resp.json()

@@ -90,19 +90,6 @@ class ClusterSpec:
     http_port: int
     grpc_port: int
 
-    @property
-    def backpressure_lag_ms(self) -> int:
-        """The journal's write back-pressure threshold for this cluster.
-
-        The default (1000 ms) refuses every write once a replica is 1000 ms
-        behind, so a simulated lag of 1000 ms would block the background writer
-        the benchmark needs; the threshold is raised above the simulated lag.
-        """
-        return max(1000, 2 * self.apply_delay_ms + 1000)
-
-    def environment(self) -> dict[str, str]:
-        return {**os.environ, "VECRAFT_BACKPRESSURE_LAG_MS": str(self.backpressure_lag_ms)}
-
     def command(self) -> list[str]:
         return [sys.executable, "-m", "vecraft", "up", "--data-dir", str(self.data_dir),
                 "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
@@ -146,8 +133,7 @@ class LocalCluster:
         self.spec.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.spec.data_dir / "bench-up.log", "ab") as log:
             proc = subprocess.Popen(self.spec.command(), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env=self.spec.environment())
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         _RUNNING.add(proc)
         return proc
 

@@ -43,6 +43,8 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert all(len({p.role for p in g}) == 1 for g in plan.groups())
 
     journal = plan.get("journal").grpc_address
+    # 50 ms of simulated lag must not trip the journal's 1000 ms back-pressure limit by itself.
+    assert _flag(plan.get("journal").args, "--backpressure-lag-ms") == ["1100"]
     meta = plan.get("meta")
     assert _flag(meta.args, "--journal-address") == [journal]
     assert _flag(meta.args, "--backend") == ["sqlite"]
@@ -212,3 +214,11 @@ def test_query_replicas_change_on_restart_and_keep_ports(tmp_path: Path) -> None
     assert [p.name for p in fewer.processes if p.role == "query"] == ["query-0"]
     again = topology.prepare_plan(tmp_path, {"query_replicas": 2})
     assert again.get("query-0-r1").grpc_port == port
+
+
+def test_simulated_lag_raises_the_back_pressure_limit_above_it(tmp_path: Path) -> None:
+    assert topology.simulated_lag_limit_ms(0) == 1000
+    assert topology.simulated_lag_limit_ms(1000) == 3000
+    params = ClusterParams(shards=1)
+    plan = topology.plan_cluster(tmp_path, params, _fake_ports(params))
+    assert "--backpressure-lag-ms" not in plan.get("journal").args  # no simulated lag: journal default

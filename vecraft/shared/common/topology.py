@@ -236,6 +236,11 @@ def _nats_spec(name: str, data_dir: Path, port_of: Mapping[str, PortPair], execu
                        ready_path="/healthz", health_path="/healthz", files=((config, text),))
 
 
+def simulated_lag_limit_ms(apply_delay_ms: int) -> int:
+    """The journal's back-pressure lag limit under ``--apply-delay-ms``: well above the simulated lag."""
+    return max(1000, 2 * apply_delay_ms + 1000)
+
+
 def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, PortPair], *,
                  config_file: Path | None = None, log_level: str | None = None,
                  modules: Mapping[str, str] | None = None,
@@ -299,6 +304,10 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
             continue
         if role == "journal":
             own_dir, extra = data_dir / "journal", [*journal_backend, *partitions]
+            if params.apply_delay_ms:
+                # The simulated lag is intended: raise the lag limit above it, or the
+                # delay alone would put every partition into back-pressure.
+                extra += ["--backpressure-lag-ms", str(simulated_lag_limit_ms(params.apply_delay_ms))]
         elif role == "meta":
             own_dir = data_dir / "meta"
             extra = [*meta_backend, "--journal-address", journal, *partitions,
