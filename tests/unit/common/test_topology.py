@@ -222,3 +222,19 @@ def test_simulated_lag_raises_the_back_pressure_limit_above_it(tmp_path: Path) -
     params = ClusterParams(shards=1)
     plan = topology.plan_cluster(tmp_path, params, _fake_ports(params))
     assert "--backpressure-lag-ms" not in plan.get("journal").args  # no simulated lag: journal default
+
+
+def test_a_stored_internal_port_taken_by_another_program_is_replaced(tmp_path: Path) -> None:
+    first = topology.prepare_plan(tmp_path, {"shards": 1, "http_port": 18200, "grpc_port": 18201})
+    query = first.get("query-0")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", query.grpc_port))
+        squatter.listen()
+        second = topology.prepare_plan(tmp_path, {})
+    moved = second.get("query-0")
+    assert moved.grpc_port != query.grpc_port
+    others = [p.name for p in first.processes if p.name != "query-0"]
+    assert all(second.get(n).grpc_port == first.get(n).grpc_port for n in others)
+    # Everyone who talks to the query processor is told its new address.
+    assert f"0={moved.grpc_address}" in second.get("gateway").args
+    assert topology.load_plan(tmp_path) == second

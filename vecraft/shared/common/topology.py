@@ -480,6 +480,13 @@ def prepare_plan(data_dir: Path, requested: Mapping[str, Any], *, config_file: P
     # Ports of processes no longer planned (fewer replicas) are kept for when they come back.
     ports = dict(stored[1]) if stored else {}
     shape = process_names(params)
+    # A stored port of one of our own services that another program took meanwhile is
+    # replaced: every peer learns the addresses from this plan at start, so nothing else
+    # remembers it. etcd and NATS keep theirs (their members store each other's URLs).
+    for name, role, *_ in shape:
+        if name in ports and name != "gateway" and role not in CLUSTER_BINARIES \
+                and any(_port_taken(p) for p in (ports[name].grpc, ports[name].http)):
+            del ports[name]
     missing = [name for name, *_ in shape if name != "gateway" and name not in ports]
     taken = {p for pair in ports.values() for p in (pair.grpc, pair.http, pair.peer) if p}
     ports.update(allocate_ports(missing, taken | {params.http_port, params.grpc_port},
@@ -488,6 +495,16 @@ def prepare_plan(data_dir: Path, requested: Mapping[str, Any], *, config_file: P
                         modules=modules, binaries=binaries)
     save_plan(plan)
     return plan
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
 
 
 def load_plan(data_dir: Path) -> ClusterPlan | None:
