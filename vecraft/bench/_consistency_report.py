@@ -123,7 +123,7 @@ def render(result: dict[str, Any], cells: list[Cell], plots: list[Path]) -> str:
         f"HNSW {result['hnsw']}; k={result['k']}; metric cosine; Gaussian-mixture data, "
         f"seed {result['seed']}."),
         ("- The journal's write back-pressure threshold is raised to max(1000, 2 x lag + 1000) ms "
-        "(env VECRAFT_BACKPRESSURE_LAG_MS): at its default of 1000 ms a simulated 1000 ms lag would "
+        "(`vecraft up --apply-delay-ms` does it): at its default of 1000 ms a simulated 1000 ms lag would "
         "refuse every write of the background writer."),
         f"- Wall time: {fmt(result['wall_s'], 0)} s.", "",
         ("Latency is measured from each request's scheduled send time (open loop), so queueing in "
