@@ -35,6 +35,7 @@ from typing import Any
 
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.limits import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, MAX_IN_VALUES
+from vecraft.shared.model.validation import json_type_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ def parse_filter(obj: Mapping[str, Any] | None) -> Filter | None:
     if obj is None:
         return None
     if not isinstance(obj, Mapping):
-        raise InvalidRequest(f"filters must be a JSON object, got {_type_name(obj)}")
+        raise InvalidRequest(f"filters must be a JSON object, got {json_type_name(obj)}")
     if not obj:
         return None
     parser = _Parser()
@@ -106,7 +107,7 @@ class _Parser:
         clauses: list[Filter] = []
         for key, value in obj.items():
             if not isinstance(key, str):
-                raise InvalidRequest(f"{where}: keys must be strings, got {_type_name(key)}")
+                raise InvalidRequest(f"{where}: keys must be strings, got {json_type_name(key)}")
             if key.startswith("$"):
                 clauses.append(self._parse_logical(key, value, f"{where}.{key}", inner))
             else:
@@ -199,25 +200,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "list"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
-
-
 def _describe(value: Any) -> str:
     text = repr(value)
-    return f"{_type_name(value)} {text if len(text) <= 60 else text[:57] + '...'}"
+    return f"{json_type_name(value)} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 # --- reference evaluator -------------------------------------------------------------------------

@@ -43,8 +43,8 @@ _NAME_RE = re.compile(NAME_PATTERN)
 _PLAIN_NUMBER_TYPES = {int, float, np.float32, np.float64}
 
 
-def _kind(value: Any) -> str:
-    """JSON-ish type name for messages."""
+def json_type_name(value: Any) -> str:
+    """The JSON type of a decoded value as error messages name it ("number", "list", ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -89,11 +89,11 @@ def validate_vectors(values: Any, dim: int | None = None, *, field: str = "vecto
         validate_batch_size(values.shape[0], field=field)
     else:
         if not isinstance(values, list | tuple):
-            raise InvalidRequest(f"{field} must be a list of vectors, got {_kind(values)}")
+            raise InvalidRequest(f"{field} must be a list of vectors, got {json_type_name(values)}")
         validate_batch_size(len(values), field=field)
         for i, row in enumerate(values):
             if not isinstance(row, list | tuple | np.ndarray):
-                raise InvalidRequest(f"{field}[{i}] must be a list of numbers, got {_kind(row)}")
+                raise InvalidRequest(f"{field}[{i}] must be a list of numbers, got {json_type_name(row)}")
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
         if (lengths != lengths[0]).any():
             bad = int(np.argmax(lengths != lengths[0]))
@@ -114,13 +114,13 @@ def _numeric_array(values: Any, field: str, ndim: int) -> np.ndarray:
         if values.dtype.kind != "O":
             raise InvalidRequest(f"{field} must hold numbers, got an array of dtype {values.dtype}")
     elif not isinstance(values, list | tuple):
-        raise InvalidRequest(f"{field} must be a list of numbers, got {_kind(values)}")
+        raise InvalidRequest(f"{field} must be a list of numbers, got {json_type_name(values)}")
     # map(type) runs in C: one cheap pass proves the common case (plain ints and floats);
     # the per-element walk that finds the culprit runs only when a request is bad.
     if not set(map(type, _elements(values, ndim))) <= _PLAIN_NUMBER_TYPES:
         for pos, v in enumerate(_elements(values, ndim)):
             if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.integer | np.floating):
-                raise InvalidRequest(f"{_position(field, pos, values, ndim)} is {_kind(v)} {v!r}; "
+                raise InvalidRequest(f"{_position(field, pos, values, ndim)} is {json_type_name(v)} {v!r}; "
                                      f"vector values must be numbers")
     try:
         arr = np.asarray(values, dtype=np.float64)
@@ -176,7 +176,7 @@ def _position(field: str, flat_index: int, values: Any, ndim: int) -> str:
 def validate_id(record_id: Any, *, field: str = "id") -> str:
     """A record id: 1..256 ASCII characters from ``[A-Za-z0-9_.:@/-]``."""
     if not isinstance(record_id, str):
-        raise InvalidRequest(f"{field} must be a string, got {_kind(record_id)}")
+        raise InvalidRequest(f"{field} must be a string, got {json_type_name(record_id)}")
     if not record_id:
         raise InvalidRequest(f"{field} must not be empty")
     if len(record_id) > MAX_ID_LEN:
@@ -192,7 +192,7 @@ def validate_id(record_id: Any, *, field: str = "id") -> str:
 def validate_ids(ids: Any, *, field: str = "ids") -> list[str]:
     """A batch of ids: each valid, 1..MAX_BATCH_ROWS of them, no duplicates."""
     if not isinstance(ids, list | tuple):
-        raise InvalidRequest(f"{field} must be a list of strings, got {_kind(ids)}")
+        raise InvalidRequest(f"{field} must be a list of strings, got {json_type_name(ids)}")
     validate_batch_size(len(ids), field=field)
     seen: dict[str, int] = {}
     for i, record_id in enumerate(ids):
@@ -208,7 +208,7 @@ def validate_ids(ids: Any, *, field: str = "ids") -> list[str]:
 def validate_name(name: Any, kind: str = "collection") -> str:
     """A tenant or collection name: ``^[A-Za-z_][A-Za-z0-9_-]{0,127}$``."""
     if not isinstance(name, str):
-        raise InvalidRequest(f"{kind} name must be a string, got {_kind(name)}")
+        raise InvalidRequest(f"{kind} name must be a string, got {json_type_name(name)}")
     if not _NAME_RE.match(name):
         if not name:
             why = "is empty"
@@ -238,7 +238,7 @@ def validate_metadata(obj: Any, *, field: str = "metadata") -> str | None:
     if obj is None:
         return None
     if not isinstance(obj, Mapping):
-        raise InvalidRequest(f"{field} must be a JSON object, got {_kind(obj)}")
+        raise InvalidRequest(f"{field} must be a JSON object, got {json_type_name(obj)}")
     _check_json(obj, field, 1)
     try:
         text = orjson.dumps(obj)
@@ -256,7 +256,7 @@ def _check_json(value: Any, where: str, depth: int) -> None:
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InvalidRequest(f"{where}: keys must be strings, got {_kind(key)} {key!r}")
+                raise InvalidRequest(f"{where}: keys must be strings, got {json_type_name(key)} {key!r}")
             if not 1 <= len(key) <= MAX_METADATA_KEY_LEN:
                 raise InvalidRequest(f"{where}: key {key[:64]!r} must be 1..{MAX_METADATA_KEY_LEN} "
                                      f"characters long")
@@ -283,7 +283,7 @@ def validate_document(text: Any, *, field: str = "document") -> str | None:
     if text is None:
         return None
     if not isinstance(text, str):
-        raise InvalidRequest(f"{field} must be a string, got {_kind(text)}")
+        raise InvalidRequest(f"{field} must be a string, got {json_type_name(text)}")
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
@@ -299,7 +299,8 @@ def validate_document(text: Any, *, field: str = "document") -> str | None:
 def validate_k(k: Any) -> int:
     """The number of results, an integer in MIN_K..MAX_K (a bool is not an integer)."""
     if not _is_int(k):
-        raise InvalidRequest(f"k must be an integer between {MIN_K} and {MAX_K}, got {_kind(k)} {k!r}")
+        raise InvalidRequest(
+            f"k must be an integer between {MIN_K} and {MAX_K}, got {json_type_name(k)} {k!r}")
     if not MIN_K <= k <= MAX_K:
         raise InvalidRequest(f"k is {k}; it must be between {MIN_K} and {MAX_K}")
     return int(k)
@@ -309,7 +310,7 @@ def validate_max_staleness_ms(value: Any) -> int:
     """A staleness bound in ms: an integer in 0..MAX_STALENESS_MS."""
     if not _is_int(value):
         raise InvalidRequest(f"max_staleness_ms must be an integer number of milliseconds, got "
-                             f"{_kind(value)} {value!r}")
+                             f"{json_type_name(value)} {value!r}")
     if not 0 <= value <= MAX_STALENESS_MS:
         raise InvalidRequest(f"max_staleness_ms is {value}; it must be between 0 and "
                              f"{MAX_STALENESS_MS} (one hour)")
@@ -331,7 +332,7 @@ def validate_optional_list(values: Sequence[Any] | None, n: int, field: str) -> 
     if values is None:
         return [None] * n
     if not isinstance(values, list | tuple):
-        raise InvalidRequest(f"{field} must be a list, got {_kind(values)}")
+        raise InvalidRequest(f"{field} must be a list, got {json_type_name(values)}")
     if len(values) != n:
         raise InvalidRequest(f"{field} has {len(values)} entries but there are {n} ids; give one "
                              f"per record (null for none)")

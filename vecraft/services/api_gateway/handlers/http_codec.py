@@ -48,7 +48,12 @@ from vecraft.shared.model.filters import parse_filter
 from vecraft.shared.model.limits import MAX_DIM
 from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
 from vecraft.shared.model.schema import CollectionSchema
-from vecraft.shared.model.validation import validate_k, validate_max_staleness_ms, validate_name
+from vecraft.shared.model.validation import (
+    json_type_name,
+    validate_k,
+    validate_max_staleness_ms,
+    validate_name,
+)
 from vecraft.shared.rpc.v1 import journal_pb2
 
 ACK_MODES = {"journal": journal_pb2.ACK_JOURNAL, "one": journal_pb2.ACK_ONE, "all": journal_pb2.ACK_ALL}
@@ -70,20 +75,8 @@ async def read_json(request: Request) -> dict[str, Any]:
             hint = "; NaN and Infinity are not JSON numbers and vector values must be finite"
         raise InvalidRequest(f"request body is not valid JSON: {exc}{hint}") from None
     if not isinstance(obj, dict):
-        raise InvalidRequest(f"request body must be a JSON object, got {_kind(obj)}")
+        raise InvalidRequest(f"request body must be a JSON object, got {json_type_name(obj)}")
     return obj
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "list" if isinstance(value, list) else "object"
 
 
 class Fields:
@@ -108,7 +101,7 @@ class Fields:
         if value is None:
             return default
         if not isinstance(value, str):
-            raise InvalidRequest(f"{name} must be a string, got {_kind(value)}")
+            raise InvalidRequest(f"{name} must be a string, got {json_type_name(value)}")
         return value
 
     def int(self, name: builtins.str, default: int | None = None, *, low: int = 0,
@@ -123,25 +116,26 @@ class Fields:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise InvalidRequest(f"{name} must be true or false, got {_kind(value)}")
+            raise InvalidRequest(f"{name} must be true or false, got {json_type_name(value)}")
         return value
 
     def object(self, name: builtins.str) -> dict[builtins.str, Any] | None:
         value = self._obj.get(name)
         if value is not None and not isinstance(value, dict):
-            raise InvalidRequest(f"{name} must be a JSON object, got {_kind(value)}")
+            raise InvalidRequest(f"{name} must be a JSON object, got {json_type_name(value)}")
         return value
 
     def list(self, name: builtins.str) -> list[Any] | None:
         value = self._obj.get(name)
         if value is not None and not isinstance(value, list):
-            raise InvalidRequest(f"{name} must be a list, got {_kind(value)}")
+            raise InvalidRequest(f"{name} must be a list, got {json_type_name(value)}")
         return value
 
 
 def check_int(name: str, value: Any, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidRequest(f"{name} must be an integer between {low} and {high}, got {_kind(value)}")
+        raise InvalidRequest(
+            f"{name} must be an integer between {low} and {high}, got {json_type_name(value)}")
     if not low <= value <= high:
         raise InvalidRequest(f"{name} is {value}; it must be between {low} and {high}")
     return value
@@ -229,7 +223,7 @@ def write_one(f: Fields, *, record_id: str | None, upsert: bool, query_ack: str 
         raise InvalidRequest("vector is required: a list of numbers")
     vector = f.raw("vector")
     if not isinstance(vector, list):
-        raise InvalidRequest(f"vector must be a list of numbers, got {_kind(vector)}")
+        raise InvalidRequest(f"vector must be a list of numbers, got {json_type_name(vector)}")
     if record_id is None and f.has("id"):
         record_id = f.raw("id")
     return WriteBatch(
@@ -293,7 +287,7 @@ def transaction(f: Fields, *, query_ack: str | None) -> Transaction:
     steps: list[WriteBatch | DeleteBatch] = []
     for n, item in enumerate(items):
         if not isinstance(item, dict):
-            raise InvalidRequest(f"operations[{n}] must be a JSON object, got {_kind(item)}")
+            raise InvalidRequest(f"operations[{n}] must be a JSON object, got {json_type_name(item)}")
         step = Fields(item, TXN_STEP_FIELDS, f"operations[{n}] object")
         op = step.str("op")
         if op not in TXN_OPS:
