@@ -31,12 +31,9 @@ same expected sequence — at most one of the attempts can be stored.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import contextlib
 import logging
 import time
 import uuid
-from array import array
 from collections.abc import Sequence
 
 from nats.aio.client import Client
@@ -44,7 +41,8 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from vecraft.services.journal_service import metrics
-from vecraft.services.journal_service.wal import Appended, JournalBackend, LogWrite, PartitionLog, Position
+from vecraft.services.journal_service.wal import Appended, JournalBackend, LogWrite, Position
+from vecraft.services.journal_service.wal.indexed import IndexedPartitionLog, PendingAppend
 from vecraft.services.journal_service.wal.jetstream_io import (
     MAX_BATCH_MESSAGES,
     TRANSIENT,
@@ -70,7 +68,6 @@ HEADER_ROOM = 1024
 #: shorter while closing, so a shutdown with JetStream gone does not hang.
 RETRY_WINDOW_S = 30.0
 CLOSING_WINDOW_S = 3.0
-_Pending = tuple[LogWrite, "asyncio.Future[Appended]"]
 # (offset, hlc, write) of a stamped batch.
 _Stamped = list[tuple[int, int, LogWrite]]
 
@@ -80,31 +77,19 @@ def entry_size(request_id: str, shards: Sequence[int], payload: bytes) -> int:
     return OVERHEAD + len(request_id.encode()) + 4 * len(shards) + len(payload)
 
 
-class JetStreamPartitionLog(PartitionLog):
+class JetStreamPartitionLog(IndexedPartitionLog):
     """One partition = the stream ``stream`` bound to ``subject``."""
 
     def __init__(self, name: str, stream: str, subject: str, *, io: StreamIO, clock: HybridLogicalClock,
                  request_ids: dict[str, Position], inflight: dict[str, asyncio.Future[Appended]],
                  max_entry_bytes: int) -> None:
-        self.name = name
+        super().__init__(name, request_ids=request_ids, inflight=inflight)
         self.stream = stream
         self.subject = subject
         self._io = io
         self._clock = clock
-        self._rids = request_ids
-        self._inflight = inflight
         self._max_entry_bytes = max_entry_bytes
-        # Index by offset - 1.
-        self._hlc = array("Q")
-        self._cum = array("Q")  # bytes of entries 1..offset
-        self._queue: list[_Pending] = []
-        self._wake = asyncio.Event()
-        self._committed = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
-        self._head_metric = metrics.HEAD_OFFSET.labels(name)
         self._commit_metric = metrics.FSYNC_SECONDS.labels(name)
-        self._batch_metric = metrics.GROUP_COMMIT_ENTRIES.labels(name)
 
     # ---- lifecycle ---------------------------------------------------------------
     async def load(self) -> None:
@@ -127,63 +112,25 @@ class JetStreamPartitionLog(PartitionLog):
         self._queue.clear()
 
     # ---- PartitionLog ------------------------------------------------------------
-    @property
-    def head(self) -> tuple[int, int]:
-        n = len(self._hlc)
-        return (n, self._hlc[n - 1]) if n else (0, 0)
-
     async def append(self, write: LogWrite) -> Appended:
-        rid = write.request_id
-        if rid:
-            known = self._rids.get(rid)
-            if known is not None:
-                return Appended(known, True)
-            running = self._inflight.get(rid)
-            if running is not None:
-                done = await asyncio.shield(running)
-                return Appended(done.position, True)
+        existing = await self._already_appended(write.request_id)
+        if existing is not None:
+            return existing
         if len(write.payload) > self._max_entry_bytes:
             raise PayloadTooLarge(f"entry of {len(write.payload)} bytes is larger than the NATS "
                                   f"servers accept ({self._max_entry_bytes} bytes)",
                                   details={"bytes": len(write.payload), "max": self._max_entry_bytes})
-        if self._closing:
-            raise Unavailable(f"journal partition {self.name} is shutting down", retry_after_ms=500)
-        fut: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        self._queue.append((write, fut))
-        if rid:
-            self._inflight[rid] = fut
-        self._wake.set()
-        # Shielded: a caller that goes away must not cancel a write other callers may wait on.
-        return await asyncio.shield(fut)
+        return await self._enqueue(write)
 
     async def read(self, from_offset: int, to_offset: int, *, max_entries: int,
                    max_bytes: int) -> list[journal_pb2.JournalEntry]:
-        last = min(to_offset, from_offset + max(1, max_entries) - 1, len(self._hlc))
-        if from_offset < 1 or last < from_offset:
+        last = self._last_to_read(from_offset, to_offset, max_entries, max_bytes)
+        if not last:
             return []
-        base = self._cum[from_offset - 2] if from_offset > 1 else 0
-        if self._cum[last - 1] - base > max_bytes:
-            last = max(from_offset, bisect.bisect_right(self._cum, base + max_bytes, from_offset - 1, last))
         got = await self._io.fetch(self.stream, from_offset, last - from_offset + 1)
         return [journal_pb2.JournalEntry(partition=self.name, offset=e.seq, hlc=e.hlc,
                                          request_id=e.request_id, payload=e.payload, shards=e.shards)
                 for e in got]
-
-    async def wait_for(self, offset: int, timeout: float) -> bool:
-        if len(self._hlc) >= offset:
-            return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._committed.wait(), timeout)
-        return len(self._hlc) >= offset
-
-    def hlc_at(self, offset: int) -> int:
-        return self._hlc[offset - 1] if 1 <= offset <= len(self._hlc) else 0
-
-    def bytes_after(self, offset: int) -> int:
-        n = len(self._cum)
-        if offset >= n:
-            return 0
-        return self._cum[n - 1] - (self._cum[offset - 1] if offset >= 1 else 0)
 
     def size(self) -> tuple[int, int]:
         return (self._cum[-1] if self._cum else 0), 1
@@ -196,9 +143,7 @@ class JetStreamPartitionLog(PartitionLog):
             self._rids[request_id] = Position(self.name, offset, hlc)
 
     def _published(self) -> None:
-        self._head_metric.set(len(self._hlc))
-        event, self._committed = self._committed, asyncio.Event()
-        event.set()
+        self._committed_now()
 
     async def _catch_up(self, last: int) -> list[Stored]:
         """Index every entry after the head up to ``last`` (written by anyone); returns them."""
@@ -232,10 +177,10 @@ class JetStreamPartitionLog(PartitionLog):
             batch, self._queue = self._queue[:take], self._queue[take:]
             await self._commit(batch)
 
-    def _stamp(self, batch: list[_Pending]) -> tuple[_Stamped, list[_Pending]]:
+    def _stamp(self, batch: list[PendingAppend]) -> tuple[_Stamped, list[PendingAppend]]:
         """Offsets and HLCs in queue order; answers writes the index already holds; refuses far-ahead HLCs."""
         stamped: _Stamped = []
-        accepted: list[_Pending] = []
+        accepted: list[PendingAppend] = []
         offset = len(self._hlc)
         for write, fut in batch:
             known = self._rids.get(write.request_id) if write.request_id else None
@@ -256,7 +201,7 @@ class JetStreamPartitionLog(PartitionLog):
             accepted.append((write, fut))
         return stamped, accepted
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[PendingAppend]) -> None:
         """Publish ``batch`` as one atomic batch; retry until stored or the retry window ends."""
         began = time.monotonic()
         stamped: _Stamped = []
@@ -314,13 +259,13 @@ class JetStreamPartitionLog(PartitionLog):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def _answer(self, stamped: _Stamped, batch: list[_Pending]) -> None:
+    def _answer(self, stamped: _Stamped, batch: list[PendingAppend]) -> None:
         for (offset, hlc, write), (_, fut) in zip(stamped, batch, strict=True):
             self._inflight.pop(write.request_id, None)
             if not fut.done():
                 fut.set_result(Appended(Position(self.name, offset, hlc), False))
 
-    def _fail(self, batch: Sequence[_Pending], err: Exception) -> None:
+    def _fail(self, batch: Sequence[PendingAppend], err: Exception) -> None:
         for write, fut in batch:
             self._inflight.pop(write.request_id, None)
             if not fut.done():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import fcntl
 import logging
 import os
@@ -36,9 +35,9 @@ from vecraft.services.journal_service.wal import (
     JournalBackend,
     JournalCorruption,
     LogWrite,
-    PartitionLog,
     Position,
 )
+from vecraft.services.journal_service.wal.indexed import IndexedPartitionLog, PendingAppend
 from vecraft.services.journal_service.wal.records import CorruptRecord, Record, encode_parts, iter_records
 from vecraft.services.journal_service.wal.segments import Segment, create_segment, recover
 from vecraft.shared.common.errors import ClockSkew, NotFound, Unavailable
@@ -50,29 +49,19 @@ log = logging.getLogger(__name__)
 # Reads bigger than this run in the I/O pool so the event loop keeps serving.
 _INLINE_READ_BYTES = 1 << 20
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
-_Pending = tuple[LogWrite, "asyncio.Future[Appended]"]
 # (offset, hlc, request id, shards, payload) as handed to the I/O thread.
 _Stamped = tuple[int, int, bytes, tuple[int, ...], bytes]
 
 
-class _Inflight:
-    """Request ids being committed right now, across partitions (for concurrent retries)."""
-
-    def __init__(self) -> None:
-        self.futures: dict[str, asyncio.Future[Appended]] = {}
-
-
-class LocalPartitionLog(PartitionLog):
+class LocalPartitionLog(IndexedPartitionLog):
     """One partition stored as segment files under ``directory``."""
 
     def __init__(self, name: str, directory: Path, *, clock: HybridLogicalClock,
-                 request_ids: dict[str, Position], inflight: _Inflight, segment_bytes: int,
-                 fsync: bool, io: ThreadPoolExecutor) -> None:
-        self.name = name
+                 request_ids: dict[str, Position], inflight: dict[str, asyncio.Future[Appended]],
+                 segment_bytes: int, fsync: bool, io: ThreadPoolExecutor) -> None:
+        super().__init__(name, request_ids=request_ids, inflight=inflight)
         self._dir = directory
         self._clock = clock
-        self._rids = request_ids
-        self._inflight = inflight
         self._segment_bytes = segment_bytes
         self._fsync = fsync
         self._io = io
@@ -81,17 +70,8 @@ class LocalPartitionLog(PartitionLog):
         # Index by offset - 1.
         self._pos = array("Q")
         self._len = array("Q")
-        self._hlc = array("Q")
-        self._cum = array("Q")  # bytes of entries 1..offset
-        self._queue: list[_Pending] = []
-        self._wake = asyncio.Event()
-        self._committed = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
         self._failed: BaseException | None = None
-        self._head_metric = metrics.HEAD_OFFSET.labels(name)
         self._fsync_metric = metrics.FSYNC_SECONDS.labels(name)
-        self._batch_metric = metrics.GROUP_COMMIT_ENTRIES.labels(name)
 
     # ---- lifecycle ---------------------------------------------------------------
     def open(self) -> None:
@@ -123,66 +103,26 @@ class LocalPartitionLog(PartitionLog):
         self._segments.clear()
 
     # ---- PartitionLog ------------------------------------------------------------
-    @property
-    def head(self) -> tuple[int, int]:
-        n = len(self._hlc)
-        return (n, self._hlc[n - 1]) if n else (0, 0)
-
     async def append(self, write: LogWrite) -> Appended:
-        rid = write.request_id
-        if rid:
-            known = self._rids.get(rid)
-            if known is not None:
-                return Appended(known, True)
-            running = self._inflight.futures.get(rid)
-            if running is not None:
-                done = await asyncio.shield(running)
-                return Appended(done.position, True)
+        existing = await self._already_appended(write.request_id)
+        if existing is not None:
+            return existing
         if self._failed is not None:
             raise Unavailable(f"journal partition {self.name} is read-only after a disk error: "
                               f"{self._failed}")
-        if self._closing:
-            raise Unavailable(f"journal partition {self.name} is shutting down", retry_after_ms=500)
-        fut: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        self._queue.append((write, fut))
-        if rid:
-            self._inflight.futures[rid] = fut
-        self._wake.set()
-        # Shielded: a caller that goes away must not cancel a write other callers may wait on.
-        return await asyncio.shield(fut)
+        return await self._enqueue(write)
 
     async def read(self, from_offset: int, to_offset: int, *, max_entries: int,
                    max_bytes: int) -> list[journal_pb2.JournalEntry]:
-        last = min(to_offset, from_offset + max(1, max_entries) - 1, len(self._hlc))
-        if from_offset < 1 or last < from_offset:
+        last = self._last_to_read(from_offset, to_offset, max_entries, max_bytes)
+        if not last:
             return []
-        # Trim to max_bytes (always at least one entry).
-        base = self._cum[from_offset - 2] if from_offset > 1 else 0
-        if self._cum[last - 1] - base > max_bytes:
-            last = max(from_offset, bisect.bisect_right(self._cum, base + max_bytes, from_offset - 1, last))
         ranges = self._ranges(from_offset, last)
         total = sum(length for _, _, length, _ in ranges)
         if total > _INLINE_READ_BYTES:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._io, self._read_ranges, ranges)
         return self._read_ranges(ranges)
-
-    async def wait_for(self, offset: int, timeout: float) -> bool:
-        if len(self._hlc) >= offset:
-            return True
-        event = self._committed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
-        return len(self._hlc) >= offset
-
-    def hlc_at(self, offset: int) -> int:
-        return self._hlc[offset - 1] if 1 <= offset <= len(self._hlc) else 0
-
-    def bytes_after(self, offset: int) -> int:
-        n = len(self._cum)
-        if offset >= n:
-            return 0
-        return self._cum[n - 1] - (self._cum[offset - 1] if offset >= 1 else 0)
 
     def size(self) -> tuple[int, int]:
         return sum(s.size for s in self._segments), len(self._segments)
@@ -245,16 +185,16 @@ class LocalPartitionLog(PartitionLog):
             batch, self._queue = self._queue, []
             await self._commit(batch)
 
-    def _stamp(self, batch: list[_Pending]) -> tuple[list[_Stamped], list[_Pending]]:
+    def _stamp(self, batch: list[PendingAppend]) -> tuple[list[_Stamped], list[PendingAppend]]:
         """Assign offsets and HLCs in queue order; refuse writes whose HLC is too far ahead."""
         stamped: list[_Stamped] = []
-        accepted: list[_Pending] = []
+        accepted: list[PendingAppend] = []
         offset = len(self._hlc)
         for write, fut in batch:
             try:
                 hlc = self._clock.update(write.client_hlc) if write.client_hlc else self._clock.now()
             except ClockSkew as err:
-                self._inflight.futures.pop(write.request_id, None)
+                self._inflight.pop(write.request_id, None)
                 if not fut.done():
                     fut.set_exception(err)
                 continue
@@ -263,7 +203,7 @@ class LocalPartitionLog(PartitionLog):
             accepted.append((write, fut))
         return stamped, accepted
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[PendingAppend]) -> None:
         stamped, accepted = self._stamp(batch)
         if not stamped:
             return
@@ -277,7 +217,7 @@ class LocalPartitionLog(PartitionLog):
                       extra={"partition": self.name})
             err = Unavailable(f"journal partition {self.name} failed to write: {exc}")
             for write, fut in accepted + self._queue:
-                self._inflight.futures.pop(write.request_id, None)
+                self._inflight.pop(write.request_id, None)
                 if not fut.done():
                     fut.set_exception(err)
             self._queue.clear()
@@ -290,12 +230,10 @@ class LocalPartitionLog(PartitionLog):
             position = Position(self.name, offset, hlc)
             if write.request_id:
                 self._rids[write.request_id] = position
-                self._inflight.futures.pop(write.request_id, None)
+                self._inflight.pop(write.request_id, None)
             if not fut.done():
                 fut.set_result(Appended(position, False))
-        self._head_metric.set(len(self._hlc))
-        event, self._committed = self._committed, asyncio.Event()
-        event.set()
+        self._committed_now()
 
     def _write_batch(self, stamped: list[_Stamped]) -> list[tuple[int, int]]:
         """Encode, write and fsync ``stamped`` (I/O thread). Returns (position, size) of each.
@@ -376,7 +314,7 @@ class LocalJournalBackend(JournalBackend):
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise RuntimeError(f"journal data directory {self._dir} is in use by another process") from exc
-        inflight = _Inflight()
+        inflight: dict[str, asyncio.Future[Appended]] = {}
         newest = 0
         for name in self._names:
             plog = LocalPartitionLog(name, self._dir / name, clock=self._clock, request_ids=self._rids,

@@ -1,0 +1,110 @@
+"""What every backend's partition keeps in memory: the offset index and the append front.
+
+Both backends hold, per partition, the HLC and cumulative byte size of every
+entry (index = offset - 1) and a journal-wide request-id index, and queue
+appends for one writer task that commits them in groups. The bookkeeping that
+does not depend on where entries are stored lives here once; a backend adds
+its storage (files, a JetStream stream), its writer loop and ``read``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+from array import array
+
+from vecraft.services.journal_service import metrics
+from vecraft.services.journal_service.wal import Appended, LogWrite, PartitionLog, Position
+from vecraft.shared.common.errors import Unavailable
+
+PendingAppend = tuple[LogWrite, "asyncio.Future[Appended]"]
+
+
+class IndexedPartitionLog(PartitionLog):
+    """A PartitionLog with an in-memory offset index and a group-commit queue.
+
+    ``request_ids`` and ``inflight`` are shared by every partition of one
+    backend, so a request id is unique across the whole journal.
+    """
+
+    def __init__(self, name: str, *, request_ids: dict[str, Position],
+                 inflight: dict[str, asyncio.Future[Appended]]) -> None:
+        self.name = name
+        self._rids = request_ids
+        self._inflight = inflight
+        # Index by offset - 1.
+        self._hlc = array("Q")
+        self._cum = array("Q")  # bytes of entries 1..offset
+        self._queue: list[PendingAppend] = []
+        self._wake = asyncio.Event()
+        self._committed = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._head_metric = metrics.HEAD_OFFSET.labels(name)
+        self._batch_metric = metrics.GROUP_COMMIT_ENTRIES.labels(name)
+
+    # ---- PartitionLog ------------------------------------------------------------
+    @property
+    def head(self) -> tuple[int, int]:
+        n = len(self._hlc)
+        return (n, self._hlc[n - 1]) if n else (0, 0)
+
+    async def wait_for(self, offset: int, timeout: float) -> bool:
+        if len(self._hlc) >= offset:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._committed.wait(), timeout)
+        return len(self._hlc) >= offset
+
+    def hlc_at(self, offset: int) -> int:
+        return self._hlc[offset - 1] if 1 <= offset <= len(self._hlc) else 0
+
+    def bytes_after(self, offset: int) -> int:
+        n = len(self._cum)
+        if offset >= n:
+            return 0
+        return self._cum[n - 1] - (self._cum[offset - 1] if offset >= 1 else 0)
+
+    # ---- for backends ------------------------------------------------------------
+    async def _already_appended(self, request_id: str) -> Appended | None:
+        """The position of ``request_id`` if it is committed or being committed, else None."""
+        if not request_id:
+            return None
+        known = self._rids.get(request_id)
+        if known is not None:
+            return Appended(known, True)
+        running = self._inflight.get(request_id)
+        if running is not None:
+            done = await asyncio.shield(running)
+            return Appended(done.position, True)
+        return None
+
+    async def _enqueue(self, write: LogWrite) -> Appended:
+        """Queue ``write`` for the writer task and wait until it is durable."""
+        if self._closing:
+            raise Unavailable(f"journal partition {self.name} is shutting down", retry_after_ms=500)
+        fut: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, fut))
+        if write.request_id:
+            self._inflight[write.request_id] = fut
+        self._wake.set()
+        # Shielded: a caller that goes away must not cancel a write other callers may wait on.
+        return await asyncio.shield(fut)
+
+    def _last_to_read(self, from_offset: int, to_offset: int, max_entries: int, max_bytes: int) -> int:
+        """Last offset of a read starting at ``from_offset`` within the limits (always >= 1 entry);
+        0 when there is nothing to read."""
+        last = min(to_offset, from_offset + max(1, max_entries) - 1, len(self._hlc))
+        if from_offset < 1 or last < from_offset:
+            return 0
+        base = self._cum[from_offset - 2] if from_offset > 1 else 0
+        if self._cum[last - 1] - base > max_bytes:
+            last = max(from_offset, bisect.bisect_right(self._cum, base + max_bytes, from_offset - 1, last))
+        return last
+
+    def _committed_now(self) -> None:
+        """New entries are durable: update the head metric and wake ``wait_for`` callers."""
+        self._head_metric.set(len(self._hlc))
+        event, self._committed = self._committed, asyncio.Event()
+        event.set()
