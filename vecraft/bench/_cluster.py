@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -70,14 +69,6 @@ def memory_shortfall(shards: int, replicas: int = 1) -> str:
         return (f"{processes} service processes x ~{PROCESS_RSS_MB} MB = {need_mb:,} MB > 60% of the "
                 f"{avail_mb:,} MB available")
     return ""
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True, slots=True)

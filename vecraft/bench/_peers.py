@@ -23,8 +23,9 @@ import httpx
 import numpy as np
 import orjson
 
-from vecraft.bench._cluster import ClusterSpec, LocalCluster, free_port
+from vecraft.bench._cluster import ClusterSpec, LocalCluster
 from vecraft.bench._http import BenchHttp, load_dataset, search_body
+from vecraft.shared.common.process import free_port
 
 
 class Engine(ABC):

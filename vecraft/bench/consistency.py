@@ -37,7 +37,6 @@ from vecraft.bench._cells import Cell, summarize_cell
 from vecraft.bench._cluster import (
     ClusterSpec,
     LocalCluster,
-    free_port,
     memory_shortfall,
     stop_leftovers,
     stop_on_sigterm,
@@ -58,6 +57,7 @@ from vecraft.bench._spec import (
     SCALING_SHARDS,
     Scale,
 )
+from vecraft.shared.common.process import free_port
 
 K = 10
 LOAD_BATCH = 2000

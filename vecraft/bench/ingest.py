@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vecraft.bench._cluster import ClusterSpec, LocalCluster, free_port, stop_leftovers, stop_on_sigterm
+from vecraft.bench._cluster import ClusterSpec, LocalCluster, stop_leftovers, stop_on_sigterm
 from vecraft.bench._datasets import gaussian_mixture
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._http import BenchHttp, load_dataset, wait_searchable
 from vecraft.bench._report import DEFAULT_OUT, fmt, table, write_outputs
 from vecraft.bench._spec import HNSW
+from vecraft.shared.common.process import free_port
 
 SCALES = {"small": {128: 20_000, 512: 10_000, 1536: 5_000},
           "spec": {128: 1_000_000, 512: 500_000, 1536: 100_000}}

@@ -17,8 +17,6 @@ import json
 import os
 import platform
 import shlex
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +25,11 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-import httpx
 import numpy as np
 import psutil
 
 from vecraft.services.journal_service.client import JournalClient
+from vecraft.shared.common.process import ServiceProcess
 from vecraft.shared.rpc.v1 import journal_pb2
 
 DIM = 128
@@ -64,51 +62,17 @@ def entry_payload(vectors: int, rng: np.random.Generator) -> bytes:
     return journal_pb2.JournalPayload(mutations=[journal_pb2.Mutation(write=write)]).SerializeToString()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def start_journal(data_dir: Path, *, fsync: bool) -> ServiceProcess:
+    """A journal service child process on free ports, ready."""
+    return ServiceProcess("vecraft.services.journal_service",
+                          ["--data-dir", str(data_dir), "--log-level", "warning",
+                           "--fsync" if fsync else "--no-fsync"],
+                          data_dir.parent, name="journal", ready_timeout=60).start()
 
 
-class JournalProcess:
-    """A journal service child process on free ports; ``stop()`` ends it."""
-
-    def __init__(self, data_dir: Path, *, fsync: bool) -> None:
-        self.grpc_port, self.http_port = _free_port(), _free_port()
-        self.cmd = [sys.executable, "-m", "vecraft.services.journal_service", "--data-dir", str(data_dir),
-                    "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
-                    "--log-level", "warning", "--fsync" if fsync else "--no-fsync"]
-        self.log_path = data_dir.parent / f"journal-{self.grpc_port}.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"journal exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError("journal not ready after 60 s")
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def cpu_seconds(self) -> float:
-        times = psutil.Process(self.proc.pid).cpu_times()
-        return times.user + times.system
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 async def run_cell(address: str, writers: int, vectors: int, seconds: float, warmup: float,
@@ -244,12 +208,12 @@ def main(argv: list[str] | None = None) -> int:
                     # A fresh journal per cell: no cell reads another's page cache or segment roll.
                     data = Path(tmp) / f"j-{fsync}-{vectors}-{writers}" / "data"
                     data.parent.mkdir(parents=True)
-                    journal = JournalProcess(data, fsync=fsync)
+                    journal = start_journal(data, fsync=fsync)
                     try:
-                        cpu0 = journal.cpu_seconds()
-                        cell = asyncio.run(run_cell(journal.address, writers, vectors, args.seconds,
+                        cpu0 = cpu_seconds(journal.pid)
+                        cell = asyncio.run(run_cell(journal.grpc_address, writers, vectors, args.seconds,
                                                     args.warmup, fsync))
-                        cpu = (journal.cpu_seconds() - cpu0) / (args.seconds + args.warmup) * 100
+                        cpu = (cpu_seconds(journal.pid) - cpu0) / (args.seconds + args.warmup) * 100
                         cell.journal_cpu_pct = round(cpu)
                     finally:
                         journal.stop()

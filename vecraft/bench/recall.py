@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from vecraft.bench._cluster import ClusterSpec, LocalCluster, free_port, stop_leftovers, stop_on_sigterm
+from vecraft.bench._cluster import ClusterSpec, LocalCluster, stop_leftovers, stop_on_sigterm
 from vecraft.bench._datasets import (
     CATEGORIES,
     Dataset,
@@ -35,6 +35,7 @@ from vecraft.bench._http import BenchHttp, load_dataset, search_body, wait_searc
 from vecraft.bench._report import DEFAULT_OUT, fmt, plot_path, table, write_outputs
 from vecraft.bench._spec import HNSW
 from vecraft.bench._stats import summarize
+from vecraft.shared.common.process import free_port
 
 K = 10
 SCALES = {"small": {"vectors": 20_000, "queries": 300}, "spec": {"vectors": 1_000_000, "queries": 1000}}

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,12 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import faiss
-import httpx
 import numpy as np
 import orjson
 import psutil
 
-from vecraft.bench._cluster import free_port
 from vecraft.bench._datasets import exact_topk, gaussian_mixture, recall_at_k
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._report import DEFAULT_OUT, fmt, table, write_outputs
@@ -45,6 +41,7 @@ from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.storage_node.journal_replay.applier import Applier
 from vecraft.services.storage_node.journal_replay.engine import chunks
 from vecraft.services.storage_node.journal_replay.recovery import open_local_state
+from vecraft.shared.common.process import ServiceProcess
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, storage_pb2, storage_pb2_grpc
 
@@ -109,39 +106,6 @@ def bench_apply(dim: int, n: int, workdir: Path) -> dict[str, Any]:
 
 
 # ---- parts 2 and 3: a real node ---------------------------------------------------------------
-class _Process:
-    """One service process on free loopback ports; ready when /readyz answers 200."""
-
-    def __init__(self, module: str, args: list[str], log_dir: Path) -> None:
-        self.grpc_port, self.http_port = free_port(), free_port()
-        self.grpc_address = f"127.0.0.1:{self.grpc_port}"
-        cmd = [sys.executable, "-m", module, "--grpc-port", str(self.grpc_port),
-               "--http-port", str(self.http_port), *args]
-        with open(log_dir / f"{module.rsplit('.', 1)[-1]}.log", "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{module} exited with {self.proc.returncode} (log in {log_dir})")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"{module} not ready (log in {log_dir})")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
 async def _timed(coro: Any) -> tuple[Any, float]:
     began = time.perf_counter()
     result = await coro
@@ -150,13 +114,14 @@ async def _timed(coro: Any) -> tuple[Any, float]:
 
 async def bench_node(n: int, queries: int, workdir: Path, index_threads: int) -> dict[str, Any]:
     data = gaussian_mixture(n, 128, queries=queries, metric="cosine")
-    journal = _Process("vecraft.services.journal_service",
-                     ["--data-dir", str(workdir / "journal"), "--data-partitions", "1",
-                      "--backpressure-lag-ms", "600000", "--backpressure-lag-ops", "100000000",
-                      "--backpressure-lag-bytes", str(1 << 40)], workdir)
-    node = _Process("vecraft.services.storage_node",
-                  ["--data-dir", str(workdir / "node"), "--journal-address", journal.grpc_address,
-                   "--apply-delay-ms", "1000", "--index-threads", str(index_threads)], workdir)
+    journal = ServiceProcess("vecraft.services.journal_service",
+                             ["--data-dir", str(workdir / "journal"), "--data-partitions", "1",
+                              "--backpressure-lag-ms", "600000", "--backpressure-lag-ops", "100000000",
+                              "--backpressure-lag-bytes", str(1 << 40)], workdir, ready_timeout=600).start()
+    node = ServiceProcess("vecraft.services.storage_node",
+                          ["--data-dir", str(workdir / "node"), "--journal-address", journal.grpc_address,
+                           "--apply-delay-ms", "1000", "--index-threads", str(index_threads)], workdir,
+                          ready_timeout=600).start()
     client = JournalClient(journal.grpc_address)
     channel = grpc_channel(node.grpc_address)
     stub = storage_pb2_grpc.StorageNodeServiceStub(channel)

@@ -1,15 +1,22 @@
-"""Child processes started outside the supervisor: etcd / NATS members for tests, services in tests.
+"""Child processes started outside the supervisor: by tests, benchmarks and the etcd / NATS launchers.
 
 :class:`ProcessHandle` is the life-cycle half every such wrapper shares (alive,
 kill -9, stop, log tail) over its ``proc`` and ``log_path``; :func:`free_port`
-picks a loopback port for it to listen on.
+picks a loopback port for it to listen on; :class:`ServiceProcess` runs one
+Vecraft service (``python -m <module> --grpc-port P --http-port Q ...``),
+waits for its ``/readyz`` and can restart it on the same ports.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
+
+import httpx
 
 _handed_out: set[int] = set()
 
@@ -60,3 +67,60 @@ class ProcessHandle:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+class ServiceProcess(ProcessHandle):
+    def __init__(self, module: str, args: list[str], log_dir: Path, *, name: str | None = None,
+                 env: dict[str, str] | None = None, ready_timeout: float = 30.0) -> None:
+        self.module = module
+        self.name = name or module.rsplit(".", 1)[-1]
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.args = list(args)
+        self.log_path = log_dir / f"{self.name}-{self.grpc_port}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_address(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, wait_ready: bool = True) -> ServiceProcess:
+        cmd = [sys.executable, "-m", self.module, "--grpc-port", str(self.grpc_port),
+               "--http-port", str(self.http_port), *self.args]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        log.write(f"\n--- start {' '.join(cmd)}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        log.close()
+        if wait_ready:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
+        url = f"http://{self.http_address}/readyz"
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name} not ready after {timeout or self.ready_timeout}s:\n{self.tail()}")
+
+    def restart(self, wait_ready: bool = True) -> ServiceProcess:
+        self.stop()
+        return self.start(wait_ready=wait_ready)
