@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vecraft.shared.model.filters import And, FieldCondition, Filter, Not, Or
+from vecraft.shared.model.filters import And, FieldCondition, Filter, Not, Or, compare_range
 
 # A value's key in the postings: a type tag keeps True apart from 1 while 1 and
 # 1.0 (equal, same hash) share a key, as values_equal() wants.
@@ -130,22 +130,12 @@ class _NumericColumn:
         else:
             # A huge integer argument: float64 would round it, Python compares exactly.
             for values, labels in ((self._values, self._labels), (tail_values, tail_labels)):
-                hits = np.fromiter((_compare(op, v, arg) for v in values.tolist()), dtype=bool,
+                hits = np.fromiter((compare_range(op, v, arg) for v in values.tolist()), dtype=bool,
                                    count=len(values))
                 mask[labels[hits]] = True
         for label, value in self._big:
-            if _compare(op, value, arg):
+            if compare_range(op, value, arg):
                 mask[label] = True
-
-
-def _compare(op: str, stored: int | float, arg: int | float) -> bool:
-    if op == "$gt":
-        return stored > arg
-    if op == "$gte":
-        return stored >= arg
-    if op == "$lt":
-        return stored < arg
-    return stored <= arg
 
 
 def _leaves(metadata: Mapping[str, Any], prefix: str, out: list[tuple[str, Any]]) -> None:

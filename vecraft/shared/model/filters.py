@@ -233,7 +233,8 @@ def values_equal(a: Any, b: Any) -> bool:
     return isinstance(a, str) and isinstance(b, str) and a == b
 
 
-def _compare(op: str, stored: Any, arg: Any) -> bool:
+def compare_range(op: str, stored: Any, arg: Any) -> bool:
+    """``stored <op> arg`` for a range operator; False when ``stored`` is not a number."""
     if not _is_number(stored):
         return False
     if op == "$gt":
@@ -263,7 +264,7 @@ def _condition_matches(cond: FieldCondition, metadata: Mapping[str, Any] | None)
         return _any_element(stored, lambda v: values_equal(v, cond.value))
     if op == "$in":
         return _any_element(stored, lambda v: any(values_equal(v, x) for x in cond.value))
-    return _any_element(stored, lambda v: _compare(op, v, cond.value))
+    return _any_element(stored, lambda v: compare_range(op, v, cond.value))
 
 
 def matches(flt: Filter | None, metadata: Mapping[str, Any] | None) -> bool:

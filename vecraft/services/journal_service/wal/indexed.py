@@ -13,10 +13,11 @@ import asyncio
 import bisect
 import contextlib
 from array import array
+from typing import Generic, TypeVar
 
 from vecraft.services.journal_service import metrics
-from vecraft.services.journal_service.wal import Appended, LogWrite, PartitionLog, Position
-from vecraft.shared.common.errors import Unavailable
+from vecraft.services.journal_service.wal import Appended, JournalBackend, LogWrite, PartitionLog, Position
+from vecraft.shared.common.errors import NotFound, Unavailable
 
 PendingAppend = tuple[LogWrite, "asyncio.Future[Appended]"]
 
@@ -108,3 +109,31 @@ class IndexedPartitionLog(PartitionLog):
         self._head_metric.set(len(self._hlc))
         event, self._committed = self._committed, asyncio.Event()
         event.set()
+
+
+L = TypeVar("L", bound=IndexedPartitionLog)
+
+
+class IndexedJournalBackend(JournalBackend, Generic[L]):
+    """Partition lookup and the journal-wide request-id index shared by both backends.
+
+    A backend fills ``_names`` (partitions in order), ``_logs`` (one log each)
+    and ``_rids`` (request id -> position, shared with its logs).
+    """
+
+    _names: list[str]
+    _logs: dict[str, L]
+    _rids: dict[str, Position]
+
+    def partitions(self) -> list[str]:
+        return list(self._names)
+
+    def partition(self, name: str) -> L:
+        try:
+            return self._logs[name]
+        except KeyError:
+            raise NotFound(f"unknown journal partition {name!r}; known partitions: "
+                           f"{', '.join(self._names)}", details={"partitions": self._names}) from None
+
+    def lookup(self, request_id: str) -> Position | None:
+        return self._rids.get(request_id)

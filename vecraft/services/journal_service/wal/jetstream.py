@@ -41,8 +41,12 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from vecraft.services.journal_service import metrics
-from vecraft.services.journal_service.wal import Appended, JournalBackend, LogWrite, Position
-from vecraft.services.journal_service.wal.indexed import IndexedPartitionLog, PendingAppend
+from vecraft.services.journal_service.wal import Appended, LogWrite, Position
+from vecraft.services.journal_service.wal.indexed import (
+    IndexedJournalBackend,
+    IndexedPartitionLog,
+    PendingAppend,
+)
 from vecraft.services.journal_service.wal.jetstream_io import (
     MAX_BATCH_MESSAGES,
     TRANSIENT,
@@ -54,7 +58,7 @@ from vecraft.services.journal_service.wal.jetstream_io import (
     entry_headers,
 )
 from vecraft.services.journal_service.wal.records import OVERHEAD
-from vecraft.shared.common.errors import ClockSkew, NotFound, PayloadTooLarge, Unavailable
+from vecraft.shared.common.errors import ClockSkew, PayloadTooLarge, Unavailable
 from vecraft.shared.hlc import HybridLogicalClock
 from vecraft.shared.rpc.v1 import journal_pb2
 
@@ -280,7 +284,7 @@ class _Known(Exception):
         self.position = position
 
 
-class JetStreamJournalBackend(JournalBackend):
+class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
     """Every partition as a stream ``<prefix>-<partition>`` on subject ``<prefix>.journal.<partition>``.
 
     Args:
@@ -369,15 +373,3 @@ class JetStreamJournalBackend(JournalBackend):
         if self._nc is not None:
             await self._nc.close()
 
-    def partitions(self) -> list[str]:
-        return list(self._names)
-
-    def partition(self, name: str) -> JetStreamPartitionLog:
-        try:
-            return self._logs[name]
-        except KeyError:
-            raise NotFound(f"unknown journal partition {name!r}; known partitions: "
-                           f"{', '.join(self._names)}", details={"partitions": self._names}) from None
-
-    def lookup(self, request_id: str) -> Position | None:
-        return self._rids.get(request_id)

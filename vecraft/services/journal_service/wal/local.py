@@ -32,15 +32,18 @@ from pathlib import Path
 from vecraft.services.journal_service import metrics
 from vecraft.services.journal_service.wal import (
     Appended,
-    JournalBackend,
     JournalCorruption,
     LogWrite,
     Position,
 )
-from vecraft.services.journal_service.wal.indexed import IndexedPartitionLog, PendingAppend
+from vecraft.services.journal_service.wal.indexed import (
+    IndexedJournalBackend,
+    IndexedPartitionLog,
+    PendingAppend,
+)
 from vecraft.services.journal_service.wal.records import CorruptRecord, Record, encode_parts, iter_records
 from vecraft.services.journal_service.wal.segments import Segment, create_segment, recover
-from vecraft.shared.common.errors import ClockSkew, NotFound, Unavailable
+from vecraft.shared.common.errors import ClockSkew, Unavailable
 from vecraft.shared.hlc import HybridLogicalClock
 from vecraft.shared.rpc.v1 import journal_pb2
 
@@ -290,7 +293,7 @@ class LocalPartitionLog(IndexedPartitionLog):
             raise
 
 
-class LocalJournalBackend(JournalBackend):
+class LocalJournalBackend(IndexedJournalBackend[LocalPartitionLog]):
     """Every partition under ``data_dir/<partition>/``; an exclusive lock file guards the directory."""
 
     def __init__(self, data_dir: Path, partitions: Sequence[str], *, clock: HybridLogicalClock,
@@ -340,15 +343,3 @@ class LocalJournalBackend(JournalBackend):
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def partitions(self) -> list[str]:
-        return list(self._names)
-
-    def partition(self, name: str) -> LocalPartitionLog:
-        try:
-            return self._logs[name]
-        except KeyError:
-            raise NotFound(f"unknown journal partition {name!r}; known partitions: "
-                           f"{', '.join(self._names)}", details={"partitions": self._names}) from None
-
-    def lookup(self, request_id: str) -> Position | None:
-        return self._rids.get(request_id)
