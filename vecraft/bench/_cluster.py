@@ -11,11 +11,15 @@ killed so no service outlives the benchmark.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -158,3 +162,18 @@ class LocalCluster:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+@contextlib.contextmanager
+def bench_run(name: str) -> Iterator[Path]:
+    """A scratch directory for one benchmark run; every cluster it started is stopped at the end.
+
+    SIGTERM stops the run as Ctrl-C does, so clusters never outlive it.
+    """
+    stop_on_sigterm()
+    work = Path(tempfile.mkdtemp(prefix=f"vecraft-bench-{name}-"))
+    try:
+        yield work
+    finally:
+        stop_leftovers()
+        shutil.rmtree(work, ignore_errors=True)

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from vecraft.bench._cluster import ClusterSpec, LocalCluster, stop_leftovers, stop_on_sigterm
+from vecraft.bench._cluster import ClusterSpec, LocalCluster, bench_run
 from vecraft.bench._datasets import gaussian_mixture
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._http import BenchHttp, load_dataset, wait_searchable
@@ -106,14 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    stop_on_sigterm()
     env = environment("ingest", argv)
-    work = Path(tempfile.mkdtemp(prefix="vecraft-bench-ingest-"))
-    try:
+    with bench_run("ingest") as work:
         rows, startup = asyncio.run(_run(args, work))
-    finally:
-        stop_leftovers()
-        shutil.rmtree(work, ignore_errors=True)
     result = {"environment": env, "scale": args.scale, "shards": args.shards, "concurrency": args.concurrency,
               "startup_s": startup, "rows": rows}
     json_path, md_path = write_outputs(args.out, "ingest", args.scale, result, render(result))

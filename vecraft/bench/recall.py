@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from vecraft.bench._cluster import ClusterSpec, LocalCluster, stop_leftovers, stop_on_sigterm
+from vecraft.bench._cluster import ClusterSpec, LocalCluster, bench_run
 from vecraft.bench._datasets import (
     CATEGORIES,
     Dataset,
@@ -175,14 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    stop_on_sigterm()
     env = environment("recall", argv)
-    work = Path(tempfile.mkdtemp(prefix="vecraft-bench-recall-"))
-    try:
+    with bench_run("recall") as work:
         rows = asyncio.run(_run(args, work))
-    finally:
-        stop_leftovers()
-        shutil.rmtree(work, ignore_errors=True)
     result = {"environment": env, "scale": args.scale, "shards": args.shards, "rows": rows}
     plots = plot(rows, plot_path(args.out, "recall", "curve")) if rows else []
     json_path, md_path = write_outputs(args.out, "recall", args.scale, result, render(result, plots))
