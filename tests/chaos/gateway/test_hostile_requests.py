@@ -20,7 +20,7 @@ pytestmark = pytest.mark.chaos
 COLL = "target"
 DIM = 4
 N = 40
-PARTITIONS = ["data-0", "data-1", "txn", "system"]
+PARTITIONS = ["data-0", "data-1", "system"]
 
 
 @pytest.fixture(scope="module")

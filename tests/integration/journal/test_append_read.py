@@ -86,7 +86,7 @@ async def test_bad_input_gets_clear_errors_and_leaves_the_journal_unharmed(journ
     client = JournalClient(journal.grpc_address)
     await client.append("data-0", b"before", request_id=rid(), ack=journal_pb2.ACK_JOURNAL)
     heads = await client.get_offsets()
-    with pytest.raises(NotFound, match="known partitions: data-0, data-1, txn, system"):
+    with pytest.raises(NotFound, match="known partitions: data-0, data-1, system"):
         await client.append("data-7", b"x", request_id=rid())
     with pytest.raises(NotFound):
         await client.pull("nope", 1)
@@ -125,15 +125,15 @@ async def test_bad_input_gets_clear_errors_and_leaves_the_journal_unharmed(journ
 
 async def test_pull_pages_large_ranges_and_respects_to_offset(journal: ServiceProcess) -> None:
     client = JournalClient(journal.grpc_address)
-    base = (await client.get_offset("txn"))[0]
+    base = (await client.get_offset("data-1"))[0]
     payload = b"p" * 60_000
-    await asyncio.gather(*[client.append("txn", payload, request_id=rid(), ack=journal_pb2.ACK_JOURNAL)
+    await asyncio.gather(*[client.append("data-1", payload, request_id=rid(), ack=journal_pb2.ACK_JOURNAL)
                            for _ in range(400)])  # 24 MB: more than one 16 MiB page
-    page = await client.pull_page("txn", base + 1)
+    page = await client.pull_page("data-1", base + 1)
     assert 0 < len(page.entries) < 400
-    everything = await client.pull("txn", base + 1)
+    everything = await client.pull("data-1", base + 1)
     assert [e.offset for e in everything] == list(range(base + 1, base + 401))
-    middle = await client.pull("txn", base + 10, base + 20)
+    middle = await client.pull("data-1", base + 10, base + 20)
     assert [e.offset for e in middle] == list(range(base + 10, base + 21))
     await client.close()
 

@@ -140,11 +140,11 @@ async def test_subscription_resumes_across_a_journal_restart_without_gaps_or_rep
 
 async def test_delay_holds_entries_back_but_pull_and_skip_to_do_not_wait(journal: ServiceProcess) -> None:
     client = JournalClient(journal.grpc_address)
-    start = (await client.get_offset("txn"))[0] + 1
-    sub = client.subscribe("txn", start, replica_id="lagged", role="cache", delay_ms=800)
-    first = await client.append("txn", b"one", request_id=rid(), ack=journal_pb2.ACK_JOURNAL)
-    second = await client.append("txn", b"two", request_id=rid(), ack=journal_pb2.ACK_JOURNAL)
-    pulled = await client.pull("txn", first.offset)  # never delayed
+    start = (await client.get_offset("data-1"))[0] + 1
+    sub = client.subscribe("data-1", start, replica_id="lagged", role="cache", delay_ms=800)
+    first = await client.append("data-1", b"one", request_id=rid(), ack=journal_pb2.ACK_JOURNAL)
+    second = await client.append("data-1", b"two", request_id=rid(), ack=journal_pb2.ACK_JOURNAL)
+    pulled = await client.pull("data-1", first.offset)  # never delayed
     assert [e.payload for e in pulled] == [b"one", b"two"]
     await asyncio.sleep(0.3)
     assert sub.oldest_pending_hlc() == first.hlc and sub.head_offset == second.offset

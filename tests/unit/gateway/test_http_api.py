@@ -275,8 +275,8 @@ def test_collections_cannot_have_more_shards_than_the_cluster_serves(client: Tes
     assert r.status_code == 400 and r.json()["error"]["details"] == {"max_shards": 3}
 
 
-def test_transaction_writes_several_collections_in_one_txn_entry(client: TestClient,
-                                                                 fake: FakeDownstream) -> None:
+def test_transaction_writes_several_collections_in_one_entry_of_their_partition(
+        client: TestClient, fake: FakeDownstream) -> None:
     for name in ("left", "right"):
         assert client.post("/v1/collections", json={"name": name, "dim": 2}).status_code == 201
     client.post("/v1/vectors", json={"collection": "right", "id": "old", "vector": [1, 1]})
@@ -286,14 +286,15 @@ def test_transaction_writes_several_collections_in_one_txn_entry(client: TestCli
         {"op": "delete", "collection": "right", "ids": ["old"]}]}, headers={"X-Request-Id": "txn-1"})
     assert r.status_code == 201, r.text
     out = r.json()
-    assert out["partition"] == "txn" and len(out["ids"]) == 4 and out["ids"][0] == "l1"
-    assert decode_session(out["session_token"]) == {"txn": 1}
-    assert len(fake.journal["txn"]) == 1
+    partition = fake.collections[("default", "left")].partition
+    before = len(fake.journal[partition]) - 1
+    assert out["partition"] == partition and len(out["ids"]) == 4 and out["ids"][0] == "l1"
+    assert decode_session(out["session_token"]) == {partition: out["offset"]}
     assert set(fake.rows[fake.collections[("default", "right")].collection_id]) == set(out["ids"][1:3])
     again = client.post("/v1/transactions", json={"operations": [
         {"op": "upsert", "collection": "right", "vectors": [[0, 1], [1, 1]]}]},
         headers={"X-Request-Id": "txn-1"})
-    assert again.json()["offset"] == 1 and again.json()["duplicate"] is True
+    assert again.json()["offset"] == out["offset"] and again.json()["duplicate"] is True
     # One bad step refuses the whole transaction before anything is appended.
     r = client.post("/v1/transactions", json={"operations": [
         {"op": "insert", "collection": "left", "vectors": [[1, 0]]},
@@ -301,7 +302,7 @@ def test_transaction_writes_several_collections_in_one_txn_entry(client: TestCli
     assert r.status_code == 400 and "operations[1]" in r.json()["error"]["message"]
     r = client.post("/v1/transactions", json={"operations": [{"op": "merge", "collection": "left"}]})
     assert r.status_code == 400 and "insert, upsert, delete" in r.json()["error"]["message"]
-    assert len(fake.journal["txn"]) == 1
+    assert len(fake.journal[partition]) == before + 1
 
 
 def test_default_collection_is_empty_before_its_first_insert(client: TestClient) -> None:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from vecraft.shared.common.errors import InvalidRequest, NotFound
-from vecraft.shared.index import ShardState, decode_entry
+from vecraft.shared.index import ShardState, UnknownCollection, decode_entry
 from vecraft.shared.model.filters import parse_filter
 from vecraft.shared.model.routing import shard_of
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -60,9 +60,10 @@ def _history() -> tuple[list[journal_pb2.JournalEntry], Model, Model]:
     r = _rows("a", 40, 3)
     entries.append(entry(5, write(OLD, r[0], r[1], [{"re": True}] * 40, ["new"] * 40)))
     put(r[0], r[1], [{"re": True}] * 40, ["new"] * 40)
-    # Unknown collection: skipped, the entry still counts as applied.
+    # A collection created and dropped in one entry: its later writes are skipped.
     ghost = schema("ghost", dim=DIM)
-    entries.append(entry(6, write(ghost, *_rows("g", 5, 4)), delete(ghost, ["a1"])))
+    entries.append(entry(6, ddl("create", ghost), ddl("drop", ghost), write(ghost, *_rows("g", 5, 4)),
+                         delete(ghost, ["a1"])))
     altered = schema("coll-1", shards=SHARDS, dim=DIM, ef_search=321)
     entries.append(entry(7, ddl("alter", altered)))
     before_drop = dict(model)
@@ -182,8 +183,11 @@ def test_decode_entry_keeps_this_shards_rows_and_all_ddl() -> None:
         assert all(shard_of(i, SHARDS) == shard for op in dels for i in op.ids)
         seen += upsert.ids
     assert sorted(seen) == sorted(ids)
-    # Without the CREATE in the entry and unknown to the caller: skipped.
-    assert decode_entry(entry(2, write(OLD, ids, vecs)), 0, {}) == []
+    # Without the CREATE in the entry and unknown to the caller: raised, never skipped.
+    with pytest.raises(UnknownCollection, match="never saw created"):
+        decode_entry(entry(2, write(OLD, ids, vecs)), 0, {})
+    # Known as dropped: skipped.
+    assert decode_entry(entry(2, write(OLD, ids, vecs)), 0, {}, {OLD.collection_id}) == []
     # Garbage payload: skipped, not raised.
     bad = journal_pb2.JournalEntry(partition=PARTITION, offset=3, payload=b"\xff\xff\xff")
     assert decode_entry(bad, 0, {"coll-1": OLD}) == []
@@ -215,3 +219,31 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     loaded.apply(entry(12, ddl("create", OLD)))
     _check(loaded, after)
     assert loaded.applied_offset(PARTITION) == 12
+
+
+def test_a_write_to_a_never_created_collection_stops_the_replica_after_the_entries_before_it() -> None:
+    state = ShardState(0)
+    sch, ghost = schema("s", shards=1, dim=2), schema("ghost", name="g", shards=1, dim=2)
+    with pytest.raises(UnknownCollection):
+        state.apply_many([entry(1, ddl("create", sch)), entry(2, write(sch, ["a"], np.eye(1, 2))),
+                          entry(3, write(ghost, ["b"], np.eye(1, 2))),
+                          entry(4, write(sch, ["c"], np.eye(1, 2)))])
+    assert state.applied_offset(PARTITION) == 2
+    assert state.get("default", "docs", ["a", "c"])[0] == ["a"]
+    # It stays stopped there: retrying fails the same way and applies nothing after it.
+    with pytest.raises(UnknownCollection):
+        state.apply(entry(3, write(ghost, ["b"], np.eye(1, 2))))
+    assert state.applied_offset(PARTITION) == 2
+
+
+def test_the_name_resolves_to_the_latest_created_incarnation_whatever_the_arrival_order() -> None:
+    old, new = schema("inc-1", shards=1, dim=2), schema("inc-2", shards=1, dim=2)
+    old.ddl_offset, new.ddl_offset = 1, 3
+    # The tenant moved partitions between the two incarnations: new's CREATE arrives first.
+    state = ShardState(0)
+    state.apply(journal_pb2.JournalEntry(partition="data-1", offset=1, hlc=5,
+                                         payload=entry(1, ddl("create", new)).payload))
+    state.apply(entry(1, ddl("create", old)))
+    assert state.schema("default", "docs").collection_id == "inc-2"
+    state.apply(entry(2, ddl("drop", old)))
+    assert state.schema("default", "docs").collection_id == "inc-2"

@@ -149,7 +149,7 @@ class Gateway:
         return await self._router.write(schema, records, upsert=batch.upsert, ack=batch.ack, ctx=ctx)
 
     async def transact(self, txn: Transaction, ctx: RequestContext) -> WriteOutcome:
-        """Apply writes and deletes to several collections atomically (one ``txn`` entry).
+        """Apply writes and deletes to several collections atomically (one journal entry).
 
         Every step is validated before anything is appended; ids a write step
         leaves out are derived from the request id and the step's position.

@@ -132,7 +132,7 @@ class DeleteBatch:
 
 @dataclass(slots=True)
 class Transaction:
-    """Writes and deletes across collections that apply together (one ``txn`` journal entry).
+    """Writes and deletes across collections that apply together (one journal entry of their data partition).
 
     The steps' own ``ack`` is ignored; the transaction's applies.
     """

@@ -40,7 +40,7 @@ from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.config import ServiceSettings, add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, ServiceState, run_service
-from vecraft.shared.model.routing import TXN_PARTITION, data_partition
+from vecraft.shared.model.routing import data_partition
 from vecraft.shared.rpc.v1 import meta_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,7 @@ class QueryProcessor(Service):
         super().__init__(settings)
         self.cfg = settings
         self.shards = sorted(set(settings.shard))
-        # txn is followed like on storage nodes: writes atomic across collections land there.
-        self.partitions = [data_partition(i) for i in range(settings.data_partitions)] + [TXN_PARTITION]
+        self.partitions = [data_partition(i) for i in range(settings.data_partitions)]
         self.cache: ShardCache | None = None
         self.searcher: VectorSearcher | None = None
         self.tails: dict[str, PartitionTail] = {}

@@ -5,8 +5,9 @@
 
 Start-up: open and check the local stores, load the index snapshot and
 replay the local records after it (:mod:`.journal_replay.recovery`), start one
-push follower per partition (``data-0..data-{P-1}`` and ``txn``; DDL reaches
-the node through the data partitions), catch up to the journal head as of
+push follower per data partition (``data-0..data-{P-1}``: every write
+and a copy of every DDL of a collection reach the node through its tenant's
+one), catch up to the journal head as of
 start by pulling, then report ready. A node with an empty data dir therefore
 rebuilds itself from the journal, and a restarted node is ready only once it
 is current. Shutdown writes a final snapshot so the next start replays little.
@@ -38,7 +39,7 @@ from vecraft.shared.common.config import ServiceSettings, load_settings
 from vecraft.shared.common.errors import InvalidRequest, Unavailable
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, ServiceState, run_service
-from vecraft.shared.model.routing import TXN_PARTITION, data_partition
+from vecraft.shared.model.routing import data_partition
 from vecraft.shared.rpc.v1 import storage_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class StorageNode(Service):
         self.replica_id = f"storage-{settings.shard}-r{settings.replica}"
         # Stable across restarts (the journal tracks acks by it), unlike the port-based default.
         self.node_id = settings.node_id or self.replica_id
-        self.partitions = [data_partition(i) for i in range(settings.data_partitions)] + [TXN_PARTITION]
+        self.partitions = [data_partition(i) for i in range(settings.data_partitions)]
         self.followers: dict[str, PartitionFollower] = {}
         self._local: LocalState | None = None
         self._journal: JournalClient | None = None

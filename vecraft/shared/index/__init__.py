@@ -12,7 +12,7 @@ See docs/indexes.md for the design and the measured numbers.
 from __future__ import annotations
 
 from vecraft.shared.index.collection import EXACT_SEARCH_MAX_CANDIDATES, CollectionIndex
-from vecraft.shared.index.journal_ops import ShardOp, decode_entry
+from vecraft.shared.index.journal_ops import ShardOp, UnknownCollection, decode_entry
 from vecraft.shared.index.shard_state import ShardState, metadata_to_json
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "CollectionIndex",
     "ShardOp",
     "ShardState",
+    "UnknownCollection",
     "decode_entry",
     "metadata_to_json",
 ]

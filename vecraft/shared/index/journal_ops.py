@@ -4,21 +4,36 @@ A journal entry carries a ``JournalPayload`` of mutations for every shard of
 its collections. :func:`decode_entry` keeps what one shard needs: DDL always
 (every shard group holds a shard of every collection), and of each write or
 delete only the rows whose id hashes to this shard, selected with one numpy
-mask per mutation. Malformed mutations are logged and skipped, never raised:
-a replaying node must not get stuck on one bad entry.
+mask per mutation.
+
+What a replica does with an entry depends only on the entry and the replica's
+state (docs/journal.md, "Order across partitions"):
+
+- a write or delete of a collection the replica knows applies;
+- one of a collection the replica saw dropped is skipped: the DROP came first in
+  the collection's partition, so every replica skips it the same way;
+- one of a collection the replica never saw raises :class:`UnknownCollection`:
+  a collection's CREATE precedes its writes in its partition, so this means a
+  journal or replica that is not what it should be, and applying past it would
+  silently lose the write. The replica stops there, loudly.
+
+Malformed mutations (wrong vector size, bad metadata) are logged and skipped:
+the gateway refuses them, so they can only come from a foreign writer, and
+every replica skips them alike.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 
+from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.model.routing import shards_of
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
@@ -30,6 +45,18 @@ _DDL_KINDS: dict[int, OpKind] = {
     journal_pb2.CollectionDDL.DROP: "drop",
     journal_pb2.CollectionDDL.ALTER: "alter",
 }
+
+
+class UnknownCollection(Unavailable):
+    """A journal entry writes to a collection this replica never saw created (nor dropped)."""
+
+    def __init__(self, entry: journal_pb2.JournalEntry, collection: str, collection_id: str) -> None:
+        super().__init__(
+            f"journal entry {entry.partition}:{entry.offset} writes to collection {collection!r} "
+            f"({collection_id}), which this replica never saw created; it stops applying "
+            f"{entry.partition} here instead of losing the write",
+            details={"partition": entry.partition, "offset": entry.offset,
+                     "collection": collection, "collection_id": collection_id})
 
 
 @dataclass(slots=True)
@@ -77,18 +104,24 @@ def decode_payload(entry: journal_pb2.JournalEntry) -> journal_pb2.JournalPayloa
 
 
 def decode_entry(entry: journal_pb2.JournalEntry, shard: int,
-                 known: Mapping[str, collection_pb2.CollectionSchema]) -> list[ShardOp]:
+                 known: Mapping[str, collection_pb2.CollectionSchema],
+                 dropped: Container[str] = ()) -> list[ShardOp]:
     """This shard's operations of one entry, in order.
 
-    ``known`` maps collection_id -> schema (for the shard count); a CREATE
-    earlier in the same entry counts, a DROP earlier in it removes. Writes and
-    deletes of unknown collections, and malformed writes, are skipped with a
-    log line. Writes and deletes with no row in this shard yield no op.
+    ``known`` maps collection_id -> schema (for the shard count), ``dropped``
+    holds the ids of dropped collections; a CREATE earlier in the same entry
+    counts, a DROP earlier in it removes. Writes and deletes of dropped
+    collections, and malformed writes, are skipped with a log line. Writes and
+    deletes with no row in this shard yield no op.
+
+    Raises:
+        UnknownCollection: a write or delete of a collection neither known nor dropped.
     """
     payload = decode_payload(entry)
     if payload is None:
         return []
     schemas: Mapping[str, collection_pb2.CollectionSchema] = known
+    dropped_here: set[str] = set()
     ops: list[ShardOp] = []
     where = {"partition": entry.partition, "offset": entry.offset}
     for mutation in payload.mutations:
@@ -103,17 +136,20 @@ def decode_entry(entry: journal_pb2.JournalEntry, shard: int,
                     updated[op.collection_id] = op.schema
                 else:
                     updated.pop(op.collection_id, None)
+                    dropped_here.add(op.collection_id)
                 schemas = updated
             ops.append(op)
         elif kind == "write":
-            schema = _schema_for(schemas, mutation.write.collection_id, mutation.write.collection, where)
+            schema = _schema_for(entry, schemas, dropped, dropped_here, mutation.write.collection_id,
+                                 mutation.write.collection)
             if schema is not None:
                 op = _write_op(mutation.write, schema, shard, where)
                 if op is not None:
                     ops.append(op)
         elif kind == "delete":
             delete = mutation.delete
-            schema = _schema_for(schemas, delete.collection_id, delete.collection, where)
+            schema = _schema_for(entry, schemas, dropped, dropped_here, delete.collection_id,
+                                 delete.collection)
             if schema is not None:
                 ids = list(delete.ids)
                 keep = np.flatnonzero(shards_of(ids, schema.shards) == shard)
@@ -137,13 +173,19 @@ def _ddl_op(ddl: journal_pb2.CollectionDDL, where: dict[str, Any]) -> ShardOp | 
     return ShardOp(kind, schema.collection_id, schema=schema)
 
 
-def _schema_for(schemas: Mapping[str, collection_pb2.CollectionSchema], collection_id: str,
-                name: str, where: dict[str, Any]) -> collection_pb2.CollectionSchema | None:
+def _schema_for(entry: journal_pb2.JournalEntry, schemas: Mapping[str, collection_pb2.CollectionSchema],
+                dropped: Container[str], dropped_here: set[str], collection_id: str,
+                name: str) -> collection_pb2.CollectionSchema | None:
+    """The schema of a written collection; None (logged) if it was dropped. Raises UnknownCollection."""
     schema = schemas.get(collection_id)
-    if schema is None:
-        log.warning("mutation of an unknown collection skipped",
-                    extra={**where, "collection": name, "collection_id": collection_id})
-    return schema
+    if schema is not None:
+        return schema
+    if collection_id in dropped or collection_id in dropped_here:
+        log.info("mutation of a dropped collection skipped",
+                 extra={"partition": entry.partition, "offset": entry.offset, "collection": name,
+                        "collection_id": collection_id})
+        return None
+    raise UnknownCollection(entry, name, collection_id)
 
 
 def _write_op(write: journal_pb2.VectorWrite, schema: collection_pb2.CollectionSchema, shard: int,

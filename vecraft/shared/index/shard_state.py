@@ -8,11 +8,15 @@ stream and from pull-before-read, possibly from different threads.
 Replay rules (so a data partition alone rebuilds every collection):
 
 - CREATE makes an empty collection; a CREATE of a known or already dropped
-  collection_id is ignored (DDL may arrive on several partitions); a CREATE of
-  a new incarnation of a (tenant, name) replaces the old one.
+  collection_id is ignored (a retried DDL copy). The name (tenant, name)
+  resolves to the incarnation with the highest ``ddl_offset`` (its position in
+  the ``system`` partition), so incarnations that live in different partitions
+  (a tenant moved while it had no collections) resolve the same whichever
+  partition arrives first; an older incarnation leaves only through its DROP.
 - DROP removes the collection and its records; ALTER sets hnsw.ef_search.
 - Writes (insert and upsert alike) replace existing ids; deletes remove them;
-  mutations of unknown collection_ids are skipped with a warning.
+  mutations of dropped collections are skipped; one of a collection never seen
+  raises :class:`UnknownCollection` after applying every entry before it.
 - ``applied[partition]`` moves only after an entry's effects are visible to
   searches, so a reader that checks it first never misses them.
 """
@@ -33,7 +37,7 @@ import orjson
 
 from vecraft.shared.common.errors import NotFound
 from vecraft.shared.index.collection import CollectionIndex
-from vecraft.shared.index.journal_ops import ShardOp, decode_entry
+from vecraft.shared.index.journal_ops import ShardOp, UnknownCollection, decode_entry
 from vecraft.shared.index.snapshot_dir import atomic_directory, existing_snapshot
 from vecraft.shared.model.filters import Filter
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
@@ -111,7 +115,12 @@ class ShardState:
                 if last is not None and entry.offset != last[0] + 1:
                     log.warning("journal gap: applying offset %d after %d", entry.offset, last[0],
                                 extra={"partition": entry.partition})
-                for op in decode_entry(entry, self.shard, self._schemas):
+                try:
+                    ops = decode_entry(entry, self.shard, self._schemas, self._dropped)
+                except UnknownCollection:
+                    self._flush(batch, done)  # everything before the entry stays applied
+                    raise
+                for op in ops:
                     mergeable = op.kind == "upsert" and (not batch or (
                         batch[0].collection_id == op.collection_id
                         and batch_rows + len(op.ids) <= MAX_BATCH_ROWS))
@@ -163,12 +172,17 @@ class ShardState:
         cid = schema.collection_id
         if cid in self._by_id or cid in self._dropped:
             return
-        previous = self._by_name.get((schema.tenant, schema.name))
-        if previous is not None:
-            self._drop(previous)
         self._by_id[cid] = _Collection(schema, _index_for(schema))
         self._schemas[cid] = schema
-        self._by_name[(schema.tenant, schema.name)] = cid
+        self._bind_name((schema.tenant, schema.name))
+
+    def _bind_name(self, key: tuple[str, str]) -> None:
+        """Point ``key`` at its live incarnation created last in the ``system`` order (or at none)."""
+        live = [c.schema for c in self._by_id.values() if (c.schema.tenant, c.schema.name) == key]
+        if live:
+            self._by_name[key] = max(live, key=lambda sc: sc.ddl_offset).collection_id
+        else:
+            self._by_name.pop(key, None)
 
     def _alter(self, schema: collection_pb2.CollectionSchema) -> None:
         coll = self._by_id.get(schema.collection_id)
@@ -185,9 +199,8 @@ class ShardState:
         coll = self._by_id.pop(collection_id, None)
         self._schemas.pop(collection_id, None)
         if coll is not None:
-            key = (coll.schema.tenant, coll.schema.name)
-            if self._by_name.get(key) == collection_id:
-                del self._by_name[key]
+            # An older incarnation whose DROP has not arrived yet takes the name back.
+            self._bind_name((coll.schema.tenant, coll.schema.name))
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -269,5 +282,6 @@ class ShardState:
             documents = orjson.loads((folder / "documents.json").read_bytes()) if keep_documents else {}
             state._by_id[cid] = _Collection(schema, CollectionIndex.load(folder), documents)
             state._schemas[cid] = schema
-            state._by_name[(schema.tenant, schema.name)] = cid
+        for key in {(c.schema.tenant, c.schema.name) for c in state._by_id.values()}:
+            state._bind_name(key)
         return state

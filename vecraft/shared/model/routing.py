@@ -1,11 +1,13 @@
 """Routing rules every service must agree on: tenant -> journal partition, id -> shard.
 
-Journal partitions come in three classes (DESIGN.md section 4):
+Journal partitions come in two classes (DESIGN.md section 4, docs/journal.md):
 
-- ``data-0`` .. ``data-{P-1}``: vector writes; a tenant's collections live in
-  one data partition, ``data-{crc32(tenant) % P}`` unless the meta manager
-  records an explicit override;
-- ``txn``: writes that must be atomic across collections;
+- ``data-0`` .. ``data-{P-1}``: every write of a collection - inserts,
+  upserts, deletes, transactions, and a copy of its DDL; a tenant's
+  collections live in one data partition, ``data-{crc32(tenant) % P}`` unless
+  the meta manager records an explicit override (set only while the tenant has
+  no collections). So each collection's records are a function of one
+  partition's prefix, whatever order partitions reach a replica in;
 - ``system``: DDL (collection create / drop / alter), tenant changes.
 
 A record lives on shard ``crc32(id) % shards`` of its collection; shard ``s``
@@ -20,7 +22,6 @@ import zlib
 import numpy as np
 
 SYSTEM_PARTITION = "system"
-TXN_PARTITION = "txn"
 DATA_PREFIX = "data-"
 DEFAULT_TENANT = "default"
 DEFAULT_COLLECTION = "default"
@@ -32,7 +33,7 @@ def data_partition(index: int) -> str:
 
 def all_partitions(data_partitions: int) -> list[str]:
     """Every partition of a journal with ``data_partitions`` data partitions."""
-    return [data_partition(i) for i in range(data_partitions)] + [TXN_PARTITION, SYSTEM_PARTITION]
+    return [data_partition(i) for i in range(data_partitions)] + [SYSTEM_PARTITION]
 
 
 def is_data_partition(name: str) -> bool:

@@ -115,7 +115,7 @@ def build_router(gateway: Gateway) -> APIRouter:
 
     @router.post("/transactions", status_code=201, response_model=schemas.WriteResponse,
                  tags=["vectors"], openapi_extra=_body(schemas.TransactionRequest),
-                 summary="Write to several collections atomically (one entry of the txn partition)")
+                 summary="Write to several collections atomically (one journal entry)")
     async def transact(request: Request, ack: AckQuery = None, x_tenant: TenantHeader = None,
                        x_session_token: SessionHeader = None,
                        x_request_id: RequestIdHeader = None) -> JSONResponse:

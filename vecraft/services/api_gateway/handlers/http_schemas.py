@@ -119,7 +119,7 @@ class TransactionOperation(_Request):
 
 
 class TransactionRequest(_Request):
-    """Writes to several collections applied atomically (one entry of the `txn` partition)."""
+    """Writes to several collections applied atomically (one entry of the tenant's data partition)."""
 
     operations: list[TransactionOperation] = Field(..., min_length=1, max_length=64)
     request_id: str | None = None

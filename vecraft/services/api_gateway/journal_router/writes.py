@@ -3,8 +3,11 @@
 Data writes (insert, upsert, delete) of a collection go to the tenant's data
 partition recorded in the collection's schema, as one entry per request, with
 the sorted unique shards of the ids so the journal knows which replicas must
-acknowledge. Transactions - writes to several collections that must apply together - go
-to the ``txn`` partition as one entry. DDL is not appended here: the meta
+acknowledge. Transactions - writes to several collections that must apply together - are
+one entry too: every collection of a tenant lives in the tenant's data partition, so a
+transaction (one tenant) is one entry of that partition and applies all-or-nothing, in
+that partition's order with every other write of its collections (docs/journal.md,
+"Order across partitions"). DDL is not appended here: the meta
 manager orders it through the ``system`` partition (see
 :mod:`vecraft.services.api_gateway.gateway`).
 
@@ -33,9 +36,9 @@ from vecraft.services.api_gateway.journal_router.sessions import (
     new_session_id,
 )
 from vecraft.services.api_gateway.models import RequestContext, WriteOutcome
+from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.common.metrics import counter, latency_histogram, timed
 from vecraft.shared.model.records import RecordBatch
-from vecraft.shared.model.routing import TXN_PARTITION
 from vecraft.shared.model.schema import CollectionSchema
 
 _APPEND_SECONDS = latency_histogram("gateway", "journal_append", "journal append latency by kind",
@@ -80,16 +83,26 @@ class WriteRouter:
         return outcome
 
     async def transact(self, steps: Sequence[TxnStep], *, ack: int, ctx: RequestContext) -> WriteOutcome:
-        """Append writes to several collections as one entry of the ``txn`` partition.
+        """Append writes to several collections as one entry of their data partition.
 
         Storage replicas apply the entry's mutations together, so either every
         collection sees the transaction or none does.
+
+        Raises:
+            InvalidRequest: the steps' collections live in more than one data partition
+                (a tenant's collections share one, so only a catalog changed under the
+                request can cause it).
         """
+        partitions = sorted({st.schema.partition for st in steps})
+        if len(partitions) != 1:
+            raise InvalidRequest(f"a transaction's collections must share one journal partition; "
+                                 f"these live in {', '.join(partitions)}",
+                                 details={"partitions": partitions})
         mutations = [write_mutation(st.schema, st.records, upsert=st.upsert) if st.records is not None
                      else delete_mutation(st.schema, st.ids) for st in steps]
         ids = [i for st in steps for i in st.ids]
         shards = sorted({s for st in steps for s in touched_shards(st.ids, st.schema.shards)})
-        outcome = await self._append(TXN_PARTITION, encode_payload(mutations), ids, shards, ack, ctx, "txn")
+        outcome = await self._append(partitions[0], encode_payload(mutations), ids, shards, ack, ctx, "txn")
         _ROWS.labels("txn").inc(len(ids))
         return outcome
 

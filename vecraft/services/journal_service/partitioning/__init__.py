@@ -1,5 +1,5 @@
-"""Journal partitions: the three classes, the partition map and the routing rule."""
+"""Journal partitions: the partition map and the routing rule."""
 
-from vecraft.services.journal_service.partitioning.map import PartitionClass, PartitionMap
+from vecraft.services.journal_service.partitioning.map import PartitionMap
 
-__all__ = ["PartitionClass", "PartitionMap"]
+__all__ = ["PartitionMap"]

@@ -1,9 +1,9 @@
 """The partition map: which partitions this journal serves and how writes route to them.
 
-Three classes (DESIGN.md section 4): ``data-0..data-{P-1}`` (vector writes; a
-tenant's collections live in one, by hash unless the meta manager records an
-override), ``txn`` (writes atomic across collections) and ``system`` (DDL,
-tenant changes). The map comes from configuration (``--data-partitions``);
+Two classes (DESIGN.md section 4, docs/journal.md): ``data-0..data-{P-1}``
+(every write of a collection, transactions included; a tenant's collections
+live in one, by hash unless the meta manager records an override) and
+``system`` (DDL, tenant changes). The map comes from configuration (``--data-partitions``);
 when the meta manager publishes partition overrides they are passed in as
 ``overrides``. The routing functions themselves live in
 :mod:`vecraft.shared.model.routing` so every service agrees on them.
@@ -11,17 +11,10 @@ when the meta manager publishes partition overrides they are passed in as
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 
 from vecraft.shared.common.errors import NotFound
 from vecraft.shared.model import routing
-
-
-class PartitionClass(enum.Enum):
-    DATA = "data"
-    TXN = "txn"
-    SYSTEM = "system"
 
 
 class PartitionMap:
@@ -39,19 +32,6 @@ class PartitionMap:
 
     def __contains__(self, name: object) -> bool:
         return name in self.names
-
-    def class_of(self, name: str) -> PartitionClass:
-        """The class of a known partition.
-
-        Raises:
-            NotFound: ``name`` is not a partition of this journal.
-        """
-        self.require(name)
-        if name == routing.TXN_PARTITION:
-            return PartitionClass.TXN
-        if name == routing.SYSTEM_PARTITION:
-            return PartitionClass.SYSTEM
-        return PartitionClass.DATA
 
     def require(self, name: str) -> str:
         """``name`` if this journal serves it.

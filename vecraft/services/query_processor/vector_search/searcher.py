@@ -39,7 +39,6 @@ from vecraft.services.query_processor.vector_search.request import ParsedQuery, 
 from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable, VecraftError
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft.shared.model.routing import TXN_PARTITION
 from vecraft.shared.rpc.v1 import collection_pb2, query_pb2, search_pb2
 
 
@@ -109,7 +108,7 @@ class VectorSearcher:
         partition = schema.partition
         if partition not in self.cache.freshness:
             raise Unavailable(f"partition {partition} of collection {schema.name!r} is not cached here")
-        state = await self._meet_all(partition, q.requirement)
+        state = await self._meet(partition, q.requirement)
         if synced_for_schema:
             state = MetState(state.applied, state.staleness_ms, True)
         shards = [s for s in q.shards if s < max(1, schema.shards)]
@@ -131,23 +130,6 @@ class VectorSearcher:
                     else ReadRequirement(ConsistencyLevel.STRONG, latest=True))
         states = await asyncio.gather(*(self._meet(p, miss_req) for p in self.cache.partitions))
         return self.cache.schema(q.tenant, q.collection), any(st.synced for st in states)
-
-    async def _meet_all(self, partition: str, req: ReadRequirement) -> MetState:
-        """Meet ``req`` on the collection's partition and, once it has entries, on ``txn``.
-
-        Writes atomic across collections go to the ``txn`` partition, so a
-        strong or bounded read must be current there too; a session offset
-        and a gateway head belong to the collection's partition only. The
-        answer reports the collection partition's offset and the worse
-        staleness of the two.
-        """
-        txn = self.cache.freshness.get(TXN_PARTITION)
-        if partition == TXN_PARTITION or txn is None or txn.head_offset == 0:
-            return await self._meet(partition, req)
-        txn_req = ReadRequirement(req.level, latest=req.level is ConsistencyLevel.STRONG,
-                                  max_staleness_ms=req.max_staleness_ms)
-        main, other = await asyncio.gather(self._meet(partition, req), self._meet(TXN_PARTITION, txn_req))
-        return MetState(main.applied, max(main.staleness_ms, other.staleness_ms), main.synced or other.synced)
 
     async def _meet(self, partition: str, req: ReadRequirement) -> MetState:
         """Sync ``partition`` until the state meets ``req``; the state measured last."""

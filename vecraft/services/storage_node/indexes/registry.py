@@ -48,8 +48,25 @@ def _name_key(tenant: str, name: str) -> tuple[str, str]:
     return (tenant or DEFAULT_TENANT, name or DEFAULT_COLLECTION)
 
 
+def _bind_name(by_id: dict[str, Collection], by_name: dict[tuple[str, str], str],
+               schema: collection_pb2.CollectionSchema) -> dict[tuple[str, str], str]:
+    """A copy of ``by_name`` with ``schema``'s name on its live incarnation created last.
+
+    "Last" is the highest ``ddl_offset`` (position in the ``system`` partition), so
+    incarnations in different partitions resolve the same whatever order they arrive in.
+    """
+    key = _name_key(schema.tenant, schema.name)
+    live = [c.schema for c in by_id.values() if _name_key(c.schema.tenant, c.schema.name) == key]
+    out = dict(by_name)
+    if live:
+        out[key] = max(live, key=lambda sc: sc.ddl_offset).collection_id
+    else:
+        out.pop(key, None)
+    return out
+
+
 class CollectionRegistry:
-    """collection_id -> Collection, plus (tenant, name) -> the live incarnation's id."""
+    """collection_id -> Collection, plus (tenant, name) -> the id of its latest live incarnation."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, Collection] = {}
@@ -84,9 +101,7 @@ class CollectionRegistry:
         coll = Collection(schema, index if index is not None else new_index(schema))
         by_id = dict(self._by_id)
         by_id[schema.collection_id] = coll
-        by_name = dict(self._by_name)
-        by_name[_name_key(schema.tenant, schema.name)] = schema.collection_id
-        self._by_id, self._by_name = by_id, by_name
+        self._by_id, self._by_name = by_id, _bind_name(by_id, self._by_name, schema)
         return coll
 
     def alter(self, schema: collection_pb2.CollectionSchema) -> None:
@@ -103,8 +118,4 @@ class CollectionRegistry:
         if coll is None:
             return
         by_id = {cid: c for cid, c in self._by_id.items() if cid != collection_id}
-        key = _name_key(coll.schema.tenant, coll.schema.name)
-        by_name = dict(self._by_name)
-        if by_name.get(key) == collection_id:
-            del by_name[key]
-        self._by_id, self._by_name = by_id, by_name
+        self._by_id, self._by_name = by_id, _bind_name(by_id, self._by_name, coll.schema)

@@ -37,7 +37,7 @@ from vecraft.services.storage_node.mmap import (
     RecordFile,
     encode_records,
 )
-from vecraft.shared.index import ShardOp, decode_entry
+from vecraft.shared.index import ShardOp, UnknownCollection, decode_entry
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,8 @@ class Applier:
         self.registry = registry
         #: partition -> (applied offset, applied hlc), as committed.
         self.applied = applied
+        #: ids of dropped collections, as committed.
+        self.dropped = locations.dropped()
 
     def applied_offset(self, partition: str) -> int:
         return self.applied.get(partition, (0, 0))[0]
@@ -88,6 +90,8 @@ class Applier:
 
         Raises JournalGap when the first new entry is not applied + 1 (nothing
         is changed then). Entries must be in offset order without gaps.
+        Raises UnknownCollection (after committing every entry before it) when an
+        entry writes to a collection this shard never saw created.
         """
         began = time.perf_counter()
         applied, applied_hlc = self.applied.get(partition, (0, 0))
@@ -106,15 +110,23 @@ class Applier:
         written: dict[tuple[str, str], int] = {}
         superseded: list[int] = []
         expected = applied + 1
+        dropped = set(self.dropped)
+        stopped: UnknownCollection | None = None
         try:
             for entry in fresh:
                 if entry.offset != expected:
                     raise JournalGap(partition, expected - 1, entry.offset)
                 expected += 1
-                for op in self._decode(entry, known):
-                    self._stage(op, entry, partition, known, batch, staged, written, superseded, result)
+                try:
+                    ops = self._decode(entry, known, dropped)
+                except UnknownCollection as exc:
+                    stopped = exc
+                    break
+                for op in ops:
+                    self._stage(op, entry, partition, known, dropped, batch, staged, written, superseded,
+                                result)
                 result.applied_offset, result.applied_hlc = entry.offset, entry.hlc
-            result.entries = len(fresh)
+                result.entries += 1
             self.records.flush(start, self.records.end)
             batch.progress[partition] = (result.applied_offset, result.applied_hlc)
             batch.file_end = self.records.end
@@ -124,18 +136,24 @@ class Applier:
             self.records.end = start
             raise
         self.applied[partition] = (result.applied_offset, result.applied_hlc)
+        self.dropped = dropped
         try:
             self.records.set_status(superseded, STATUS_DELETED)
             self._apply_to_indexes(staged)
         except Exception as exc:
             raise PostCommitFailure(f"{partition} up to {result.applied_offset}") from exc
         result.seconds = time.perf_counter() - began
+        if stopped is not None:
+            log.error("replica stopped: %s", stopped.message, extra=stopped.details)
+            raise stopped
         return result
 
-    def _decode(self, entry: journal_pb2.JournalEntry,
-                known: dict[str, collection_pb2.CollectionSchema]) -> list[ShardOp]:
+    def _decode(self, entry: journal_pb2.JournalEntry, known: dict[str, collection_pb2.CollectionSchema],
+                dropped: set[str]) -> list[ShardOp]:
         try:
-            return decode_entry(entry, self.shard, known)
+            return decode_entry(entry, self.shard, known, dropped)
+        except UnknownCollection:
+            raise
         except Exception:
             # A malformed entry cannot become well-formed by retrying; skipping it
             # (loudly) keeps the replica moving. The gateway validates writes, so
@@ -145,10 +163,15 @@ class Applier:
             return []
 
     def _stage(self, op: ShardOp, entry: journal_pb2.JournalEntry, partition: str,
-               known: dict[str, collection_pb2.CollectionSchema], batch: CommitBatch, staged: list[ShardOp],
-               written: dict[tuple[str, str], int], superseded: list[int], result: ApplyResult) -> None:
+               known: dict[str, collection_pb2.CollectionSchema], dropped: set[str], batch: CommitBatch,
+               staged: list[ShardOp], written: dict[tuple[str, str], int], superseded: list[int],
+               result: ApplyResult) -> None:
         cid = op.collection_id
         if op.kind in ("create", "alter"):
+            if cid in dropped or (op.kind == "create" and cid in known):
+                return  # a retried DDL copy: a dropped collection stays dropped
+            if op.kind == "alter" and cid not in known:
+                return
             schema = op.ddl_schema()
             known[cid] = schema
             batch.schemas[cid] = schema.SerializeToString()
@@ -156,6 +179,7 @@ class Applier:
             result.ddl += 1
         elif op.kind == "drop":
             known.pop(cid, None)
+            dropped.add(cid)
             batch.schemas.pop(cid, None)
             batch.dropped.add(cid)
             # Rows this batch wrote before the drop must not outlive it.

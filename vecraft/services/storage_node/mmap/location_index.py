@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS collections (
     schema BLOB NOT NULL              -- serialized CollectionSchema
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dropped (
+    collection_id TEXT PRIMARY KEY    -- later writes to it are skipped, a retried CREATE ignored
+) WITHOUT ROWID;
 """
 
 
@@ -125,6 +128,7 @@ class LocationIndex:
                     (cid, STATUS_LIVE))]
                 db.execute("DELETE FROM records WHERE collection_id = ?", (cid,))
                 db.execute("DELETE FROM collections WHERE collection_id = ?", (cid,))
+                db.execute("INSERT OR IGNORE INTO dropped VALUES (?)", (cid,))
             if batch.rows:
                 superseded += self._previous_live(db, batch.rows)
                 db.executemany(
@@ -173,6 +177,10 @@ class LocationIndex:
     def schemas(self) -> dict[str, bytes]:
         return {cid: bytes(blob) for cid, blob in
                 self._reader().execute("SELECT collection_id, schema FROM collections")}
+
+    def dropped(self) -> set[str]:
+        """Ids of every collection this shard saw dropped."""
+        return {str(cid) for (cid,) in self._reader().execute("SELECT collection_id FROM dropped")}
 
     def lookup(self, collection_id: str, ids: Sequence[str]) -> dict[str, Location]:
         """Current rows (live or tombstone) of ``ids`` in one collection."""
