@@ -45,12 +45,13 @@ def _answer(*hits: tuple[str, float]) -> query_pb2.QuerySearchResponse:
 
 
 def test_merge_top_k_orders_by_score_then_id() -> None:
-    merged = merge_top_k([_answer(("b", 0.9), ("c", 0.1)), _answer(("a", 0.9), ("d", 0.5)), _answer()], 3)
+    merged = merge_top_k([_answer(("b", 0.9), ("c", 0.1)), _answer(("a", 0.9), ("d", 0.5)), _answer()], 3,
+                         metric="ip")
     assert [(h.id, h.score) for h in merged] == [("a", pytest.approx(0.9)), ("b", pytest.approx(0.9)),
                                                  ("d", 0.5)]
     assert all(h.document == "" for h in merged)
-    assert merge_top_k([_answer(("x", -4.0))], 10, include_documents=True)[0].document == "d"
-    assert merge_top_k([_answer(), _answer()], 5) == []
+    assert merge_top_k([_answer(("x", -4.0))], 10, metric="l2", include_documents=True)[0].document == "d"
+    assert merge_top_k([_answer(), _answer()], 5, metric="cosine") == []
 
 
 def _info(level: L, staleness: int, version: int, cache: bool, sync: bool) -> search_pb2.ConsistencyInfo:

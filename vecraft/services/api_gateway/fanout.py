@@ -111,7 +111,7 @@ class SearchFanout:
         if failure is not None or not ok:
             # With allow_partial and every shard down, the first shard's error is the answer.
             raise self._failure(failure or first_error, missing, schema)
-        hits = merge_top_k(ok, query.k, include_documents=query.include_documents)
+        hits = merge_top_k(ok, query.k, metric=schema.metric, include_documents=query.include_documents)
         max_allowed = max_allowed_staleness(query.level, max_staleness_ms)
         report = combine_consistency([a.consistency_info for a in ok], query.level, max_allowed)
         partition = next((a.partition for a in ok if a.partition), schema.partition)

@@ -5,6 +5,11 @@ product, negated squared L2), so the global top-k is the k highest scores over
 all shards' top-k lists. Ties are broken by id so the order does not depend
 on which shard answered first.
 
+Scores are clamped to the metric's documented range (:data:`SCORE_RANGE`)
+here, where results leave the system: float32 rounding can put a vector's
+cosine similarity with itself at 1.0000001, or a squared L2 distance of zero
+a hair below zero.
+
 Consistency is combined conservatively, so the report is true of every
 result: the level achieved is the weakest any shard achieved, staleness the
 largest, index version the smallest; a cache hit only if every shard was
@@ -21,14 +26,30 @@ from vecraft.services.api_gateway.models import ConsistencyReport, SearchHit
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.rpc.v1 import query_pb2, search_pb2
 
+#: The range of each metric's score (docs/http-api.md "Scores"): cosine similarity is in
+#: [-1, 1], the negated squared L2 distance at most 0, the inner product unbounded.
+SCORE_RANGE: dict[str, tuple[float, float]] = {
+    "cosine": (-1.0, 1.0),
+    "l2": (-np.inf, 0.0),
+    "ip": (-np.inf, np.inf),
+}
 
-def merge_top_k(answers: Sequence[query_pb2.QuerySearchResponse], k: int, *,
+
+def merge_top_k(answers: Sequence[query_pb2.QuerySearchResponse], k: int, *, metric: str,
                 include_documents: bool = False) -> list[SearchHit]:
-    """The ``k`` best hits over every answer, best first."""
+    """The ``k`` best hits over every answer, best first, scores clamped to ``metric``'s range.
+
+    Raises:
+        KeyError: ``metric`` is not one of :data:`SCORE_RANGE` (schemas are validated
+            before a search, so this is a programming error).
+    """
     rows = [r for answer in answers for r in answer.results]
     if not rows:
         return []
-    scores = np.fromiter((r.score for r in rows), dtype=np.float32, count=len(rows))
+    low, high = SCORE_RANGE[metric]
+    # Clamp before ordering, so scores rounded past a bound tie on it and fall back to the id order.
+    scores = np.clip(np.fromiter((r.score for r in rows), dtype=np.float32, count=len(rows)),
+                     low, high)
     ids = np.array([r.id for r in rows])
     # lexsort sorts by the last key first: score descending, then id ascending.
     order = np.lexsort((ids, -scores))[:k]
