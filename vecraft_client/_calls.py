@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import numpy as np
 import orjson
@@ -25,11 +26,13 @@ from vecraft.shared.rpc.v1 import collection_pb2, gateway_pb2, journal_pb2, sear
 from vecraft_client._models import (
     Collection,
     ConsistencyInfo,
+    DeleteResult,
     Operation,
     SearchResponse,
     SearchResult,
     VectorRecord,
     WriteResult,
+    allowed_staleness,
 )
 
 T = TypeVar("T")
@@ -85,8 +88,32 @@ def _vector_bytes(vector: Any) -> bytes:
     return np.ascontiguousarray(np.asarray(vector, dtype="<f4").ravel()).tobytes()
 
 
+def _numpy_scalar(value: Any) -> Any:
+    """orjson's ``default``: numpy scalars as their Python value; anything else is refused."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(obj: Any, what: str = "request body") -> bytes:
+    """JSON of a request body or metadata; numpy arrays and scalars become plain numbers.
+
+    Raises:
+        InvalidRequest: a value JSON cannot represent (a set, a datetime, an object ...).
+    """
+    try:
+        return orjson.dumps(obj, default=_numpy_scalar, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequest(f"{what} is not JSON serializable: {exc}") from exc
+
+
 def _meta_json(metadata: Mapping[str, Any] | None) -> str:
-    return orjson.dumps(metadata).decode() if metadata is not None else ""
+    return dumps(metadata, "metadata").decode() if metadata is not None else ""
+
+
+def path_segment(value: str) -> str:
+    """``value`` percent-quoted as one URL path segment (``a/b`` -> ``a%2Fb``)."""
+    return quote(value, safe="")
 
 
 def _meta_obj(text: str) -> dict[str, Any] | None:
@@ -125,7 +152,27 @@ def _write_result(obj: dict[str, Any]) -> WriteResult:
                        hlc=int(obj.get("hlc", 0)), request_id=obj.get("request_id", ""),
                        replicas_acked=int(obj.get("replicas_acked", 0)),
                        replicas_expected=int(obj.get("replicas_expected", 0)),
-                       session_token=obj.get("session_token", ""))
+                       session_token=obj.get("session_token", ""), duplicate=bool(obj.get("duplicate")))
+
+
+def _delete_result(obj: dict[str, Any]) -> DeleteResult:
+    w = _write_result(obj)
+    deleted_ids = obj.get("deleted_ids")
+    missing_ids = obj.get("missing_ids")
+    return DeleteResult(
+        id=w.id, ids=w.ids, partition=w.partition, offset=w.offset, hlc=w.hlc, request_id=w.request_id,
+        replicas_acked=w.replicas_acked, replicas_expected=w.replicas_expected,
+        session_token=w.session_token, duplicate=w.duplicate,
+        deleted=bool(obj["deleted"]) if obj.get("deleted") is not None else None,
+        deleted_ids=list(deleted_ids) if deleted_ids is not None else None,
+        missing_ids=list(missing_ids) if missing_ids is not None else None)
+
+
+def _delete_result_pb(msg: gateway_pb2.WriteVectorsResponse) -> DeleteResult:
+    w = _write_result_pb(msg)
+    return DeleteResult(id=w.id, ids=w.ids, partition=w.partition, offset=w.offset, hlc=w.hlc,
+                        request_id=w.request_id, replicas_acked=w.replicas_acked,
+                        replicas_expected=w.replicas_expected, session_token=w.session_token)
 
 
 def _write_result_pb(msg: gateway_pb2.WriteVectorsResponse) -> WriteResult:
@@ -146,10 +193,12 @@ def _search_response(obj: dict[str, Any]) -> SearchResponse:
 
 def _search_response_pb(msg: search_pb2.SearchResponse) -> SearchResponse:
     ci = msg.consistency_info
+    requested = ConsistencyLevel.from_proto(ci.level_requested)
     info = ConsistencyInfo(
-        level_requested=ConsistencyLevel.from_proto(ci.level_requested),
+        level_requested=requested,
         level_achieved=ConsistencyLevel.from_proto(ci.level_achieved),
-        staleness_ms=ci.staleness_ms, max_allowed_staleness_ms=ci.max_allowed_staleness_ms,
+        staleness_ms=ci.staleness_ms,
+        max_allowed_staleness_ms=allowed_staleness(requested, ci.max_allowed_staleness_ms),
         index_version=ci.index_version_used, cache_hit=ci.cache_hit, sync_performed=ci.sync_performed)
     results = [SearchResult(id=r.id, score=r.score, metadata=_meta_obj(r.metadata_json),
                             document=r.document or None) for r in msg.results]
@@ -197,7 +246,7 @@ def search(vector: Any, k: int, consistency_level: ConsistencyLevel | str | None
         vector=as_list(vector), k=k, consistency_level=_level_proto(level),
         max_staleness_ms=max_staleness_ms or 0, min_required_offset=min_required_offset or 0,
         filters=dict(filters) if flat_equality and filters else {},
-        filter_json=orjson.dumps(dict(filters)).decode() if filters and not flat_equality else "",
+        filter_json=dumps(dict(filters), "filters").decode() if filters and not flat_equality else "",
         collection=collection or "", session_token=session_token or "", ef_search=ef_search or 0,
         timeout_ms=timeout_ms or 0)
     return Call("POST", "/v1/vectors/search", _search_response, json=body,
@@ -245,7 +294,7 @@ def write_one(vector: Any, record_id: str | None, metadata: Mapping[str, Any] | 
         if record_id is None:
             raise ValueError("upsert_vector needs an id")
         body.pop("id")
-        call.method, call.path = "PUT", f"/v1/vectors/{record_id}"
+        call.method, call.path = "PUT", f"/v1/vectors/{path_segment(record_id)}"
     else:
         call.path = "/v1/vectors"
     call.json = body
@@ -253,15 +302,15 @@ def write_one(vector: Any, record_id: str | None, metadata: Mapping[str, Any] | 
 
 
 def delete(ids: Sequence[str], collection: str | None, *, session_token: str | None, ack: str | None,
-           request_id: str | None) -> Call[WriteResult]:
+           request_id: str | None) -> Call[DeleteResult]:
     rid = request_id or new_request_id()
     body = _drop_none({"collection": collection, "ids": list(ids), "session_token": session_token or None,
                        "ack": ack})
     request = gateway_pb2.DeleteVectorsRequest(collection=collection or "", ids=list(ids), request_id=rid,
                                                ack=_ack_proto(ack), session_token=session_token or "")
-    return Call("POST", "/v1/vectors/delete", _write_result, json=body, headers={"X-Request-Id": rid},
+    return Call("POST", "/v1/vectors/delete", _delete_result, json=body, headers={"X-Request-Id": rid},
                 grpc_method="/vecraft.v1.VectorService/Delete", grpc_request=request,
-                grpc_response=gateway_pb2.WriteVectorsResponse, parse_grpc=_write_result_pb)
+                grpc_response=gateway_pb2.WriteVectorsResponse, parse_grpc=_delete_result_pb)
 
 
 def get(record_id: str, collection: str | None, consistency_level: ConsistencyLevel | str | None,
@@ -284,7 +333,7 @@ def get(record_id: str, collection: str | None, consistency_level: ConsistencyLe
         return VectorRecord(id=rec.id, vector=vec, metadata=_meta_obj(rec.metadata_json),
                             document=rec.document or None, offset=rec.offset, hlc=rec.hlc)
 
-    return Call("GET", f"/v1/vectors/{record_id}", _record, params=params, headers=headers,
+    return Call("GET", f"/v1/vectors/{path_segment(record_id)}", _record, params=params, headers=headers,
                 grpc_method="/vecraft.v1.VectorService/Get", grpc_request=request,
                 grpc_response=gateway_pb2.GetVectorsResponse, parse_grpc=parse_grpc)
 
@@ -302,7 +351,7 @@ def create_collection(name: str, dim: int, metric: str, shards: int | None, repl
 
 
 def get_collection(name: str) -> Call[Collection]:
-    return Call("GET", f"/v1/collections/{name}", Collection.from_json,
+    return Call("GET", f"/v1/collections/{path_segment(name)}", Collection.from_json,
                 grpc_method="/vecraft.v1.CollectionService/GetCollection",
                 grpc_request=collection_pb2.GetCollectionRequest(name=name),
                 grpc_response=collection_pb2.CollectionSchema, parse_grpc=_collection_pb)
@@ -317,14 +366,14 @@ def list_collections() -> Call[list[Collection]]:
 
 
 def drop_collection(name: str) -> Call[None]:
-    return Call("DELETE", f"/v1/collections/{name}", lambda _o: None, idempotent=False,
+    return Call("DELETE", f"/v1/collections/{path_segment(name)}", lambda _o: None, idempotent=False,
                 grpc_method="/vecraft.v1.CollectionService/DropCollection",
                 grpc_request=collection_pb2.DropCollectionRequest(name=name, request_id=new_request_id()),
                 grpc_response=collection_pb2.DropCollectionResponse, parse_grpc=lambda _m: None)
 
 
 def alter_collection(name: str, ef_search: int) -> Call[Collection]:
-    return Call("PATCH", f"/v1/collections/{name}", Collection.from_json,
+    return Call("PATCH", f"/v1/collections/{path_segment(name)}", Collection.from_json,
                 json={"hnsw": {"ef_search": ef_search}},
                 grpc_method="/vecraft.v1.CollectionService/AlterCollection",
                 grpc_request=collection_pb2.AlterCollectionRequest(
@@ -341,7 +390,7 @@ def get_operation(request_id: str) -> Call[Operation]:
                          replicas_applied=list(msg.replicas_applied),
                          replicas_pending=list(msg.replicas_pending))
 
-    return Call("GET", f"/v1/operations/{request_id}", _operation,
+    return Call("GET", f"/v1/operations/{path_segment(request_id)}", _operation,
                 grpc_method="/vecraft.v1.OperationService/GetOperation",
                 grpc_request=gateway_pb2.GetOperationRequest(request_id=request_id),
                 grpc_response=journal_pb2.LookupRequestResponse, parse_grpc=parse_grpc)

@@ -11,13 +11,15 @@ write they make.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft_client import _calls, _session_token
+from vecraft.shared.model.limits import MAX_BATCH_ROWS
+from vecraft_client import _batching, _calls, _session_token
+from vecraft_client._batching import Progress
 from vecraft_client._calls import Call
-from vecraft_client._models import WriteResult
+from vecraft_client._models import DeleteResult, WriteResult
 from vecraft_client._transport import (
     AsyncGrpcTransport,
     AsyncHttpTransport,
@@ -28,6 +30,9 @@ from vecraft_client._transport import (
 
 Transport = Literal["http", "grpc"]
 Level = ConsistencyLevel | str | None
+#: (call, rows it carries), built lazily: a large input is never encoded all at once.
+Batches = Iterator[tuple[Call[Any], int]]
+W = TypeVar("W", bound=WriteResult)
 
 
 class _Operations:
@@ -36,11 +41,16 @@ class _Operations:
     def _run(self, call: Call[Any]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _run_batches(self, batches: Batches, total: int, merge: Callable[[list[Any]], Any],
+                     progress: Progress | None) -> Any:  # pragma: no cover - abstract
+        """Run ``batches`` one after the other and ``merge`` their results (awaitable when async)."""
+        raise NotImplementedError
+
     def _token(self) -> str | None:
         """The session token to send (sessions only)."""
         return None
 
-    def _written(self, call: Call[WriteResult]) -> Call[WriteResult]:
+    def _written(self, call: Call[W]) -> Call[W]:
         """Hook for sessions to record a write's position."""
         return call
 
@@ -78,11 +88,23 @@ class _Operations:
     def insert_vectors(self, vectors: Any, ids: Sequence[str] | None = None,
                        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
                        documents: Sequence[str | None] | None = None, collection: str | None = None, *,
-                       ack: str | None = None, request_id: str | None = None) -> Any:
-        """Insert a batch (list of lists or a 2-d numpy array) as ONE journal entry (atomic)."""
-        return self._run(self._written(_calls.write(
-            vectors, ids, metadatas, documents, collection, upsert=False, session_token=self._token(),
-            ack=ack, request_id=request_id)))
+                       ack: str | None = None, request_id: str | None = None,
+                       batch_size: int = MAX_BATCH_ROWS, progress: Progress | None = None) -> Any:
+        """Insert a batch (list of lists or a 2-d numpy array).
+
+        Up to ``batch_size`` rows are ONE journal entry (atomic). A larger input is
+        sent as several requests of ``batch_size`` rows, each atomic on its own,
+        with request ids ``<request_id>-<i>``: calling again with the same
+        ``request_id`` after a failure stores the missing batches only.
+
+        Args:
+            batch_size: rows per request, 1..10,000 (the server's limit, the default).
+            progress: ``progress(rows_done, rows_total)`` after each acknowledged batch.
+        Returns:
+            WriteResult; for a split call the merged result (``.batches`` holds each batch's).
+        """
+        return self._write_batches(vectors, ids, metadatas, documents, collection, upsert=False, ack=ack,
+                                   request_id=request_id, batch_size=batch_size, progress=progress)
 
     def upsert_vector(self, id: str, vector: Any, metadata: Mapping[str, Any] | None = None,
                       document: str | None = None, collection: str | None = None, *,
@@ -95,21 +117,72 @@ class _Operations:
     def upsert_vectors(self, vectors: Any, ids: Sequence[str],
                        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
                        documents: Sequence[str | None] | None = None, collection: str | None = None, *,
-                       ack: str | None = None, request_id: str | None = None) -> Any:
-        """Insert or replace a batch as one journal entry."""
-        return self._run(self._written(_calls.write(
-            vectors, ids, metadatas, documents, collection, upsert=True, session_token=self._token(), ack=ack,
-            request_id=request_id)))
+                       ack: str | None = None, request_id: str | None = None,
+                       batch_size: int = MAX_BATCH_ROWS, progress: Progress | None = None) -> Any:
+        """Insert or replace a batch; split like :meth:`insert_vectors` above ``batch_size`` rows."""
+        return self._write_batches(vectors, ids, metadatas, documents, collection, upsert=True, ack=ack,
+                                   request_id=request_id, batch_size=batch_size, progress=progress)
 
     def delete_vector(self, id: str, collection: str | None = None, *, ack: str | None = None,
                       request_id: str | None = None) -> Any:
-        """Delete one record (idempotent). Returns the WriteResult of the delete entry."""
+        """Delete one record (idempotent).
+
+        Returns:
+            DeleteResult: the delete entry's position and ``deleted`` (whether ``id`` existed).
+        """
         return self.delete_vectors([id], collection, ack=ack, request_id=request_id)
 
     def delete_vectors(self, ids: Sequence[str], collection: str | None = None, *, ack: str | None = None,
-                       request_id: str | None = None) -> Any:
-        return self._run(self._written(_calls.delete(
-            ids, collection, session_token=self._token(), ack=ack, request_id=request_id)))
+                       request_id: str | None = None, batch_size: int = MAX_BATCH_ROWS,
+                       progress: Progress | None = None) -> Any:
+        """Delete records (idempotent); more than ``batch_size`` ids are split like inserts.
+
+        Returns:
+            DeleteResult with ``deleted``, ``deleted_ids`` and ``missing_ids`` (HTTP; None over gRPC).
+        """
+        _batching.check_batch_size(batch_size)
+        ids = list(ids)
+        spans = _batching.bounds(len(ids), batch_size)
+        base = request_id or _calls.new_request_id()
+
+        def batches() -> Batches:
+            for i, (start, stop) in enumerate(spans):
+                rid = base if len(spans) == 1 else _batching.batch_request_id(base, i)
+                yield self._written(_calls.delete(ids[start:stop], collection, session_token=self._token(),
+                                                  ack=ack, request_id=rid)), stop - start
+
+        def merge(results: list[DeleteResult]) -> DeleteResult:
+            return results[0] if len(results) == 1 else _batching.merge_deletes(results, base)
+
+        return self._run_batches(batches(), len(ids), merge, progress)
+
+    def _write_batches(self, vectors: Any, ids: Sequence[str] | None,
+                       metadatas: Sequence[Mapping[str, Any] | None] | None,
+                       documents: Sequence[str | None] | None, collection: str | None, *, upsert: bool,
+                       ack: str | None, request_id: str | None, batch_size: int,
+                       progress: Progress | None) -> Any:
+        _batching.check_batch_size(batch_size)
+        matrix = _calls.as_matrix(vectors)
+        rows = int(matrix.shape[0])
+        spans = _batching.bounds(rows, batch_size)
+        if len(spans) > 1:
+            # Checked before the first batch is stored, not by the server half-way through.
+            _batching.check_lengths(rows, ids=ids, metadatas=metadatas, documents=documents)
+        base = request_id or _calls.new_request_id()
+
+        def batches() -> Batches:
+            for i, (start, stop) in enumerate(spans):
+                rid = base if len(spans) == 1 else _batching.batch_request_id(base, i)
+                yield self._written(_calls.write(
+                    matrix[start:stop], _batching.part(ids, start, stop),
+                    _batching.part(metadatas, start, stop), _batching.part(documents, start, stop),
+                    collection, upsert=upsert, session_token=self._token(), ack=ack,
+                    request_id=rid)), stop - start
+
+        def merge(results: list[WriteResult]) -> WriteResult:
+            return results[0] if len(results) == 1 else _batching.merge_writes(results, base)
+
+        return self._run_batches(batches(), rows, merge, progress)
 
     def get_vector(self, id: str, collection: str | None = None, consistency_level: Level = None,
                    include_vector: bool = True) -> Any:
@@ -141,6 +214,28 @@ class _Operations:
         return self._run(_calls.get_operation(request_id))
 
 
+def _run_batches_sync(run: Callable[[Call[Any]], Any], batches: Batches, total: int,
+                      merge: Callable[[list[Any]], Any], progress: Progress | None) -> Any:
+    results, done = [], 0
+    for call, rows in batches:
+        results.append(run(call))
+        done += rows
+        if progress is not None:
+            progress(done, total)
+    return merge(results)
+
+
+async def _run_batches_async(run: Callable[[Call[Any]], Any], batches: Batches, total: int,
+                             merge: Callable[[list[Any]], Any], progress: Progress | None) -> Any:
+    results, done = [], 0
+    for call, rows in batches:
+        results.append(await run(call))
+        done += rows
+        if progress is not None:
+            progress(done, total)
+    return merge(results)
+
+
 class _SessionState:
     """Journal positions a session has written (merged token), thread-safe."""
 
@@ -168,10 +263,17 @@ class _SessionOperations(_Operations):
     def _run(self, call: Call[Any]) -> Any:
         return self._client._run(call)
 
+    def _run_batches(self, batches: Batches, total: int, merge: Callable[[list[Any]], Any],
+                     progress: Progress | None) -> Any:
+        return self._client._run_batches(batches, total, merge, progress)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(client={self._client!r}, offsets={self.offsets!r})"
+
     def _token(self) -> str | None:
         return self._state.token or None
 
-    def _written(self, call: Call[WriteResult]) -> Call[WriteResult]:
+    def _written(self, call: Call[W]) -> Call[W]:
         call.on_result.append(self._state.record)
         return call
 
@@ -201,7 +303,8 @@ class VecraftClient(_Operations):
     """Synchronous client.
 
     Args:
-        endpoint: ``http://127.0.0.1:8000`` for HTTP; ``127.0.0.1:50051`` (or ``grpc://...``) for gRPC.
+        endpoint: ``http://host:port`` (or ``https://``) for HTTP; ``grpc://host:port`` or
+            ``host:port`` for gRPC. Any other form raises ValueError at once.
         api_key: sent as ``Authorization: Bearer <key>``.
         timeout: per-request timeout in seconds.
         transport: ``"http"`` (default) or ``"grpc"``.
@@ -218,9 +321,26 @@ class VecraftClient(_Operations):
             self._transport = GrpcTransport(endpoint, **args)
         else:
             raise ValueError(f"transport must be 'http' or 'grpc', not {transport!r}")
+        self._transport_name = transport
 
     def _run(self, call: Call[Any]) -> Any:
         return self._transport.execute(call)
+
+    def _run_batches(self, batches: Batches, total: int, merge: Callable[[list[Any]], Any],
+                     progress: Progress | None) -> Any:
+        return _run_batches_sync(self._run, batches, total, merge, progress)
+
+    @property
+    def endpoint(self) -> str:
+        """The server this client talks to (``http://host:port`` or ``grpc://host:port``)."""
+        return self._transport.endpoint
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport_name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.endpoint!r}, transport={self._transport_name!r})"
 
     def create_session(self) -> Session:
         """A session whose READ_YOUR_WRITES searches see its own writes."""
@@ -253,9 +373,26 @@ class AsyncVecraftClient(_Operations):
             self._transport = AsyncGrpcTransport(endpoint, **args)
         else:
             raise ValueError(f"transport must be 'http' or 'grpc', not {transport!r}")
+        self._transport_name = transport
 
     def _run(self, call: Call[Any]) -> Any:
         return self._transport.execute(call)
+
+    def _run_batches(self, batches: Batches, total: int, merge: Callable[[list[Any]], Any],
+                     progress: Progress | None) -> Any:
+        return _run_batches_async(self._run, batches, total, merge, progress)
+
+    @property
+    def endpoint(self) -> str:
+        """The server this client talks to (``http://host:port`` or ``grpc://host:port``)."""
+        return self._transport.endpoint
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport_name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.endpoint!r}, transport={self._transport_name!r})"
 
     def create_session(self) -> AsyncSession:
         return AsyncSession(self)

@@ -81,10 +81,16 @@ def error_from_http(response: httpx.Response) -> VecraftError:
 
 
 def error_from_transport(exc: httpx.HTTPError) -> VecraftError:
-    """A connection or timeout failure as Unavailable / Timeout."""
+    """A connection or timeout failure as Unavailable / Timeout; the message names the URL."""
+    try:
+        url = exc.request.url
+        where = f" {url.scheme}://{url.netloc.decode()} ({exc.request.method} {url.raw_path.decode()})"
+    except RuntimeError:  # no request attached
+        where = ""
     if isinstance(exc, httpx.TimeoutException):
-        err: VecraftError = DeadlineExceeded(f"request timed out: {exc}")
+        err: VecraftError = DeadlineExceeded(f"request to{where} timed out: {exc}")
     else:
-        err = Unavailable(f"cannot reach the server: {exc}")
+        err = Unavailable(f"cannot reach the server at{where}: {exc}" if where
+                          else f"cannot reach the server: {exc}")
     err.__cause__ = exc
     return err

@@ -8,14 +8,38 @@ from typing import Any
 from vecraft.shared.model.consistency import ConsistencyLevel
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def allowed_staleness(level: ConsistencyLevel, bound: int) -> int | None:
+    """``max_allowed_staleness_ms`` of a level: the bound of bounded, 0 for strong, else None.
+
+    gRPC has no null for an int64, so its 0 is read back through this rule.
+    """
+    if level is ConsistencyLevel.BOUNDED_STALENESS:
+        return bound
+    if level is ConsistencyLevel.STRONG:
+        return 0
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ConsistencyInfo:
-    """How fresh the answer was (the spec's ``consistency_info``)."""
+    """How fresh the answer was (the spec's ``consistency_info``).
+
+    The levels are :class:`ConsistencyLevel` members: they compare equal to the
+    enum (and its proto integer) and print as the HTTP API's names
+    (``bounded``, ``strong``, ...). ``max_allowed_staleness_ms`` is the bound of
+    ``bounded``, 0 for ``strong`` and None for the levels without a time bound
+    (eventual, read-your-writes), as ``null`` over HTTP, whichever transport
+    answered.
+    """
 
     level_requested: ConsistencyLevel
     level_achieved: ConsistencyLevel
     staleness_ms: int
-    max_allowed_staleness_ms: int
+    max_allowed_staleness_ms: int | None
     index_version: int
     cache_hit: bool
     sync_performed: bool
@@ -26,7 +50,7 @@ class ConsistencyInfo:
             level_requested=ConsistencyLevel.parse(obj["level_requested"]),
             level_achieved=ConsistencyLevel.parse(obj["level_achieved"]),
             staleness_ms=int(obj.get("staleness_ms") or 0),
-            max_allowed_staleness_ms=int(obj.get("max_allowed_staleness_ms") or 0),
+            max_allowed_staleness_ms=_optional_int(obj.get("max_allowed_staleness_ms")),
             index_version=int(obj.get("index_version") or 0),
             cache_hit=bool(obj.get("cache_hit")),
             sync_performed=bool(obj.get("sync_performed")),
@@ -53,7 +77,16 @@ class SearchResponse:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """Where a write landed in the journal. ``id`` is the first (or only) id written."""
+    """Where a write landed in the journal. ``id`` is the first (or only) id written.
+
+    A batch larger than ``batch_size`` is sent as several requests; its result
+    is merged: ``ids`` of every batch in order, ``partition``/``offset``/``hlc``
+    of the last batch (the journal position that includes all of them),
+    ``request_id`` the base id the batch ids were derived from, ``replicas_acked``
+    the smallest of the batches, ``session_token`` covering every batch,
+    ``duplicate`` true only if every batch was, and ``batches`` each batch's own
+    result (empty when the call was one request).
+    """
 
     id: str
     ids: list[str]
@@ -64,6 +97,22 @@ class WriteResult:
     replicas_acked: int = 0
     replicas_expected: int = 0
     session_token: str = ""
+    #: The journal already held this request id: the answer is the original position.
+    duplicate: bool = False
+    batches: tuple[WriteResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult(WriteResult):
+    """A delete's journal position plus which ids existed (strong read) before it.
+
+    ``deleted``: any of the ids existed. Over gRPC the gateway's answer carries
+    no per-id outcome: ``deleted``, ``deleted_ids`` and ``missing_ids`` are None.
+    """
+
+    deleted: bool | None = None
+    deleted_ids: list[str] | None = None
+    missing_ids: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,10 @@ from urllib.parse import urlparse
 
 import grpc
 import httpx
-import orjson
 
 from vecraft.shared.common.errors import RateLimited, Unavailable, VecraftError
 from vecraft.shared.common.grpc_errors import from_rpc_error
-from vecraft_client._calls import Call
+from vecraft_client._calls import Call, dumps
 from vecraft_client._errors import error_from_http, error_from_transport
 
 T = TypeVar("T")
@@ -91,7 +90,7 @@ async def run_with_retries_async(call: Call[T], retry: RetryConfig, send: Callab
 def _http_request_args(call: Call[Any]) -> dict[str, Any]:
     args: dict[str, Any] = {"params": call.params or None, "headers": dict(call.headers)}
     if call.json is not None:
-        args["content"] = orjson.dumps(call.json, option=orjson.OPT_SERIALIZE_NUMPY)
+        args["content"] = dumps(call.json)
         args["headers"]["Content-Type"] = "application/json"
     return args
 
@@ -107,15 +106,44 @@ def _auth_headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
+HTTP_FORMS = "'http://host:port' or 'https://host:port'"
+GRPC_FORMS = "'grpc://host:port' or 'host:port'"
+
+
+def http_base_url(endpoint: str) -> str:
+    """The base URL of an HTTP endpoint, checked at once (a typo is no outage to retry).
+
+    Raises:
+        ValueError: not ``http(s)://host[:port]``; the message names the expected form.
+    """
+    parsed = urlparse(endpoint) if "://" in endpoint else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        hint = ""
+        if parsed is not None and parsed.scheme == "grpc":
+            hint = " (for gRPC pass transport='grpc')"
+        elif parsed is None:
+            hint = f" (did you mean 'http://{endpoint}'?)"
+        raise ValueError(f"endpoint {endpoint!r} is not an HTTP URL: use {HTTP_FORMS} with "
+                         f"transport='http'{hint}, or {GRPC_FORMS} with transport='grpc'")
+    try:
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"endpoint {endpoint!r} has an invalid port: use {HTTP_FORMS}") from exc
+    return endpoint.rstrip("/")
+
+
 class HttpTransport:
     def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig) -> None:
-        self._client = httpx.Client(base_url=endpoint, timeout=timeout, headers=_auth_headers(api_key))
+        self.endpoint = http_base_url(endpoint)
+        self._client = httpx.Client(base_url=self.endpoint, timeout=timeout, headers=_auth_headers(api_key))
         self._retry = retry
 
     def execute(self, call: Call[T]) -> T:
+        args = _http_request_args(call)  # serialized once, outside the retries
+
         def send() -> T:
             try:
-                response = self._client.request(call.method, call.path, **_http_request_args(call))
+                response = self._client.request(call.method, call.path, **args)
             except httpx.HTTPError as exc:
                 raise error_from_transport(exc) from exc
             return _http_result(call, response)
@@ -128,13 +156,17 @@ class HttpTransport:
 
 class AsyncHttpTransport:
     def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig) -> None:
-        self._client = httpx.AsyncClient(base_url=endpoint, timeout=timeout, headers=_auth_headers(api_key))
+        self.endpoint = http_base_url(endpoint)
+        self._client = httpx.AsyncClient(base_url=self.endpoint, timeout=timeout,
+                                         headers=_auth_headers(api_key))
         self._retry = retry
 
     async def execute(self, call: Call[T]) -> T:
+        args = _http_request_args(call)
+
         async def send() -> T:
             try:
-                response = await self._client.request(call.method, call.path, **_http_request_args(call))
+                response = await self._client.request(call.method, call.path, **args)
             except httpx.HTTPError as exc:
                 raise error_from_transport(exc) from exc
             return _http_result(call, response)
@@ -146,11 +178,21 @@ class AsyncHttpTransport:
 
 
 def grpc_target(endpoint: str) -> str:
-    """``grpc://host:port``, ``http://host:port`` or ``host:port`` -> ``host:port``."""
-    if "://" in endpoint:
-        parsed = urlparse(endpoint)
-        return f"{parsed.hostname}:{parsed.port or 50051}"
-    return endpoint
+    """``grpc://host:port``, ``http://host:port`` or ``host:port`` -> ``host:port``.
+
+    Raises:
+        ValueError: no host, or a port that is not a number; the message names the expected form.
+    """
+    parsed = urlparse(endpoint if "://" in endpoint else f"grpc://{endpoint}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if not parsed.hostname or port == -1 or parsed.path not in ("", "/"):
+        raise ValueError(f"endpoint {endpoint!r} is not a gRPC address: use {GRPC_FORMS} with "
+                         f"transport='grpc', or {HTTP_FORMS} with transport='http'")
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    return f"{host}:{port or 50051}"
 
 
 def _grpc_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
@@ -164,7 +206,9 @@ def _grpc_parse(call: Call[T], response: Any) -> T:
 
 class GrpcTransport:
     def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig) -> None:
-        self._channel = grpc.insecure_channel(grpc_target(endpoint), options=_GRPC_OPTIONS)
+        self.endpoint = f"grpc://{grpc_target(endpoint)}"
+        self._target = grpc_target(endpoint)
+        self._channel = grpc.insecure_channel(self._target, options=_GRPC_OPTIONS)
         self._timeout = timeout
         self._metadata = _grpc_metadata(api_key)
         self._retry = retry
@@ -192,6 +236,7 @@ class AsyncGrpcTransport:
     def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig) -> None:
         # The aio channel binds to the running loop, so it is opened on first use.
         self._target = grpc_target(endpoint)
+        self.endpoint = f"grpc://{self._target}"
         self._channel: grpc.aio.Channel | None = None
         self._timeout = timeout
         self._metadata = _grpc_metadata(api_key)

@@ -32,6 +32,14 @@ class ConsistencyLevel(IntEnum):
         """The HTTP name used in headers and JSON responses."""
         return _WIRE_NAMES[self]
 
+    def __str__(self) -> str:
+        # Printed as the HTTP API names it ("bounded"), not as the proto integer IntEnum
+        # would print; comparisons, int() and the proto value are unchanged.
+        return _WIRE_NAMES[self]
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
     @classmethod
     def parse(cls, value: Any) -> ConsistencyLevel:
         """A level from text (see module doc), a level, or its proto integer.
