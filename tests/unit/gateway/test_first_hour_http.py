@@ -63,3 +63,97 @@ def test_merge_clamps_scores_per_metric_and_ties_fall_back_to_id() -> None:
     assert [(h.id, h.score) for h in l2] == [("x", 0.0), ("y", -2.0)]
     ip = merge_top_k([_answer(("x", 7.5), ("y", -3.0))], 2, metric="ip")
     assert [(h.id, h.score) for h in ip] == [("x", 7.5), ("y", -3.0)]
+
+
+# --- 1: ?collection= is honoured by every endpoint that takes a collection ---------------------------
+
+def _create(client: TestClient, name: str, dim: int = 4) -> None:
+    r = client.post("/v1/collections", json={"name": name, "dim": dim})
+    assert r.status_code == 201, r.text
+
+
+def _collections(fake: FakeDownstream) -> set[str]:
+    return {name for _, name in fake.collections}
+
+
+def test_query_collection_routes_every_write_search_and_delete(client: TestClient,
+                                                               fake: FakeDownstream) -> None:
+    _create(client, "docs")
+    r = client.post("/v1/vectors?collection=docs", json={"id": "one", "vector": [1, 0, 0, 0]})
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/vectors/batch?collection=docs",
+                    json={"ids": ["two", "three"], "vectors": [[0, 1, 0, 0], [0, 0, 1, 0]]})
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/vectors/upsert?collection=docs", json={"ids": ["four"], "vectors": [[0, 0, 0, 1]]})
+    assert r.status_code == 201, r.text
+    # The reported bug: PUT with ?collection= answered 200, then GET of the same collection 404.
+    r = client.put("/v1/vectors/doc_124?collection=docs", json={"vector": [1, 1, 0, 0]})
+    assert r.status_code == 200, r.text
+    r = client.get("/v1/vectors/doc_124?collection=docs")
+    assert r.status_code == 200, r.text
+    r = client.post("/v1/vectors/search?collection=docs", json={"vector": [1, 0, 0, 0], "k": 10})
+    assert r.status_code == 200, r.text
+    assert {h["id"] for h in r.json()["results"]} == {"one", "two", "three", "four", "doc_124"}
+    r = client.post("/v1/vectors/delete?collection=docs", json={"ids": ["one", "nope"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["deleted_ids"] == ["one"] and r.json()["missing_ids"] == ["nope"]
+    assert client.get("/v1/vectors/one?collection=docs").status_code == 404
+    # Nothing went to, or created, the default collection.
+    assert _collections(fake) == {"docs"}
+
+
+WRITE_REQUESTS = [
+    ("POST", "/v1/vectors", {"id": "x", "vector": [1, 0, 0, 0]}),
+    ("POST", "/v1/vectors/batch", {"ids": ["x"], "vectors": [[1, 0, 0, 0]]}),
+    ("POST", "/v1/vectors/upsert", {"ids": ["x"], "vectors": [[1, 0, 0, 0]]}),
+    ("PUT", "/v1/vectors/x", {"vector": [1, 0, 0, 0]}),
+    ("POST", "/v1/vectors/search", {"vector": [1, 0, 0, 0]}),
+    ("POST", "/v1/vectors/delete", {"ids": ["x"]}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITE_REQUESTS)
+def test_body_and_query_collection_must_agree(client: TestClient, fake: FakeDownstream, method: str,
+                                              path: str, body: dict[str, object]) -> None:
+    _create(client, "docs")
+    _create(client, "papers")
+    r = client.request(method, f"{path}?collection=docs", json={**body, "collection": "papers"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert "'papers'" in error["message"] and "'docs'" in error["message"]
+    assert error["details"] == {"body": "papers", "query": "docs"}
+    # Agreeing is fine.
+    r = client.request(method, f"{path}?collection=docs", json={**body, "collection": "docs"})
+    assert r.status_code < 300, r.text
+    assert _collections(fake) == {"docs", "papers"}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITE_REQUESTS)
+def test_an_unknown_collection_in_the_query_is_404_and_creates_nothing(
+        client: TestClient, fake: FakeDownstream, method: str, path: str, body: dict[str, object]) -> None:
+    r = client.request(method, f"{path}?collection=docs", json=body)
+    assert r.status_code == 404, r.text
+    assert "docs" in r.json()["error"]["message"]
+    assert _collections(fake) == set()
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITE_REQUESTS)
+def test_a_misspelt_query_parameter_is_refused_not_dropped(
+        client: TestClient, fake: FakeDownstream, method: str, path: str, body: dict[str, object]) -> None:
+    r = client.request(method, f"{path}?colection=docs", json=body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert "'colection'" in error["message"] and "collection" in error["message"]
+    assert error["details"] == {"unknown_query_parameters": ["colection"]}
+    # Never a write to an implicitly created default collection.
+    assert _collections(fake) == set()
+
+
+def test_query_parameters_of_reads_are_still_accepted(client: TestClient) -> None:
+    _create(client, "docs")
+    client.put("/v1/vectors/a?collection=docs", json={"vector": [1, 0, 0, 0]})
+    r = client.get("/v1/vectors/a?collection=docs&include_vector=false&consistency_level=strong")
+    assert r.status_code == 200, r.text
+    assert client.get("/v1/journal/data-0?from_offset=1&limit=5").status_code == 200
+    assert client.get("/v1/collections?x=1").status_code == 400
+

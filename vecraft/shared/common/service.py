@@ -14,6 +14,17 @@ answer. The shell owns:
 
 Lifecycle: STARTING -> READY -> DRAINING -> STOPPED. ``run()`` blocks until
 shutdown completes.
+
+A background task that dies takes the process with it. A task started with
+:meth:`Service.spawn` that raises (or, if spawned with ``forever=True``,
+returns while the service is not shutting down) is a fatal failure: it is
+logged with the task's name and counted in
+``vecraft_background_task_failures_total{service,task}``; ``/readyz`` and
+``/healthz`` answer 503 from that moment; the service drains as on SIGTERM
+and :meth:`Service.run` raises :class:`BackgroundTaskFailed`, which
+:func:`run_service` turns into exit code :data:`EXIT_BACKGROUND_TASK_FAILED`.
+The supervisor of ``vecraft up`` (and Kubernetes) restarts a process that
+exits, so a dead follower or tail never hides behind a READY probe.
 """
 
 from __future__ import annotations
@@ -22,8 +33,11 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import signal
 import socket
+import sys
+import threading
 from collections.abc import Coroutine
 from typing import Any
 
@@ -36,10 +50,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from vecraft.shared.common import metrics
 from vecraft.shared.common.config import ServiceSettings
 from vecraft.shared.common.grpc_errors import ErrorInterceptor
 
 log = logging.getLogger(__name__)
+
+#: Exit code of a process whose background task failed (EX_SOFTWARE of sysexits.h).
+EXIT_BACKGROUND_TASK_FAILED = 70
+#: After a fatal failure, the process ends by force if its drain (grace 5 s per
+#: step: gRPC, tasks, HTTP) has not finished within this many seconds.
+FORCED_EXIT_AFTER_S = 30.0
+
+BACKGROUND_TASK_FAILURES = metrics.counter(
+    "background_task", "failures", "Background tasks that raised (or returned though meant to run "
+    "forever); each one ends its process", ["service", "task"])
 
 # Large batches of float32 vectors travel in one message.
 GRPC_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -48,6 +73,20 @@ GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
 ]
+
+
+class BackgroundTaskFailed(RuntimeError):
+    """A background task of the service failed; the service shut down because of it.
+
+    ``task`` is the name given to :meth:`Service.spawn`; the task's exception (if
+    it raised) is the ``__cause__``.
+    """
+
+    def __init__(self, role: str, task: str, reason: str) -> None:
+        super().__init__(f"background task {task!r} of {role} {reason}")
+        self.role = role
+        self.task = task
+        self.reason = reason
 
 
 class ServiceState(enum.Enum):
@@ -86,6 +125,10 @@ class Service:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
         self._shutdown_started = False
+        #: Set by the first fatal background-task failure; the service then shuts down.
+        self.failure: BackgroundTaskFailed | None = None
+        self._failed = asyncio.Event()
+        self._failure_shutdown: asyncio.Task[None] | None = None
 
     # ---- hooks for subclasses -------------------------------------------------
     def register(self, server: grpc.aio.Server) -> None:
@@ -109,39 +152,86 @@ class Service:
     # ---- helpers ---------------------------------------------------------------
     def health_routes(self) -> list[Route]:
         async def healthz(_: Request) -> Response:
-            body = {"status": "ok", "state": self.state.value, "role": self.role, "node_id": self.node_id}
+            # Liveness: 200 unless a background task failed (then the process is on its way out).
+            body: dict[str, Any] = {"status": "ok", "state": self.state.value, "role": self.role,
+                                    "node_id": self.node_id}
+            if self.failure is not None:
+                body.update(status="failed", failed_task=self.failure.task, error=str(self.failure))
+                return JSONResponse(body, status_code=503)
             body.update(self.health_payload())
             return JSONResponse(body)
 
         async def readyz(_: Request) -> Response:
-            ready = self.state is ServiceState.READY
-            return JSONResponse({"ready": ready, "state": self.state.value},
-                                status_code=200 if ready else 503)
+            ready = self.ready
+            body: dict[str, Any] = {"ready": ready, "state": self.state.value}
+            if self.failure is not None:
+                body["failed_task"] = self.failure.task
+            return JSONResponse(body, status_code=200 if ready else 503)
 
         async def metrics(_: Request) -> Response:
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
         return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
 
+    @property
+    def ready(self) -> bool:
+        """What ``/readyz`` answers: READY and no background task failed."""
+        return self.state is ServiceState.READY and self.failure is None
+
     def set_ready(self, ready: bool = True) -> None:
+        if self.failure is not None:
+            return
         if self.state in (ServiceState.STARTING, ServiceState.READY):
             self.state = ServiceState.READY if ready else ServiceState.STARTING
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str, *, forever: bool = False) -> asyncio.Task[Any]:
         """Start a named background task owned by the service (cancelled on shutdown).
 
-        A task that dies with an exception is logged; it does not kill the process.
+        Args:
+            coro: the task's body.
+            name: its name in logs and in the failure metric (``tail:data-0``, ``monitor``).
+            forever: the task is a loop meant to run until cancelled, so returning
+                is a failure too. Leave it False for a step that ends on its own
+                (a warm-up or catch-up that calls :meth:`set_ready` and returns).
+
+        A task that raises (anything but its own cancellation) is fatal to the
+        service; see the module docstring.
         """
         task = asyncio.create_task(coro, name=f"{self.role}:{name}")
         self._tasks.add(task)
 
         def _done(t: asyncio.Task[Any]) -> None:
             self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("background task %s failed", t.get_name(), exc_info=t.exception())
+            if t.cancelled() or self._shutdown_started:
+                return
+            exc = t.exception()
+            if exc is not None:
+                self._task_failed(name, "failed", exc)
+            elif forever:
+                self._task_failed(name, "returned though it is meant to run until shutdown", None)
 
         task.add_done_callback(_done)
         return task
+
+    def _task_failed(self, name: str, reason: str, exc: BaseException | None) -> None:
+        """A background task died: report it, stop being ready and live, shut down."""
+        failure = BackgroundTaskFailed(self.role, name, reason)
+        failure.__cause__ = exc
+        log.error("background task %s of %s %s; shutting the service down", name, self.role, reason,
+                  exc_info=exc, extra={"task": name, "node_id": self.node_id})
+        BACKGROUND_TASK_FAILURES.labels(self.role, name).inc()
+        if self.failure is not None:
+            return  # the first failure is the one reported; the shutdown already runs
+        self.failure = failure
+        self._failed.set()
+        self._failure_shutdown = asyncio.get_running_loop().create_task(
+            self.shutdown(), name=f"{self.role}:shutdown-after-failure")
+
+    async def wait_failed(self) -> BackgroundTaskFailed:
+        """Wait until a background task fails; returns that failure."""
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
 
     @property
     def grpc_address(self) -> str:
@@ -207,16 +297,46 @@ class Service:
             await self.shutdown(grace=1.0)
             raise
         await self._stopped.wait()
+        if self.failure is not None:
+            raise self.failure
 
 
 def run_service(service: Service) -> None:
-    """Run ``service`` in this process until it stops.
+    """Run ``service`` in this process until it stops; exit non-zero if a background task failed.
 
     On uvloop: its event loop costs less CPU per callback and per socket
     operation than asyncio's, which every request pays several times over
     (measured: see docs/performance.md).
+
+    Exit codes: 0 after SIGTERM/SIGINT; :data:`EXIT_BACKGROUND_TASK_FAILED`
+    after a background task failed, by force if the drain hangs.
     """
-    uvloop.run(service.run())
+    try:
+        uvloop.run(_serve(service))
+    except BackgroundTaskFailed as exc:
+        print(f"{exc}; exiting with code {EXIT_BACKGROUND_TASK_FAILED}", file=sys.stderr)
+        sys.exit(EXIT_BACKGROUND_TASK_FAILED)
+
+
+async def _serve(service: Service) -> None:
+    running = asyncio.ensure_future(service.run())
+    failed = asyncio.ensure_future(service.wait_failed())
+    try:
+        await asyncio.wait({running, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if failed.done() and not running.done():
+            # The drain runs now; one that hangs (or a blocked event loop) must not keep a
+            # dead process up: a thread ends it whatever the loop does.
+            _exit_soon(EXIT_BACKGROUND_TASK_FAILED, FORCED_EXIT_AFTER_S)
+        await running
+    finally:
+        failed.cancel()
+
+
+def _exit_soon(code: int, delay_s: float) -> None:
+    """End the process with ``code`` after ``delay_s`` seconds, even if the event loop is stuck."""
+    timer = threading.Timer(delay_s, os._exit, args=(code,))
+    timer.daemon = True
+    timer.start()
 
 
 def grpc_channel(address: str) -> grpc.aio.Channel:

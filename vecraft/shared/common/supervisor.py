@@ -14,7 +14,13 @@ Contract of :class:`Supervisor`:
   (``ProcessSpec.files``) written before every start.
 - **Watch**: a child that exits on its own is restarted with exponential
   backoff (``Backoff``); the backoff resets once a child has stayed up for
-  ``reset_after`` seconds.
+  ``reset_after`` seconds. A Vecraft service whose background task died
+  exits by itself (code 70, see :mod:`vecraft.shared.common.service`); as a
+  backstop for a drain that hangs, each running Vecraft child's liveness path
+  (``/healthz``) is polled every ``health_interval`` seconds, and a child that
+  keeps answering 503 for ``unhealthy_grace`` seconds is stopped (SIGTERM,
+  SIGKILL after ``stop_grace``) and restarted like any child that exits. Only
+  an explicit 503 counts: a child too busy to answer is left alone.
 - **Files**: each child's stdout and stderr are appended to
   ``DATA/logs/<name>.log``; ``DATA/supervisor.json`` always holds the current
   pid, state and restart count of every child (written atomically); an
@@ -208,6 +214,8 @@ class Supervisor:
         ready_timeout: seconds a child may take to answer ``/readyz`` during start-up.
         stop_grace: seconds between SIGTERM and SIGKILL on stop.
         backoff: restart delays.
+        health_interval: seconds between liveness polls of a running Vecraft child.
+        unhealthy_grace: seconds a child may answer its liveness path with 503 before it is stopped.
         is_available: decides whether a module exists (tests may replace it).
         lock: the data directory's lock, if the caller already holds it (default: taken by start()).
     """
@@ -215,6 +223,7 @@ class Supervisor:
     def __init__(self, plan: ClusterPlan, *, python: str = sys.executable,
                  env: dict[str, str] | None = None, ready_timeout: float = 120.0,
                  stop_grace: float = 10.0, backoff: Backoff = Backoff(),
+                 health_interval: float = 2.0, unhealthy_grace: float = 15.0,
                  is_available: Callable[[str], bool] = module_available,
                  lock: ClusterLock | None = None) -> None:
         self.plan = plan
@@ -224,6 +233,8 @@ class Supervisor:
         self.ready_timeout = ready_timeout
         self.stop_grace = stop_grace
         self.backoff = backoff
+        self.health_interval = health_interval
+        self.unhealthy_grace = unhealthy_grace
         self.is_available = is_available
         self.children = {spec.name: Child(spec, plan.log_path(spec.name)) for spec in plan.processes}
         self.state = "pending"
@@ -409,7 +420,7 @@ class Supervisor:
         """Restart ``child`` whenever it exits, until the supervisor stops."""
         while True:
             assert child.proc is not None
-            code = await child.proc.wait()
+            code = await self._wait_exit(child)
             child.last_exit = code
             uptime = time.monotonic() - child.spawned_at
             child.failures = 0 if uptime >= self.backoff.reset_after else child.failures + 1
@@ -432,6 +443,50 @@ class Supervisor:
             except _ChildExited:
                 continue  # the loop sees the exit and backs off
 
+    async def _wait_exit(self, child: Child) -> int:
+        """Wait until ``child`` exits; stop it first if its liveness path keeps answering 503."""
+        assert child.proc is not None
+        proc = child.proc
+        if child.spec.executable is not None or self._http is None:
+            return await proc.wait()  # etcd / NATS: their own health is not ours to act on
+        url = f"http://{child.spec.http_address}{child.spec.health_path}"
+        exited = asyncio.ensure_future(proc.wait())
+        failing_since: float | None = None
+        try:
+            while not exited.done():
+                await asyncio.wait({exited}, timeout=self.health_interval)
+                if exited.done():
+                    break
+                try:
+                    status = (await self._http.get(url)).status_code
+                except httpx.HTTPError:
+                    continue  # busy or between states: no answer is not a verdict
+                if status != 503:
+                    failing_since = None
+                    continue
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since >= self.unhealthy_grace:
+                    log.warning("%s (pid %s) has reported itself failed (%s 503) for %.0fs; stopping it",
+                                child.spec.name, proc.pid, child.spec.health_path, now - failing_since)
+                    await self._stop_process(child.spec.name, proc)
+            return exited.result()
+        finally:
+            exited.cancel()
+
+    async def _stop_process(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM to the process group, SIGKILL after ``stop_grace`` (or at once on a second Ctrl-C)."""
+        self._signal(proc.pid, signal.SIGTERM)
+        exited = asyncio.ensure_future(proc.wait())
+        kill_now = asyncio.ensure_future(self._kill_now.wait())
+        await asyncio.wait({exited, kill_now}, timeout=self.stop_grace, return_when=asyncio.FIRST_COMPLETED)
+        kill_now.cancel()
+        if not exited.done():
+            if not self._kill_now.is_set():
+                log.warning("%s did not stop within %.0fs; killing it", name, self.stop_grace)
+            self._signal(proc.pid, signal.SIGKILL)
+            await exited
+
     async def _terminate(self, child: Child) -> None:
         proc = child.proc
         if proc is None or proc.returncode is not None:
@@ -440,16 +495,7 @@ class Supervisor:
             return
         child.state = ChildState.STOPPING
         self._write_status()
-        self._signal(proc.pid, signal.SIGTERM)
-        exited = asyncio.ensure_future(proc.wait())
-        kill_now = asyncio.ensure_future(self._kill_now.wait())
-        await asyncio.wait({exited, kill_now}, timeout=self.stop_grace, return_when=asyncio.FIRST_COMPLETED)
-        kill_now.cancel()
-        if not exited.done():
-            if not self._kill_now.is_set():
-                log.warning("%s did not stop within %.0fs; killing it", child.spec.name, self.stop_grace)
-            self._signal(proc.pid, signal.SIGKILL)
-            await exited
+        await self._stop_process(child.spec.name, proc)
         child.last_exit = proc.returncode
         child.state = ChildState.STOPPED
         self._write_status()

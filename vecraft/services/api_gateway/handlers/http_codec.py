@@ -9,6 +9,7 @@ same as leaving a field out.
 Precedence: a body field wins over its header (``consistency_level`` over
 ``X-Consistency-Level``, ``max_staleness_ms`` over ``X-Max-Staleness-Ms``,
 ``session_token`` over ``X-Session-Token``, ``request_id`` over ``X-Request-Id``).
+The collection may be named in the body or by ``?collection=``; both must agree.
 """
 
 from __future__ import annotations
@@ -151,6 +152,20 @@ def parse_ack(value: str | None) -> int:
     return mode
 
 
+def collection_of(f: Fields, query_collection: str | None) -> str:
+    """The collection a request names in its body or by ``?collection=`` (``default`` if neither).
+
+    Raises:
+        InvalidRequest: body and query name different collections.
+    """
+    body = f.str("collection") or None
+    if body is not None and query_collection is not None and body != query_collection:
+        raise InvalidRequest(f"the body names collection {body!r} but ?collection= names "
+                             f"{query_collection!r}; name it once, or the same in both",
+                             details={"body": body, "query": query_collection})
+    return body or query_collection or DEFAULT_COLLECTION
+
+
 def request_context(request: Request, body: Fields | None = None) -> RequestContext:
     """Request id, tenant and session of a request (body fields win over headers)."""
     state = request.scope.get("state", {})
@@ -177,7 +192,7 @@ SEARCH_FIELDS = ("vector", "k", "consistency_level", "max_staleness_ms", "filter
                  "include_documents")
 
 
-def search_query(f: Fields, headers: Mapping[str, str]) -> SearchQuery:
+def search_query(f: Fields, headers: Mapping[str, str], *, query_collection: str | None) -> SearchQuery:
     """The spec's search body (+ extensions) and its X-Consistency-Level / X-Max-Staleness-Ms headers."""
     if not f.has("vector"):
         raise InvalidRequest("vector is required: a list of numbers")
@@ -200,7 +215,7 @@ def search_query(f: Fields, headers: Mapping[str, str]) -> SearchQuery:
         vector=f.raw("vector"), k=validate_k(f.raw("k", 10)), level=level, max_staleness_ms=staleness,
         min_required_offset=f.int("min_required_offset", 0) or 0,
         filter=parse_filter(f.object("filters")),
-        collection=f.str("collection", DEFAULT_COLLECTION) or DEFAULT_COLLECTION,
+        collection=collection_of(f, query_collection),
         ef_search=f.int("ef_search", 0, low=1, high=4096) or 0,
         timeout_ms=f.int("timeout_ms", 0, low=1, high=300_000) or 0,
         allow_partial=f.bool("allow_partial"), include_documents=f.bool("include_documents"))
@@ -217,7 +232,8 @@ def _ack(f: Fields, query_ack: str | None) -> int:
     return parse_ack(f.str("ack", query_ack))
 
 
-def write_one(f: Fields, *, record_id: str | None, upsert: bool, query_ack: str | None) -> WriteBatch:
+def write_one(f: Fields, *, record_id: str | None, upsert: bool, query_ack: str | None,
+              query_collection: str | None) -> WriteBatch:
     """``POST /v1/vectors`` (id in the body) or ``PUT /v1/vectors/{id}`` (id in the path)."""
     if not f.has("vector"):
         raise InvalidRequest("vector is required: a list of numbers")
@@ -229,11 +245,12 @@ def write_one(f: Fields, *, record_id: str | None, upsert: bool, query_ack: str 
     return WriteBatch(
         vectors=[vector], ids=[record_id] if record_id is not None else None,
         metadata=[f.raw("metadata")], documents=[f.raw("document")],
-        collection=f.str("collection", DEFAULT_COLLECTION) or DEFAULT_COLLECTION, upsert=upsert,
+        collection=collection_of(f, query_collection), upsert=upsert,
         ack=_ack(f, query_ack))
 
 
-def write_many(f: Fields, *, upsert: bool, query_ack: str | None) -> WriteBatch:
+def write_many(f: Fields, *, upsert: bool, query_ack: str | None,
+               query_collection: str | None) -> WriteBatch:
     """``POST /v1/vectors/batch`` and ``/v1/vectors/upsert``: ``vectors`` or ``vectors_b64`` + ``dim``."""
     if f.has("vectors") == f.has("vectors_b64"):
         raise InvalidRequest("give exactly one of vectors (a list of lists of numbers) or vectors_b64 "
@@ -246,7 +263,7 @@ def write_many(f: Fields, *, upsert: bool, query_ack: str | None) -> WriteBatch:
         vectors = decode_b64_vectors(f.str("vectors_b64") or "", f.int("dim", low=1, high=MAX_DIM))
     return WriteBatch(
         vectors=vectors, ids=f.list("ids"), metadata=f.list("metadatas"), documents=f.list("documents"),
-        collection=f.str("collection", DEFAULT_COLLECTION) or DEFAULT_COLLECTION, upsert=upsert,
+        collection=collection_of(f, query_collection), upsert=upsert,
         ack=_ack(f, query_ack))
 
 
@@ -265,11 +282,10 @@ def decode_b64_vectors(text: str, dim: int | None) -> np.ndarray:
     return np.frombuffer(raw, dtype="<f4").reshape(-1, dim)
 
 
-def delete_batch(f: Fields, *, query_ack: str | None) -> DeleteBatch:
+def delete_batch(f: Fields, *, query_ack: str | None, query_collection: str | None) -> DeleteBatch:
     if not f.has("ids"):
         raise InvalidRequest("ids is required: a list of record ids")
-    return DeleteBatch(ids=f.list("ids") or [],
-                       collection=f.str("collection", DEFAULT_COLLECTION) or DEFAULT_COLLECTION,
+    return DeleteBatch(ids=f.list("ids") or [], collection=collection_of(f, query_collection),
                        ack=_ack(f, query_ack))
 
 
@@ -293,9 +309,9 @@ def transaction(f: Fields, *, query_ack: str | None) -> Transaction:
         if op not in TXN_OPS:
             raise InvalidRequest(f"operations[{n}].op must be one of {', '.join(TXN_OPS)}, got {op!r}")
         if op == "delete":
-            steps.append(delete_batch(step, query_ack=None))
+            steps.append(delete_batch(step, query_ack=None, query_collection=None))
         else:
-            steps.append(write_many(step, upsert=op == "upsert", query_ack=None))
+            steps.append(write_many(step, upsert=op == "upsert", query_ack=None, query_collection=None))
     return Transaction(steps=steps, ack=_ack(f, query_ack))
 
 

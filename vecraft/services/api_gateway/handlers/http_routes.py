@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from vecraft.services.api_gateway.gateway import MAX_JOURNAL_PAGE, Gateway
@@ -18,7 +19,7 @@ from vecraft.services.api_gateway.handlers import http_codec as codec
 from vecraft.services.api_gateway.handlers import http_schemas as schemas
 from vecraft.services.api_gateway.models import DeleteBatch, GetQuery
 from vecraft.services.api_gateway.responses import JSONResponse
-from vecraft.shared.common.errors import NotFound
+from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.model.routing import DEFAULT_COLLECTION
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -37,6 +38,9 @@ RequestIdHeader = Annotated[str | None, Header(alias="X-Request-Id",
                                                description="idempotency key of writes; echoed back")]
 AckQuery = Annotated[str | None, Query(description="journal | one | all (default); body `ack` wins")]
 CollectionQuery = Annotated[str, Query(description="collection name")]
+BodyCollectionQuery = Annotated[str | None, Query(
+    alias="collection", description="collection name (default `default`); if the body names one "
+                                    "too, they must agree")]
 
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
@@ -45,9 +49,24 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
         "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
+async def refuse_unknown_query_params(request: Request) -> None:
+    """400 for a query parameter the route does not declare.
+
+    Like an unknown body field: a typo such as ``?colection=docs`` would
+    otherwise be ignored, and the write would go to (and create) ``default``.
+    """
+    route = request.scope.get("route")
+    declared = {p.alias for p in route.dependant.query_params} if isinstance(route, APIRoute) else set()
+    unknown = [name for name in request.query_params if name not in declared]
+    if unknown:
+        accepted = ", ".join(sorted(declared)) or "none"
+        raise InvalidRequest(f"unknown query parameter {unknown[0]!r}; accepted query parameters: "
+                             f"{accepted}", details={"unknown_query_parameters": unknown})
+
+
 def build_router(gateway: Gateway) -> APIRouter:
     """Every /v1 route, bound to ``gateway``."""
-    router = APIRouter(prefix="/v1", responses=_ERRORS)
+    router = APIRouter(prefix="/v1", responses=_ERRORS, dependencies=[Depends(refuse_unknown_query_params)])
 
     # --- search --------------------------------------------------------------------------------------
     @router.post("/vectors/search", response_model=schemas.SearchResponse, tags=["search"],
@@ -59,12 +78,13 @@ def build_router(gateway: Gateway) -> APIRouter:
             alias="X-Consistency-Level", description="eventual | bounded | read_your_writes | strong")]
         = None,
         x_max_staleness_ms: Annotated[str | None, Header(alias="X-Max-Staleness-Ms")] = None,
+        collection: BodyCollectionQuery = None,
         x_tenant: TenantHeader = None, x_session_token: SessionHeader = None,
         x_request_id: RequestIdHeader = None,
     ) -> JSONResponse:
         fields = codec.Fields(await codec.read_json(request), codec.SEARCH_FIELDS)
         ctx = codec.request_context(request, fields)
-        query = codec.search_query(fields, request.headers)
+        query = codec.search_query(fields, request.headers, query_collection=collection)
         outcome = await gateway.search(query, ctx)
         return JSONResponse(codec.search_json(outcome, include_documents=query.include_documents),
                             headers=codec.search_headers(outcome))
@@ -72,45 +92,50 @@ def build_router(gateway: Gateway) -> APIRouter:
     # --- writes --------------------------------------------------------------------------------------
     @router.post("/vectors", status_code=201, response_model=schemas.WriteResponse, tags=["vectors"],
                  openapi_extra=_body(schemas.InsertRequest), summary="Insert one vector")
-    async def insert(request: Request, ack: AckQuery = None, x_tenant: TenantHeader = None,
+    async def insert(request: Request, ack: AckQuery = None, collection: BodyCollectionQuery = None,
+                     x_tenant: TenantHeader = None,
                      x_session_token: SessionHeader = None,
                      x_request_id: RequestIdHeader = None) -> JSONResponse:
         fields = codec.Fields(await codec.read_json(request), codec.INSERT_FIELDS)
         ctx = codec.request_context(request, fields)
-        batch = codec.write_one(fields, record_id=None, upsert=False, query_ack=ack)
+        batch = codec.write_one(fields, record_id=None, upsert=False, query_ack=ack,
+                                query_collection=collection)
         return JSONResponse(codec.write_json(await gateway.write(batch, ctx)), status_code=201)
 
     @router.post("/vectors/batch", status_code=201, response_model=schemas.WriteResponse,
                  tags=["vectors"], openapi_extra=_body(schemas.BatchWriteRequest),
                  summary="Insert a batch of vectors as one journal entry")
-    async def insert_batch(request: Request, ack: AckQuery = None, x_tenant: TenantHeader = None,
+    async def insert_batch(request: Request, ack: AckQuery = None, collection: BodyCollectionQuery = None,
+                           x_tenant: TenantHeader = None,
                            x_session_token: SessionHeader = None,
                            x_request_id: RequestIdHeader = None) -> JSONResponse:
         fields = codec.Fields(await codec.read_json(request), codec.BATCH_FIELDS)
         ctx = codec.request_context(request, fields)
-        batch = codec.write_many(fields, upsert=False, query_ack=ack)
+        batch = codec.write_many(fields, upsert=False, query_ack=ack, query_collection=collection)
         return JSONResponse(codec.write_json(await gateway.write(batch, ctx)), status_code=201)
 
     @router.post("/vectors/upsert", status_code=201, response_model=schemas.WriteResponse,
                  tags=["vectors"], openapi_extra=_body(schemas.BatchWriteRequest),
                  summary="Insert or replace a batch of vectors as one journal entry")
-    async def upsert_batch(request: Request, ack: AckQuery = None, x_tenant: TenantHeader = None,
+    async def upsert_batch(request: Request, ack: AckQuery = None, collection: BodyCollectionQuery = None,
+                           x_tenant: TenantHeader = None,
                            x_session_token: SessionHeader = None,
                            x_request_id: RequestIdHeader = None) -> JSONResponse:
         fields = codec.Fields(await codec.read_json(request), codec.BATCH_FIELDS)
         ctx = codec.request_context(request, fields)
-        batch = codec.write_many(fields, upsert=True, query_ack=ack)
+        batch = codec.write_many(fields, upsert=True, query_ack=ack, query_collection=collection)
         return JSONResponse(codec.write_json(await gateway.write(batch, ctx)), status_code=201)
 
     @router.post("/vectors/delete", response_model=schemas.DeleteResponse, tags=["vectors"],
                  openapi_extra=_body(schemas.DeleteBatchRequest),
                  summary="Delete vectors by id (idempotent)")
-    async def delete_batch(request: Request, ack: AckQuery = None, x_tenant: TenantHeader = None,
+    async def delete_batch(request: Request, ack: AckQuery = None, collection: BodyCollectionQuery = None,
+                           x_tenant: TenantHeader = None,
                            x_session_token: SessionHeader = None,
                            x_request_id: RequestIdHeader = None) -> JSONResponse:
         fields = codec.Fields(await codec.read_json(request), codec.DELETE_FIELDS)
         ctx = codec.request_context(request, fields)
-        batch = codec.delete_batch(fields, query_ack=ack)
+        batch = codec.delete_batch(fields, query_ack=ack, query_collection=collection)
         return JSONResponse(codec.delete_json(await gateway.delete(batch, ctx)))
 
     @router.post("/transactions", status_code=201, response_model=schemas.WriteResponse,
@@ -127,11 +152,13 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.put("/vectors/{vector_id}", response_model=schemas.WriteResponse, tags=["vectors"],
                 openapi_extra=_body(schemas.UpsertOneRequest), summary="Insert or replace one vector")
     async def upsert_one(request: Request, vector_id: Annotated[str, Path()], ack: AckQuery = None,
+                         collection: BodyCollectionQuery = None,
                          x_tenant: TenantHeader = None, x_session_token: SessionHeader = None,
                          x_request_id: RequestIdHeader = None) -> JSONResponse:
         fields = codec.Fields(await codec.read_json(request), codec.UPSERT_ONE_FIELDS)
         ctx = codec.request_context(request, fields)
-        batch = codec.write_one(fields, record_id=vector_id, upsert=True, query_ack=ack)
+        batch = codec.write_one(fields, record_id=vector_id, upsert=True, query_ack=ack,
+                                query_collection=collection)
         return JSONResponse(codec.write_json(await gateway.write(batch, ctx)))
 
     @router.delete("/vectors/{vector_id}", response_model=schemas.DeleteResponse, tags=["vectors"],
