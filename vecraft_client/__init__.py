@@ -22,6 +22,7 @@ from vecraft_client._errors import (
 from vecraft_client._models import (
     Collection,
     ConsistencyInfo,
+    DeleteResult,
     Operation,
     SearchResponse,
     SearchResult,
@@ -38,6 +39,7 @@ __all__ = [
     "Conflict",
     "ConsistencyInfo",
     "ConsistencyLevel",
+    "DeleteResult",
     "InvalidRequest",
     "NotFound",
     "Operation",
