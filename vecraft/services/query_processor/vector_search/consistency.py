@@ -4,13 +4,18 @@ Pure functions over what the processor knows about one partition, so the
 rules read (and test) in one place:
 
 ======================  ==================================================
-EVENTUAL                search the cache as is
-BOUNDED_STALENESS(ms)   cache if staleness <= ms (0 = 1000), else sync to
-                        the journal head and check again
+EVENTUAL(o)             cache as is once applied >= o, else sync to o
+BOUNDED_STALENESS(ms,o) sync to o first when applied < o; then cache if
+                        staleness <= ms (0 = 1000), else sync to the
+                        journal head and check again
 READ_YOUR_WRITES(o)     cache if applied >= o, else sync to o
 STRONG(o)               sync to o (0 = the head the journal reports now)
                         when applied < o
 ======================  ==================================================
+
+``o`` is the request's ``min_offset`` (a client's ``min_required_offset``,
+raised by the gateway to the session's offset or the journal head): it binds
+at every level, as docs/http-api.md promises; 0 means no offset bound.
 
 A level that cannot be met before the deadline is an error, never a silent
 downgrade; :func:`is_met` is the check of the state right before the search.
@@ -53,13 +58,14 @@ def requirement(level: ConsistencyLevel, *, max_staleness_ms: int = 0,
     """
     if max_staleness_ms < 0 or max_staleness_ms > MAX_STALENESS_MS:
         raise InvalidRequest(f"max_staleness_ms must be within 0..{MAX_STALENESS_MS}, got {max_staleness_ms}")
+    if min_offset < 0:
+        raise InvalidRequest(f"min_offset must be >= 0, got {min_offset}")
     if level is ConsistencyLevel.BOUNDED_STALENESS:
-        return ReadRequirement(level, max_staleness_ms=max_staleness_ms or DEFAULT_MAX_STALENESS_MS)
-    if level is ConsistencyLevel.READ_YOUR_WRITES:
-        return ReadRequirement(level, min_offset=min_offset)
+        return ReadRequirement(level, min_offset=min_offset,
+                               max_staleness_ms=max_staleness_ms or DEFAULT_MAX_STALENESS_MS)
     if level is ConsistencyLevel.STRONG:
         return ReadRequirement(level, min_offset=min_offset, latest=min_offset == 0)
-    return ReadRequirement(level)
+    return ReadRequirement(level, min_offset=min_offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +81,13 @@ NO_SYNC = SyncDecision(False)
 
 def decide(req: ReadRequirement, *, applied: int, staleness_ms: int) -> SyncDecision:
     """Whether the cache as it is satisfies ``req``, and if not, the sync target."""
-    if req.level is ConsistencyLevel.EVENTUAL:
-        return NO_SYNC
-    if req.level is ConsistencyLevel.BOUNDED_STALENESS:
-        return NO_SYNC if staleness_ms <= req.max_staleness_ms else SyncDecision(True, None)
     if req.latest:
         return SyncDecision(True, None)
-    if applied >= req.min_offset:
-        return NO_SYNC
-    return SyncDecision(True, req.min_offset)
+    if applied < req.min_offset:
+        return SyncDecision(True, req.min_offset)
+    if req.level is ConsistencyLevel.BOUNDED_STALENESS and staleness_ms > req.max_staleness_ms:
+        return SyncDecision(True, None)
+    return NO_SYNC
 
 
 def is_met(req: ReadRequirement, *, applied: int, staleness_ms: int, head_target: int = 0) -> bool:
@@ -92,8 +96,8 @@ def is_met(req: ReadRequirement, *, applied: int, staleness_ms: int, head_target
     ``head_target``: for a request that asked the journal (``latest``), the
     head it read; the state must have reached it.
     """
-    if req.level is ConsistencyLevel.EVENTUAL:
-        return True
+    if applied < max(req.min_offset, head_target):
+        return False
     if req.level is ConsistencyLevel.BOUNDED_STALENESS:
         return staleness_ms <= req.max_staleness_ms
-    return applied >= max(req.min_offset, head_target)
+    return True

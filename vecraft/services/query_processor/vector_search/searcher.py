@@ -120,13 +120,15 @@ class VectorSearcher:
         try:
             return self.cache.schema(q.tenant, q.collection), False
         except NotFound:
-            if q.level is ConsistencyLevel.EVENTUAL:
+            if q.level is ConsistencyLevel.EVENTUAL and not q.requirement.min_offset:
                 raise
         # The collection may have been created after the cached state. Its
-        # partition is unknown, and a session offset or gateway head belongs to
-        # that unknown partition, so every partition must meet the level (a
-        # bounded read its bound, the others the journal head) before "not found".
+        # partition is unknown, and a session offset, min_required_offset or
+        # gateway head belongs to that unknown partition, so every partition must
+        # meet the level (a bounded read without an offset its bound, the others
+        # the journal head) before "not found".
         miss_req = (q.requirement if q.level is ConsistencyLevel.BOUNDED_STALENESS
+                    and not q.requirement.min_offset
                     else ReadRequirement(ConsistencyLevel.STRONG, latest=True))
         states = await asyncio.gather(*(self._meet(p, miss_req) for p in self.cache.partitions))
         return self.cache.schema(q.tenant, q.collection), any(st.synced for st in states)
