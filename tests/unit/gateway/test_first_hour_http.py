@@ -157,3 +157,79 @@ def test_query_parameters_of_reads_are_still_accepted(client: TestClient) -> Non
     assert client.get("/v1/journal/data-0?from_offset=1&limit=5").status_code == 200
     assert client.get("/v1/collections?x=1").status_code == 400
 
+
+# --- 2: ids holding "/" are addressable by path ------------------------------------------------------
+
+@pytest.mark.parametrize("path_id", ["a/b", "a%2Fb", "x/y/z.txt", "x%2Fy%2Fz.txt"])
+def test_ids_with_slashes_can_be_read_replaced_and_deleted_by_path(client: TestClient,
+                                                                   path_id: str) -> None:
+    record_id = path_id.replace("%2F", "/")
+    r = client.post("/v1/vectors", json={"id": record_id, "vector": [1, 0, 0, 0], "metadata": {"v": 1}})
+    assert r.status_code == 201, r.text
+    r = client.get(f"/v1/vectors/{path_id}")
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == record_id and r.json()["metadata"] == {"v": 1}
+    r = client.put(f"/v1/vectors/{path_id}", json={"vector": [0, 1, 0, 0], "metadata": {"v": 2}})
+    assert r.status_code == 200, r.text
+    assert r.json()["ids"] == [record_id]
+    assert client.get(f"/v1/vectors/{path_id}").json()["metadata"] == {"v": 2}
+    r = client.delete(f"/v1/vectors/{path_id}")
+    assert r.status_code == 200, r.text
+    assert r.json()["deleted_ids"] == [record_id]
+    assert client.get(f"/v1/vectors/{path_id}").status_code == 404
+
+
+def test_action_paths_still_win_for_post(client: TestClient) -> None:
+    r = client.post("/v1/vectors/batch", json={"ids": ["search/1", "batch"], "vectors": [[1, 0, 0, 0]] * 2})
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/vectors/upsert", json={"ids": ["delete/x"], "vectors": [[0, 1, 0, 0]]})
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/vectors/search", json={"vector": [1, 0, 0, 0], "k": 5})
+    assert r.status_code == 200 and {h["id"] for h in r.json()["results"]} == {"search/1", "batch",
+                                                                               "delete/x"}
+    # Ids that merely begin with an action name are ids.
+    assert client.get("/v1/vectors/search/1").json()["id"] == "search/1"
+    assert client.get("/v1/vectors/delete/x").json()["id"] == "delete/x"
+    r = client.post("/v1/vectors/delete", json={"ids": ["search/1"]})
+    assert r.status_code == 200 and r.json()["deleted_ids"] == ["search/1"]
+
+
+def test_openapi_and_metrics_keep_the_plain_id_template(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/v1/vectors/{vector_id}" in paths
+    assert not any(":" in p for p in paths)
+
+
+# --- 11: a known path with the wrong method is 405, not a read of an id ------------------------------
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("GET", "/v1/vectors/search", "POST"),
+    ("PUT", "/v1/vectors/search", "POST"),
+    ("DELETE", "/v1/vectors/batch", "POST"),
+    ("GET", "/v1/vectors/upsert", "POST"),
+    ("GET", "/v1/vectors/delete", "POST"),
+    ("GET", "/v1/vectors", "POST"),
+    ("GET", "/v1/transactions", "POST"),
+    ("PUT", "/v1/collections", "GET, POST"),
+    ("POST", "/v1/collections/docs", "DELETE, GET, PATCH"),
+    ("POST", "/v1/vectors/a/b", "DELETE, GET, PUT"),
+])
+def test_wrong_method_on_a_known_path_is_405_with_allow(client: TestClient, fake: FakeDownstream,
+                                                        method: str, path: str, allow: str) -> None:
+    r = client.request(method, path, json={"vector": [1, 0, 0, 0]})
+    assert r.status_code == 405, r.text
+    assert r.headers["Allow"] == allow
+    assert r.headers["X-Request-Id"]
+    error = r.json()["error"]
+    assert error["code"] == "method_not_allowed"
+    assert error["message"] == f"{method} is not allowed on {path}; allowed: {allow}"
+    assert error["details"] == {"method": method, "path": path, "allowed": allow.split(", ")}
+    assert _collections(fake) == set()
+
+
+def test_vector_actions_are_exactly_the_fixed_paths_under_vectors(client: TestClient) -> None:
+    from vecraft.services.api_gateway.handlers.http_routes import VECTOR_ACTIONS
+    paths = client.get("/openapi.json").json()["paths"]
+    fixed = {p.removeprefix("/v1/vectors/") for p in paths if p.startswith("/v1/vectors/") and "{" not in p}
+    assert fixed == set(VECTOR_ACTIONS)
+    assert all(set(paths[f"/v1/vectors/{action}"]) == {"post"} for action in VECTOR_ACTIONS)

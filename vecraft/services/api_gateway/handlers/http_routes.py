@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from vecraft.services.api_gateway.gateway import MAX_JOURNAL_PAGE, Gateway
 from vecraft.services.api_gateway.handlers import http_codec as codec
@@ -21,6 +22,20 @@ from vecraft.services.api_gateway.models import DeleteBatch, GetQuery
 from vecraft.services.api_gateway.responses import JSONResponse
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.model.routing import DEFAULT_COLLECTION
+
+#: The fixed paths under /v1/vectors/ (all POST). They are never read as a record id, so
+#: ``GET /v1/vectors/search`` is 405, not a read of a record named "search".
+VECTOR_ACTIONS = ("batch", "delete", "search", "upsert")
+
+
+class RecordIdConvertor(PathConvertor):
+    """A record id in a path: may hold ``/`` (the id pattern allows it), is never empty and is
+    never one of :data:`VECTOR_ACTIONS`."""
+
+    regex = f"(?!(?:{'|'.join(VECTOR_ACTIONS)})$).+"
+
+
+register_url_convertor("record_id", RecordIdConvertor())
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse, "description": text}
@@ -149,7 +164,7 @@ def build_router(gateway: Gateway) -> APIRouter:
         txn = codec.transaction(fields, query_ack=ack)
         return JSONResponse(codec.write_json(await gateway.transact(txn, ctx)), status_code=201)
 
-    @router.put("/vectors/{vector_id}", response_model=schemas.WriteResponse, tags=["vectors"],
+    @router.put("/vectors/{vector_id:record_id}", response_model=schemas.WriteResponse, tags=["vectors"],
                 openapi_extra=_body(schemas.UpsertOneRequest), summary="Insert or replace one vector")
     async def upsert_one(request: Request, vector_id: Annotated[str, Path()], ack: AckQuery = None,
                          collection: BodyCollectionQuery = None,
@@ -161,7 +176,7 @@ def build_router(gateway: Gateway) -> APIRouter:
                                 query_collection=collection)
         return JSONResponse(codec.write_json(await gateway.write(batch, ctx)))
 
-    @router.delete("/vectors/{vector_id}", response_model=schemas.DeleteResponse, tags=["vectors"],
+    @router.delete("/vectors/{vector_id:record_id}", response_model=schemas.DeleteResponse, tags=["vectors"],
                    summary="Delete one vector (idempotent; `deleted` tells whether it existed)")
     async def delete_one(request: Request, vector_id: Annotated[str, Path()],
                          collection: CollectionQuery = DEFAULT_COLLECTION, ack: AckQuery = None,
@@ -172,7 +187,7 @@ def build_router(gateway: Gateway) -> APIRouter:
         return JSONResponse(codec.delete_json(await gateway.delete(batch, ctx)))
 
     # --- reads by id ---------------------------------------------------------------------------------
-    @router.get("/vectors/{vector_id}", response_model=schemas.RecordResponse, tags=["vectors"],
+    @router.get("/vectors/{vector_id:record_id}", response_model=schemas.RecordResponse, tags=["vectors"],
                 summary="Get one vector by id")
     async def get_vector(
         request: Request, vector_id: Annotated[str, Path()],

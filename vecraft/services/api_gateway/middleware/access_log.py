@@ -45,7 +45,8 @@ class AccessLogMiddleware:
             await self.app(scope, receive, capture)
         finally:
             elapsed = time.perf_counter() - began
-            route = getattr(scope.get("route"), "path", "unmatched")
+            # The template without convertors: /v1/vectors/{vector_id}, not {vector_id:record_id}.
+            route = getattr(scope.get("route"), "path_format", "unmatched")
             method = scope["method"]
             _REQUESTS.labels(route, method, str(status)).inc()
             _LATENCY.labels(route, method).observe(elapsed)

@@ -7,7 +7,7 @@ Rate limiting adds ``Retry-After`` (whole seconds, rounded up) and the exact
 mistake never surfaces as FastAPI's 422 or a bare 500:
 
 - request validation (query, path, header parameters) -> 400 naming the field;
-- unknown route -> 404, wrong method -> 405, both in the same JSON shape;
+- unknown route -> 404, wrong method -> 405 with ``Allow``, both in the same JSON shape;
 - anything unexpected -> 500 ``internal`` (logged with its traceback).
 """
 
@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from vecraft.services.api_gateway.responses import JSONResponse
 from vecraft.shared.common.errors import InvalidRequest, NotFound, VecraftError
@@ -29,9 +30,9 @@ from vecraft.shared.common.errors import InvalidRequest, NotFound, VecraftError
 log = logging.getLogger(__name__)
 
 
-def error_response(err: VecraftError) -> Response:
-    """The HTTP response of ``err``."""
-    headers: dict[str, str] = {}
+def error_response(err: VecraftError, headers: dict[str, str] | None = None) -> Response:
+    """The HTTP response of ``err`` (with extra ``headers``)."""
+    headers = dict(headers or {})
     body = err.to_dict()
     if err.retry_after_ms is not None:
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after_ms / 1000)))
@@ -83,8 +84,12 @@ def install_error_handlers(app: FastAPI) -> None:
                                          f"described at /docs and /openapi.json",
                                          details={"path": request.url.path})
         elif exc.status_code == 405:
-            err = _MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}",
-                                    details={"method": request.method, "path": request.url.path})
+            allowed = allowed_methods(request)
+            err = _MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}; "
+                                    f"allowed: {', '.join(allowed)}",
+                                    details={"method": request.method, "path": request.url.path,
+                                             "allowed": allowed})
+            return error_response(err, {"Allow": ", ".join(allowed)})
         elif exc.status_code < 500:
             err = InvalidRequest(str(exc.detail))
         else:
@@ -99,6 +104,21 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+#: The methods :func:`allowed_methods` probes for.
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path.
+
+    Starlette's own ``Allow`` names only the first route that matched the path;
+    routes are probed per method instead (included routers hide their routes).
+    """
+    routes = request.app.router.routes
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)]
 
 
 class _MethodNotAllowed(InvalidRequest):
