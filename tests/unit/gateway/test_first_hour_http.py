@@ -233,3 +233,34 @@ def test_vector_actions_are_exactly_the_fixed_paths_under_vectors(client: TestCl
     fixed = {p.removeprefix("/v1/vectors/") for p in paths if p.startswith("/v1/vectors/") and "{" not in p}
     assert fixed == set(VECTOR_ACTIONS)
     assert all(set(paths[f"/v1/vectors/{action}"]) == {"post"} for action in VECTOR_ACTIONS)
+
+
+# --- 15: /docs works offline: every asset it loads is served by the gateway --------------------------
+
+def test_swagger_ui_page_loads_only_local_assets(client: TestClient) -> None:
+    import re
+
+    r = client.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert "://" not in page  # no CDN, no online validator
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page) + re.findall(r"url: '([^']+)'", page)
+    assert len(urls) == 4, urls
+    expected_types = {".js": "javascript", ".css": "text/css", ".png": "image/png", ".json": "json"}
+    for url in urls:
+        assert url.startswith("/")
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert expected_types[url[url.rindex("."):]] in asset.headers["content-type"], url
+    js = client.get(next(u for u in urls if u.endswith(".js"))).text
+    assert "SwaggerUIBundle" in js and len(js) > 100_000
+    # FastAPI's CDN pages are gone, not shadowing ours.
+    assert client.get("/redoc").status_code == 404
+
+
+def test_swagger_ui_urls_follow_the_root_path(fake: FakeDownstream) -> None:
+    app = create_app(Gateway(fake, SchemaCache(fake)))
+    with TestClient(app, root_path="/vecraft") as c:
+        page = c.get("/docs").text
+    assert 'src="/vecraft/docs-assets/swagger-ui-bundle.js"' in page
+    assert "url: '/vecraft/openapi.json'" in page

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
+from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from vecraft.services.api_gateway.gateway import Gateway
 from vecraft.services.api_gateway.handlers.http_routes import build_router
@@ -29,12 +33,18 @@ Vecraft: a journal-based distributed vector database. Every write gets a journal
 read-your-writes, strong). Errors are `{"error": {"code", "message", "details"}}`.
 See docs/http-api.md for examples."""
 
+#: Where the Swagger UI files (from the swagger-ui-bundle-v2 package) are served, so /docs
+#: works on a machine without internet access.
+SWAGGER_ASSETS = "/docs-assets"
+
 
 def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     """The HTTP app over ``gateway``; ``extra_routes`` are the shell's /healthz /readyz /metrics."""
+    # /docs is served below from local files; FastAPI's own /docs and /redoc load from a CDN.
     app = FastAPI(title="Vecraft API", version="1.0.0", description=DESCRIPTION,
-                  default_response_class=JSONResponse)
+                  default_response_class=JSONResponse, docs_url=None, redoc_url=None)
+    _serve_swagger_ui(app)
     app.include_router(build_router(gateway))
     app.router.routes.extend(extra_routes)
     install_error_handlers(app)
@@ -58,3 +68,21 @@ def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _serve_swagger_ui(app: FastAPI) -> None:
+    """``/docs``: Swagger UI over /openapi.json, its scripts and styles served by the gateway."""
+    app.mount(SWAGGER_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui-assets")
+
+    async def docs(request: Request) -> HTMLResponse:
+        # Behind a proxy that strips a prefix, every URL the page loads needs it back.
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{SWAGGER_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{SWAGGER_ASSETS}/favicon-32x32.png",
+            # No badge from the online validator either.
+            swagger_ui_parameters={"validatorUrl": None})
+
+    app.add_route("/docs", docs, include_in_schema=False)
