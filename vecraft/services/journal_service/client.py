@@ -3,6 +3,16 @@
 Every call raises :class:`~vecraft.shared.common.errors.VecraftError`
 subclasses, never ``grpc.RpcError``. :meth:`JournalClient.subscribe` returns a
 :class:`Subscription` that survives disconnects and journal restarts.
+
+Deadlines: every unary call carries a gRPC deadline, so a journal that
+accepts connections but never answers costs a caller
+:class:`~vecraft.shared.common.errors.DeadlineExceeded` (504), never a hang.
+Each verb has a default (:class:`JournalTimeouts`); a caller with a budget of
+its own (a search's ``timeout_ms``) passes ``timeout_s=`` and the whole call,
+retries included, ends within it. Subscribe streams have no deadline (they
+live as long as the subscriber) but expect an event - entries or a heartbeat
+- at least every ``stream_silence_s``; a silent stream is dropped and
+re-subscribed, which is how a dead or wedged journal is noticed.
 """
 
 from __future__ import annotations
@@ -14,11 +24,12 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import grpc
 
-from vecraft.shared.common.errors import VecraftError, error_class
+from vecraft.shared.common.errors import DeadlineExceeded, VecraftError, error_class
 from vecraft.shared.common.grpc_errors import from_rpc_error
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.hlc import physical_ms, wall_clock_ms
@@ -37,11 +48,49 @@ _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.05, 2.0
 _BATCH_ENTRY_BYTES = 64 << 10
 _BATCH_APPENDS = 512
 _BATCHES_IN_FLIGHT = 2
-_PendingAppend = tuple[journal_pb2.AppendRequest, "asyncio.Future[journal_pb2.AppendResponse]"]
+# (request, the caller's future, the verb's attempt deadline, the caller's own deadline (loop time) or None)
+_PendingAppend = tuple[journal_pb2.AppendRequest, "asyncio.Future[journal_pb2.AppendResponse]", float,
+                       float | None]
+
+
+@dataclass(frozen=True)
+class JournalTimeouts:
+    """Default deadline of each unary verb, in seconds (a caller's ``timeout_s`` wins).
+
+    They bound one attempt: a journal that is down (UNAVAILABLE) is still
+    retried for :attr:`JournalClient.unavailable_retry_s`, each attempt with
+    this deadline.
+    """
+
+    #: Append / AppendBatch wait for durability and then for the replicas' acks for up to
+    #: the write ack timeout (the request's ``ack_timeout_ms``, else the journal's, 2 s by
+    #: default); this margin on top covers fsync of a large entry and a busy host.
+    append_margin_s: float = 8.0
+    #: The journal's default write_ack_timeout_ms, for appends that do not set their own.
+    default_ack_timeout_s: float = 2.0
+    #: GetOffset answers from memory.
+    get_offset_s: float = 2.0
+    #: PullWAL reads a page of up to 16 MiB (or one entry of up to 64 MiB) from disk.
+    pull_s: float = 10.0
+    #: ReportApplied, LookupRequest and Stats are small in-memory answers.
+    report_applied_s: float = 5.0
+    lookup_s: float = 5.0
+    stats_s: float = 5.0
+    #: A Subscribe stream silent this long (no entries, no heartbeat; the journal sends
+    #: one every 150 ms by default) is dropped and re-subscribed.
+    stream_silence_s: float = 10.0
+
+    def append_s(self, ack_timeout_ms: int = 0) -> float:
+        ack = ack_timeout_ms / 1000.0 if ack_timeout_ms > 0 else self.default_ack_timeout_s
+        return ack + self.append_margin_s
 
 
 class _StreamGap(Exception):
     """The stream skipped an offset; the subscription resubscribes from the last one received."""
+
+
+class _StreamSilent(Exception):
+    """No event (entries or heartbeat) for too long: the journal is gone or wedged."""
 
 
 class JournalClient:
@@ -50,8 +99,9 @@ class JournalClient:
     #: How long a call keeps retrying while the journal is unreachable (UNAVAILABLE).
     unavailable_retry_s: float = 10.0
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, timeouts: JournalTimeouts = JournalTimeouts()) -> None:
         self.address = address
+        self.timeouts = timeouts
         self._channel: grpc.aio.Channel | None = None
         self._stub_obj: journal_pb2_grpc.JournalServiceStub | None = None
         self._batch: list[_PendingAppend] = []
@@ -66,24 +116,47 @@ class JournalClient:
             self._stub_obj = journal_pb2_grpc.JournalServiceStub(self._channel)
         return self._stub_obj
 
-    async def _call(self, method: str, request: Any, *, retry: bool = True) -> Any:
-        """The one choke point of unary calls: UNAVAILABLE is retried with backoff, errors translated.
+    async def _call(self, method: str, request: Any, *, attempt_s: float, timeout_s: float | None = None,
+                    retry: bool = True) -> Any:
+        """The one choke point of unary calls: deadlines set, UNAVAILABLE retried, errors translated.
 
-        Retrying is safe for reads and for appends with a request id (they
-        are idempotent); ``retry=False`` for appends without one. A journal
-        restart is ridden out this way.
+        Args:
+            attempt_s: the verb's default deadline of one attempt.
+            timeout_s: the caller's budget for the whole call, retries included (None: each
+                attempt gets ``attempt_s`` and UNAVAILABLE is retried for ``unavailable_retry_s``).
+            retry: retry UNAVAILABLE. Safe for reads and for appends with a request id (they
+                are idempotent); False for appends without one. A journal restart is ridden
+                out this way.
+
+        Raises:
+            DeadlineExceeded: the journal did not answer within the deadline.
         """
-        deadline = time.monotonic() + self.unavailable_retry_s
+        start = time.monotonic()
+        retry_until = start + self.unavailable_retry_s
+        deadline = None if timeout_s is None else start + max(timeout_s, 0.0)
+        if deadline is not None:
+            retry_until = min(retry_until, deadline)
         backoff = _BACKOFF_MIN_S
         while True:
+            attempt = attempt_s if deadline is None else deadline - time.monotonic()
+            if attempt <= 0:
+                raise self._deadline_error(method, timeout_s if timeout_s is not None else attempt_s)
             try:
-                return await getattr(self._stub, method)(request)
+                return await getattr(self._stub, method)(request, timeout=attempt)
             except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise self._deadline_error(
+                        method, timeout_s if timeout_s is not None else attempt_s) from exc
                 if (not retry or exc.code() != grpc.StatusCode.UNAVAILABLE
-                        or time.monotonic() + backoff > deadline):
+                        or time.monotonic() + backoff > retry_until):
                     raise from_rpc_error(exc) from exc
             await asyncio.sleep(backoff)
             backoff = min(_BACKOFF_MAX_S, backoff * 2)
+
+    def _deadline_error(self, method: str, timeout_s: float) -> DeadlineExceeded:
+        return DeadlineExceeded(f"the journal at {self.address} did not answer {method} within "
+                                f"{timeout_s:.3g}s",
+                                details={"journal": self.address, "verb": method, "timeout_s": timeout_s})
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -93,12 +166,14 @@ class JournalClient:
 
     async def append(self, partition: str, payload: bytes, *, request_id: str, shards: Sequence[int] = (),
                      ack: int = journal_pb2.ACK_DEFAULT, client_hlc: int = 0,
-                     ack_timeout_ms: int = 0) -> journal_pb2.AppendResponse:
+                     ack_timeout_ms: int = 0, timeout_s: float | None = None) -> journal_pb2.AppendResponse:
         """Append one entry; answers once it is durable and acknowledged per ``ack``.
 
         Retrying with the same ``request_id`` after a lost reply returns the
         original position (``duplicate=True``). Raises RateLimited under
-        back-pressure (``retry_after_ms`` set), InvalidRequest, NotFound, ClockSkew.
+        back-pressure (``retry_after_ms`` set), InvalidRequest, NotFound, ClockSkew,
+        DeadlineExceeded after ``timeout_s`` (default: the ack timeout + a margin;
+        the entry may still have been appended - retry with the same request id).
         """
         req = journal_pb2.AppendRequest(partition=partition, request_id=request_id, payload=payload,
                                         shards=shards, client_hlc=client_hlc,
@@ -106,14 +181,24 @@ class JournalClient:
                                         # run time); the journal refuses unknown modes.
                                         ack=cast("journal_pb2.AckMode", ack),
                                         ack_timeout_ms=ack_timeout_ms)
+        attempt_s = self.timeouts.append_s(ack_timeout_ms)
         if len(payload) > _BATCH_ENTRY_BYTES:
             # Big entries cost the server per byte, not per call: batching them saves nothing.
-            return await self._call("Append", req, retry=bool(request_id))
-        fut: asyncio.Future[journal_pb2.AppendResponse] = asyncio.get_running_loop().create_future()
-        self._batch.append((req, fut))
+            return await self._call("Append", req, attempt_s=attempt_s, timeout_s=timeout_s,
+                                    retry=bool(request_id))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[journal_pb2.AppendResponse] = loop.create_future()
+        self._batch.append((req, fut, attempt_s, None if timeout_s is None else loop.time() + timeout_s))
         if self._batches_in_flight < _BATCHES_IN_FLIGHT:
             self._send_batch()
-        return await fut
+        if timeout_s is None:
+            return await fut
+        # The shared AppendBatch call runs to the latest deadline of its appends; this
+        # caller stops waiting at its own (the future, cancelled, is skipped by the batch).
+        try:
+            return await asyncio.wait_for(fut, max(timeout_s, 0.0))
+        except TimeoutError:
+            raise self._deadline_error("Append", timeout_s) from None
 
     def _send_batch(self) -> None:
         items, self._batch = self._batch[:_BATCH_APPENDS], self._batch[_BATCH_APPENDS:]
@@ -125,16 +210,23 @@ class JournalClient:
     async def _append_batch(self, items: list[_PendingAppend]) -> None:
         """Send concurrent appends as one AppendBatch call and resolve each caller."""
         try:
-            requests = [req for req, _ in items]
+            requests = [req for req, _, _, _ in items]
+            attempt_s = max(attempt for _, _, attempt, _ in items)
+            dues = [due for _, _, _, due in items]
+            # The shared call lasts as long as its most patient append needs; callers with an
+            # earlier deadline of their own stop waiting at it (see append()).
+            timeout_s = None if None in dues else \
+                max(d for d in dues if d is not None) - asyncio.get_running_loop().time()
             try:
                 resp = await self._call("AppendBatch", journal_pb2.AppendBatchRequest(requests=requests),
+                                        attempt_s=attempt_s, timeout_s=timeout_s,
                                         retry=all(r.request_id for r in requests))
             except VecraftError as err:
-                for _, fut in items:
+                for _, fut, _, _ in items:
                     if not fut.done():
                         fut.set_exception(err)
                 return
-            for (_, fut), result in zip(items, resp.results, strict=True):
+            for (_, fut, _, _), result in zip(items, resp.results, strict=True):
                 if fut.done():
                     continue  # the caller went away
                 if result.error:
@@ -148,30 +240,42 @@ class JournalClient:
             if self._batch:
                 self._send_batch()
 
-    async def get_offset(self, partition: str) -> tuple[int, int]:
+    async def get_offset(self, partition: str, *, timeout_s: float | None = None) -> tuple[int, int]:
         """``(offset, hlc)`` of the latest committed entry; ``(0, 0)`` for an empty partition."""
-        return (await self.get_offsets([partition]))[partition]
+        return (await self.get_offsets([partition], timeout_s=timeout_s))[partition]
 
-    async def get_offsets(self, partitions: Sequence[str] = ()) -> dict[str, tuple[int, int]]:
+    async def get_offsets(self, partitions: Sequence[str] = (), *,
+                          timeout_s: float | None = None) -> dict[str, tuple[int, int]]:
         """Head of each partition (all of them when ``partitions`` is empty)."""
-        resp = await self._call("GetOffset", journal_pb2.GetOffsetRequest(partitions=partitions))
+        resp = await self._call("GetOffset", journal_pb2.GetOffsetRequest(partitions=partitions),
+                                attempt_s=self.timeouts.get_offset_s, timeout_s=timeout_s)
         return {o.partition: (o.offset, o.hlc) for o in resp.offsets}
 
     async def pull_page(self, partition: str, from_offset: int, to_offset: int = 0, *,
-                        max_entries: int = 0, max_bytes: int = 0) -> journal_pb2.PullWALResponse:
+                        max_entries: int = 0, max_bytes: int = 0,
+                        timeout_s: float | None = None) -> journal_pb2.PullWALResponse:
         """One PullWAL call (the server caps its size)."""
         req = journal_pb2.PullWALRequest(partition=partition, from_offset=from_offset, to_offset=to_offset,
                                          max_entries=max_entries, max_bytes=max_bytes)
-        return await self._call("PullWAL", req)
+        return await self._call("PullWAL", req, attempt_s=self.timeouts.pull_s, timeout_s=timeout_s)
 
-    async def pull(self, partition: str, from_offset: int,
-                   to_offset: int = 0) -> list[journal_pb2.JournalEntry]:
-        """Every committed entry ``from_offset..to_offset`` (0 = the head as of this call), paging."""
-        first = await self.pull_page(partition, from_offset, to_offset)
+    async def pull(self, partition: str, from_offset: int, to_offset: int = 0, *,
+                   timeout_s: float | None = None) -> list[journal_pb2.JournalEntry]:
+        """Every committed entry ``from_offset..to_offset`` (0 = the head as of this call), paging.
+
+        ``timeout_s`` bounds the whole pull, every page included; by default
+        each page has the PullWAL deadline.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+        def left() -> float | None:
+            return None if deadline is None else deadline - time.monotonic()
+
+        first = await self.pull_page(partition, from_offset, to_offset, timeout_s=left())
         entries = list(first.entries)
         target = min(to_offset, first.latest_offset) if to_offset else first.latest_offset
         while entries and entries[-1].offset < target:
-            page = await self.pull_page(partition, entries[-1].offset + 1, target)
+            page = await self.pull_page(partition, entries[-1].offset + 1, target, timeout_s=left())
             if not page.entries:
                 break
             entries.extend(page.entries)
@@ -183,17 +287,21 @@ class JournalClient:
         return Subscription(self, partition, from_offset, replica_id=replica_id, shards=shards, role=role,
                             delay_ms=delay_ms)
 
-    async def report_applied(self, partition: str, replica_id: str, applied_offset: int) -> None:
+    async def report_applied(self, partition: str, replica_id: str, applied_offset: int, *,
+                             timeout_s: float | None = None) -> None:
         """Tell the journal this replica applied every entry up to ``applied_offset``."""
         req = journal_pb2.ReportAppliedRequest(partition=partition, replica_id=replica_id,
                                                applied_offset=applied_offset)
-        await self._call("ReportApplied", req)
+        await self._call("ReportApplied", req, attempt_s=self.timeouts.report_applied_s, timeout_s=timeout_s)
 
-    async def lookup_request(self, request_id: str) -> journal_pb2.LookupRequestResponse:
-        return await self._call("LookupRequest", journal_pb2.LookupRequestRequest(request_id=request_id))
+    async def lookup_request(self, request_id: str, *,
+                             timeout_s: float | None = None) -> journal_pb2.LookupRequestResponse:
+        return await self._call("LookupRequest", journal_pb2.LookupRequestRequest(request_id=request_id),
+                                attempt_s=self.timeouts.lookup_s, timeout_s=timeout_s)
 
-    async def stats(self) -> journal_pb2.StatsResponse:
-        return await self._call("Stats", journal_pb2.StatsRequest())
+    async def stats(self, *, timeout_s: float | None = None) -> journal_pb2.StatsResponse:
+        return await self._call("Stats", journal_pb2.StatsRequest(), attempt_s=self.timeouts.stats_s,
+                                timeout_s=timeout_s)
 
     def _open_stream(self, req: journal_pb2.SubscribeRequest) -> grpc.aio.UnaryStreamCall:
         return self._stub.Subscribe(req)
@@ -300,14 +408,26 @@ class Subscription:
                                                replica_id=self.replica_id, shards=self._shards,
                                                role=self._role)
             try:
-                self._call = self._client._open_stream(req)
-                async for event in self._call:
+                call = self._client._open_stream(req)
+                self._call = call
+                silence_s = self._client.timeouts.stream_silence_s
+                while True:
+                    try:
+                        event = await asyncio.wait_for(call.read(), silence_s)
+                    except TimeoutError:
+                        call.cancel()
+                        raise _StreamSilent(f"no entries and no heartbeat for {silence_s:g}s") from None
+                    if event is grpc.aio.EOF:
+                        break  # the server ended the stream (shutting down): reconnect
                     backoff = _BACKOFF_MIN_S
                     await self._accept(event)
-                # The server ended the stream (shutting down): reconnect.
             except _StreamGap as gap:
                 log.warning("journal subscription saw a gap; resubscribing", extra={
                     "partition": self.partition, "replica_id": self.replica_id, "error": str(gap)})
+            except _StreamSilent as silent:
+                log.warning("journal subscription went silent; resubscribing", extra={
+                    "partition": self.partition, "replica_id": self.replica_id,
+                    "journal": self._client.address, "resume_from": self._received + 1, "error": str(silent)})
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
                 if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
