@@ -53,6 +53,7 @@ from starlette.routing import Route
 from vecraft.shared.common import metrics
 from vecraft.shared.common.config import ServiceSettings
 from vecraft.shared.common.grpc_errors import ErrorInterceptor
+from vecraft.shared.model.limits import GRPC_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,24 @@ BACKGROUND_TASK_FAILURES = metrics.counter(
     "background_task", "failures", "Background tasks that raised (or returned though meant to run "
     "forever); each one ends its process", ["service", "task"])
 
-# Large batches of float32 vectors travel in one message.
-GRPC_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+# Largest request a server accepts, GRPC_MAX_MESSAGE_BYTES (limits.py): the HTTP body limit
+# plus a gRPC envelope, so the public gRPC API takes what the HTTP API takes, while the
+# largest internal request (an Append of one entry of max_entry_bytes) and response page (a
+# PullWAL page or Subscribe event: at most pull_max_bytes, 16 MiB, or one entry) still fit.
+#: Largest answer: a search or get returns what is stored (up to k or a batch of records
+#: with their metadata and documents), which may exceed a request; limiting the receiver,
+#: not the sender, of requests is what protects a server.
+GRPC_MAX_RESPONSE_BYTES = 256 << 20
+#: Servers: requests capped at GRPC_MAX_MESSAGE_BYTES (RESOURCE_EXHAUSTED above).
+GRPC_SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", GRPC_MAX_RESPONSE_BYTES),
     ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
+]
+#: Channels: send what a server accepts, receive answers up to GRPC_MAX_RESPONSE_BYTES.
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", GRPC_MAX_RESPONSE_BYTES),
 ]
 
 
@@ -243,7 +256,7 @@ class Service:
 
     # ---- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
-        server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=GRPC_OPTIONS)
+        server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=GRPC_SERVER_OPTIONS)
         self.register(server)
         self.grpc_port = server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
         if self.grpc_port == 0:
