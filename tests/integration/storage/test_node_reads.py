@@ -143,7 +143,7 @@ async def test_bad_input_is_refused_and_leaves_the_node_unharmed(start_node: Cal
     assert info.value.code() == bad
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Search(search_request(vectors[0], 3, min_offset=10_000))
-    assert info.value.code() == bad and "beyond the journal head" in info.value.details()
+    assert info.value.code() == bad and "beyond the head" in info.value.details()
 
     after = await stub.Search(good)
     assert after.results[0].id == "b0" and len(after.results) == 3

@@ -62,6 +62,6 @@ async def test_concurrent_syncs_coalesce_and_apply_each_entry_once(tmp_path: Pat
     # The push path delivering the same entries again changes nothing.
     assert await engine.apply("data-0", entries, path="push") == 0
     assert follower.staleness_ms() == 0
-    with pytest.raises(InvalidRequest, match="beyond the journal head"):
+    with pytest.raises(InvalidRequest, match="beyond the head 21 of data-0"):
         await follower.sync(99)
     state.close()

@@ -10,6 +10,10 @@ the push stream's apply delay). Concurrent syncs of one partition coalesce:
   one (or joins the next one another waiter started); a new pull goes to the
   highest target any waiting request needs, so one pull serves them all.
 
+A target beyond the journal head (a client's ``min_required_offset`` or a
+session token from another journal) is refused with ``InvalidRequest`` for
+that request alone, before it joins a pull, so it never fails the others.
+
 Every request that needed a sync counts in ``vecraft_query_sync_waiters_total``,
 every pull in ``vecraft_query_sync_pulls_total``. A pull runs as its own task:
 a waiter that gives up (its deadline passed) does not cancel it for the
@@ -26,6 +30,7 @@ from collections.abc import Mapping
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache import JournalReader, PartitionTail, ShardCache, wall_ms
 from vecraft.services.query_processor.cache.catchup import catch_up_locked
+from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.common.metrics import timed
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,7 @@ class PartitionSyncer:
         """
         if self.cache.applied(partition)[0] >= target:
             return False
+        await self._check_target(partition, target)
         metrics.SYNC_WAITERS.labels(partition).inc()
         token = next(self._tokens)
         wanted = self._wanted[partition]
@@ -91,6 +97,24 @@ class PartitionSyncer:
         finally:
             del wanted[token]
         return True
+
+    async def _check_target(self, partition: str, target: int) -> None:
+        """Refuse, for this request alone, a target the journal has not reached.
+
+        Checked before the request joins a shared pull: a pull to a target
+        beyond the head would fail every request waiting on it, so one client's
+        bad ``min_required_offset`` or session token must never get that far.
+
+        Raises:
+            InvalidRequest: ``target`` is beyond the journal head (named in the message).
+        """
+        if target <= self.cache.freshness[partition].head_offset:
+            return
+        head = await self.journal_head(partition)
+        if target > head:
+            raise InvalidRequest(f"min_required_offset {target} is beyond the head {head} of {partition}",
+                                 details={"partition": partition, "head": head,
+                                          "min_required_offset": target})
 
     def _start(self, partition: str, target: int) -> _Flight:
         task = asyncio.create_task(self._pull(partition, target), name=f"sync:{partition}:{target}")

@@ -202,6 +202,15 @@ class PartitionFollower:
         if target is None:
             target, hlc = await self.journal.get_offset(self.partition)
             self.note_head(target, hlc)
+        elif target > self.applied_offset and target > self.head():
+            # Checked per request, before joining the shared pull: a pull to an
+            # offset the journal does not have would fail every waiter on it.
+            head, hlc = await self.journal.get_offset(self.partition)
+            self.note_head(head, hlc)
+            if target > head:
+                raise InvalidRequest(f"min_required_offset {target} is beyond the head {head} of "
+                                     f"{self.partition}", details={"partition": self.partition, "head": head,
+                                                                   "min_required_offset": target})
         pulled = False
         entries = 0
         while self.applied_offset < target:
