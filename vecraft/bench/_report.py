@@ -1,12 +1,16 @@
 """Where benchmark output goes and how tables are written.
 
-Each run writes ``bench/results/<name>-<scale>-<UTC time>.json`` (every raw
-figure) and ``bench/reports/<name>.md`` (the latest run, committed); plots go
-beside the report as ``bench/reports/<name>-*.png``.
+Each run writes ``OUT/results/<name>-<scale>-<UTC time>.json`` (every raw
+figure) and ``OUT/reports/<name>.md`` (the latest run); plots go beside the
+report as ``OUT/reports/<name>-*.png``. ``OUT`` is ``--out DIR``, by default
+``./vecraft-bench-results`` in the current directory, so a user's run never
+overwrites the reports committed in the repository's ``bench/reports/``
+(``--out bench`` in a checkout refreshes those). ``--no-report`` writes nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Sequence
@@ -14,8 +18,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-#: The repository's bench/ folder (reports are committed from there).
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "bench"
+#: The repository's bench/ folder: the committed reports (written only with ``--out bench``).
+REPO_BENCH = Path(__file__).resolve().parents[2] / "bench"
+#: Where a run writes unless ``--out`` says otherwise: relative to the current directory.
+DEFAULT_OUT = Path("vecraft-bench-results")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The output flags every ``vecraft bench`` subcommand shares: ``--out DIR`` and ``--no-report``."""
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                        help=f"folder for results/ (raw JSON) and reports/ (markdown, plots); default "
+                             f"./{DEFAULT_OUT} in the current directory. `--out bench` in a checkout "
+                             f"refreshes the committed reports")
+    parser.add_argument("--no-report", action="store_true",
+                        help="print the results only; write no files")
 
 
 def fmt(value: float | None, digits: int = 1) -> str:

@@ -11,8 +11,9 @@ stricter levels really have to sync. Scenario 4 (shard scaling at 512-d and
 clusters for the other shard counts.
 
 Usage: ``vecraft bench consistency [--scale small|spec] [--dims 128,512] ...``
-(``--help`` lists everything). Writes bench/results/consistency-*.json,
-bench/reports/consistency.md and two PNG plots.
+(``--help`` lists everything). Writes OUT/results/consistency-*.json,
+OUT/reports/consistency.md and two PNG plots (``--out OUT``, default
+``./vecraft-bench-results``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from vecraft.bench._datasets import Dataset, exact_topk, gaussian_mixture, outli
 from vecraft.bench._env import environment
 from vecraft.bench._http import BenchHttp, SteadyWriter, load_dataset, search_body, wait_searchable
 from vecraft.bench._loadgen import Reply, run_open_loop
-from vecraft.bench._report import DEFAULT_OUT, plot_path, write_outputs
+from vecraft.bench._report import add_output_arguments, plot_path, write_outputs
 from vecraft.bench._spec import (
     HNSW,
     LAGS_MS,
@@ -242,10 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scenario 4's shard counts (default 1,3,5,10,20,50; empty string to skip)")
     p.add_argument("--max-staleness-ms", type=int, default=200, help="bound of bounded-staleness reads")
     p.add_argument("--cell-seconds", type=float, default=None, help="override the scale's seconds per cell")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="random seed of the data (default 42)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="where cluster data goes (default a temporary directory, removed afterwards)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder with results/ and reports/")
+    add_output_arguments(p)
     return p
 
 
@@ -297,11 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         "max_staleness_ms": args.max_staleness_ms, "scaling_shards": args.scaling_shards,
         "wall_s": time.perf_counter() - t0, "blocks": run.blocks,
         "cells": [c.to_dict() for c in run.cells]}
-    plots = report.plot(run.cells, plot_path(args.out, "consistency", "lag"),
-                        plot_path(args.out, "consistency", "scaling"), args.scaling_shards)
-    json_path, md_path = write_outputs(args.out, "consistency", scale.name, result,
-                                       report.render(result, run.cells, plots))
-    print(f"wrote {json_path} and {md_path}")
+    if args.no_report:
+        print(report.render(result, run.cells, []))
+    else:
+        plots = report.plot(run.cells, plot_path(args.out, "consistency", "lag"),
+                            plot_path(args.out, "consistency", "scaling"), args.scaling_shards)
+        json_path, md_path = write_outputs(args.out, "consistency", scale.name, result,
+                                           report.render(result, run.cells, plots))
+        print(f"wrote {json_path} and {md_path}")
     return 0 if run.cells and not any(b.get("error") for b in run.blocks) else 1
 
 

@@ -21,7 +21,7 @@ from vecraft.bench._cluster import ClusterSpec, LocalCluster, bench_run
 from vecraft.bench._datasets import gaussian_mixture
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._http import BenchHttp, load_dataset, wait_searchable
-from vecraft.bench._report import DEFAULT_OUT, fmt, table, write_outputs
+from vecraft.bench._report import add_output_arguments, fmt, table, write_outputs
 from vecraft.bench._spec import HNSW
 from vecraft.shared.common.process import free_port
 
@@ -89,15 +89,19 @@ def _ints(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vecraft bench ingest", description=__doc__.split("\n\n")[0])
-    p.add_argument("--scale", choices=sorted(SCALES), default="small")
-    p.add_argument("--dims", type=_ints, default=[128, 512, 1536])
-    p.add_argument("--batches", type=_ints, default=[100, 1000, 5000, 10000])
-    p.add_argument("--acks", type=lambda s: s.split(","), default=["all", "journal"])
+    p.add_argument("--scale", choices=sorted(SCALES), default="small",
+                   help="vectors per dimension: small for a quick look, larger for reports (default small)")
+    p.add_argument("--dims", type=_ints, default=[128, 512, 1536],
+                   help="comma-separated dimensions (default 128,512,1536)")
+    p.add_argument("--batches", type=_ints, default=[100, 1000, 5000, 10000],
+                   help="comma-separated rows per write request (default 100,1000,5000,10000)")
+    p.add_argument("--acks", type=lambda s: s.split(","), default=["all", "journal"],
+                   help="comma-separated ack policies to measure: journal, one, all (default all,journal)")
     p.add_argument("--vectors", type=int, default=None, help="override the scale's vectors per dim")
     p.add_argument("--concurrency", type=int, default=2, help="write requests in flight")
-    p.add_argument("--shards", type=int, default=3)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--shards", type=int, default=3, help="shards of the local cluster (default 3)")
+    p.add_argument("--seed", type=int, default=42, help="random seed of the data (default 42)")
+    add_output_arguments(p)
     return p
 
 
@@ -109,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         rows, startup = asyncio.run(_run(args, work))
     result = {"environment": env, "scale": args.scale, "shards": args.shards, "concurrency": args.concurrency,
               "startup_s": startup, "rows": rows}
+    if args.no_report:
+        print(render(result))
+        return 0
     json_path, md_path = write_outputs(args.out, "ingest", args.scale, result, render(result))
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -5,8 +5,8 @@ temporary directory, drives it over gRPC from this process (one asyncio task
 per writer, each appending back to back with ``ack=journal``: there are no
 replicas, so the answer means "durable"), and reports acknowledged appends/s,
 MB/s of payload and p50/p99 latency per cell. Writes JSON to
-``bench/results/journal-<timestamp>.json`` and a markdown report to
-``bench/reports/journal.md``.
+``OUT/results/journal-<timestamp>.json`` and a markdown report to
+``OUT/reports/journal.md`` (``--out OUT``, default ``./vecraft-bench-results``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from vecraft.bench._report import add_output_arguments
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common.process import ServiceProcess
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -180,22 +181,22 @@ def render_markdown(cells: list[Cell], info: dict[str, object], command: str) ->
     return "\n".join(lines) + "\n"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vecraft bench journal", description=__doc__.splitlines()[0])
-    p.add_argument("--writers", type=int, nargs="+", default=[1, 16, 64])
-    p.add_argument("--vectors", type=int, nargs="+", default=[1, 100, 1000])
+    p.add_argument("--writers", type=int, nargs="+", default=[1, 16, 64],
+                   help="concurrent appenders per cell, space-separated (default 1 16 64)")
+    p.add_argument("--vectors", type=int, nargs="+", default=[1, 100, 1000],
+                   help="vectors per append, space-separated (default 1 100 1000)")
     p.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each cell")
     p.add_argument("--no-fsync-too", action="store_true",
                    help="also run every cell against a journal with fsync off, for comparison")
-    p.add_argument("--out-dir", type=Path, default=Path("bench"),
-                   help="where results/ and reports/ go (default ./bench)")
-    p.add_argument("--no-report", action="store_true", help="print only; write no files")
-    return p.parse_args(argv)
+    add_output_arguments(p)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     command = "vecraft bench journal " + " ".join(shlex.quote(a) for a in (argv or []))
     cells: list[Cell] = []
     modes = [True, False] if args.no_fsync_too else [True]
@@ -222,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine() | {"load_avg_before": load_before, "disk_mb_per_s": disk}
     if not args.no_report:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        results = args.out_dir / "results"
-        reports = args.out_dir / "reports"
+        results = args.out / "results"
+        reports = args.out / "reports"
         results.mkdir(parents=True, exist_ok=True)
         reports.mkdir(parents=True, exist_ok=True)
         rows = [asdict(c) for c in cells]

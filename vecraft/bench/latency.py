@@ -1,6 +1,6 @@
 """Hot-path measurement against a running cluster: search latency and CPU per request.
 
-``python -m vecraft.bench.latency --url http://127.0.0.1:8000 --data-dir vecraft-data [--load]``
+``vecraft bench latency --url http://127.0.0.1:8000 --data-dir vecraft-data [--load]``
 
 - ``--load``: creates collection ``perf`` (128-d, cosine, 3 shards) and writes
   ``--n`` clustered vectors (metadata ``category`` = one of 10 values, so a
@@ -25,6 +25,8 @@ import argparse
 import base64
 import multiprocessing as mp
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ import numpy as np
 import orjson
 import psutil
 
+from vecraft.bench._report import add_output_arguments, write_outputs
 from vecraft.shared.common.supervisor import read_status
 
 COLLECTION = "perf"
@@ -109,8 +112,10 @@ def _cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
     return out
 
 
-def search(url: str, data_dir: Path | None, n: int, reps: int, writer_rate: float) -> None:
-    """Sequential eventual / strong / filtered searches; prints latency, recall and CPU per request."""
+def search(url: str, data_dir: Path | None, n: int, reps: int, writer_rate: float) -> list[str]:
+    """Sequential eventual / strong / filtered searches; prints (and returns) one line per kind:
+    latency, recall and CPU per request."""
+    lines: list[str] = []
     x, cats, q = dataset(n)
     procs = {name: psutil.Process(p["pid"]) for name, p in
              (read_status(data_dir).get("processes", {}) if data_dir else {}).items() if p.get("pid")}
@@ -155,27 +160,49 @@ def search(url: str, data_dir: Path | None, n: int, reps: int, writer_rate: floa
         cpu = {k: 1000 * (cpu_after[k] - cpu_before[k]) / reps for k in procs}
         if cpu:
             line += "; CPU ms/request: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if v >= 0.05)
-        print(line + f"; load {os.getloadavg()[0]:.1f}", flush=True)
+        line += f"; load {os.getloadavg()[0]:.1f}"
+        lines.append(line)
+        print(line, flush=True)
     stop.set()
     if writer is not None:
         writer.join(5)
+    return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m vecraft.bench.latency", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--url", default="http://127.0.0.1:8000")
-    ap.add_argument("--data-dir", type=Path, default=None, help="the cluster's data dir (CPU per process)")
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--load", action="store_true", help="write the data set first")
-    ap.add_argument("--batch", type=int, default=2000)
-    ap.add_argument("--reps", type=int, default=1000)
-    ap.add_argument("--writer-rate", type=float, default=0.0)
-    args = ap.parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vecraft bench latency", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", default="http://127.0.0.1:8000",
+                    help="HTTP endpoint of a running cluster (default http://127.0.0.1:8000)")
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="the cluster's data dir, to report CPU milliseconds per request of every process")
+    ap.add_argument("--n", type=int, default=100_000, help="vectors in the data set (default 100000)")
+    ap.add_argument("--load", action="store_true",
+                    help="create the collection perf and write the data set first")
+    ap.add_argument("--batch", type=int, default=2000, help="rows per write request of --load (default 2000)")
+    ap.add_argument("--reps", type=int, default=1000, help="sequential searches per kind (default 1000)")
+    ap.add_argument("--writer-rate", type=float, default=0.0,
+                    help="requests/s of a concurrent writer (10 vectors, ack=journal; default 0: none)")
+    add_output_arguments(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    lines = []
     if args.load:
-        print(f"ingest {args.n} x {DIM}, batches of {args.batch}: {load(args.url, args.n, args.batch):,.0f} "
-              f"vectors/s acknowledged", flush=True)
-    search(args.url, args.data_dir, args.n, args.reps, args.writer_rate)
+        lines.append(f"ingest {args.n} x {DIM}, batches of {args.batch}: "
+                     f"{load(args.url, args.n, args.batch):,.0f} vectors/s acknowledged")
+        print(lines[-1], flush=True)
+    lines += search(args.url, args.data_dir, args.n, args.reps, args.writer_rate)
+    if not args.no_report:
+        command = "vecraft bench latency " + " ".join(shlex.quote(a) for a in argv)
+        markdown = "# Search latency\n\n`" + command + "`\n\n```\n" + "\n".join(lines) + "\n```\n"
+        json_path, md_path = write_outputs(args.out, "latency", "custom",
+                                           {"command": command, "lines": lines}, markdown)
+        print(f"wrote {json_path} and {md_path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

