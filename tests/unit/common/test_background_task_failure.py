@@ -136,3 +136,15 @@ async def test_a_step_that_returns_and_a_cancelled_task_are_not_failures(http: h
     await asyncio.wait_for(hanging_runner, 30)
     assert svc.failure is None and hanging.failure is None
     assert _failures() == before
+
+
+async def test_the_http_server_ending_on_its_own_is_a_failure(http: httpx.AsyncClient) -> None:
+    svc = Tiny("hang")
+    runner = await _started(svc)
+    before = _failures("http")
+    assert svc._http_server is not None
+    svc._http_server.should_exit = True  # as if uvicorn stopped by itself: the probes are gone
+    svc.release.set()
+    with pytest.raises(BackgroundTaskFailed, match="'http'"):
+        await asyncio.wait_for(runner, 30)
+    assert _failures("http") == before + 1

@@ -240,6 +240,12 @@ class Service:
         self._failure_shutdown = asyncio.get_running_loop().create_task(
             self.shutdown(), name=f"{self.role}:shutdown-after-failure")
 
+    def _http_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._shutdown_started:
+            return
+        exc = task.exception()
+        self._task_failed("http", "failed" if exc is not None else "stopped serving", exc)
+
     async def wait_failed(self) -> BackgroundTaskFailed:
         """Wait until a background task fails; returns that failure."""
         await self._failed.wait()
@@ -270,6 +276,9 @@ class Service:
         config = uvicorn.Config(self.http_app(), log_config=None, access_log=False, lifespan="off")
         self._http_server = uvicorn.Server(config)
         self._http_task = asyncio.create_task(self._http_server.serve(sockets=[sock]), name="http")
+        # The probes live on this server: if it ends on its own, nothing could report the
+        # process as failed, so its end is a background-task failure like any other.
+        self._http_task.add_done_callback(self._http_ended)
         log.info("listening", extra={"grpc": self.grpc_address, "http": self.http_address,
                                      "node_id": self.node_id})
         await self.on_start()
