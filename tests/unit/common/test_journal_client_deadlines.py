@@ -14,8 +14,8 @@ from typing import Any
 import grpc
 import pytest
 
-from vecraft.services.journal_service.client import JournalClient, JournalTimeouts
-from vecraft.shared.common.errors import DeadlineExceeded
+from vecraft.services.journal_service.client import JournalClient, JournalTimeouts, Subscription
+from vecraft.shared.common.errors import DeadlineExceeded, VecraftError
 from vecraft.shared.rpc.v1 import journal_pb2, journal_pb2_grpc
 
 pytestmark = pytest.mark.unit
@@ -113,6 +113,27 @@ async def test_a_silent_subscription_reconnects(silent: tuple[Silent, str]) -> N
                 await asyncio.sleep(0.05)
 
         await asyncio.wait_for(resubscribed(), HANG)
+    finally:
+        await sub.close()
+        await client.close()
+
+
+async def test_a_reader_that_dies_fails_the_iteration_instead_of_hanging(
+        silent: tuple[Silent, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(self: Subscription, event: journal_pb2.SubscribeEvent) -> None:
+        raise KeyError("a bug in the reader")
+
+    monkeypatch.setattr(Subscription, "_accept", broken)
+    client = JournalClient(silent[1], timeouts=SHORT)
+    sub = client.subscribe("data-0", 1, replica_id="replica-1")
+
+    async def consume() -> None:
+        async for _ in sub:
+            pass
+
+    try:
+        with pytest.raises(VecraftError, match="a bug in the reader"):
+            await asyncio.wait_for(consume(), HANG)
     finally:
         await sub.close()
         await client.close()

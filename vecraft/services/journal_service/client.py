@@ -402,6 +402,21 @@ class Subscription:
                 self._run(), name=f"journal-subscription:{self.partition}:{self.replica_id}")
 
     async def _run(self) -> None:
+        try:
+            await self._stream()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A reader that dies unseen would leave the consumer waiting forever on a
+            # stream nobody reads: the consumer's iteration raises this instead.
+            log.exception("journal subscription reader failed", extra={
+                "partition": self.partition, "replica_id": self.replica_id})
+            err = VecraftError(f"journal subscription of {self.partition} failed: {exc!r}")
+            err.__cause__ = exc
+            self._error = err
+            self._changed.set()
+
+    async def _stream(self) -> None:
         backoff = _BACKOFF_MIN_S
         while not self._closed:
             req = journal_pb2.SubscribeRequest(partition=self.partition, from_offset=self._received + 1,
