@@ -15,6 +15,8 @@ import pytest
 
 from vecraft.services.journal_service.journal import JournalLimits
 from vecraft.shared.common.config import ServiceSettings
+from vecraft.shared.common.errors import PayloadTooLarge
+from vecraft.shared.common.grpc_errors import from_rpc_error
 from vecraft.shared.common.service import GRPC_OPTIONS, GRPC_SERVER_OPTIONS, Service
 from vecraft.shared.model.limits import GRPC_ENVELOPE_BYTES, GRPC_MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -85,3 +87,8 @@ async def test_a_request_over_the_limit_is_refused_and_one_under_it_passes(sink:
     # The old limit (256 MiB) let a request 4 x the HTTP body limit in; the public API no longer does.
     with pytest.raises(grpc.aio.AioRpcError):
         await take(b"\0" * (2 * MAX_REQUEST_BYTES), timeout=120)
+    # Translated for callers: a request too big (413), never "rate limited" (retried as a 429).
+    with pytest.raises(grpc.aio.AioRpcError) as again:
+        await take(b"\0" * (GRPC_MAX_MESSAGE_BYTES + 1), timeout=120)
+    err = from_rpc_error(again.value)
+    assert isinstance(err, PayloadTooLarge) and err.http_status == 413, err

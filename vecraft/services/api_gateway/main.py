@@ -50,7 +50,7 @@ class GatewayService(Service):
 
     async def on_start(self) -> None:
         await self.downstream.start()
-        self.spawn(self.schemas.run_watch(), "schema-watch")
+        self.spawn(self.schemas.run_watch(), "schema-watch", forever=True)
         self.set_ready()
 
     async def on_stop(self) -> None:

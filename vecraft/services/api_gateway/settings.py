@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from vecraft.shared.common.config import ServiceSettings
+from vecraft.shared.model.limits import MAX_REQUEST_BYTES
 
 
 class GatewaySettings(ServiceSettings):
@@ -17,7 +18,8 @@ class GatewaySettings(ServiceSettings):
         default_factory=list, description="storage replicas of each shard: SHARD=HOST:PORT ... (repeat a "
                                           "shard for several replicas)")
     data_partitions: int = Field(1, ge=1, le=1024, description="number of journal data partitions")
-    max_body_bytes: int = Field(64 << 20, ge=1024, description="largest HTTP request body (413 above)")
+    max_body_bytes: int = Field(MAX_REQUEST_BYTES, ge=1024, le=MAX_REQUEST_BYTES,
+                                description="largest HTTP request body (413 above); gRPC takes the same")
     search_timeout_ms: int = Field(10_000, ge=1, description="default deadline of searches and reads")
     default_max_staleness_ms: int = Field(
         1000, ge=0, le=3_600_000, description="staleness bound of `bounded` searches that give none")

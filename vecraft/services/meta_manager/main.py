@@ -82,8 +82,9 @@ class MetaManager(Service):
             self.ddl.journal = self._journal
             # Materialize DDL left behind by a crash (or by other managers) in the background:
             # readiness must not wait for the journal, which may be starting too.
-            self.spawn(self.ddl.follow(self.settings.ddl_follow_interval_ms / 1000), "ddl-follow")
-        self.spawn(self._stay_registered(), "self-registration")
+            self.spawn(self.ddl.follow(self.settings.ddl_follow_interval_ms / 1000), "ddl-follow",
+                       forever=True)
+        self.spawn(self._stay_registered(), "self-registration", forever=True)
         self.set_ready()
 
     async def _stay_registered(self) -> None:

@@ -18,7 +18,13 @@ from typing import Any
 
 import grpc
 
-from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError, error_class
+from vecraft.shared.common.errors import (
+    DeadlineExceeded,
+    PayloadTooLarge,
+    Unavailable,
+    VecraftError,
+    error_class,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +107,10 @@ def from_rpc_error(exc: grpc.RpcError) -> VecraftError:
         details = f"service unavailable: {details}"
     if cls is DeadlineExceeded and ERROR_KEY not in md:
         details = f"deadline exceeded: {details}"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and ERROR_KEY not in md and "larger than max" in details:
+        # gRPC's own message-size refusal: the request is too big, not a server under load.
+        cls = PayloadTooLarge
+        details = f"message too large: {details} (split the request; see docs/operations.md)"
     err = cls(details or code.name if code else "rpc failed", retry_after_ms=retry)
     err.__cause__ = exc
     return err

@@ -22,10 +22,11 @@ from vecraft.services.api_gateway.middleware.body_limit import BodyLimitMiddlewa
 from vecraft.services.api_gateway.middleware.errors import install_error_handlers
 from vecraft.services.api_gateway.middleware.request_id import RequestIdMiddleware
 from vecraft.services.api_gateway.responses import JSONResponse
+from vecraft.shared.model.limits import MAX_REQUEST_BYTES
 
-#: Default request body limit: 64 MiB (a 10,000 x 1,536 float32 batch as base64 is ~82 MB; as
-#: JSON text much more), beyond which clients split batches.
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Default request body limit, the same as gRPC's (a 10,000 x 1,536 float32 batch as base64 is
+#: ~82 MB; as JSON text much more), beyond which clients split batches.
+DEFAULT_MAX_BODY_BYTES = MAX_REQUEST_BYTES
 
 DESCRIPTION = """\
 Vecraft: a journal-based distributed vector database. Every write gets a journal position
