@@ -166,3 +166,19 @@ def test_async_client(cluster: LocalCluster) -> None:
             await client.drop_collection(name)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_ids_with_slashes_can_be_read_replaced_and_deleted(cluster: LocalCluster, transport: str) -> None:
+    """Every id that can be written is addressable: the HTTP transport quotes it in the path."""
+    client = VecraftClient(endpoint=endpoint_for(cluster, transport), transport=transport)  # type: ignore[arg-type]
+    name = f"slash_{transport}_{uuid.uuid4().hex[:6]}"
+    client.create_collection(name, dim=2)
+    client.insert_vector([1.0, 0.0], metadata={"v": 1}, id="tenant/a/b", collection=name)
+    assert client.get_vector("tenant/a/b", collection=name, consistency_level="strong").metadata == {"v": 1}
+    client.upsert_vector("tenant/a/b", [0.0, 1.0], metadata={"v": 2}, collection=name)
+    assert client.get_vector("tenant/a/b", collection=name, consistency_level="strong").metadata == {"v": 2}
+    client.delete_vector("tenant/a/b", collection=name)
+    with pytest.raises(NotFound):
+        client.get_vector("tenant/a/b", collection=name, consistency_level="strong")
+    client.close()
