@@ -38,7 +38,8 @@ async def test_upsert_and_delete_visible_in_search_and_get(start_node: Callable[
     hit = await stub.Search(search_request(vectors[5], 3))
     assert hit.results[0].id == "r5" and hit.results[0].score == pytest.approx(0.0, abs=1e-4)
     assert hit.results[0].document == "doc 5" and '"i":5' in hit.results[0].metadata_json
-    assert hit.index_version >= ack.offset and hit.staleness_ms == 0
+    # Caught up: staleness is the age of the last head read (about one 100 ms poll), never a bare 0.
+    assert hit.index_version >= ack.offset and 0 <= hit.staleness_ms < 2000
 
     filtered = await stub.Search(search_request(vectors[5], 10, filter_json='{"even": false}'))
     assert len(filtered.results) == 10 and all(int(r.id[1:]) % 2 == 1 for r in filtered.results)

@@ -26,7 +26,6 @@ from pydantic import Field
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache import (
-    FreshnessSnapshot,
     HeadWatch,
     PartitionTail,
     ShardCache,
@@ -41,6 +40,7 @@ from vecraft.shared.common.config import ServiceSettings, add_settings_arguments
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import data_partition
+from vecraft.shared.replica import StalenessSnapshot
 from vecraft.shared.rpc.v1 import meta_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class QueryProcessor(Service):
         """Identity of this processor's push streams at the journal."""
         return f"query-{'.'.join(map(str, self.shards))}-{self.grpc_port}"
 
-    def freshness(self) -> list[FreshnessSnapshot]:
+    def freshness(self) -> list[StalenessSnapshot]:
         if self.cache is None:
             return []
         return [fresh.snapshot(pending_hlc=self.tails[p].oldest_pending_hlc() if p in self.tails else 0)

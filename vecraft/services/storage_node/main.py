@@ -29,7 +29,7 @@ from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.registry import CollectionRegistry
 from vecraft.services.storage_node.journal_replay.applier import Applier
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
-from vecraft.services.storage_node.journal_replay.follower import PartitionFollower
+from vecraft.services.storage_node.journal_replay.follower import HeadWatch, PartitionFollower
 from vecraft.services.storage_node.journal_replay.recovery import LocalState, open_local_state
 from vecraft.services.storage_node.journal_replay.reporter import AppliedReporter
 from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
@@ -60,6 +60,7 @@ class StorageNodeSettings(ServiceSettings):
                                                               "records (0 = only at shutdown)")
     snapshot_every_s: float = Field(300.0, ge=0, description="... or after this many seconds of applies")
     node_ttl_ms: int = Field(10_000, ge=1000, description="lease of the meta manager registration")
+    head_poll_ms: int = Field(100, ge=10, description="interval of journal head reads (staleness bound)")
     index_threads: int = Field(1, ge=0, description="OpenMP threads for faiss (0 = library default)")
 
 
@@ -140,6 +141,8 @@ class StorageNode(Service):
         self.spawn(reporter.run(), "report-applied")
         for partition, follower in self.followers.items():
             self.spawn(follower.run(), f"follow:{partition}")
+        self.spawn(HeadWatch(self._journal, self.followers, interval_s=self.cfg.head_poll_ms / 1000.0).run(),
+                   "head-watch")
         self.spawn(self._catch_up(), "catch-up")
         if self.settings.meta_address:
             self.spawn(register_with_meta(self, self.settings.meta_address, self.cfg.node_ttl_ms),

@@ -6,19 +6,15 @@ from vecraft.services.query_processor.cache.catchup import (
     catch_up_locked,
     warm_up,
 )
-from vecraft.services.query_processor.cache.freshness import FreshnessSnapshot, PartitionFreshness, wall_ms
 from vecraft.services.query_processor.cache.shard_cache import ShardCache
 from vecraft.services.query_processor.cache.tail import HeadWatch, PartitionTail
 
 __all__ = [
-    "FreshnessSnapshot",
     "HeadWatch",
     "JournalReader",
-    "PartitionFreshness",
     "PartitionTail",
     "ShardCache",
     "Subscription",
     "catch_up_locked",
-    "wall_ms",
     "warm_up",
 ]

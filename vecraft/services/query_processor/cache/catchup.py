@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from vecraft.services.query_processor import metrics
-from vecraft.services.query_processor.cache.freshness import wall_ms
 from vecraft.services.query_processor.cache.shard_cache import ShardCache
 from vecraft.shared.common.errors import Unavailable
+from vecraft.shared.replica import monotonic_ms
 from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ async def warm_up(journal: JournalReader, cache: ShardCache, *, retry_s: float =
     ready. Returns the number of entries applied.
     """
     while True:
-        heard = wall_ms()
+        heard = monotonic_ms()
         try:
             heads = await journal.get_offsets(cache.partitions)
             break

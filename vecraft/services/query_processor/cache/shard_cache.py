@@ -19,10 +19,10 @@ import numpy as np
 
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.aggregation import ShardHits
-from vecraft.services.query_processor.cache.freshness import PartitionFreshness
 from vecraft.shared.common.metrics import timed
 from vecraft.shared.index import ShardState
 from vecraft.shared.model.filters import Filter
+from vecraft.shared.replica import PartitionStaleness
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
 
@@ -46,7 +46,7 @@ class ShardCache:
         self.shards = sorted(set(shards))
         self.partitions = list(partitions)
         self.states = {s: state_factory(s) for s in self.shards}
-        self.freshness = {p: PartitionFreshness(p) for p in self.partitions}
+        self.freshness = {p: PartitionStaleness(p) for p in self.partitions}
         self._executor = executor
         self._locks = {p: asyncio.Lock() for p in self.partitions}
         # Applies running in the pool right now; only they take the indexes' write locks.

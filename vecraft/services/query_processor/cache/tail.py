@@ -22,9 +22,9 @@ from collections.abc import Sequence
 
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache.catchup import JournalReader, Subscription, catch_up_locked
-from vecraft.services.query_processor.cache.freshness import wall_ms
 from vecraft.services.query_processor.cache.shard_cache import ShardCache
 from vecraft.shared.common.errors import VecraftError
+from vecraft.shared.replica import monotonic_ms
 from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class HeadWatch:
         self.journal_reachable = True
 
     async def poll_once(self) -> None:
-        heard = wall_ms()
+        heard = monotonic_ms()
         try:
             heads = await self.journal.get_offsets(self.cache.partitions)
         except VecraftError as err:
@@ -153,7 +153,7 @@ class HeadWatch:
 
     def publish(self) -> None:
         """Refresh the staleness gauges."""
-        now = wall_ms()
+        now = monotonic_ms()
         for partition, fresh in self.cache.freshness.items():
             tail = self.tails.get(partition)
             pending = tail.oldest_pending_hlc() if tail is not None else 0

@@ -98,6 +98,12 @@ class StorageFallback:
                             and resp.staleness_ms > req.max_staleness_ms):
                         request.sync_latest = True
                         resp = await stub.Search(request, timeout=timeout_s)
+                bounded = req.level is ConsistencyLevel.BOUNDED_STALENESS
+                if bounded and resp.staleness_ms > req.max_staleness_ms:
+                    # Never a silent downgrade: the replica could not confirm it is that fresh.
+                    raise Unavailable(f"storage replica {address} of shard {shard} is {resp.staleness_ms} ms "
+                                      f"stale after a sync, above the bound of {req.max_staleness_ms} ms",
+                                      retry_after_ms=500)
                 return resp
             except (InvalidRequest, NotFound):
                 raise

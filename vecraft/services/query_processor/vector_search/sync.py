@@ -28,10 +28,11 @@ import logging
 from collections.abc import Mapping
 
 from vecraft.services.query_processor import metrics
-from vecraft.services.query_processor.cache import JournalReader, PartitionTail, ShardCache, wall_ms
+from vecraft.services.query_processor.cache import JournalReader, PartitionTail, ShardCache
 from vecraft.services.query_processor.cache.catchup import catch_up_locked
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.common.metrics import timed
+from vecraft.shared.replica import monotonic_ms
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class PartitionSyncer:
 
     async def journal_head(self, partition: str) -> int:
         """The journal's latest committed offset of ``partition`` (Unavailable if unreachable)."""
-        heard = wall_ms()
+        heard = monotonic_ms()
         offset, hlc = await self.journal.get_offset(partition)
         self.cache.freshness[partition].note_head(offset, hlc, heard)
         metrics.HEAD_OFFSET.labels(partition).set(offset)

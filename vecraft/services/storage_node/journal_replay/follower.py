@@ -18,14 +18,15 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.journal_replay.applier import JournalGap
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
-from vecraft.shared.common.errors import InvalidRequest
-from vecraft.shared.hlc import physical_ms
+from vecraft.shared.common.errors import InvalidRequest, VecraftError
+from vecraft.shared.replica import PartitionStaleness, monotonic_ms
 from vecraft.shared.rpc.v1 import journal_pb2
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class PartitionFollower:
         self.apply_delay_ms = apply_delay_ms
         self.head_offset = 0
         self.head_hlc = 0
+        self.freshness = PartitionStaleness(partition)
+        self.freshness.note_applied(*engine.applied(partition))
         self._sub: Subscription | None = None
         self._buffer: collections.deque[journal_pb2.JournalEntry] = collections.deque()
         self._has_entries = asyncio.Event()
@@ -76,7 +79,9 @@ class PartitionFollower:
     def applied_offset(self) -> int:
         return self.engine.applied(self.partition)[0]
 
-    def note_head(self, offset: int, hlc: int) -> None:
+    def note_head(self, offset: int, hlc: int, heard_ms: float | None = None) -> None:
+        """The journal's head was ``offset``; ``heard_ms``: monotonic time the head read was sent."""
+        self.freshness.note_head(offset, hlc, heard_ms)
         if offset > self.head_offset:
             self.head_offset, self.head_hlc = offset, hlc
         metrics.HEAD_OFFSET.labels(self.partition).set(self.head_offset)
@@ -89,32 +94,27 @@ class PartitionFollower:
         return self.head_offset
 
     def staleness_ms(self) -> int:
-        """Now minus the commit time of the oldest committed entry not applied (0 when caught up).
+        """Upper bound of the staleness of the applied state (:class:`PartitionStaleness`).
 
-        When that entry's HLC is not at hand (not received yet) the applied
-        entry's commit time stands in: it is older, so the answer errs on the
-        stale side, never the fresh one.
+        Time since a head read last confirmed the node had the head, on the
+        monotonic clock; more when a missing entry is known to be older. A
+        silent journal makes it grow; it is never reset to 0 by an old view.
         """
-        staleness = self._staleness_ms()
+        self._refresh_applied()
+        self.head()
+        staleness = self.freshness.staleness_ms(
+            pending_hlc=self._sub.oldest_pending_hlc() if self._sub is not None else 0)
         metrics.STALENESS.labels(self.partition).set(staleness)
         return staleness
 
-    def _staleness_ms(self) -> int:
-        applied, applied_hlc = self.engine.applied(self.partition)
-        if applied >= self.head():
-            return 0
-        candidates = [self._applying_hlc]
-        if self._sub is not None:
-            candidates.append(self._sub.oldest_pending_hlc())
-        for entry in self._buffer:
-            if entry.offset > applied:
-                candidates.append(entry.hlc)
-                break
-        pending = [h for h in candidates if h]
-        oldest = min(pending) if pending else applied_hlc
-        if not oldest:
-            return 0
-        return max(0, int(time.time() * 1000) - physical_ms(oldest))
+    def _refresh_applied(self) -> None:
+        self.freshness.note_applied(*self.engine.applied(self.partition))
+
+    async def poll_head(self) -> None:
+        """Read the journal head (a timed report for the staleness bound)."""
+        heard = monotonic_ms()
+        head, hlc = await self.journal.get_offset(self.partition)
+        self.note_head(head, hlc, heard)
 
     # ---- push -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -159,6 +159,7 @@ class PartitionFollower:
                     await self.sync(batch[-1].offset)
                 finally:
                     self._applying_hlc = 0
+                    self._refresh_applied()
                 self.note_head(batch[-1].offset, batch[-1].hlc)
                 self.staleness_ms()  # refreshes the gauge
         finally:
@@ -174,6 +175,7 @@ class PartitionFollower:
                     self._has_space.clear()
                     await self._has_space.wait()
                 self._buffer.append(entry)
+                self.freshness.note_received(entry.offset, entry.hlc)
                 self._has_entries.set()
         finally:
             self._has_entries.set()  # wake the apply loop to see the end
@@ -200,13 +202,15 @@ class PartitionFollower:
         """
         began = time.perf_counter()
         if target is None:
+            heard = monotonic_ms()
             target, hlc = await self.journal.get_offset(self.partition)
-            self.note_head(target, hlc)
+            self.note_head(target, hlc, heard)
         elif target > self.applied_offset and target > self.head():
             # Checked per request, before joining the shared pull: a pull to an
             # offset the journal does not have would fail every waiter on it.
+            heard = monotonic_ms()
             head, hlc = await self.journal.get_offset(self.partition)
-            self.note_head(head, hlc)
+            self.note_head(head, hlc, heard)
             if target > head:
                 raise InvalidRequest(f"min_required_offset {target} is beyond the head {head} of "
                                      f"{self.partition}", details={"partition": self.partition, "head": head,
@@ -223,6 +227,7 @@ class PartitionFollower:
             # shield: a caller that gives up (deadline) must not cancel a pull others wait on.
             entries += await asyncio.shield(inflight[1])
             pulled = True
+        self._refresh_applied()
         applied, applied_hlc = self.engine.applied(self.partition)
         metrics.SYNCS.labels(str(pulled).lower()).inc()
         metrics.SYNC_LATENCY.observe(time.perf_counter() - began)
@@ -234,15 +239,56 @@ class PartitionFollower:
             start = self.applied_offset + 1
             entries = await self.journal.pull(self.partition, start, min(target, start + PULL_WINDOW - 1))
             if not entries:
+                heard = monotonic_ms()
                 head, hlc = await self.journal.get_offset(self.partition)
-                self.note_head(head, hlc)
+                self.note_head(head, hlc, heard)
                 if head < target:
                     raise InvalidRequest(f"offset {target} of {self.partition} is beyond the journal head "
                                          f"{head}", details={"partition": self.partition, "head": head})
                 await asyncio.sleep(0.01)  # the journal has it but did not send it yet
                 continue
             applied_entries += await self.engine.apply(self.partition, entries, path="pull")
+            self._refresh_applied()
             self.note_head(entries[-1].offset, entries[-1].hlc)
         if self._sub is not None:
             self._sub.skip_to(self.applied_offset)
         return applied_entries
+
+
+class HeadWatch:
+    """Reads the journal heads of the followed partitions every ``interval_s`` seconds.
+
+    Each answer is a timed head report: once a follower reaches it, nothing
+    committed before the read was sent is missing. When the journal stops
+    answering, no report confirms anything and staleness keeps growing.
+    """
+
+    def __init__(self, journal: JournalClient, followers: Mapping[str, PartitionFollower], *,
+                 interval_s: float = 0.1) -> None:
+        self.journal = journal
+        self.followers = followers
+        self.interval_s = interval_s
+        self.reachable = True
+
+    async def poll_once(self) -> None:
+        partitions: Sequence[str] = list(self.followers)
+        heard = monotonic_ms()
+        try:
+            heads = await self.journal.get_offsets(partitions)
+        except VecraftError as err:
+            if self.reachable:
+                log.warning("journal head poll failed", extra={"error": err.message})
+            self.reachable = False
+        else:
+            self.reachable = True
+            for partition, (offset, hlc) in heads.items():
+                follower = self.followers.get(partition)
+                if follower is not None:
+                    follower.note_head(offset, hlc, heard)
+        for follower in self.followers.values():
+            follower.staleness_ms()  # refreshes the gauge
+
+    async def run(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self.interval_s)
