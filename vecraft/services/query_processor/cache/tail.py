@@ -3,8 +3,10 @@
 :class:`PartitionTail` subscribes to one partition as a ``cache`` subscriber
 (caches never count for write acknowledgements) with the configured apply
 delay, and applies what arrives in batches: a reader task moves entries into
-a queue, an applier task takes everything queued at once and applies it with
-``apply_many``. Pull-before-read syncs apply ahead of it; they call
+a bounded queue (by entries and bytes; the reader waits while it is full, so a
+slow applier pushes back on the stream instead of growing memory), an applier
+task takes everything queued at once and applies it with ``apply_many``.
+Pull-before-read syncs apply ahead of it; they call
 :meth:`PartitionTail.skip_to` so the stream never yields what a sync applied.
 
 :class:`HeadWatch` asks the journal for every partition's head a few times a
@@ -25,6 +27,7 @@ from vecraft.services.query_processor.cache.catchup import JournalReader, Subscr
 from vecraft.services.query_processor.cache.shard_cache import ShardCache
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.replica import monotonic_ms
+from vecraft.shared.replica.queue import QUEUE_MAX_BYTES, QUEUE_MAX_ENTRIES, EntryQueue
 from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
@@ -43,14 +46,17 @@ class PartitionTail:
     """
 
     def __init__(self, journal: JournalReader, cache: ShardCache, partition: str, *, replica_id: str,
-                 delay_ms: int) -> None:
+                 delay_ms: int, queue_entries: int = QUEUE_MAX_ENTRIES,
+                 queue_bytes: int = QUEUE_MAX_BYTES) -> None:
         self.journal = journal
         self.cache = cache
         self.partition = partition
         self.replica_id = replica_id
         self.delay_ms = delay_ms
         self.subscription: Subscription | None = None
-        self._queue: asyncio.Queue[journal_pb2.JournalEntry] = asyncio.Queue()
+        # Bounded: while it is full the reader stops reading the stream (back-pressure
+        # through the journal client's buffer and gRPC flow control), never drops.
+        self.queue = EntryQueue(max_entries=queue_entries, max_bytes=queue_bytes)
 
     def oldest_pending_hlc(self) -> int:
         """HLC of the oldest entry the stream holds back for the apply delay (0 if none)."""
@@ -86,7 +92,7 @@ class PartitionTail:
         async for entry in sub:
             fresh.note_received(entry.offset, entry.hlc)
             fresh.note_head(sub.head_offset, sub.head_hlc)
-            self._queue.put_nowait(entry)
+            await self.queue.put(entry)
 
     async def _close(self) -> None:
         sub, self.subscription = self.subscription, None
@@ -96,9 +102,7 @@ class PartitionTail:
 
     async def _apply_loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await self.queue.take(MAX_BATCH)
             try:
                 await self._apply(batch)
             except VecraftError as err:
