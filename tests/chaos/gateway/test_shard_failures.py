@@ -55,8 +55,9 @@ def test_dead_query_processor_fails_or_degrades_the_search(cluster: Cluster) -> 
         late = client.post("/v1/vectors", json={"collection": COLL, "id": "late", "vector": [1] * 8})
         assert late.status_code == 201
         cluster.query[1].start()
-        # The gateway reconnects within its (short) reconnect backoff.
-        deadline = time.monotonic() + 15
+        # The gateway reconnects within its (short) reconnect backoff; the deadline only catches a
+        # processor that never comes back (a restart can take long on a loaded machine).
+        deadline = time.monotonic() + 90
         while ((r := _search(client, consistency_level="strong", k=N + 1)).status_code == 503
                and time.monotonic() < deadline):
             time.sleep(0.2)
@@ -65,9 +66,14 @@ def test_dead_query_processor_fails_or_degrades_the_search(cluster: Cluster) -> 
 
 
 def test_retry_after_gateway_crash_returns_the_original_position(cluster: Cluster) -> None:
-    body = {"collection": COLL, "id": "crash-safe", "vector": [2] * 8}
+    # A collection of its own: a record added to COLL would change the other test's exact answers
+    # whenever this test runs first (-k, reordering) or the other is retried.
+    coll = "crash"
+    body = {"collection": coll, "id": "crash-safe", "vector": [2] * 8}
     headers = {"X-Request-Id": "gateway-crash-retry"}
     with cluster.client() as client:
+        created = client.post("/v1/collections", json={"name": coll, "dim": 8, "metric": "l2"})
+        assert created.status_code == 201, created.text
         first = client.post("/v1/vectors", json=body, headers=headers).json()
     cluster.gateway.kill()
     cluster.gateway.start()
@@ -77,6 +83,7 @@ def test_retry_after_gateway_crash_returns_the_original_position(cluster: Cluste
                 == (first["partition"], first["offset"], True))
         r = client.get("/v1/operations/gateway-crash-retry").json()
         assert r["offset"] == first["offset"] and r["replicas_pending"] == []
-        hits = _search(client, consistency_level="strong", k=1, vector=[2] * 8).json()["results"]
+        hits = _search(client, collection=coll, consistency_level="strong", k=1,
+                       vector=[2] * 8).json()["results"]
         assert [h["id"] for h in hits] == ["crash-safe"]
     assert cluster.healthy(), cluster.logs()
