@@ -29,6 +29,7 @@ import pytest
 
 from tests.support.cluster import LocalCluster
 from tests.support.e2e import checked_info, vec
+from tests.support.ranking import assert_same_ranking
 from vecraft.shared.model.routing import shard_of
 from vecraft.shared.rpc.v1 import storage_pb2, storage_pb2_grpc
 
@@ -228,9 +229,8 @@ async def test_storage_node_killed_then_restarted_catches_up(cluster: LocalClust
             assert victim_ids and other_ids
 
             for level in ("eventual", "strong"):
-                began = time.monotonic()
+                # A read that hung past the deadline fails here with the client's ReadTimeout.
                 reads = await asyncio.gather(*(get(client, i, level) for i in victim_ids[:20]))
-                assert time.monotonic() - began < HTTP_TIMEOUT_S  # no read hung past the deadline
                 for read in reads:
                     assert read.status_code == 503, read.text
                     error = read.json()["error"]
@@ -299,7 +299,8 @@ async def test_storage_node_killed_then_restarted_catches_up(cluster: LocalClust
                     collection=COLL, vector=np.asarray(vec(10_000 + grp, DIM), "<f4").tobytes(), k=1024,
                     filter_json=orjson.dumps({"grp": grp, "shard": VICTIM_SHARD}).decode(), sync_latest=True),
                     timeout=GATEWAY_DEADLINE_S)
-                assert [h.id for h in on_node.results] == [i for i, _ in via_query], grp
-                scores = [s for _, s in via_query]
-                assert [h.score for h in on_node.results] == pytest.approx(scores, rel=1e-5)
+                # Two index builds in two processes: scores agree within float rounding, and
+                # results whose scores tie within it may come in either order.
+                assert_same_ranking([h.id for h in on_node.results], [h.score for h in on_node.results],
+                                    [i for i, _ in via_query], [s for _, s in via_query])
                 assert {i for i, _ in via_query} == model.in_group(grp, VICTIM_SHARD)
