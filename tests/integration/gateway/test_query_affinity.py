@@ -1,6 +1,7 @@
 """Client affinity over two query processors per shard, through a real ``vecraft up``
-(``--query-replicas 2``, one shard, push path delayed by 1 s so that every read-your-writes read
-right after an ``ack=journal`` write needs a pull-before-read "sync").
+(``--query-replicas 2``, one shard, push path delayed by ``APPLY_DELAY_MS`` -- far longer than a
+test takes between a write and its reads, even on a loaded machine -- so that every
+read-your-writes read right after an ``ack=journal`` write needs a pull-before-read "sync").
 
 * A session's READ_YOUR_WRITES reads all land on one processor, which syncs once per write; the
   same reads spread over both processors (sent to them directly) sync on each of them.
@@ -34,12 +35,16 @@ COLL = "affinity"
 READS = 10
 WRITES = 3
 TIMEOUT_S = 30.0
+# The sync counts below hold only while no push has delivered the writes yet: with a 1 s delay a
+# slow machine let pushes win and the reads stopped syncing. The journal's simulated-lag
+# back-pressure limit is 2 x this + 1 s, so writes are never refused meanwhile.
+APPLY_DELAY_MS = 60_000
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     data_dir = tmp_path_factory.mktemp("query-affinity") / "data"
-    running = LocalCluster(data_dir, shards=1, apply_delay_ms=1000,
+    running = LocalCluster(data_dir, shards=1, apply_delay_ms=APPLY_DELAY_MS,
                            extra_args=["--query-replicas", "2"]).start()
     try:
         r = httpx.post(f"{running.endpoint}/v1/collections", json={"name": COLL, "dim": DIM, "metric": "l2"},
