@@ -1,5 +1,5 @@
 """The four consistency levels end to end, through a real ``vecraft up`` cluster (3 shards) whose
-push path lags 500 ms behind the journal (``--apply-delay-ms 500``).
+push path lags 3 s behind the journal (``--apply-delay-ms 3000``).
 
 Every write is made with ``ack=journal``: it is answered as soon as it is durable, so the query
 processors' caches really lag behind it. Each write is recorded with its acknowledgement time and
@@ -27,7 +27,9 @@ from tests.support.e2e import Ack, Ledger, checked_info, vec, write
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 log = logging.getLogger(__name__)
 
-APPLY_DELAY_MS = 500
+#: Push-path lag. Far above a write + search round trip even on a loaded machine: the eventual
+#: control below must see fresh writes missing, which a 500 ms lag did not guarantee.
+APPLY_DELAY_MS = 3000
 DIM = 8
 COLL = "e2e"
 #: Concurrent trial workers (each writes, then searches) next to the background writer.
@@ -159,12 +161,12 @@ async def test_a_session_sees_its_own_writes(client: httpx.AsyncClient) -> None:
         await asyncio.gather(*(session(s) for s in range(WORKERS)))
 
 
-@pytest.mark.parametrize("bound_ms", [200, 1000])
+@pytest.mark.parametrize("bound_ms", [200, 5000])
 async def test_bounded_sees_writes_older_than_its_bound(client: httpx.AsyncClient, bound_ms: int) -> None:
     """BOUNDED(ms): in every one of 120 trials, while a background writer appends, the search finds
     the latest 20 writes acknowledged more than ``ms`` before it began, reports an index version >=
     every such offset and ``staleness_ms <= ms``. With ms=200 < lag, answers need syncs; with
-    ms=1000 > lag the cache alone may serve them (counts are logged)."""
+    ms=5000 > lag the cache alone may serve them (counts are logged)."""
     ledger = Ledger()
     synced = checked = beat_push = 0
 
