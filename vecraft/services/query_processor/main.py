@@ -103,6 +103,7 @@ class QueryProcessor(Service):
         return {
             "shards": self.shards,
             "warm": self.warm,
+            "halted": self.cache.halts.reasons() if self.cache is not None else {},
             "partitions": {s.partition: {"applied_offset": s.applied_offset, "head_offset": s.head_offset,
                                          "staleness_ms": s.staleness_ms} for s in self.freshness()},
         }
@@ -115,6 +116,8 @@ class QueryProcessor(Service):
         # a 503 naming the journal, not in a 504 spent retrying.
         self._journal.unavailable_retry_s = self.cfg.journal_retry_ms / 1000.0
         self.cache = ShardCache(self.shards, self.partitions, self._executor)
+        # A halted partition (apply failure, diverged journal) takes readiness with it.
+        self.cache.halts.on_halt = lambda _partition, _err: self.set_ready(False)
         syncer = PartitionSyncer(self._journal, self.cache, self.tails)
         if self.cfg.storage_addresses:
             self._fallback = StorageFallback(self.cfg.storage_addresses)
@@ -142,7 +145,11 @@ class QueryProcessor(Service):
         elapsed = time.perf_counter() - start
         metrics.WARMUP_SECONDS.set(elapsed)
         self.warm = True
-        self.set_ready()
+        if self.cache.halts.any:
+            log.critical("cache warm but partitions are halted; not ready",
+                         extra={"halted": self.cache.halts.reasons()})
+        else:
+            self.set_ready()
         applied = {p: self.cache.applied(p)[0] for p in self.partitions}
         log.info("cache warm; ready",
                  extra={"entries": entries, "seconds": round(elapsed, 3), "applied": applied})

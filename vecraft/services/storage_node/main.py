@@ -40,6 +40,7 @@ from vecraft.shared.common.errors import InvalidRequest, Unavailable
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import data_partition
+from vecraft.shared.replica import PartitionHalts
 from vecraft.shared.rpc.v1 import storage_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class StorageNode(Service):
         self._local: LocalState | None = None
         self._journal: JournalClient | None = None
         self.engine: ApplyEngine | None = None
+        # A halted partition (apply failure, diverged journal) takes readiness with it.
+        self.halts = PartitionHalts(on_halt=lambda _partition, _err: self.set_ready(False))
 
     # ---- accessors used by the servicer ---------------------------------------------------
     @property
@@ -132,7 +135,7 @@ class StorageNode(Service):
         applier = Applier(self.shard, state.records, state.locations, state.registry, state.applied)
         engine = ApplyEngine(applier, state.registry, state.snapshots, on_applied=reporter.applied,
                              snapshot_every_ops=self.cfg.snapshot_every_ops,
-                             snapshot_every_s=self.cfg.snapshot_every_s)
+                             snapshot_every_s=self.cfg.snapshot_every_s, halts=self.halts)
         self.engine = engine
         for partition in self.partitions:
             self.followers[partition] = PartitionFollower(
@@ -152,7 +155,8 @@ class StorageNode(Service):
         """Pull every partition to the journal head as of now, then report ready."""
         while True:
             try:
-                await asyncio.gather(*(f.sync(None) for f in self.followers.values()))
+                await asyncio.gather(*(f.sync(None) for p, f in self.followers.items()
+                                       if not self.halts.halted(p)))
                 break
             except asyncio.CancelledError:
                 raise
@@ -160,6 +164,10 @@ class StorageNode(Service):
                 log.warning("catch-up failed; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(_CATCH_UP_RETRY_S)
         log.info("caught up", extra={"applied": {p: f.applied_offset for p, f in self.followers.items()}})
+        if self.halts.any:
+            log.critical("partitions are halted; the node stays not ready",
+                         extra={"halted": self.halts.reasons()})
+            return
         self.set_ready()
 
     async def on_stop(self) -> None:

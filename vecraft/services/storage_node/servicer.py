@@ -86,7 +86,11 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         return registry.get(tenant, name)
 
     async def _reach(self, coll: Collection, min_offset: int, latest: bool) -> bool:
-        """Sync the collection's partition as the request asks; True when entries were pulled."""
+        """Sync the collection's partition as the request asks; True when entries were pulled.
+
+        Raises PartitionHalted (503, with the reason) when this node halted the partition.
+        """
+        self.node.halts.check(coll.schema.partition)
         follower = self.node.follower(coll.schema.partition)
         if latest:
             return (await follower.sync(None)).pulled
@@ -200,4 +204,5 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
 def status_payload(node: StorageNode) -> dict[str, Any]:
     """The storage fields of /healthz."""
     return {"shard": node.shard, "replica": node.replica,
-            "applied": {p: f.applied_offset for p, f in node.followers.items()}}
+            "applied": {p: f.applied_offset for p, f in node.followers.items()},
+            "halted": node.halts.reasons()}

@@ -17,7 +17,7 @@ from typing import Protocol
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache.shard_cache import ShardCache
 from vecraft.shared.common.errors import Unavailable
-from vecraft.shared.replica import monotonic_ms
+from vecraft.shared.replica import PartitionHalted, monotonic_ms
 from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,13 @@ async def warm_up(journal: JournalReader, cache: ShardCache, *, retry_s: float =
                 async with cache.lock(partition):
                     total += await catch_up_locked(journal, cache, partition, head)
                 break
+            except PartitionHalted:
+                break  # reported loudly by the cache; never retried
             except Unavailable as err:
                 log.warning("warm-up of %s retries: %s", partition, err.message)
                 await asyncio.sleep(retry_s)
+        if cache.halts.halted(partition):
+            continue
         cache.freshness[partition].note_head(head, head_hlc, heard)
         metrics.HEAD_OFFSET.labels(partition).set(head)
     return total

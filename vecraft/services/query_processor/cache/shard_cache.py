@@ -22,7 +22,8 @@ from vecraft.services.query_processor.aggregation import ShardHits
 from vecraft.shared.common.metrics import timed
 from vecraft.shared.index import ShardState
 from vecraft.shared.model.filters import Filter
-from vecraft.shared.replica import PartitionStaleness
+from vecraft.shared.replica import PartitionHalts, PartitionStaleness
+from vecraft.shared.replica.halt import describe
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
 
@@ -47,6 +48,8 @@ class ShardCache:
         self.partitions = list(partitions)
         self.states = {s: state_factory(s) for s in self.shards}
         self.freshness = {p: PartitionStaleness(p) for p in self.partitions}
+        #: Partitions this cache stopped applying (an apply failed, or the journal diverged).
+        self.halts = PartitionHalts()
         self._executor = executor
         self._locks = {p: asyncio.Lock() for p in self.partitions}
         # Applies running in the pool right now; only they take the indexes' write locks.
@@ -75,7 +78,15 @@ class ShardCache:
 
     async def apply_locked(self, partition: str, entries: Sequence[journal_pb2.JournalEntry]) -> list[
             journal_pb2.JournalEntry]:
-        """:meth:`apply` for a caller that already holds :meth:`lock` of ``partition``."""
+        """:meth:`apply` for a caller that already holds :meth:`lock` of ``partition``.
+
+        Raises:
+            PartitionHalted: the partition is halted, or this apply failed (an
+                entry of a collection never created, an index error): the
+                partition is halted then, loudly, and never retried behind a
+                READY probe; the entries before the failing one stay applied.
+        """
+        self.halts.check(partition)
         fresh = self.freshness[partition]
         expected = fresh.applied_offset + 1
         batch: list[journal_pb2.JournalEntry] = []
@@ -93,12 +104,24 @@ class ShardCache:
                 self._applying += 1
                 try:
                     await asyncio.get_running_loop().run_in_executor(self._executor, self._apply_all, batch)
+                except Exception as exc:
+                    self._publish_applied(partition)
+                    raise self.halts.halt(
+                        partition, "apply_failed", describe(exc),
+                        action="restart the query processor once the journal is repaired") from exc
                 finally:
                     self._applying -= 1
             last = batch[-1]
             fresh.note_applied(last.offset, last.hlc)
             metrics.APPLIED_OFFSET.labels(partition).set(last.offset)
         return rest
+
+    def _publish_applied(self, partition: str) -> None:
+        """Record what every state applied of ``partition`` (after a partial apply)."""
+        offset, hlc = min(st.applied.get(partition, (0, 0)) for st in self.states.values())
+        if offset:
+            self.freshness[partition].note_applied(offset, hlc)
+            metrics.APPLIED_OFFSET.labels(partition).set(offset)
 
     def _apply_all(self, batch: list[journal_pb2.JournalEntry]) -> None:
         # ShardState serializes its appliers and lets searches run meanwhile.

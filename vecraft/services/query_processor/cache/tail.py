@@ -26,7 +26,7 @@ from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache.catchup import JournalReader, Subscription, catch_up_locked
 from vecraft.services.query_processor.cache.shard_cache import ShardCache
 from vecraft.shared.common.errors import VecraftError
-from vecraft.shared.replica import monotonic_ms
+from vecraft.shared.replica import PartitionHalted, monotonic_ms
 from vecraft.shared.replica.queue import QUEUE_MAX_BYTES, QUEUE_MAX_ENTRIES, EntryQueue
 from vecraft.shared.rpc.v1 import journal_pb2
 
@@ -68,14 +68,28 @@ class PartitionTail:
             self.subscription.skip_to(offset)
 
     async def run(self) -> None:
+        """Follow the stream until cancelled; once the partition halts, stop reading and park.
+
+        A halted partition is not retried: its readers get 503 with the reason
+        (:class:`PartitionHalts`) until the processor is restarted.
+        """
         applier = asyncio.create_task(self._apply_loop(), name=f"tail-apply:{self.partition}")
         try:
-            while True:
+            while not self.cache.halts.halted(self.partition):
+                reader = asyncio.create_task(self._read_stream(), name=f"tail-read:{self.partition}")
+                await asyncio.wait({reader, applier}, return_when=asyncio.FIRST_COMPLETED)
+                if applier.done():
+                    reader.cancel()
+                    await asyncio.gather(reader, return_exceptions=True)
+                    applier.result()  # an unexpected error is fatal to the service
+                    break
                 try:
-                    await self._read_stream()
+                    reader.result()
                 except VecraftError as err:
                     log.warning("push stream of %s failed, re-subscribing: %s", self.partition, err.message)
                 await asyncio.sleep(RESUBSCRIBE_S)
+            await self._close()
+            await asyncio.Event().wait()  # halted: parked until shutdown
         finally:
             applier.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -105,6 +119,8 @@ class PartitionTail:
             batch = await self.queue.take(MAX_BATCH)
             try:
                 await self._apply(batch)
+            except PartitionHalted:
+                return
             except VecraftError as err:
                 # The entries stay in the journal: the next sync or the gap fill
                 # of a later batch brings them in.

@@ -135,6 +135,7 @@ class VectorSearcher:
 
     async def _meet(self, partition: str, req: ReadRequirement) -> MetState:
         """Sync ``partition`` until the state meets ``req``; the state measured last."""
+        self.cache.halts.check(partition)
         fresh = self.cache.freshness[partition]
         tail = self.tails.get(partition)
         synced = False

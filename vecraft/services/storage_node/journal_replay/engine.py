@@ -20,8 +20,15 @@ from collections.abc import Callable, Sequence
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.registry import CollectionRegistry
 from vecraft.services.storage_node.indexes.snapshots import SnapshotStore
-from vecraft.services.storage_node.journal_replay.applier import Applier, ApplyResult, PostCommitFailure
+from vecraft.services.storage_node.journal_replay.applier import (
+    Applier,
+    ApplyResult,
+    JournalGap,
+    PostCommitFailure,
+)
 from vecraft.shared.common.metrics import timed
+from vecraft.shared.replica import PartitionHalts
+from vecraft.shared.replica.halt import describe
 from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
@@ -62,7 +69,7 @@ class ApplyEngine:
 
     def __init__(self, applier: Applier, registry: CollectionRegistry, snapshots: SnapshotStore, *,
                  on_applied: Callable[[str, int], None], snapshot_every_ops: int = 50_000,
-                 snapshot_every_s: float = 300.0) -> None:
+                 snapshot_every_s: float = 300.0, halts: PartitionHalts | None = None) -> None:
         self.applier = applier
         self.registry = registry
         self.snapshots = snapshots
@@ -70,6 +77,8 @@ class ApplyEngine:
         self.snapshot_every_ops = snapshot_every_ops
         self.snapshot_every_s = snapshot_every_s
         self.lock = asyncio.Lock()
+        #: Partitions this node stopped applying (an apply failed, or the journal diverged).
+        self.halts = halts if halts is not None else PartitionHalts()
         self._ops_since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self._snapshot_task: asyncio.Task[None] | None = None
@@ -83,11 +92,17 @@ class ApplyEngine:
         """Apply the entries past the applied offset, chunk by chunk; returns how many were new.
 
         Raises JournalGap (from the applier) when the entries start past applied + 1.
+        Raises PartitionHalted when the partition is halted, or when this apply
+        fails (an entry of a collection never created, a store error): the
+        partition is halted then, loudly, instead of being retried forever; what
+        was committed before the failing entry stays applied.
         ``path`` ("push" | "pull") labels the metrics.
         """
+        self.halts.check(partition)
         applied = 0
         for chunk in chunks(entries):
             async with self.lock:
+                self.halts.check(partition)
                 with timed(metrics.APPLY_LATENCY):
                     work = asyncio.ensure_future(asyncio.to_thread(self._apply_chunk, partition, chunk))
                     try:
@@ -97,6 +112,15 @@ class ApplyEngine:
                         # done, so a snapshot at shutdown never sees it half applied.
                         await asyncio.wait([work])
                         raise
+                    except JournalGap:
+                        raise
+                    except Exception as exc:
+                        offset = self.applier.applied_offset(partition)
+                        metrics.APPLIED_OFFSET.labels(partition).set(offset)
+                        self.on_applied(partition, offset)
+                        raise self.halts.halt(
+                            partition, "apply_failed", describe(exc),
+                            action="repair the journal or the data dir, then restart the node") from exc
             applied += result.entries
             if result.entries:
                 self._after_commit(result, path)

@@ -26,7 +26,7 @@ from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.journal_replay.applier import JournalGap
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
 from vecraft.shared.common.errors import InvalidRequest, VecraftError
-from vecraft.shared.replica import PartitionStaleness, monotonic_ms
+from vecraft.shared.replica import PartitionHalted, PartitionStaleness, monotonic_ms
 from vecraft.shared.rpc.v1 import journal_pb2
 
 if TYPE_CHECKING:
@@ -118,20 +118,27 @@ class PartitionFollower:
 
     # ---- push -------------------------------------------------------------------------
     async def run(self) -> None:
-        """Follow the push stream until cancelled; resubscribes after any failure."""
+        """Follow the push stream until cancelled; resubscribes after a stream failure.
+
+        A halted partition (:class:`PartitionHalts`) is never retried: the
+        follower stops reading and parks until shutdown, and reads answer 503.
+        """
         attempt = 0
-        while True:
+        while not self.engine.halts.halted(self.partition):
             try:
                 await self._follow()
                 attempt = 0
             except asyncio.CancelledError:
                 raise
+            except PartitionHalted:
+                break
             except Exception:
                 delay = _RETRY_SECONDS[min(attempt, len(_RETRY_SECONDS) - 1)]
                 attempt += 1
                 log.warning("push stream failed; resubscribing", exc_info=True,
                             extra={"partition": self.partition, "retry_in_s": delay})
                 await asyncio.sleep(delay)
+        await asyncio.Event().wait()  # halted: parked until shutdown
 
     async def _follow(self) -> None:
         sub = self.journal.subscribe(self.partition, self.applied_offset + 1, replica_id=self.replica_id,
@@ -201,6 +208,7 @@ class PartitionFollower:
         (Unavailable, ...) when the journal cannot be reached.
         """
         began = time.perf_counter()
+        self.engine.halts.check(self.partition)
         if target is None:
             heard = monotonic_ms()
             target, hlc = await self.journal.get_offset(self.partition)
