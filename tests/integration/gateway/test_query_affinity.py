@@ -161,7 +161,22 @@ def test_a_session_reads_from_one_processor_and_syncs_once_per_write(cluster: Lo
     assert spread > WRITES  # both processors synced for (nearly) every write
 
 
+def strong_on_every_processor(cluster: LocalCluster) -> None:
+    """A strong search sent to each query processor itself: each syncs to the journal head.
+
+    An eventual read never syncs, so a processor that has not applied the collection's DDL yet
+    (the push lags APPLY_DELAY_MS) answers it NotFound.
+    """
+    request = query_pb2.QuerySearchRequest(
+        collection=COLL, tenant="default", k=1, shards=[0], timeout_ms=10_000,
+        vector=np.asarray(vec(1, DIM), dtype="<f4").tobytes(), level=ConsistencyLevel.STRONG.to_proto())
+    for address in sorted(processors(cluster)):
+        with grpc.insecure_channel(address) as channel:
+            query_pb2_grpc.QueryProcessorServiceStub(channel).Search(request, timeout=TIMEOUT_S)
+
+
 def test_eventual_reads_are_spread_over_both_processors(cluster: LocalCluster) -> None:
+    strong_on_every_processor(cluster)  # not left to an earlier test: this one may run alone
     before = routes(cluster)
     for _ in range(20):
         search(cluster, "eventual")
