@@ -48,6 +48,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         r = httpx.post(f"{running.endpoint}/v1/collections", json={"name": COLL, "dim": DIM, "metric": "l2"},
                        timeout=HTTP_TIMEOUT_S)
         assert r.status_code == 201, r.text
+        # An eventual read never syncs, so a processor that has not applied the DDL yet answers it
+        # NotFound: a strong search (every shard) first brings each one to the journal head, so no
+        # test depends on another having run before it.
+        r = httpx.post(f"{running.endpoint}/v1/vectors/search", timeout=HTTP_TIMEOUT_S, json={
+            "collection": COLL, "vector": vec(0, DIM), "k": 1, "consistency_level": "strong"})
+        assert r.status_code == 200, r.text
         yield running
     finally:
         assert running.stop() == 0, running.tail()
