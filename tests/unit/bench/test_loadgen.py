@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import numpy as np
 import pytest
@@ -13,8 +14,9 @@ pytestmark = pytest.mark.unit
 
 
 async def test_sends_on_schedule_and_counts_every_request() -> None:
+    # Each answer takes 10 schedule intervals: a client that waited for answers would send 10x slower.
     async def send(i: int) -> Reply:
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
         return Reply(ok=True, status=200, info={"i": i})
 
     result = await run_open_loop(send, rate=200, duration_s=0.5)
@@ -23,12 +25,17 @@ async def test_sends_on_schedule_and_counts_every_request() -> None:
     assert [o.reply.info["i"] for o in result.outcomes] == list(range(100))
     dues = np.array([o.due for o in result.outcomes])
     assert np.allclose(np.diff(dues), 1 / 200)
-    sent = np.array([o.sent for o in result.outcomes])
-    # Requests leave close to their due time (event-loop jitter only).
-    assert np.median(sent - dues) < 0.01
-    assert all(o.latency_ms >= 5.0 for o in result.outcomes)
+    # No request leaves before its due time (how late it leaves is event-loop jitter: a benchmark's
+    # business, not a unit test's on a shared machine).
+    assert all(o.sent >= o.due - 1e-3 for o in result.outcomes)
+    # Open loop: requests leave while earlier answers are still outstanding.
+    assert any(later.sent < earlier.done for earlier, later in itertools.pairwise(result.outcomes))
+    # Latency counts from the due time, so it includes the whole answer (wide margin below 50 ms).
+    assert all(o.latency_ms >= 40.0 for o in result.outcomes)
     assert result.errors == {}
-    assert 150 < result.achieved_qps <= 205
+    # The last answer comes no sooner than the last due time plus one answer's time.
+    assert result.wall_s >= dues[-1] + 0.04
+    assert result.achieved_qps == pytest.approx(100 / result.wall_s) and result.achieved_qps <= 200
 
 
 async def test_queueing_behind_a_slow_server_is_counted_from_the_due_time() -> None:
@@ -43,13 +50,15 @@ async def test_queueing_behind_a_slow_server_is_counted_from_the_due_time() -> N
         return Reply(ok=True)
 
     result = await run_open_loop(send, rate=100, duration_s=0.4)
-    lat = sorted(o.latency_ms for o in result.outcomes)
-    assert lat[-1] > 300  # the 40th request waits behind ~39 others: ~0.4 s
-    # Relative bounds only: on a loaded machine every absolute number grows.
-    assert lat[0] < lat[-1] / 3
-    # The last request left close to its due time, so its latency is mostly queueing, not sending late.
-    last = result.outcomes[-1]
-    assert (last.sent - last.due) * 1000 < last.latency_ms / 2
+    assert len(result.outcomes) == 40
+    # Request k is due at 10k ms and answered after the k + 1 services before it ended (>= 20 ms
+    # each, one at a time): its latency from the due time is at least 20 + 10k ms, however fast or
+    # slow the machine (1 ms slack for timer rounding). A closed loop would report ~20 ms for all.
+    for k, o in enumerate(result.outcomes):
+        assert o.latency_ms >= 20 + 10 * k - 1, (k, o.latency_ms)
+    assert result.outcomes[-1].latency_ms > 400  # the 40th waits behind 39 others
+    # Requests did not wait for earlier answers to leave (open loop).
+    assert any(later.sent < earlier.done for earlier, later in itertools.pairwise(result.outcomes))
 
 
 async def test_failures_are_counted_by_name() -> None:
