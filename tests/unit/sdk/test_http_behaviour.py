@@ -76,8 +76,10 @@ class ScriptedServer:
 def server() -> Iterator[ScriptedServer]:
     srv = ScriptedServer()
     srv.thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.server.started and time.monotonic() < deadline:
+    # Generous: uvicorn starts in a thread of a busy process on a shared machine.
+    deadline = time.monotonic() + 60
+    while not srv.server.started:
+        assert srv.thread.is_alive() and time.monotonic() < deadline, "the scripted server did not start"
         time.sleep(0.01)
     yield srv
     srv.server.should_exit = True
