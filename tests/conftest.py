@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.procs import ServiceProcess
+
+# Hypothesis, suite-wide (a test's own @settings still wins for what it sets):
+# - no per-example deadline and no "too slow" health check: run time depends on the machine's
+#   load, and either fails a correct test on a busy CI machine;
+# - under CI, derandomized and without the example database: the same examples every run, so a
+#   CI failure is reproducible and never depends on which random examples a run drew.
+settings.register_profile("vecraft", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("vecraft-ci", parent=settings.get_profile("vecraft"), derandomize=True,
+                          database=None, print_blob=True)
+settings.load_profile("vecraft-ci" if os.environ.get("CI") else "vecraft")
 
 
 @pytest.fixture
