@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.procs import free_port
 from vecraft.shared.common import topology
 from vecraft.shared.common.errors import Conflict
 from vecraft.shared.common.topology import ClusterParams, PlanConflict, PortPair
@@ -121,7 +122,7 @@ def test_plan_refuses_shared_ports(tmp_path: Path) -> None:
 
 
 def test_ports_are_persisted_and_reused(tmp_path: Path) -> None:
-    first = topology.prepare_plan(tmp_path, {"shards": 2, "http_port": 18000, "grpc_port": 18001})
+    first = topology.prepare_plan(tmp_path, {"shards": 2, "http_port": free_port(), "grpc_port": free_port()})
     stored = json.loads((tmp_path / "cluster.json").read_text())
     assert stored["params"]["shards"] == 2
     assert {p["name"] for p in stored["processes"]} == {p.name for p in first.processes}
@@ -135,8 +136,9 @@ def test_ports_are_persisted_and_reused(tmp_path: Path) -> None:
     assert second.processes == first.processes
 
     # Changing what may change keeps every internal port; more replicas get new ones.
-    third = topology.prepare_plan(tmp_path, {"replicas": 2, "http_port": 18100, "apply_delay_ms": 200})
-    assert third.params.shards == 2 and third.params.http_port == 18100
+    new_http = free_port()
+    third = topology.prepare_plan(tmp_path, {"replicas": 2, "http_port": new_http, "apply_delay_ms": 200})
+    assert third.params.shards == 2 and third.params.http_port == new_http
     for p in first.processes:
         if p.role != "gateway":
             assert third.get(p.name).grpc_port == p.grpc_port
@@ -225,7 +227,7 @@ def test_simulated_lag_raises_the_back_pressure_limit_above_it(tmp_path: Path) -
 
 
 def test_a_stored_internal_port_taken_by_another_program_is_replaced(tmp_path: Path) -> None:
-    first = topology.prepare_plan(tmp_path, {"shards": 1, "http_port": 18200, "grpc_port": 18201})
+    first = topology.prepare_plan(tmp_path, {"shards": 1, "http_port": free_port(), "grpc_port": free_port()})
     query = first.get("query-0")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind(("127.0.0.1", query.grpc_port))
