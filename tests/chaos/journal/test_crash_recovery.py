@@ -67,7 +67,10 @@ async def test_kill_9_under_load_loses_no_acknowledged_entry(
     acked: Acked = {}
     stop = asyncio.Event()
     load = asyncio.create_task(write_until_failure(client, acked, 16, stop))
+    deadline = asyncio.get_running_loop().time() + 120
     while len(acked) < 400:
+        # The load ending early (a writer failed) or stalling must fail here, not hang the test.
+        assert not load.done() and asyncio.get_running_loop().time() < deadline, len(acked)
         await asyncio.sleep(0.05)
     await asyncio.to_thread(journal.kill)  # -9 while appends are in flight
     stop.set()
