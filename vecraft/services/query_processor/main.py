@@ -14,6 +14,7 @@ A restarted processor is therefore ready only with a current cache.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import time
@@ -37,6 +38,7 @@ from vecraft.services.query_processor.vector_search.searcher import VectorSearch
 from vecraft.services.query_processor.vector_search.servicer import QueryProcessorServicer
 from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.config import ServiceSettings, add_settings_arguments, settings_from_namespace
+from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import data_partition
@@ -79,6 +81,9 @@ class QueryProcessor(Service):
         self._journal: JournalClient | None = None
         self._fallback: StorageFallback | None = None
         self._executor: ThreadPoolExecutor | None = None
+        # The tails and head watch of the current cache (replaced when it is rebuilt).
+        self._followers: list[asyncio.Task[Any]] = []
+        self._rebuild: asyncio.Task[Any] | None = None
 
     @property
     def is_ready(self) -> bool:
@@ -115,9 +120,7 @@ class QueryProcessor(Service):
         # Shorter than the client's default: a search deadline (5 s) must end in
         # a 503 naming the journal, not in a 504 spent retrying.
         self._journal.unavailable_retry_s = self.cfg.journal_retry_ms / 1000.0
-        self.cache = ShardCache(self.shards, self.partitions, self._executor)
-        # A halted partition (apply failure, diverged journal) takes readiness with it.
-        self.cache.halts.on_halt = lambda _partition, _err: self.set_ready(False)
+        self.cache = self._new_cache()
         syncer = PartitionSyncer(self._journal, self.cache, self.tails)
         if self.cfg.storage_addresses:
             self._fallback = StorageFallback(self.cfg.storage_addresses)
@@ -129,19 +132,59 @@ class QueryProcessor(Service):
                        "meta-registration")
         self.spawn(self._warm_up(), "warm-up")
 
+    def _new_cache(self) -> ShardCache:
+        assert self._executor is not None
+        cache = ShardCache(self.shards, self.partitions, self._executor)
+        cache.halts.on_halt = self._on_halt
+        return cache
+
+    def _on_halt(self, partition: str, err: VecraftError) -> None:
+        """A halted partition takes readiness with it; a diverged journal rebuilds the cache."""
+        self.set_ready(False)
+        if err.details.get("cause") == "diverged" and (self._rebuild is None or self._rebuild.done()):
+            metrics.CACHE_REBUILDS.labels(partition).inc()
+            self._rebuild = self.spawn(self._rebuild_cache(partition), f"rebuild:{partition}")
+
+    async def _rebuild_cache(self, partition: str) -> None:
+        """Build a new cache from the journal while the old one serves (503 for ``partition``), then swap."""
+        assert self._journal is not None and self.searcher is not None
+        log.critical("journal diverged from the cache; rebuilding the cache from scratch",
+                     extra={"partition": partition})
+        start = time.perf_counter()
+        cache = self._new_cache()
+        entries = await warm_up(self._journal, cache)
+        followers, self._followers = self._followers, []
+        for task in followers:
+            task.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+        self.cache = cache
+        self.tails.clear()
+        self.searcher.cache = cache
+        self.searcher.syncer = PartitionSyncer(self._journal, cache, self.tails)
+        await self._follow(cache)
+        if not cache.halts.any:
+            self.set_ready()
+        log.info("cache rebuilt; ready", extra={"entries": entries,
+                                                "seconds": round(time.perf_counter() - start, 3)})
+
+    async def _follow(self, cache: ShardCache) -> None:
+        """Start the push tails and the head watch of ``cache``."""
+        assert self._journal is not None
+        for partition in self.partitions:
+            tail = PartitionTail(self._journal, cache, partition, replica_id=self.replica_id,
+                                 delay_ms=self.cfg.apply_delay_ms)
+            self.tails[partition] = tail
+            self._followers.append(self.spawn(tail.run(), f"tail:{partition}"))
+        watch = HeadWatch(self._journal, cache, list(self.tails.values()),
+                          interval_s=self.cfg.head_poll_ms / 1000.0)
+        await watch.poll_once()
+        self._followers.append(self.spawn(watch.run(), "head-watch"))
+
     async def _warm_up(self) -> None:
         assert self._journal is not None and self.cache is not None
         start = time.perf_counter()
         entries = await warm_up(self._journal, self.cache)
-        for partition in self.partitions:
-            tail = PartitionTail(self._journal, self.cache, partition, replica_id=self.replica_id,
-                                 delay_ms=self.cfg.apply_delay_ms)
-            self.tails[partition] = tail
-            self.spawn(tail.run(), f"tail:{partition}")
-        watch = HeadWatch(self._journal, self.cache, list(self.tails.values()),
-                          interval_s=self.cfg.head_poll_ms / 1000.0)
-        await watch.poll_once()
-        self.spawn(watch.run(), "head-watch")
+        await self._follow(self.cache)
         elapsed = time.perf_counter() - start
         metrics.WARMUP_SECONDS.set(elapsed)
         self.warm = True

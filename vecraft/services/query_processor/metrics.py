@@ -34,5 +34,7 @@ APPLIED_OFFSET = gauge(AREA, "applied_offset", "ops", "Offset the cache has appl
 HEAD_OFFSET = gauge(AREA, "head_offset", "ops", "Latest journal head the processor has heard of",
                     ["partition"])
 STALENESS_MS = gauge(AREA, "cache_staleness", "ms", "Upper bound of the cache's staleness: now minus "
-                     "the commit time of the oldest entry it may be missing", ["partition"])
+                     "the time the cache last confirmed it had the journal head", ["partition"])
 WARMUP_SECONDS = gauge(AREA, "warmup", "seconds", "Duration of the start-up warm-up pull")
+CACHE_REBUILDS = counter(AREA, "cache_rebuilds", "Caches rebuilt from scratch because the journal diverged "
+                         "from what they applied", ["partition"])

@@ -155,7 +155,7 @@ class StorageNode(Service):
         """Pull every partition to the journal head as of now, then report ready."""
         while True:
             try:
-                await asyncio.gather(*(f.sync(None) for p, f in self.followers.items()
+                await asyncio.gather(*(self._catch_up_one(f) for p, f in self.followers.items()
                                        if not self.halts.halted(p)))
                 break
             except asyncio.CancelledError:
@@ -169,6 +169,12 @@ class StorageNode(Service):
                          extra={"halted": self.halts.reasons()})
             return
         self.set_ready()
+
+    @staticmethod
+    async def _catch_up_one(follower: PartitionFollower) -> None:
+        # A journal that lost or re-used what the disk holds halts the partition here.
+        await follower.verify_history()
+        await follower.sync(None)
 
     async def on_stop(self) -> None:
         if self._local is None:

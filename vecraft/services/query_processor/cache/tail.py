@@ -27,6 +27,7 @@ from vecraft.services.query_processor.cache.catchup import JournalReader, Subscr
 from vecraft.services.query_processor.cache.shard_cache import ShardCache
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.replica import PartitionHalted, monotonic_ms
+from vecraft.shared.replica.history import CACHE_ACTION, diverged
 from vecraft.shared.replica.queue import QUEUE_MAX_BYTES, QUEUE_MAX_ENTRIES, EntryQueue
 from vecraft.shared.rpc.v1 import journal_pb2
 
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 512
 #: Pause before re-subscribing after the stream failed for good.
 RESUBSCRIBE_S = 0.5
+#: Head polls between two checks that the journal still holds the applied entry
+#: (a journal restarted with another history is otherwise invisible to a stream
+#: that reconnects by itself).
+HISTORY_CHECK_EVERY = 10
 
 
 class PartitionTail:
@@ -98,6 +103,7 @@ class PartitionTail:
 
     async def _read_stream(self) -> None:
         await self._close()
+        await check_history(self.journal, self.cache, self.partition)
         start = self.cache.applied(self.partition)[0] + 1
         sub = self.journal.subscribe(self.partition, start, replica_id=self.replica_id,
                                      shards=self.cache.shards, role="cache", delay_ms=self.delay_ms)
@@ -138,6 +144,19 @@ class PartitionTail:
         metrics.TAIL_ENTRIES.labels(self.partition).inc(max(0, after - before))
 
 
+async def check_history(journal: JournalReader, cache: ShardCache, partition: str) -> None:
+    """Halt ``partition`` (cause ``diverged``) if the journal no longer holds what the cache applied.
+
+    Raises:
+        PartitionHalted: the histories differ (or the partition was halted before).
+    """
+    cache.halts.check(partition)
+    applied, applied_hlc = cache.applied(partition)
+    reason = await diverged(journal, partition, applied, applied_hlc)
+    if reason is not None:
+        raise cache.halts.halt(partition, "diverged", reason, action=CACHE_ACTION)
+
+
 class HeadWatch:
     """Polls the journal heads of the cache's partitions every ``interval_s`` seconds.
 
@@ -152,8 +171,10 @@ class HeadWatch:
         self.tails = {t.partition: t for t in tails}
         self.interval_s = interval_s
         self.journal_reachable = True
+        self.polls = 0
 
     async def poll_once(self) -> None:
+        self.polls += 1
         heard = monotonic_ms()
         try:
             heads = await self.journal.get_offsets(self.cache.partitions)
@@ -169,6 +190,12 @@ class HeadWatch:
                 if partition in self.cache.freshness:
                     self.cache.freshness[partition].note_head(offset, hlc, heard)
                     metrics.HEAD_OFFSET.labels(partition).set(offset)
+            due = self.polls % HISTORY_CHECK_EVERY == 0
+            for partition, (offset, _hlc) in heads.items():
+                if partition in self.cache.freshness and not self.cache.halts.halted(partition) and (
+                        due or offset < self.cache.applied(partition)[0]):
+                    with contextlib.suppress(VecraftError):  # halted inside, or the journal went away
+                        await check_history(self.journal, self.cache, partition)
         self.publish()
 
     def publish(self) -> None:

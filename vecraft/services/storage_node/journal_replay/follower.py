@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from vecraft.services.storage_node.journal_replay.applier import JournalGap
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
 from vecraft.shared.common.errors import InvalidRequest, VecraftError
 from vecraft.shared.replica import PartitionHalted, PartitionStaleness, monotonic_ms
+from vecraft.shared.replica.history import STORAGE_ACTION, diverged
 from vecraft.shared.rpc.v1 import journal_pb2
 
 if TYPE_CHECKING:
@@ -41,6 +43,9 @@ PUSH_BATCH_ENTRIES = 2048
 # Entries fetched per PullWAL window; bounds memory during a long catch-up.
 PULL_WINDOW = 2048
 _RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)
+# Head polls between two checks that the journal still holds the applied entry (a
+# journal restarted with another history is invisible to a stream that reconnects).
+HISTORY_CHECK_EVERY = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,21 @@ class PartitionFollower:
     def _refresh_applied(self) -> None:
         self.freshness.note_applied(*self.engine.applied(self.partition))
 
+    async def verify_history(self) -> None:
+        """Halt the partition (cause ``diverged``) if the journal lost or re-used what this node applied.
+
+        Never continues past such a journal: the node refuses, says so and
+        what an operator must do (rebuild it from an empty data dir).
+
+        Raises:
+            PartitionHalted: the histories differ (or the partition was halted before).
+        """
+        self.engine.halts.check(self.partition)
+        applied, applied_hlc = self.engine.applied(self.partition)
+        reason = await diverged(self.journal, self.partition, applied, applied_hlc)
+        if reason is not None:
+            raise self.engine.halts.halt(self.partition, "diverged", reason, action=STORAGE_ACTION)
+
     async def poll_head(self) -> None:
         """Read the journal head (a timed report for the staleness bound)."""
         heard = monotonic_ms()
@@ -141,6 +161,7 @@ class PartitionFollower:
         await asyncio.Event().wait()  # halted: parked until shutdown
 
     async def _follow(self) -> None:
+        await self.verify_history()
         sub = self.journal.subscribe(self.partition, self.applied_offset + 1, replica_id=self.replica_id,
                                      shards=[self.shard], role="replica", delay_ms=self.apply_delay_ms)
         self._sub = sub
@@ -277,9 +298,11 @@ class HeadWatch:
         self.followers = followers
         self.interval_s = interval_s
         self.reachable = True
+        self.polls = 0
 
     async def poll_once(self) -> None:
         partitions: Sequence[str] = list(self.followers)
+        self.polls += 1
         heard = monotonic_ms()
         try:
             heads = await self.journal.get_offsets(partitions)
@@ -289,10 +312,15 @@ class HeadWatch:
             self.reachable = False
         else:
             self.reachable = True
+            due = self.polls % HISTORY_CHECK_EVERY == 0
             for partition, (offset, hlc) in heads.items():
                 follower = self.followers.get(partition)
-                if follower is not None:
-                    follower.note_head(offset, hlc, heard)
+                if follower is None:
+                    continue
+                follower.note_head(offset, hlc, heard)
+                if not follower.engine.halts.halted(partition) and (due or offset < follower.applied_offset):
+                    with contextlib.suppress(VecraftError):  # halted inside, or the journal went away
+                        await follower.verify_history()
         for follower in self.followers.values():
             follower.staleness_ms()  # refreshes the gauge
 
