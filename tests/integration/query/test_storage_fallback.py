@@ -11,12 +11,11 @@ import pytest
 
 from tests.integration.query.conftest import Writer
 from tests.support.procs import ServiceProcess
-from tests.unit.query.fakes import PARTITION
+from tests.unit.query.fakes import PARTITION, followers_for
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.query_processor.cache import ShardCache
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
-from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.errors import NotFound
 from vecraft.shared.model.consistency import ConsistencyLevel as L
 from vecraft.shared.rpc.v1 import query_pb2
@@ -39,7 +38,7 @@ async def test_cold_cache_falls_back_to_storage(start_service: Callable[..., Ser
     fallback = StorageFallback([storage.grpc_address])
     with ThreadPoolExecutor(max_workers=1) as pool:
         cache = ShardCache([0], [PARTITION], pool)
-        searcher = VectorSearcher(cache, PartitionSyncer(journal, cache), {}, sync_timeout_ms=10_000,
+        searcher = VectorSearcher(cache, followers_for(journal, cache), sync_timeout_ms=10_000,
                                   warm=lambda: False, fallback=fallback)
         try:
             req = query_pb2.QuerySearchRequest(collection="fb", vector=data[7].astype("<f4").tobytes(), k=3,

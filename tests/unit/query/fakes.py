@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import numpy as np
 
+from vecraft.services.query_processor.cache import ShardCache, cache_followers, warm_up
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.hlc import pack
+from vecraft.shared.replica.follower import PartitionFollower
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
 PARTITION = "data-0"
@@ -85,3 +89,23 @@ class FakeJournal:
     def subscribe(self, partition: str, from_offset: int,
                   **_: object) -> AsyncIterator[journal_pb2.JournalEntry]:
         raise NotImplementedError("unit tests drive the cache without a push stream")
+
+
+_FOLLOWERS: weakref.WeakKeyDictionary[ShardCache, dict[str, PartitionFollower]] = weakref.WeakKeyDictionary()
+
+
+def followers_for(journal: object, cache: ShardCache, **kw: Any) -> dict[str, PartitionFollower]:
+    """The partition followers of ``cache`` over ``journal`` (the same ones on every call)."""
+    if cache not in _FOLLOWERS:
+        _FOLLOWERS[cache] = cache_followers(journal, cache, replica_id="q", **kw)  # type: ignore[arg-type]
+    return _FOLLOWERS[cache]
+
+
+async def warm(journal: object, cache: ShardCache, **kw: Any) -> int:
+    """Warm ``cache`` up from ``journal`` with its followers."""
+    return await warm_up(followers_for(journal, cache), **kw)
+
+
+async def sync_to(followers: dict[str, PartitionFollower], target: int, partition: str = PARTITION) -> bool:
+    """Sync ``partition`` to ``target``; whether this call pulled or waited on a pull."""
+    return (await followers[partition].sync(target)).pulled

@@ -14,11 +14,17 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.unit.query.fakes import PARTITION, FakeJournal, create_payload, write_payload
+from tests.unit.query.fakes import (
+    PARTITION,
+    FakeJournal,
+    create_payload,
+    followers_for,
+    warm,
+    write_payload,
+)
 from tests.unit.query.test_tail_backpressure import StreamingJournal
-from vecraft.services.query_processor.cache import PartitionTail, ShardCache, warm_up
+from vecraft.services.query_processor.cache import ShardCache
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
-from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.errors import Unavailable, VecraftError
 from vecraft.shared.model.consistency import ConsistencyLevel as L
 from vecraft.shared.rpc.v1 import query_pb2
@@ -63,11 +69,11 @@ async def test_warm_up_halts_the_partition_instead_of_retrying_forever(executor:
     cache.halts.on_halt = lambda p, e: halted.append((p, e))
     before = _halts()
     async with asyncio.timeout(5):
-        await warm_up(journal, cache, retry_s=0.01)  # type: ignore[arg-type]
+        await warm(journal, cache, retry_s=0.01)  # type: ignore[arg-type]
     assert cache.halts.halted(PARTITION) and [p for p, _e in halted] == [PARTITION]
     assert cache.applied(PARTITION)[0] == orphan - 1  # everything before it stays applied
     assert _halts() == before + 1
-    searcher = VectorSearcher(cache, PartitionSyncer(journal, cache), {},  # type: ignore[arg-type]
+    searcher = VectorSearcher(cache, followers_for(journal, cache),  # type: ignore[arg-type]
                               sync_timeout_ms=1000, warm=lambda: True)
     for level in L:
         with pytest.raises(Unavailable, match=r"halted.*never saw created"):
@@ -79,11 +85,11 @@ async def test_the_tail_halts_and_parks_instead_of_looping(executor: ThreadPoolE
     schema, ddl = create_payload("c", DIM)
     journal.append(ddl)
     cache = ShardCache([0], [PARTITION], executor)
-    await warm_up(journal, cache)  # type: ignore[arg-type]
+    await warm(journal, cache)  # type: ignore[arg-type]
     ghost, _ = create_payload("ghost", DIM)
     journal.append(write_payload(ghost, ["g"], np.ones((1, DIM))))
     journal.append(write_payload(schema, ["b"], np.ones((1, DIM))))
-    tail = PartitionTail(journal, cache, PARTITION, replica_id="q", delay_ms=0)  # type: ignore[arg-type]
+    tail = followers_for(journal, cache)[PARTITION]
     running = asyncio.create_task(tail.run())
     try:
         async with asyncio.timeout(5):
@@ -93,7 +99,7 @@ async def test_the_tail_halts_and_parks_instead_of_looping(executor: ThreadPoolE
         assert not running.done()  # parked, not dead (which would kill the process)
         assert len(journal.subscriptions) == 1  # and not resubscribing in a loop
         assert cache.applied(PARTITION)[0] == 1
-        searcher = VectorSearcher(cache, PartitionSyncer(journal, cache), {},  # type: ignore[arg-type]
+        searcher = VectorSearcher(cache, followers_for(journal, cache),  # type: ignore[arg-type]
                                   sync_timeout_ms=1000, warm=lambda: True)
         with pytest.raises(Unavailable, match="halted"):
             await searcher.search(_search(L.STRONG))

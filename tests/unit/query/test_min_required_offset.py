@@ -14,11 +14,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.unit.gateway.fakes import FakeDownstream
-from tests.unit.query.fakes import PARTITION, FakeJournal, create_payload, write_payload
+from tests.unit.query.fakes import (
+    PARTITION,
+    FakeJournal,
+    create_payload,
+    followers_for,
+    warm,
+    write_payload,
+)
 from vecraft.services.api_gateway.gateway import Gateway
 from vecraft.services.api_gateway.handlers.http_app import create_app
 from vecraft.services.api_gateway.schema_cache import SchemaCache
-from vecraft.services.query_processor.cache import ShardCache, warm_up
+from vecraft.services.query_processor.cache import ShardCache
 from vecraft.services.query_processor.vector_search.consistency import (
     SyncDecision,
     decide,
@@ -28,7 +35,6 @@ from vecraft.services.query_processor.vector_search.consistency import (
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.request import parse_query
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
-from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.model.consistency import ConsistencyLevel as L
 from vecraft.shared.rpc.v1 import query_pb2, storage_pb2
 
@@ -76,11 +82,11 @@ async def test_a_cache_read_with_min_offset_sees_the_write(level: L, executor: T
     journal.append(ddl)
     journal.append(write_payload(schema, ["a"], _vec(0)[None, :]))
     cache = ShardCache([0], [PARTITION], executor)
-    await warm_up(journal, cache)  # type: ignore[arg-type]
+    await warm(journal, cache)  # type: ignore[arg-type]
     # A fresh head report: the bounded bound alone would be met from the cache.
-    await PartitionSyncer(journal, cache).journal_head(PARTITION)  # type: ignore[arg-type]
+    await followers_for(journal, cache)[PARTITION].journal_head()  # type: ignore[arg-type]
     written = journal.append(write_payload(schema, ["b"], _vec(1)[None, :])).offset
-    searcher = VectorSearcher(cache, PartitionSyncer(journal, cache), {},  # type: ignore[arg-type]
+    searcher = VectorSearcher(cache, followers_for(journal, cache),  # type: ignore[arg-type]
                               sync_timeout_ms=2000, warm=lambda: True)
     resp = await searcher.search(_request(level, written, max_staleness_ms=60_000))
     assert resp.results[0].id == "b"

@@ -12,11 +12,18 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.unit.query.fakes import PARTITION, FakeJournal, create_payload, write_payload
-from vecraft.services.query_processor.cache import ShardCache, warm_up
+from tests.unit.query.fakes import (
+    PARTITION,
+    FakeJournal,
+    create_payload,
+    followers_for,
+    sync_to,
+    warm,
+    write_payload,
+)
+from vecraft.services.query_processor.cache import ShardCache
 from vecraft.services.query_processor.vector_search.request import parse_query
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
-from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel as L
 from vecraft.shared.rpc.v1 import journal_pb2, query_pb2
@@ -46,7 +53,7 @@ def journal() -> FakeJournal:
 @pytest.fixture
 async def cache(journal: FakeJournal, executor: ThreadPoolExecutor) -> ShardCache:
     c = ShardCache([0], [PARTITION], executor)
-    await warm_up(journal, c)  # type: ignore[arg-type]
+    await warm(journal, c)  # type: ignore[arg-type]
     journal.pull_calls.clear()
     return c
 
@@ -67,28 +74,28 @@ def request(level: L, row: int = 0, **kw: object) -> query_pb2.QuerySearchReques
 
 
 async def test_concurrent_syncs_coalesce_into_one_pull(journal: FakeJournal, cache: ShardCache) -> None:
-    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    syncer = followers_for(journal, cache)  # type: ignore[arg-type]
     target = max(add(journal, f"n{i}", 2) for i in range(5))
     journal.gate.clear()
-    waiters = [asyncio.create_task(syncer.sync_to(PARTITION, target)) for _ in range(10)]
+    waiters = [asyncio.create_task(sync_to(syncer, target)) for _ in range(10)]
     await asyncio.sleep(0.05)
     journal.gate.set()
     assert await asyncio.gather(*waiters) == [True] * 10
     assert len(journal.pull_calls) == 1
     assert cache.applied(PARTITION)[0] == target
-    assert await syncer.sync_to(PARTITION, target) is False
+    assert await sync_to(syncer, target) is False
 
 
 async def test_a_higher_target_starts_the_next_pull_for_every_waiter(journal: FakeJournal,
                                                                      cache: ShardCache) -> None:
-    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    syncer = followers_for(journal, cache)  # type: ignore[arg-type]
     first = add(journal, "x", 2)
     journal.gate.clear()
-    low = asyncio.create_task(syncer.sync_to(PARTITION, first))
+    low = asyncio.create_task(sync_to(syncer, first))
     await asyncio.sleep(0.01)
     second = add(journal, "y", 3)
     third = add(journal, "z", 3)
-    high = [asyncio.create_task(syncer.sync_to(PARTITION, t)) for t in (second, third, second)]
+    high = [asyncio.create_task(sync_to(syncer, t)) for t in (second, third, second)]
     await asyncio.sleep(0.01)
     journal.gate.set()
     await asyncio.gather(low, *high)
@@ -98,13 +105,13 @@ async def test_a_higher_target_starts_the_next_pull_for_every_waiter(journal: Fa
 
 async def test_a_waiter_that_gives_up_does_not_cancel_the_shared_pull(journal: FakeJournal,
                                                                       cache: ShardCache) -> None:
-    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    syncer = followers_for(journal, cache)  # type: ignore[arg-type]
     target = add(journal, "slow", 2)
     journal.gate.clear()
-    patient = asyncio.create_task(syncer.sync_to(PARTITION, target))
+    patient = asyncio.create_task(sync_to(syncer, target))
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
-            await syncer.sync_to(PARTITION, target)
+            await sync_to(syncer, target)
     journal.gate.set()
     assert await patient is True
     assert len(journal.pull_calls) == 1
@@ -116,30 +123,30 @@ async def test_a_finished_pull_still_registered_starts_the_next_one(journal: Fak
     """Regression: a request arriving after a pull finished but before the pull's done callback
     unregistered it awaited the finished task again and again (that never yields), freezing the
     event loop; found by the end-to-end strong-read trials (tests/integration/e2e)."""
-    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    syncer = followers_for(journal, cache)  # type: ignore[arg-type]
     first = add(journal, "p", 2)
-    flight = syncer._start(PARTITION, first)
-    await asyncio.wait({flight.task})
-    syncer._flights[PARTITION] = flight  # the window: finished, done callback not run yet
+    flight = syncer[PARTITION]._start(first)
+    await asyncio.wait({flight[1]})
+    syncer[PARTITION]._flight = flight  # the window: finished, done callback not run yet
     second = add(journal, "q", 3)
-    assert await syncer.sync_to(PARTITION, second) is True
+    assert await sync_to(syncer, second) is True
     assert cache.applied(PARTITION)[0] == second
 
 
 async def test_journal_failure_reaches_every_waiter(journal: FakeJournal, cache: ShardCache) -> None:
-    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
+    syncer = followers_for(journal, cache)  # type: ignore[arg-type]
     target = add(journal, "lost", 2)
     journal.down = True
-    results = await asyncio.gather(*(syncer.sync_to(PARTITION, target) for _ in range(3)),
+    results = await asyncio.gather(*(sync_to(syncer, target) for _ in range(3)),
                                    return_exceptions=True)
     assert all(isinstance(r, Unavailable) for r in results)
     journal.down = False
-    assert await syncer.sync_to(PARTITION, target) is True
+    assert await sync_to(syncer, target) is True
 
 
 def searcher(journal: FakeJournal, cache: ShardCache, *, sync_timeout_ms: int = 2000) -> VectorSearcher:
-    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
-    return VectorSearcher(cache, syncer, {}, sync_timeout_ms=sync_timeout_ms, warm=lambda: True)
+    syncer = followers_for(journal, cache)  # type: ignore[arg-type]
+    return VectorSearcher(cache, syncer, sync_timeout_ms=sync_timeout_ms, warm=lambda: True)
 
 
 async def test_each_level_on_a_lagging_cache(journal: FakeJournal, cache: ShardCache) -> None:
@@ -193,8 +200,8 @@ async def test_collection_created_after_the_cache_is_found_by_strong_reads(journ
 
 async def test_cold_cache_without_storage_nodes_is_unavailable(journal: FakeJournal,
                                                                cache: ShardCache) -> None:
-    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
-    s = VectorSearcher(cache, syncer, {}, sync_timeout_ms=1000, warm=lambda: False)
+    syncer = followers_for(journal, cache)  # type: ignore[arg-type]
+    s = VectorSearcher(cache, syncer, sync_timeout_ms=1000, warm=lambda: False)
     with pytest.raises(Unavailable, match="warming"):
         await s.search(request(L.EVENTUAL))
 
@@ -238,7 +245,7 @@ async def test_a_search_uses_the_pool_only_while_an_apply_runs(journal: FakeJour
     pool = CountingPool()
     try:
         cache = ShardCache([0], [PARTITION], pool)
-        await warm_up(journal, cache)  # type: ignore[arg-type]
+        await warm(journal, cache)  # type: ignore[arg-type]
         query = np.eye(DIM, dtype=np.float32)[0]
         before = pool.submitted
         hits = await cache.search([0], "default", "c", query, 1, None, None)

@@ -9,8 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.unit.query.fakes import PARTITION, FakeJournal, create_payload, write_payload
-from vecraft.services.query_processor.cache import PartitionTail, ShardCache, warm_up
+from tests.unit.query.fakes import (
+    PARTITION,
+    FakeJournal,
+    create_payload,
+    warm,
+    write_payload,
+)
+from vecraft.services.query_processor.cache import ShardCache, cache_followers
 from vecraft.shared.replica.queue import EntryQueue
 from vecraft.shared.rpc.v1 import journal_pb2
 
@@ -65,25 +71,25 @@ async def test_a_slow_applier_keeps_the_queue_bounded_and_applies_everything_in_
     journal.append(ddl)
     pool = ThreadPoolExecutor(max_workers=1)
     cache = ShardCache([0], [PARTITION], pool)
-    await warm_up(journal, cache)  # type: ignore[arg-type]
+    await warm(journal, cache)  # type: ignore[arg-type]
     rng = np.random.default_rng(0)
     for i in range(N):
         journal.append(write_payload(schema, [f"r{i}"], rng.standard_normal((1, DIM))))
     entry_bytes = len(journal.entries[PARTITION][-1].payload)
 
     applied_order: list[int] = []
-    real_apply = cache.apply_locked
+    real_apply = cache.apply
 
-    async def slow_apply(partition: str, entries: Sequence[journal_pb2.JournalEntry]
-                         ) -> list[journal_pb2.JournalEntry]:
+    async def slow_apply(partition: str, entries: Sequence[journal_pb2.JournalEntry], *,
+                         path: str = "push") -> int:
         applied_order.extend(e.offset for e in entries if e.offset > cache.applied(partition)[0])
         await asyncio.sleep(0.002)  # slower than the stream
-        return await real_apply(partition, entries)
+        return await real_apply(partition, entries, path=path)
 
-    cache.apply_locked = slow_apply  # type: ignore[method-assign]
+    cache.apply = slow_apply  # type: ignore[method-assign]
     max_entries, max_bytes = 32, entry_bytes * 20  # the byte bound is the tighter one
-    tail = PartitionTail(journal, cache, PARTITION, replica_id="q", delay_ms=0,  # type: ignore[arg-type]
-                         queue_entries=max_entries, queue_bytes=max_bytes)
+    tail = cache_followers(journal, cache, replica_id="q",  # type: ignore[arg-type]
+                           queue_entries=max_entries, queue_bytes=max_bytes)[PARTITION]
     running = asyncio.create_task(tail.run())
     lead = 0
     try:

@@ -9,10 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.unit.query.fakes import PARTITION, FakeJournal, create_payload, write_payload
-from vecraft.services.query_processor.cache import ShardCache, warm_up
+from tests.unit.query.fakes import (
+    PARTITION,
+    FakeJournal,
+    create_payload,
+    followers_for,
+    warm,
+    write_payload,
+)
+from vecraft.services.query_processor.cache import ShardCache
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
-from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.consistency import ConsistencyLevel as L
 from vecraft.shared.rpc.v1 import query_pb2
@@ -39,13 +45,13 @@ async def test_one_bad_target_never_fails_the_requests_sharing_its_pull(executor
     schema, ddl = create_payload("c", DIM)
     journal.append(ddl)
     cache = ShardCache([0], [PARTITION], executor)
-    await warm_up(journal, cache)  # type: ignore[arg-type]
+    await warm(journal, cache)  # type: ignore[arg-type]
     rng = np.random.default_rng(1)
     head = 0
     for i in range(5):
         head = journal.append(write_payload(schema, [f"r{i}"], rng.standard_normal((1, DIM)))).offset
-    syncer = PartitionSyncer(journal, cache)  # type: ignore[arg-type]
-    searcher = VectorSearcher(cache, syncer, {}, sync_timeout_ms=3000, warm=lambda: True)
+    syncer = followers_for(journal, cache)  # type: ignore[arg-type]
+    searcher = VectorSearcher(cache, syncer, sync_timeout_ms=3000, warm=lambda: True)
     journal.gate.clear()  # hold the pulls so every request is waiting at once
     bad = asyncio.create_task(searcher.search(_request(L.READ_YOUR_WRITES, head + 1000)))
     good = [asyncio.create_task(searcher.search(_request(level, head)))
@@ -65,9 +71,9 @@ async def test_a_bad_target_alone_is_refused_without_pulling(executor: ThreadPoo
     _schema, ddl = create_payload("c", DIM)
     journal.append(ddl)
     cache = ShardCache([0], [PARTITION], executor)
-    await warm_up(journal, cache)  # type: ignore[arg-type]
+    await warm(journal, cache)  # type: ignore[arg-type]
     journal.pull_calls.clear()
     with pytest.raises(InvalidRequest) as err:
-        await PartitionSyncer(journal, cache).sync_to(PARTITION, 50)  # type: ignore[arg-type]
+        await followers_for(journal, cache)[PARTITION].sync(50)  # type: ignore[arg-type]
     assert err.value.details["head"] == 1
     assert journal.pull_calls == []

@@ -11,7 +11,7 @@ import pytest
 from tests.unit.storage import payloads
 from vecraft.services.storage_node.journal_replay.applier import Applier
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
-from vecraft.services.storage_node.journal_replay.follower import PartitionFollower
+from vecraft.services.storage_node.journal_replay.follower import storage_follower
 from vecraft.services.storage_node.journal_replay.recovery import open_local_state
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -49,7 +49,7 @@ async def test_concurrent_syncs_coalesce_and_apply_each_entry_once(tmp_path: Pat
                          on_applied=lambda _p, o: reported.append(o), snapshot_every_ops=0,
                          snapshot_every_s=0)
     journal = FakeJournal(entries)
-    follower = PartitionFollower("data-0", engine, journal, replica_id="r", shard=0)  # type: ignore[arg-type]
+    follower = storage_follower("data-0", engine, journal, replica_id="r", shard=0)  # type: ignore[arg-type]
 
     outcomes = await asyncio.gather(*(follower.sync(10) for _ in range(5)), follower.sync(None))
     assert all(o.applied_offset >= 10 for o in outcomes)

@@ -18,7 +18,11 @@ from vecraft.services.query_processor.vector_search.fallback import StorageFallb
 from vecraft.services.query_processor.vector_search.request import parse_query
 from vecraft.services.storage_node.journal_replay.applier import Applier
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
-from vecraft.services.storage_node.journal_replay.follower import HeadWatch, PartitionFollower
+from vecraft.services.storage_node.journal_replay.follower import (
+    HeadWatch,
+    PartitionFollower,
+    storage_follower,
+)
 from vecraft.services.storage_node.journal_replay.recovery import open_local_state
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel as L
@@ -72,7 +76,7 @@ async def test_silent_journal_grows_staleness_and_bounded_reads_fail(tmp_path: P
     engine = ApplyEngine(applier, state.registry, state.snapshots, on_applied=lambda _p, _o: None,
                          snapshot_every_ops=0, snapshot_every_s=0)
     journal = SilencingJournal(entries)
-    follower = PartitionFollower("data-0", engine, journal, replica_id="r", shard=0)  # type: ignore[arg-type]
+    follower = storage_follower("data-0", engine, journal, replica_id="r", shard=0)  # type: ignore[arg-type]
     watch = HeadWatch(journal, {"data-0": follower}, interval_s=0.02)  # type: ignore[arg-type]
     await follower.sync(None)
     await watch.poll_once()

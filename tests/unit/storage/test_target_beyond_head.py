@@ -12,7 +12,7 @@ from tests.unit.storage import payloads
 from tests.unit.storage.test_follower_sync import FakeJournal
 from vecraft.services.storage_node.journal_replay.applier import Applier
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
-from vecraft.services.storage_node.journal_replay.follower import PartitionFollower
+from vecraft.services.storage_node.journal_replay.follower import storage_follower
 from vecraft.services.storage_node.journal_replay.recovery import open_local_state
 from vecraft.shared.common.errors import InvalidRequest
 
@@ -29,7 +29,7 @@ async def test_a_bad_target_does_not_fail_the_syncs_waiting_with_it(tmp_path: Pa
     applier = Applier(0, state.records, state.locations, state.registry, state.applied)
     engine = ApplyEngine(applier, state.registry, state.snapshots, on_applied=lambda _p, _o: None,
                          snapshot_every_ops=0, snapshot_every_s=0)
-    follower = PartitionFollower("data-0", engine, FakeJournal(entries),  # type: ignore[arg-type]
+    follower = storage_follower("data-0", engine, FakeJournal(entries),  # type: ignore[arg-type]
                                  replica_id="r", shard=0)
     bad = asyncio.create_task(follower.sync(500))
     await asyncio.sleep(0)  # the bad request goes first: on main it started the shared pull

@@ -26,23 +26,18 @@ from pydantic import Field
 
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.query_processor import metrics
-from vecraft.services.query_processor.cache import (
-    HeadWatch,
-    PartitionTail,
-    ShardCache,
-    warm_up,
-)
+from vecraft.services.query_processor.cache import ShardCache, cache_followers, warm_up
 from vecraft.services.query_processor.membership import keep_registered
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
 from vecraft.services.query_processor.vector_search.servicer import QueryProcessorServicer
-from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.config import ServiceSettings, add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import data_partition
 from vecraft.shared.replica import StalenessSnapshot
+from vecraft.shared.replica.follower import HeadWatch, PartitionFollower
 from vecraft.shared.rpc.v1 import meta_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -76,13 +71,14 @@ class QueryProcessor(Service):
         self.partitions = [data_partition(i) for i in range(settings.data_partitions)]
         self.cache: ShardCache | None = None
         self.searcher: VectorSearcher | None = None
-        self.tails: dict[str, PartitionTail] = {}
+        #: The partition followers of the current cache (replaced when it is rebuilt).
+        self.followers: dict[str, PartitionFollower] = {}
         self.warm = False
         self._journal: JournalClient | None = None
         self._fallback: StorageFallback | None = None
         self._executor: ThreadPoolExecutor | None = None
-        # The tails and head watch of the current cache (replaced when it is rebuilt).
-        self._followers: list[asyncio.Task[Any]] = []
+        # The push tails and head watch of the current cache.
+        self._follow_tasks: list[asyncio.Task[Any]] = []
         self._rebuild: asyncio.Task[Any] | None = None
 
     @property
@@ -95,10 +91,7 @@ class QueryProcessor(Service):
         return f"query-{'.'.join(map(str, self.shards))}-{self.grpc_port}"
 
     def freshness(self) -> list[StalenessSnapshot]:
-        if self.cache is None:
-            return []
-        return [fresh.snapshot(pending_hlc=self.tails[p].oldest_pending_hlc() if p in self.tails else 0)
-                for p, fresh in self.cache.freshness.items()]
+        return [f.freshness.snapshot(pending_hlc=f.oldest_pending_hlc()) for f in self.followers.values()]
 
     # ---- Service hooks -------------------------------------------------------------------
     def register(self, server: grpc.aio.Server) -> None:
@@ -120,11 +113,10 @@ class QueryProcessor(Service):
         # Shorter than the client's default: a search deadline (5 s) must end in
         # a 503 naming the journal, not in a 504 spent retrying.
         self._journal.unavailable_retry_s = self.cfg.journal_retry_ms / 1000.0
-        self.cache = self._new_cache()
-        syncer = PartitionSyncer(self._journal, self.cache, self.tails)
+        self.cache, self.followers = self._new_cache()
         if self.cfg.storage_addresses:
             self._fallback = StorageFallback(self.cfg.storage_addresses)
-        self.searcher = VectorSearcher(self.cache, syncer, self.tails,
+        self.searcher = VectorSearcher(self.cache, self.followers,
                                        sync_timeout_ms=self.cfg.sync_timeout_ms,
                                        warm=lambda: self.warm, fallback=self._fallback)
         if self.settings.meta_address:
@@ -132,11 +124,12 @@ class QueryProcessor(Service):
                        "meta-registration")
         self.spawn(self._warm_up(), "warm-up")
 
-    def _new_cache(self) -> ShardCache:
-        assert self._executor is not None
+    def _new_cache(self) -> tuple[ShardCache, dict[str, PartitionFollower]]:
+        assert self._executor is not None and self._journal is not None
         cache = ShardCache(self.shards, self.partitions, self._executor)
         cache.halts.on_halt = self._on_halt
-        return cache
+        return cache, cache_followers(self._journal, cache, replica_id=self.replica_id,
+                                      delay_ms=self.cfg.apply_delay_ms)
 
     def _on_halt(self, partition: str, err: VecraftError) -> None:
         """A halted partition takes readiness with it; a diverged journal rebuilds the cache."""
@@ -151,40 +144,34 @@ class QueryProcessor(Service):
         log.critical("journal diverged from the cache; rebuilding the cache from scratch",
                      extra={"partition": partition})
         start = time.perf_counter()
-        cache = self._new_cache()
-        entries = await warm_up(self._journal, cache)
-        followers, self._followers = self._followers, []
-        for task in followers:
+        cache, followers = self._new_cache()
+        entries = await warm_up(followers)
+        tasks, self._follow_tasks = self._follow_tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*followers, return_exceptions=True)
-        self.cache = cache
-        self.tails.clear()
-        self.searcher.cache = cache
-        self.searcher.syncer = PartitionSyncer(self._journal, cache, self.tails)
-        await self._follow(cache)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.cache, self.followers = cache, followers
+        self.searcher.cache, self.searcher.followers = cache, followers
+        await self._follow()
         if not cache.halts.any:
             self.set_ready()
         log.info("cache rebuilt; ready", extra={"entries": entries,
                                                 "seconds": round(time.perf_counter() - start, 3)})
 
-    async def _follow(self, cache: ShardCache) -> None:
-        """Start the push tails and the head watch of ``cache``."""
+    async def _follow(self) -> None:
+        """Start the push tails and the head watch of the current followers."""
         assert self._journal is not None
-        for partition in self.partitions:
-            tail = PartitionTail(self._journal, cache, partition, replica_id=self.replica_id,
-                                 delay_ms=self.cfg.apply_delay_ms)
-            self.tails[partition] = tail
-            self._followers.append(self.spawn(tail.run(), f"tail:{partition}"))
-        watch = HeadWatch(self._journal, cache, list(self.tails.values()),
-                          interval_s=self.cfg.head_poll_ms / 1000.0)
+        for partition, follower in self.followers.items():
+            self._follow_tasks.append(self.spawn(follower.run(), f"tail:{partition}"))
+        watch = HeadWatch(self._journal, self.followers, interval_s=self.cfg.head_poll_ms / 1000.0)
         await watch.poll_once()
-        self._followers.append(self.spawn(watch.run(), "head-watch"))
+        self._follow_tasks.append(self.spawn(watch.run(), "head-watch"))
 
     async def _warm_up(self) -> None:
         assert self._journal is not None and self.cache is not None
         start = time.perf_counter()
-        entries = await warm_up(self._journal, self.cache)
-        await self._follow(self.cache)
+        entries = await warm_up(self.followers)
+        await self._follow()
         elapsed = time.perf_counter() - start
         metrics.WARMUP_SECONDS.set(elapsed)
         self.warm = True

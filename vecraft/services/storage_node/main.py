@@ -29,7 +29,11 @@ from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.registry import CollectionRegistry
 from vecraft.services.storage_node.journal_replay.applier import Applier
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
-from vecraft.services.storage_node.journal_replay.follower import HeadWatch, PartitionFollower
+from vecraft.services.storage_node.journal_replay.follower import (
+    HeadWatch,
+    PartitionFollower,
+    storage_follower,
+)
 from vecraft.services.storage_node.journal_replay.recovery import LocalState, open_local_state
 from vecraft.services.storage_node.journal_replay.reporter import AppliedReporter
 from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
@@ -138,7 +142,7 @@ class StorageNode(Service):
                              snapshot_every_s=self.cfg.snapshot_every_s, halts=self.halts)
         self.engine = engine
         for partition in self.partitions:
-            self.followers[partition] = PartitionFollower(
+            self.followers[partition] = storage_follower(
                 partition, engine, self._journal, replica_id=self.replica_id, shard=self.shard,
                 apply_delay_ms=self.cfg.apply_delay_ms)
         self.spawn(reporter.run(), "report-applied")

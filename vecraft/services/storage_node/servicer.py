@@ -186,7 +186,7 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
                      context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:
         partitions = []
         for name, follower in self.node.followers.items():
-            offset, hlc = follower.engine.applied(name)
+            offset, hlc = follower.applied()
             partitions.append(storage_pb2.PartitionProgress(
                 partition=name, applied_offset=offset, applied_hlc=hlc, head_offset=follower.head(),
                 staleness_ms=follower.staleness_ms()))

@@ -1,9 +1,11 @@
 """ShardState: one shard of every collection, in memory, fed by journal entries.
 
-Storage nodes keep one as their authoritative index (next to the record file)
-and query processors keep one as their cache; both feed it the entries of the
-journal partitions they follow, in offset order per partition, from the push
-stream and from pull-before-read, possibly from different threads.
+Query processors keep one per served shard as their cache (storage nodes keep
+their own durable state: record file, SQLite and indexes, applied by the same
+replay rules). The shared partition follower (``vecraft.shared.replica``)
+feeds it the entries of the journal partitions it follows, in offset order per
+partition, from the push stream and from pull-before-read, possibly from
+different threads.
 
 Replay rules (so a data partition alone rebuilds every collection):
 

@@ -1,9 +1,12 @@
 """What every journal-fed replica shares.
 
 Storage nodes (durable replicas) and query processors (in-memory caches) both
-follow journal partitions: :class:`PartitionStaleness` is the one staleness
-estimator they report, :class:`PartitionHalts` how either stops a partition
-loudly, and :mod:`.queue` the bounded queue between a push stream and an applier.
+follow journal partitions with the one :class:`.follower.PartitionFollower`
+(push tail, single-flight pull-before-read, history check) driving a
+:class:`.follower.ShardApplier` -- the node's durable engine or the processor's
+in-memory cache. :class:`PartitionStaleness` is the one staleness estimator,
+:class:`PartitionHalts` how either stops a partition loudly, and :mod:`.queue`
+the bounded queue between a push stream and an applier.
 """
 
 from vecraft.shared.replica.halt import PartitionHalted, PartitionHalts

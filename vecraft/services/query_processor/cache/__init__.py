@@ -1,20 +1,6 @@
-"""The processor's journal-fed copy of its shards: state, freshness, warm-up and the push tail."""
+"""The processor's journal-fed copy of its shards: the in-memory state and how it follows the journal."""
 
-from vecraft.services.query_processor.cache.catchup import (
-    JournalReader,
-    Subscription,
-    catch_up_locked,
-    warm_up,
-)
+from vecraft.services.query_processor.cache.following import QueryObserver, cache_followers, warm_up
 from vecraft.services.query_processor.cache.shard_cache import ShardCache
-from vecraft.services.query_processor.cache.tail import HeadWatch, PartitionTail
 
-__all__ = [
-    "HeadWatch",
-    "JournalReader",
-    "PartitionTail",
-    "ShardCache",
-    "Subscription",
-    "catch_up_locked",
-    "warm_up",
-]
+__all__ = ["QueryObserver", "ShardCache", "cache_followers", "warm_up"]

@@ -2,9 +2,10 @@
 
 One :class:`ShardState` per served shard holds that shard of every collection.
 Entries of a partition are applied to every state, in offset order, in a
-thread pool (the event loop keeps serving searches meanwhile). Two feeders
-share the cache — the delayed push tail and pull-before-read syncs — so each
-partition has one asyncio lock around apply, and entries at or below the
+thread pool (the event loop keeps serving searches meanwhile). It is the
+processor's :class:`~vecraft.shared.replica.follower.ShardApplier`: one
+shared ``PartitionFollower`` per partition feeds it (push tail and
+pull-before-read, serialized by the follower), and entries at or below the
 applied offset are dropped: an entry is never applied twice, and never past a
 gap.
 """
@@ -22,7 +23,8 @@ from vecraft.services.query_processor.aggregation import ShardHits
 from vecraft.shared.common.metrics import timed
 from vecraft.shared.index import ShardState
 from vecraft.shared.model.filters import Filter
-from vecraft.shared.replica import PartitionHalts, PartitionStaleness
+from vecraft.shared.replica import PartitionHalts
+from vecraft.shared.replica.follower import JournalGap
 from vecraft.shared.replica.halt import describe
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
@@ -33,11 +35,11 @@ def _cache_state(shard: int) -> ShardState:
 
 
 class ShardCache:
-    """In-memory state of the served shards of every collection, per-partition freshness.
+    """In-memory state of the served shards of every collection: the processor's ShardApplier.
 
     Contract: :meth:`apply` may run concurrently for different partitions and
     with any number of :meth:`search` calls; applies of one partition are
-    serialized. ``applied`` positions only grow.
+    serialized by its follower. ``applied`` positions only grow.
     """
 
     def __init__(self, shards: Sequence[int], partitions: Sequence[str], executor: Executor, *,
@@ -47,80 +49,60 @@ class ShardCache:
         self.shards = sorted(set(shards))
         self.partitions = list(partitions)
         self.states = {s: state_factory(s) for s in self.shards}
-        self.freshness = {p: PartitionStaleness(p) for p in self.partitions}
         #: Partitions this cache stopped applying (an apply failed, or the journal diverged).
         self.halts = PartitionHalts()
         self._executor = executor
-        self._locks = {p: asyncio.Lock() for p in self.partitions}
+        self._applied: dict[str, tuple[int, int]] = {}
         # Applies running in the pool right now; only they take the indexes' write locks.
         self._applying = 0
 
     def applied(self, partition: str) -> tuple[int, int]:
         """(offset, hlc) of the last entry of ``partition`` applied to every served shard."""
-        fresh = self.freshness[partition]
-        return fresh.applied_offset, fresh.applied_hlc
+        return self._applied.get(partition, (0, 0))
 
-    def lock(self, partition: str) -> asyncio.Lock:
-        """The partition's apply lock (held by :meth:`apply`; syncs use it to read-and-pull)."""
-        return self._locks[partition]
-
-    async def apply(self, partition: str, entries: Sequence[journal_pb2.JournalEntry]) -> list[
-            journal_pb2.JournalEntry]:
-        """Apply ``entries`` (offset order) of ``partition`` after the applied offset.
-
-        Entries at or below the applied offset are skipped. Application stops
-        at the first gap; the entries after it are returned (the caller fills
-        the gap from the journal and applies again). Returns ``[]`` when all
-        were applied or skipped.
-        """
-        async with self._locks[partition]:
-            return await self.apply_locked(partition, entries)
-
-    async def apply_locked(self, partition: str, entries: Sequence[journal_pb2.JournalEntry]) -> list[
-            journal_pb2.JournalEntry]:
-        """:meth:`apply` for a caller that already holds :meth:`lock` of ``partition``.
+    async def apply(self, partition: str, entries: Sequence[journal_pb2.JournalEntry], *,
+                    path: str = "push") -> int:
+        """Apply the entries of ``partition`` past the applied offset; returns how many were new.
 
         Raises:
+            JournalGap: the first new entry is past applied + 1 (nothing applied).
             PartitionHalted: the partition is halted, or this apply failed (an
                 entry of a collection never created, an index error): the
                 partition is halted then, loudly, and never retried behind a
                 READY probe; the entries before the failing one stay applied.
         """
         self.halts.check(partition)
-        fresh = self.freshness[partition]
-        expected = fresh.applied_offset + 1
-        batch: list[journal_pb2.JournalEntry] = []
-        rest: list[journal_pb2.JournalEntry] = []
-        for i, entry in enumerate(entries):
-            if entry.offset < expected:
-                continue
-            if entry.offset != expected:
-                rest = list(entries[i:])
+        applied = self.applied(partition)[0]
+        batch = [e for e in entries if e.offset > applied]
+        if not batch:
+            return 0
+        if batch[0].offset != applied + 1:
+            raise JournalGap(partition, applied, batch[0].offset)
+        for i in range(1, len(batch)):
+            if batch[i].offset != batch[i - 1].offset + 1:
+                batch = batch[:i]  # apply up to the hole; the follower pulls the rest
                 break
-            batch.append(entry)
-            expected += 1
-        if batch:
-            with timed(metrics.APPLY_SECONDS.labels(partition)):
-                self._applying += 1
-                try:
-                    await asyncio.get_running_loop().run_in_executor(self._executor, self._apply_all, batch)
-                except Exception as exc:
-                    self._publish_applied(partition)
-                    raise self.halts.halt(
-                        partition, "apply_failed", describe(exc),
-                        action="restart the query processor once the journal is repaired") from exc
-                finally:
-                    self._applying -= 1
-            last = batch[-1]
-            fresh.note_applied(last.offset, last.hlc)
-            metrics.APPLIED_OFFSET.labels(partition).set(last.offset)
-        return rest
+        with timed(metrics.APPLY_SECONDS.labels(partition)):
+            self._applying += 1
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._apply_all, batch)
+            except Exception as exc:
+                self._publish_applied(partition)
+                raise self.halts.halt(
+                    partition, "apply_failed", describe(exc),
+                    action="restart the query processor once the journal is repaired") from exc
+            finally:
+                self._applying -= 1
+        last = batch[-1]
+        self._applied[partition] = (last.offset, last.hlc)
+        metrics.APPLIED_OFFSET.labels(partition).set(last.offset)
+        return len(batch)
 
     def _publish_applied(self, partition: str) -> None:
         """Record what every state applied of ``partition`` (after a partial apply)."""
         offset, hlc = min(st.applied.get(partition, (0, 0)) for st in self.states.values())
-        if offset:
-            self.freshness[partition].note_applied(offset, hlc)
+        if offset > self.applied(partition)[0]:
+            self._applied[partition] = (offset, hlc)
             metrics.APPLIED_OFFSET.labels(partition).set(offset)
 
     def _apply_all(self, batch: list[journal_pb2.JournalEntry]) -> None:

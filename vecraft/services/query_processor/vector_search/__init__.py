@@ -9,12 +9,10 @@ from vecraft.services.query_processor.vector_search.consistency import (
     requirement,
 )
 from vecraft.services.query_processor.vector_search.request import ParsedQuery, parse_query
-from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 
 __all__ = [
     "DEFAULT_MAX_STALENESS_MS",
     "ParsedQuery",
-    "PartitionSyncer",
     "ReadRequirement",
     "SyncDecision",
     "decide",

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.aggregation import ShardHits, merge_top_k
-from vecraft.services.query_processor.cache import PartitionTail, ShardCache
+from vecraft.services.query_processor.cache import ShardCache
 from vecraft.services.query_processor.vector_search.consistency import (
     ReadRequirement,
     decide,
@@ -36,9 +36,9 @@ from vecraft.services.query_processor.vector_search.consistency import (
 )
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.request import ParsedQuery, parse_query
-from vecraft.services.query_processor.vector_search.sync import PartitionSyncer
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable, VecraftError
 from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.replica.follower import PartitionFollower
 from vecraft.shared.rpc.v1 import collection_pb2, query_pb2, search_pb2
 
 
@@ -59,12 +59,11 @@ class VectorSearcher:
     returns a response whose ``consistency_info`` is true of the state searched.
     """
 
-    def __init__(self, cache: ShardCache, syncer: PartitionSyncer, tails: dict[str, PartitionTail], *,
+    def __init__(self, cache: ShardCache, followers: Mapping[str, PartitionFollower], *,
                  sync_timeout_ms: int, warm: Callable[[], bool],
                  fallback: StorageFallback | None = None) -> None:
         self.cache = cache
-        self.syncer = syncer
-        self.tails = tails
+        self.followers = followers
         self.sync_timeout_ms = sync_timeout_ms
         self.warm = warm
         self.fallback = fallback
@@ -106,7 +105,7 @@ class VectorSearcher:
             raise InvalidRequest(f"vector has {q.vector.size} dimensions, collection {schema.name!r} "
                                  f"has {schema.dim}", details={"expected_dim": schema.dim})
         partition = schema.partition
-        if partition not in self.cache.freshness:
+        if partition not in self.followers:
             raise Unavailable(f"partition {partition} of collection {schema.name!r} is not cached here")
         state = await self._meet(partition, q.requirement)
         if synced_for_schema:
@@ -130,32 +129,31 @@ class VectorSearcher:
         miss_req = (q.requirement if q.level is ConsistencyLevel.BOUNDED_STALENESS
                     and not q.requirement.min_offset
                     else ReadRequirement(ConsistencyLevel.STRONG, latest=True))
-        states = await asyncio.gather(*(self._meet(p, miss_req) for p in self.cache.partitions))
+        states = await asyncio.gather(*(self._meet(p, miss_req) for p in self.followers))
         return self.cache.schema(q.tenant, q.collection), any(st.synced for st in states)
 
     async def _meet(self, partition: str, req: ReadRequirement) -> MetState:
         """Sync ``partition`` until the state meets ``req``; the state measured last."""
         self.cache.halts.check(partition)
-        fresh = self.cache.freshness[partition]
-        tail = self.tails.get(partition)
+        follower = self.followers[partition]
         synced = False
         asked_head = False
         head_target = 0
         while True:
-            applied = fresh.applied_offset
-            staleness = fresh.staleness_ms(pending_hlc=tail.oldest_pending_hlc() if tail else 0)
+            applied = follower.applied_offset
+            staleness = follower.staleness_ms()
             if ((asked_head or not req.latest)
                     and is_met(req, applied=applied, staleness_ms=staleness, head_target=head_target)):
                 return MetState(applied, staleness, synced)
             decision = decide(req, applied=applied, staleness_ms=staleness)
             if decision.target is None:
                 # Bounded reads ask again on every round: the head they need moves on.
-                target = await self.syncer.journal_head(partition)
+                target = await follower.journal_head()
                 if req.latest and not asked_head:
                     head_target, asked_head = target, True
             else:
                 target = decision.target
-            synced = await self.syncer.sync_to(partition, target) or synced
+            synced = (await follower.sync(target)).pulled or synced
 
     # ---- storage path ----------------------------------------------------------
     async def _from_storage(self, q: ParsedQuery, timeout_s: float) -> query_pb2.QuerySearchResponse:

@@ -38,6 +38,7 @@ from vecraft.services.storage_node.mmap import (
     encode_records,
 )
 from vecraft.shared.index import ShardOp, UnknownCollection, decode_entry
+from vecraft.shared.replica.follower import JournalGap
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
 log = logging.getLogger(__name__)
@@ -45,14 +46,6 @@ log = logging.getLogger(__name__)
 
 class PostCommitFailure(Exception):
     """The in-memory indexes failed after the durable commit: memory no longer matches disk."""
-
-
-class JournalGap(Exception):
-    """The first entry handed to the applier is past applied offset + 1."""
-
-    def __init__(self, partition: str, applied: int, got: int) -> None:
-        super().__init__(f"{partition}: applied {applied}, next entry is {got}")
-        self.partition, self.applied, self.got = partition, applied, got
 
 
 @dataclass(slots=True)

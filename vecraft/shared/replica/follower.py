@@ -1,0 +1,454 @@
+"""Following one journal partition into a replica: the one implementation.
+
+A :class:`PartitionFollower` keeps a :class:`ShardApplier` (the storage node's
+durable engine, or the query processor's in-memory cache) current with one
+journal partition:
+
+- **push tail** (:meth:`PartitionFollower.run`): a subscription from
+  applied + 1 (slowed by ``delay_ms``, the storage-lag test knob) feeds a
+  bounded :class:`EntryQueue`; the reader stops reading while it is full, so a
+  slow applier pushes back through gRPC flow control instead of growing memory;
+  the apply loop takes whatever is queued (up to a batch) into one apply;
+- **pull-before-read** (:meth:`PartitionFollower.sync`): pulls the missing
+  entries with ``PullWAL`` -- never delayed -- and applies them at once.
+  Concurrent syncs coalesce: while a pull to target T is in flight, a request
+  that needs <= T waits on it; one that needs more waits, then starts the next
+  pull to the highest target any waiter needs. A pull runs as its own task, so
+  a waiter that gives up (deadline) does not cancel it for the others. A target
+  beyond the journal head is refused for its own request only, before it joins
+  a pull (``InvalidRequest`` naming the head);
+- **staleness**: the one conservative measure (:class:`PartitionStaleness`);
+- **history check**: before every (re)subscribe, the journal must still hold
+  the entry at the applied offset with the HLC applied (:mod:`.history`);
+- **halts**: an apply failure or a diverged journal halts the partition
+  (:class:`PartitionHalts`): the follower parks and readers get 503.
+
+One asyncio lock per follower serializes the two feeders; the applier is also
+idempotent by offset, and a gap is filled from the journal, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftError
+from vecraft.shared.replica.halt import PartitionHalted, PartitionHalts
+from vecraft.shared.replica.history import diverged
+from vecraft.shared.replica.queue import QUEUE_MAX_BYTES, QUEUE_MAX_ENTRIES, EntryQueue
+from vecraft.shared.replica.staleness import PartitionStaleness, monotonic_ms
+from vecraft.shared.rpc.v1 import journal_pb2
+
+log = logging.getLogger(__name__)
+
+#: Entries fetched per PullWAL window; bounds memory during a long catch-up.
+PULL_WINDOW = 2048
+#: Entries applied per push batch, at most.
+PUSH_BATCH_ENTRIES = 512
+#: Head polls between two history checks (a journal restarted with another
+#: history is otherwise invisible to a stream that reconnects by itself).
+HISTORY_CHECK_EVERY = 10
+_RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class JournalGap(Exception):
+    """The first new entry handed to an applier is past applied offset + 1 (nothing was applied)."""
+
+    def __init__(self, partition: str, applied: int, got: int) -> None:
+        super().__init__(f"{partition}: applied {applied}, next entry is {got}")
+        self.partition, self.applied, self.got = partition, applied, got
+
+
+class ShardApplier(Protocol):
+    """A replica's state, fed runs of consecutive entries of its partitions.
+
+    ``halts`` records the partitions it stopped applying. Calls for one
+    partition never overlap (the partition's follower serializes them).
+    """
+
+    halts: PartitionHalts
+
+    def applied(self, partition: str) -> tuple[int, int]:
+        """(offset, hlc) of the last entry of ``partition`` applied; (0, 0) before the first."""
+        ...
+
+    async def apply(self, partition: str, entries: Sequence[journal_pb2.JournalEntry], *, path: str) -> int:
+        """Apply the entries past the applied offset, in offset order; returns how many were new.
+
+        Raises:
+            JournalGap: the first new entry is past applied + 1 (nothing applied).
+            PartitionHalted: the partition is halted, or this apply failed (it is
+                halted then, the entries before the failing one stay applied).
+        """
+        ...
+
+
+class Subscription(Protocol):
+    """A push stream of one partition (``JournalClient.subscribe``): gapless, offset order."""
+
+    head_offset: int
+    head_hlc: int
+
+    def __aiter__(self) -> AsyncIterator[journal_pb2.JournalEntry]: ...
+
+    def oldest_pending_hlc(self) -> int: ...
+
+    def skip_to(self, offset: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class JournalSource(Protocol):
+    """The journal verbs a follower uses; errors are VecraftErrors (Unavailable when down)."""
+
+    async def get_offset(self, partition: str) -> tuple[int, int]: ...
+
+    async def get_offsets(self, partitions: Sequence[str] = ()) -> dict[str, tuple[int, int]]: ...
+
+    async def pull(self, partition: str, from_offset: int,
+                   to_offset: int = 0) -> list[journal_pb2.JournalEntry]: ...
+
+    def subscribe(self, partition: str, from_offset: int, *, replica_id: str, shards: Sequence[int] = (),
+                  role: str = "replica", delay_ms: int = 0) -> Subscription: ...
+
+
+class FollowerObserver:
+    """Metric hooks of a follower; the default does nothing. Services override what they count."""
+
+    def applied(self, partition: str, offset: int, entries: int, path: str) -> None: ...
+
+    def head(self, partition: str, offset: int) -> None: ...
+
+    def staleness(self, partition: str, ms: int) -> None: ...
+
+    def sync_waiter(self, partition: str) -> None: ...
+
+    def sync_pull(self, partition: str, seconds: float, entries: int) -> None: ...
+
+    def sync_failed(self, partition: str, error: BaseException) -> None: ...
+
+    def sync_done(self, partition: str, pulled: bool, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    """``pulled``: this call pulled or waited on a pull; ``entries_pulled``: entries its pulls applied."""
+
+    applied_offset: int
+    applied_hlc: int
+    pulled: bool
+    entries_pulled: int
+
+
+class PartitionFollower:
+    """Keeps one partition of a replica applied: push tail, coalesced pulls, staleness, history checks.
+
+    Contract: :meth:`run` returns only when cancelled (a halted partition parks
+    it); :meth:`sync` may be called concurrently and cancelled by any caller.
+    """
+
+    def __init__(self, partition: str, applier: ShardApplier, journal: JournalSource, *, replica_id: str,
+                 shards: Sequence[int], role: str, delay_ms: int = 0, action: str = "",
+                 queue_entries: int = QUEUE_MAX_ENTRIES, queue_bytes: int = QUEUE_MAX_BYTES,
+                 batch_entries: int = PUSH_BATCH_ENTRIES, observer: FollowerObserver | None = None) -> None:
+        self.partition = partition
+        self.applier = applier
+        self.journal = journal
+        self.replica_id = replica_id
+        self.shards = list(shards)
+        self.role = role
+        self.delay_ms = delay_ms
+        self.action = action  # what an operator (or the service) does about a diverged journal
+        self.batch_entries = batch_entries
+        self.observer = observer or FollowerObserver()
+        self.freshness = PartitionStaleness(partition)
+        self.freshness.note_applied(*applier.applied(partition))
+        self.queue = EntryQueue(max_entries=queue_entries, max_bytes=queue_bytes)
+        self.subscription: Subscription | None = None
+        self._lock = asyncio.Lock()
+        self._flight: tuple[int, asyncio.Task[int]] | None = None
+        self._wanted: dict[int, int] = {}
+        self._tokens = itertools.count()
+
+    # ---- state -------------------------------------------------------------------------
+    @property
+    def halts(self) -> PartitionHalts:
+        return self.applier.halts
+
+    @property
+    def applied_offset(self) -> int:
+        return self.applier.applied(self.partition)[0]
+
+    def applied(self) -> tuple[int, int]:
+        return self.applier.applied(self.partition)
+
+    def head(self) -> int:
+        """The highest journal head heard of (stream heartbeats included)."""
+        sub = self.subscription
+        if sub is not None and sub.head_offset > self.freshness.head_offset:
+            self.note_head(sub.head_offset, sub.head_hlc)
+        return self.freshness.head_offset
+
+    def note_head(self, offset: int, hlc: int, heard_ms: float | None = None) -> None:
+        """The journal's head was ``offset``; ``heard_ms``: monotonic time the head read was sent."""
+        self.freshness.note_head(offset, hlc, heard_ms)
+        self.observer.head(self.partition, self.freshness.head_offset)
+
+    def oldest_pending_hlc(self) -> int:
+        """HLC of the oldest entry the stream holds back for the apply delay (0 if none)."""
+        return self.subscription.oldest_pending_hlc() if self.subscription is not None else 0
+
+    def staleness_ms(self) -> int:
+        """Upper bound of the staleness of the applied state (:class:`PartitionStaleness`)."""
+        self._note_applied()
+        self.head()
+        ms = self.freshness.staleness_ms(pending_hlc=self.oldest_pending_hlc())
+        self.observer.staleness(self.partition, ms)
+        return ms
+
+    def _note_applied(self) -> None:
+        self.freshness.note_applied(*self.applier.applied(self.partition))
+
+    async def journal_head(self) -> int:
+        """The journal's head of the partition, read now (a timed report for the staleness bound)."""
+        heard = monotonic_ms()
+        offset, hlc = await self.journal.get_offset(self.partition)
+        self.note_head(offset, hlc, heard)
+        return offset
+
+    async def verify_history(self) -> None:
+        """Halt the partition (``diverged``) if the journal lost or re-used what was applied.
+
+        Raises:
+            PartitionHalted: the histories differ (or the partition was halted before).
+        """
+        self.halts.check(self.partition)
+        applied, applied_hlc = self.applier.applied(self.partition)
+        reason = await diverged(self.journal, self.partition, applied, applied_hlc)
+        if reason is not None:
+            raise self.halts.halt(self.partition, "diverged", reason, action=self.action)
+
+    # ---- pull-before-read ----------------------------------------------------------------
+    async def sync(self, target: int | None) -> SyncOutcome:
+        """Apply every entry up to ``target`` (None = the journal head as of now) by pulling.
+
+        Raises:
+            InvalidRequest: ``target`` is beyond the journal head (this request only).
+            PartitionHalted: the partition is halted (or halts during the pull).
+            Unavailable: the journal cannot be reached.
+        """
+        began = time.perf_counter()
+        self.halts.check(self.partition)
+        if target is None:
+            target = await self.journal_head()
+        elif target > self.applied_offset and target > self.head():
+            await self._check_target(target)
+        pulled = False
+        entries = 0
+        if self.applied_offset < target:
+            self.observer.sync_waiter(self.partition)
+            token = next(self._tokens)
+            self._wanted[token] = target
+            try:
+                while self.applied_offset < target:
+                    flight = self._flight
+                    # A finished flight stays registered until its done callback runs; awaiting
+                    # it again would spin without yielding. Start the next pull instead.
+                    if flight is None or flight[1].done():
+                        flight = self._start(max(self._wanted.values()))
+                    # shield: a caller that gives up must not cancel a pull others wait on.
+                    entries += await asyncio.shield(flight[1])
+                    pulled = True
+            finally:
+                del self._wanted[token]
+        applied, applied_hlc = self.applier.applied(self.partition)
+        self.observer.sync_done(self.partition, pulled, time.perf_counter() - began)
+        return SyncOutcome(applied, applied_hlc, pulled, entries)
+
+    async def _check_target(self, target: int) -> None:
+        """Refuse a target the journal has not reached, before it joins (and fails) a shared pull."""
+        head = await self.journal_head()
+        if target > head:
+            raise InvalidRequest(f"min_required_offset {target} is beyond the head {head} of "
+                                 f"{self.partition}", details={"partition": self.partition, "head": head,
+                                          "min_required_offset": target})
+
+    def _start(self, target: int) -> tuple[int, asyncio.Task[int]]:
+        task = asyncio.create_task(self._pull(target), name=f"sync:{self.partition}:{target}")
+        flight = (target, task)
+        self._flight = flight
+
+        def _done(t: asyncio.Task[int]) -> None:
+            if self._flight is flight:
+                self._flight = None
+            if not t.cancelled() and t.exception() is not None:
+                # Retrieved here so a pull whose waiters all gave up is not "never retrieved".
+                self.observer.sync_failed(self.partition, t.exception())  # type: ignore[arg-type]
+
+        task.add_done_callback(_done)
+        return flight
+
+    async def _pull(self, target: int) -> int:
+        began = time.perf_counter()
+        async with self._lock:
+            count = await self._pull_locked(target)
+        self.observer.sync_pull(self.partition, time.perf_counter() - began, count)
+        return count
+
+    async def _pull_locked(self, target: int) -> int:
+        """Pull and apply up to ``target``; the caller holds the lock."""
+        count = 0
+        while self.applied_offset < target:
+            start = self.applied_offset + 1
+            entries = await self.journal.pull(self.partition, start, min(target, start + PULL_WINDOW - 1))
+            if not entries:
+                head = await self.journal_head()
+                if head < target:
+                    raise Unavailable(f"the journal holds {head} entries of {self.partition}, "
+                                      f"fewer than offset {target}", details={"partition": self.partition})
+                await asyncio.sleep(0.01)  # the journal has it but did not send it yet
+                continue
+            try:
+                count += await self.applier.apply(self.partition, entries, path="pull")
+            except JournalGap as gap:
+                # PullWAL is gapless; a gap means a broken reply, not a retry case.
+                raise Unavailable(f"journal pull of {self.partition} skipped offsets "
+                                  f"before {gap.got}") from gap
+            self._after_apply(count, "pull")
+        if self.subscription is not None:
+            self.subscription.skip_to(self.applied_offset)
+        return count
+
+    def _after_apply(self, entries: int, path: str) -> None:
+        self._note_applied()
+        self.observer.applied(self.partition, self.applied_offset, entries, path)
+
+    # ---- push tail ---------------------------------------------------------------------
+    async def run(self) -> None:
+        """Follow the push stream until cancelled; resubscribe after a stream failure.
+
+        A halted partition is never retried: the follower stops reading and
+        parks until shutdown; readers get 503 with the reason.
+        """
+        attempt = 0
+        try:
+            while not self.halts.halted(self.partition):
+                try:
+                    await self.verify_history()
+                    await self._stream()
+                    attempt = 0
+                except PartitionHalted:
+                    break
+                except VecraftError as err:
+                    delay = _RETRY_SECONDS[min(attempt, len(_RETRY_SECONDS) - 1)]
+                    attempt += 1
+                    log.warning("push stream of %s failed; resubscribing: %s", self.partition, err.message,
+                                extra={"partition": self.partition, "retry_in_s": delay})
+                    await asyncio.sleep(delay)
+            await asyncio.Event().wait()  # halted: parked until shutdown
+        finally:
+            await self._close()
+
+    async def _stream(self) -> None:
+        await self._close()
+        sub = self.journal.subscribe(self.partition, self.applied_offset + 1, replica_id=self.replica_id,
+                                     shards=self.shards, role=self.role, delay_ms=self.delay_ms)
+        self.subscription = sub
+        reader = asyncio.create_task(self._read(sub), name=f"follow-read:{self.partition}")
+        applier = asyncio.create_task(self._apply_loop(), name=f"follow-apply:{self.partition}")
+        try:
+            await asyncio.wait({reader, applier}, return_when=asyncio.FIRST_COMPLETED)
+            if applier.done():
+                applier.result()  # re-raise (PartitionHalted, or a bug)
+            # The stream ended or failed: apply what was read, then report how it ended.
+            while len(self.queue) and not applier.done():
+                await asyncio.sleep(0.005)
+            if applier.done():
+                applier.result()
+            reader.result()
+        finally:
+            for task in (reader, applier):
+                task.cancel()
+            await asyncio.gather(reader, applier, return_exceptions=True)
+            await self._close()
+
+    async def _read(self, sub: Subscription) -> None:
+        async for entry in sub:
+            self.freshness.note_received(entry.offset, entry.hlc)
+            self.note_head(sub.head_offset, sub.head_hlc)
+            await self.queue.put(entry)
+
+    async def _apply_loop(self) -> None:
+        while True:
+            batch = await self.queue.take(self.batch_entries)
+            async with self._lock:
+                batch = [e for e in batch if e.offset > self.applied_offset]
+                if not batch:
+                    continue
+                try:
+                    applied = await self.applier.apply(self.partition, batch, path="push")
+                except JournalGap:
+                    # Only after a skip the stream honoured late: fill from the journal.
+                    applied = await self._pull_locked(batch[-1].offset)
+                self._after_apply(applied, "push")
+
+    async def _close(self) -> None:
+        sub, self.subscription = self.subscription, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.close()
+
+
+class HeadWatch:
+    """Reads the journal heads of a replica's partitions every ``interval_s`` seconds.
+
+    Each answer is a timed head report: once a follower reaches it, nothing
+    committed before the read was sent is missing. When the journal stops
+    answering, nothing confirms anything and staleness keeps growing. Every
+    ``HISTORY_CHECK_EVERY`` polls (and at once when a head below the applied
+    offset is heard) the followers check the journal's history.
+    """
+
+    def __init__(self, journal: JournalSource, followers: Mapping[str, PartitionFollower], *,
+                 interval_s: float = 0.1) -> None:
+        self.journal = journal
+        self.followers = followers
+        self.interval_s = interval_s
+        self.reachable = True
+        self.polls = 0
+
+    async def poll_once(self) -> None:
+        self.polls += 1
+        heard = monotonic_ms()
+        try:
+            heads = await self.journal.get_offsets(list(self.followers))
+        except VecraftError as err:
+            if self.reachable:
+                log.warning("journal head poll failed: %s", err.message)
+            self.reachable = False
+        else:
+            if not self.reachable:
+                log.info("journal head poll recovered")
+            self.reachable = True
+            due = self.polls % HISTORY_CHECK_EVERY == 0
+            for partition, (offset, hlc) in heads.items():
+                follower = self.followers.get(partition)
+                if follower is None:
+                    continue
+                follower.note_head(offset, hlc, heard)
+                if not follower.halts.halted(partition) and (due or offset < follower.applied_offset):
+                    with contextlib.suppress(VecraftError):  # halted inside, or the journal went away
+                        await follower.verify_history()
+        for follower in self.followers.values():
+            follower.staleness_ms()  # refreshes the gauges
+
+    async def run(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self.interval_s)
