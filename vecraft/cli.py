@@ -375,6 +375,88 @@ def _cmd_bench(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return int(result or 0)
 
 
+# ---- import / export ----------------------------------------------------------------------
+def _bulk_client(ns: argparse.Namespace) -> Any:
+    from vecraft_client import VecraftClient
+    return VecraftClient(endpoint=ns.endpoint, transport=ns.transport, timeout=ns.timeout)
+
+
+def _cmd_import(ns: argparse.Namespace) -> int:
+    from vecraft_client import VecraftError
+    with _bulk_client(ns) as client:
+        try:
+            r = client.import_file(ns.file, ns.collection, format=ns.format, chunk_rows=ns.chunk_rows,
+                                   parallel=ns.parallel, upsert=ns.upsert, create=not ns.no_create,
+                                   metric=ns.metric, ack=ns.ack, progress=not ns.quiet)
+        except VecraftError as exc:
+            print(f"vecraft import: {exc}", file=sys.stderr)
+            return 1
+    rate = r.rows / r.seconds if r.seconds else 0.0
+    _print_out(f"imported {r.rows} rows in {r.chunks} chunks ({r.duplicate_chunks} already stored) into "
+               f"{ns.collection} in {r.seconds:.1f}s ({rate:,.0f} rows/s); "
+               f"request ids {r.request_id_prefix}-N")
+    return 0
+
+
+def _cmd_export(ns: argparse.Namespace) -> int:
+    from vecraft_client import VecraftError
+    with _bulk_client(ns) as client:
+        try:
+            r = client.export(ns.collection, ns.file, format=ns.format, chunk_rows=ns.chunk_rows,
+                              parallel=ns.parallel, progress=not ns.quiet)
+        except VecraftError as exc:
+            print(f"vecraft export: {exc}", file=sys.stderr)
+            return 1
+    _print_out(f"exported {r.rows} rows of {ns.collection} (journal head {r.head_offset}; "
+               f"{r.vanished} deleted meanwhile) to {ns.file} in {r.seconds:.1f}s")
+    return 0
+
+
+def _add_bulk_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
+    """``vecraft import`` and ``vecraft export`` (docs/import-export.md)."""
+    def common(p: argparse.ArgumentParser, chunk_rows: int, parallel: int) -> None:
+        p.add_argument("--endpoint", default=os.environ.get("VECRAFT_ENDPOINT", "http://127.0.0.1:8000"),
+                       help="gateway (default $VECRAFT_ENDPOINT or http://127.0.0.1:8000)")
+        p.add_argument("--transport", choices=["http", "grpc"], default="http")
+        p.add_argument("--format", choices=["jsonl", "parquet", "npy"], default=None,
+                       help="file format (default: from the suffix .jsonl/.ndjson, .parquet, .npy)")
+        p.add_argument("--chunk-rows", type=int, default=chunk_rows,
+                       help=f"rows per request (default {chunk_rows}; at most 10000)")
+        p.add_argument("--parallel", type=int, default=parallel,
+                       help=f"requests in flight (default {parallel})")
+        p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    imp = sub.add_parser(
+        "import", formatter_class=formatter, help="load a JSON Lines, Parquet or .npy file into a collection",
+        description=_wrap("Stream FILE into --collection in chunks, several in flight, with a progress "
+                          "bar. Each chunk's request id is derived from the file and the chunk's "
+                          "index: after an interruption, run the same command again and only the "
+                          "missing chunks are stored (no row twice). A bad row stops the import with "
+                          "its line or row number; the chunks before it stay stored."))
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--collection", required=True)
+    imp.add_argument("--upsert", action="store_true", help="upsert instead of insert (needs ids)")
+    imp.add_argument("--no-create", action="store_true", help="fail if the collection does not exist")
+    imp.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"],
+                     help="metric of a collection the import creates (default cosine)")
+    imp.add_argument("--ack", choices=["journal", "one", "all"], default=None,
+                     help="when a chunk counts as stored (server default: all)")
+    common(imp, 5000, 4)
+    imp.set_defaults(handler=_cmd_import)
+
+    exp = sub.add_parser(
+        "export", formatter_class=formatter, help="write a collection to a JSON Lines, Parquet or .npy file",
+        description=_wrap("Write every record of COLLECTION to FILE (.npy writes the vectors and a "
+                          "sidecar FILE.jsonl with ids, metadata and documents). The ids come from the "
+                          "collection's journal partition up to its head, the records are read by id at "
+                          "or after that head."))
+    exp.add_argument("collection", metavar="COLLECTION")
+    exp.add_argument("file", metavar="FILE")
+    common(exp, 1000, 8)
+    exp.set_defaults(handler=_cmd_export)
+
+
 # ---- parser ------------------------------------------------------------------------------
 def _wrap(text: str) -> str:
     """Fill each paragraph to the help width; the raw formatter keeps the blank lines between."""
@@ -433,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                        help="arguments for the benchmark (see `vecraft bench NAME --help`)")
     bench.set_defaults(handler=lambda ns: _cmd_bench(ns, bench))
+    _add_bulk_commands(sub, formatter)
     return parser
 
 

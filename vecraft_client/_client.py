@@ -10,6 +10,7 @@ write they make.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
@@ -349,6 +350,16 @@ class VecraftClient(_Operations):
     def import_session(self, token: str) -> Session:
         """Resume a session from :meth:`Session.export_token`."""
         return Session(self, token)
+
+    def import_file(self, path: str | os.PathLike[str], collection: str, **options: Any) -> Any:
+        """Bulk-import a JSON Lines, Parquet or .npy file (resumable); see ``_bulk.import_file``."""
+        from vecraft_client import _bulk
+        return _bulk.import_file(self, path, collection, **options)
+
+    def export(self, collection: str, path: str | os.PathLike[str], **options: Any) -> Any:
+        """Write every record of ``collection`` to a file; see :func:`vecraft_client._bulk.export`."""
+        from vecraft_client import _bulk
+        return _bulk.export(self, collection, path, **options)
 
     def close(self) -> None:
         self._transport.close()
