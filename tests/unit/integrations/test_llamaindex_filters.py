@@ -61,7 +61,8 @@ def test_unsupported_operators_raise_naming_them(op: FilterOperator) -> None:
 def test_conditions_and_nesting() -> None:
     a = MetadataFilter(key="a", value=1)
     b = MetadataFilter(key="b", value=2, operator=FilterOperator.GT)
-    assert to_vecraft_filter(MetadataFilters(filters=[a, b])) == {"$and": [{"a": {"$eq": 1}}, {"b": {"$gt": 2}}]}
+    assert to_vecraft_filter(MetadataFilters(filters=[a, b])) == \
+        {"$and": [{"a": {"$eq": 1}}, {"b": {"$gt": 2}}]}
     assert to_vecraft_filter(MetadataFilters(filters=[a, b], condition=FilterCondition.OR)) == \
         {"$or": [{"a": {"$eq": 1}}, {"b": {"$gt": 2}}]}
     assert to_vecraft_filter(MetadataFilters(filters=[a], condition=FilterCondition.NOT)) == \
