@@ -170,16 +170,23 @@ def _delete_result(obj: dict[str, Any]) -> DeleteResult:
 
 def _delete_result_pb(msg: gateway_pb2.WriteVectorsResponse) -> DeleteResult:
     w = _write_result_pb(msg)
+    # Every id of a delete is in deleted_ids or missing_ids; both empty means a gateway that
+    # does not report them: unknown (None), not "nothing existed".
+    known = bool(msg.deleted_ids or msg.missing_ids)
     return DeleteResult(id=w.id, ids=w.ids, partition=w.partition, offset=w.offset, hlc=w.hlc,
                         request_id=w.request_id, replicas_acked=w.replicas_acked,
-                        replicas_expected=w.replicas_expected, session_token=w.session_token)
+                        replicas_expected=w.replicas_expected, session_token=w.session_token,
+                        duplicate=w.duplicate, deleted=msg.deleted if known else None,
+                        deleted_ids=list(msg.deleted_ids) if known else None,
+                        missing_ids=list(msg.missing_ids) if known else None)
 
 
 def _write_result_pb(msg: gateway_pb2.WriteVectorsResponse) -> WriteResult:
     ids = list(msg.ids)
     return WriteResult(id=ids[0] if ids else "", ids=ids, partition=msg.partition, offset=msg.offset,
                        hlc=msg.hlc, request_id=msg.request_id, replicas_acked=msg.replicas_acked,
-                       replicas_expected=msg.replicas_expected, session_token=msg.session_token)
+                       replicas_expected=msg.replicas_expected, session_token=msg.session_token,
+                       duplicate=msg.duplicate)
 
 
 def _search_response(obj: dict[str, Any]) -> SearchResponse:

@@ -139,7 +139,7 @@ class _Operations:
         """Delete records (idempotent); more than ``batch_size`` ids are split like inserts.
 
         Returns:
-            DeleteResult with ``deleted``, ``deleted_ids`` and ``missing_ids`` (HTTP; None over gRPC).
+            DeleteResult with ``deleted``, ``deleted_ids`` and ``missing_ids`` (HTTP and gRPC).
         """
         _batching.check_batch_size(batch_size)
         ids = list(ids)

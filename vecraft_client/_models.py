@@ -106,8 +106,8 @@ class WriteResult:
 class DeleteResult(WriteResult):
     """A delete's journal position plus which ids existed (strong read) before it.
 
-    ``deleted``: any of the ids existed. Over gRPC the gateway's answer carries
-    no per-id outcome: ``deleted``, ``deleted_ids`` and ``missing_ids`` are None.
+    ``deleted``: any of the ids existed. HTTP and gRPC answers carry the same
+    outcome; they are None only from a gateway that does not report it.
     """
 
     deleted: bool | None = None

@@ -149,7 +149,16 @@ def write_response(out: WriteOutcome) -> gateway_pb2.WriteVectorsResponse:
     return gateway_pb2.WriteVectorsResponse(
         ids=out.ids, partition=out.partition, offset=out.offset, hlc=out.hlc, request_id=out.request_id,
         replicas_acked=out.replicas_acked, replicas_expected=out.replicas_expected,
-        session_token=out.session_token)
+        session_token=out.session_token, duplicate=out.duplicate)
+
+
+def delete_response(out: WriteOutcome) -> gateway_pb2.WriteVectorsResponse:
+    """A write answer plus which ids existed before the delete (as HTTP's ``delete_json``)."""
+    answer = write_response(out)
+    answer.deleted = bool(out.deleted_ids)
+    answer.deleted_ids.extend(out.deleted_ids)
+    answer.missing_ids.extend(out.missing_ids)
+    return answer
 
 
 # --- reads by id -------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class VectorServicer(gateway_pb2_grpc.VectorServiceServicer):
                      context: Context) -> gateway_pb2.WriteVectorsResponse:
         ctx = _context(context, request_id=request.request_id, tenant=request.tenant,
                        session_token=request.session_token)
-        return codec.write_response(await self._gateway.delete(codec.delete_batch(request), ctx))
+        return codec.delete_response(await self._gateway.delete(codec.delete_batch(request), ctx))
 
     async def Get(self, request: gateway_pb2.GetVectorsRequest,
                   context: Context) -> gateway_pb2.GetVectorsResponse:

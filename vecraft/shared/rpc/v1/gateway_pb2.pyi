@@ -50,7 +50,7 @@ class DeleteVectorsRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., ack: _Optional[_Union[_journal_pb2.AckMode, str]] = ..., session_token: _Optional[str] = ...) -> None: ...
 
 class WriteVectorsResponse(_message.Message):
-    __slots__ = ("ids", "partition", "offset", "hlc", "request_id", "replicas_acked", "replicas_expected", "session_token")
+    __slots__ = ("ids", "partition", "offset", "hlc", "request_id", "replicas_acked", "replicas_expected", "session_token", "duplicate", "deleted", "deleted_ids", "missing_ids")
     IDS_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,10 @@ class WriteVectorsResponse(_message.Message):
     REPLICAS_ACKED_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_EXPECTED_FIELD_NUMBER: _ClassVar[int]
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_IDS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     partition: str
     offset: int
@@ -67,7 +71,11 @@ class WriteVectorsResponse(_message.Message):
     replicas_acked: int
     replicas_expected: int
     session_token: str
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., partition: _Optional[str] = ..., offset: _Optional[int] = ..., hlc: _Optional[int] = ..., request_id: _Optional[str] = ..., replicas_acked: _Optional[int] = ..., replicas_expected: _Optional[int] = ..., session_token: _Optional[str] = ...) -> None: ...
+    duplicate: bool
+    deleted: bool
+    deleted_ids: _containers.RepeatedScalarFieldContainer[str]
+    missing_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., partition: _Optional[str] = ..., offset: _Optional[int] = ..., hlc: _Optional[int] = ..., request_id: _Optional[str] = ..., replicas_acked: _Optional[int] = ..., replicas_expected: _Optional[int] = ..., session_token: _Optional[str] = ..., duplicate: _Optional[bool] = ..., deleted: _Optional[bool] = ..., deleted_ids: _Optional[_Iterable[str]] = ..., missing_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetVectorsRequest(_message.Message):
     __slots__ = ("collection", "tenant", "ids", "include_vectors", "strong", "session_token")
