@@ -239,7 +239,7 @@ def _operation(obj: dict[str, Any]) -> Operation:
 def search(vector: Any, k: int, consistency_level: ConsistencyLevel | str | None,
            max_staleness_ms: int | None, filters: Mapping[str, Any] | None, collection: str | None,
            min_required_offset: int | None, session_token: str | None, ef_search: int | None,
-           timeout_ms: int | None) -> Call[SearchResponse]:
+           timeout_ms: int | None, *, include_documents: bool = False) -> Call[SearchResponse]:
     level = ConsistencyLevel.parse(consistency_level) if consistency_level is not None else None
     body = _drop_none({
         "vector": as_list(vector), "k": k,
@@ -247,6 +247,8 @@ def search(vector: Any, k: int, consistency_level: ConsistencyLevel | str | None
         "max_staleness_ms": max_staleness_ms, "filters": dict(filters) if filters else None,
         "collection": collection, "min_required_offset": min_required_offset,
         "session_token": session_token or None, "ef_search": ef_search, "timeout_ms": timeout_ms,
+        # Left out unless asked: the spec's request body stays exactly the spec's.
+        "include_documents": True if include_documents else None,
     })
     flat_equality = bool(filters) and all(isinstance(v, str) for v in (filters or {}).values())
     request = search_pb2.SearchRequest(
@@ -255,7 +257,7 @@ def search(vector: Any, k: int, consistency_level: ConsistencyLevel | str | None
         filters=dict(filters) if flat_equality and filters else {},
         filter_json=dumps(dict(filters), "filters").decode() if filters and not flat_equality else "",
         collection=collection or "", session_token=session_token or "", ef_search=ef_search or 0,
-        timeout_ms=timeout_ms or 0)
+        timeout_ms=timeout_ms or 0, include_documents=include_documents)
     return Call("POST", "/v1/vectors/search", _search_response, json=body,
                 grpc_method="/vecraft.v1.VectorSearchService/Search", grpc_request=request,
                 grpc_response=search_pb2.SearchResponse, parse_grpc=_search_response_pb)

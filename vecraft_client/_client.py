@@ -59,7 +59,8 @@ class _Operations:
     def vector_search(self, vector: Any, k: int = 10, consistency_level: Level = None,
                       max_staleness_ms: int | None = None, filters: Mapping[str, Any] | None = None,
                       collection: str | None = None, *, min_required_offset: int | None = None,
-                      ef_search: int | None = None, timeout_ms: int | None = None) -> Any:
+                      ef_search: int | None = None, timeout_ms: int | None = None,
+                      include_documents: bool = False) -> Any:
         """Top-``k`` most similar records at the requested consistency level.
 
         Args:
@@ -69,11 +70,13 @@ class _Operations:
             filters: metadata filter (``{"category": "documents"}``, ``$in``, ``$gte``, ``$and`` ...).
             collection: collection name; None = "default".
             min_required_offset: READ_YOUR_WRITES / client-driven sync: the journal offset to reach.
+            include_documents: fill each hit's ``document`` (None for records without one).
         Returns:
             SearchResponse with ``.results`` and ``.consistency_info``.
         """
         return self._run(_calls.search(vector, k, consistency_level, max_staleness_ms, filters, collection,
-                                       min_required_offset, self._token(), ef_search, timeout_ms))
+                                       min_required_offset, self._token(), ef_search, timeout_ms,
+                                       include_documents=include_documents))
 
     # ---- writes --------------------------------------------------------------
     def insert_vector(self, vector: Any, metadata: Mapping[str, Any] | None = None, id: str | None = None,

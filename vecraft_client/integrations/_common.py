@@ -72,54 +72,32 @@ def sessions(client: VecraftClient | None, async_client: AsyncVecraftClient | No
 
 def search_call(ops: Sync | Async, vector: Sequence[float], k: int, options: ReadOptions,
                 filters: Mapping[str, Any] | None, collection: str) -> _calls.Call[Any]:
-    """A search that returns documents too (gRPC always does; HTTP when asked)."""
-    call = _calls.search(list(vector), k, options.consistency_level, options.max_staleness_ms, filters,
-                         collection, None, ops._token(), None, None)
-    call.json["include_documents"] = True
-    return call
+    """A search whose hits carry their documents (the adapters keep the text there)."""
+    return _calls.search(list(vector), k, options.consistency_level, options.max_staleness_ms, filters,
+                         collection, None, ops._token(), None, None, include_documents=True)
 
 
 def search(ops: Sync, vector: Sequence[float], k: int, options: ReadOptions,
            filters: Mapping[str, Any] | None, collection: str) -> list[SearchResult]:
     """Top-``k`` hits with documents; [] while the collection does not exist yet."""
     try:
-        hits = list(ops._run(search_call(ops, vector, k, options, filters, collection)).results)
+        return list(ops._run(search_call(ops, vector, k, options, filters, collection)).results)
     except NotFound:
         if _collection_exists(ops, collection):
             raise
         return []
-    missing = [h.id for h in hits if h.document is None]
-    if not missing:
-        return hits
-    return _with_documents(hits, get_many(ops, missing, collection, options))
 
 
 async def asearch(ops: Async, vector: Sequence[float], k: int, options: ReadOptions,
                   filters: Mapping[str, Any] | None, collection: str) -> list[SearchResult]:
     try:
-        hits = list((await ops._run(search_call(ops, vector, k, options, filters, collection))).results)
+        return list((await ops._run(search_call(ops, vector, k, options, filters, collection))).results)
     except NotFound:
         try:
             await ops.get_collection(collection)
         except NotFound:
             return []
         raise
-    missing = [h.id for h in hits if h.document is None]
-    if not missing:
-        return hits
-    return _with_documents(hits, await aget_many(ops, missing, collection, options))
-
-
-def _with_documents(hits: list[SearchResult], records: list[VectorRecord]) -> list[SearchResult]:
-    """Hits with the documents read by id filled in.
-
-    The query processors' caches keep no documents, so a search answered from
-    a cache returns ``document: null`` even with ``include_documents``; until
-    they do, the adapters read the missing ones by id (one read per hit).
-    """
-    docs = {r.id: r.document for r in records}
-    return [h if h.document is not None or h.id not in docs
-            else SearchResult(id=h.id, score=h.score, metadata=h.metadata, document=docs[h.id]) for h in hits]
 
 
 def _collection_exists(ops: Sync, collection: str) -> bool:

@@ -17,12 +17,23 @@ unless the client allowed partial answers; then the others' results are
 merged and the failed shards are listed. Any other error (a bad filter, an
 unknown collection) fails the search whatever ``allow_partial`` says: it is
 not a shard's outage.
+
+Documents: the query processors' caches hold vectors and metadata only, so a
+search that asks for documents reads them afterwards for the final top-k from
+the storage replicas of the shards that hold the hits (one read per shard, in
+parallel, within the search's deadline), each at or after the index version
+that shard's search reflected. Keeping every document in every cache would
+cost each processor the collection's text and put it on every search answer;
+this way a search that does not ask pays nothing, and one that does pays one
+extra parallel round trip for at most ``k`` records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,18 +41,21 @@ import orjson
 
 from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.api_gateway.merge import combine_consistency, max_allowed_staleness, merge_top_k
-from vecraft.services.api_gateway.models import RequestContext, SearchOutcome, SearchQuery
+from vecraft.services.api_gateway.models import RequestContext, SearchHit, SearchOutcome, SearchQuery
 from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
 from vecraft.shared.common.metrics import counter, latency_histogram, timed
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import filter_to_obj
+from vecraft.shared.model.routing import shard_of
 from vecraft.shared.model.schema import CollectionSchema
-from vecraft.shared.rpc.v1 import query_pb2
+from vecraft.shared.rpc.v1 import query_pb2, storage_pb2
 
 _SEARCH_SECONDS = latency_histogram("gateway", "search", "search latency by requested level",
                                     ["level"])
 _SHARD_FAILURES = counter("gateway", "shard_failures", "failed per-shard searches by error",
                           ["error"])
+_DOCUMENT_SECONDS = latency_histogram("gateway", "search_documents",
+                                      "reading the documents of a search's top-k from storage")
 
 #: Time kept back from each shard call's deadline for the gateway to merge and answer.
 _DEADLINE_MARGIN_S = 0.05
@@ -112,11 +126,45 @@ class SearchFanout:
             # With allow_partial and every shard down, the first shard's error is the answer.
             raise self._failure(failure or first_error, missing, schema)
         hits = merge_top_k(ok, query.k, metric=schema.metric, include_documents=query.include_documents)
+        if query.include_documents and hits:
+            hits = await self._with_documents(schema, hits, ok, deadline)
         max_allowed = max_allowed_staleness(query.level, max_staleness_ms)
         report = combine_consistency([a.consistency_info for a in ok], query.level, max_allowed)
         partition = next((a.partition for a in ok if a.partition), schema.partition)
         return SearchOutcome(hits=hits, consistency=report, partition=partition,
                              missing_shards=sorted(missing))
+
+    async def _with_documents(self, schema: CollectionSchema, hits: list[SearchHit],
+                              answers: Sequence[query_pb2.QuerySearchResponse],
+                              deadline: float) -> list[SearchHit]:
+        """``hits`` with their documents, read from the storage replicas of their shards.
+
+        Hits that already carry one (a processor that answered through a storage
+        node) are kept as they are. A record deleted since its shard was searched
+        keeps ``document`` empty.
+        """
+        version: dict[int, int] = {}
+        for answer in answers:
+            for shard in answer.shards:
+                version[shard] = answer.consistency_info.index_version_used
+        by_shard: dict[int, list[str]] = defaultdict(list)
+        for hit in hits:
+            if not hit.document:
+                by_shard[shard_of(hit.id, schema.shards)].append(hit.id)
+        if not by_shard:
+            return hits
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded("search deadline expired before the documents were read")
+        with timed(_DOCUMENT_SECONDS):
+            answers_by_shard = await asyncio.gather(*(
+                self._downstream.get_records(shard, storage_pb2.ShardGetRequest(
+                    collection=schema.name, tenant=schema.tenant, ids=ids,
+                    min_offset=version.get(shard, 0), include_vectors=False), remaining)
+                for shard, ids in by_shard.items()))
+        documents = {rec.id: rec.document for answer in answers_by_shard for rec in answer.records}
+        return [hit if hit.document or hit.id not in documents
+                else dataclasses.replace(hit, document=documents[hit.id]) for hit in hits]
 
     async def _search_group(self, base: query_pb2.QuerySearchRequest, shards: Sequence[int],
                             deadline: float, affinity: str | None) -> query_pb2.QuerySearchResponse:

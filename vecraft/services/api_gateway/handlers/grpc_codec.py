@@ -88,7 +88,8 @@ def search_query(req: search_pb2.SearchRequest) -> SearchQuery:
         level=ConsistencyLevel.from_proto(req.consistency_level),
         max_staleness_ms=req.max_staleness_ms or None, min_required_offset=_offset(req.min_required_offset),
         filter=parse_filter(filter_obj), collection=_collection(req.collection), ef_search=req.ef_search,
-        timeout_ms=req.timeout_ms, allow_partial=req.allow_partial, include_documents=True)
+        timeout_ms=req.timeout_ms, allow_partial=req.allow_partial,
+        include_documents=req.include_documents)
 
 
 def _offset(value: int) -> int:

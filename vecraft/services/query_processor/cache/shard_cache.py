@@ -30,7 +30,8 @@ from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
 
 def _cache_state(shard: int) -> ShardState:
-    # Searches never return documents, so the cache does not keep them.
+    # The cache keeps no documents: a search that asks for them reads them for its final top-k
+    # from the storage replicas (api_gateway/fanout.py), so the cache costs no memory for text.
     return ShardState(shard, keep_documents=False)
 
 

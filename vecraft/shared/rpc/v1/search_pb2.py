@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17vecraft/v1/search.proto\x12\nvecraft.v1\"\x81\x03\n\rSearchRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x37\n\x11\x63onsistency_level\x18\x03 \x01(\x0e\x32\x1c.vecraft.v1.ConsistencyLevel\x12\x18\n\x10max_staleness_ms\x18\x04 \x01(\x03\x12\x1b\n\x13min_required_offset\x18\x05 \x01(\x03\x12\x37\n\x07\x66ilters\x18\x06 \x03(\x0b\x32&.vecraft.v1.SearchRequest.FiltersEntry\x12\x12\n\ncollection\x18\x07 \x01(\t\x12\x13\n\x0b\x66ilter_json\x18\x08 \x01(\t\x12\x15\n\rsession_token\x18\t \x01(\t\x12\x11\n\tef_search\x18\n \x01(\x05\x12\x12\n\ntimeout_ms\x18\x0b \x01(\x03\x12\x15\n\rallow_partial\x18\x0c \x01(\x08\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0cScoredVector\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x15\n\rmetadata_json\x18\x03 \x01(\t\x12\x10\n\x08\x64ocument\x18\x04 \x01(\t\"\x9d\x01\n\x0eSearchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.ScoredVector\x12\x35\n\x10\x63onsistency_info\x18\x02 \x01(\x0b\x32\x1b.vecraft.v1.ConsistencyInfo\x12\x16\n\x0emissing_shards\x18\x03 \x03(\r\x12\x11\n\tpartition\x18\x04 \x01(\t\"\xfd\x01\n\x0f\x43onsistencyInfo\x12\x35\n\x0flevel_requested\x18\x01 \x01(\x0e\x32\x1c.vecraft.v1.ConsistencyLevel\x12\x34\n\x0elevel_achieved\x18\x02 \x01(\x0e\x32\x1c.vecraft.v1.ConsistencyLevel\x12\x14\n\x0cstaleness_ms\x18\x03 \x01(\x03\x12 \n\x18max_allowed_staleness_ms\x18\x04 \x01(\x03\x12\x1a\n\x12index_version_used\x18\x05 \x01(\x03\x12\x11\n\tcache_hit\x18\x06 \x01(\x08\x12\x16\n\x0esync_performed\x18\x07 \x01(\x08*Y\n\x10\x43onsistencyLevel\x12\x0c\n\x08\x45VENTUAL\x10\x00\x12\x15\n\x11\x42OUNDED_STALENESS\x10\x01\x12\x14\n\x10READ_YOUR_WRITES\x10\x02\x12\n\n\x06STRONG\x10\x03\x32V\n\x13VectorSearchService\x12?\n\x06Search\x12\x19.vecraft.v1.SearchRequest\x1a\x1a.vecraft.v1.SearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17vecraft/v1/search.proto\x12\nvecraft.v1\"\x9c\x03\n\rSearchRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x37\n\x11\x63onsistency_level\x18\x03 \x01(\x0e\x32\x1c.vecraft.v1.ConsistencyLevel\x12\x18\n\x10max_staleness_ms\x18\x04 \x01(\x03\x12\x1b\n\x13min_required_offset\x18\x05 \x01(\x03\x12\x37\n\x07\x66ilters\x18\x06 \x03(\x0b\x32&.vecraft.v1.SearchRequest.FiltersEntry\x12\x12\n\ncollection\x18\x07 \x01(\t\x12\x13\n\x0b\x66ilter_json\x18\x08 \x01(\t\x12\x15\n\rsession_token\x18\t \x01(\t\x12\x11\n\tef_search\x18\n \x01(\x05\x12\x12\n\ntimeout_ms\x18\x0b \x01(\x03\x12\x15\n\rallow_partial\x18\x0c \x01(\x08\x12\x19\n\x11include_documents\x18\r \x01(\x08\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0cScoredVector\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x15\n\rmetadata_json\x18\x03 \x01(\t\x12\x10\n\x08\x64ocument\x18\x04 \x01(\t\"\x9d\x01\n\x0eSearchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.ScoredVector\x12\x35\n\x10\x63onsistency_info\x18\x02 \x01(\x0b\x32\x1b.vecraft.v1.ConsistencyInfo\x12\x16\n\x0emissing_shards\x18\x03 \x03(\r\x12\x11\n\tpartition\x18\x04 \x01(\t\"\xfd\x01\n\x0f\x43onsistencyInfo\x12\x35\n\x0flevel_requested\x18\x01 \x01(\x0e\x32\x1c.vecraft.v1.ConsistencyLevel\x12\x34\n\x0elevel_achieved\x18\x02 \x01(\x0e\x32\x1c.vecraft.v1.ConsistencyLevel\x12\x14\n\x0cstaleness_ms\x18\x03 \x01(\x03\x12 \n\x18max_allowed_staleness_ms\x18\x04 \x01(\x03\x12\x1a\n\x12index_version_used\x18\x05 \x01(\x03\x12\x11\n\tcache_hit\x18\x06 \x01(\x08\x12\x16\n\x0esync_performed\x18\x07 \x01(\x08*Y\n\x10\x43onsistencyLevel\x12\x0c\n\x08\x45VENTUAL\x10\x00\x12\x15\n\x11\x42OUNDED_STALENESS\x10\x01\x12\x14\n\x10READ_YOUR_WRITES\x10\x02\x12\n\n\x06STRONG\x10\x03\x32V\n\x13VectorSearchService\x12?\n\x06Search\x12\x19.vecraft.v1.SearchRequest\x1a\x1a.vecraft.v1.SearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +33,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEARCHREQUEST_FILTERSENTRY']._loaded_options = None
   _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_options = b'8\001'
-  _globals['_CONSISTENCYLEVEL']._serialized_start=927
-  _globals['_CONSISTENCYLEVEL']._serialized_end=1016
+  _globals['_CONSISTENCYLEVEL']._serialized_start=954
+  _globals['_CONSISTENCYLEVEL']._serialized_end=1043
   _globals['_SEARCHREQUEST']._serialized_start=40
-  _globals['_SEARCHREQUEST']._serialized_end=425
-  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_start=379
-  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_end=425
-  _globals['_SCOREDVECTOR']._serialized_start=427
-  _globals['_SCOREDVECTOR']._serialized_end=509
-  _globals['_SEARCHRESPONSE']._serialized_start=512
-  _globals['_SEARCHRESPONSE']._serialized_end=669
-  _globals['_CONSISTENCYINFO']._serialized_start=672
-  _globals['_CONSISTENCYINFO']._serialized_end=925
-  _globals['_VECTORSEARCHSERVICE']._serialized_start=1018
-  _globals['_VECTORSEARCHSERVICE']._serialized_end=1104
+  _globals['_SEARCHREQUEST']._serialized_end=452
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_start=406
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_end=452
+  _globals['_SCOREDVECTOR']._serialized_start=454
+  _globals['_SCOREDVECTOR']._serialized_end=536
+  _globals['_SEARCHRESPONSE']._serialized_start=539
+  _globals['_SEARCHRESPONSE']._serialized_end=696
+  _globals['_CONSISTENCYINFO']._serialized_start=699
+  _globals['_CONSISTENCYINFO']._serialized_end=952
+  _globals['_VECTORSEARCHSERVICE']._serialized_start=1045
+  _globals['_VECTORSEARCHSERVICE']._serialized_end=1131
 # @@protoc_insertion_point(module_scope)

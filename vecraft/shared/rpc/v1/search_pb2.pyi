@@ -19,7 +19,7 @@ READ_YOUR_WRITES: ConsistencyLevel
 STRONG: ConsistencyLevel
 
 class SearchRequest(_message.Message):
-    __slots__ = ("vector", "k", "consistency_level", "max_staleness_ms", "min_required_offset", "filters", "collection", "filter_json", "session_token", "ef_search", "timeout_ms", "allow_partial")
+    __slots__ = ("vector", "k", "consistency_level", "max_staleness_ms", "min_required_offset", "filters", "collection", "filter_json", "session_token", "ef_search", "timeout_ms", "allow_partial", "include_documents")
     class FiltersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class SearchRequest(_message.Message):
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     vector: _containers.RepeatedScalarFieldContainer[float]
     k: int
     consistency_level: ConsistencyLevel
@@ -51,7 +52,8 @@ class SearchRequest(_message.Message):
     ef_search: int
     timeout_ms: int
     allow_partial: bool
-    def __init__(self, vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., max_staleness_ms: _Optional[int] = ..., min_required_offset: _Optional[int] = ..., filters: _Optional[_Mapping[str, str]] = ..., collection: _Optional[str] = ..., filter_json: _Optional[str] = ..., session_token: _Optional[str] = ..., ef_search: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    include_documents: bool
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., max_staleness_ms: _Optional[int] = ..., min_required_offset: _Optional[int] = ..., filters: _Optional[_Mapping[str, str]] = ..., collection: _Optional[str] = ..., filter_json: _Optional[str] = ..., session_token: _Optional[str] = ..., ef_search: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., include_documents: _Optional[bool] = ...) -> None: ...
 
 class ScoredVector(_message.Message):
     __slots__ = ("id", "score", "metadata_json", "document")
