@@ -8,10 +8,9 @@ chunks with the same ids: the journal answers the ones it already holds with
 their original position (``duplicate``) and appends only the missing ones, so
 no row is stored twice, not even rows whose ids the server generated.
 
-Export has no listing API to page through (see docs/import-export.md): it reads
-the collection's journal partition up to its head to learn which ids are live,
-then reads each record by id at least at that head offset (a read-your-writes
-session pinned to it), ``parallel`` reads at a time, and writes them in chunks.
+Export pages through the collection's record listing (``list_records``) in id
+order, at ``strong`` by default, and writes each page as it arrives: constant
+memory, every record once.
 """
 
 from __future__ import annotations
@@ -20,23 +19,19 @@ import contextlib
 import hashlib
 import os
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 
 from vecraft.shared.model.limits import MAX_BATCH_ROWS
-from vecraft.shared.rpc.v1 import gateway_pb2
-from vecraft_client import _session_token
 from vecraft_client._bulk_formats import BulkFileError, count_rows, detect_format, open_writer, read_chunks
-from vecraft_client._calls import Call, path_segment
 from vecraft_client._errors import Conflict, NotFound
-from vecraft_client._models import VectorRecord, WriteResult
+from vecraft_client._listing import MAX_PAGE_SIZE, Pager
+from vecraft_client._models import RecordPage, WriteResult
 
 if TYPE_CHECKING:
     from vecraft_client._client import VecraftClient
@@ -45,7 +40,6 @@ __all__ = ["BulkFileError", "ExportResult", "ImportResult", "export", "import_fi
 
 #: ``progress(rows_done, rows_total or None)``; True = a tqdm bar on stderr; None/False = silent.
 Progress = Callable[[int, "int | None"], None] | bool | None
-_JOURNAL_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +55,10 @@ class ImportResult:
 @dataclass(frozen=True, slots=True)
 class ExportResult:
     rows: int
-    #: The journal offset of the collection's partition the export read at or after.
+    #: The journal offset of the collection's partition the first page was read at (or after).
     head_offset: int
-    #: Ids live at the head that were gone when read (deleted during the export).
+    #: Always 0: the listing reads every record once, so none can vanish between finding its id
+    #: and reading it (the journal-based export could). Kept for callers that print it.
     vanished: int
     seconds: float
 
@@ -200,120 +195,62 @@ def _ensure(client: VecraftClient, collection: str, dim: int, metric: str) -> No
 
 # ---- export -------------------------------------------------------------------------------------
 
-def _journal_page(partition: str, from_offset: int, limit: int) -> Call[tuple[int, list[tuple[int, Any]]]]:
-    """``(latest_offset, [(offset, summary), ...])`` of one page of a partition."""
-    def parse_http(obj: dict[str, Any]) -> tuple[int, list[tuple[int, Any]]]:
-        return int(obj.get("latest_offset") or 0), [(int(e["offset"]), e.get("summary") or {})
-                                                     for e in obj.get("entries", [])]
-
-    def parse_grpc(msg: gateway_pb2.ReadJournalResponse) -> tuple[int, list[tuple[int, Any]]]:
-        return int(msg.latest_offset), [(int(e.offset), orjson.loads(e.summary_json or "{}"))
-                                        for e in msg.entries]
-
-    return Call("GET", f"/v1/journal/{path_segment(partition)}", parse_http,
-                params={"from_offset": from_offset, "limit": limit},
-                grpc_method="/vecraft.v1.OperationService/ReadJournal",
-                grpc_request=gateway_pb2.ReadJournalRequest(partition=partition, from_offset=from_offset,
-                                                             limit=limit),
-                grpc_response=gateway_pb2.ReadJournalResponse, parse_grpc=parse_grpc)
-
-
-def live_ids(client: VecraftClient, partition: str, collection_id: str) -> tuple[list[str], int]:
-    """Ids of the collection live at the partition's head, in first-write order, and that head.
-
-    Raises:
-        BulkFileError: an entry lists fewer ids than it wrote (the journal read lists at most
-            100 per mutation), so the set cannot be known from the journal.
-    """
-    head, _ = client._run(_journal_page(partition, 1, 1))
-    live: dict[str, None] = {}
-    at = 1
-    while at <= head:
-        _, entries = client._run(_journal_page(partition, at, _JOURNAL_PAGE))
-        if not entries:
-            break
-        for offset, summary in entries:
-            if offset > head:
-                break
-            for m in summary.get("mutations", []):
-                if m.get("collection_id") != collection_id:
-                    continue
-                kind = m.get("kind")
-                if kind == "drop_collection":
-                    live.clear()
-                    continue
-                if kind not in ("insert", "upsert", "delete"):
-                    continue
-                ids = m.get("ids") or []
-                if len(ids) < int(m.get("count", len(ids))):
-                    raise BulkFileError(
-                        f"cannot export: the journal entry at {partition} offset {offset} wrote "
-                        f"{m['count']} ids and the journal read lists only {len(ids)}; exporting needs a "
-                        "record listing API (docs/import-export.md#export)")
-                for rid in ids:
-                    if kind == "delete":
-                        live.pop(rid, None)
-                    else:
-                        live[rid] = None
-        at = entries[-1][0] + 1
-    return list(live), head
-
-
-def _batches(ids: list[str], size: int) -> Iterator[list[str]]:
-    for i in range(0, len(ids), size):
-        yield ids[i:i + size]
-
-
 def export(client: VecraftClient, collection: str, path: str | os.PathLike[str], *, format: str | None = None,
-           chunk_rows: int = 1000, parallel: int = 8, progress: Progress = None) -> ExportResult:
+           chunk_rows: int = MAX_PAGE_SIZE, parallel: int = 2, consistency_level: str = "strong",
+           progress: Progress = None) -> ExportResult:
     """Write every record of ``collection`` to ``path`` (JSON Lines, Parquet or ``.npy`` + sidecar).
 
-    Reads the ids from the collection's journal partition up to its head, then
-    each record at or after that head. Raises BulkFileError when the journal
-    cannot tell the ids (see :func:`live_ids`).
+    Pages through the record listing (``list_records``) in id order and writes
+    each page as it arrives: memory stays bounded by a page or two, whatever
+    the collection's size.
+
+    Args:
+        chunk_rows: records per page, 1..1000 (larger values read pages of 1000).
+        parallel: 2 or more reads the next page while the current one is written; 1 reads and
+            writes in turn (pages follow each other's cursor, so at most one read is in flight).
+        consistency_level: of every page; with ``strong`` (default) every write acknowledged
+            before the export started is in the file unless deleted since. Each page also reads
+            at least at the journal offset of the page before it.
     """
     path = Path(path)
     fmt = detect_format(path, format)
+    if chunk_rows < 1:
+        raise BulkFileError(f"chunk_rows must be at least 1, got {chunk_rows}")
     schema = client.get_collection(collection)
     started = time.monotonic()
-    ids, head = live_ids(client, schema.partition, schema.collection_id)
-    # A session pinned at the head: every read sees at least the state the ids were taken from.
-    session = client.import_session(_session_token.encode({schema.partition: head}))
-    bar = _Bar(progress, len(ids), f"export {collection}")
-    writer = open_writer(path, fmt, len(ids), schema.dim)
-    rows = vanished = 0
-
-    def read(rid: str) -> VectorRecord | None:
-        try:
-            return session.get_vector(rid, collection=collection,
-                                      consistency_level="read_your_writes")
-        except NotFound:
-            return None
-
+    pager = Pager(collection, page_size=min(chunk_rows, MAX_PAGE_SIZE), include_vectors=True,
+                  consistency_level=consistency_level)
+    bar = _Bar(progress, None, f"export {collection}")
+    writer = open_writer(path, fmt, schema.dim)
+    rows = 0
+    first_offset: int | None = None
     try:
-        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="vecraft-export") as pool:
-            window: deque[Future[list[VectorRecord | None]]] = deque()
-            for batch in _batches(ids, chunk_rows):
-                window.append(pool.submit(lambda b: list(map(read, b)), batch))
-                if len(window) > 2:
-                    rows, vanished = _emit(writer, window.popleft().result(), schema.dim, rows, vanished, bar)
-            while window:
-                rows, vanished = _emit(writer, window.popleft().result(), schema.dim, rows, vanished, bar)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecraft-export") as pool:
+            call = pager.next_call()
+            pending: Future[RecordPage] | None = pool.submit(client._run, call) if call else None
+            while pending is not None:
+                page = pending.result()
+                pager.advance(page)
+                if first_offset is None:
+                    first_offset = page.index_version
+                call = pager.next_call()
+                # The next page's cursor is known now: read it while this one is written.
+                pending = pool.submit(client._run, call) if call is not None and parallel > 1 else None
+                _write_page(writer, page, schema.dim)
+                rows += len(page.records)
+                bar.add(len(page.records))
+                if pending is None and call is not None:
+                    pending = pool.submit(client._run, call)
     finally:
         bar.close()
         writer.close()
-    if fmt == "npy" and vanished:
-        # The .npy size was fixed from the ids at the head: trim the rows never written.
-        mat = np.load(path, mmap_mode="r")[:rows].copy()
-        np.save(path, mat)
-    return ExportResult(rows=rows, head_offset=head, vanished=vanished, seconds=time.monotonic() - started)
+    return ExportResult(rows=rows, head_offset=first_offset or 0, vanished=0,
+                        seconds=time.monotonic() - started)
 
 
-def _emit(writer: Any, records: list[VectorRecord | None], dim: int, rows: int, vanished: int,
-          bar: _Bar) -> tuple[int, int]:
-    found = [r for r in records if r is not None]
-    if found:
-        vectors = np.asarray([r.vector for r in found], dtype="<f4").reshape(-1, dim)
-        writer.write([r.id for r in found], vectors, [r.metadata for r in found], [r.document for r in found])
-    bar.add(len(records))
-    return rows + len(found), vanished + len(records) - len(found)
+def _write_page(writer: Any, page: RecordPage, dim: int) -> None:
+    if not page.records:
+        return
+    vectors = np.asarray([r.vector for r in page.records], dtype="<f4").reshape(-1, dim)
+    writer.write([r.id for r in page.records], vectors, [r.metadata for r in page.records],
+                 [r.document for r in page.records])

@@ -287,25 +287,43 @@ class JsonlWriter(Writer):
 
 
 class NpyWriter(Writer):
-    """``rows x dim`` float32 ``.npy`` (its size is known before the first row) plus the sidecar."""
+    """``rows x dim`` float32 ``.npy`` written as rows arrive, plus the sidecar.
 
-    def __init__(self, path: Path, rows: int, dim: int) -> None:
-        self._mat = np.lib.format.open_memmap(path, mode="w+", dtype="<f4", shape=(rows, dim))
+    The row count is not known until the end: the header is written with the
+    count right-aligned in a fixed-width field and rewritten on ``close()``, so
+    the file is streamed (constant memory) and needs no second pass.
+    """
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self._dim = dim
+        self._f = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._f.write(_npy_header(0, dim))
         self._side = JsonlWriter(sidecar_path(path))
-        self._at = 0
+        self._rows = 0
 
     def write(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any] | None],
               documents: Sequence[str | None]) -> None:
-        self._mat[self._at:self._at + len(ids)] = vectors
-        self._at += len(ids)
+        self._f.write(np.ascontiguousarray(vectors, dtype="<f4").reshape(len(ids), self._dim).tobytes())
+        self._rows += len(ids)
         lines = b"".join(orjson.dumps({"id": rid, "metadata": metadatas[i], "document": documents[i]}) + b"\n"
                          for i, rid in enumerate(ids))
         self._side._f.write(lines)
 
     def close(self) -> None:
-        self._mat.flush()
-        del self._mat
+        self._f.seek(0)
+        self._f.write(_npy_header(self._rows, self._dim))
+        self._f.close()
         self._side.close()
+
+
+def _npy_header(rows: int, dim: int) -> bytes:
+    """A ``.npy`` (format 1.0) header for ``rows x dim`` little-endian float32, of the same length for
+    every ``rows`` (the count is padded to 20 digits; ``np.load`` reads the spaces as whitespace)."""
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows:>20d}, {dim}), }}"
+    prefix = 10  # magic (6) + version (2) + header length (2)
+    pad = -(prefix + len(text) + 1) % 64
+    body = (text + " " * pad + "\n").encode("latin1")
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
 
 
 class ParquetWriter(Writer):
@@ -335,10 +353,11 @@ class ParquetWriter(Writer):
         self._w.close()
 
 
-def open_writer(path: Path, fmt: str, rows: int, dim: int) -> Writer:
+def open_writer(path: Path, fmt: str, dim: int) -> Writer:
+    """A writer of ``fmt`` at ``path`` for records of dimension ``dim``; rows arrive in chunks."""
     os.makedirs(path.parent, exist_ok=True)
     if fmt == "jsonl":
         return JsonlWriter(path)
     if fmt == "npy":
-        return NpyWriter(path, rows, dim)
+        return NpyWriter(path, dim)
     return ParquetWriter(path)

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.limits import MAX_BATCH_ROWS
-from vecraft_client import _batching, _calls, _session_token
+from vecraft_client import _batching, _calls, _listing, _session_token
 from vecraft_client._batching import Progress
 from vecraft_client._calls import Call
-from vecraft_client._models import DeleteResult, WriteResult
+from vecraft_client._models import DeleteResult, RecordPage, VectorRecord, WriteResult
 from vecraft_client._transport import (
     AsyncGrpcTransport,
     AsyncHttpTransport,
@@ -193,6 +193,37 @@ class _Operations:
         """The record ``id`` (VectorRecord); raises NotFound if it does not exist."""
         return self._run(_calls.get(id, collection, consistency_level, include_vector, self._token()))
 
+    # ---- listing -------------------------------------------------------------
+    def list_records(self, collection: str | None = None, *, after: str | None = None,
+                     limit: int = _listing.DEFAULT_PAGE_SIZE, include_vectors: bool = False,
+                     include_metadata: bool = True, include_documents: bool = True,
+                     filters: Mapping[str, Any] | None = None, consistency_level: Level = None,
+                     min_required_offset: int | None = None) -> Any:
+        """One page of the collection's records in id order, after the id ``after``.
+
+        Args:
+            after: the previous page's ``next_cursor`` (None = from the first record).
+            limit: records per page, 1..1000.
+            filters: metadata filter, the grammar of searches.
+            consistency_level: eventual (default), read_your_writes (sessions) or strong.
+            min_required_offset: read at least this offset of the collection's journal partition.
+        Returns:
+            RecordPage(.records, .next_cursor (None at the end), .index_version, .partition).
+        """
+        return self._run(_listing.list_records(
+            collection, after=after, limit=limit, include_vectors=include_vectors,
+            include_metadata=include_metadata, include_documents=include_documents, filters=filters,
+            consistency_level=consistency_level, min_required_offset=min_required_offset,
+            session_token=self._token()))
+
+    def _pager(self, collection: str | None, *, page_size: int, after: str | None, include_vectors: bool,
+               include_metadata: bool, include_documents: bool, filters: Mapping[str, Any] | None,
+               consistency_level: Level, min_required_offset: int | None) -> _listing.Pager:
+        return _listing.Pager(collection, page_size=page_size, after=after, include_vectors=include_vectors,
+                              include_metadata=include_metadata, include_documents=include_documents,
+                              filters=filters, consistency_level=consistency_level,
+                              min_required_offset=min_required_offset, session_token=self._token())
+
     # ---- collections ---------------------------------------------------------
     def create_collection(self, name: str, dim: int, metric: str = "cosine", shards: int | None = None,
                           replicas: int | None = None, hnsw: Mapping[str, int] | None = None) -> Any:
@@ -238,6 +269,55 @@ async def _run_batches_async(run: Callable[[Call[Any]], Any], batches: Batches, 
         if progress is not None:
             progress(done, total)
     return merge(results)
+
+
+_ITER_DOC = """Every record of ``collection`` (from the first id after ``after``), in id order.
+
+        Reads pages of ``page_size`` records (1..1000) as they are consumed: memory
+        stays bounded by one page whatever the collection's size. Each page after
+        the first reads at least at the journal offset the page before it was read
+        at, so the listing never goes back in time. A record written or deleted
+        while the listing runs appears if its id is still ahead of the cursor, and
+        never twice. Options as :meth:`list_records`.
+        """
+
+
+class _SyncListing(_Operations):
+    def iter_records(self, collection: str | None = None, *, page_size: int = _listing.DEFAULT_PAGE_SIZE,
+                     after: str | None = None, include_vectors: bool = False, include_metadata: bool = True,
+                     include_documents: bool = True, filters: Mapping[str, Any] | None = None,
+                     consistency_level: Level = None,
+                     min_required_offset: int | None = None) -> Iterator[VectorRecord]:
+        pager = self._pager(collection, page_size=page_size, after=after, include_vectors=include_vectors,
+                            include_metadata=include_metadata, include_documents=include_documents,
+                            filters=filters, consistency_level=consistency_level,
+                            min_required_offset=min_required_offset)
+        while (call := pager.next_call()) is not None:
+            page: RecordPage = self._run(call)
+            pager.advance(page)
+            yield from page.records
+
+    iter_records.__doc__ = _ITER_DOC
+
+
+class _AsyncListing(_Operations):
+    async def iter_records(self, collection: str | None = None, *,
+                           page_size: int = _listing.DEFAULT_PAGE_SIZE, after: str | None = None,
+                           include_vectors: bool = False, include_metadata: bool = True,
+                           include_documents: bool = True, filters: Mapping[str, Any] | None = None,
+                           consistency_level: Level = None,
+                           min_required_offset: int | None = None) -> AsyncIterator[VectorRecord]:
+        pager = self._pager(collection, page_size=page_size, after=after, include_vectors=include_vectors,
+                            include_metadata=include_metadata, include_documents=include_documents,
+                            filters=filters, consistency_level=consistency_level,
+                            min_required_offset=min_required_offset)
+        while (call := pager.next_call()) is not None:
+            page: RecordPage = await self._run(call)
+            pager.advance(page)
+            for record in page.records:
+                yield record
+
+    iter_records.__doc__ = _ITER_DOC
 
 
 class _SessionState:
@@ -291,11 +371,11 @@ class _SessionOperations(_Operations):
         return self._state.offsets()
 
 
-class Session(_SessionOperations):
+class Session(_SyncListing, _SessionOperations):
     """A read-your-writes session of a :class:`VecraftClient`: same methods, writes tracked."""
 
 
-class AsyncSession(_SessionOperations):
+class AsyncSession(_AsyncListing, _SessionOperations):
     """A read-your-writes session of an :class:`AsyncVecraftClient`: same coroutines, writes tracked."""
 
 
@@ -303,7 +383,7 @@ def _transport_args(api_key: str | None, timeout: float, retry: RetryConfig | No
     return {"api_key": api_key, "timeout": timeout, "retry": retry or RetryConfig()}
 
 
-class VecraftClient(_Operations):
+class VecraftClient(_SyncListing):
     """Synchronous client.
 
     Args:
@@ -374,7 +454,7 @@ class VecraftClient(_Operations):
         self.close()
 
 
-class AsyncVecraftClient(_Operations):
+class AsyncVecraftClient(_AsyncListing):
     """asyncio client: the same methods as :class:`VecraftClient`, as coroutines."""
 
     def __init__(self, endpoint: str = "http://127.0.0.1:8000", api_key: str | None = None,

@@ -126,6 +126,21 @@ class VectorRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordPage:
+    """One page of a record listing (``list_records``).
+
+    ``records`` are in id order; ``next_cursor`` is the ``after`` of the next
+    page, None when the listing is complete. ``index_version`` is the offset of
+    the collection's journal partition every shard had applied when read.
+    """
+
+    records: list[VectorRecord]
+    next_cursor: str | None
+    index_version: int = 0
+    partition: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Collection:
     name: str
     dim: int

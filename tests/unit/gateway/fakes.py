@@ -50,6 +50,9 @@ class FakeDownstream(Downstream):
         self.fail_shards: dict[int, VecraftError] = {}
         self.fail_append: VecraftError | None = None
         self.search_requests: list[query_pb2.QuerySearchRequest] = []
+        self.scan_requests: list[tuple[int, storage_pb2.ShardScanRequest]] = []
+        #: Rows a scan examines at most, like the storage node's budget (None = limit + 1).
+        self.scan_budget: int | None = None
         self.search_affinities: list[str | None] = []
         self.events: asyncio.Queue[tuple[int, CollectionSchema]] = asyncio.Queue()
         self._next_id = 0
@@ -218,3 +221,32 @@ class FakeDownstream(Downstream):
                 id=rid, vector=row.vector.tobytes() if request.include_vectors else b"",
                 metadata_json=row.metadata_json, document=row.document, offset=row.offset, hlc=row.hlc))
         return storage_pb2.ShardGetResponse(records=records, missing_ids=missing)
+
+    async def scan_records(self, shard: int, request: storage_pb2.ShardScanRequest,
+                           timeout_s: float) -> storage_pb2.ShardScanResponse:
+        """The storage node's Scan: ids of ``shard`` after the cursor in order, filter, budget."""
+        self.scan_requests.append((shard, request))
+        if shard in self.fail_shards:
+            raise self.fail_shards[shard]
+        schema = self._schema_by_name(request.tenant, request.collection)
+        rows = self.rows[schema.collection_id]
+        ids = sorted(rid for rid in rows if shard_of(rid, schema.shards) == shard and rid > request.after)
+        flt = parse_filter(orjson.loads(request.filter_json)) if request.filter_json else None
+        budget = request.limit if self.scan_budget is None else self.scan_budget
+        records: list[storage_pb2.StoredRecord] = []
+        scanned_to, exhausted = "", True
+        for examined, rid in enumerate(ids):
+            if len(records) >= request.limit or examined >= budget:
+                exhausted = False
+                break
+            scanned_to = rid
+            row = rows[rid]
+            if not matches(flt, orjson.loads(row.metadata_json) if row.metadata_json else None):
+                continue
+            records.append(storage_pb2.StoredRecord(
+                id=rid, vector=row.vector.tobytes() if request.include_vectors else b"",
+                metadata_json=row.metadata_json if request.include_metadata else "",
+                document=row.document if request.include_documents else "", offset=row.offset, hlc=row.hlc))
+        head, _ = await self.head(schema.partition)
+        return storage_pb2.ShardScanResponse(records=records, exhausted=exhausted, scanned_to=scanned_to,
+                                             index_version=max(head - shard, 0))

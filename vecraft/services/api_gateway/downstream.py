@@ -124,6 +124,12 @@ class Downstream(abc.ABC):
                           timeout_s: float) -> storage_pb2.ShardGetResponse:
         """Records by id from a live storage replica of ``shard`` (the next replica on failure)."""
 
+    @abc.abstractmethod
+    async def scan_records(self, shard: int, request: storage_pb2.ShardScanRequest,
+                           timeout_s: float) -> storage_pb2.ShardScanResponse:
+        """One page of a collection's records on ``shard`` in id order, from a live storage
+        replica (the next replica on failure)."""
+
 
 #: Watch event types, re-exported so callers need not import the proto module.
 PUT = meta_pb2.WatchEvent.PUT

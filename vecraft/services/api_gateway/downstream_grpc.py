@@ -18,7 +18,7 @@ and move on when one is unavailable.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 import grpc
@@ -239,6 +239,16 @@ class GrpcDownstream(Downstream):
 
     async def get_records(self, shard: int, request: storage_pb2.ShardGetRequest,
                           timeout_s: float) -> storage_pb2.ShardGetResponse:
+        return await self._storage_call(shard, lambda stub: stub.Get(request, timeout=timeout_s))
+
+    async def scan_records(self, shard: int, request: storage_pb2.ShardScanRequest,
+                           timeout_s: float) -> storage_pb2.ShardScanResponse:
+        return await self._storage_call(shard, lambda stub: stub.Scan(request, timeout=timeout_s))
+
+    async def _storage_call(self, shard: int,
+                            call: Callable[[storage_pb2_grpc.StorageNodeServiceStub], Awaitable[T]]) -> T:
+        """``call`` on the replica of ``shard`` that answered last, then on the others in turn
+        while they are unavailable."""
         addresses = self._storage_addresses.get(shard)
         if not addresses:
             raise Unavailable(f"no storage replica serves shard {shard}", details={"shard": shard})
@@ -249,7 +259,7 @@ class GrpcDownstream(Downstream):
             address = addresses[index]
             try:
                 answer = await self._call(f"storage replica of shard {shard} at {address}",
-                                          self._storage[address].Get(request, timeout=timeout_s))
+                                          call(self._storage[address]))
             except Unavailable as exc:
                 last_error = exc
                 continue

@@ -15,11 +15,13 @@ import dataclasses
 from collections import defaultdict
 
 import numpy as np
+import orjson
 
 from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.api_gateway.fanout import SearchFanout
 from vecraft.services.api_gateway.journal_router.payloads import summarize_entry
 from vecraft.services.api_gateway.journal_router.writes import TxnStep, WriteRouter, generated_ids
+from vecraft.services.api_gateway.listing import MAX_LIST_LIMIT, ListQuery, RecordPage, merge_scans
 from vecraft.services.api_gateway.merge import max_allowed_staleness
 from vecraft.services.api_gateway.models import (
     CollectionSpec,
@@ -43,11 +45,13 @@ from vecraft.services.api_gateway.models import (
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.model.filters import filter_to_obj
 from vecraft.shared.model.records import RecordBatch
 from vecraft.shared.model.routing import DEFAULT_COLLECTION, all_partitions, shard_of
 from vecraft.shared.model.schema import CollectionSchema, HnswParams
 from vecraft.shared.model.validation import (
     validate_batch_size,
+    validate_id,
     validate_ids,
     validate_max_staleness_ms,
     validate_name,
@@ -217,10 +221,7 @@ class Gateway:
     # --- reads by id -------------------------------------------------------------------------------
     async def get(self, query: GetQuery, ctx: RequestContext) -> GetOutcome:
         """Records by id at ``query.level`` (eventual, read_your_writes or strong)."""
-        if query.level is ConsistencyLevel.BOUNDED_STALENESS:
-            raise InvalidRequest("reads by id support consistency levels eventual, read_your_writes "
-                                 "and strong; bounded staleness applies to searches",
-                                 details={"accepted": ["eventual", "read_your_writes", "strong"]})
+        _check_read_level(query.level, "reads by id")
         ids = validate_ids(query.ids)
         schema = await self._schema(query.collection, ctx)
         return await self._get(schema, ids, include_vectors=query.include_vectors, level=query.level,
@@ -246,6 +247,39 @@ class Gateway:
                                            document=rec.document, offset=rec.offset, hlc=rec.hlc)
         return GetOutcome(records=[found[i] for i in ids if i in found],
                           missing_ids=[i for i in ids if i not in found])
+
+    # --- listing -----------------------------------------------------------------------------------
+    async def list_records(self, query: ListQuery, ctx: RequestContext) -> RecordPage:
+        """One page of the collection's records in id order, after ``query.after`` (see :mod:`.listing`).
+
+        Every shard is read at the offset ``query.level`` needs, as reads by id are
+        (eventual, read_your_writes or strong), raised to ``min_required_offset``.
+        """
+        _check_read_level(query.level, "record listings")
+        if not 1 <= query.limit <= MAX_LIST_LIMIT:
+            raise InvalidRequest(f"limit is {query.limit}; it must be between 1 and {MAX_LIST_LIMIT}",
+                                 details={"parameter": "limit"})
+        if query.after:
+            validate_id(query.after, field="after")
+        schema = await self._schema(query.collection, ctx)
+        min_offset = await self._read_target(schema, query.level, query.min_required_offset, ctx)
+        filter_json = orjson.dumps(filter_to_obj(query.filter)).decode() if query.filter else ""
+        timeout_ms = self._limits.default_timeout_ms
+        answers = await asyncio.gather(*(
+            self._downstream.scan_records(shard, storage_pb2.ShardScanRequest(
+                collection=schema.name, tenant=schema.tenant, after=query.after, limit=query.limit,
+                min_offset=min_offset, include_vectors=query.include_vectors,
+                include_metadata=query.include_metadata, include_documents=query.include_documents,
+                filter_json=filter_json, timeout_ms=timeout_ms), timeout_ms / 1000.0)
+            for shard in range(schema.shards)))
+        records, cursor = merge_scans(answers, query.limit)
+        return RecordPage(
+            records=[RecordView(id=rec.id, vector=np.frombuffer(rec.vector, dtype="<f4")
+                                if query.include_vectors else None,
+                                metadata_json=rec.metadata_json, document=rec.document, offset=rec.offset,
+                                hlc=rec.hlc) for rec in records],
+            next_cursor=cursor, index_version=min(a.index_version for a in answers),
+            partition=schema.partition)
 
     # --- collections (DDL goes to the meta manager, which orders it through `system`) ---------------
     async def create_collection(self, spec: CollectionSpec, ctx: RequestContext) -> CollectionSchema:
@@ -322,6 +356,14 @@ class Gateway:
     async def _schema(self, collection: str, ctx: RequestContext) -> CollectionSchema:
         validate_name(collection)
         return await self._schemas.get(ctx.tenant, collection)
+
+
+def _check_read_level(level: ConsistencyLevel, what: str) -> None:
+    """Reads by id and listings support every level but bounded staleness (a search's bound)."""
+    if level is ConsistencyLevel.BOUNDED_STALENESS:
+        raise InvalidRequest(f"consistency_level bounded: {what} support consistency levels eventual, "
+                             "read_your_writes and strong; bounded staleness applies to searches",
+                             details={"accepted": ["eventual", "read_your_writes", "strong"]})
 
 
 def _empty_default(level: ConsistencyLevel, max_staleness_ms: int) -> SearchOutcome:

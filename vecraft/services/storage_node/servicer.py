@@ -1,4 +1,4 @@
-"""gRPC ``StorageNodeService``: Sync, Search, Get, Status.
+"""gRPC ``StorageNodeService``: Sync, Search, Get, Scan, Status.
 
 Every read first brings the collection's partition to the offset the request
 needs (``min_offset``, or the journal head for ``sync_latest``) with a
@@ -22,10 +22,12 @@ import orjson
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.registry import Collection
 from vecraft.services.storage_node.mmap import STATUS_LIVE, CorruptRecord
+from vecraft.services.storage_node.scan import ScanOptions, scan
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound
 from vecraft.shared.index import metadata_to_json
 from vecraft.shared.model.filters import Filter, parse_filter
 from vecraft.shared.model.limits import HNSW_EF_SEARCH_RANGE, MAX_BATCH_ROWS, MAX_K, MIN_K
+from vecraft.shared.model.validation import validate_id
 from vecraft.shared.rpc.v1 import search_pb2, storage_pb2, storage_pb2_grpc
 
 if TYPE_CHECKING:
@@ -181,6 +183,26 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
                 metadata_json=view.metadata_json, document=view.document,
                 offset=view.entry_offset, hlc=view.hlc))
         return records, missing
+
+    async def Scan(self, request: storage_pb2.ShardScanRequest,
+                   context: grpc.aio.ServicerContext) -> storage_pb2.ShardScanResponse:
+        if not 1 <= request.limit <= MAX_BATCH_ROWS:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_BATCH_ROWS}, got {request.limit}")
+        if request.after:
+            validate_id(request.after, field="after")
+        options = ScanOptions(include_vectors=request.include_vectors,
+                              include_metadata=request.include_metadata,
+                              include_documents=request.include_documents,
+                              filter=parse_filter_json(request.filter_json))
+        will_sync = request.sync_latest or request.min_offset > 0
+        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync)
+        await _within(self._reach(coll, request.min_offset, request.sync_latest), request.timeout_ms,
+                      "sync before scan")
+        version = self.node.follower(coll.schema.partition).applied_offset
+        page = await asyncio.to_thread(scan, self.node.locations, self.node.records, coll.collection_id,
+                                       request.after, request.limit, options)
+        return storage_pb2.ShardScanResponse(records=page.records, exhausted=page.exhausted,
+                                             scanned_to=page.scanned_to, index_version=version)
 
     async def Status(self, request: storage_pb2.NodeStatusRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from vecraft.services.api_gateway.journal_router.sessions import decode_token
+from vecraft.services.api_gateway.listing import DEFAULT_LIST_LIMIT, ListQuery, RecordPage
 from vecraft.services.api_gateway.middleware.request_id import (
     REQUEST_ID_RE,
     REQUEST_ID_RULE,
@@ -30,6 +31,7 @@ from vecraft.services.api_gateway.models import (
     GetQuery,
     JournalPage,
     OperationStatus,
+    RecordView,
     RequestContext,
     SearchOutcome,
     SearchQuery,
@@ -72,15 +74,16 @@ def _collection(name: str) -> str:
 
 # --- search ------------------------------------------------------------------------------------------
 
+def _filter_json(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"filter_json is not valid JSON: {exc}") from None
+
+
 def search_query(req: search_pb2.SearchRequest) -> SearchQuery:
-    if req.filter_json:
-        try:
-            filter_obj = orjson.loads(req.filter_json)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"filter_json is not valid JSON: {exc}") from None
-    else:
-        # The spec's map<string, string>: equality on each field.
-        filter_obj = dict(req.filters)
+    # Without filter_json, the spec's map<string, string>: equality on each field.
+    filter_obj = _filter_json(req.filter_json) if req.filter_json else dict(req.filters)
     if req.k < 0:
         raise InvalidRequest(f"k is {req.k}; it must be between 1 and 1024")
     return SearchQuery(
@@ -175,13 +178,35 @@ def get_query(req: gateway_pb2.GetVectorsRequest) -> GetQuery:
                     include_vectors=req.include_vectors, level=level)
 
 
+def _stored_record(r: RecordView) -> storage_pb2.StoredRecord:
+    return storage_pb2.StoredRecord(
+        id=r.id, vector=r.vector.astype("<f4").tobytes() if r.vector is not None else b"",
+        metadata_json=r.metadata_json, document=r.document, offset=r.offset, hlc=r.hlc)
+
+
 def get_response(out: GetOutcome) -> gateway_pb2.GetVectorsResponse:
-    return gateway_pb2.GetVectorsResponse(
-        records=[storage_pb2.StoredRecord(
-            id=r.id, vector=r.vector.astype("<f4").tobytes() if r.vector is not None else b"",
-            metadata_json=r.metadata_json, document=r.document, offset=r.offset, hlc=r.hlc)
-            for r in out.records],
-        missing_ids=out.missing_ids)
+    return gateway_pb2.GetVectorsResponse(records=[_stored_record(r) for r in out.records],
+                                          missing_ids=out.missing_ids)
+
+
+# --- listing -----------------------------------------------------------------------------------------
+
+def list_query(req: gateway_pb2.ListRecordsRequest) -> ListQuery:
+    """``ListRecords``: ``limit`` 0 = the default page; unset include_metadata/documents = true."""
+    return ListQuery(
+        collection=_collection(req.collection), after=req.after, limit=req.limit or DEFAULT_LIST_LIMIT,
+        include_vectors=req.include_vectors,
+        include_metadata=req.include_metadata if req.HasField("include_metadata") else True,
+        include_documents=req.include_documents if req.HasField("include_documents") else True,
+        filter=parse_filter(_filter_json(req.filter_json)) if req.filter_json else None,
+        level=ConsistencyLevel.from_proto(req.consistency_level),
+        min_required_offset=req.min_required_offset)
+
+
+def list_response(page: RecordPage) -> gateway_pb2.ListRecordsResponse:
+    return gateway_pb2.ListRecordsResponse(records=[_stored_record(r) for r in page.records],
+                                           next_cursor=page.next_cursor or "",
+                                           index_version=page.index_version, partition=page.partition)
 
 
 # --- collections -------------------------------------------------------------------------------------

@@ -75,6 +75,11 @@ class VectorServicer(gateway_pb2_grpc.VectorServiceServicer):
         ctx = _context(context, tenant=request.tenant, session_token=request.session_token)
         return codec.get_response(await self._gateway.get(codec.get_query(request), ctx))
 
+    async def ListRecords(self, request: gateway_pb2.ListRecordsRequest,
+                          context: Context) -> gateway_pb2.ListRecordsResponse:
+        ctx = _context(context, tenant=request.tenant, session_token=request.session_token)
+        return codec.list_response(await self._gateway.list_records(codec.list_query(request), ctx))
+
 
 class CollectionServicer(gateway_pb2_grpc.CollectionServiceServicer):
     def __init__(self, gateway: Gateway) -> None:

@@ -26,6 +26,7 @@ import orjson
 from starlette.requests import Request
 
 from vecraft.services.api_gateway.journal_router.sessions import decode_token
+from vecraft.services.api_gateway.listing import ListQuery, RecordPage
 from vecraft.services.api_gateway.middleware.request_id import REQUEST_ID_RE, REQUEST_ID_RULE
 from vecraft.services.api_gateway.models import (
     CollectionSpec,
@@ -45,7 +46,7 @@ from vecraft.services.api_gateway.models import (
 from vecraft.services.api_gateway.responses import fragment
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft.shared.model.filters import parse_filter
+from vecraft.shared.model.filters import Filter, parse_filter
 from vecraft.shared.model.limits import MAX_DIM
 from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
 from vecraft.shared.model.schema import CollectionSchema
@@ -343,6 +344,43 @@ def level_param(value: str | None) -> ConsistencyLevel:
     return ConsistencyLevel.parse(value) if value is not None else ConsistencyLevel.EVENTUAL
 
 
+def _query_parameter(name: str, exc: InvalidRequest) -> InvalidRequest:
+    """``exc`` with the query parameter it is about named first."""
+    return InvalidRequest(f"query parameter {name!r}: {exc.message}",
+                          details={**exc.details, "parameter": name})
+
+
+def filter_param(text: str | None) -> Filter | None:
+    """``?filter=`` (a JSON object in the search filter grammar), or None."""
+    if text is None:
+        return None
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"query parameter 'filter' is not valid JSON: {exc}",
+                             details={"parameter": "filter"}) from None
+    if not isinstance(obj, dict):
+        raise InvalidRequest(f"query parameter 'filter' must be a JSON object, got {json_type_name(obj)}",
+                             details={"parameter": "filter"})
+    try:
+        return parse_filter(obj)
+    except InvalidRequest as exc:
+        raise _query_parameter("filter", exc) from None
+
+
+def list_query(collection: str, *, after: str | None, limit: int, include_vectors: bool,
+               include_metadata: bool, include_documents: bool, filter_text: str | None,
+               consistency_level: str | None, min_required_offset: int) -> ListQuery:
+    """``GET /v1/collections/{name}/records``; every problem names its query parameter."""
+    try:
+        level = level_param(consistency_level)
+    except InvalidRequest as exc:
+        raise _query_parameter("consistency_level", exc) from None
+    return ListQuery(collection=collection, after=after or "", limit=limit, include_vectors=include_vectors,
+                     include_metadata=include_metadata, include_documents=include_documents,
+                     filter=filter_param(filter_text), level=level, min_required_offset=min_required_offset)
+
+
 # --- responses ---------------------------------------------------------------------------------------
 
 def search_json(out: SearchOutcome, *, include_documents: bool) -> dict[str, Any]:
@@ -391,6 +429,11 @@ def delete_json(out: WriteOutcome) -> dict[str, Any]:
 def record_json(rec: RecordView) -> dict[str, Any]:
     return {"id": rec.id, "vector": rec.vector, "metadata": fragment(rec.metadata_json),
             "document": rec.document or None, "offset": rec.offset, "hlc": rec.hlc}
+
+
+def record_page_json(collection: str, page: RecordPage) -> dict[str, Any]:
+    return {"records": [record_json(rec) for rec in page.records], "next_cursor": page.next_cursor,
+            "collection": collection, "partition": page.partition, "index_version": page.index_version}
 
 
 def single_record(out: GetOutcome) -> RecordView | None:

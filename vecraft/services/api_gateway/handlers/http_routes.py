@@ -18,6 +18,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from vecraft.services.api_gateway.gateway import MAX_JOURNAL_PAGE, Gateway
 from vecraft.services.api_gateway.handlers import http_codec as codec
 from vecraft.services.api_gateway.handlers import http_schemas as schemas
+from vecraft.services.api_gateway.listing import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 from vecraft.services.api_gateway.models import DeleteBatch, GetQuery
 from vecraft.services.api_gateway.responses import JSONResponse
 from vecraft.shared.common.errors import InvalidRequest, NotFound
@@ -229,6 +230,32 @@ def build_router(gateway: Gateway) -> APIRouter:
     async def get_collection(request: Request, name: str, x_tenant: TenantHeader = None) -> JSONResponse:
         return JSONResponse(codec.collection_json(
             await gateway.get_collection(name, codec.request_context(request))))
+
+    @router.get("/collections/{name}/records", response_model=schemas.RecordPageResponse,
+                tags=["collections"], summary="List a collection's records in id order, a page at a time")
+    async def list_records(
+        request: Request, name: str,
+        after: Annotated[str | None, Query(
+            description="records with an id after this one (the previous page's `next_cursor`)")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT, description="records per page")]
+        = DEFAULT_LIST_LIMIT,
+        include_vectors: Annotated[bool, Query(description="return the vectors")] = False,
+        include_metadata: Annotated[bool, Query(description="return the metadata")] = True,
+        include_documents: Annotated[bool, Query(description="return the documents")] = True,
+        filter_text: Annotated[str | None, Query(
+            alias="filter", description='metadata filter as JSON, e.g. {"category": "documents"}')] = None,
+        consistency_level: Annotated[str | None, Query(
+            description="eventual (default) | read_your_writes | strong")] = None,
+        min_required_offset: Annotated[int, Query(
+            ge=0, le=2**63 - 1, description="read at least this offset of the collection's partition")] = 0,
+        x_tenant: TenantHeader = None, x_session_token: SessionHeader = None,
+    ) -> JSONResponse:
+        ctx = codec.request_context(request)
+        query = codec.list_query(name, after=after, limit=limit, include_vectors=include_vectors,
+                                 include_metadata=include_metadata, include_documents=include_documents,
+                                 filter_text=filter_text, consistency_level=consistency_level,
+                                 min_required_offset=min_required_offset)
+        return JSONResponse(codec.record_page_json(name, await gateway.list_records(query, ctx)))
 
     @router.patch("/collections/{name}", response_model=schemas.CollectionResponse, tags=["collections"],
                   openapi_extra=_body(schemas.AlterCollectionRequest),

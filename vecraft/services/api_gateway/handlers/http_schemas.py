@@ -207,6 +207,18 @@ class RecordResponse(BaseModel):
     hlc: int
 
 
+class RecordPageResponse(BaseModel):
+    records: list[RecordResponse] = Field(..., description="in id order; `vector` is null unless "
+                                                           "include_vectors, `metadata` and `document` "
+                                                           "null when left out or absent")
+    next_cursor: str | None = Field(..., description="`after` of the next page; null when the listing is "
+                                                     "complete")
+    collection: str
+    partition: str
+    index_version: int = Field(..., description="smallest applied offset of the collection's partition "
+                                                "over the shards read")
+
+
 class HnswResponse(BaseModel):
     m: int
     ef_construction: int

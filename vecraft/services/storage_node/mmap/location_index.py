@@ -201,6 +201,17 @@ class LocationIndex:
                 (collection_id, STATUS_LIVE)):
             yield Location(*row)
 
+    def live_after(self, collection_id: str, after: str, limit: int) -> list[Location]:
+        """Up to ``limit`` live rows of one collection with an id after ``after``, in id order.
+
+        Ids compare by their UTF-8 bytes (SQLite's BINARY collation), which is code point
+        order, Python's ``str`` order. One statement over the primary key: one committed state.
+        """
+        rows = self._reader().execute(
+            "SELECT * FROM records WHERE collection_id = ? AND id > ? AND status = ? ORDER BY id LIMIT ?",
+            (collection_id, after, STATUS_LIVE, limit)).fetchall()
+        return [Location(*row) for row in rows]
+
     def rows_after(self, collection_id: str, offsets: dict[str, int]) -> Iterator[Location]:
         """Rows (live and tombstones) written by entries past ``offsets[partition]``, in file order.
 

@@ -24,38 +24,43 @@ _sym_db = _symbol_database.Default()
 
 from vecraft.shared.rpc.v1 import collection_pb2 as vecraft_dot_v1_dot_collection__pb2
 from vecraft.shared.rpc.v1 import journal_pb2 as vecraft_dot_v1_dot_journal__pb2
+from vecraft.shared.rpc.v1 import search_pb2 as vecraft_dot_v1_dot_search__pb2
 from vecraft.shared.rpc.v1 import storage_pb2 as vecraft_dot_v1_dot_storage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vecraft/v1/gateway.proto\x12\nvecraft.v1\x1a\x1bvecraft/v1/collection.proto\x1a\x18vecraft/v1/journal.proto\x1a\x18vecraft/v1/storage.proto\"\xdb\x01\n\x13WriteVectorsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x0b\n\x03\x64im\x18\x04 \x01(\r\x12\x0f\n\x07vectors\x18\x05 \x01(\x0c\x12\x15\n\rmetadata_json\x18\x06 \x03(\t\x12\x11\n\tdocuments\x18\x07 \x03(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12 \n\x03\x61\x63k\x18\t \x01(\x0e\x32\x13.vecraft.v1.AckMode\x12\x15\n\rsession_token\x18\n \x01(\t\"\x94\x01\n\x14\x44\x65leteVectorsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12 \n\x03\x61\x63k\x18\x05 \x01(\x0e\x32\x13.vecraft.v1.AckMode\x12\x15\n\rsession_token\x18\x06 \x01(\t\"\xff\x01\n\x14WriteVectorsResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x11\n\tpartition\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0b\n\x03hlc\x18\x04 \x01(\x04\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x16\n\x0ereplicas_acked\x18\x06 \x01(\r\x12\x19\n\x11replicas_expected\x18\x07 \x01(\r\x12\x15\n\rsession_token\x18\x08 \x01(\t\x12\x11\n\tduplicate\x18\t \x01(\x08\x12\x0f\n\x07\x64\x65leted\x18\n \x01(\x08\x12\x13\n\x0b\x64\x65leted_ids\x18\x0b \x03(\t\x12\x13\n\x0bmissing_ids\x18\x0c \x03(\t\"\x84\x01\n\x11GetVectorsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x17\n\x0finclude_vectors\x18\x04 \x01(\x08\x12\x0e\n\x06strong\x18\x05 \x01(\x08\x12\x15\n\rsession_token\x18\x06 \x01(\t\"T\n\x12GetVectorsResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.StoredRecord\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\")\n\x13GetOperationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"K\n\x12ReadJournalRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"h\n\x0c\x44\x65\x63odedEntry\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0b\n\x03hlc\x18\x03 \x01(\x04\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x14\n\x0csummary_json\x18\x05 \x01(\t\"W\n\x13ReadJournalResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.DecodedEntry\x12\x15\n\rlatest_offset\x18\x02 \x01(\x04\x32\xc5\x03\n\x11\x43ollectionService\x12U\n\x10\x43reateCollection\x12#.vecraft.v1.CreateCollectionRequest\x1a\x1c.vecraft.v1.CollectionSchema\x12O\n\rGetCollection\x12 .vecraft.v1.GetCollectionRequest\x1a\x1c.vecraft.v1.CollectionSchema\x12Z\n\x0fListCollections\x12\".vecraft.v1.ListCollectionsRequest\x1a#.vecraft.v1.ListCollectionsResponse\x12W\n\x0e\x44ropCollection\x12!.vecraft.v1.DropCollectionRequest\x1a\".vecraft.v1.DropCollectionResponse\x12S\n\x0f\x41lterCollection\x12\".vecraft.v1.AlterCollectionRequest\x1a\x1c.vecraft.v1.CollectionSchema2\xbd\x02\n\rVectorService\x12K\n\x06Insert\x12\x1f.vecraft.v1.WriteVectorsRequest\x1a .vecraft.v1.WriteVectorsResponse\x12K\n\x06Upsert\x12\x1f.vecraft.v1.WriteVectorsRequest\x1a .vecraft.v1.WriteVectorsResponse\x12L\n\x06\x44\x65lete\x12 .vecraft.v1.DeleteVectorsRequest\x1a .vecraft.v1.WriteVectorsResponse\x12\x44\n\x03Get\x12\x1d.vecraft.v1.GetVectorsRequest\x1a\x1e.vecraft.v1.GetVectorsResponse2\xb6\x01\n\x10OperationService\x12R\n\x0cGetOperation\x12\x1f.vecraft.v1.GetOperationRequest\x1a!.vecraft.v1.LookupRequestResponse\x12N\n\x0bReadJournal\x12\x1e.vecraft.v1.ReadJournalRequest\x1a\x1f.vecraft.v1.ReadJournalResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vecraft/v1/gateway.proto\x12\nvecraft.v1\x1a\x1bvecraft/v1/collection.proto\x1a\x18vecraft/v1/journal.proto\x1a\x17vecraft/v1/search.proto\x1a\x18vecraft/v1/storage.proto\"\xdb\x01\n\x13WriteVectorsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x0b\n\x03\x64im\x18\x04 \x01(\r\x12\x0f\n\x07vectors\x18\x05 \x01(\x0c\x12\x15\n\rmetadata_json\x18\x06 \x03(\t\x12\x11\n\tdocuments\x18\x07 \x03(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12 \n\x03\x61\x63k\x18\t \x01(\x0e\x32\x13.vecraft.v1.AckMode\x12\x15\n\rsession_token\x18\n \x01(\t\"\x94\x01\n\x14\x44\x65leteVectorsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12 \n\x03\x61\x63k\x18\x05 \x01(\x0e\x32\x13.vecraft.v1.AckMode\x12\x15\n\rsession_token\x18\x06 \x01(\t\"\xff\x01\n\x14WriteVectorsResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x11\n\tpartition\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0b\n\x03hlc\x18\x04 \x01(\x04\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x16\n\x0ereplicas_acked\x18\x06 \x01(\r\x12\x19\n\x11replicas_expected\x18\x07 \x01(\r\x12\x15\n\rsession_token\x18\x08 \x01(\t\x12\x11\n\tduplicate\x18\t \x01(\x08\x12\x0f\n\x07\x64\x65leted\x18\n \x01(\x08\x12\x13\n\x0b\x64\x65leted_ids\x18\x0b \x03(\t\x12\x13\n\x0bmissing_ids\x18\x0c \x03(\t\"\x84\x01\n\x11GetVectorsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x17\n\x0finclude_vectors\x18\x04 \x01(\x08\x12\x0e\n\x06strong\x18\x05 \x01(\x08\x12\x15\n\rsession_token\x18\x06 \x01(\t\"T\n\x12GetVectorsResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.StoredRecord\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\"\xdb\x02\n\x12ListRecordsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x17\n\x0finclude_vectors\x18\x05 \x01(\x08\x12\x1d\n\x10include_metadata\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x1e\n\x11include_documents\x18\x07 \x01(\x08H\x01\x88\x01\x01\x12\x13\n\x0b\x66ilter_json\x18\x08 \x01(\t\x12\x37\n\x11\x63onsistency_level\x18\t \x01(\x0e\x32\x1c.vecraft.v1.ConsistencyLevel\x12\x15\n\rsession_token\x18\n \x01(\t\x12\x1b\n\x13min_required_offset\x18\x0b \x01(\x04\x42\x13\n\x11_include_metadataB\x14\n\x12_include_documents\"\x7f\n\x13ListRecordsResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.StoredRecord\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x15\n\rindex_version\x18\x03 \x01(\x04\x12\x11\n\tpartition\x18\x04 \x01(\t\")\n\x13GetOperationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"K\n\x12ReadJournalRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"h\n\x0c\x44\x65\x63odedEntry\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0b\n\x03hlc\x18\x03 \x01(\x04\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x14\n\x0csummary_json\x18\x05 \x01(\t\"W\n\x13ReadJournalResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.DecodedEntry\x12\x15\n\rlatest_offset\x18\x02 \x01(\x04\x32\xc5\x03\n\x11\x43ollectionService\x12U\n\x10\x43reateCollection\x12#.vecraft.v1.CreateCollectionRequest\x1a\x1c.vecraft.v1.CollectionSchema\x12O\n\rGetCollection\x12 .vecraft.v1.GetCollectionRequest\x1a\x1c.vecraft.v1.CollectionSchema\x12Z\n\x0fListCollections\x12\".vecraft.v1.ListCollectionsRequest\x1a#.vecraft.v1.ListCollectionsResponse\x12W\n\x0e\x44ropCollection\x12!.vecraft.v1.DropCollectionRequest\x1a\".vecraft.v1.DropCollectionResponse\x12S\n\x0f\x41lterCollection\x12\".vecraft.v1.AlterCollectionRequest\x1a\x1c.vecraft.v1.CollectionSchema2\x8d\x03\n\rVectorService\x12K\n\x06Insert\x12\x1f.vecraft.v1.WriteVectorsRequest\x1a .vecraft.v1.WriteVectorsResponse\x12K\n\x06Upsert\x12\x1f.vecraft.v1.WriteVectorsRequest\x1a .vecraft.v1.WriteVectorsResponse\x12L\n\x06\x44\x65lete\x12 .vecraft.v1.DeleteVectorsRequest\x1a .vecraft.v1.WriteVectorsResponse\x12\x44\n\x03Get\x12\x1d.vecraft.v1.GetVectorsRequest\x1a\x1e.vecraft.v1.GetVectorsResponse\x12N\n\x0bListRecords\x12\x1e.vecraft.v1.ListRecordsRequest\x1a\x1f.vecraft.v1.ListRecordsResponse2\xb6\x01\n\x10OperationService\x12R\n\x0cGetOperation\x12\x1f.vecraft.v1.GetOperationRequest\x1a!.vecraft.v1.LookupRequestResponse\x12N\n\x0bReadJournal\x12\x1e.vecraft.v1.ReadJournalRequest\x1a\x1f.vecraft.v1.ReadJournalResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vecraft.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WRITEVECTORSREQUEST']._serialized_start=122
-  _globals['_WRITEVECTORSREQUEST']._serialized_end=341
-  _globals['_DELETEVECTORSREQUEST']._serialized_start=344
-  _globals['_DELETEVECTORSREQUEST']._serialized_end=492
-  _globals['_WRITEVECTORSRESPONSE']._serialized_start=495
-  _globals['_WRITEVECTORSRESPONSE']._serialized_end=750
-  _globals['_GETVECTORSREQUEST']._serialized_start=753
-  _globals['_GETVECTORSREQUEST']._serialized_end=885
-  _globals['_GETVECTORSRESPONSE']._serialized_start=887
-  _globals['_GETVECTORSRESPONSE']._serialized_end=971
-  _globals['_GETOPERATIONREQUEST']._serialized_start=973
-  _globals['_GETOPERATIONREQUEST']._serialized_end=1014
-  _globals['_READJOURNALREQUEST']._serialized_start=1016
-  _globals['_READJOURNALREQUEST']._serialized_end=1091
-  _globals['_DECODEDENTRY']._serialized_start=1093
-  _globals['_DECODEDENTRY']._serialized_end=1197
-  _globals['_READJOURNALRESPONSE']._serialized_start=1199
-  _globals['_READJOURNALRESPONSE']._serialized_end=1286
-  _globals['_COLLECTIONSERVICE']._serialized_start=1289
-  _globals['_COLLECTIONSERVICE']._serialized_end=1742
-  _globals['_VECTORSERVICE']._serialized_start=1745
-  _globals['_VECTORSERVICE']._serialized_end=2062
-  _globals['_OPERATIONSERVICE']._serialized_start=2065
-  _globals['_OPERATIONSERVICE']._serialized_end=2247
+  _globals['_WRITEVECTORSREQUEST']._serialized_start=147
+  _globals['_WRITEVECTORSREQUEST']._serialized_end=366
+  _globals['_DELETEVECTORSREQUEST']._serialized_start=369
+  _globals['_DELETEVECTORSREQUEST']._serialized_end=517
+  _globals['_WRITEVECTORSRESPONSE']._serialized_start=520
+  _globals['_WRITEVECTORSRESPONSE']._serialized_end=775
+  _globals['_GETVECTORSREQUEST']._serialized_start=778
+  _globals['_GETVECTORSREQUEST']._serialized_end=910
+  _globals['_GETVECTORSRESPONSE']._serialized_start=912
+  _globals['_GETVECTORSRESPONSE']._serialized_end=996
+  _globals['_LISTRECORDSREQUEST']._serialized_start=999
+  _globals['_LISTRECORDSREQUEST']._serialized_end=1346
+  _globals['_LISTRECORDSRESPONSE']._serialized_start=1348
+  _globals['_LISTRECORDSRESPONSE']._serialized_end=1475
+  _globals['_GETOPERATIONREQUEST']._serialized_start=1477
+  _globals['_GETOPERATIONREQUEST']._serialized_end=1518
+  _globals['_READJOURNALREQUEST']._serialized_start=1520
+  _globals['_READJOURNALREQUEST']._serialized_end=1595
+  _globals['_DECODEDENTRY']._serialized_start=1597
+  _globals['_DECODEDENTRY']._serialized_end=1701
+  _globals['_READJOURNALRESPONSE']._serialized_start=1703
+  _globals['_READJOURNALRESPONSE']._serialized_end=1790
+  _globals['_COLLECTIONSERVICE']._serialized_start=1793
+  _globals['_COLLECTIONSERVICE']._serialized_end=2246
+  _globals['_VECTORSERVICE']._serialized_start=2249
+  _globals['_VECTORSERVICE']._serialized_end=2646
+  _globals['_OPERATIONSERVICE']._serialized_start=2649
+  _globals['_OPERATIONSERVICE']._serialized_end=2831
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 from vecraft.shared.rpc.v1 import collection_pb2 as _collection_pb2
 from vecraft.shared.rpc.v1 import journal_pb2 as _journal_pb2
+from vecraft.shared.rpc.v1 import search_pb2 as _search_pb2
 from vecraft.shared.rpc.v1 import storage_pb2 as _storage_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -100,6 +101,44 @@ class GetVectorsResponse(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[_storage_pb2.StoredRecord]
     missing_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, records: _Optional[_Iterable[_Union[_storage_pb2.StoredRecord, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListRecordsRequest(_message.Message):
+    __slots__ = ("collection", "tenant", "after", "limit", "include_vectors", "include_metadata", "include_documents", "filter_json", "consistency_level", "session_token", "min_required_offset")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_METADATA_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MIN_REQUIRED_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    tenant: str
+    after: str
+    limit: int
+    include_vectors: bool
+    include_metadata: bool
+    include_documents: bool
+    filter_json: str
+    consistency_level: _search_pb2.ConsistencyLevel
+    session_token: str
+    min_required_offset: int
+    def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., include_vectors: _Optional[bool] = ..., include_metadata: _Optional[bool] = ..., include_documents: _Optional[bool] = ..., filter_json: _Optional[str] = ..., consistency_level: _Optional[_Union[_search_pb2.ConsistencyLevel, str]] = ..., session_token: _Optional[str] = ..., min_required_offset: _Optional[int] = ...) -> None: ...
+
+class ListRecordsResponse(_message.Message):
+    __slots__ = ("records", "next_cursor", "index_version", "partition")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[_storage_pb2.StoredRecord]
+    next_cursor: str
+    index_version: int
+    partition: str
+    def __init__(self, records: _Optional[_Iterable[_Union[_storage_pb2.StoredRecord, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., index_version: _Optional[int] = ..., partition: _Optional[str] = ...) -> None: ...
 
 class GetOperationRequest(_message.Message):
     __slots__ = ("request_id",)

@@ -300,6 +300,11 @@ class VectorServiceStub:
                 request_serializer=vecraft_dot_v1_dot_gateway__pb2.GetVectorsRequest.SerializeToString,
                 response_deserializer=vecraft_dot_v1_dot_gateway__pb2.GetVectorsResponse.FromString,
                 _registered_method=True)
+        self.ListRecords = channel.unary_unary(
+                '/vecraft.v1.VectorService/ListRecords',
+                request_serializer=vecraft_dot_v1_dot_gateway__pb2.ListRecordsRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_gateway__pb2.ListRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class VectorServiceServicer:
@@ -329,6 +334,14 @@ class VectorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRecords(self, request, context):
+        """A collection's records in id order, one page after a cursor (the twin of
+        GET /v1/collections/{name}/records).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -351,6 +364,11 @@ def add_VectorServiceServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=vecraft_dot_v1_dot_gateway__pb2.GetVectorsRequest.FromString,
                     response_serializer=vecraft_dot_v1_dot_gateway__pb2.GetVectorsResponse.SerializeToString,
+            ),
+            'ListRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecords,
+                    request_deserializer=vecraft_dot_v1_dot_gateway__pb2.ListRecordsRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_gateway__pb2.ListRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -461,6 +479,33 @@ class VectorService:
             '/vecraft.v1.VectorService/Get',
             vecraft_dot_v1_dot_gateway__pb2.GetVectorsRequest.SerializeToString,
             vecraft_dot_v1_dot_gateway__pb2.GetVectorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.VectorService/ListRecords',
+            vecraft_dot_v1_dot_gateway__pb2.ListRecordsRequest.SerializeToString,
+            vecraft_dot_v1_dot_gateway__pb2.ListRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -113,6 +113,44 @@ class ShardGetResponse(_message.Message):
     index_version: int
     def __init__(self, records: _Optional[_Iterable[_Union[StoredRecord, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[str]] = ..., index_version: _Optional[int] = ...) -> None: ...
 
+class ShardScanRequest(_message.Message):
+    __slots__ = ("collection", "tenant", "after", "limit", "min_offset", "sync_latest", "include_vectors", "include_metadata", "include_documents", "filter_json", "timeout_ms")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MIN_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SYNC_LATEST_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_METADATA_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    tenant: str
+    after: str
+    limit: int
+    min_offset: int
+    sync_latest: bool
+    include_vectors: bool
+    include_metadata: bool
+    include_documents: bool
+    filter_json: str
+    timeout_ms: int
+    def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., min_offset: _Optional[int] = ..., sync_latest: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., include_metadata: _Optional[bool] = ..., include_documents: _Optional[bool] = ..., filter_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class ShardScanResponse(_message.Message):
+    __slots__ = ("records", "exhausted", "scanned_to", "index_version")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    EXHAUSTED_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_TO_FIELD_NUMBER: _ClassVar[int]
+    INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[StoredRecord]
+    exhausted: bool
+    scanned_to: str
+    index_version: int
+    def __init__(self, records: _Optional[_Iterable[_Union[StoredRecord, _Mapping]]] = ..., exhausted: _Optional[bool] = ..., scanned_to: _Optional[str] = ..., index_version: _Optional[int] = ...) -> None: ...
+
 class NodeStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

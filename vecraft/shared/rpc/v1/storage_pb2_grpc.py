@@ -49,6 +49,11 @@ class StorageNodeServiceStub:
                 request_serializer=vecraft_dot_v1_dot_storage__pb2.ShardGetRequest.SerializeToString,
                 response_deserializer=vecraft_dot_v1_dot_storage__pb2.ShardGetResponse.FromString,
                 _registered_method=True)
+        self.Scan = channel.unary_unary(
+                '/vecraft.v1.StorageNodeService/Scan',
+                request_serializer=vecraft_dot_v1_dot_storage__pb2.ShardScanRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_storage__pb2.ShardScanResponse.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/vecraft.v1.StorageNodeService/Status',
                 request_serializer=vecraft_dot_v1_dot_storage__pb2.NodeStatusRequest.SerializeToString,
@@ -82,6 +87,14 @@ class StorageNodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scan(self, request, context):
+        """Live records of one collection in id order, after a cursor (listing,
+        export), at a version >= min_offset.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Status(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -105,6 +118,11 @@ def add_StorageNodeServiceServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=vecraft_dot_v1_dot_storage__pb2.ShardGetRequest.FromString,
                     response_serializer=vecraft_dot_v1_dot_storage__pb2.ShardGetResponse.SerializeToString,
+            ),
+            'Scan': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scan,
+                    request_deserializer=vecraft_dot_v1_dot_storage__pb2.ShardScanRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_storage__pb2.ShardScanResponse.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
@@ -193,6 +211,33 @@ class StorageNodeService:
             '/vecraft.v1.StorageNodeService/Get',
             vecraft_dot_v1_dot_storage__pb2.ShardGetRequest.SerializeToString,
             vecraft_dot_v1_dot_storage__pb2.ShardGetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.StorageNodeService/Scan',
+            vecraft_dot_v1_dot_storage__pb2.ShardScanRequest.SerializeToString,
+            vecraft_dot_v1_dot_storage__pb2.ShardScanResponse.FromString,
             options,
             channel_credentials,
             insecure,
