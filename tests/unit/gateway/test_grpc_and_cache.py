@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.gateway.fakes import FakeDownstream
+from vecraft.services.api_gateway.gateway import Gateway
 from vecraft.services.api_gateway.handlers import grpc_codec
+from vecraft.services.api_gateway.handlers.http_app import create_app
+from vecraft.services.api_gateway.models import MAX_JOURNAL_KEY_BYTES, ddl_request_id, journal_request_id
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import filter_to_obj
+from vecraft.shared.model.routing import DEFAULT_TENANT
 from vecraft.shared.rpc.v1 import collection_pb2, gateway_pb2, search_pb2
 
 pytestmark = pytest.mark.unit
@@ -51,7 +60,7 @@ def test_write_request_checks_vector_bytes_and_metadata() -> None:
 
 def test_request_context_from_metadata() -> None:
     ctx = grpc_codec.request_context([("x-request-id", "abc"), ("x-tenant", "acme")])
-    assert (ctx.request_id, ctx.tenant, ctx.journal_request_id) == ("abc", "acme", "acme/abc")
+    assert (ctx.request_id, ctx.tenant, ctx.journal_request_id) == ("abc", "acme", "~w4:acme3:abc")
     assert grpc_codec.request_context(None, request_id="given").request_id == "given"
     assert len(grpc_codec.request_context(None).request_id) == 32
     with pytest.raises(InvalidRequest):
@@ -82,3 +91,98 @@ async def test_schema_cache_keeps_entries_only_while_watching() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# --- idempotency keys: one namespace per (kind, tenant, collection, verb, id) ---------------------------
+
+def _decode_key(key: str) -> tuple[str, ...]:
+    """The fields a journal key stands for, read back the one way the encoding allows."""
+    if not key.startswith("~") or key.startswith("~~"):
+        return ("w", DEFAULT_TENANT, key[1:] if key.startswith("~~") else key)
+    kind, rest, fields = key[1], key[2:], []
+    if kind == "h":
+        return ("h", rest)
+    while rest:
+        m = re.match(r"(\d+):", rest)
+        assert m is not None, key
+        n = int(m.group(1))
+        fields.append(rest[m.end():m.end() + n])
+        rest = rest[m.end() + n:]
+    return (kind, *fields)
+
+
+def test_a_default_tenant_id_that_spells_another_tenants_key_is_its_own() -> None:
+    assert journal_request_id(DEFAULT_TENANT, "acme/o-1") != journal_request_id("acme", "o-1")
+    assert journal_request_id(DEFAULT_TENANT, "o-1") == "o-1"  # the default tenant's ids stay as given
+    for tenant in (DEFAULT_TENANT, "acme"):
+        ddl = ddl_request_id(tenant, "create", "c", "r1")
+        assert journal_request_id(DEFAULT_TENANT, ddl) != ddl  # a data write never answers as a DDL
+        assert journal_request_id(tenant, "c/create/r1") != ddl
+        assert journal_request_id(DEFAULT_TENANT, journal_request_id("acme", "o-1")) != \
+            journal_request_id("acme", "o-1")
+    assert ddl_request_id("a", "drop", "b_c", "r") != ddl_request_id("a_b", "drop", "c", "r")
+
+
+_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,127}", fullmatch=True)
+_ids = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=128)
+_verbs = st.sampled_from(["create", "create-default", "alter", "drop"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(_names, _ids)
+def test_data_write_keys_round_trip(tenant: str, request_id: str) -> None:
+    key = journal_request_id(tenant, request_id)
+    assert len(key.encode()) <= MAX_JOURNAL_KEY_BYTES
+    if not key.startswith("~h"):
+        assert _decode_key(key) == ("w", tenant, request_id)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_names, _verbs, _names, _ids)
+def test_ddl_keys_round_trip(tenant: str, verb: str, collection: str, request_id: str) -> None:
+    key = ddl_request_id(tenant, verb, collection, request_id)
+    assert len(key.encode()) <= MAX_JOURNAL_KEY_BYTES
+    if not key.startswith("~h"):
+        assert _decode_key(key) == ("d", tenant, collection, verb, request_id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.just("w"), _names, _ids),
+                          st.tuples(st.just("d"), _names, _verbs, _names, _ids)), min_size=2, max_size=6))
+def test_keys_of_different_requests_differ(requests: list[tuple[str, ...]]) -> None:
+    keys = {journal_request_id(r[1], r[2]) if r[0] == "w" else ddl_request_id(r[1], r[2], r[3], r[4])
+            for r in set(requests)}
+    assert len(keys) == len(set(requests))
+
+
+@pytest.fixture
+def http() -> Iterator[tuple[TestClient, FakeDownstream]]:
+    fake = FakeDownstream()  # deduplicates appends by key across partitions, as the journal does
+    with TestClient(create_app(Gateway(fake, SchemaCache(fake)), max_body_bytes=1 << 20),
+                    raise_server_exceptions=False) as client:
+        yield client, fake
+
+
+def test_http_tenants_request_ids_never_answer_for_each_other(
+        http: tuple[TestClient, FakeDownstream]) -> None:
+    client, fake = http
+    acme = {"X-Tenant": "acme", "X-Request-Id": "o-1"}
+    first = client.post("/v1/vectors", json={"id": "a", "vector": [1, 0]}, headers=acme)
+    assert first.status_code == 201, first.text
+    # The default tenant's id spells acme's old key: a write of its own, not acme's duplicate.
+    other = client.post("/v1/vectors", json={"id": "b", "vector": [0, 1]},
+                        headers={"X-Request-Id": "acme/o-1"})
+    assert other.status_code == 201, other.text
+    assert other.json()["duplicate"] is False
+    assert (other.json()["partition"], other.json()["offset"]) != \
+        (first.json()["partition"], first.json()["offset"])
+    # Round trips: a retry in the same tenant is the duplicate, and each tenant finds its own operation.
+    again = client.post("/v1/vectors", json={"id": "a", "vector": [1, 0]}, headers=acme).json()
+    assert (again["duplicate"], again["offset"]) == (True, first.json()["offset"])
+    mine = client.get("/v1/operations/o-1", headers={"X-Tenant": "acme"}).json()
+    assert (mine["partition"], mine["offset"]) == (first.json()["partition"], first.json()["offset"])
+    assert client.get("/v1/operations/o-1").status_code == 404  # acme's id is not the default tenant's
+    page = client.get(f"/v1/journal/{other.json()['partition']}",
+                      params={"from_offset": other.json()["offset"], "limit": 1}).json()
+    assert page["entries"][0]["request_id"] == "acme/o-1"  # the default tenant's ids read as given
+    assert sum(len(rows) for rows in fake.rows.values()) == 2

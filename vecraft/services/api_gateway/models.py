@@ -8,6 +8,7 @@ arrays or raw values still to be validated against the schema's dimension.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,19 +38,55 @@ class RequestContext:
 
     @property
     def journal_request_id(self) -> str:
-        """The journal's deduplication key of a data write: per tenant, so two tenants that
-        happen to pick the same X-Request-Id never swallow each other's writes."""
+        """The journal's deduplication key of a data write (:func:`journal_request_id`)."""
         return journal_request_id(self.tenant, self.request_id)
 
     def ddl_request_id(self, verb: str, collection: str) -> str:
-        """The deduplication key of a DDL request: per verb and collection, so reusing an
-        X-Request-Id for another collection or a data write never collides with it."""
-        return f"{self.tenant}/{collection}/{verb}/{self.request_id}"
+        """The deduplication key of a DDL request (:func:`ddl_request_id`)."""
+        return ddl_request_id(self.tenant, verb, collection, self.request_id)
+
+
+# --- idempotency keys ----------------------------------------------------------------------------
+#
+# The journal deduplicates appends by request id across every partition, so the keys the gateway
+# derives from a client's X-Request-Id must be distinct for every (kind, tenant, collection, verb,
+# id), whatever characters the client's id holds ("/" included). By construction:
+#
+# - a default-tenant data write's key is the client's id itself (the journal's audit read and the
+#   operation lookup show it as given), with a leading "~" doubled;
+# - every other key starts with "~" and a kind letter ("~w" data write of another tenant, "~d" DDL)
+#   followed by length-prefixed fields ("4:acme3:o-1"), which parse back one way only;
+# - a key longer than the journal accepts becomes "~h" + the SHA-256 of the key it stands for.
+#
+# So no default-tenant key starts with "~" and one letter, and no two field lists encode alike.
+
+#: The journal's limit on a request id, in bytes (``journal_service.journal.MAX_REQUEST_ID_BYTES``).
+MAX_JOURNAL_KEY_BYTES = 256
+_MARK = "~"
 
 
 def journal_request_id(tenant: str, request_id: str) -> str:
-    """See :attr:`RequestContext.journal_request_id` (the default tenant's keys are unchanged)."""
-    return request_id if tenant == DEFAULT_TENANT else f"{tenant}/{request_id}"
+    """The journal's deduplication key of a data write of ``tenant`` with the client's ``request_id``.
+
+    Two tenants that pick the same X-Request-Id never swallow each other's writes, and no id the
+    default tenant picks (``acme/o-1``, ``~w...``) equals another tenant's key or a DDL key.
+    """
+    if tenant == DEFAULT_TENANT:
+        return _MARK + request_id if request_id.startswith(_MARK) else request_id
+    return _key("w", tenant, request_id)
+
+
+def ddl_request_id(tenant: str, verb: str, collection: str, request_id: str) -> str:
+    """The deduplication key of a DDL request: per tenant, verb and collection, so reusing an
+    X-Request-Id for another collection, another verb or a data write never collides with it."""
+    return _key("d", tenant, collection, verb, request_id)
+
+
+def _key(kind: str, *fields: str) -> str:
+    key = _MARK + kind + "".join(f"{len(f)}:{f}" for f in fields)
+    if len(key.encode()) <= MAX_JOURNAL_KEY_BYTES:
+        return key
+    return _MARK + "h" + hashlib.sha256(key.encode()).hexdigest()
 
 
 # --- search ------------------------------------------------------------------------------------------
