@@ -121,7 +121,7 @@ class QueryProcessor(Service):
                                        warm=lambda: self.warm, fallback=self._fallback)
         if self.settings.meta_address:
             self.spawn(keep_registered(self.settings.meta_address, self._node_info, self.cfg.node_ttl_ms),
-                       "meta-registration")
+                       "meta-registration", forever=True)
         self.spawn(self._warm_up(), "warm-up")
 
     def _new_cache(self) -> tuple[ShardCache, dict[str, PartitionFollower]]:
@@ -162,10 +162,10 @@ class QueryProcessor(Service):
         """Start the push tails and the head watch of the current followers."""
         assert self._journal is not None
         for partition, follower in self.followers.items():
-            self._follow_tasks.append(self.spawn(follower.run(), f"tail:{partition}"))
+            self._follow_tasks.append(self.spawn(follower.run(), f"tail:{partition}", forever=True))
         watch = HeadWatch(self._journal, self.followers, interval_s=self.cfg.head_poll_ms / 1000.0)
         await watch.poll_once()
-        self._follow_tasks.append(self.spawn(watch.run(), "head-watch"))
+        self._follow_tasks.append(self.spawn(watch.run(), "head-watch", forever=True))
 
     async def _warm_up(self) -> None:
         assert self._journal is not None and self.cache is not None

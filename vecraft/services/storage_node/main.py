@@ -145,15 +145,17 @@ class StorageNode(Service):
             self.followers[partition] = storage_follower(
                 partition, engine, self._journal, replica_id=self.replica_id, shard=self.shard,
                 apply_delay_ms=self.cfg.apply_delay_ms)
-        self.spawn(reporter.run(), "report-applied")
+        # The loops run until shutdown (forever=True: one that returns fails the node like one
+        # that raises); the catch-up is a step that ends once the node is current.
+        self.spawn(reporter.run(), "report-applied", forever=True)
         for partition, follower in self.followers.items():
-            self.spawn(follower.run(), f"follow:{partition}")
+            self.spawn(follower.run(), f"follow:{partition}", forever=True)
         self.spawn(HeadWatch(self._journal, self.followers, interval_s=self.cfg.head_poll_ms / 1000.0).run(),
-                   "head-watch")
+                   "head-watch", forever=True)
         self.spawn(self._catch_up(), "catch-up")
         if self.settings.meta_address:
             self.spawn(register_with_meta(self, self.settings.meta_address, self.cfg.node_ttl_ms),
-                       "meta-registration")
+                       "meta-registration", forever=True)
 
     async def _catch_up(self) -> None:
         """Pull every partition to the journal head as of now, then report ready."""
