@@ -48,6 +48,8 @@ class FakeJournal:
     def __init__(self) -> None:
         self.entries: dict[str, list[journal_pb2.JournalEntry]] = {}
         self.pull_calls: list[tuple[str, int, int]] = []
+        #: ``timeout_s`` of every get_offset and pull call (None: the caller gave no budget)
+        self.timeouts: list[float | None] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.down = False
@@ -66,7 +68,8 @@ class FakeJournal:
         log = self.entries.get(partition, [])
         return (log[-1].offset, log[-1].hlc) if log else (0, 0)
 
-    async def get_offset(self, partition: str) -> tuple[int, int]:
+    async def get_offset(self, partition: str, *, timeout_s: float | None = None) -> tuple[int, int]:
+        self.timeouts.append(timeout_s)
         if self.down:
             raise Unavailable("journal down")
         return self.head(partition)
@@ -76,9 +79,10 @@ class FakeJournal:
             raise Unavailable("journal down")
         return {p: self.head(p) for p in partitions}
 
-    async def pull(self, partition: str, from_offset: int,
-                   to_offset: int = 0) -> list[journal_pb2.JournalEntry]:
+    async def pull(self, partition: str, from_offset: int, to_offset: int = 0, *,
+                   timeout_s: float | None = None) -> list[journal_pb2.JournalEntry]:
         self.pull_calls.append((partition, from_offset, to_offset))
+        self.timeouts.append(timeout_s)
         await self.gate.wait()
         if self.down:
             raise Unavailable("journal down")

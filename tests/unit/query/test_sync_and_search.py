@@ -125,7 +125,7 @@ async def test_a_finished_pull_still_registered_starts_the_next_one(journal: Fak
     event loop; found by the end-to-end strong-read trials (tests/integration/e2e)."""
     syncer = followers_for(journal, cache)  # type: ignore[arg-type]
     first = add(journal, "p", 2)
-    flight = syncer[PARTITION]._start(first)
+    flight = syncer[PARTITION]._start(first, None)
     await asyncio.wait({flight[1]})
     syncer[PARTITION]._flight = flight  # the window: finished, done callback not run yet
     second = add(journal, "q", 3)

@@ -17,6 +17,13 @@ journal partition:
   a waiter that gives up (deadline) does not cancel it for the others. A target
   beyond the journal head is refused for its own request only, before it joins
   a pull (``InvalidRequest`` naming the head);
+- **deadlines**: every journal call ends within one. A sync on behalf of a
+  request passes the request's remaining budget (``timeout_s``) to each call it
+  makes; a shared pull runs to the latest deadline of the waiters it serves, so
+  a journal that stops answering fails the pull (``DeadlineExceeded``) when the
+  most patient waiter gives up, not a verb default later. Background calls
+  (push tail, head watch, history checks, warm-up) carry the journal client's
+  per-verb deadlines;
 - **staleness**: the one conservative measure (:class:`PartitionStaleness`);
 - **history check**: before every (re)subscribe, the journal must still hold
   the entry at the applied offset with the HLC applied (:mod:`.history`);
@@ -38,7 +45,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftError
+from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, Unavailable, VecraftError
 from vecraft.shared.replica.halt import PartitionHalted, PartitionHalts
 from vecraft.shared.replica.history import diverged
 from vecraft.shared.replica.queue import QUEUE_MAX_BYTES, QUEUE_MAX_ENTRIES, EntryQueue
@@ -105,14 +112,19 @@ class Subscription(Protocol):
 
 
 class JournalSource(Protocol):
-    """The journal verbs a follower uses; errors are VecraftErrors (Unavailable when down)."""
+    """The journal verbs a follower uses; errors are VecraftErrors (Unavailable when down).
 
-    async def get_offset(self, partition: str) -> tuple[int, int]: ...
+    Every call ends within a deadline: ``timeout_s`` when the follower passes one
+    (a request's remaining budget; it is then the only keyword it passes), else the
+    source's own default per verb. A call that misses it raises ``DeadlineExceeded``.
+    """
+
+    async def get_offset(self, partition: str, *, timeout_s: float | None = None) -> tuple[int, int]: ...
 
     async def get_offsets(self, partitions: Sequence[str] = ()) -> dict[str, tuple[int, int]]: ...
 
-    async def pull(self, partition: str, from_offset: int,
-                   to_offset: int = 0) -> list[journal_pb2.JournalEntry]: ...
+    async def pull(self, partition: str, from_offset: int, to_offset: int = 0, *,
+                   timeout_s: float | None = None) -> list[journal_pb2.JournalEntry]: ...
 
     def subscribe(self, partition: str, from_offset: int, *, replica_id: str, shards: Sequence[int] = (),
                   role: str = "replica", delay_ms: int = 0) -> Subscription: ...
@@ -173,7 +185,8 @@ class PartitionFollower:
         self.subscription: Subscription | None = None
         self._lock = asyncio.Lock()
         self._flight: tuple[int, asyncio.Task[int]] | None = None
-        self._wanted: dict[int, int] = {}
+        # token -> (target, deadline in loop time or None) of every sync waiting for pulls
+        self._wanted: dict[int, tuple[int, float | None]] = {}
         self._tokens = itertools.count()
 
     # ---- state -------------------------------------------------------------------------
@@ -215,10 +228,20 @@ class PartitionFollower:
     def _note_applied(self) -> None:
         self.freshness.note_applied(*self.applier.applied(self.partition))
 
-    async def journal_head(self) -> int:
-        """The journal's head of the partition, read now (a timed report for the staleness bound)."""
+    async def journal_head(self, *, timeout_s: float | None = None) -> int:
+        """The journal's head of the partition, read now (a timed report for the staleness bound).
+
+        ``timeout_s``: the caller's remaining budget (None: the journal's default deadline).
+
+        Raises:
+            DeadlineExceeded: the journal did not answer in time.
+            Unavailable: the journal cannot be reached.
+        """
         heard = monotonic_ms()
-        offset, hlc = await self.journal.get_offset(self.partition)
+        if timeout_s is None:
+            offset, hlc = await self.journal.get_offset(self.partition)
+        else:
+            offset, hlc = await self.journal.get_offset(self.partition, timeout_s=max(timeout_s, 0.0))
         self.note_head(offset, hlc, heard)
         return offset
 
@@ -235,35 +258,54 @@ class PartitionFollower:
             raise self.halts.halt(self.partition, "diverged", reason, action=self.action)
 
     # ---- pull-before-read ----------------------------------------------------------------
-    async def sync(self, target: int | None) -> SyncOutcome:
+    async def sync(self, target: int | None, *, timeout_s: float | None = None) -> SyncOutcome:
         """Apply every entry up to ``target`` (None = the journal head as of now) by pulling.
+
+        Args:
+            target: the offset to reach; None = the journal head read now.
+            timeout_s: the caller's remaining budget: every journal call made for it
+                ends within it (None: the journal's per-verb deadlines).
 
         Raises:
             InvalidRequest: ``target`` is beyond the journal head (this request only).
             PartitionHalted: the partition is halted (or halts during the pull).
+            DeadlineExceeded: the journal did not answer within the budget.
             Unavailable: the journal cannot be reached.
         """
         began = time.perf_counter()
         self.halts.check(self.partition)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+
+        def left() -> float | None:
+            return None if deadline is None else deadline - loop.time()
+
         if target is None:
-            target = await self.journal_head()
+            target = await self.journal_head(timeout_s=left())
         elif target > self.applied_offset and target > self.head():
-            await self._check_target(target)
+            await self._check_target(target, left())
         pulled = False
         entries = 0
         if self.applied_offset < target:
             self.observer.sync_waiter(self.partition)
             token = next(self._tokens)
-            self._wanted[token] = target
+            self._wanted[token] = (target, deadline)
             try:
                 while self.applied_offset < target:
                     flight = self._flight
                     # A finished flight stays registered until its done callback runs; awaiting
                     # it again would spin without yielding. Start the next pull instead.
                     if flight is None or flight[1].done():
-                        flight = self._start(max(self._wanted.values()))
-                    # shield: a caller that gives up must not cancel a pull others wait on.
-                    entries += await asyncio.shield(flight[1])
+                        flight = self._start(*self._next_pull())
+                    try:
+                        # shield: a caller that gives up must not cancel a pull others wait on.
+                        entries += await asyncio.shield(flight[1])
+                    except DeadlineExceeded:
+                        remaining = left()
+                        if remaining is not None and remaining <= 0:
+                            raise
+                        # The pull ran out of the budget of waiters with less time than this
+                        # one (it joined later): the next pull runs to this one's deadline.
                     pulled = True
             finally:
                 del self._wanted[token]
@@ -271,16 +313,21 @@ class PartitionFollower:
         self.observer.sync_done(self.partition, pulled, time.perf_counter() - began)
         return SyncOutcome(applied, applied_hlc, pulled, entries)
 
-    async def _check_target(self, target: int) -> None:
+    def _next_pull(self) -> tuple[int, float | None]:
+        """Target and deadline of the next pull: the highest target and the latest deadline waiting."""
+        targets, deadlines = zip(*self._wanted.values(), strict=True)
+        return max(targets), None if None in deadlines else max(d for d in deadlines if d is not None)
+
+    async def _check_target(self, target: int, timeout_s: float | None) -> None:
         """Refuse a target the journal has not reached, before it joins (and fails) a shared pull."""
-        head = await self.journal_head()
+        head = await self.journal_head(timeout_s=timeout_s)
         if target > head:
             raise InvalidRequest(f"min_required_offset {target} is beyond the head {head} of "
                                  f"{self.partition}", details={"partition": self.partition, "head": head,
                                           "min_required_offset": target})
 
-    def _start(self, target: int) -> tuple[int, asyncio.Task[int]]:
-        task = asyncio.create_task(self._pull(target), name=f"sync:{self.partition}:{target}")
+    def _start(self, target: int, deadline: float | None) -> tuple[int, asyncio.Task[int]]:
+        task = asyncio.create_task(self._pull(target, deadline), name=f"sync:{self.partition}:{target}")
         flight = (target, task)
         self._flight = flight
 
@@ -294,21 +341,29 @@ class PartitionFollower:
         task.add_done_callback(_done)
         return flight
 
-    async def _pull(self, target: int) -> int:
+    async def _pull(self, target: int, deadline: float | None) -> int:
         began = time.perf_counter()
         async with self._lock:
-            count = await self._pull_locked(target)
+            count = await self._pull_locked(target, deadline)
         self.observer.sync_pull(self.partition, time.perf_counter() - began, count)
         return count
 
-    async def _pull_locked(self, target: int) -> int:
-        """Pull and apply up to ``target``; the caller holds the lock."""
+    async def _pull_locked(self, target: int, deadline: float | None = None) -> int:
+        """Pull and apply up to ``target`` with journal calls ending by ``deadline`` (loop time,
+        None: the journal's per-verb deadlines); the caller holds the lock."""
+        loop = asyncio.get_running_loop()
         count = 0
         while self.applied_offset < target:
             start = self.applied_offset + 1
-            entries = await self.journal.pull(self.partition, start, min(target, start + PULL_WINDOW - 1))
+            end = min(target, start + PULL_WINDOW - 1)
+            left = None if deadline is None else deadline - loop.time()
+            if left is None:
+                entries = await self.journal.pull(self.partition, start, end)
+            else:
+                entries = await self.journal.pull(self.partition, start, end, timeout_s=max(left, 0.0))
             if not entries:
-                head = await self.journal_head()
+                head = await self.journal_head(
+                    timeout_s=None if deadline is None else deadline - loop.time())
                 if head < target:
                     raise Unavailable(f"the journal holds {head} entries of {self.partition}, "
                                       f"fewer than offset {target}", details={"partition": self.partition})

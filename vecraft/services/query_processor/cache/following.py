@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache.shard_cache import ShardCache
-from vecraft.shared.common.errors import Unavailable
+from vecraft.shared.common.errors import DeadlineExceeded, Unavailable
 from vecraft.shared.replica import PartitionHalted
 from vecraft.shared.replica.follower import FollowerObserver, JournalSource, PartitionFollower
 from vecraft.shared.replica.history import CACHE_ACTION
@@ -64,8 +64,9 @@ def cache_followers(journal: JournalSource, cache: ShardCache, *, replica_id: st
 async def warm_up(followers: Mapping[str, PartitionFollower], *, retry_s: float = 0.5) -> int:
     """Bring every partition to the journal head read when its turn comes; entries applied.
 
-    Retries (with ``retry_s`` pauses) while the journal is unavailable: a
-    processor that cannot read the journal must not become ready. A halted
+    Retries (with ``retry_s`` pauses) while the journal is unavailable or does
+    not answer in time (a stalled journal): a processor that cannot read the
+    journal must not become ready, and must not die of it either. A halted
     partition is not retried (the cache reported it loudly).
     """
     total = 0
@@ -76,7 +77,7 @@ async def warm_up(followers: Mapping[str, PartitionFollower], *, retry_s: float 
                 break
             except PartitionHalted:
                 break
-            except Unavailable as err:
+            except (Unavailable, DeadlineExceeded) as err:
                 log.warning("warm-up of %s retries: %s", partition, err.message)
                 await asyncio.sleep(retry_s)
     return total

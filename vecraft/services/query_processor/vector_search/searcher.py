@@ -14,9 +14,10 @@ Order of work for a request served from the cache:
    search: the state searched is at least that fresh.
 
 The whole request runs under one deadline (``timeout_ms``, else
-``--sync-timeout-ms``, capped by the caller's gRPC deadline). Missing it is
-``DeadlineExceeded``; an unreachable journal is ``Unavailable``. A level is
-never silently downgraded.
+``--sync-timeout-ms``, capped by the caller's gRPC deadline), and every journal
+call made for it (head reads, pulls, also a pull it shares with other requests)
+ends within what is left of it. Missing it is ``DeadlineExceeded``; an
+unreachable journal is ``Unavailable``. A level is never silently downgraded.
 """
 
 from __future__ import annotations
@@ -78,18 +79,19 @@ class VectorSearcher:
             timeout_s = (q.timeout_ms or self.sync_timeout_ms) / 1000.0
             if time_remaining_s is not None:
                 timeout_s = min(timeout_s, time_remaining_s)
+            deadline = asyncio.get_running_loop().time() + timeout_s
             try:
                 async with asyncio.timeout(timeout_s):
                     if self.warm():
-                        resp = await self._from_cache(q)
+                        resp = await self._from_cache(q, deadline)
                         metrics.CACHE_HITS.labels(level_name).inc()
                     else:
                         resp = await self._from_storage(q, timeout_s)
             except TimeoutError:
-                ms = int(timeout_s * 1000)
-                name = q.level.wire_name
-                raise DeadlineExceeded(f"consistency level {name} could not be met within {ms} ms",
-                                       details={"level": name, "timeout_ms": ms}) from None
+                raise _missed(q, timeout_s) from None
+            except DeadlineExceeded as err:
+                # A journal call (or storage node) given the rest of the budget missed it first.
+                raise _missed(q, timeout_s, err) from err
         except VecraftError as err:
             metrics.REQUESTS.labels(level_name, err.wire_name).inc()
             raise
@@ -99,22 +101,22 @@ class VectorSearcher:
         return resp
 
     # ---- cache path ------------------------------------------------------------
-    async def _from_cache(self, q: ParsedQuery) -> query_pb2.QuerySearchResponse:
-        schema, synced_for_schema = await self._schema(q)
+    async def _from_cache(self, q: ParsedQuery, deadline: float) -> query_pb2.QuerySearchResponse:
+        schema, synced_for_schema = await self._schema(q, deadline)
         if q.vector.size != schema.dim:
             raise InvalidRequest(f"vector has {q.vector.size} dimensions, collection {schema.name!r} "
                                  f"has {schema.dim}", details={"expected_dim": schema.dim})
         partition = schema.partition
         if partition not in self.followers:
             raise Unavailable(f"partition {partition} of collection {schema.name!r} is not cached here")
-        state = await self._meet(partition, q.requirement)
+        state = await self._meet(partition, q.requirement, deadline)
         if synced_for_schema:
             state = MetState(state.applied, state.staleness_ms, True)
         shards = [s for s in q.shards if s < max(1, schema.shards)]
         parts = await self.cache.search(shards, q.tenant, q.collection, q.vector, q.k, q.filter, q.ef_search)
         return self._response(q, partition, shards, parts, state, cache_hit=True)
 
-    async def _schema(self, q: ParsedQuery) -> tuple[collection_pb2.CollectionSchema, bool]:
+    async def _schema(self, q: ParsedQuery, deadline: float) -> tuple[collection_pb2.CollectionSchema, bool]:
         """The collection's schema and whether finding it needed a sync."""
         try:
             return self.cache.schema(q.tenant, q.collection), False
@@ -129,13 +131,17 @@ class VectorSearcher:
         miss_req = (q.requirement if q.level is ConsistencyLevel.BOUNDED_STALENESS
                     and not q.requirement.min_offset
                     else ReadRequirement(ConsistencyLevel.STRONG, latest=True))
-        states = await asyncio.gather(*(self._meet(p, miss_req) for p in self.followers))
+        states = await asyncio.gather(*(self._meet(p, miss_req, deadline) for p in self.followers))
         return self.cache.schema(q.tenant, q.collection), any(st.synced for st in states)
 
-    async def _meet(self, partition: str, req: ReadRequirement) -> MetState:
-        """Sync ``partition`` until the state meets ``req``; the state measured last."""
+    async def _meet(self, partition: str, req: ReadRequirement, deadline: float) -> MetState:
+        """Sync ``partition`` until the state meets ``req``; the state measured last.
+
+        Every journal call ends by ``deadline`` (event-loop time): the request's budget.
+        """
         self.cache.halts.check(partition)
         follower = self.followers[partition]
+        loop = asyncio.get_running_loop()
         synced = False
         asked_head = False
         head_target = 0
@@ -148,12 +154,12 @@ class VectorSearcher:
             decision = decide(req, applied=applied, staleness_ms=staleness)
             if decision.target is None:
                 # Bounded reads ask again on every round: the head they need moves on.
-                target = await follower.journal_head()
+                target = await follower.journal_head(timeout_s=deadline - loop.time())
                 if req.latest and not asked_head:
                     head_target, asked_head = target, True
             else:
                 target = decision.target
-            synced = (await follower.sync(target)).pulled or synced
+            synced = (await follower.sync(target, timeout_s=deadline - loop.time())).pulled or synced
 
     # ---- storage path ----------------------------------------------------------
     async def _from_storage(self, q: ParsedQuery, timeout_s: float) -> query_pb2.QuerySearchResponse:
@@ -180,6 +186,15 @@ class VectorSearcher:
         )
         return query_pb2.QuerySearchResponse(results=merge_top_k(parts, q.k), consistency_info=info,
                                              partition=partition, shards=shards)
+
+
+def _missed(q: ParsedQuery, timeout_s: float, cause: DeadlineExceeded | None = None) -> DeadlineExceeded:
+    """The error of a request whose level was not met within its budget."""
+    ms = int(timeout_s * 1000)
+    name = q.level.wire_name
+    why = f": {cause.message}" if cause is not None else ""
+    return DeadlineExceeded(f"consistency level {name} could not be met within {ms} ms{why}",
+                            details={"level": name, "timeout_ms": ms})
 
 
 def _level_label(value: int) -> str:
