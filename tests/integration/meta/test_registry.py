@@ -48,12 +48,14 @@ class Events:
 
     def __init__(self, stream: AsyncIterator[meta_pb2.WatchEvent]) -> None:
         self.seen: list[meta_pb2.WatchEvent] = []
+        self.arrived: list[float] = []  # monotonic time each event of ``seen`` was read
         self._changed = asyncio.Condition()
         self._task = asyncio.create_task(self._read(stream))
 
     async def _read(self, stream: AsyncIterator[meta_pb2.WatchEvent]) -> None:
         async for event in stream:
             async with self._changed:
+                self.arrived.append(time.monotonic())
                 self.seen.append(event)
                 self._changed.notify_all()
 
@@ -129,22 +131,25 @@ async def test_lease_expiry_and_watch_events(client: MetaClient, tenant: str) ->
         await events.wait_for(lambda e: e.revision == 0 and e.collection.tenant == tenant)
         await events.wait_for(lambda e: e.revision == 0 and e.node.role == "meta")
 
-        lease = await client.register_node(node(st, "storage", (0,)), ttl_ms=1000)
-        assert lease.lease_id and lease.ttl_ms >= 1000
+        # A TTL ten heartbeat periods long: a heartbeat delayed by a busy machine does not lose it.
+        lease = await client.register_node(node(st, "storage", (0,)), ttl_ms=3000)
+        assert lease.lease_id and lease.ttl_ms >= 3000
         put = await events.wait_for(lambda e: e.type == PUT and e.node.node_id == st)
         assert put.revision > 0 and put.node.state == "up"
         # Heartbeats keep it alive past its TTL.
-        for _ in range(int(lease.ttl_ms / 300) + 2):
+        kept_until = time.monotonic() + lease.ttl_ms / 1000 * 1.5
+        while time.monotonic() < kept_until:
+            last_beat = time.monotonic()  # sent no later than the lease was renewed
             assert await client.heartbeat(st, lease.lease_id)
             await asyncio.sleep(0.3)
         assert st in {n.node_id for n in await client.list_nodes()}
         assert not await client.heartbeat(st, "not-my-lease")
-        # Then silence: the lease expires, watchers see DELETE with state "down".
-        started = time.monotonic()
+        # Then silence: the lease expires, watchers see DELETE with state "down" -- not before
+        # (half) the TTL has passed since the last heartbeat renewed it.
         gone = await events.wait_for(lambda e: e.type == DELETE and e.node.node_id == st,
-                                     timeout=lease.ttl_ms / 1000 + 15)
+                                     timeout=lease.ttl_ms / 1000 + 30)
         assert gone.node.state == "down" and gone.revision > put.revision
-        assert time.monotonic() - started >= lease.ttl_ms / 1000 * 0.5
+        assert events.arrived[events.seen.index(gone)] - last_beat >= lease.ttl_ms / 1000 * 0.5
         assert st not in {n.node_id for n in await client.list_nodes()}
         assert not await client.heartbeat(st, lease.lease_id)
 

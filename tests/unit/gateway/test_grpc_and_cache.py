@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -67,6 +68,13 @@ def test_request_context_from_metadata() -> None:
         grpc_codec.request_context([("x-tenant", "no/slashes")])
 
 
+async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
 async def test_schema_cache_keeps_entries_only_while_watching() -> None:
     fake = FakeDownstream()
     cache = SchemaCache(fake)
@@ -74,18 +82,15 @@ async def test_schema_cache_keeps_entries_only_while_watching() -> None:
     assert (await cache.get("default", "a")).dim == 2
     assert not cache.watching and cache._schemas == {}  # not trusted without the stream
     task = asyncio.create_task(cache.run_watch())
-    for _ in range(100):
-        if cache.watching:
-            break
-        await asyncio.sleep(0.01)
-    assert cache.watching
+    await _until(lambda: cache.watching)
     fake.collections.clear()  # the cache answers without asking
     assert (await cache.get("default", "a")).dim == 2
     await fake.create_collection(collection_pb2.CreateCollectionRequest(name="a", dim=5))
-    await asyncio.sleep(0.05)
-    assert (await cache.get("default", "a")).dim == 5  # the PUT event replaced it
+    # The PUT event replaces the entry once the watch has read it.
+    await _until(lambda: ("default", "a") in cache._schemas and cache._schemas["default", "a"].dim == 5)
+    assert (await cache.get("default", "a")).dim == 5
     await fake.drop_collection(collection_pb2.DropCollectionRequest(name="a"))
-    await asyncio.sleep(0.05)
+    await _until(lambda: ("default", "a") not in cache._schemas)
     with pytest.raises(NotFound):
         await cache.get("default", "a")
     task.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -58,6 +59,13 @@ async def cache(journal: FakeJournal, executor: ThreadPoolExecutor) -> ShardCach
     return c
 
 
+async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
 def add(journal: FakeJournal, rid: str, row: int) -> int:
     vec = np.zeros((1, DIM), np.float32)
     vec[0, row] = 1
@@ -78,7 +86,7 @@ async def test_concurrent_syncs_coalesce_into_one_pull(journal: FakeJournal, cac
     target = max(add(journal, f"n{i}", 2) for i in range(5))
     journal.gate.clear()
     waiters = [asyncio.create_task(sync_to(syncer, target)) for _ in range(10)]
-    await asyncio.sleep(0.05)
+    await until(lambda: len(syncer[PARTITION]._wanted) == 10)  # all ten wait on the pull
     journal.gate.set()
     assert await asyncio.gather(*waiters) == [True] * 10
     assert len(journal.pull_calls) == 1
@@ -92,11 +100,11 @@ async def test_a_higher_target_starts_the_next_pull_for_every_waiter(journal: Fa
     first = add(journal, "x", 2)
     journal.gate.clear()
     low = asyncio.create_task(sync_to(syncer, first))
-    await asyncio.sleep(0.01)
+    await until(lambda: len(journal.pull_calls) == 1)  # the pull to `first` is in flight
     second = add(journal, "y", 3)
     third = add(journal, "z", 3)
     high = [asyncio.create_task(sync_to(syncer, t)) for t in (second, third, second)]
-    await asyncio.sleep(0.01)
+    await until(lambda: len(syncer[PARTITION]._wanted) == 4)
     journal.gate.set()
     await asyncio.gather(low, *high)
     # One pull to `first`, then one pull to the highest target any waiter needed.
@@ -144,7 +152,7 @@ async def test_journal_failure_reaches_every_waiter(journal: FakeJournal, cache:
     assert await sync_to(syncer, target) is True
 
 
-def searcher(journal: FakeJournal, cache: ShardCache, *, sync_timeout_ms: int = 2000) -> VectorSearcher:
+def searcher(journal: FakeJournal, cache: ShardCache, *, sync_timeout_ms: int = 30_000) -> VectorSearcher:
     syncer = followers_for(journal, cache)  # type: ignore[arg-type]
     return VectorSearcher(cache, syncer, sync_timeout_ms=sync_timeout_ms, warm=lambda: True)
 
@@ -243,6 +251,7 @@ class CountingPool(ThreadPoolExecutor):
 
 async def test_a_search_uses_the_pool_only_while_an_apply_runs(journal: FakeJournal) -> None:
     pool = CountingPool()
+    entered, release = threading.Event(), threading.Event()
     try:
         cache = ShardCache([0], [PARTITION], pool)
         await warm(journal, cache)  # type: ignore[arg-type]
@@ -251,18 +260,18 @@ async def test_a_search_uses_the_pool_only_while_an_apply_runs(journal: FakeJour
         hits = await cache.search([0], "default", "c", query, 1, None, None)
         assert hits[0].ids == ["a"] and pool.submitted == before  # answered on the event loop
         # While an apply runs (it may hold the index's write lock), searches go to the pool.
-        release = threading.Event()
         state = cache.states[0]
         apply_many = state.apply_many
 
         def slow_apply(entries: Sequence[journal_pb2.JournalEntry]) -> None:
-            release.wait(5)
+            entered.set()
+            release.wait(60)
             apply_many(entries)
 
         state.apply_many = slow_apply  # type: ignore[method-assign]
         offset = add(journal, "x", 0)
         applying = asyncio.create_task(cache.apply(PARTITION, await journal.pull(PARTITION, offset)))
-        await asyncio.sleep(0.05)
+        await until(entered.is_set)  # the apply runs in the pool
         before = pool.submitted
         hits = await cache.search([0], "default", "c", query, 1, None, None)
         assert hits[0].ids == ["a"] and pool.submitted == before + 1
@@ -271,4 +280,5 @@ async def test_a_search_uses_the_pool_only_while_an_apply_runs(journal: FakeJour
         hits = await cache.search([0], "default", "c", query, 2, None, None)
         assert sorted(hits[0].ids) == ["a", "x"] and pool.submitted == before + 1
     finally:
+        release.set()
         pool.shutdown(wait=True)
