@@ -26,7 +26,11 @@ journal partition:
   per-verb deadlines;
 - **staleness**: the one conservative measure (:class:`PartitionStaleness`);
 - **history check**: before every (re)subscribe, the journal must still hold
-  the entry at the applied offset with the HLC applied (:mod:`.history`);
+  the entry at the applied offset with the HLC applied (:mod:`.history`); every
+  pull re-reads that entry with the new ones and checks it the same way, and
+  every run of entries applied (pulled or pushed) must have HLCs rising above
+  the applied one. The push stream's own reconnects are not seen here: see
+  docs/consistency.md for what that leaves uncovered;
 - **halts**: an apply failure or a diverged journal halts the partition
   (:class:`PartitionHalts`): the follower parks and readers get 503.
 
@@ -47,7 +51,7 @@ from typing import Protocol
 
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, Unavailable, VecraftError
 from vecraft.shared.replica.halt import PartitionHalted, PartitionHalts
-from vecraft.shared.replica.history import diverged
+from vecraft.shared.replica.history import diverged, mismatch, out_of_order
 from vecraft.shared.replica.queue import QUEUE_MAX_BYTES, QUEUE_MAX_ENTRIES, EntryQueue
 from vecraft.shared.replica.staleness import PartitionStaleness, monotonic_ms
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -282,6 +286,8 @@ class PartitionFollower:
 
         if target is None:
             target = await self.journal_head(timeout_s=left())
+            if target < self.applied_offset:
+                raise self._lost_entries(target)
         elif target > self.applied_offset and target > self.head():
             await self._check_target(target, left())
         pulled = False
@@ -350,20 +356,35 @@ class PartitionFollower:
 
     async def _pull_locked(self, target: int, deadline: float | None = None) -> int:
         """Pull and apply up to ``target`` with journal calls ending by ``deadline`` (loop time,
-        None: the journal's per-verb deadlines); the caller holds the lock."""
+        None: the journal's per-verb deadlines); the caller holds the lock.
+
+        Each pull asks for the applied entry too: the journal's copy of it must be the entry
+        applied (same HLC), and the new entries' HLCs must rise above it, else the journal's
+        history changed since it was last checked and the partition halts (``diverged``) before
+        anything of the other history is applied.
+        """
         loop = asyncio.get_running_loop()
         count = 0
         while self.applied_offset < target:
-            start = self.applied_offset + 1
-            end = min(target, start + PULL_WINDOW - 1)
+            applied, applied_hlc = self.applier.applied(self.partition)
+            end = min(target, applied + PULL_WINDOW)
             left = None if deadline is None else deadline - loop.time()
             if left is None:
-                entries = await self.journal.pull(self.partition, start, end)
+                entries = await self.journal.pull(self.partition, max(applied, 1), end)
             else:
-                entries = await self.journal.pull(self.partition, start, end, timeout_s=max(left, 0.0))
+                entries = await self.journal.pull(self.partition, max(applied, 1), end,
+                                                  timeout_s=max(left, 0.0))
+            if applied and entries:
+                if (reason := mismatch(self.partition, applied, applied_hlc, entries[0])) is not None:
+                    raise self.halts.halt(self.partition, "diverged", reason, action=self.action)
+                entries = entries[1:]
+            if (reason := out_of_order(self.partition, applied, applied_hlc, entries)) is not None:
+                raise self.halts.halt(self.partition, "diverged", reason, action=self.action)
             if not entries:
                 head = await self.journal_head(
                     timeout_s=None if deadline is None else deadline - loop.time())
+                if head < applied:
+                    raise self._lost_entries(head)
                 if head < target:
                     raise Unavailable(f"the journal holds {head} entries of {self.partition}, "
                                       f"fewer than offset {target}", details={"partition": self.partition})
@@ -379,6 +400,13 @@ class PartitionFollower:
         if self.subscription is not None:
             self.subscription.skip_to(self.applied_offset)
         return count
+
+    def _lost_entries(self, head: int) -> PartitionHalted:
+        """Halt the partition: the journal's head is below the applied offset."""
+        return self.halts.halt(
+            self.partition, "diverged", f"the journal head of {self.partition} is {head}, below offset "
+            f"{self.applied_offset} that this replica already applied: the journal lost entries",
+            action=self.action)
 
     def _after_apply(self, entries: int, path: str) -> None:
         self._note_applied()
@@ -443,9 +471,12 @@ class PartitionFollower:
         while True:
             batch = await self.queue.take(self.batch_entries)
             async with self._lock:
-                batch = [e for e in batch if e.offset > self.applied_offset]
+                applied, applied_hlc = self.applier.applied(self.partition)
+                batch = [e for e in batch if e.offset > applied]
                 if not batch:
                     continue
+                if (reason := out_of_order(self.partition, applied, applied_hlc, batch)) is not None:
+                    raise self.halts.halt(self.partition, "diverged", reason, action=self.action)
                 try:
                     applied = await self.applier.apply(self.partition, batch, path="push")
                 except JournalGap:
@@ -466,8 +497,10 @@ class HeadWatch:
     Each answer is a timed head report: once a follower reaches it, nothing
     committed before the read was sent is missing. When the journal stops
     answering, nothing confirms anything and staleness keeps growing. Every
-    ``HISTORY_CHECK_EVERY`` polls (and at once when a head below the applied
-    offset is heard) the followers check the journal's history.
+    ``HISTORY_CHECK_EVERY`` polls, at once when a head below the applied
+    offset is heard, and on the first poll that answers after failed ones (the
+    journal may have come back with another history), the followers check the
+    journal's history.
     """
 
     def __init__(self, journal: JournalSource, followers: Mapping[str, PartitionFollower], *,
@@ -488,10 +521,11 @@ class HeadWatch:
                 log.warning("journal head poll failed: %s", err.message)
             self.reachable = False
         else:
-            if not self.reachable:
+            recovered = not self.reachable
+            if recovered:
                 log.info("journal head poll recovered")
             self.reachable = True
-            due = self.polls % HISTORY_CHECK_EVERY == 0
+            due = recovered or self.polls % HISTORY_CHECK_EVERY == 0
             for partition, (offset, hlc) in heads.items():
                 follower = self.followers.get(partition)
                 if follower is None:
