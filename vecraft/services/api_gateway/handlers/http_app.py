@@ -14,7 +14,10 @@ from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from vecraft.services.api_gateway.console import mount_console
+from vecraft.services.api_gateway.console.probe import ClusterProbe
 from vecraft.services.api_gateway.gateway import Gateway
+from vecraft.services.api_gateway.handlers.console_routes import build_console_router
 from vecraft.services.api_gateway.handlers.http_routes import build_router
 from vecraft.services.api_gateway.handlers.http_schemas import REQUEST_MODELS
 from vecraft.services.api_gateway.middleware.access_log import AccessLogMiddleware
@@ -40,13 +43,20 @@ SWAGGER_ASSETS = "/docs-assets"
 
 
 def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """The HTTP app over ``gateway``; ``extra_routes`` are the shell's /healthz /readyz /metrics."""
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               cluster_probe: ClusterProbe | None = None) -> FastAPI:
+    """The HTTP app over ``gateway``; ``extra_routes`` are the shell's /healthz /readyz /metrics.
+
+    ``cluster_probe`` feeds the web console's cluster overview (nodes, replicas, lag); without
+    it the overview says so and shows what the gateway reads itself.
+    """
     # /docs is served below from local files; FastAPI's own /docs and /redoc load from a CDN.
     app = FastAPI(title="Vecraft API", version="1.0.0", description=DESCRIPTION,
                   default_response_class=JSONResponse, docs_url=None, redoc_url=None)
     _serve_swagger_ui(app)
     app.include_router(build_router(gateway))
+    app.include_router(build_console_router(gateway, cluster_probe))
+    mount_console(app)
     app.router.routes.extend(extra_routes)
     install_error_handlers(app)
     # Outermost first at request time: request id (so every answer carries one), access log,
