@@ -56,9 +56,15 @@ export function pre(value) {
   return h("pre", { class: "json" }, typeof value === "string" ? value : stringify(value));
 }
 
-// JSON.stringify that also prints BigInt (exact 64-bit integers from the API).
+// JSON.stringify that also prints BigInt (exact 64-bit integers from the API) as a bare number
+// where the browser has JSON.rawJSON, else as a string.
+function bigintJson(key, value) {
+  if (typeof value !== "bigint") return value;
+  return JSON.rawJSON ? JSON.rawJSON(value.toString()) : value.toString();
+}
+
 export function stringify(value, indent = 2) {
-  return JSON.stringify(value, (k, v) => (typeof v === "bigint" ? Number.isSafeInteger(Number(v)) ? Number(v) : `${v}` : v), indent);
+  return JSON.stringify(value, bigintJson, indent);
 }
 
 export function int(n) {

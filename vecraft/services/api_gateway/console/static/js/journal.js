@@ -88,9 +88,9 @@ export async function render(root, params) {
 
   clear(root,
     h("div", { class: "viewhead" }, h("h1", {}, "Journal audit")),
-    notice("info", "Every change is one journal entry: writes and deletes in the data partitions, collection "
-      + "DDL in the system partition, each with its request id, offset and HLC. The journal does not record "
-      + "who made a change: an audit log of callers' identities is not available."),
+    notice("info", "Every change is one journal entry with its request id, offset and HLC: writes, deletes, "
+      + "transactions and a copy of each collection's DDL in the data partitions; DDL in the system partition. "
+      + "The journal does not record who made a change: an audit log of callers' identities is not available."),
     out,
     section("Entries", h("div", { class: "form-grid" }, field("partition", partition), field("from offset", from),
       field("page size", limit), h("div", { class: "actions" }, show, older, newer)), page),
