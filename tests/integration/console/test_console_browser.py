@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
+from tests.integration.console.conftest import REPLICAS, ROWS, SHARDS
 from tests.support.cluster import LocalCluster
-from vecraft_client import VecraftClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-SHARDS, REPLICAS, DIM, ROWS = 2, 2, 8, 60
-CATEGORIES = ("documents", "images", "audio")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -47,32 +43,6 @@ def chromium() -> str:
         pytest.skip("no chromium binary (apt-get install chromium, or set VECRAFT_CHROMIUM); "
                     ".ci/run installs it")
     return path
-
-
-@pytest.fixture(scope="module")
-def cluster(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    data_dir = tmp_path_factory.mktemp("console") / "data"
-    running = LocalCluster(data_dir, shards=SHARDS, replicas=REPLICAS).start()
-    yield running
-    assert running.stop() == 0, running.tail()
-
-
-@pytest.fixture(scope="module")
-def seed_request_id(cluster: LocalCluster) -> str:
-    """The collection the views show: ROWS records in one batch, and a few searches per level."""
-    rng = np.random.default_rng(16)
-    with VecraftClient(cluster.endpoint, timeout=60.0) as client:
-        client.create_collection("papers", dim=DIM, metric="cosine")
-        written = client.insert_vectors(
-            rng.standard_normal((ROWS, DIM)).astype(np.float32), ids=[f"paper-{i:03d}" for i in range(ROWS)],
-            metadatas=[{"category": CATEGORIES[i % 3], "year": 2016 + i % 10, "title": f"Paper {i}"}
-                       for i in range(ROWS)],
-            documents=[f"Abstract of paper {i}." for i in range(ROWS)], collection="papers",
-            request_id="console-seed")
-        for level in ("eventual", "eventual", "bounded", "read_your_writes", "strong"):
-            client.vector_search(rng.standard_normal(DIM).tolist(), k=5, collection="papers",
-                                 consistency_level=level)
-    return str(written.request_id)
 
 
 def _overview(cluster: LocalCluster) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
+import time
+from collections.abc import Collection
 
 import grpc
 import httpx
@@ -40,6 +42,9 @@ from vecraft.shared.rpc.v1 import journal_pb2, meta_pb2, storage_pb2, storage_pb
 
 #: Budget of one snapshot: every source is asked in parallel under it.
 DEFAULT_PROBE_TIMEOUT_S = 2.0
+#: A snapshot this young is answered again, and callers that arrive while one is being taken wait
+#: for it: any number of open consoles cost one round of calls per second at most.
+SNAPSHOT_MAX_AGE_S = 1.0
 
 #: The query processor's metrics read (vecraft/services/query_processor/metrics.py): cache gauges by
 #: partition, and counters summed over their labels.
@@ -111,14 +116,32 @@ class ClusterProbe(abc.ABC):
 class GrpcClusterProbe(ClusterProbe):
     """The probe over gRPC: the journal and meta manager by address, storage nodes as registered."""
 
-    def __init__(self, *, journal_address: str, meta_address: str) -> None:
+    def __init__(self, *, journal_address: str, meta_address: str,
+                 max_age_s: float = SNAPSHOT_MAX_AGE_S) -> None:
         self._journal = JournalClient(journal_address)
         self._meta = MetaClient(meta_address)
+        self._max_age_s = max_age_s
         # Storage node address -> channel, opened on first use (channels bind to the running loop).
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._http_client: httpx.AsyncClient | None = None
+        self._last: tuple[float, ClusterSnapshot] | None = None
+        self._taking: asyncio.Future[ClusterSnapshot] | None = None
 
     async def snapshot(self, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S) -> ClusterSnapshot:
+        if self._last is not None and time.monotonic() - self._last[0] < self._max_age_s:
+            return self._last[1]
+        if self._taking is None:
+            self._taking = asyncio.ensure_future(self._take(timeout_s))
+            self._taking.add_done_callback(self._taken)
+        # Shielded: a caller that goes away does not cancel the snapshot the others wait for.
+        return await asyncio.shield(self._taking)
+
+    def _taken(self, task: asyncio.Future[ClusterSnapshot]) -> None:
+        self._taking = None
+        if not task.cancelled() and task.exception() is None:
+            self._last = (time.monotonic(), task.result())
+
+    async def _take(self, timeout_s: float) -> ClusterSnapshot:
         stats_task = asyncio.ensure_future(self._journal.stats(timeout_s=timeout_s))
         try:
             nodes, nodes_error = await asyncio.wait_for(self._meta.list_nodes(), timeout_s), None
@@ -126,6 +149,8 @@ class GrpcClusterProbe(ClusterProbe):
             nodes, nodes_error = [], _message("meta manager", exc)
         storage = [n for n in nodes if n.role == "storage"]
         query = [n for n in nodes if n.role == "query"]
+        if nodes_error is None:
+            await self._close_channels(keep={n.address for n in storage})
         statuses, queries = await asyncio.gather(
             asyncio.gather(*(self._status(n, timeout_s) for n in storage)),
             asyncio.gather(*(self._query_status(n, timeout_s) for n in query)))
@@ -164,15 +189,18 @@ class GrpcClusterProbe(ClusterProbe):
             self._http_client = httpx.AsyncClient(trust_env=False)
         return self._http_client
 
+    async def _close_channels(self, keep: Collection[str] = ()) -> None:
+        """Close the channels of storage nodes no longer registered (a restarted node has a new port)."""
+        for address in [a for a in self._channels if a not in keep]:
+            await self._channels.pop(address).close()
+
     async def close(self) -> None:
         if self._http_client is not None:
             await self._http_client.aclose()
             self._http_client = None
         await self._journal.close()
         await self._meta.close()
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await channel.close()
+        await self._close_channels()
 
 
 def _message(what: str, exc: BaseException) -> str:
