@@ -26,9 +26,14 @@ export function setTenant(name) {
   else localStorage.removeItem(TENANT_KEY);
 }
 
-// The read-your-writes token of the writes made from this console (merged by the gateway).
+// The read-your-writes token of the writes made from this tab for the current tenant (the
+// gateway merges each write's position into it).
 export function sessionToken() {
-  return sessionStorage.getItem(SESSION_KEY);
+  return sessionStorage.getItem(`${SESSION_KEY}.${tenant()}`);
+}
+
+function keepSessionToken(token) {
+  sessionStorage.setItem(`${SESSION_KEY}.${tenant()}`, token);
 }
 
 // Integers beyond 2^53 (HLCs are 64-bit) become BigInt when the browser lets a reviver see the
@@ -72,7 +77,7 @@ export async function api(path, { method = "GET", params = null, body = undefine
   }
   if (!resp.ok) throw new ApiError(resp.status, data);
   if (data && typeof data === "object" && typeof data.session_token === "string") {
-    sessionStorage.setItem(SESSION_KEY, data.session_token);
+    keepSessionToken(data.session_token);
   }
   return { status: resp.status, headers: resp.headers, data, ms };
 }
