@@ -76,6 +76,7 @@ async def test_two_journal_processes_on_one_stream_never_interleave(tmp_path: Pa
 
 async def test_losing_the_stream_leader_loses_no_acknowledged_write(tmp_path: Path) -> None:
     with NatsCluster(tmp_path / "nats", size=3) as cluster:
+        assert all(n.varz()["jetstream"]["config"]["sync_always"] for n in cluster.nodes)
         b = backend(cluster, "r3", 3)
         await b.open()
         plog = b.partition("data-0")
