@@ -38,7 +38,12 @@ def build_backend(settings: JournalSettings, partition_map: PartitionMap) -> Jou
 
 
 class JournalService(Service):
-    """Serves ``vecraft.v1.JournalService``; ready once every partition is recovered."""
+    """Serves ``vecraft.v1.JournalService``; ready once every partition is recovered.
+
+    Not ready while any partition's writer has failed (it answers its appends
+    ``UNAVAILABLE`` until a restart): a journal that cannot write one of its
+    partitions must not look healthy behind its probe.
+    """
 
     role = "journal"
 
@@ -75,10 +80,19 @@ class JournalService(Service):
     async def on_stop(self) -> None:
         await self.backend.close()
 
+    @property
+    def ready(self) -> bool:
+        return super().ready and not self.backend.failed_partitions()
+
     def health_payload(self) -> dict[str, object]:
         if self.state.value != "ready":
             return {}
-        return {"partitions": {p: self.backend.partition(p).head[0] for p in self.backend.partitions()}}
+        payload: dict[str, object] = {
+            "partitions": {p: self.backend.partition(p).head[0] for p in self.backend.partitions()}}
+        failed = self.backend.failed_partitions()
+        if failed:
+            payload["failed_partitions"] = failed
+        return payload
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,11 @@ GROUP_COMMIT_ENTRIES = Histogram(
     "vecraft_journal_group_commit_entries", "Entries made durable by one fsync", ["partition"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024))
 HEAD_OFFSET = gauge(AREA, "head_offset", "ops", "Latest committed offset", ["partition"])
+PARTITION_FAILURES = counter(AREA, "partition_failures", "Partitions whose writer failed (a disk error, a "
+                             "failed high-water-mark write); each stays read-only until a restart",
+                             ["partition"])
+PARTITION_FAILED = gauge(AREA, "partition_failed", "state", "1 while a partition refuses writes after "
+                         "its writer failed", ["partition"])
 TORN_TAIL_BYTES = counter(AREA, "torn_tail_bytes", "Bytes cut from torn segment tails on start",
                           ["partition"])
 

@@ -79,8 +79,9 @@ class PartitionLog(abc.ABC):
 
         Raises:
             ClockSkew: ``write.client_hlc`` is too far ahead of this clock.
-            Unavailable: the log cannot write (closing, or a failed disk write
-                left it read-only).
+            Unavailable: the log cannot write (closing, or its writer failed -
+                a disk write, fsync or clock persist error - which leaves the
+                partition read-only until a restart).
         """
 
     @abc.abstractmethod
@@ -140,6 +141,10 @@ class JournalBackend(abc.ABC):
     @abc.abstractmethod
     def lookup(self, request_id: str) -> Position | None:
         """Position of the committed entry written with ``request_id``, else None."""
+
+    @abc.abstractmethod
+    def failed_partitions(self) -> dict[str, str]:
+        """Partitions whose writer failed (they refuse appends until a restart) -> the cause."""
 
 
 __all__ = ["Appended", "JournalBackend", "JournalCorruption", "LogWrite", "PartitionLog", "Position"]

@@ -5,6 +5,14 @@ entry (index = offset - 1) and a journal-wide request-id index, and queue
 appends for one writer task that commits them in groups. The bookkeeping that
 does not depend on where entries are stored lives here once; a backend adds
 its storage (files, a JetStream stream), its writer loop and ``read``.
+
+A writer that fails (raises anything, or returns before the log is closing)
+fails its partition visibly: every queued and later append of it is answered
+``Unavailable`` naming the partition and the cause, the failure is counted
+(``vecraft_journal_partition_failures_total``) and the backend reports the
+partition in :meth:`IndexedJournalBackend.failed_partitions`, which the
+service turns into readiness false. Committed entries stay readable, and a
+retry of a request id already committed is still answered.
 """
 
 from __future__ import annotations
@@ -12,12 +20,16 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import logging
 from array import array
-from typing import Generic, TypeVar
+from collections.abc import Coroutine
+from typing import Any, Generic, TypeVar
 
 from vecraft.services.journal_service import metrics
 from vecraft.services.journal_service.wal import Appended, JournalBackend, LogWrite, PartitionLog, Position
 from vecraft.shared.common.errors import NotFound, Unavailable
+
+log = logging.getLogger(__name__)
 
 PendingAppend = tuple[LogWrite, "asyncio.Future[Appended]"]
 
@@ -38,6 +50,8 @@ class IndexedPartitionLog(PartitionLog):
         self._hlc = array("Q")
         self._cum = array("Q")  # bytes of entries 1..offset
         self._queue: list[PendingAppend] = []
+        self._writing: list[PendingAppend] = []  # the batch the writer took last (see _take_queue)
+        self._failed: BaseException | None = None
         self._wake = asyncio.Event()
         self._committed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -67,7 +81,55 @@ class IndexedPartitionLog(PartitionLog):
             return 0
         return self._cum[n - 1] - (self._cum[offset - 1] if offset >= 1 else 0)
 
+    @property
+    def failure(self) -> str | None:
+        """Why this partition refuses writes (its writer failed), else None."""
+        return None if self._failed is None else _describe(self._failed)
+
     # ---- for backends ------------------------------------------------------------
+    def _start_writer(self, body: Coroutine[Any, Any, None]) -> None:
+        """Run ``body`` (the backend's writer loop) as this partition's writer task."""
+        self._writer = asyncio.get_running_loop().create_task(self._run_writer(body),
+                                                              name=f"journal-writer:{self.name}")
+
+    async def _run_writer(self, body: Coroutine[Any, Any, None]) -> None:
+        try:
+            await body
+        except Exception as exc:  # noqa: BLE001 - whatever stops the writer fails the partition
+            self._writer_failed(exc)
+            return
+        if not self._closing:
+            self._writer_failed(RuntimeError("the writer task ended while the journal was running"))
+
+    def _take_queue(self) -> list[PendingAppend]:
+        """Hand everything queued to the writer; it stays failable until the next take."""
+        self._writing, self._queue = self._queue, []
+        return self._writing
+
+    def _writer_failed(self, exc: BaseException) -> None:
+        """The writer cannot go on: refuse this partition's appends from now on (see module doc)."""
+        if self._failed is not None:
+            return
+        self._failed = exc
+        log.error("journal writer of partition %s failed; the partition refuses writes until the "
+                  "journal restarts", self.name, exc_info=exc,
+                  extra={"partition": self.name, "error": _describe(exc)})
+        metrics.PARTITION_FAILURES.labels(self.name).inc()
+        metrics.PARTITION_FAILED.labels(self.name).set(1)
+        err = self._failed_error()
+        for write, fut in self._writing + self._queue:
+            if self._inflight.get(write.request_id) is fut:
+                del self._inflight[write.request_id]
+            if not fut.done():
+                fut.set_exception(err)
+        self._writing, self._queue = [], []
+
+    def _failed_error(self) -> Unavailable:
+        assert self._failed is not None
+        return Unavailable(f"journal partition {self.name} failed and refuses writes until the journal "
+                           f"restarts: {_describe(self._failed)}",
+                           details={"partition": self.name, "cause": _describe(self._failed)})
+
     async def _already_appended(self, request_id: str) -> Appended | None:
         """The position of ``request_id`` if it is committed or being committed, else None."""
         if not request_id:
@@ -83,6 +145,8 @@ class IndexedPartitionLog(PartitionLog):
 
     async def _enqueue(self, write: LogWrite) -> Appended:
         """Queue ``write`` for the writer task and wait until it is durable."""
+        if self._failed is not None:
+            raise self._failed_error()
         if self._closing:
             raise Unavailable(f"journal partition {self.name} is shutting down", retry_after_ms=500)
         fut: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
@@ -137,3 +201,10 @@ class IndexedJournalBackend(JournalBackend, Generic[L]):
 
     def lookup(self, request_id: str) -> Position | None:
         return self._rids.get(request_id)
+
+    def failed_partitions(self) -> dict[str, str]:
+        return {name: plog.failure for name, plog in self._logs.items() if plog.failure is not None}
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -73,7 +73,6 @@ class LocalPartitionLog(IndexedPartitionLog):
         # Index by offset - 1.
         self._pos = array("Q")
         self._len = array("Q")
-        self._failed: BaseException | None = None
         self._fsync_metric = metrics.FSYNC_SECONDS.labels(name)
 
     # ---- lifecycle ---------------------------------------------------------------
@@ -88,8 +87,7 @@ class LocalPartitionLog(IndexedPartitionLog):
         metrics.TORN_TAIL_BYTES.labels(self.name).inc(cut)
         self._seg_firsts = [s.first_offset for s in self._segments]
         self._head_metric.set(len(self._hlc))
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop(),
-                                                              name=f"journal-writer:{self.name}")
+        self._start_writer(self._write_loop())
 
     async def close(self) -> None:
         """Commit what is queued, then stop the writer and close the files."""
@@ -110,9 +108,6 @@ class LocalPartitionLog(IndexedPartitionLog):
         existing = await self._already_appended(write.request_id)
         if existing is not None:
             return existing
-        if self._failed is not None:
-            raise Unavailable(f"journal partition {self.name} is read-only after a disk error: "
-                              f"{self._failed}")
         return await self._enqueue(write)
 
     async def read(self, from_offset: int, to_offset: int, *, max_entries: int,
@@ -177,16 +172,19 @@ class LocalPartitionLog(IndexedPartitionLog):
 
     # ---- write path --------------------------------------------------------------
     async def _write_loop(self) -> None:
-        """Commit whatever is queued, batch after batch; ends once closing and drained."""
-        while self._failed is None:
+        """Commit whatever is queued, batch after batch; ends once closing and drained.
+
+        Any error (a failed write or fsync, the clock failing to persist its
+        high-water mark) ends it; the base class then fails the partition.
+        """
+        while True:
             if not self._queue:
                 if self._closing:
                     return
                 await self._wake.wait()
                 self._wake.clear()
                 continue
-            batch, self._queue = self._queue, []
-            await self._commit(batch)
+            await self._commit(self._take_queue())
 
     def _stamp(self, batch: list[PendingAppend]) -> tuple[list[_Stamped], list[PendingAppend]]:
         """Assign offsets and HLCs in queue order; refuse writes whose HLC is too far ahead."""
@@ -212,19 +210,9 @@ class LocalPartitionLog(IndexedPartitionLog):
             return
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        try:
-            placed = await loop.run_in_executor(self._io, self._write_batch, stamped)
-        except Exception as exc:  # any I/O failure makes the partition read-only
-            self._failed = exc
-            log.error("journal write failed; partition %s is now read-only", self.name, exc_info=exc,
-                      extra={"partition": self.name})
-            err = Unavailable(f"journal partition {self.name} failed to write: {exc}")
-            for write, fut in accepted + self._queue:
-                self._inflight.pop(write.request_id, None)
-                if not fut.done():
-                    fut.set_exception(err)
-            self._queue.clear()
-            return
+        # A failed write or fsync raises out of the writer loop: the partition becomes read-only
+        # rather than risk serving what the disk lost.
+        placed = await loop.run_in_executor(self._io, self._write_batch, stamped)
         self._fsync_metric.observe(time.perf_counter() - started)
         self._batch_metric.observe(len(stamped))
         for (_, hlc, _, _, _), (pos, size) in zip(stamped, placed, strict=True):
