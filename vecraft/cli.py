@@ -407,14 +407,14 @@ def _cmd_export(ns: argparse.Namespace) -> int:
         except VecraftError as exc:
             print(f"vecraft export: {exc}", file=sys.stderr)
             return 1
-    _print_out(f"exported {r.rows} rows of {ns.collection} (journal head {r.head_offset}; "
-               f"{r.vanished} deleted meanwhile) to {ns.file} in {r.seconds:.1f}s")
+    _print_out(f"exported {r.rows} rows of {ns.collection} (read at journal offset {r.head_offset} "
+               f"or later) to {ns.file} in {r.seconds:.1f}s")
     return 0
 
 
 def _add_bulk_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     """``vecraft import`` and ``vecraft export`` (docs/import-export.md)."""
-    def common(p: argparse.ArgumentParser, chunk_rows: int, parallel: int) -> None:
+    def common(p: argparse.ArgumentParser, chunk_rows: int, parallel: int, parallel_help: str) -> None:
         p.add_argument("--endpoint", default=os.environ.get("VECRAFT_ENDPOINT", "http://127.0.0.1:8000"),
                        help="gateway (default $VECRAFT_ENDPOINT or http://127.0.0.1:8000)")
         p.add_argument("--transport", choices=["http", "grpc"], default="http")
@@ -423,7 +423,7 @@ def _add_bulk_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> Non
         p.add_argument("--chunk-rows", type=int, default=chunk_rows,
                        help=f"rows per request (default {chunk_rows}; at most 10000)")
         p.add_argument("--parallel", type=int, default=parallel,
-                       help=f"requests in flight (default {parallel})")
+                       help=f"{parallel_help} (default {parallel})")
         p.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -442,18 +442,19 @@ def _add_bulk_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> Non
                      help="metric of a collection the import creates (default cosine)")
     imp.add_argument("--ack", choices=["journal", "one", "all"], default=None,
                      help="when a chunk counts as stored (server default: all)")
-    common(imp, 5000, 4)
+    common(imp, 5000, 4, "chunks in flight")
     imp.set_defaults(handler=_cmd_import)
 
     exp = sub.add_parser(
         "export", formatter_class=formatter, help="write a collection to a JSON Lines, Parquet or .npy file",
         description=_wrap("Write every record of COLLECTION to FILE (.npy writes the vectors and a "
-                          "sidecar FILE.jsonl with ids, metadata and documents). The ids come from the "
-                          "collection's journal partition up to its head, the records are read by id at "
-                          "or after that head."))
+                          "sidecar FILE.jsonl with ids, metadata and documents). The records are read "
+                          "page by page in id order through the record listing at the strong level, "
+                          "so every write acknowledged before the export started is in the file "
+                          "unless deleted since; memory stays bounded by a page or two."))
     exp.add_argument("collection", metavar="COLLECTION")
     exp.add_argument("file", metavar="FILE")
-    common(exp, 1000, 8)
+    common(exp, 1000, 2, "2 or more reads the next page while one is written; 1 reads and writes in turn")
     exp.set_defaults(handler=_cmd_export)
 
 

@@ -57,9 +57,6 @@ class ExportResult:
     rows: int
     #: The journal offset of the collection's partition the first page was read at (or after).
     head_offset: int
-    #: Always 0: the listing reads every record once, so none can vanish between finding its id
-    #: and reading it (the journal-based export could). Kept for callers that print it.
-    vanished: int
     seconds: float
 
 
@@ -244,7 +241,7 @@ def export(client: VecraftClient, collection: str, path: str | os.PathLike[str],
     finally:
         bar.close()
         writer.close()
-    return ExportResult(rows=rows, head_offset=first_offset or 0, vanished=0,
+    return ExportResult(rows=rows, head_offset=first_offset or 0,
                         seconds=time.monotonic() - started)
 
 
