@@ -185,10 +185,15 @@ def test_operations_and_journal(client: TestClient) -> None:
     op = client.get("/v1/operations/op-1").json()
     assert op["offset"] == 1 and op["replicas_applied"] == ["storage-0-r0"]
     assert client.get("/v1/operations/nope").status_code == 404
+    # Request ids may hold '/' (any printable ASCII but space): the route takes the rest of the path.
+    client.post("/v1/vectors", json={"vector": [1, 2, 3, 4], "id": "b"},
+                headers={"X-Request-Id": "batch/2026/7"})
+    slashed = client.get("/v1/operations/batch/2026/7").json()
+    assert slashed["request_id"] == "batch/2026/7" and slashed["offset"] > op["offset"]
     page = client.get(f"/v1/journal/{op['partition']}").json()
     assert page["entries"][0]["summary"]["mutations"][0] == {
         "kind": "insert", "collection": "default", "collection_id": "c1", "count": 1, "dim": 4, "ids": ["a"]}
-    assert page["next_offset"] == 2
+    assert page["next_offset"] == slashed["offset"] + 1
     assert client.get("/v1/journal/data-99").status_code == 404
 
 

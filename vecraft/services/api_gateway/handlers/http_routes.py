@@ -275,7 +275,7 @@ def build_router(gateway: Gateway) -> APIRouter:
             await gateway.drop_collection(name, codec.request_context(request))))
 
     # --- operations and audit ------------------------------------------------------------------------
-    @router.get("/operations/{request_id}", response_model=schemas.OperationResponse,
+    @router.get("/operations/{request_id:path}", response_model=schemas.OperationResponse,
                 tags=["operations"], summary="Where a request landed and which replicas applied it")
     async def get_operation(request: Request, request_id: str,
                             x_tenant: TenantHeader = None) -> JSONResponse:
