@@ -66,7 +66,7 @@ class JournalService(Service):
 
     async def on_start(self) -> None:
         await self.backend.open()
-        self.spawn(self.journal.monitor(), "monitor")
+        self.spawn(self.journal.monitor(), "monitor", forever=True)
         if not self.settings.fsync:
             log.warning("fsync is off: acknowledged entries can be lost on a crash")
         self.set_ready()
