@@ -27,6 +27,7 @@ from vecraft.services.journal_service.partitioning import PartitionMap
 from vecraft.services.journal_service.wal import JournalBackend, JournalCorruption, LogWrite, PartitionLog
 from vecraft.shared.common.errors import InvalidRequest, VecraftError
 from vecraft.shared.hlc import physical_ms, wall_clock_ms
+from vecraft.shared.model.limits import MAX_REQUEST_BYTES
 from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
@@ -39,14 +40,23 @@ _ACK_NAMES = {journal_pb2.ACK_DEFAULT: "all", journal_pb2.ACK_JOURNAL: "journal"
 
 @dataclass(frozen=True, slots=True)
 class JournalLimits:
-    """Per-request limits and timings of the journal's verbs."""
+    """Per-request limits and timings of the journal's verbs.
 
-    max_entry_bytes: int = 64 << 20
+    ``max_entry_bytes`` is at most MAX_REQUEST_BYTES (its default): every
+    entry is one client request, and no service accepts a larger one.
+    """
+
+    max_entry_bytes: int = MAX_REQUEST_BYTES
     write_ack_timeout_ms: int = 2000
     heartbeat_ms: int = 150
     pull_max_entries: int = 10_000
     pull_max_bytes: int = 16 << 20
     monitor_interval_ms: int = 100
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_entry_bytes <= MAX_REQUEST_BYTES:
+            raise ValueError(f"max_entry_bytes {self.max_entry_bytes} is outside 1..{MAX_REQUEST_BYTES} "
+                             f"(MAX_REQUEST_BYTES, the largest request any Vecraft service accepts)")
 
 
 class Journal:

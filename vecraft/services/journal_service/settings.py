@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from vecraft.shared.common.config import ServiceSettings
+from vecraft.shared.model.limits import MAX_REQUEST_BYTES
 
 
 class JournalSettings(ServiceSettings):
@@ -22,7 +23,8 @@ class JournalSettings(ServiceSettings):
         "names this journal's streams <prefix>-<partition> and subjects <prefix>.journal.<partition>"))
     data_partitions: int = Field(1, ge=1, le=1024, description="number of data partitions (data-0..)")
     segment_bytes: int = Field(64 << 20, ge=4096, description="roll to a new segment file past this size")
-    max_entry_bytes: int = Field(64 << 20, ge=1, description="largest entry payload accepted")
+    max_entry_bytes: int = Field(MAX_REQUEST_BYTES, ge=1, description=(
+        f"largest entry payload accepted (at most MAX_REQUEST_BYTES, {MAX_REQUEST_BYTES})"))
     fsync: bool = Field(True, description="fsync before acknowledging (turn off only for benchmarks)")
     write_ack_timeout_ms: int = Field(
         2000, ge=1, description="replica apply wait before answering and marking the replica lagging")
@@ -38,6 +40,16 @@ class JournalSettings(ServiceSettings):
     pull_max_entries: int = Field(10_000, ge=1, description="most entries per PullWAL page / stream event")
     pull_max_bytes: int = Field(16 << 20, ge=1,
                                 description="most payload bytes per PullWAL page / stream event")
+
+    @model_validator(mode="after")
+    def _entries_fit_a_request(self) -> JournalSettings:
+        if self.max_entry_bytes > MAX_REQUEST_BYTES:
+            raise ValueError(
+                f"--max-entry-bytes {self.max_entry_bytes} is above MAX_REQUEST_BYTES ({MAX_REQUEST_BYTES}, "
+                f"vecraft/shared/model/limits.py), the largest request any Vecraft service accepts: an "
+                f"entry that large could never reach the journal, nor its replicas; use at most "
+                f"{MAX_REQUEST_BYTES}")
+        return self
 
     @model_validator(mode="after")
     def _backend_needs_its_address(self) -> JournalSettings:
