@@ -36,13 +36,31 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-async def _within(awaitable: Awaitable[T], timeout_ms: int, what: str) -> T:
-    if timeout_ms <= 0:
+class _Budget:
+    """What a request has left of its time: ``timeout_ms`` or the caller's gRPC deadline, whichever
+    ends first (neither set: no limit). Every journal call made for the request gets what is left,
+    so a journal that stops answering fails the read in time instead of holding it (and the
+    partition's shared pull) open."""
+
+    def __init__(self, timeout_ms: int, context: grpc.aio.ServicerContext) -> None:
+        limits = [timeout_ms / 1000] if timeout_ms > 0 else []
+        remaining = context.time_remaining()
+        if remaining is not None:
+            limits.append(remaining)
+        self._end = time.monotonic() + min(limits) if limits else None
+
+    def left_s(self) -> float | None:
+        return None if self._end is None else max(self._end - time.monotonic(), 0.0)
+
+
+async def _within(awaitable: Awaitable[T], budget: _Budget, what: str) -> T:
+    left = budget.left_s()
+    if left is None:
         return await awaitable
     try:
-        return await asyncio.wait_for(awaitable, timeout_ms / 1000)
+        return await asyncio.wait_for(awaitable, left)
     except TimeoutError:
-        raise DeadlineExceeded(f"{what} did not finish within {timeout_ms} ms") from None
+        raise DeadlineExceeded(f"{what} did not finish within the request's deadline") from None
 
 
 def parse_query_vector(raw: bytes, dim: int, collection: str) -> np.ndarray:
@@ -75,7 +93,7 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         self.node = node
 
     # ---- helpers ------------------------------------------------------------------------
-    async def _collection(self, tenant: str, name: str, *, will_sync: bool) -> Collection:
+    async def _collection(self, tenant: str, name: str, *, will_sync: bool, budget: _Budget) -> Collection:
         registry = self.node.registry
         try:
             return registry.get(tenant, name)
@@ -84,10 +102,12 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
                 raise
         # The collection may have been created after our applied offset: a
         # read that asks for freshness catches every partition up first.
-        await asyncio.gather(*(f.sync(None) for f in self.node.followers.values()))
+        await _within(asyncio.gather(*(f.sync(None, timeout_s=budget.left_s())
+                                       for f in self.node.followers.values())),
+                      budget, "sync to find the collection")
         return registry.get(tenant, name)
 
-    async def _reach(self, coll: Collection, min_offset: int, latest: bool) -> bool:
+    async def _reach(self, coll: Collection, min_offset: int, latest: bool, budget: _Budget) -> bool:
         """Sync the collection's partition as the request asks; True when entries were pulled.
 
         Raises PartitionHalted (503, with the reason) when this node halted the partition.
@@ -95,17 +115,23 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         self.node.halts.check(coll.schema.partition)
         follower = self.node.follower(coll.schema.partition)
         if latest:
-            return (await follower.sync(None)).pulled
-        if min_offset > follower.applied_offset:
-            return (await follower.sync(min_offset)).pulled
-        return False
+            target = None
+        elif min_offset > follower.applied_offset:
+            target = min_offset
+        else:
+            return False
+        outcome = await _within(follower.sync(target, timeout_s=budget.left_s()), budget,
+                                f"sync of {coll.schema.partition}")
+        return outcome.pulled
 
     # ---- RPCs ---------------------------------------------------------------------------
     async def Sync(self, request: storage_pb2.SyncRequest,
                    context: grpc.aio.ServicerContext) -> storage_pb2.SyncResponse:
         follower = self.node.follower(request.partition)
         target = None if request.latest else request.target_offset
-        outcome = await _within(follower.sync(target), request.timeout_ms, f"sync of {request.partition}")
+        budget = _Budget(request.timeout_ms, context)
+        outcome = await _within(follower.sync(target, timeout_s=budget.left_s()), budget,
+                                f"sync of {request.partition}")
         return storage_pb2.SyncResponse(partition=request.partition, applied_offset=outcome.applied_offset,
                                         applied_hlc=outcome.applied_hlc, pulled=outcome.pulled,
                                         entries_pulled=outcome.entries_pulled)
@@ -119,11 +145,11 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         if request.ef_search and not lo <= request.ef_search <= hi:
             raise InvalidRequest(f"ef_search must be between {lo} and {hi}, got {request.ef_search}")
         flt = parse_filter_json(request.filter_json)
+        budget = _Budget(request.timeout_ms, context)
         will_sync = request.sync_latest or request.min_offset > 0
-        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync)
+        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync, budget=budget)
         query = parse_query_vector(request.vector, coll.schema.dim, coll.schema.name)
-        synced = await _within(self._reach(coll, request.min_offset, request.sync_latest),
-                               request.timeout_ms, "sync before search")
+        synced = await self._reach(coll, request.min_offset, request.sync_latest, budget)
         follower = self.node.follower(coll.schema.partition)
         # Read before searching: the index reflects at least this offset.
         version = follower.applied_offset
@@ -158,9 +184,10 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         began = time.perf_counter()
         if len(request.ids) > MAX_BATCH_ROWS:
             raise InvalidRequest(f"at most {MAX_BATCH_ROWS} ids per get, got {len(request.ids)}")
+        budget = _Budget(0, context)  # a Get's only limit is its caller's gRPC deadline
         will_sync = request.sync_latest or request.min_offset > 0
-        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync)
-        await self._reach(coll, request.min_offset, request.sync_latest)
+        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync, budget=budget)
+        await self._reach(coll, request.min_offset, request.sync_latest, budget)
         version = self.node.follower(coll.schema.partition).applied_offset
         records, missing = await asyncio.to_thread(self._get, coll, list(request.ids),
                                                    request.include_vectors)
@@ -194,10 +221,10 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
                               include_metadata=request.include_metadata,
                               include_documents=request.include_documents,
                               filter=parse_filter_json(request.filter_json))
+        budget = _Budget(request.timeout_ms, context)
         will_sync = request.sync_latest or request.min_offset > 0
-        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync)
-        await _within(self._reach(coll, request.min_offset, request.sync_latest), request.timeout_ms,
-                      "sync before scan")
+        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync, budget=budget)
+        await self._reach(coll, request.min_offset, request.sync_latest, budget)
         version = self.node.follower(coll.schema.partition).applied_offset
         page = await asyncio.to_thread(scan, self.node.locations, self.node.records, coll.collection_id,
                                        request.after, request.limit, options)
