@@ -22,6 +22,11 @@ can never disagree with the log, and no second replicated write per append is
 needed. JetStream's own ``Nats-Msg-Id`` window (minutes) would not be enough
 for "never appended twice".
 
+A journal process that does not write (or writes less) keeps its index
+current from the stream: :meth:`JetStreamPartitionLog.refresh` (one stream-info
+call, then reading whatever is new), used by reads past the indexed head, by
+idle waits and by :meth:`JetStreamJournalBackend.lookup_latest`.
+
 A publish whose answer is lost (leader change, a server killed) has an unknown
 outcome: the writer reads the stream's tail and finds its batch by its
 attempt id header, or publishes the same stamped entries again with the
@@ -31,9 +36,11 @@ same expected sequence — at most one of the attempts can be stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from nats.aio.client import Client
@@ -41,7 +48,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from vecraft.services.journal_service import metrics
-from vecraft.services.journal_service.wal import Appended, LogWrite, Position
+from vecraft.services.journal_service.wal import Appended, JournalCorruption, LogWrite, Position
 from vecraft.services.journal_service.wal.indexed import (
     IndexedJournalBackend,
     IndexedPartitionLog,
@@ -72,6 +79,10 @@ HEADER_ROOM = 1024
 #: shorter while closing, so a shutdown with JetStream gone does not hang.
 RETRY_WINDOW_S = 30.0
 CLOSING_WINDOW_S = 3.0
+#: How often an idle :meth:`JetStreamPartitionLog.wait_for` may ask the stream for entries written elsewhere.
+FOLLOW_INTERVAL_S = 0.5
+#: Attempt ids of entries indexed by a catch-up that are remembered (batches, not entries).
+SEEN_ATTEMPTS = 4096
 # (offset, hlc, write) of a stamped batch.
 _Stamped = list[tuple[int, int, LogWrite]]
 
@@ -94,6 +105,13 @@ class JetStreamPartitionLog(IndexedPartitionLog):
         self._clock = clock
         self._max_entry_bytes = max_entry_bytes
         self._commit_metric = metrics.FSYNC_SECONDS.labels(name)
+        # One catch-up at a time: the writer's (after a refused batch) and the readers' (refresh).
+        self._catching_up = asyncio.Lock()
+        # Attempt id -> sequence of its first entry, for entries a catch-up indexed (newest last): how
+        # the writer recognises its own batch when a reader's refresh indexed it before its ack came.
+        self._seen_attempts: OrderedDict[str, int] = OrderedDict()
+        self._follow: asyncio.Task[tuple[int, int]] | None = None
+        self._followed_at = -FOLLOW_INTERVAL_S
 
     # ---- lifecycle ---------------------------------------------------------------
     async def load(self) -> None:
@@ -128,6 +146,10 @@ class JetStreamPartitionLog(IndexedPartitionLog):
 
     async def read(self, from_offset: int, to_offset: int, *, max_entries: int,
                    max_bytes: int) -> list[journal_pb2.JournalEntry]:
+        """As the interface says; a range reaching past the indexed head refreshes the index first
+        (:meth:`refresh`), so entries another journal process wrote are read too."""
+        if to_offset > len(self._hlc):
+            await self.refresh()
         last = self._last_to_read(from_offset, to_offset, max_entries, max_bytes)
         if not last:
             return []
@@ -139,8 +161,50 @@ class JetStreamPartitionLog(IndexedPartitionLog):
     def size(self) -> tuple[int, int]:
         return (self._cum[-1] if self._cum else 0), 1
 
+    async def wait_for(self, offset: int, timeout: float) -> bool:
+        """As the interface says, and an entry another journal process wrote counts too.
+
+        When ``offset`` is not indexed after ``timeout``, the stream is asked once (a
+        :meth:`refresh` shared by every waiter of the partition, at most one per
+        :data:`FOLLOW_INTERVAL_S`), so a Subscribe stream served by a process that does not
+        write still follows the partition.
+        """
+        if await super().wait_for(offset, timeout):
+            return True
+        if time.monotonic() - self._followed_at >= FOLLOW_INTERVAL_S:
+            if self._follow is None or self._follow.done():
+                self._followed_at = time.monotonic()
+                self._follow = asyncio.get_running_loop().create_task(
+                    self.refresh(), name=f"journal-follow:{self.name}")
+            with contextlib.suppress(*TRANSIENT, PublishFailed):
+                await asyncio.shield(self._follow)
+        return len(self._hlc) >= offset
+
+    # ---- the stream's own state --------------------------------------------------
+    async def refresh(self) -> tuple[int, int]:
+        """The head as the stream holds it: entries another journal process wrote are indexed first.
+
+        One stream-info call (answered by the stream leader, so it covers every acknowledged
+        write); only when the stream is ahead of the index are the missing entries read (batched
+        direct gets) into it — offsets, HLCs, bytes and request ids — and the clock moved past
+        them. Call it before answering a head, pull or lookup that must not be stale.
+
+        Raises:
+            TRANSIENT errors: JetStream did not answer.
+        """
+        _, last = await self._io.last_seq(self.stream)
+        if last > len(self._hlc):
+            await self._catch_up(last)
+        return self.head
+
     # ---- index -------------------------------------------------------------------
     def _index(self, offset: int, hlc: int, size: int, request_id: str) -> None:
+        """Add the entry at ``offset``; one indexed already (by a concurrent catch-up) is skipped."""
+        if offset <= len(self._hlc):
+            return
+        if offset != len(self._hlc) + 1:
+            raise JournalCorruption(f"partition {self.name}: entry {offset} indexed after "
+                                    f"{len(self._hlc)}, a hole")
         self._hlc.append(hlc)
         self._cum.append((self._cum[-1] if self._cum else 0) + size)
         if request_id:
@@ -150,13 +214,20 @@ class JetStreamPartitionLog(IndexedPartitionLog):
         self._committed_now()
 
     async def _catch_up(self, last: int) -> list[Stored]:
-        """Index every entry after the head up to ``last`` (written by anyone); returns them."""
+        """Index every entry after the head up to ``last`` (written by anyone); returns those it indexed."""
         new: list[Stored] = []
-        while len(self._hlc) < last:
-            head = len(self._hlc)
-            for e in await self._io.fetch(self.stream, head + 1, min(last - head, MAX_BATCH_MESSAGES)):
-                self._index(e.seq, e.hlc, entry_size(e.request_id, e.shards, e.payload), e.request_id)
-                new.append(e)
+        async with self._catching_up:
+            while len(self._hlc) < last:
+                head = len(self._hlc)
+                for e in await self._io.fetch(self.stream, head + 1, min(last - head, MAX_BATCH_MESSAGES)):
+                    if e.seq <= len(self._hlc):  # the writer indexed its own batch meanwhile
+                        continue
+                    self._index(e.seq, e.hlc, entry_size(e.request_id, e.shards, e.payload), e.request_id)
+                    new.append(e)
+                    if e.attempt and e.attempt not in self._seen_attempts:
+                        self._seen_attempts[e.attempt] = e.seq
+                        if len(self._seen_attempts) > SEEN_ATTEMPTS:
+                            self._seen_attempts.popitem(last=False)
         if new:
             # Entries of another writer (or a restart): never issue an HLC <= theirs.
             self._clock.restore(new[-1].hlc)
@@ -241,15 +312,16 @@ class JetStreamPartitionLog(IndexedPartitionLog):
             # Learn what the stream holds now; our batch may be there (an answer was lost).
             try:
                 _, last_seq = await self._io.last_seq(self.stream)
-                new = await self._catch_up(last_seq)
+                await self._catch_up(last_seq)
             except (PublishFailed, *TRANSIENT) as exc:
-                new, error = [], exc
-            if new and new[0].seq == stamped[0][0] and new[0].attempt in attempts:
+                error = exc
+            # Indexed by this catch-up or an earlier one (a reader's refresh may have come first).
+            if any(self._seen_attempts.get(a) == stamped[0][0] for a in attempts):
                 self._answer(stamped, batch)
                 return
-            if new:
-                log.warning("partition %s: %d entries written by another journal; restamping",
-                            self.name, len(new), extra={"partition": self.name})
+            if len(self._hlc) > head:
+                log.warning("partition %s: entries %d..%d written by another journal; restamping",
+                            self.name, head + 1, len(self._hlc), extra={"partition": self.name})
                 stamped = []  # the old stamps can never be stored now: restamp after the new head
             if time.monotonic() - began > (CLOSING_WINDOW_S if self._closing else RETRY_WINDOW_S):
                 log.error("partition %s: giving up on a batch after %.0fs: %s", self.name,
@@ -361,6 +433,31 @@ class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
                                        f"{stream} within {self._ready_timeout}s: {exc}") from exc
                 log.info("waiting for JetStream (%s)", exc)
                 await asyncio.sleep(0.5)
+
+    async def refresh(self, partitions: Sequence[str] = ()) -> None:
+        """:meth:`JetStreamPartitionLog.refresh` of each of ``partitions`` (default: all), concurrently.
+
+        Raises:
+            NotFound: an unknown partition. TRANSIENT errors: JetStream did not answer.
+        """
+        logs = [self.partition(name) for name in partitions or self._names]
+        await asyncio.gather(*(plog.refresh() for plog in logs))
+
+    async def lookup_latest(self, request_id: str) -> Position | None:
+        """:meth:`lookup` that also finds an entry another journal process wrote.
+
+        A request id the index knows is answered at once (an entry never moves); an unknown one
+        refreshes every partition first (one stream-info call each, plus reading what is new),
+        since its partition is not known.
+
+        Raises:
+            TRANSIENT errors: JetStream did not answer.
+        """
+        known = self.lookup(request_id)
+        if known is not None or not request_id:
+            return known
+        await self.refresh()
+        return self.lookup(request_id)
 
     async def close(self) -> None:
         if self._closed:
