@@ -42,7 +42,7 @@ from vecraft.services.journal_service.wal.indexed import (
     PendingAppend,
 )
 from vecraft.services.journal_service.wal.records import CorruptRecord, Record, encode_parts, iter_records
-from vecraft.services.journal_service.wal.segments import Segment, create_segment, recover
+from vecraft.services.journal_service.wal.segments import Segment, create_segment, recover, stored_bytes
 from vecraft.shared.common.errors import ClockSkew, Unavailable
 from vecraft.shared.hlc import HybridLogicalClock
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -54,6 +54,8 @@ _INLINE_READ_BYTES = 1 << 20
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
 # (offset, hlc, request id, shards, payload) as handed to the I/O thread.
 _Stamped = tuple[int, int, bytes, tuple[int, ...], bytes]
+#: Where versions before transactions moved into the data partitions kept them.
+LEGACY_TXN_PARTITION = "txn"
 
 
 class LocalPartitionLog(IndexedPartitionLog):
@@ -305,6 +307,12 @@ class LocalJournalBackend(IndexedJournalBackend[LocalPartitionLog]):
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise RuntimeError(f"journal data directory {self._dir} is in use by another process") from exc
+        try:
+            self._refuse_legacy_txn()
+        except BaseException:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise
         inflight: dict[str, asyncio.Future[Appended]] = {}
         newest = 0
         for name in self._names:
@@ -319,6 +327,27 @@ class LocalJournalBackend(IndexedJournalBackend[LocalPartitionLog]):
         if newest > self._clock.last:
             # Normally the clock's persisted high-water mark is already past every stored HLC.
             self._clock.restore(newest)
+
+    def _refuse_legacy_txn(self) -> None:
+        """Refuse a data directory whose ``txn`` partition (of an older version) holds entries.
+
+        Transactions are entries of their tenant's data partition now; a ``txn``
+        partition written before is no longer read, so starting would silently
+        drop the transactions it holds.
+        """
+        if LEGACY_TXN_PARTITION in self._names:
+            return
+        size, files = stored_bytes(self._dir / LEGACY_TXN_PARTITION)
+        if size == 0:
+            return
+        raise RuntimeError(
+            f"journal data directory {self._dir} holds a non-empty '{LEGACY_TXN_PARTITION}' partition "
+            f"({size} bytes in {files} segment files): it was written by an older Vecraft version, which "
+            f"kept transactions in a partition of their own. This version orders every write of a "
+            f"collection, transactions included, in its tenant's data partition (docs/journal.md, "
+            f"'Order across partitions') and does not read '{LEGACY_TXN_PARTITION}', so starting would "
+            f"lose those transactions. Export the data with the version that wrote it and import it into "
+            f"an empty data directory served by this version; this directory is left unchanged")
 
     async def close(self) -> None:
         if self._closed:

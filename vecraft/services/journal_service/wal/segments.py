@@ -81,6 +81,14 @@ def _list_segments(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def stored_bytes(directory: Path) -> tuple[int, int]:
+    """``(bytes, segment files)`` a partition directory holds; ``(0, 0)`` when it does not exist."""
+    if not directory.is_dir():
+        return 0, 0
+    listed = _list_segments(directory)
+    return sum(path.stat().st_size for _, path in listed), len(listed)
+
+
 RecordSink = Callable[[int, Record], None]
 """Called as ``sink(position_in_its_segment, record)`` for each recovered record."""
 
