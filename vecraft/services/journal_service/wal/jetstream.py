@@ -132,6 +132,8 @@ class JetStreamPartitionLog(IndexedPartitionLog):
             await asyncio.gather(self._writer, return_exceptions=True)
         self._fail(self._queue, Unavailable(f"journal partition {self.name} is shutting down"))
         self._queue.clear()
+        if self._follow is not None:
+            await asyncio.gather(self._follow, return_exceptions=True)
 
     # ---- PartitionLog ------------------------------------------------------------
     async def append(self, write: LogWrite) -> Appended:
