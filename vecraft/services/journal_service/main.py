@@ -13,6 +13,7 @@ from vecraft.services.journal_service.servicer import JournalServicer
 from vecraft.services.journal_service.settings import JournalSettings
 from vecraft.services.journal_service.wal import JournalBackend
 from vecraft.services.journal_service.wal.local import LocalJournalBackend
+from vecraft.services.journal_service.wal.request_ids import RequestIdRetention
 from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, run_service
@@ -33,8 +34,11 @@ def build_backend(settings: JournalSettings, partition_map: PartitionMap) -> Jou
         return JetStreamJournalBackend(settings.nats_urls, partition_map.names, clock=clock,
                                        replicas=settings.nats_replicas,
                                        stream_prefix=settings.nats_stream_prefix)
+    retention = RequestIdRetention(count=settings.request_id_retention_count,
+                                   seconds=settings.request_id_retention_s)
     return LocalJournalBackend(settings.data_dir, partition_map.names, clock=clock,
-                               segment_bytes=settings.segment_bytes, fsync=settings.fsync)
+                               segment_bytes=settings.segment_bytes, fsync=settings.fsync,
+                               request_id_retention=retention)
 
 
 class JournalService(Service):

@@ -31,6 +31,10 @@ PARTITION_FAILURES = counter(AREA, "partition_failures", "Partitions whose write
                              ["partition"])
 PARTITION_FAILED = gauge(AREA, "partition_failed", "state", "1 while a partition refuses writes after "
                          "its writer failed", ["partition"])
+REQUEST_IDS_HELD = gauge(AREA, "request_ids", "entries", "Request ids remembered for idempotency "
+                         "(inside the retention window)")
+REQUEST_IDS_EVICTED = counter(AREA, "request_ids_evicted", "Request ids forgotten, oldest first, because "
+                              "they left the retention window (reason: age or count)", ["reason"])
 TORN_TAIL_BYTES = counter(AREA, "torn_tail_bytes", "Bytes cut from torn segment tails on start",
                           ["partition"])
 

@@ -25,6 +25,10 @@ class JournalSettings(ServiceSettings):
     segment_bytes: int = Field(64 << 20, ge=4096, description="roll to a new segment file past this size")
     max_entry_bytes: int = Field(MAX_REQUEST_BYTES, ge=1, description=(
         f"largest entry payload accepted (at most MAX_REQUEST_BYTES, {MAX_REQUEST_BYTES})"))
+    request_id_retention_count: int = Field(1_000_000, ge=1, description=(
+        "idempotency window: request ids remembered at most (the oldest is forgotten first)"))
+    request_id_retention_s: float = Field(86_400.0, gt=0, description=(
+        "idempotency window: seconds a request id is remembered after its entry was written"))
     fsync: bool = Field(True, description="fsync before acknowledging (turn off only for benchmarks)")
     write_ack_timeout_ms: int = Field(
         2000, ge=1, description="replica apply wait before answering and marking the replica lagging")

@@ -22,7 +22,7 @@ import bisect
 import contextlib
 import logging
 from array import array
-from collections.abc import Coroutine
+from collections.abc import Coroutine, MutableMapping
 from typing import Any, Generic, TypeVar
 
 from vecraft.services.journal_service import metrics
@@ -38,10 +38,12 @@ class IndexedPartitionLog(PartitionLog):
     """A PartitionLog with an in-memory offset index and a group-commit queue.
 
     ``request_ids`` and ``inflight`` are shared by every partition of one
-    backend, so a request id is unique across the whole journal.
+    backend, so a request id is unique across the whole journal
+    (``request_ids`` is a :class:`~.request_ids.RequestIdIndex`, bounded by
+    its retention window, or a plain dict).
     """
 
-    def __init__(self, name: str, *, request_ids: dict[str, Position],
+    def __init__(self, name: str, *, request_ids: MutableMapping[str, Position],
                  inflight: dict[str, asyncio.Future[Appended]]) -> None:
         self.name = name
         self._rids = request_ids
@@ -187,7 +189,7 @@ class IndexedJournalBackend(JournalBackend, Generic[L]):
 
     _names: list[str]
     _logs: dict[str, L]
-    _rids: dict[str, Position]
+    _rids: MutableMapping[str, Position]
 
     def partitions(self) -> list[str]:
         return list(self._names)

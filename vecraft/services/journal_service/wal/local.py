@@ -13,7 +13,8 @@ cumulative bytes) rebuilt from the records on start; a range is read with one
 served.
 
 Request ids are indexed across all partitions from the records themselves, so
-idempotency survives restarts without a separate file.
+idempotency survives restarts without a separate file; the index keeps only
+the ids inside its retention window (:mod:`.request_ids`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import os
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,9 +43,14 @@ from vecraft.services.journal_service.wal.indexed import (
     PendingAppend,
 )
 from vecraft.services.journal_service.wal.records import CorruptRecord, Record, encode_parts, iter_records
+from vecraft.services.journal_service.wal.request_ids import (
+    DEFAULT_RETENTION,
+    RequestIdIndex,
+    RequestIdRetention,
+)
 from vecraft.services.journal_service.wal.segments import Segment, create_segment, recover, stored_bytes
 from vecraft.shared.common.errors import ClockSkew, Unavailable
-from vecraft.shared.hlc import HybridLogicalClock
+from vecraft.shared.hlc import HybridLogicalClock, wall_clock_ms
 from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
@@ -62,9 +68,10 @@ class LocalPartitionLog(IndexedPartitionLog):
     """One partition stored as segment files under ``directory``."""
 
     def __init__(self, name: str, directory: Path, *, clock: HybridLogicalClock,
-                 request_ids: dict[str, Position], inflight: dict[str, asyncio.Future[Appended]],
+                 request_ids: RequestIdIndex, inflight: dict[str, asyncio.Future[Appended]],
                  segment_bytes: int, fsync: bool, io: ThreadPoolExecutor) -> None:
         super().__init__(name, request_ids=request_ids, inflight=inflight)
+        self._rid_index = request_ids
         self._dir = directory
         self._clock = clock
         self._segment_bytes = segment_bytes
@@ -79,11 +86,15 @@ class LocalPartitionLog(IndexedPartitionLog):
 
     # ---- lifecycle ---------------------------------------------------------------
     def open(self) -> None:
-        """Recover the segment files (blocking; run before serving)."""
+        """Recover the segment files (blocking; run before serving).
+
+        Request ids go to the index as recovered ones: the backend calls
+        ``recovery_done`` once every partition is read.
+        """
         def sink(pos: int, rec: Record) -> None:
             self._index(pos, rec.size, rec.hlc)
             if rec.request_id:
-                self._rids[rec.request_id] = Position(self.name, rec.offset, rec.hlc)
+                self._rid_index.recovered(rec.request_id, Position(self.name, rec.offset, rec.hlc))
 
         self._segments, cut = recover(self._dir, self.name, sink)
         metrics.TORN_TAIL_BYTES.labels(self.name).inc(cut)
@@ -284,16 +295,23 @@ class LocalPartitionLog(IndexedPartitionLog):
 
 
 class LocalJournalBackend(IndexedJournalBackend[LocalPartitionLog]):
-    """Every partition under ``data_dir/<partition>/``; an exclusive lock file guards the directory."""
+    """Every partition under ``data_dir/<partition>/``; an exclusive lock file guards the directory.
+
+    ``request_id_retention`` bounds the request-id index (the idempotency
+    window, :mod:`.request_ids`); ``wall_clock`` measures its ages and must be
+    the wall clock ``clock`` follows (both injectable for tests).
+    """
 
     def __init__(self, data_dir: Path, partitions: Sequence[str], *, clock: HybridLogicalClock,
-                 segment_bytes: int = 64 << 20, fsync: bool = True) -> None:
+                 segment_bytes: int = 64 << 20, fsync: bool = True,
+                 request_id_retention: RequestIdRetention = DEFAULT_RETENTION,
+                 wall_clock: Callable[[], int] = wall_clock_ms) -> None:
         self._dir = Path(data_dir)
         self._names = list(partitions)
         self._clock = clock
         self._segment_bytes = segment_bytes
         self._fsync = fsync
-        self._rids: dict[str, Position] = {}
+        self._rids: RequestIdIndex = RequestIdIndex(request_id_retention, wall_clock=wall_clock)
         self._logs: dict[str, LocalPartitionLog] = {}
         self._io = ThreadPoolExecutor(max_workers=max(2, min(8, len(self._names))),
                                       thread_name_prefix="journal-io")
@@ -324,6 +342,7 @@ class LocalJournalBackend(IndexedJournalBackend[LocalPartitionLog]):
             newest = max(newest, plog.head[1])
             log.info("partition recovered", extra={"partition": name, "head_offset": plog.head[0],
                                                    "segments": plog.size()[1]})
+        self._rids.recovery_done()
         if newest > self._clock.last:
             # Normally the clock's persisted high-water mark is already past every stored HLC.
             self._clock.restore(newest)
