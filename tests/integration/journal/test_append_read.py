@@ -10,6 +10,7 @@ from itertools import pairwise
 import grpc
 import pytest
 
+from tests.integration.journal.waits import wait_subscribed
 from tests.support.procs import ServiceProcess
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common.errors import InvalidRequest, NotFound
@@ -61,7 +62,7 @@ async def test_retry_after_lost_reply_returns_the_original_position(journal: Ser
     client = JournalClient(journal.grpc_address)
     # A replica that never reports makes ack=all wait; the caller gives up first: the reply is lost.
     sub = client.subscribe("data-0", (await client.get_offset("data-0"))[0] + 1, replica_id="mute-replica")
-    await asyncio.sleep(0.3)
+    await wait_subscribed(client, "data-0", "mute-replica")
     key = rid()
     async with grpc.aio.insecure_channel(journal.grpc_address) as channel:
         stub = journal_pb2_grpc.JournalServiceStub(channel)

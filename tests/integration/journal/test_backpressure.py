@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from tests.integration.journal.waits import wait_subscribed
 from tests.support.procs import ServiceProcess
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common.errors import RateLimited
@@ -35,7 +36,7 @@ async def test_slow_replica_into_back_pressure_and_out(journal: ServiceProcess) 
             await client.report_applied("data-0", "slow-r0", applied)
 
     replica = asyncio.create_task(slow_replica())
-    await asyncio.sleep(0.3)
+    await wait_subscribed(client, "data-0", "slow-r0")
     written = []
     refused: RateLimited | None = None
     deadline = time.monotonic() + 30

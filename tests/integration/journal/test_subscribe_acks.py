@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from tests.integration.journal.waits import wait_not_live, wait_subscribed, wait_until
 from tests.support.procs import ServiceProcess
 from vecraft.services.journal_service.client import JournalClient, Subscription
 from vecraft.shared.hlc import physical_ms, wall_clock_ms
@@ -31,13 +32,6 @@ async def apply_loop(client: JournalClient, sub: Subscription, replica: str, see
         await client.report_applied(entry.partition, replica, entry.offset)
 
 
-async def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_ack_all_waits_for_live_replicas_and_marks_a_silent_one_lagging(
         journal: ServiceProcess) -> None:
     client = JournalClient(journal.grpc_address)
@@ -47,7 +41,7 @@ async def test_ack_all_waits_for_live_replicas_and_marks_a_silent_one_lagging(
     cache = client.subscribe("data-1", start, replica_id="qp-0", shards=[0], role="cache")
     seen: list[int] = []
     applier = asyncio.create_task(apply_loop(client, good, "s0-r0", seen))
-    await asyncio.sleep(0.3)
+    await wait_subscribed(client, "data-1", "s0-r0", "s1-r0", "qp-0")
 
     resp = await client.append("data-1", b"w1", request_id=rid(), shards=[0])
     # Durable and applied by the replica of shard 0; the shard-1 replica and the cache are not waited for.
@@ -55,15 +49,16 @@ async def test_ack_all_waits_for_live_replicas_and_marks_a_silent_one_lagging(
     assert resp.offset in seen
 
     silent = client.subscribe("data-1", start, replica_id="s0-r1", shards=[0])  # never reports
-    await asyncio.sleep(0.3)
+    await wait_subscribed(client, "data-1", "s0-r1")
     t0 = time.monotonic()
     slow = await client.append("data-1", b"w2", request_id=rid(), shards=[0], ack_timeout_ms=400)
     assert time.monotonic() - t0 >= 0.35
     assert (slow.replicas_expected, slow.replicas_acked, list(slow.lagging_replicas)) == (2, 1, ["s0-r1"])
-    # Marked lagging: later writes no longer wait for it, but still name it.
-    t0 = time.monotonic()
-    quick = await client.append("data-1", b"w3", request_id=rid(), shards=[0], ack_timeout_ms=10_000)
-    assert time.monotonic() - t0 < 5.0 and list(quick.lagging_replicas) == ["s0-r1"]
+    # Marked lagging: later writes no longer wait for it, but still name it. Waiting for it would
+    # take the whole hour of ack timeout (it never reports); the bound only detects that hang.
+    quick = await asyncio.wait_for(client.append("data-1", b"w3", request_id=rid(), shards=[0],
+                                                 ack_timeout_ms=3_600_000), 60)
+    assert list(quick.lagging_replicas) == ["s0-r1"] and quick.replicas_acked == 1
     stats = {(r.partition, r.replica_id): r for r in (await client.stats()).replicas}
     assert stats[("data-1", "s0-r1")].lagging and stats[("data-1", "s0-r1")].lag_ops >= 3
     assert stats[("data-1", "s0-r0")].lag_ops == 0 and stats[("data-1", "qp-0")].role == "cache"
@@ -76,7 +71,7 @@ async def test_ack_all_waits_for_live_replicas_and_marks_a_silent_one_lagging(
     # A closed stream stops counting after replica_liveness_ms.
     await silent.close()
     await other_shard.close()
-    await asyncio.sleep(0.6)
+    await wait_not_live(client, "data-1", "s0-r1", "s1-r0")
     done = await client.append("data-1", b"w4", request_id=rid(), shards=[0])
     assert (done.replicas_expected, done.replicas_acked) == (1, 1)
     for s in (good, cache):
@@ -91,7 +86,7 @@ async def test_lookup_reports_applied_and_pending_replicas(journal: ServiceProce
     resp = await client.append("system", b"ddl", request_id=key, ack=journal_pb2.ACK_JOURNAL)
     fast = client.subscribe("system", resp.offset, replica_id="sys-fast")
     slow = client.subscribe("system", resp.offset, replica_id="sys-slow")
-    await asyncio.sleep(0.3)
+    await wait_subscribed(client, "system", "sys-fast", "sys-slow")
     await client.report_applied("system", "sys-fast", resp.offset)
     found = await client.lookup_request(key)
     assert list(found.replicas_applied) == ["sys-fast"] and list(found.replicas_pending) == ["sys-slow"]
@@ -122,7 +117,7 @@ async def test_subscription_resumes_across_a_journal_restart_without_gaps_or_rep
     async def caught_up() -> bool:
         return bool(got) and got[-1] >= head
 
-    await wait_until(caught_up, 20)
+    await wait_until(caught_up, 20, what="the subscription caught up")
     assert got == list(range(start, head + 1))
     # A new subscription from the middle (a replica restarting from its applied offset) misses nothing.
     again = client.subscribe("data-0", start + 10, replica_id="resume-r1", role="cache")
@@ -146,8 +141,12 @@ async def test_delay_holds_entries_back_but_pull_and_skip_to_do_not_wait(journal
     second = await client.append("data-1", b"two", request_id=rid(), ack=journal_pb2.ACK_JOURNAL)
     pulled = await client.pull("data-1", first.offset)  # never delayed
     assert [e.payload for e in pulled] == [b"one", b"two"]
-    await asyncio.sleep(0.3)
-    assert sub.oldest_pending_hlc() == first.hlc and sub.head_offset == second.offset
+    # Both entries arrived (the head an event carries is only ever sent with or after its entries)
+    # and are held back by the delay, not yielded.
+    async def both_held() -> bool:
+        return sub.head_offset == second.offset
+    await wait_until(both_held, what="both entries received")
+    assert sub.oldest_pending_hlc() == first.hlc
     sub.skip_to(first.offset)  # applied by pulling: entry one is never yielded
     assert sub.oldest_pending_hlc() == second.hlc
     entry = await anext(aiter(sub))
