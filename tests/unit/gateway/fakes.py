@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 import numpy as np
 import orjson
 
-from vecraft.services.api_gateway.downstream import DELETE, PUT, Downstream
+from vecraft.services.api_gateway.downstream import DELETE, PUT, SNAPSHOT_END, Downstream
 from vecraft.shared.common.errors import Conflict, NotFound, VecraftError
 from vecraft.shared.model.filters import matches, parse_filter
 from vecraft.shared.model.routing import shard_of, tenant_partition
@@ -101,9 +101,10 @@ class FakeDownstream(Downstream):
         self.events.put_nowait((PUT, schema))
         return schema
 
-    async def watch_collections(self) -> AsyncIterator[tuple[int, CollectionSchema]]:
+    async def watch_collections(self) -> AsyncIterator[tuple[int, CollectionSchema | None]]:
         for schema in list(self.collections.values()):
             yield PUT, schema
+        yield SNAPSHOT_END, None
         while True:
             yield await self.events.get()
 

@@ -73,11 +73,13 @@ class Downstream(abc.ABC):
         """Change search-time parameters; ``NotFound`` when missing."""
 
     @abc.abstractmethod
-    def watch_collections(self) -> AsyncIterator[tuple[int, CollectionSchema]]:
-        """Collection change events ``(meta_pb2.WatchEvent.PUT | DELETE, schema)``.
+    def watch_collections(self) -> AsyncIterator[tuple[int, CollectionSchema | None]]:
+        """Collection events: a snapshot of every collection as ``(PUT, schema)``, then
+        ``(SNAPSHOT_END, None)``, then every change as ``(PUT | DELETE, schema)``.
 
         The stream ends (or raises ``Unavailable``) when the meta manager goes
-        away; the caller reconnects and must assume it missed events meanwhile.
+        away; the caller reconnects and must assume it missed events meanwhile
+        (the new stream's snapshot tells the whole current state).
         """
 
     # --- journal -----------------------------------------------------------------------------------
@@ -134,3 +136,5 @@ class Downstream(abc.ABC):
 #: Watch event types, re-exported so callers need not import the proto module.
 PUT = meta_pb2.WatchEvent.PUT
 DELETE = meta_pb2.WatchEvent.DELETE
+#: The end of a Watch stream's snapshot (on the wire: an event with no item and no type).
+SNAPSHOT_END = meta_pb2.WatchEvent.TYPE_UNSPECIFIED

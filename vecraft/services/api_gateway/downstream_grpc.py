@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import grpc
 
-from vecraft.services.api_gateway.downstream import Downstream
+from vecraft.services.api_gateway.downstream import SNAPSHOT_END, Downstream
 from vecraft.services.api_gateway.query_routing import ROUTES, QueryRouter
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
@@ -45,6 +45,9 @@ T = TypeVar("T")
 
 #: Deadline of meta manager calls; DDL waits for storage replicas to create the collection.
 META_TIMEOUT_S = 30.0
+#: Deadline of a schema lookup (a cache miss on the data path): a meta manager that does not
+#: answer (stopped, hung) fails the request with 503 after this, not after META_TIMEOUT_S.
+META_LOOKUP_TIMEOUT_S = 3.0
 
 #: A restarted shard service is used again within about a second: gRPC's default reconnect
 #: backoff grows to two minutes, during which every search of that shard would fail fast.
@@ -144,7 +147,7 @@ class GrpcDownstream(Downstream):
 
     async def get_collection(self, tenant: str, name: str) -> CollectionSchema:
         answer = await self._call(f"meta manager at {self._meta_address}", self._meta_stub.GetCollection(
-            collection_pb2.GetCollectionRequest(tenant=tenant, name=name), timeout=META_TIMEOUT_S))
+            collection_pb2.GetCollectionRequest(tenant=tenant, name=name), timeout=META_LOOKUP_TIMEOUT_S))
         return CollectionSchema.from_proto(answer)
 
     async def list_collections(self, tenant: str) -> list[CollectionSchema]:
@@ -162,12 +165,15 @@ class GrpcDownstream(Downstream):
                                   self._meta_stub.AlterCollection(request, timeout=META_TIMEOUT_S))
         return CollectionSchema.from_proto(answer)
 
-    async def watch_collections(self) -> AsyncIterator[tuple[int, CollectionSchema]]:
+    async def watch_collections(self) -> AsyncIterator[tuple[int, CollectionSchema | None]]:
         call = self._meta_stub.Watch(meta_pb2.WatchRequest(topics=["collections"]))
         try:
             async for event in call:
-                if event.WhichOneof("item") == "collection":
+                item = event.WhichOneof("item")
+                if item == "collection":
                     yield event.type, CollectionSchema.from_proto(event.collection)
+                elif item is None and event.type == SNAPSHOT_END:
+                    yield SNAPSHOT_END, None
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
         finally:

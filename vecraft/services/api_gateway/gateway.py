@@ -111,13 +111,11 @@ class Gateway:
                                  f"expects {schema.dim}",
                                  details={"expected_dim": schema.dim, "got_dim": int(vector.shape[0])})
         min_offset = await self._read_target(schema, query.level, query.min_required_offset, ctx)
-        try:
-            return await self._fanout.run(schema, query, vector, min_offset=min_offset,
-                                          max_staleness_ms=max_staleness, ctx=ctx)
-        except NotFound:
-            # A processor that does not know the collection may mean our cached schema is stale.
-            self._schemas.invalidate(schema.tenant, schema.name)
-            raise
+        # A processor's NotFound does not evict the cached schema: the Watch stream replaces a
+        # stale one, and evicting it would make the next lookup need the meta manager, which
+        # may be down (docs/consistency.md, "When the meta manager is down").
+        return await self._fanout.run(schema, query, vector, min_offset=min_offset,
+                                      max_staleness_ms=max_staleness, ctx=ctx)
 
     async def _read_target(self, schema: CollectionSchema, level: ConsistencyLevel,
                            min_required_offset: int, ctx: RequestContext) -> int:

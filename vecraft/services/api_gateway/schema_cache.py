@@ -2,13 +2,31 @@
 
 Every write and search needs its collection's schema (dimension, metric,
 shard count, journal partition, incarnation id). Asking the meta manager each
-time would double the latency of small requests, so the gateway caches
-schemas and applies the meta manager's change stream to the cache.
+time would double the latency of small requests and put it on the data path,
+so the gateway caches schemas and applies the meta manager's change stream to
+the cache.
 
-Correctness rule: the cache only *keeps* entries while the Watch stream is
-connected. When the stream breaks, events may be missed, so the cache is
-emptied and every lookup goes to the meta manager until the stream is back.
-Concurrent misses for the same collection share one GetCollection call.
+The meta manager is not on the data path: reads and writes keep working from
+the cache while it restarts, hangs or is down. The rules:
+
+- **Disconnected, keep serving.** When the Watch stream breaks, the cached
+  schemas stay in use, marked possibly stale (:attr:`SchemaCache.watching`
+  False, ``vecraft_gateway_schema_watch_connected_state`` 0). Keeping them is
+  safe because schemas only change by DDL, and DDL goes through the meta
+  manager: while nobody can reach it, nothing changes. A schema that did
+  change meanwhile (another gateway's DDL, a stream broken between a commit
+  and its event) cannot send a write into the wrong incarnation either:
+  writes carry the incarnation's ``collection_id`` and every replica skips
+  writes of a dropped incarnation (``vecraft/shared/index/journal_ops.py``).
+- **Reconnected, replace wholesale.** A (re)opened stream sends a snapshot of
+  every collection, then an end-of-snapshot marker, then changes. The
+  snapshot is collected aside and replaces the cache at the marker: a
+  collection dropped while the gateway was away disappears, one recreated
+  gets its new incarnation; events after the marker are applied one by one.
+- **A miss asks the meta manager** (concurrent misses of one collection share
+  one call). When it cannot be asked (down, refusing, not answering within
+  its lookup deadline), the miss fails with 503 naming the meta manager,
+  never 404: the gateway does not know that the collection does not exist.
 """
 
 from __future__ import annotations
@@ -16,41 +34,60 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from vecraft.services.api_gateway.downstream import DELETE, PUT, Downstream
-from vecraft.shared.common.errors import VecraftError
-from vecraft.shared.common.metrics import counter
+from vecraft.services.api_gateway.downstream import DELETE, PUT, SNAPSHOT_END, Downstream
+from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
+from vecraft.shared.common.metrics import counter, gauge
 from vecraft.shared.model.schema import CollectionSchema
 
 log = logging.getLogger(__name__)
 
-_LOOKUPS = counter("gateway", "schema_lookups", "schema cache lookups by outcome", ["outcome"])
+_LOOKUPS = counter("gateway", "schema_lookups",
+                   "schema cache lookups by outcome (hit, stale_hit: served while the watch is "
+                   "disconnected, miss, unavailable: a miss the meta manager could not answer)", ["outcome"])
+_CONNECTED = gauge("gateway", "schema_watch_connected", "state",
+                   "1 while the meta manager's Watch stream is connected and its snapshot applied; "
+                   "0 while cached schemas are served possibly stale")
+_DISCONNECTS = counter("gateway", "schema_watch_disconnects",
+                       "times the meta manager's Watch stream broke after it was connected")
 
-#: Reconnect backoff of the Watch stream, seconds.
-_BACKOFF_MIN, _BACKOFF_MAX = 0.2, 5.0
+#: Reconnect backoff of the Watch stream, seconds: short, since every second spent
+#: disconnected is a second of possibly stale schemas once the meta manager is back.
+_BACKOFF_MIN, _BACKOFF_MAX = 0.1, 1.0
 
 Key = tuple[str, str]
 
 
 class SchemaCache:
-    """Schemas by ``(tenant, name)``; see the module doc for the freshness rule."""
+    """Schemas by ``(tenant, name)``; see the module doc for the freshness rules."""
 
     def __init__(self, downstream: Downstream) -> None:
         self._downstream = downstream
         self._schemas: dict[Key, CollectionSchema] = {}
         self._inflight: dict[Key, asyncio.Future[CollectionSchema]] = {}
         self._watching = False
+        _CONNECTED.set(0)
 
     @property
     def watching(self) -> bool:
-        """True while the Watch stream is connected (cached entries are trusted)."""
+        """True while the Watch stream is connected and its snapshot applied (entries are fresh);
+        False while entries are served possibly stale."""
         return self._watching
 
+    def cached(self, tenant: str, name: str) -> CollectionSchema | None:
+        """The cached schema, without asking anyone (None when not cached)."""
+        return self._schemas.get((tenant, name))
+
     async def get(self, tenant: str, name: str) -> CollectionSchema:
-        """The schema of ``tenant/name``; ``NotFound`` when the collection does not exist."""
+        """The schema of ``tenant/name``.
+
+        Raises:
+            NotFound: the meta manager says the collection does not exist.
+            Unavailable: not cached, and the meta manager cannot be asked (503).
+        """
         key = (tenant, name)
         schema = self._schemas.get(key)
         if schema is not None:
-            _LOOKUPS.labels("hit").inc()
+            _LOOKUPS.labels("hit" if self._watching else "stale_hit").inc()
             return schema
         _LOOKUPS.labels("miss").inc()
         pending = self._inflight.get(key)
@@ -59,7 +96,16 @@ class SchemaCache:
         future: asyncio.Future[CollectionSchema] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            schema = await self._downstream.get_collection(tenant, name)
+            try:
+                schema = await self._downstream.get_collection(tenant, name)
+            except (Unavailable, DeadlineExceeded) as exc:
+                # Not 404 (nobody said it does not exist) and not 504 (the request has not run).
+                _LOOKUPS.labels("unavailable").inc()
+                raise Unavailable(
+                    f"collection {name!r} of tenant {tenant!r} is not in the gateway's schema cache and the "
+                    f"meta manager cannot be asked: {exc.message}",
+                    details={**exc.details, "tenant": tenant, "collection": name,
+                             "service": exc.details.get("service", "meta manager")}) from exc
         except BaseException as exc:
             future.set_exception(exc)
             # Retrieve the exception so an unawaited future does not log "never retrieved".
@@ -73,40 +119,63 @@ class SchemaCache:
             self._inflight.pop(key, None)
 
     def put(self, schema: CollectionSchema) -> None:
-        """Remember ``schema`` (only while the Watch stream is connected)."""
-        if self._watching:
-            self._schemas[(schema.tenant, schema.name)] = schema
+        """Remember ``schema``, an answer of the meta manager (a lookup or a DDL).
+
+        Kept unless the cache already holds a later state of the name (a higher
+        ``ddl_offset``: every DDL of a name, create, alter or drop, is ordered
+        in the journal's ``system`` partition, so a later one has a higher offset).
+        """
+        key = (schema.tenant, schema.name)
+        current = self._schemas.get(key)
+        if current is None or schema.ddl_offset >= current.ddl_offset:
+            self._schemas[key] = schema
 
     def invalidate(self, tenant: str, name: str) -> None:
-        """Forget one collection, e.g. after a downstream said it does not exist."""
+        """Forget one collection: the meta manager answered that it was dropped."""
         self._schemas.pop((tenant, name), None)
 
     def clear(self) -> None:
         self._schemas.clear()
 
+    def _set_watching(self, watching: bool) -> None:
+        self._watching = watching
+        _CONNECTED.set(1 if watching else 0)
+
     async def run_watch(self) -> None:
         """Apply the meta manager's collection events until cancelled; reconnect with backoff."""
         backoff = _BACKOFF_MIN
         while True:
+            # The snapshot of the stream being read, collected aside until its end marker.
+            snapshot: dict[Key, CollectionSchema] | None = {}
             try:
                 async for event_type, schema in self._downstream.watch_collections():
-                    if not self._watching:
-                        # The first event proves the stream is live; entries cached
-                        # from now on are kept up to date by it.
-                        self._watching = True
-                        backoff = _BACKOFF_MIN
+                    if event_type == SNAPSHOT_END:
+                        if snapshot is not None:
+                            self._schemas, snapshot = snapshot, None
+                            self._set_watching(True)
+                            backoff = _BACKOFF_MIN
+                            log.info("collection watch connected; %d schema(s) cached", len(self._schemas))
+                        continue
+                    if schema is None:
+                        continue
+                    target = self._schemas if snapshot is None else snapshot
                     key = (schema.tenant, schema.name)
                     if event_type == PUT:
-                        self._schemas[key] = schema
+                        target[key] = schema
                     elif event_type == DELETE:
-                        self._schemas.pop(key, None)
+                        target.pop(key, None)
+                log.warning("collection watch ended; serving %d cached schema(s) until it is back",
+                            len(self._schemas))
             except asyncio.CancelledError:
                 raise
             except VecraftError as exc:
-                log.warning("collection watch interrupted: %s", exc.message)
+                log.warning("collection watch interrupted, serving %d cached schema(s) until it is back: %s",
+                            len(self._schemas), exc.message)
             except Exception:
                 log.exception("collection watch failed")
-            self._watching = False
-            self.clear()
+            # Keep the entries: see the module doc (disconnected, keep serving).
+            if self._watching:
+                _DISCONNECTS.inc()
+            self._set_watching(False)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _BACKOFF_MAX)

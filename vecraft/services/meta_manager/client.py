@@ -138,13 +138,20 @@ class MetaClient:
             await asyncio.sleep(interval_s)
 
     # ---- watch and clocks ------------------------------------------------------
-    async def watch(self, topics: Sequence[str] = ()) -> AsyncIterator[meta_pb2.WatchEvent]:
-        """Snapshot (revision 0) then live changes of ``topics`` ("collections", "nodes"; () = both)."""
+    async def watch(self, topics: Sequence[str] = (), *,
+                    snapshot_end: bool = False) -> AsyncIterator[meta_pb2.WatchEvent]:
+        """Snapshot (revision 0) then live changes of ``topics`` ("collections", "nodes"; () = both).
+
+        With ``snapshot_end`` the end-of-snapshot marker (an event with no item) is
+        yielded between the two: a watcher that reconnects replaces its state with the
+        snapshot there. Without it the marker is left out.
+        """
         call = self._stub.Watch(meta_pb2.WatchRequest(topics=list(topics)))
         try:
             with translate_rpc_error():
                 async for event in call:
-                    yield event
+                    if snapshot_end or event.WhichOneof("item") is not None:
+                        yield event
         finally:
             call.cancel()
 

@@ -4,8 +4,11 @@ Handlers validate, delegate and convert; errors are ``VecraftError`` raised
 to the shared interceptor (400 / 404 / 409 / 503 on the wire).
 
 Watch streams send an initial snapshot first (one ``PUT`` per current
-collection and/or node, ``revision`` 0), then every change from the moment
-the stream was opened (``revision`` > 0, increasing). A change that races the
+collection and/or node, ``revision`` 0), then one end-of-snapshot marker (an
+event with no item, ``type`` unspecified, ``revision`` 0; a watcher replaces
+its state with the snapshot there, so what was deleted while it was away goes
+too), then every change from the moment the stream was opened (``revision`` >
+0, increasing). A change that races the
 snapshot can be seen twice; applying events in order is idempotent. Expired
 nodes arrive as ``DELETE`` with their last ``NodeInfo`` and ``state = "down"``.
 """
@@ -137,6 +140,7 @@ class MetaServicer(meta_pb2_grpc.MetaManagerServiceServicer):
                 if "nodes" in topics:
                     for node in await self._store.list_nodes():
                         yield meta_pb2.WatchEvent(type=meta_pb2.WatchEvent.PUT, node=node)
+                yield meta_pb2.WatchEvent()  # end of the snapshot
                 async for event in sub:
                     topic = "collections" if event.collection is not None else "nodes"
                     if topic in topics:
