@@ -26,7 +26,7 @@ import grpc
 from vecraft.services.api_gateway.downstream import SNAPSHOT_END, Downstream
 from vecraft.services.api_gateway.query_routing import ROUTES, QueryRouter
 from vecraft.services.journal_service.client import JournalClient
-from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
+from vecraft.shared.common.errors import DeadlineExceeded, NotFound, Unavailable, VecraftError
 from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
 from vecraft.shared.common.service import GRPC_OPTIONS
 from vecraft.shared.model.schema import CollectionSchema
@@ -45,8 +45,9 @@ T = TypeVar("T")
 
 #: Deadline of meta manager calls; DDL waits for storage replicas to create the collection.
 META_TIMEOUT_S = 30.0
-#: Deadline of a schema lookup (a cache miss on the data path): a meta manager that does not
-#: answer (stopped, hung) fails the request with 503 after this, not after META_TIMEOUT_S.
+#: Deadline of meta manager reads (a schema cache miss on the data path, catalog reads, the
+#: check before a DDL): a meta manager that does not answer (stopped, hung) fails the request
+#: with 503 after this, not after META_TIMEOUT_S.
 META_LOOKUP_TIMEOUT_S = 3.0
 
 #: A restarted shard service is used again within about a second: gRPC's default reconnect
@@ -140,28 +141,51 @@ class GrpcDownstream(Downstream):
             raise err from exc
 
     # --- meta manager ------------------------------------------------------------------------------
+    @property
+    def _meta_name(self) -> str:
+        return f"meta manager at {self._meta_address}"
+
+    async def _meta_preflight(self, tenant: str, name: str, verb: str) -> None:
+        """Before a DDL: check within META_LOOKUP_TIMEOUT_S that the meta manager answers.
+
+        A stopped or hung meta manager keeps its connections open, so a DDL sent to
+        it would wait out META_TIMEOUT_S and answer 504 "may or may not have
+        happened". Asked first, it fails the DDL at once with 503, nothing sent.
+        """
+        try:
+            await self.get_collection(tenant, name)
+        except NotFound:
+            pass
+        except (Unavailable, DeadlineExceeded) as exc:
+            raise Unavailable(f"cannot {verb} collection {name!r}: DDL needs the {self._meta_name}, which "
+                              f"did not answer ({exc.message}); nothing was changed, retry once it is back",
+                              details={"service": self._meta_name}) from exc
+
     async def create_collection(self, request: collection_pb2.CreateCollectionRequest) -> CollectionSchema:
-        answer = await self._call(f"meta manager at {self._meta_address}",
+        await self._meta_preflight(request.tenant, request.name, "create")
+        answer = await self._call(self._meta_name,
                                   self._meta_stub.CreateCollection(request, timeout=META_TIMEOUT_S))
         return CollectionSchema.from_proto(answer)
 
     async def get_collection(self, tenant: str, name: str) -> CollectionSchema:
-        answer = await self._call(f"meta manager at {self._meta_address}", self._meta_stub.GetCollection(
+        answer = await self._call(self._meta_name, self._meta_stub.GetCollection(
             collection_pb2.GetCollectionRequest(tenant=tenant, name=name), timeout=META_LOOKUP_TIMEOUT_S))
         return CollectionSchema.from_proto(answer)
 
     async def list_collections(self, tenant: str) -> list[CollectionSchema]:
-        answer = await self._call(f"meta manager at {self._meta_address}", self._meta_stub.ListCollections(
-            collection_pb2.ListCollectionsRequest(tenant=tenant), timeout=META_TIMEOUT_S))
+        answer = await self._call(self._meta_name, self._meta_stub.ListCollections(
+            collection_pb2.ListCollectionsRequest(tenant=tenant), timeout=META_LOOKUP_TIMEOUT_S))
         return [CollectionSchema.from_proto(c) for c in answer.collections]
 
     async def drop_collection(self, request: collection_pb2.DropCollectionRequest
                               ) -> collection_pb2.DropCollectionResponse:
-        return await self._call(f"meta manager at {self._meta_address}",
+        await self._meta_preflight(request.tenant, request.name, "drop")
+        return await self._call(self._meta_name,
                                 self._meta_stub.DropCollection(request, timeout=META_TIMEOUT_S))
 
     async def alter_collection(self, request: collection_pb2.AlterCollectionRequest) -> CollectionSchema:
-        answer = await self._call(f"meta manager at {self._meta_address}",
+        await self._meta_preflight(request.tenant, request.name, "alter")
+        answer = await self._call(self._meta_name,
                                   self._meta_stub.AlterCollection(request, timeout=META_TIMEOUT_S))
         return CollectionSchema.from_proto(answer)
 

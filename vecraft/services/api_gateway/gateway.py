@@ -43,7 +43,7 @@ from vecraft.services.api_gateway.models import (
     journal_request_id,
 )
 from vecraft.services.api_gateway.schema_cache import SchemaCache
-from vecraft.shared.common.errors import InvalidRequest, NotFound
+from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import filter_to_obj
 from vecraft.shared.model.records import RecordBatch
@@ -302,7 +302,15 @@ class Gateway:
 
     async def get_collection(self, name: str, ctx: RequestContext) -> CollectionSchema:
         validate_name(name)
-        return await self._downstream.get_collection(ctx.tenant, name)
+        try:
+            return await self._downstream.get_collection(ctx.tenant, name)
+        except (Unavailable, DeadlineExceeded):
+            # The meta manager cannot be asked: the schema the data path uses, if cached
+            # (bulk import and export read it before writing or listing).
+            cached = self._schemas.cached(ctx.tenant, name)
+            if cached is None:
+                raise
+            return cached
 
     async def list_collections(self, ctx: RequestContext) -> list[CollectionSchema]:
         return await self._downstream.list_collections(ctx.tenant)
