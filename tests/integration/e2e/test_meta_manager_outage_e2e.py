@@ -16,6 +16,7 @@ changed) and works again once the meta manager is back. Every stopped process is
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -29,6 +30,11 @@ import pytest
 
 from tests.support.cluster import LocalCluster
 from tests.support.e2e import vec
+from vecraft.services.api_gateway.journal_router import payloads
+from vecraft.services.journal_service.client import JournalClient
+from vecraft.shared.model.records import RecordBatch
+from vecraft.shared.model.schema import CollectionSchema
+from vecraft.shared.rpc.v1 import journal_pb2
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -195,3 +201,52 @@ def test_reads_and_writes_go_on_while_the_supervisor_restarts_the_meta_manager(
     cluster.wait_restarted("meta", old)
     _wait_schema_watch(http, True)
     _ddl_works(http, coll)
+
+
+async def _append_as_a_stale_gateway(journal_address: str, old: CollectionSchema, record_id: str) -> int:
+    """Append the write a gateway whose cached schema is ``old`` (a dropped incarnation) would
+    append: the same payload builders, ``old.collection_id`` in the entry; ack=all."""
+    records = RecordBatch.validate([record_id], [vec(99, old.dim)], metadata=[{"tag": record_id}])
+    journal = JournalClient(journal_address)
+    try:
+        answer = await journal.append(
+            old.partition, payloads.encode_payload([payloads.write_mutation(old, records, upsert=False)]),
+            request_id=uuid.uuid4().hex, shards=payloads.touched_shards(list(records.ids), old.shards),
+            ack=journal_pb2.ACK_ALL)
+    finally:
+        await journal.close()
+    return int(answer.offset)
+
+
+def test_a_write_of_a_dropped_incarnation_never_lands_in_the_recreated_collection(
+        cluster: LocalCluster, http: httpx.Client) -> None:
+    """A gateway whose cached schema is stale (the collection was dropped and recreated while it
+    was disconnected) appends writes carrying the old incarnation's collection_id. Every replica
+    skips them (vecraft/shared/index/journal_ops.py: writes of a dropped incarnation), so they
+    never appear in the new collection, and no replica halts on them."""
+    coll = _create(http, "inc")
+    body = http.get(f"/v1/collections/{coll}").json()
+    old = CollectionSchema(name=coll, tenant=body["tenant"], dim=body["dim"], metric=body["metric"],
+                           shards=body["shards"], replicas=body["replicas"], partition=body["partition"],
+                           collection_id=body["collection_id"])
+    assert http.delete(f"/v1/collections/{coll}").status_code == 200
+    resp = http.post("/v1/collections", json={"name": coll, "dim": DIM, "metric": "l2"})
+    assert resp.status_code == 201, resp.text
+    new_id = resp.json()["collection_id"]
+    assert new_id != old.collection_id
+    _write(http, coll, ["fresh"], seed=5)
+
+    offset = asyncio.run(_append_as_a_stale_gateway(cluster.process("journal")["grpc_address"], old, "stale"))
+    ids = ["fresh", "stale"]
+    # Strong reads reach past the stale entry (the journal head) on every replica.
+    assert _search(http, coll, "strong", ids, vec(99, DIM)) == {"fresh"}
+    got = http.get("/v1/vectors/stale", params={"collection": coll, "consistency_level": "strong"})
+    assert got.status_code == 404, got.text
+    listed = http.get(f"/v1/collections/{coll}/records", params={"consistency_level": "strong"})
+    assert listed.status_code == 200 and [r["id"] for r in listed.json()["records"]] == ["fresh"], listed.text
+    assert listed.json()["index_version"] >= offset
+    # Skipped, not halted on: every replica is still up and ready.
+    for row in cluster.processes("storage") + cluster.processes("query"):
+        assert row["health"] == "up", row
+        assert httpx.get(f"http://{row['http_address']}/readyz", timeout=HTTP_TIMEOUT_S).status_code == 200
+
