@@ -144,17 +144,31 @@ class Journal:
             lagging_replicas=outcome.lagging)
 
     # ---- reads -------------------------------------------------------------------
-    def get_offsets(self, partitions: Sequence[str]) -> journal_pb2.GetOffsetResponse:
-        """Head of each named partition (every partition when empty). Raises NotFound."""
-        names = list(partitions) or self.backend.partitions()
+    # Heads are read after the backend's refresh: another journal process may write the same
+    # storage (JetStream), and a head, a pull bound or a lookup must cover every acknowledged
+    # write. The local backend's refresh is an await that returns at once.
+    async def get_offsets(self, partitions: Sequence[str]) -> journal_pb2.GetOffsetResponse:
+        """Head of each named partition (every partition when empty), as the storage holds it.
+
+        Raises:
+            NotFound: unknown partition. Unavailable: the storage did not answer.
+        """
+        logs = [self._log(name) for name in list(partitions) or self.backend.partitions()]
+        await self.backend.refresh([plog.name for plog in logs])
         out = journal_pb2.GetOffsetResponse()
-        for name in names:
-            offset, hlc = self._log(name).head
-            out.offsets.add(partition=name, offset=offset, hlc=hlc)
+        for plog in logs:
+            offset, hlc = plog.head
+            out.offsets.add(partition=plog.name, offset=offset, hlc=hlc)
         return out
 
-    def _check_from(self, plog: PartitionLog, from_offset: int) -> int:
+    async def _check_from(self, plog: PartitionLog, from_offset: int) -> int:
+        """The head, once ``from_offset`` is known to be within ``1..head + 1`` (refreshing if past it)."""
         head = plog.head[0]
+        if from_offset > head + 1:
+            head = (await plog.refresh())[0]
+        return self._check_from_head(plog, from_offset, head)
+
+    def _check_from_head(self, plog: PartitionLog, from_offset: int, head: int) -> int:
         if from_offset < 1:
             raise InvalidRequest(f"from_offset {from_offset} is invalid: offsets start at 1")
         if from_offset > head + 1:
@@ -171,7 +185,10 @@ class Journal:
                 or to < from (with to != 0).
         """
         plog = self._log(req.partition)
-        head = self._check_from(plog, req.from_offset)
+        head = plog.head[0]
+        if not req.to_offset or req.to_offset > head:  # up to the head, or past the one indexed here
+            head = (await plog.refresh())[0]
+        self._check_from_head(plog, req.from_offset, head)
         if req.to_offset and req.to_offset < req.from_offset:
             raise InvalidRequest(f"to_offset {req.to_offset} is below from_offset {req.from_offset}")
         to = min(req.to_offset or head, head)
@@ -200,7 +217,7 @@ class Journal:
             NotFound: unknown partition. InvalidRequest: bad from_offset, role or replica id.
         """
         plog = self._log(req.partition)
-        self._check_from(plog, req.from_offset)
+        await self._check_from(plog, req.from_offset)
         role = req.role or ROLE_REPLICA
         if role not in ROLES:
             raise InvalidRequest(f"unknown subscriber role {req.role!r}; expected one of {', '.join(ROLES)}")
@@ -241,12 +258,14 @@ class Journal:
         self._closing = True
 
     # ---- tracking ------------------------------------------------------------------
-    def report_applied(self, partition: str, replica_id: str, applied: int) -> None:
+    async def report_applied(self, partition: str, replica_id: str, applied: int) -> None:
         """A consumer applied everything up to ``applied``. Raises NotFound, InvalidRequest."""
         plog = self._log(partition)
         if not replica_id:
             raise InvalidRequest("replica_id is required")
         head = plog.head[0]
+        if applied > head:  # it may have read entries another journal process wrote
+            head = (await plog.refresh())[0]
         if applied > head:
             raise InvalidRequest(f"applied_offset {applied} is past the head {head} of {partition}")
         state = self.registry.report(plog.name, replica_id, applied, head)
@@ -254,8 +273,12 @@ class Journal:
         self._refresh(plog)
 
     async def lookup(self, request_id: str) -> journal_pb2.LookupRequestResponse:
-        """Where ``request_id``'s entry is and which storage replicas have applied it."""
-        pos = self.backend.lookup(request_id) if request_id else None
+        """Where ``request_id``'s entry is and which storage replicas have applied it.
+
+        Raises:
+            Unavailable: the storage did not answer (an id unknown here is looked up in it).
+        """
+        pos = await self.backend.lookup_latest(request_id) if request_id else None
         if pos is None:
             return journal_pb2.LookupRequestResponse(found=False)
         plog = self.backend.partition(pos.partition)

@@ -53,7 +53,7 @@ class JournalServicer(journal_pb2_grpc.JournalServiceServicer):
 
     async def GetOffset(self, request: journal_pb2.GetOffsetRequest,
                         context: grpc.aio.ServicerContext) -> journal_pb2.GetOffsetResponse:
-        return self._journal.get_offsets(request.partitions)
+        return await self._journal.get_offsets(request.partitions)
 
     async def PullWAL(self, request: journal_pb2.PullWALRequest,
                       context: grpc.aio.ServicerContext) -> journal_pb2.PullWALResponse:
@@ -66,7 +66,7 @@ class JournalServicer(journal_pb2_grpc.JournalServiceServicer):
 
     async def ReportApplied(self, request: journal_pb2.ReportAppliedRequest,
                             context: grpc.aio.ServicerContext) -> journal_pb2.ReportAppliedResponse:
-        self._journal.report_applied(request.partition, request.replica_id, request.applied_offset)
+        await self._journal.report_applied(request.partition, request.replica_id, request.applied_offset)
         return journal_pb2.ReportAppliedResponse()
 
     async def LookupRequest(self, request: journal_pb2.LookupRequestRequest,

@@ -1,10 +1,18 @@
 """The journal's log interface: :class:`JournalBackend` holds one :class:`PartitionLog` per partition.
 
 Backends: ``local`` (:mod:`.local`, segmented files with CRC32C records and
-group-commit fsync). A replicated backend (NATS JetStream streams, one per
-partition) implements the same two interfaces later; everything above this
-package (acks, subscriptions, back-pressure, the gRPC servicer) only talks to
-these interfaces.
+group-commit fsync) and ``jetstream`` (:mod:`.jetstream`, one replicated NATS
+JetStream stream per partition). Everything above this package (acks,
+subscriptions, back-pressure, the gRPC servicer) only talks to these
+interfaces.
+
+Heads and request ids are answered from an in-memory index. A backend whose
+storage another journal process may write too (JetStream) can be behind it;
+:meth:`PartitionLog.refresh`, :meth:`JournalBackend.refresh` and
+:meth:`JournalBackend.lookup_latest` read the storage's own state first, and
+the service awaits them before answering a head, a pull past the head or a
+lookup of an unknown id. The local backend is the only writer of its files,
+so for it they answer at once from the index.
 
 Shared invariants every backend keeps:
 
@@ -21,6 +29,7 @@ Shared invariants every backend keeps:
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -66,6 +75,19 @@ class PartitionLog(abc.ABC):
     @abc.abstractmethod
     def head(self) -> tuple[int, int]:
         """``(offset, hlc)`` of the latest durable entry; ``(0, 0)`` when empty."""
+
+    @abc.abstractmethod
+    async def refresh(self) -> tuple[int, int]:
+        """The head as the partition's storage holds it, entries written by another process included.
+
+        Afterwards :attr:`head`, :meth:`read`, :meth:`hlc_at` and the backend's
+        :meth:`JournalBackend.lookup` cover every entry acknowledged before the
+        call. A backend that is the only writer of its storage returns
+        :attr:`head` without any I/O.
+
+        Raises:
+            Unavailable: the storage did not answer.
+        """
 
     @abc.abstractmethod
     async def append(self, write: LogWrite) -> Appended:
@@ -140,7 +162,27 @@ class JournalBackend(abc.ABC):
 
     @abc.abstractmethod
     def lookup(self, request_id: str) -> Position | None:
-        """Position of the committed entry written with ``request_id``, else None."""
+        """Position of the committed entry written with ``request_id`` as this process's index knows
+        it (within the idempotency window), else None."""
+
+    @abc.abstractmethod
+    async def lookup_latest(self, request_id: str) -> Position | None:
+        """:meth:`lookup` that also finds an entry another journal process wrote to the same storage.
+
+        A known id is answered at once (entries never move); an unknown one may
+        :meth:`refresh` every partition first.
+
+        Raises:
+            Unavailable: the storage did not answer.
+        """
+
+    @abc.abstractmethod
+    async def refresh(self, partitions: Sequence[str] = ()) -> None:
+        """:meth:`PartitionLog.refresh` of each of ``partitions`` (default: all), concurrently.
+
+        Raises:
+            NotFound: an unknown partition. Unavailable: the storage did not answer.
+        """
 
     @abc.abstractmethod
     def failed_partitions(self) -> dict[str, str]:

@@ -178,7 +178,7 @@ class JetStreamPartitionLog(IndexedPartitionLog):
                 self._followed_at = time.monotonic()
                 self._follow = asyncio.get_running_loop().create_task(
                     self.refresh(), name=f"journal-follow:{self.name}")
-            with contextlib.suppress(*TRANSIENT, PublishFailed):
+            with contextlib.suppress(Unavailable):
                 await asyncio.shield(self._follow)
         return len(self._hlc) >= offset
 
@@ -192,11 +192,16 @@ class JetStreamPartitionLog(IndexedPartitionLog):
         them. Call it before answering a head, pull or lookup that must not be stale.
 
         Raises:
-            TRANSIENT errors: JetStream did not answer.
+            Unavailable: JetStream did not answer (naming the partition and the cause).
         """
-        _, last = await self._io.last_seq(self.stream)
-        if last > len(self._hlc):
-            await self._catch_up(last)
+        try:
+            _, last = await self._io.last_seq(self.stream)
+            if last > len(self._hlc):
+                await self._catch_up(last)
+        except (PublishFailed, *TRANSIENT) as exc:
+            raise Unavailable(f"journal partition {self.name} cannot read its stream {self.stream} from "
+                              f"JetStream: {type(exc).__name__}: {exc}", retry_after_ms=500,
+                              details={"partition": self.name}) from exc
         return self.head
 
     # ---- index -------------------------------------------------------------------
@@ -440,7 +445,7 @@ class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
         """:meth:`JetStreamPartitionLog.refresh` of each of ``partitions`` (default: all), concurrently.
 
         Raises:
-            NotFound: an unknown partition. TRANSIENT errors: JetStream did not answer.
+            NotFound: an unknown partition. Unavailable: JetStream did not answer.
         """
         logs = [self.partition(name) for name in partitions or self._names]
         await asyncio.gather(*(plog.refresh() for plog in logs))
@@ -453,7 +458,7 @@ class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
         since its partition is not known.
 
         Raises:
-            TRANSIENT errors: JetStream did not answer.
+            Unavailable: JetStream did not answer.
         """
         known = self.lookup(request_id)
         if known is not None or not request_id:

@@ -117,6 +117,10 @@ class LocalPartitionLog(IndexedPartitionLog):
         self._segments.clear()
 
     # ---- PartitionLog ------------------------------------------------------------
+    async def refresh(self) -> tuple[int, int]:
+        """The head: this process is the only writer of its files (the LOCK), so the index is current."""
+        return self.head
+
     async def append(self, write: LogWrite) -> Appended:
         existing = await self._already_appended(write.request_id)
         if existing is not None:
@@ -367,6 +371,13 @@ class LocalJournalBackend(IndexedJournalBackend[LocalPartitionLog]):
             f"'Order across partitions') and does not read '{LEGACY_TXN_PARTITION}', so starting would "
             f"lose those transactions. Export the data with the version that wrote it and import it into "
             f"an empty data directory served by this version; this directory is left unchanged")
+
+    async def refresh(self, partitions: Sequence[str] = ()) -> None:
+        """Nothing to learn: this process is the only writer of its files."""
+
+    async def lookup_latest(self, request_id: str) -> Position | None:
+        """:meth:`lookup`: the index holds every entry of these files (within the window)."""
+        return self.lookup(request_id)
 
     async def close(self) -> None:
         if self._closed:
