@@ -1,8 +1,9 @@
 """The JournalBackend / PartitionLog contract, run against every backend: local files and JetStream.
 
 Each test gets a fresh journal: a new directory (local) or a new stream prefix
-on one shared single-server JetStream (jetstream, replicas=1). ``reopen``
-builds a second backend over the same data, as a restarted process would.
+on one shared single-server JetStream (jetstream, replicas=1). ``make``
+called again builds a second backend over the same data, as a restarted
+process would.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from vecraft.services.journal_service.wal import JournalBackend, LogWrite
 from vecraft.services.journal_service.wal.local import LocalJournalBackend
 from vecraft.services.journal_service.wal.nats_launcher import NatsCluster
+from vecraft.services.journal_service.wal.request_ids import RequestIdRetention
 from vecraft.shared.common.errors import ClockSkew, NotFound
 from vecraft.shared.hlc import HybridLogicalClock, pack, physical_ms, wall_clock_ms
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -37,23 +40,25 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
 
 @pytest.fixture(params=["local", pytest.param("jetstream", marks=pytest.mark.cluster)])
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    """``make(clock=None)``: a new backend over this test's journal (same data on every call)."""
+    """``make(clock=None, **options)``: a new backend over this test's journal (same data on every
+    call); ``options`` are the constructor options both backends take (request-id retention, wall clock)."""
     prefix = f"t{uuid.uuid4().hex[:12]}"
 
-    def _make(clock: HybridLogicalClock | None = None) -> JournalBackend:
+    def _make(clock: HybridLogicalClock | None = None, **options: Any) -> JournalBackend:
         clock = clock or HybridLogicalClock(max_clock_offset_ms=500)
         if request.param == "local":
-            return LocalJournalBackend(tmp_path / "wal", PARTS, clock=clock)
+            return LocalJournalBackend(tmp_path / "wal", PARTS, clock=clock, **options)
         from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
 
         cluster: NatsCluster = request.getfixturevalue("nats")
-        return JetStreamJournalBackend(cluster.urls, PARTS, clock=clock, replicas=1, stream_prefix=prefix)
+        return JetStreamJournalBackend(cluster.urls, PARTS, clock=clock, replicas=1, stream_prefix=prefix,
+                                       **options)
 
     return _make
 
 
-async def opened(make: Factory, clock: HybridLogicalClock | None = None) -> JournalBackend:
-    backend = make(clock)
+async def opened(make: Factory, clock: HybridLogicalClock | None = None, **options: Any) -> JournalBackend:
+    backend = make(clock, **options)
     await backend.open()
     return backend
 
@@ -165,3 +170,46 @@ async def test_unknown_partition_names_the_known_ones(make: Factory) -> None:
     assert b.partitions() == PARTS
     await b.close()
     await b.close()  # idempotent
+
+
+
+async def test_the_idempotency_window_bounds_request_ids_and_is_rebuilt_on_start(make: Factory) -> None:
+    """Ids are forgotten oldest first past the count or the age (the wall clock is injected and the
+    HLC follows it); a restart rebuilds only the ids inside the window, the newest across partitions."""
+    t0 = 1_750_000_000_000
+    now = [t0]
+
+    def reopen() -> Awaitable[JournalBackend]:
+        clock = HybridLogicalClock(max_clock_offset_ms=500, wall_clock=lambda: now[0])
+        return opened(make, clock, request_id_retention=RequestIdRetention(count=3, seconds=60),
+                      wall_clock=lambda: now[0])
+
+    b = await reopen()
+    written = {}
+    for rid, partition, at_s in [("ancient", "txn", 0), ("s-1", "system", 70), ("d-2", "data-0", 71),
+                                 ("s-3", "system", 72), ("d-4", "data-0", 73)]:
+        now[0] = t0 + at_s * 1000
+        written[rid] = (await b.partition(partition).append(LogWrite(rid, rid.encode()))).position
+    # At most 3 ids: the oldest are forgotten first; the newest are still duplicates.
+    assert [rid for rid in written if b.lookup(rid) is not None] == ["d-2", "s-3", "d-4"]
+    again = await b.partition("data-0").append(LogWrite("d-4", b"d-4"))
+    assert again.duplicate and again.position == written["d-4"]
+    await b.close()
+
+    # Restarted 75 s after "ancient": rebuilt from the entries inside 60 s, newest 3 across partitions.
+    now[0] = t0 + 75_000
+    b2 = await reopen()
+    assert [rid for rid in written if b2.lookup(rid) is not None] == ["d-2", "s-3", "d-4"]
+    assert (await b2.partition("system").append(LogWrite("s-3", b"s-3"))).position == written["s-3"]
+    fresh = await b2.partition("system").append(LogWrite("s-1", b"s-1"))  # forgotten: a new write
+    assert not fresh.duplicate and fresh.position.offset == 3
+    # 60 s after an entry was written its id is forgotten: d-2 (71 s) is, s-3 (72 s) not yet.
+    now[0] = t0 + 131_001
+    assert b2.lookup("d-2") is None and b2.lookup("s-3") == written["s-3"]
+    await b2.close()
+
+    # Restarted after the whole window: nothing older than it is remembered.
+    now[0] = t0 + 200_000
+    b3 = await reopen()
+    assert all(b3.lookup(rid) is None for rid in written)
+    await b3.close()

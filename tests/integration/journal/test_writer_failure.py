@@ -1,11 +1,13 @@
 """A partition whose writer fails refuses its appends visibly, over real gRPC and HTTP probes.
 
 The journal runs in this process (so the failure can be injected) on real
-files, a real gRPC server and its /readyz, /healthz and /metrics. Two causes:
-the HLC high-water mark (``hlc.json``) cannot be written, and an fsync of the
-segment fails; both with ENOSPC. ``asyncio.wait_for`` bounds are hang
-detectors only: before the fix an append after the clock failure never
-returned.
+files, a real gRPC server and its /readyz, /healthz and /metrics. Local
+backend, two causes: the HLC high-water mark (``hlc.json``) cannot be
+written, and an fsync of the segment fails; both with ENOSPC. JetStream
+backend (a real nats-server): an error its writer does not retry, raised in
+its publish path. ``asyncio.wait_for`` bounds are hang detectors only: before
+the fix an append after the clock failure (or the JetStream publish failure)
+never returned.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.journal_service.main import JournalService
 from vecraft.services.journal_service.settings import JournalSettings
+from vecraft.services.journal_service.wal.nats_launcher import NatsCluster
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.hlc import clock as hlc_clock
 from vecraft.shared.hlc import pack, wall_clock_ms
@@ -129,5 +132,75 @@ async def test_a_failed_writer_fails_its_partition_visibly(
         assert "data-1" not in health["failed_partitions"]
         assert await failures_counted(journal, "data-0") == counted + 1
         assert await failures_counted(journal, "data-1") == 0
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def jetstream_journal(tmp_path: Path) -> AsyncIterator[JournalService]:
+    with NatsCluster(tmp_path / "nats", size=1) as nats:
+        svc = JournalService(JournalSettings(grpc_port=0, http_port=0, data_dir=tmp_path / "data",
+                                             data_partitions=2, backend="jetstream",
+                                             nats_url=",".join(nats.urls), nats_replicas=1))
+        await svc.start()
+        try:
+            yield svc
+        finally:
+            await svc.shutdown(grace=1.0)
+
+
+class BrokenPublish(Exception):
+    """An error the JetStream writer does not retry (not JetStream being unreachable): a bug, say."""
+
+
+@pytest.mark.cluster
+async def test_a_failed_jetstream_writer_fails_its_partition_visibly(jetstream_journal: JournalService,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    svc = jetstream_journal
+    io = svc.backend._io  # type: ignore[attr-defined]
+    publish = io.publish_batch
+    broken = {"armed": False, "raised": 0}
+
+    async def publish_batch(stream: str, *args: Any, **kwargs: Any) -> int:
+        if broken["armed"] and stream.endswith("-data-0"):
+            broken["raised"] += 1
+            raise BrokenPublish("encoding the batch failed")
+        return int(await publish(stream, *args, **kwargs))
+
+    monkeypatch.setattr(io, "publish_batch", publish_batch)
+    client = JournalClient(svc.grpc_address)
+    try:
+        first_key = rid()
+        first = await client.append("data-0", b"before", request_id=first_key, ack=journal_pb2.ACK_JOURNAL)
+        assert (await probe(svc, "/readyz")).status_code == 200
+        counted = await failures_counted(svc, "data-0")
+
+        broken["armed"] = True
+        pending = [client.append("data-0", f"w{i}".encode(), request_id=rid(), ack=journal_pb2.ACK_JOURNAL)
+                   for i in range(8)]
+        results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), HANG_S)
+        assert broken["raised"] == 1
+        assert all(isinstance(r, Unavailable) for r in results), results
+        message = results[0].message  # type: ignore[union-attr]
+        assert "journal partition data-0 failed" in message and "BrokenPublish: encoding the batch" in message
+
+        broken["armed"] = False
+        with pytest.raises(Unavailable, match=r"partition data-0 failed .*BrokenPublish"):
+            await asyncio.wait_for(client.append("data-0", b"later", request_id=rid(),
+                                                 ack=journal_pb2.ACK_JOURNAL), HANG_S)
+        assert await client.get_offset("data-0") == (first.offset, first.hlc)
+        again = await client.append("data-0", b"before", request_id=first_key, ack=journal_pb2.ACK_JOURNAL)
+        assert again.duplicate and again.offset == first.offset
+        assert [e.payload for e in await client.pull("data-0", 1)] == [b"before"]
+        other = await asyncio.wait_for(client.append("data-1", b"fine", request_id=rid(),
+                                                     ack=journal_pb2.ACK_JOURNAL), HANG_S)
+        assert other.offset == 1
+
+        ready = await probe(svc, "/readyz")
+        assert ready.status_code == 503 and not svc.ready
+        health = (await probe(svc, "/healthz")).json()
+        assert "BrokenPublish" in health["failed_partitions"]["data-0"]
+        assert "data-1" not in health["failed_partitions"]
+        assert await failures_counted(svc, "data-0") == counted + 1
     finally:
         await client.close()

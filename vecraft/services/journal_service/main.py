@@ -27,15 +27,16 @@ def build_backend(settings: JournalSettings, partition_map: PartitionMap) -> Jou
     """The log backend ``settings.backend`` names, with the HLC persisted in the data directory."""
     clock = HybridLogicalClock(max_clock_offset_ms=settings.max_clock_offset_ms,
                                persist_path=settings.data_dir / "hlc.json")
+    retention = RequestIdRetention(count=settings.request_id_retention_count,
+                                   seconds=settings.request_id_retention_s)
     if settings.backend == "jetstream":
         # Imported here: nats-py comes with the cluster extra, which local mode does not need.
         from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
 
         return JetStreamJournalBackend(settings.nats_urls, partition_map.names, clock=clock,
                                        replicas=settings.nats_replicas,
-                                       stream_prefix=settings.nats_stream_prefix)
-    retention = RequestIdRetention(count=settings.request_id_retention_count,
-                                   seconds=settings.request_id_retention_s)
+                                       stream_prefix=settings.nats_stream_prefix,
+                                       request_id_retention=retention)
     return LocalJournalBackend(settings.data_dir, partition_map.names, clock=clock,
                                segment_bytes=settings.segment_bytes, fsync=settings.fsync,
                                request_id_retention=retention)

@@ -39,8 +39,8 @@ class IndexedPartitionLog(PartitionLog):
 
     ``request_ids`` and ``inflight`` are shared by every partition of one
     backend, so a request id is unique across the whole journal
-    (``request_ids`` is a :class:`~.request_ids.RequestIdIndex`, bounded by
-    its retention window, or a plain dict).
+    (both backends pass a :class:`~.request_ids.RequestIdIndex`, bounded by
+    its retention window; any mapping works).
     """
 
     def __init__(self, name: str, *, request_ids: MutableMapping[str, Position],
@@ -103,9 +103,13 @@ class IndexedPartitionLog(PartitionLog):
         if not self._closing:
             self._writer_failed(RuntimeError("the writer task ended while the journal was running"))
 
-    def _take_queue(self) -> list[PendingAppend]:
-        """Hand everything queued to the writer; it stays failable until the next take."""
-        self._writing, self._queue = self._queue, []
+    def _take_queue(self, count: int | None = None) -> list[PendingAppend]:
+        """Hand everything queued (or the first ``count``) to the writer; it stays failable until the
+        next take."""
+        if count is None or count >= len(self._queue):
+            self._writing, self._queue = self._queue, []
+        else:
+            self._writing, self._queue = self._queue[:count], self._queue[count:]
         return self._writing
 
     def _writer_failed(self, exc: BaseException) -> None:

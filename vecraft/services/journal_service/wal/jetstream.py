@@ -20,7 +20,13 @@ Request-id idempotency uses that rebuilt in-memory index, as the local backend
 does, rather than a KV bucket: the id lives in the entry itself, so the index
 can never disagree with the log, and no second replicated write per append is
 needed. JetStream's own ``Nats-Msg-Id`` window (minutes) would not be enough
-for "never appended twice".
+for "never appended twice". The index is the local backend's
+:class:`~.request_ids.RequestIdIndex`, bounded by the same retention window
+and rebuilt on start from the entries inside it only.
+
+The writer loop runs as the shared core's writer task (:mod:`.indexed`): an
+error it does not retry (anything but JetStream not answering or refusing a
+batch) fails the partition visibly, as on the local backend.
 
 A journal process that does not write (or writes less) keeps its index
 current from the stream: :meth:`JetStreamPartitionLog.refresh` (one stream-info
@@ -41,7 +47,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
@@ -65,8 +71,13 @@ from vecraft.services.journal_service.wal.jetstream_io import (
     entry_headers,
 )
 from vecraft.services.journal_service.wal.records import OVERHEAD
+from vecraft.services.journal_service.wal.request_ids import (
+    DEFAULT_RETENTION,
+    RequestIdIndex,
+    RequestIdRetention,
+)
 from vecraft.shared.common.errors import ClockSkew, PayloadTooLarge, Unavailable
-from vecraft.shared.hlc import HybridLogicalClock
+from vecraft.shared.hlc import HybridLogicalClock, wall_clock_ms
 from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
@@ -96,9 +107,11 @@ class JetStreamPartitionLog(IndexedPartitionLog):
     """One partition = the stream ``stream`` bound to ``subject``."""
 
     def __init__(self, name: str, stream: str, subject: str, *, io: StreamIO, clock: HybridLogicalClock,
-                 request_ids: dict[str, Position], inflight: dict[str, asyncio.Future[Appended]],
+                 request_ids: RequestIdIndex, inflight: dict[str, asyncio.Future[Appended]],
                  max_entry_bytes: int) -> None:
         super().__init__(name, request_ids=request_ids, inflight=inflight)
+        self._rid_index = request_ids
+        self._loading = False  # request ids go to the index as recovered ones (see load)
         self.stream = stream
         self.subject = subject
         self._io = io
@@ -115,14 +128,18 @@ class JetStreamPartitionLog(IndexedPartitionLog):
 
     # ---- lifecycle ---------------------------------------------------------------
     async def load(self) -> None:
-        """Read the stream whole into the indexes, then start the writer."""
+        """Read the stream whole into the indexes (request ids as recovered ones: the backend calls
+        ``recovery_done`` once every partition is read), then start the writer."""
         first, last = await self._io.last_seq(self.stream)
         if last and first != 1:
             raise Unavailable(f"stream {self.stream} starts at sequence {first}, not 1: entries were "
                               f"removed outside the journal; refusing to serve a log with a hole")
-        await self._catch_up(last)
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop(),
-                                                              name=f"journal-writer:{self.name}")
+        self._loading = True
+        try:
+            await self._catch_up(last)
+        finally:
+            self._loading = False
+        self._start_writer(self._write_loop())
 
     async def close(self) -> None:
         """Commit what is queued (within the retry window), then stop the writer."""
@@ -215,7 +232,10 @@ class JetStreamPartitionLog(IndexedPartitionLog):
         self._hlc.append(hlc)
         self._cum.append((self._cum[-1] if self._cum else 0) + size)
         if request_id:
-            self._rids[request_id] = Position(self.name, offset, hlc)
+            if self._loading:
+                self._rid_index.recovered(request_id, Position(self.name, offset, hlc))
+            else:
+                self._rids[request_id] = Position(self.name, offset, hlc)
 
     def _published(self) -> None:
         self._committed_now()
@@ -243,7 +263,12 @@ class JetStreamPartitionLog(IndexedPartitionLog):
 
     # ---- write path --------------------------------------------------------------
     async def _write_loop(self) -> None:
-        """Commit whatever is queued, batch after batch; ends once closing and drained."""
+        """Commit whatever is queued, batch after batch; ends once closing and drained.
+
+        JetStream not answering or refusing a batch is retried within the retry window, then
+        answers that batch UNAVAILABLE and goes on; any other error ends the loop, and the base
+        class fails the partition.
+        """
         while True:
             if not self._queue:
                 if self._closing:
@@ -256,8 +281,7 @@ class JetStreamPartitionLog(IndexedPartitionLog):
                 if take and size + len(write.payload) > MAX_BATCH_BYTES:
                     break
                 take, size = take + 1, size + len(write.payload)
-            batch, self._queue = self._queue[:take], self._queue[take:]
-            await self._commit(batch)
+            await self._commit(self._take_queue(take))
 
     def _stamp(self, batch: list[PendingAppend]) -> tuple[_Stamped, list[PendingAppend]]:
         """Offsets and HLCs in queue order; answers writes the index already holds; refuses far-ahead HLCs."""
@@ -375,11 +399,15 @@ class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
         stream_prefix: names this journal's streams and subjects (several journals per NATS).
         timeout: seconds for one NATS answer.
         ready_timeout: how long :meth:`open` waits for JetStream to accept the streams.
+        request_id_retention: bounds the request-id index (the idempotency window,
+            :mod:`.request_ids`).
+        wall_clock: measures the window's ages; must be the wall clock ``clock`` follows.
     """
 
     def __init__(self, urls: Sequence[str], partitions: Sequence[str], *, clock: HybridLogicalClock,
                  replicas: int = 3, stream_prefix: str = "vecraft", timeout: float = 5.0,
-                 ready_timeout: float = 60.0) -> None:
+                 ready_timeout: float = 60.0, request_id_retention: RequestIdRetention = DEFAULT_RETENTION,
+                 wall_clock: Callable[[], int] = wall_clock_ms) -> None:
         self._urls = list(urls)
         self._names = list(partitions)
         self._clock = clock
@@ -387,7 +415,7 @@ class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
         self._prefix = stream_prefix
         self._timeout = timeout
         self._ready_timeout = ready_timeout
-        self._rids: dict[str, Position] = {}
+        self._rids: RequestIdIndex = RequestIdIndex(request_id_retention, wall_clock=wall_clock)
         self._logs: dict[str, JetStreamPartitionLog] = {}
         self._nc: Client | None = None
         self._io: StreamIO | None = None
@@ -404,10 +432,11 @@ class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
             await self._ensure_stream(stream, subject)
             plog = JetStreamPartitionLog(name, stream, subject, io=self._io, clock=self._clock,
                                          request_ids=self._rids, inflight=inflight, max_entry_bytes=max_entry)
-            await plog.load()
             self._logs[name] = plog
+            await plog.load()
             log.info("partition recovered", extra={"partition": name, "head_offset": plog.head[0],
                                                    "stream": stream})
+        self._rids.recovery_done()
 
     async def _ensure_stream(self, stream: str, subject: str) -> None:
         """Create the stream if it is missing; retried while JetStream elects its leaders.
