@@ -123,7 +123,7 @@ async def test_kill_during_heavy_apply_leaves_a_prefix_and_catches_up(
         while _applied_now(node) < head_at_kills * fraction and time.monotonic() < deadline:
             time.sleep(0.005)
         node.kill()
-        applied, disk = _on_disk(tmp_path / "victim", tmp_path / f"copy-{round_}")
+        applied, disk = _on_disk(tmp_path / "victim" / "shard-0", tmp_path / f"copy-{round_}")
         kills.append(applied)
         assert disk == _expected(history, applied)  # exactly a prefix: nothing past it, nothing missing
         if round_ == 0:

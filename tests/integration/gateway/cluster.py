@@ -89,7 +89,7 @@ def run_cluster(root: Path, *, shards: int = 3, data_partitions: int = 2,
                                    "--data-dir", str(root / "meta"), "--default-shards", str(shards),
                                    "--default-replicas", "1", *parts]).start()
         storage = [make(STORAGE, f"storage-{s}", [
-            "--shard", str(s), "--replica", "0", "--journal-address", journal.grpc_address,
+            "--shards", str(s), "--replica", "0", "--journal-address", journal.grpc_address,
             "--meta-address", meta.grpc_address, "--data-dir", str(root / f"storage-{s}"), *parts])
             for s in range(shards)]
         for proc in storage:

@@ -28,7 +28,7 @@ async def test_cold_cache_falls_back_to_storage(start_service: Callable[..., Ser
                                                 journal_proc: ServiceProcess, journal: JournalClient,
                                                 writer: Writer, tmp_path: Path) -> None:
     storage = start_service("vecraft.services.storage_node", [
-        "--shard", "0", "--replica", "0", "--journal-address", journal_proc.grpc_address,
+        "--shards", "0", "--replica", "0", "--journal-address", journal_proc.grpc_address,
         "--data-partitions", "1", "--data-dir", str(tmp_path / "storage"), "--apply-delay-ms", "1000"],
         ready_timeout=60.0)
     coll = await writer.create("fb", DIM)

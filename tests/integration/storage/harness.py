@@ -31,10 +31,11 @@ def journal(start_service: Callable[..., ServiceProcess], tmp_path: Path) -> Ser
 @pytest.fixture
 def start_node(start_service: Callable[..., ServiceProcess], journal: ServiceProcess,
                tmp_path: Path) -> Callable[..., ServiceProcess]:
-    def _start(name: str = "node", *extra: str, wait_ready: bool = True) -> ServiceProcess:
+    def _start(name: str = "node", *extra: str, wait_ready: bool = True, shards: str = "0") -> ServiceProcess:
+        """A storage node hosting ``shards`` ("0,2") with its data dir ``tmp_path/name``."""
         return start_service(STORAGE, ["--data-dir", str(tmp_path / name), "--journal-address",
                                        journal.grpc_address, "--data-partitions", "1",
-                                       "--shard", "0", *extra],
+                                       "--shards", shards, *extra],
                              name=name, wait_ready=wait_ready, ready_timeout=120)
     return _start
 

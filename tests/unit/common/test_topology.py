@@ -54,7 +54,7 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     s11 = plan.get("storage-1-r1")
     assert (s11.shard, s11.replica) == (1, 1)
     assert s11.data_dir == tmp_path / "storage" / "shard-1-replica-1"
-    assert _flag(s11.args, "--shard") == ["1"] and _flag(s11.args, "--replica") == ["1"]
+    assert _flag(s11.args, "--shards") == ["1"] and _flag(s11.args, "--replica") == ["1"]
     assert _flag(s11.args, "--apply-delay-ms") == ["50"]
     assert _flag(s11.args, "--data-partitions") == ["3"]
     assert _flag(s11.args, "--meta-address") == [meta.grpc_address]

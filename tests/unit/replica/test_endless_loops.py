@@ -99,7 +99,7 @@ async def test_a_storage_node_loop_that_returns_fails_the_process(
         loop_name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _patch_loops(monkeypatch, storage_main, STORAGE_LOOPS, loop_name)
     svc = storage_main.StorageNode(storage_main.StorageNodeSettings(
-        grpc_port=0, http_port=0, shard=0, data_dir=tmp_path, meta_address="127.0.0.1:1"))
+        grpc_port=0, http_port=0, shards=[0], data_dir=tmp_path, meta_address="127.0.0.1:1"))
     await _fails_with(svc, loop_name)
 
 
@@ -109,7 +109,7 @@ async def test_the_loops_parked_is_a_ready_process(monkeypatch: pytest.MonkeyPat
             (query_main, QUERY_LOOPS, lambda: query_main.QueryProcessor(query_main.QueryProcessorSettings(
                 grpc_port=0, http_port=0, shard=[0], data_dir=tmp_path / "q", meta_address="127.0.0.1:1"))),
             (storage_main, STORAGE_LOOPS, lambda: storage_main.StorageNode(storage_main.StorageNodeSettings(
-                grpc_port=0, http_port=0, shard=0, data_dir=tmp_path / "s", meta_address="127.0.0.1:1")))):
+                grpc_port=0, http_port=0, shards=[0], data_dir=tmp_path / "s", meta_address="127.0.0.1:1")))):
         _patch_loops(monkeypatch, module, loops, returning="")
         service = svc()
         runner = asyncio.create_task(service.run())

@@ -1,4 +1,4 @@
-"""Storage node: one replica of one shard, fed by journal replay.
+"""Storage node: a process hosting shard replicas, each fed by journal replay.
 
 - ``mmap/``: append-only record file (status byte + CRC per block) and the
   SQLite location index that commits applied offsets with the rows they cover;
@@ -6,6 +6,8 @@
   offset-tagged snapshots;
 - ``journal_replay/``: the apply path, push followers, pull-before-read syncs,
   start-up recovery;
+- ``replica.py``: one hosted shard replica (``shard-<s>/`` of the data dir,
+  :mod:`.layout`), its engine, followers, reporter and halts;
 - ``servicer.py``: the gRPC ``StorageNodeService``; ``main.py``: the process.
 
 See docs/storage-node.md.

@@ -1,62 +1,71 @@
-"""Storage node process: one replica of one shard (of every collection).
+"""Storage node process: hosts one or more shard replicas (shard ``s`` of every collection, per hosted s).
 
-``python -m vecraft.services.storage_node --shard S --replica R --journal-address H:P
+``python -m vecraft.services.storage_node --shards 0,2 --replica R --journal-address H:P
 --data-partitions P --data-dir D [--apply-delay-ms N] [--meta-address H:P]``
 
-Start-up: open and check the local stores, load the index snapshot and
-replay the local records after it (:mod:`.journal_replay.recovery`), start one
-push follower per data partition (``data-0..data-{P-1}``: every write
-and a copy of every DDL of a collection reach the node through its tenant's
-one), catch up to the journal head as of
-start by pulling, then report ready. A node with an empty data dir therefore
-rebuilds itself from the journal, and a restarted node is ready only once it
-is current. Shutdown writes a final snapshot so the next start replays little.
+The process owns what its replicas share: the gRPC server and probes, one
+journal client, the meta manager registration. Each hosted shard is a
+:class:`~.replica.ShardReplica` with its own files in ``<data-dir>/shard-<s>/``
+(:mod:`.layout`; a single-shard data dir of the previous layout is moved there
+at start), its own apply engine, followers, applied reporter (journal replica id
+``storage-<s>-r<R>``) and halts.
+
+Start-up: every replica opens and checks its local stores, loads its index
+snapshot and replays the local records after it; their followers start; each
+catches up to the journal head as of start by pulling; the node reports ready
+once all have. A replica with an empty directory therefore rebuilds itself from
+the journal. A halted replica makes the node not ready, while the other hosted
+replicas keep answering. Shutdown writes a final snapshot per replica.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import faiss
 import grpc
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.storage_node import metrics
-from vecraft.services.storage_node.indexes.registry import CollectionRegistry
-from vecraft.services.storage_node.journal_replay.applier import Applier
-from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
-from vecraft.services.storage_node.journal_replay.follower import (
-    HeadWatch,
-    PartitionFollower,
-    storage_follower,
-)
-from vecraft.services.storage_node.journal_replay.recovery import LocalState, open_local_state
-from vecraft.services.storage_node.journal_replay.reporter import AppliedReporter
-from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
+from vecraft.services.storage_node.layout import LayoutError, migrate_single_shard_dir, replica_dir
 from vecraft.services.storage_node.registration import register_with_meta
+from vecraft.services.storage_node.replica import ReplicaConfig, ShardReplica, replica_id
 from vecraft.services.storage_node.servicer import StorageNodeServicer, status_payload
-from vecraft.shared.common.config import ServiceSettings, load_settings
+from vecraft.shared.common.config import (
+    ServiceSettings,
+    add_settings_arguments,
+    settings_from_namespace,
+)
 from vecraft.shared.common.errors import InvalidRequest, Unavailable
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import data_partition
-from vecraft.shared.replica import PartitionHalts
 from vecraft.shared.rpc.v1 import storage_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-_CATCH_UP_RETRY_S = 0.5
+
+class ShardNotHosted(Unavailable):
+    """A request for a shard this node does not host.
+
+    UNAVAILABLE (503) rather than NOT_FOUND: the shard exists, only not here, so a
+    caller with several replicas of the shard tries the next one.
+    """
 
 
 class StorageNodeSettings(ServiceSettings):
     """Storage node settings (flags, VECRAFT_* environment, [storage] in the TOML file)."""
 
-    shard: int = Field(0, ge=0, description="shard index this node serves (of every collection)")
-    replica: int = Field(0, ge=0, description="replica number within the shard group")
+    shards: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [0], description="shards hosted (of every collection): 0,2 or 0 2")
+    replica: int = Field(0, ge=0, description="replica number of every hosted shard")
     journal_address: str = Field("127.0.0.1:7100", description="journal service gRPC address")
     data_partitions: int = Field(1, ge=1, description="number of journal data partitions")
     apply_delay_ms: int = Field(0, ge=0, description="test knob: delay the push stream (storage lag); "
@@ -68,6 +77,41 @@ class StorageNodeSettings(ServiceSettings):
     head_poll_ms: int = Field(100, ge=10, description="interval of journal head reads (staleness bound)")
     index_threads: int = Field(1, ge=0, description="OpenMP threads for faiss (0 = library default)")
 
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _parse_shards(cls, value: Any) -> list[int]:
+        """``"0,2"``, ``[0, 2]``, ``["0,2"]`` or ``["0", "2"]`` -> ``[0, 2]`` (sorted, each once)."""
+        items = value if isinstance(value, list | tuple) else [value]
+        out: list[int] = []
+        for item in items:
+            parts = str(item).strip("[] ").split(",") if isinstance(item, str) else [item]
+            for part in parts:
+                text = str(part).strip()
+                if not text:
+                    continue
+                try:
+                    shard = int(text)
+                except ValueError:
+                    raise ValueError(f"shards: {text!r} is not a shard number") from None
+                if shard < 0:
+                    raise ValueError(f"shards: {shard} is negative")
+                out.append(shard)
+        if not out:
+            raise ValueError("shards: at least one shard must be hosted")
+        if len(set(out)) != len(out):
+            raise ValueError(f"shards: {value!r} names a shard twice")
+        return sorted(out)
+
+
+def default_node_id(shards: list[int], replica: int) -> str:
+    """Stable across restarts (the journal and the meta manager know the node by it).
+
+    A node hosting one shard keeps the id it always had, its replica id.
+    """
+    if len(shards) == 1:
+        return replica_id(shards[0], replica)
+    return f"storage-node-{'-'.join(str(s) for s in shards)}-r{replica}"
+
 
 class StorageNode(Service):
     role = "storage"
@@ -75,126 +119,89 @@ class StorageNode(Service):
     def __init__(self, settings: StorageNodeSettings) -> None:
         super().__init__(settings)
         self.cfg = settings
-        self.shard = settings.shard
+        self.shards = list(settings.shards)
         self.replica = settings.replica
-        self.replica_id = f"storage-{settings.shard}-r{settings.replica}"
-        # Stable across restarts (the journal tracks acks by it), unlike the port-based default.
-        self.node_id = settings.node_id or self.replica_id
+        self.node_id = settings.node_id or default_node_id(self.shards, settings.replica)
         self.partitions = [data_partition(i) for i in range(settings.data_partitions)]
-        self.followers: dict[str, PartitionFollower] = {}
-        self._local: LocalState | None = None
+        config = ReplicaConfig(partitions=tuple(self.partitions), apply_delay_ms=settings.apply_delay_ms,
+                               snapshot_every_ops=settings.snapshot_every_ops,
+                               snapshot_every_s=settings.snapshot_every_s, head_poll_ms=settings.head_poll_ms)
+        # A halted partition of any replica takes the node's readiness with it.
+        self.replicas = {s: ShardReplica(s, settings.replica, replica_dir(settings.data_dir, s), config,
+                                         on_halt=lambda _partition, _err: self.set_ready(False))
+                         for s in self.shards}
         self._journal: JournalClient | None = None
-        self.engine: ApplyEngine | None = None
-        # A halted partition (apply failure, diverged journal) takes readiness with it.
-        self.halts = PartitionHalts(on_halt=lambda _partition, _err: self.set_ready(False))
 
-    # ---- accessors used by the servicer ---------------------------------------------------
+    # ---- used by the servicer ---------------------------------------------------------------
     @property
     def is_ready(self) -> bool:
         return self.state is ServiceState.READY
 
-    @property
-    def local(self) -> LocalState:
-        if self._local is None:
-            raise Unavailable("storage node is starting")
-        return self._local
+    def replica_for(self, shard: int | None) -> ShardReplica:
+        """The hosted replica a request is for (``None``: the request named no shard).
 
-    @property
-    def registry(self) -> CollectionRegistry:
-        return self.local.registry
-
-    @property
-    def locations(self) -> LocationIndex:
-        return self.local.locations
-
-    @property
-    def records(self) -> RecordFile:
-        return self.local.records
-
-    def follower(self, partition: str) -> PartitionFollower:
-        follower = self.followers.get(partition)
-        if follower is None:
-            raise InvalidRequest(f"partition {partition!r} is not followed by this node; "
-                                 f"it follows {', '.join(self.partitions)}")
-        return follower
+        Raises:
+            InvalidRequest: no shard named, and the node hosts several.
+            ShardNotHosted: the node does not host ``shard`` (503: try another replica).
+        """
+        hosted = ", ".join(str(s) for s in self.shards)
+        if shard is None:
+            if len(self.shards) == 1:
+                return self.replicas[self.shards[0]]
+            raise InvalidRequest(f"storage node {self.node_id} hosts shards {hosted}; the request must "
+                                 f"name one (field shard)", details={"hosted_shards": self.shards})
+        found = self.replicas.get(shard)
+        if found is None:
+            raise ShardNotHosted(f"shard {shard} is not hosted by storage node {self.node_id}; it hosts "
+                                 f"shards {hosted}", details={"shard": shard, "hosted_shards": self.shards})
+        return found
 
     # ---- Service hooks -------------------------------------------------------------------
     def register(self, server: grpc.aio.Server) -> None:
         storage_pb2_grpc.add_StorageNodeServiceServicer_to_server(StorageNodeServicer(self), server)
 
     def health_payload(self) -> dict[str, Any]:
-        if self._local is None:
-            return {"shard": self.shard, "replica": self.replica}
         return status_payload(self)
 
     async def on_start(self) -> None:
-        self._local = await asyncio.to_thread(open_local_state, self.cfg.data_dir, self.shard)
-        state = self._local
-        for partition, (offset, _hlc) in state.applied.items():
-            metrics.APPLIED_OFFSET.labels(partition).set(offset)
-        for coll in state.registry.collections():
-            metrics.INDEX_RECORDS.labels(coll.label).set(len(coll.index))
+        await asyncio.to_thread(migrate_single_shard_dir, Path(self.cfg.data_dir), self.shards)
+        for replica in self.replicas.values():
+            await replica.open()
         self._journal = JournalClient(self.cfg.journal_address)
-        reporter = AppliedReporter(self._journal, self.replica_id)
-        applier = Applier(self.shard, state.records, state.locations, state.registry, state.applied)
-        engine = ApplyEngine(applier, state.registry, state.snapshots, on_applied=reporter.applied,
-                             snapshot_every_ops=self.cfg.snapshot_every_ops,
-                             snapshot_every_s=self.cfg.snapshot_every_s, halts=self.halts)
-        self.engine = engine
-        for partition in self.partitions:
-            self.followers[partition] = storage_follower(
-                partition, engine, self._journal, replica_id=self.replica_id, shard=self.shard,
-                apply_delay_ms=self.cfg.apply_delay_ms)
-        # The loops run until shutdown (forever=True: one that returns fails the node like one
-        # that raises); the catch-up is a step that ends once the node is current.
-        self.spawn(reporter.run(), "report-applied", forever=True)
-        for partition, follower in self.followers.items():
-            self.spawn(follower.run(), f"follow:{partition}", forever=True)
-        self.spawn(HeadWatch(self._journal, self.followers, interval_s=self.cfg.head_poll_ms / 1000.0).run(),
-                   "head-watch", forever=True)
+        for replica in self.replicas.values():
+            replica.start(self._journal, self.spawn)
         self.spawn(self._catch_up(), "catch-up")
         if self.settings.meta_address:
             self.spawn(register_with_meta(self, self.settings.meta_address, self.cfg.node_ttl_ms),
                        "meta-registration", forever=True)
 
     async def _catch_up(self) -> None:
-        """Pull every partition to the journal head as of now, then report ready."""
-        while True:
-            try:
-                await asyncio.gather(*(self._catch_up_one(f) for p, f in self.followers.items()
-                                       if not self.halts.halted(p)))
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure is retried until caught up
-                log.warning("catch-up failed; retrying", extra={"error": str(exc)})
-                await asyncio.sleep(_CATCH_UP_RETRY_S)
-        log.info("caught up", extra={"applied": {p: f.applied_offset for p, f in self.followers.items()}})
-        if self.halts.any:
-            log.critical("partitions are halted; the node stays not ready",
-                         extra={"halted": self.halts.reasons()})
+        """Every replica pulls to the journal head as of now; then the node reports ready."""
+        await asyncio.gather(*(r.catch_up() for r in self.replicas.values()))
+        halted = {r.replica_id: r.halts.reasons() for r in self.replicas.values() if r.halts.any}
+        if halted:
+            log.critical("shard replicas are halted; the node stays not ready", extra={"halted": halted})
             return
         self.set_ready()
 
-    @staticmethod
-    async def _catch_up_one(follower: PartitionFollower) -> None:
-        # A journal that lost or re-used what the disk holds halts the partition here.
-        await follower.verify_history()
-        await follower.sync(None)
-
     async def on_stop(self) -> None:
-        if self._local is None:
-            return
-        if self.engine is not None:
-            await self.engine.wait_snapshot()
-            await self.engine.snapshot()
+        for replica in self.replicas.values():
+            await replica.close()
         if self._journal is not None:
             await self._journal.close()
-        self._local.close()
+
+
+def parse_settings(argv: list[str] | None = None) -> StorageNodeSettings:
+    """Settings from flags, environment and TOML; ``--shards`` takes ``0,2`` or ``0 2`` (or repeats)."""
+    parser = argparse.ArgumentParser(description=StorageNodeSettings.__doc__, conflict_handler="resolve")
+    add_settings_arguments(parser, StorageNodeSettings)
+    parser.add_argument("--shards", dest="shards", type=str, action="extend", nargs="+", default=None,
+                        help="shards hosted (of every collection): 0,2 or 0 2")
+    return settings_from_namespace(StorageNodeSettings, parser.parse_args(argv), section="storage")
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = load_settings(StorageNodeSettings, argv, section="storage")
+    settings = parse_settings(argv)
     setup_logging("storage", settings.log_level)
     if settings.index_threads:
         # Measured (docs/storage-node.md): with OpenMP's default of one thread per
@@ -202,6 +209,12 @@ def main(argv: list[str] | None = None) -> None:
         # slower than single-threaded (threads spin against each other and the
         # other processes); applies and searches already run in parallel threads.
         faiss.omp_set_num_threads(settings.index_threads)
-    log.info("starting storage node", extra={"shard": settings.shard, "replica": settings.replica,
+    log.info("starting storage node", extra={"shards": settings.shards, "replica": settings.replica,
                                              "pid": os.getpid()})
-    run_service(StorageNode(settings))
+    try:
+        run_service(StorageNode(settings))
+    except LayoutError as exc:
+        # The data dir does not fit the hosted shards: say so plainly (no traceback) and exit.
+        log.critical("refusing to start: %s", exc)
+        print(f"storage node: refusing to start: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,26 +1,34 @@
-"""Prometheus metrics of the storage node (``vecraft_storage_*``)."""
+"""Prometheus metrics of the storage node (``vecraft_storage_*``).
+
+A node hosts several shard replicas: what is per replica (offsets, lag, staleness, index sizes,
+applied entries and records) carries a ``shard`` label; latencies and sync counts are the process's,
+over all its replicas.
+"""
 
 from __future__ import annotations
 
 from vecraft.shared.common.metrics import counter, gauge, latency_histogram
 
 APPLIED_OFFSET = gauge("storage", "applied", "offset",
-                       "Highest journal offset applied (durably committed), per partition",
-                       ["partition"])
+                       "Highest journal offset applied (durably committed), per shard replica and partition",
+                       ["shard", "partition"])
 HEAD_OFFSET = gauge("storage", "head", "offset",
-                    "Latest committed journal offset this node knows of, per partition", ["partition"])
+                    "Latest committed journal offset this node knows of, per shard replica and partition",
+                    ["shard", "partition"])
 REPLAY_LAG = gauge("storage", "replay_lag", "ops",
-                   "Journal entries committed but not yet applied (head - applied), per partition",
-                   ["partition"])
+                   "Journal entries committed but not yet applied (head - applied), per shard replica and "
+                   "partition", ["shard", "partition"])
 STALENESS = gauge("storage", "staleness", "ms",
-                  "Age of the oldest committed entry not yet applied (0 when caught up)", ["partition"])
+                  "Age of the oldest committed entry not yet applied (0 when caught up), per shard replica "
+                  "and partition", ["shard", "partition"])
 APPLY_RECORDS = counter("storage", "apply_records",
-                        "Records applied (upserts + deletes); its rate is the apply rate", ["kind"])
-APPLY_ENTRIES = counter("storage", "apply_entries", "Journal entries applied", ["path"])
+                        "Records applied (upserts + deletes); its rate is the apply rate", ["shard", "kind"])
+APPLY_ENTRIES = counter("storage", "apply_entries", "Journal entries applied, per shard replica",
+                        ["shard", "path"])
 APPLY_LATENCY = latency_histogram("storage", "apply_batch",
                                   "Time to apply one batch: records, commit and index update")
-INDEX_RECORDS = gauge("storage", "index", "records", "Live records in a collection's index on this shard",
-                      ["collection"])
+INDEX_RECORDS = gauge("storage", "index", "records", "Live records in a collection's index, per hosted shard",
+                      ["shard", "collection"])
 SEARCH_LATENCY = latency_histogram("storage", "search", "Shard search latency (including any sync)")
 GET_LATENCY = latency_histogram("storage", "get", "Get-by-id latency (including any sync)")
 SYNCS = counter("storage", "sync", "Pull-before-read syncs, by whether entries had to be pulled",

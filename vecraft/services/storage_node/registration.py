@@ -1,4 +1,5 @@
-"""Registration of the storage node with the meta manager (node registry with leases).
+"""Registration of the storage node with the meta manager (node registry with leases): its hosted
+shards and replica number.
 
 Optional: with no meta manager, or one that does not answer, the node serves
 anyway and keeps retrying in the background, so start-up order does not matter.
@@ -34,7 +35,7 @@ async def register_with_meta(node: StorageNode, address: str, ttl_ms: int) -> No
             try:
                 if not lease:
                     info = meta_pb2.NodeInfo(node_id=node.node_id, role="storage", address=node.grpc_address,
-                                             http_address=node.http_address, shards=[node.shard],
+                                             http_address=node.http_address, shards=node.shards,
                                              replica=node.replica, pid=os.getpid(), state="up")
                     resp = await stub.RegisterNode(meta_pb2.RegisterNodeRequest(node=info, ttl_ms=ttl_ms),
                                                    timeout=5)

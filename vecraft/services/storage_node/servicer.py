@@ -1,18 +1,21 @@
 """gRPC ``StorageNodeService``: Sync, Search, Get, Scan, Status.
 
-Every read first brings the collection's partition to the offset the request
-needs (``min_offset``, or the journal head for ``sync_latest``) with a
-coalesced pull, then runs in a worker thread against the in-memory index (and
-the record file for documents), so searches never wait on the event loop and
-an apply in progress delays a search by at most one index write section.
+A request is for one hosted shard replica (its ``shard`` field; absent: the
+node's only one, see :meth:`StorageNode.replica_for`). Every read first brings
+the collection's partition to the offset the request needs (``min_offset``, or
+the journal head for ``sync_latest``) with a coalesced pull, then runs in a
+worker thread against the in-memory index (and the record file for
+documents), so searches never wait on the event loop and an apply in progress
+delays a search by at most one index write section.
 Invalid input raises ``InvalidRequest`` before anything is touched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -23,15 +26,17 @@ from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.registry import Collection
 from vecraft.services.storage_node.mmap import STATUS_LIVE, CorruptRecord
 from vecraft.services.storage_node.scan import ScanOptions, scan
-from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound
+from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
 from vecraft.shared.index import metadata_to_json
 from vecraft.shared.model.filters import Filter, parse_filter
 from vecraft.shared.model.limits import HNSW_EF_SEARCH_RANGE, MAX_BATCH_ROWS, MAX_K, MIN_K
 from vecraft.shared.model.validation import validate_id
+from vecraft.shared.replica import PartitionHalted
 from vecraft.shared.rpc.v1 import search_pb2, storage_pb2, storage_pb2_grpc
 
 if TYPE_CHECKING:
     from vecraft.services.storage_node.main import StorageNode
+    from vecraft.services.storage_node.replica import ShardReplica
 
 T = TypeVar("T")
 
@@ -88,13 +93,29 @@ def parse_filter_json(text: str) -> Filter | None:
     return parse_filter(obj)
 
 
+@contextlib.contextmanager
+def _naming_shard(replica: ShardReplica) -> Iterator[None]:
+    """A halted partition's 503 says which of the node's replicas halted it."""
+    try:
+        yield
+    except PartitionHalted as err:
+        raise PartitionHalted(f"shard {replica.shard}: {err.message}",
+                              details={**err.details, "shard": replica.shard}) from err
+
+
 class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
     def __init__(self, node: StorageNode) -> None:
         self.node = node
 
     # ---- helpers ------------------------------------------------------------------------
-    async def _collection(self, tenant: str, name: str, *, will_sync: bool, budget: _Budget) -> Collection:
-        registry = self.node.registry
+    def _replica(self, request: storage_pb2.SyncRequest | storage_pb2.ShardSearchRequest
+                 | storage_pb2.ShardGetRequest | storage_pb2.ShardScanRequest) -> ShardReplica:
+        return self.node.replica_for(request.shard if request.HasField("shard") else None)
+
+    @staticmethod
+    async def _collection(replica: ShardReplica, tenant: str, name: str, *, will_sync: bool,
+                          budget: _Budget) -> Collection:
+        registry = replica.registry
         try:
             return registry.get(tenant, name)
         except NotFound:
@@ -103,17 +124,19 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         # The collection may have been created after our applied offset: a
         # read that asks for freshness catches every partition up first.
         await _within(asyncio.gather(*(f.sync(None, timeout_s=budget.left_s())
-                                       for f in self.node.followers.values())),
+                                       for f in replica.followers.values())),
                       budget, "sync to find the collection")
         return registry.get(tenant, name)
 
-    async def _reach(self, coll: Collection, min_offset: int, latest: bool, budget: _Budget) -> bool:
+    @staticmethod
+    async def _reach(replica: ShardReplica, coll: Collection, min_offset: int, latest: bool,
+                     budget: _Budget) -> bool:
         """Sync the collection's partition as the request asks; True when entries were pulled.
 
-        Raises PartitionHalted (503, with the reason) when this node halted the partition.
+        Raises PartitionHalted (503, with the reason) when this replica halted the partition.
         """
-        self.node.halts.check(coll.schema.partition)
-        follower = self.node.follower(coll.schema.partition)
+        replica.halts.check(coll.schema.partition)
+        follower = replica.follower(coll.schema.partition)
         if latest:
             target = None
         elif min_offset > follower.applied_offset:
@@ -127,11 +150,13 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
     # ---- RPCs ---------------------------------------------------------------------------
     async def Sync(self, request: storage_pb2.SyncRequest,
                    context: grpc.aio.ServicerContext) -> storage_pb2.SyncResponse:
-        follower = self.node.follower(request.partition)
+        replica = self._replica(request)
+        follower = replica.follower(request.partition)
         target = None if request.latest else request.target_offset
         budget = _Budget(request.timeout_ms, context)
-        outcome = await _within(follower.sync(target, timeout_s=budget.left_s()), budget,
-                                f"sync of {request.partition}")
+        with _naming_shard(replica):
+            outcome = await _within(follower.sync(target, timeout_s=budget.left_s()), budget,
+                                    f"sync of {request.partition}")
         return storage_pb2.SyncResponse(partition=request.partition, applied_offset=outcome.applied_offset,
                                         applied_hlc=outcome.applied_hlc, pulled=outcome.pulled,
                                         entries_pulled=outcome.entries_pulled)
@@ -139,6 +164,7 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
     async def Search(self, request: storage_pb2.ShardSearchRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.ShardSearchResponse:
         began = time.perf_counter()
+        replica = self._replica(request)
         if not MIN_K <= request.k <= MAX_K:
             raise InvalidRequest(f"k must be between {MIN_K} and {MAX_K}, got {request.k}")
         lo, hi = HNSW_EF_SEARCH_RANGE
@@ -147,34 +173,37 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         flt = parse_filter_json(request.filter_json)
         budget = _Budget(request.timeout_ms, context)
         will_sync = request.sync_latest or request.min_offset > 0
-        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync, budget=budget)
-        query = parse_query_vector(request.vector, coll.schema.dim, coll.schema.name)
-        synced = await self._reach(coll, request.min_offset, request.sync_latest, budget)
-        follower = self.node.follower(coll.schema.partition)
+        with _naming_shard(replica):
+            coll = await self._collection(replica, request.tenant, request.collection, will_sync=will_sync,
+                                          budget=budget)
+            query = parse_query_vector(request.vector, coll.schema.dim, coll.schema.name)
+            synced = await self._reach(replica, coll, request.min_offset, request.sync_latest, budget)
+        follower = replica.follower(coll.schema.partition)
         # Read before searching: the index reflects at least this offset.
         version = follower.applied_offset
         staleness = follower.staleness_ms()
-        results = await asyncio.to_thread(self._search, coll, query, request.k, flt,
+        results = await asyncio.to_thread(self._search, replica, coll, query, request.k, flt,
                                           request.ef_search or None)
         metrics.SEARCH_LATENCY.observe(time.perf_counter() - began)
         return storage_pb2.ShardSearchResponse(results=results, partition=coll.schema.partition,
                                                index_version=version, staleness_ms=staleness,
-                                               sync_performed=synced, shard=self.node.shard)
+                                               sync_performed=synced, shard=replica.shard)
 
-    def _search(self, coll: Collection, query: np.ndarray, k: int, flt: Filter | None,
+    def _search(self, replica: ShardReplica, coll: Collection, query: np.ndarray, k: int, flt: Filter | None,
                 ef: int | None) -> list[search_pb2.ScoredVector]:
         ids, scores, metas = coll.index.search_records(query, k, flt, ef)
-        docs = self._documents(coll.collection_id, ids)
+        docs = self._documents(replica, coll.collection_id, ids)
         return [search_pb2.ScoredVector(id=rid, score=float(score), metadata_json=metadata_to_json(meta),
                                         document=docs.get(rid, ""))
                 for rid, score, meta in zip(ids, scores.tolist(), metas, strict=True)]
 
-    def _documents(self, collection_id: str, ids: list[str]) -> dict[str, str]:
+    @staticmethod
+    def _documents(replica: ShardReplica, collection_id: str, ids: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
-        for rid, loc in self.node.locations.lookup(collection_id, ids).items():
+        for rid, loc in replica.locations.lookup(collection_id, ids).items():
             if loc.status == STATUS_LIVE:
                 try:
-                    out[rid] = self.node.records.read(loc.file_offset, loc.length).document
+                    out[rid] = replica.records.read(loc.file_offset, loc.length).document
                 except CorruptRecord:
                     continue
         return out
@@ -182,21 +211,25 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
     async def Get(self, request: storage_pb2.ShardGetRequest,
                   context: grpc.aio.ServicerContext) -> storage_pb2.ShardGetResponse:
         began = time.perf_counter()
+        replica = self._replica(request)
         if len(request.ids) > MAX_BATCH_ROWS:
             raise InvalidRequest(f"at most {MAX_BATCH_ROWS} ids per get, got {len(request.ids)}")
         budget = _Budget(0, context)  # a Get's only limit is its caller's gRPC deadline
         will_sync = request.sync_latest or request.min_offset > 0
-        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync, budget=budget)
-        await self._reach(coll, request.min_offset, request.sync_latest, budget)
-        version = self.node.follower(coll.schema.partition).applied_offset
-        records, missing = await asyncio.to_thread(self._get, coll, list(request.ids),
+        with _naming_shard(replica):
+            coll = await self._collection(replica, request.tenant, request.collection, will_sync=will_sync,
+                                          budget=budget)
+            await self._reach(replica, coll, request.min_offset, request.sync_latest, budget)
+        version = replica.follower(coll.schema.partition).applied_offset
+        records, missing = await asyncio.to_thread(self._get, replica, coll, list(request.ids),
                                                    request.include_vectors)
         metrics.GET_LATENCY.observe(time.perf_counter() - began)
         return storage_pb2.ShardGetResponse(records=records, missing_ids=missing, index_version=version)
 
-    def _get(self, coll: Collection, ids: list[str],
+    @staticmethod
+    def _get(replica: ShardReplica, coll: Collection, ids: list[str],
              include_vectors: bool) -> tuple[list[storage_pb2.StoredRecord], list[str]]:
-        found = self.node.locations.lookup(coll.collection_id, ids)
+        found = replica.locations.lookup(coll.collection_id, ids)
         records: list[storage_pb2.StoredRecord] = []
         missing: list[str] = []
         for rid in ids:
@@ -204,7 +237,7 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
             if loc is None or loc.status != STATUS_LIVE:
                 missing.append(rid)
                 continue
-            view = self.node.records.read(loc.file_offset, loc.length)
+            view = replica.records.read(loc.file_offset, loc.length)
             records.append(storage_pb2.StoredRecord(
                 id=rid, vector=view.vector.tobytes() if include_vectors else b"",
                 metadata_json=view.metadata_json, document=view.document,
@@ -213,6 +246,7 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
 
     async def Scan(self, request: storage_pb2.ShardScanRequest,
                    context: grpc.aio.ServicerContext) -> storage_pb2.ShardScanResponse:
+        replica = self._replica(request)
         if not 1 <= request.limit <= MAX_BATCH_ROWS:
             raise InvalidRequest(f"limit must be between 1 and {MAX_BATCH_ROWS}, got {request.limit}")
         if request.after:
@@ -223,35 +257,51 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
                               filter=parse_filter_json(request.filter_json))
         budget = _Budget(request.timeout_ms, context)
         will_sync = request.sync_latest or request.min_offset > 0
-        coll = await self._collection(request.tenant, request.collection, will_sync=will_sync, budget=budget)
-        await self._reach(coll, request.min_offset, request.sync_latest, budget)
-        version = self.node.follower(coll.schema.partition).applied_offset
-        page = await asyncio.to_thread(scan, self.node.locations, self.node.records, coll.collection_id,
+        with _naming_shard(replica):
+            coll = await self._collection(replica, request.tenant, request.collection, will_sync=will_sync,
+                                          budget=budget)
+            await self._reach(replica, coll, request.min_offset, request.sync_latest, budget)
+        version = replica.follower(coll.schema.partition).applied_offset
+        page = await asyncio.to_thread(scan, replica.locations, replica.records, coll.collection_id,
                                        request.after, request.limit, options)
         return storage_pb2.ShardScanResponse(records=page.records, exhausted=page.exhausted,
                                              scanned_to=page.scanned_to, index_version=version)
 
     async def Status(self, request: storage_pb2.NodeStatusRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:
-        partitions = []
-        for name, follower in self.node.followers.items():
-            offset, hlc = follower.applied()
-            partitions.append(storage_pb2.PartitionProgress(
-                partition=name, applied_offset=offset, applied_hlc=hlc, head_offset=follower.head(),
-                staleness_ms=follower.staleness_ms()))
-        counts = await asyncio.to_thread(self.node.locations.counts)
-        collections = []
-        for coll in self.node.registry.collections():
-            live, dead = counts.get(coll.collection_id, (0, 0))
-            collections.append(storage_pb2.CollectionStats(collection=coll.label, live_records=live,
-                                                           deleted_records=dead))
-        return storage_pb2.NodeStatusResponse(node_id=self.node.node_id, shard=self.node.shard,
-                                              partitions=partitions, collections=collections,
-                                              ready=self.node.is_ready)
+        replicas = [await _replica_status(r) for r in self.node.replicas.values()]
+        first = replicas[0]
+        return storage_pb2.NodeStatusResponse(node_id=self.node.node_id, shard=first.shard,
+                                              partitions=first.partitions, collections=first.collections,
+                                              ready=self.node.is_ready, replicas=replicas)
+
+
+async def _replica_status(replica: ShardReplica) -> storage_pb2.ReplicaStatus:
+    status = storage_pb2.ReplicaStatus(shard=replica.shard, replica=replica.replica,
+                                       replica_id=replica.replica_id, ready=replica.ready,
+                                       halted=replica.halts.reasons())
+    for name, follower in replica.followers.items():
+        offset, hlc = follower.applied()
+        status.partitions.append(storage_pb2.PartitionProgress(
+            partition=name, applied_offset=offset, applied_hlc=hlc, head_offset=follower.head(),
+            staleness_ms=follower.staleness_ms()))
+    try:
+        local = replica.local
+    except Unavailable:
+        return status  # still opening its local state
+    counts = await asyncio.to_thread(local.locations.counts)
+    for coll in local.registry.collections():
+        live, dead = counts.get(coll.collection_id, (0, 0))
+        status.collections.append(storage_pb2.CollectionStats(collection=coll.label, live_records=live,
+                                                              deleted_records=dead))
+    return status
 
 
 def status_payload(node: StorageNode) -> dict[str, Any]:
-    """The storage fields of /healthz."""
-    return {"shard": node.shard, "replica": node.replica,
-            "applied": {p: f.applied_offset for p, f in node.followers.items()},
-            "halted": node.halts.reasons()}
+    """The storage fields of /healthz: every hosted replica; ``shard``, ``applied`` and ``halted`` at the
+    top are the first (lowest) one's, which for a node hosting one shard is all of it."""
+    replicas = [{"shard": r.shard, "replica_id": r.replica_id, "ready": r.ready, "applied": r.applied(),
+                 "halted": r.halts.reasons()} for r in node.replicas.values()]
+    first = replicas[0]
+    return {"shard": first["shard"], "shards": node.shards, "replica": node.replica,
+            "applied": first["applied"], "halted": first["halted"], "replicas": replicas}

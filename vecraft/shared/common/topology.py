@@ -331,7 +331,7 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
                      "--default-shards", str(params.shards), "--default-replicas", str(params.replicas)]
         elif role == "storage":
             own_dir = data_dir / "storage" / f"shard-{shard}-replica-{replica}"
-            extra = ["--shard", str(shard), "--replica", str(replica), "--journal-address", journal,
+            extra = ["--shards", str(shard), "--replica", str(replica), "--journal-address", journal,
                      "--meta-address", meta, *partitions, *delay]
         elif role == "query":
             assert shard is not None

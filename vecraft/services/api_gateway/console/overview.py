@@ -25,7 +25,7 @@ from typing import Any
 from vecraft.services.api_gateway.console.probe import ClusterSnapshot, NodeStatus, QueryStatus
 from vecraft.shared.hlc import format_hlc, physical_ms
 from vecraft.shared.model.schema import CollectionSchema
-from vecraft.shared.rpc.v1 import meta_pb2
+from vecraft.shared.rpc.v1 import meta_pb2, storage_pb2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,6 +67,21 @@ def nodes_json(snapshot: ClusterSnapshot, now_ms: int) -> list[dict[str, Any]]:
     return rows
 
 
+def replica_statuses(found: NodeStatus) -> list[storage_pb2.ReplicaStatus]:
+    """The shard replicas a storage node's Status reports (a node hosts one or more).
+
+    A node of the single-shard version lists none: its one replica is the top-level fields, and
+    its node id was its replica id.
+    """
+    status = found.status
+    if status is None:
+        return []
+    if status.replicas:
+        return list(status.replicas)
+    return [storage_pb2.ReplicaStatus(shard=status.shard, replica_id=found.node_id, ready=status.ready,
+                                      partitions=status.partitions, collections=status.collections)]
+
+
 def replicas_json(snapshot: ClusterSnapshot) -> list[dict[str, Any]]:
     """Every storage replica the journal tracks, with its lag as the journal measures it.
 
@@ -76,8 +91,8 @@ def replicas_json(snapshot: ClusterSnapshot) -> list[dict[str, Any]]:
     if snapshot.journal is None:
         return []
     heads = {p.partition: p.head_hlc for p in snapshot.journal.partitions}
-    applied_hlc = {(s.node_id, p.partition): p.applied_hlc for s in snapshot.statuses if s.status is not None
-                   for p in s.status.partitions}
+    applied_hlc = {(r.replica_id, p.partition): p.applied_hlc for s in snapshot.statuses
+                   for r in replica_statuses(s) for p in r.partitions}
     return [{"replica_id": r.replica_id, "partition": r.partition, "shards": list(r.shards),
              "applied_offset": r.applied_offset, "lag_ops": r.lag_ops, "lag_bytes": r.lag_bytes,
              "lag_ms": r.lag_ms, "live": r.live, "lagging": r.lagging,
@@ -114,20 +129,21 @@ def _hlc_behind(head_hlc: int, applied_hlc: int) -> int | None:
 
 
 def shards_json(snapshot: ClusterSnapshot) -> list[dict[str, Any]]:
-    """Per shard: its storage replicas and query processors, each with its progress per partition."""
+    """Per shard: its storage replicas and query processors, each with its progress per partition
+    (a storage node hosting several shards has one row under each)."""
     heads = {p.partition: p.head_hlc for p in snapshot.journal.partitions} if snapshot.journal else {}
     statuses = {s.node_id: s for s in snapshot.statuses}
     caches = {q.node_id: q for q in snapshot.queries}
     shards: dict[int, dict[str, Any]] = {}
     for node in sorted(snapshot.nodes, key=lambda n: n.node_id):
-        if node.role == "query":
-            row, kind = _query_row(node, caches.get(node.node_id)), "query"
-        elif node.role == "storage":
-            row, kind = _storage_row(node, statuses.get(node.node_id), heads), "storage"
-        else:
+        if node.role not in ("query", "storage"):
             continue
         for n in node.shards:
-            shards.setdefault(n, {"shard": n, "storage": [], "query": []})[kind].append(row)
+            if node.role == "query":
+                row = _query_row(node, caches.get(node.node_id))
+            else:
+                row = _storage_row(node, statuses.get(node.node_id), heads, n)
+            shards.setdefault(n, {"shard": n, "storage": [], "query": []})[node.role].append(row)
     return [shards[n] for n in sorted(shards)]
 
 
@@ -138,14 +154,20 @@ def _query_row(node: meta_pb2.NodeInfo, cache: QueryStatus | None) -> dict[str, 
             "error": cache.error if cache else None}
 
 
-def _storage_row(node: meta_pb2.NodeInfo, found: NodeStatus | None, heads: dict[str, int]) -> dict[str, Any]:
+def _storage_row(node: meta_pb2.NodeInfo, found: NodeStatus | None, heads: dict[str, int],
+                 shard: int) -> dict[str, Any]:
+    """The node's replica of ``shard``."""
     row: dict[str, Any] = {"node_id": node.node_id, "replica": node.replica, "state": node.state or "up",
                            "ready": None, "partitions": [], "error": None}
     if found is None or found.status is None:
         row["error"] = found.error if found is not None else None
         return row
-    row["ready"] = found.status.ready
-    for p in found.status.partitions:
+    replica = next((r for r in replica_statuses(found) if r.shard == shard), None)
+    if replica is None:
+        row["error"] = f"storage node {node.node_id} does not report a replica of shard {shard}"
+        return row
+    row["ready"] = replica.ready
+    for p in replica.partitions:
         row["partitions"].append({
             "partition": p.partition, "applied_offset": p.applied_offset, "head_offset": p.head_offset,
             "staleness_ms": p.staleness_ms, "hlc_behind_head_ms": _hlc_behind(heads.get(p.partition, 0),
@@ -156,15 +178,12 @@ def _storage_row(node: meta_pb2.NodeInfo, found: NodeStatus | None, heads: dict[
 def record_counts(snapshot: ClusterSnapshot) -> dict[str, tuple[int, int]]:
     """``{"tenant/collection": (live, deleted)}``: per shard, the replica that holds the most records
     (the one furthest along), summed over the shards."""
-    shards_of = {n.node_id: tuple(n.shards) for n in snapshot.nodes}
-    best: dict[tuple[str, tuple[int, ...]], tuple[int, int]] = {}
+    best: dict[tuple[str, int], tuple[int, int]] = {}
     for found in snapshot.statuses:
-        if found.status is None:
-            continue
-        group = shards_of.get(found.node_id, (found.status.shard,))
-        for c in found.status.collections:
-            key = (c.collection, group)
-            best[key] = max(best.get(key, (0, 0)), (c.live_records, c.deleted_records))
+        for replica in replica_statuses(found):
+            for c in replica.collections:
+                key = (c.collection, replica.shard)
+                best[key] = max(best.get(key, (0, 0)), (c.live_records, c.deleted_records))
     totals: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
     for (collection, _), (live, deleted) in best.items():
         have = totals[collection]

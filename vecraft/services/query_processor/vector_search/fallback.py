@@ -4,7 +4,9 @@ The storage replicas given with ``--storage-addresses`` hold the
 authoritative copy of the shards and run pull-before-read themselves
 (``ShardSearchRequest.min_offset`` / ``sync_latest``), so the consistency
 level is still met, only without this processor's cache (``cache_hit`` is
-false). Which address serves which shard is learned from their ``Status``.
+false). Which address serves which shards is learned from their ``Status`` (a
+storage node may host several shard replicas), and every request names its
+shard.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class StorageFallback:
         await asyncio.gather(*(c.close() for c in self._channels.values()), return_exceptions=True)
 
     async def _discover(self) -> None:
-        """Ask every address which shard it serves (addresses that do not answer are skipped)."""
+        """Ask every address which shards it hosts (addresses that do not answer are skipped)."""
         by_shard: dict[int, list[str]] = {}
         for address, stub in self._stubs.items():
             try:
@@ -62,7 +64,9 @@ class StorageFallback:
             except VecraftError as err:
                 log.info("storage node %s did not answer Status: %s", address, err.message)
                 continue
-            by_shard.setdefault(status.shard, []).append(address)
+            # A node of the single-shard version lists no replicas: its one shard is `shard`.
+            for shard in [r.shard for r in status.replicas] or [status.shard]:
+                by_shard.setdefault(shard, []).append(address)
         self._by_shard = by_shard
 
     async def search(self, q: ParsedQuery, timeout_s: float) -> FallbackAnswer:
@@ -87,7 +91,7 @@ class StorageFallback:
         request = storage_pb2.ShardSearchRequest(
             collection=q.collection, tenant=q.tenant, vector=q.vector.astype("<f4").tobytes(), k=q.k,
             filter_json=q.filter_json, ef_search=q.ef_search or 0, min_offset=req.min_offset,
-            sync_latest=req.latest, timeout_ms=int(timeout_s * 1000))
+            sync_latest=req.latest, timeout_ms=int(timeout_s * 1000), shard=shard)
         last: VecraftError | None = None
         for address in addresses:
             stub = self._stubs[address]

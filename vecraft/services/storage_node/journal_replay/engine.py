@@ -71,6 +71,7 @@ class ApplyEngine:
                  on_applied: Callable[[str, int], None], snapshot_every_ops: int = 50_000,
                  snapshot_every_s: float = 300.0, halts: PartitionHalts | None = None) -> None:
         self.applier = applier
+        self._shard = str(applier.shard)  # the metrics' shard label
         self.registry = registry
         self.snapshots = snapshots
         self.on_applied = on_applied
@@ -116,7 +117,7 @@ class ApplyEngine:
                         raise
                     except Exception as exc:
                         offset = self.applier.applied_offset(partition)
-                        metrics.APPLIED_OFFSET.labels(partition).set(offset)
+                        metrics.APPLIED_OFFSET.labels(self._shard, partition).set(offset)
                         self.on_applied(partition, offset)
                         raise self.halts.halt(
                             partition, "apply_failed", describe(exc),
@@ -138,16 +139,16 @@ class ApplyEngine:
             os._exit(70)
 
     def _after_commit(self, result: ApplyResult, path: str) -> None:
-        metrics.APPLIED_OFFSET.labels(result.partition).set(result.applied_offset)
-        metrics.APPLY_ENTRIES.labels(path).inc(result.entries)
+        metrics.APPLIED_OFFSET.labels(self._shard, result.partition).set(result.applied_offset)
+        metrics.APPLY_ENTRIES.labels(self._shard, path).inc(result.entries)
         if result.upserted:
-            metrics.APPLY_RECORDS.labels("upsert").inc(result.upserted)
+            metrics.APPLY_RECORDS.labels(self._shard, "upsert").inc(result.upserted)
         if result.deleted:
-            metrics.APPLY_RECORDS.labels("delete").inc(result.deleted)
+            metrics.APPLY_RECORDS.labels(self._shard, "delete").inc(result.deleted)
         for cid in result.touched:
             coll = self.registry.by_id(cid)
             if coll is not None:
-                metrics.INDEX_RECORDS.labels(coll.label).set(len(coll.index))
+                metrics.INDEX_RECORDS.labels(self._shard, coll.label).set(len(coll.index))
         self.on_applied(result.partition, result.applied_offset)
         self._ops_since_snapshot += result.upserted + result.deleted + result.ddl
         self._maybe_snapshot()
@@ -172,12 +173,13 @@ class ApplyEngine:
                     await asyncio.to_thread(self.snapshots.save, offsets, indexes)
             except Exception:
                 # Not fatal: the previous snapshot + a longer local replay still recover.
-                log.exception("index snapshot failed")
+                log.exception("index snapshot failed", extra={"shard": self._shard})
                 return
             self._ops_since_snapshot = 0
             self._last_snapshot = time.monotonic()
-            log.info("index snapshot written", extra={"seconds": round(t.duration or 0, 3),
-                                                      "offsets": {p: o for p, (o, _h) in offsets.items()}})
+            log.info("index snapshot written",
+                     extra={"shard": self._shard, "seconds": round(t.duration or 0, 3),
+                            "offsets": {p: o for p, (o, _h) in offsets.items()}})
 
     async def wait_snapshot(self) -> None:
         """Wait for a snapshot started in the background (used at shutdown)."""

@@ -22,18 +22,19 @@ __all__ = ["HeadWatch", "PartitionFollower", "StorageObserver", "SyncOutcome", "
 
 
 class StorageObserver(FollowerObserver):
-    """The storage node's follower metrics."""
+    """The storage node's follower metrics (labelled with the replica's shard)."""
 
     def __init__(self, engine: ApplyEngine) -> None:
         self.engine = engine
+        self.shard = str(engine.applier.shard)
 
     def head(self, partition: str, offset: int) -> None:
-        metrics.HEAD_OFFSET.labels(partition).set(offset)
+        metrics.HEAD_OFFSET.labels(self.shard, partition).set(offset)
         applied = self.engine.applied(partition)[0]
-        metrics.REPLAY_LAG.labels(partition).set(max(0, offset - applied))
+        metrics.REPLAY_LAG.labels(self.shard, partition).set(max(0, offset - applied))
 
     def staleness(self, partition: str, ms: int) -> None:
-        metrics.STALENESS.labels(partition).set(ms)
+        metrics.STALENESS.labels(self.shard, partition).set(ms)
 
     def sync_done(self, partition: str, pulled: bool, seconds: float) -> None:
         metrics.SYNCS.labels(str(pulled).lower()).inc()

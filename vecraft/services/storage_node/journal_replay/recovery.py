@@ -30,6 +30,7 @@ import orjson
 
 from vecraft.services.storage_node.indexes.registry import CollectionRegistry
 from vecraft.services.storage_node.indexes.snapshots import SnapshotStore
+from vecraft.services.storage_node.layout import LayoutError
 from vecraft.services.storage_node.mmap import (
     STATUS_LIVE,
     CorruptRecord,
@@ -69,7 +70,7 @@ def _open_stores(data_dir: Path, shard: int) -> tuple[RecordFile, LocationIndex]
         locations.set_meta("shard", str(shard))
     elif int(owner) != shard:
         locations.close()
-        raise ValueError(f"data dir {data_dir} belongs to shard {owner}, not {shard}")
+        raise LayoutError(f"data dir {data_dir} belongs to shard {owner}, not {shard}")
     return RecordFile(data_dir / "records.bin"), locations
 
 

@@ -25,39 +25,45 @@ _sym_db = _symbol_database.Default()
 from vecraft.shared.rpc.v1 import search_pb2 as vecraft_dot_v1_dot_search__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vecraft/v1/storage.proto\x12\nvecraft.v1\x1a\x17vecraft/v1/search.proto\"[\n\x0bSyncRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x15\n\rtarget_offset\x18\x02 \x01(\x04\x12\x0e\n\x06latest\x18\x03 \x01(\x08\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"v\n\x0cSyncResponse\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplied_offset\x18\x02 \x01(\x04\x12\x13\n\x0b\x61pplied_hlc\x18\x03 \x01(\x04\x12\x0e\n\x06pulled\x18\x04 \x01(\x08\x12\x16\n\x0e\x65ntries_pulled\x18\x05 \x01(\r\"\xb8\x01\n\x12ShardSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0e\n\x06vector\x18\x03 \x01(\x0c\x12\t\n\x01k\x18\x04 \x01(\x05\x12\x13\n\x0b\x66ilter_json\x18\x05 \x01(\t\x12\x11\n\tef_search\x18\x06 \x01(\x05\x12\x12\n\nmin_offset\x18\x07 \x01(\x04\x12\x13\n\x0bsync_latest\x18\x08 \x01(\x08\x12\x12\n\ntimeout_ms\x18\t \x01(\x03\"\xa7\x01\n\x13ShardSearchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.ScoredVector\x12\x11\n\tpartition\x18\x02 \x01(\t\x12\x15\n\rindex_version\x18\x03 \x01(\x04\x12\x14\n\x0cstaleness_ms\x18\x04 \x01(\x03\x12\x16\n\x0esync_performed\x18\x05 \x01(\x08\x12\r\n\x05shard\x18\x06 \x01(\r\"\x84\x01\n\x0fShardGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x12\n\nmin_offset\x18\x04 \x01(\x04\x12\x13\n\x0bsync_latest\x18\x05 \x01(\x08\x12\x17\n\x0finclude_vectors\x18\x06 \x01(\x08\"p\n\x0cStoredRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x15\n\rmetadata_json\x18\x03 \x01(\t\x12\x10\n\x08\x64ocument\x18\x04 \x01(\t\x12\x0e\n\x06offset\x18\x05 \x01(\x04\x12\x0b\n\x03hlc\x18\x06 \x01(\x04\"i\n\x10ShardGetResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.StoredRecord\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\x12\x15\n\rindex_version\x18\x03 \x01(\x04\"\xf4\x01\n\x10ShardScanRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\nmin_offset\x18\x05 \x01(\x04\x12\x13\n\x0bsync_latest\x18\x06 \x01(\x08\x12\x17\n\x0finclude_vectors\x18\x07 \x01(\x08\x12\x18\n\x10include_metadata\x18\x08 \x01(\x08\x12\x19\n\x11include_documents\x18\t \x01(\x08\x12\x13\n\x0b\x66ilter_json\x18\n \x01(\t\x12\x12\n\ntimeout_ms\x18\x0b \x01(\x03\"|\n\x11ShardScanResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.StoredRecord\x12\x11\n\texhausted\x18\x02 \x01(\x08\x12\x12\n\nscanned_to\x18\x03 \x01(\t\x12\x15\n\rindex_version\x18\x04 \x01(\x04\"\x13\n\x11NodeStatusRequest\"~\n\x11PartitionProgress\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplied_offset\x18\x02 \x01(\x04\x12\x13\n\x0b\x61pplied_hlc\x18\x03 \x01(\x04\x12\x13\n\x0bhead_offset\x18\x04 \x01(\x04\x12\x14\n\x0cstaleness_ms\x18\x05 \x01(\x03\"T\n\x0f\x43ollectionStats\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x14\n\x0clive_records\x18\x02 \x01(\x04\x12\x17\n\x0f\x64\x65leted_records\x18\x03 \x01(\x04\"\xa8\x01\n\x12NodeStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x31\n\npartitions\x18\x03 \x03(\x0b\x32\x1d.vecraft.v1.PartitionProgress\x12\x30\n\x0b\x63ollections\x18\x04 \x03(\x0b\x32\x1b.vecraft.v1.CollectionStats\x12\r\n\x05ready\x18\x05 \x01(\x08\x32\xea\x02\n\x12StorageNodeService\x12\x39\n\x04Sync\x12\x17.vecraft.v1.SyncRequest\x1a\x18.vecraft.v1.SyncResponse\x12I\n\x06Search\x12\x1e.vecraft.v1.ShardSearchRequest\x1a\x1f.vecraft.v1.ShardSearchResponse\x12@\n\x03Get\x12\x1b.vecraft.v1.ShardGetRequest\x1a\x1c.vecraft.v1.ShardGetResponse\x12\x43\n\x04Scan\x12\x1c.vecraft.v1.ShardScanRequest\x1a\x1d.vecraft.v1.ShardScanResponse\x12G\n\x06Status\x12\x1d.vecraft.v1.NodeStatusRequest\x1a\x1e.vecraft.v1.NodeStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18vecraft/v1/storage.proto\x12\nvecraft.v1\x1a\x17vecraft/v1/search.proto\"y\n\x0bSyncRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x15\n\rtarget_offset\x18\x02 \x01(\x04\x12\x0e\n\x06latest\x18\x03 \x01(\x08\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\x12\x12\n\x05shard\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_shard\"v\n\x0cSyncResponse\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplied_offset\x18\x02 \x01(\x04\x12\x13\n\x0b\x61pplied_hlc\x18\x03 \x01(\x04\x12\x0e\n\x06pulled\x18\x04 \x01(\x08\x12\x16\n\x0e\x65ntries_pulled\x18\x05 \x01(\r\"\xd6\x01\n\x12ShardSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0e\n\x06vector\x18\x03 \x01(\x0c\x12\t\n\x01k\x18\x04 \x01(\x05\x12\x13\n\x0b\x66ilter_json\x18\x05 \x01(\t\x12\x11\n\tef_search\x18\x06 \x01(\x05\x12\x12\n\nmin_offset\x18\x07 \x01(\x04\x12\x13\n\x0bsync_latest\x18\x08 \x01(\x08\x12\x12\n\ntimeout_ms\x18\t \x01(\x03\x12\x12\n\x05shard\x18\n \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_shard\"\xa7\x01\n\x13ShardSearchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.ScoredVector\x12\x11\n\tpartition\x18\x02 \x01(\t\x12\x15\n\rindex_version\x18\x03 \x01(\x04\x12\x14\n\x0cstaleness_ms\x18\x04 \x01(\x03\x12\x16\n\x0esync_performed\x18\x05 \x01(\x08\x12\r\n\x05shard\x18\x06 \x01(\r\"\xa2\x01\n\x0fShardGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x12\n\nmin_offset\x18\x04 \x01(\x04\x12\x13\n\x0bsync_latest\x18\x05 \x01(\x08\x12\x17\n\x0finclude_vectors\x18\x06 \x01(\x08\x12\x12\n\x05shard\x18\x07 \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_shard\"p\n\x0cStoredRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x15\n\rmetadata_json\x18\x03 \x01(\t\x12\x10\n\x08\x64ocument\x18\x04 \x01(\t\x12\x0e\n\x06offset\x18\x05 \x01(\x04\x12\x0b\n\x03hlc\x18\x06 \x01(\x04\"i\n\x10ShardGetResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.StoredRecord\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\x12\x15\n\rindex_version\x18\x03 \x01(\x04\"\x92\x02\n\x10ShardScanRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\nmin_offset\x18\x05 \x01(\x04\x12\x13\n\x0bsync_latest\x18\x06 \x01(\x08\x12\x17\n\x0finclude_vectors\x18\x07 \x01(\x08\x12\x18\n\x10include_metadata\x18\x08 \x01(\x08\x12\x19\n\x11include_documents\x18\t \x01(\x08\x12\x13\n\x0b\x66ilter_json\x18\n \x01(\t\x12\x12\n\ntimeout_ms\x18\x0b \x01(\x03\x12\x12\n\x05shard\x18\x0c \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_shard\"|\n\x11ShardScanResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.vecraft.v1.StoredRecord\x12\x11\n\texhausted\x18\x02 \x01(\x08\x12\x12\n\nscanned_to\x18\x03 \x01(\t\x12\x15\n\rindex_version\x18\x04 \x01(\x04\"\x13\n\x11NodeStatusRequest\"~\n\x11PartitionProgress\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplied_offset\x18\x02 \x01(\x04\x12\x13\n\x0b\x61pplied_hlc\x18\x03 \x01(\x04\x12\x13\n\x0bhead_offset\x18\x04 \x01(\x04\x12\x14\n\x0cstaleness_ms\x18\x05 \x01(\x03\"T\n\x0f\x43ollectionStats\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x14\n\x0clive_records\x18\x02 \x01(\x04\x12\x17\n\x0f\x64\x65leted_records\x18\x03 \x01(\x04\"\x9d\x02\n\rReplicaStatus\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x0f\n\x07replica\x18\x02 \x01(\r\x12\x12\n\nreplica_id\x18\x03 \x01(\t\x12\x31\n\npartitions\x18\x04 \x03(\x0b\x32\x1d.vecraft.v1.PartitionProgress\x12\x30\n\x0b\x63ollections\x18\x05 \x03(\x0b\x32\x1b.vecraft.v1.CollectionStats\x12\r\n\x05ready\x18\x06 \x01(\x08\x12\x35\n\x06halted\x18\x07 \x03(\x0b\x32%.vecraft.v1.ReplicaStatus.HaltedEntry\x1a-\n\x0bHaltedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd5\x01\n\x12NodeStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x31\n\npartitions\x18\x03 \x03(\x0b\x32\x1d.vecraft.v1.PartitionProgress\x12\x30\n\x0b\x63ollections\x18\x04 \x03(\x0b\x32\x1b.vecraft.v1.CollectionStats\x12\r\n\x05ready\x18\x05 \x01(\x08\x12+\n\x08replicas\x18\x06 \x03(\x0b\x32\x19.vecraft.v1.ReplicaStatus2\xea\x02\n\x12StorageNodeService\x12\x39\n\x04Sync\x12\x17.vecraft.v1.SyncRequest\x1a\x18.vecraft.v1.SyncResponse\x12I\n\x06Search\x12\x1e.vecraft.v1.ShardSearchRequest\x1a\x1f.vecraft.v1.ShardSearchResponse\x12@\n\x03Get\x12\x1b.vecraft.v1.ShardGetRequest\x1a\x1c.vecraft.v1.ShardGetResponse\x12\x43\n\x04Scan\x12\x1c.vecraft.v1.ShardScanRequest\x1a\x1d.vecraft.v1.ShardScanResponse\x12G\n\x06Status\x12\x1d.vecraft.v1.NodeStatusRequest\x1a\x1e.vecraft.v1.NodeStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vecraft.v1.storage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REPLICASTATUS_HALTEDENTRY']._loaded_options = None
+  _globals['_REPLICASTATUS_HALTEDENTRY']._serialized_options = b'8\001'
   _globals['_SYNCREQUEST']._serialized_start=65
-  _globals['_SYNCREQUEST']._serialized_end=156
-  _globals['_SYNCRESPONSE']._serialized_start=158
-  _globals['_SYNCRESPONSE']._serialized_end=276
-  _globals['_SHARDSEARCHREQUEST']._serialized_start=279
-  _globals['_SHARDSEARCHREQUEST']._serialized_end=463
-  _globals['_SHARDSEARCHRESPONSE']._serialized_start=466
-  _globals['_SHARDSEARCHRESPONSE']._serialized_end=633
-  _globals['_SHARDGETREQUEST']._serialized_start=636
-  _globals['_SHARDGETREQUEST']._serialized_end=768
-  _globals['_STOREDRECORD']._serialized_start=770
-  _globals['_STOREDRECORD']._serialized_end=882
-  _globals['_SHARDGETRESPONSE']._serialized_start=884
-  _globals['_SHARDGETRESPONSE']._serialized_end=989
-  _globals['_SHARDSCANREQUEST']._serialized_start=992
-  _globals['_SHARDSCANREQUEST']._serialized_end=1236
-  _globals['_SHARDSCANRESPONSE']._serialized_start=1238
-  _globals['_SHARDSCANRESPONSE']._serialized_end=1362
-  _globals['_NODESTATUSREQUEST']._serialized_start=1364
-  _globals['_NODESTATUSREQUEST']._serialized_end=1383
-  _globals['_PARTITIONPROGRESS']._serialized_start=1385
-  _globals['_PARTITIONPROGRESS']._serialized_end=1511
-  _globals['_COLLECTIONSTATS']._serialized_start=1513
-  _globals['_COLLECTIONSTATS']._serialized_end=1597
-  _globals['_NODESTATUSRESPONSE']._serialized_start=1600
-  _globals['_NODESTATUSRESPONSE']._serialized_end=1768
-  _globals['_STORAGENODESERVICE']._serialized_start=1771
-  _globals['_STORAGENODESERVICE']._serialized_end=2133
+  _globals['_SYNCREQUEST']._serialized_end=186
+  _globals['_SYNCRESPONSE']._serialized_start=188
+  _globals['_SYNCRESPONSE']._serialized_end=306
+  _globals['_SHARDSEARCHREQUEST']._serialized_start=309
+  _globals['_SHARDSEARCHREQUEST']._serialized_end=523
+  _globals['_SHARDSEARCHRESPONSE']._serialized_start=526
+  _globals['_SHARDSEARCHRESPONSE']._serialized_end=693
+  _globals['_SHARDGETREQUEST']._serialized_start=696
+  _globals['_SHARDGETREQUEST']._serialized_end=858
+  _globals['_STOREDRECORD']._serialized_start=860
+  _globals['_STOREDRECORD']._serialized_end=972
+  _globals['_SHARDGETRESPONSE']._serialized_start=974
+  _globals['_SHARDGETRESPONSE']._serialized_end=1079
+  _globals['_SHARDSCANREQUEST']._serialized_start=1082
+  _globals['_SHARDSCANREQUEST']._serialized_end=1356
+  _globals['_SHARDSCANRESPONSE']._serialized_start=1358
+  _globals['_SHARDSCANRESPONSE']._serialized_end=1482
+  _globals['_NODESTATUSREQUEST']._serialized_start=1484
+  _globals['_NODESTATUSREQUEST']._serialized_end=1503
+  _globals['_PARTITIONPROGRESS']._serialized_start=1505
+  _globals['_PARTITIONPROGRESS']._serialized_end=1631
+  _globals['_COLLECTIONSTATS']._serialized_start=1633
+  _globals['_COLLECTIONSTATS']._serialized_end=1717
+  _globals['_REPLICASTATUS']._serialized_start=1720
+  _globals['_REPLICASTATUS']._serialized_end=2005
+  _globals['_REPLICASTATUS_HALTEDENTRY']._serialized_start=1960
+  _globals['_REPLICASTATUS_HALTEDENTRY']._serialized_end=2005
+  _globals['_NODESTATUSRESPONSE']._serialized_start=2008
+  _globals['_NODESTATUSRESPONSE']._serialized_end=2221
+  _globals['_STORAGENODESERVICE']._serialized_start=2224
+  _globals['_STORAGENODESERVICE']._serialized_end=2586
 # @@protoc_insertion_point(module_scope)

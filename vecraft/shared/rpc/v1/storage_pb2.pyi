@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SyncRequest(_message.Message):
-    __slots__ = ("partition", "target_offset", "latest", "timeout_ms")
+    __slots__ = ("partition", "target_offset", "latest", "timeout_ms", "shard")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     TARGET_OFFSET_FIELD_NUMBER: _ClassVar[int]
     LATEST_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
     partition: str
     target_offset: int
     latest: bool
     timeout_ms: int
-    def __init__(self, partition: _Optional[str] = ..., target_offset: _Optional[int] = ..., latest: _Optional[bool] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    shard: int
+    def __init__(self, partition: _Optional[str] = ..., target_offset: _Optional[int] = ..., latest: _Optional[bool] = ..., timeout_ms: _Optional[int] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class SyncResponse(_message.Message):
     __slots__ = ("partition", "applied_offset", "applied_hlc", "pulled", "entries_pulled")
@@ -34,7 +36,7 @@ class SyncResponse(_message.Message):
     def __init__(self, partition: _Optional[str] = ..., applied_offset: _Optional[int] = ..., applied_hlc: _Optional[int] = ..., pulled: _Optional[bool] = ..., entries_pulled: _Optional[int] = ...) -> None: ...
 
 class ShardSearchRequest(_message.Message):
-    __slots__ = ("collection", "tenant", "vector", "k", "filter_json", "ef_search", "min_offset", "sync_latest", "timeout_ms")
+    __slots__ = ("collection", "tenant", "vector", "k", "filter_json", "ef_search", "min_offset", "sync_latest", "timeout_ms", "shard")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +46,7 @@ class ShardSearchRequest(_message.Message):
     MIN_OFFSET_FIELD_NUMBER: _ClassVar[int]
     SYNC_LATEST_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
     collection: str
     tenant: str
     vector: bytes
@@ -53,7 +56,8 @@ class ShardSearchRequest(_message.Message):
     min_offset: int
     sync_latest: bool
     timeout_ms: int
-    def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., vector: _Optional[bytes] = ..., k: _Optional[int] = ..., filter_json: _Optional[str] = ..., ef_search: _Optional[int] = ..., min_offset: _Optional[int] = ..., sync_latest: _Optional[bool] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    shard: int
+    def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., vector: _Optional[bytes] = ..., k: _Optional[int] = ..., filter_json: _Optional[str] = ..., ef_search: _Optional[int] = ..., min_offset: _Optional[int] = ..., sync_latest: _Optional[bool] = ..., timeout_ms: _Optional[int] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class ShardSearchResponse(_message.Message):
     __slots__ = ("results", "partition", "index_version", "staleness_ms", "sync_performed", "shard")
@@ -72,20 +76,22 @@ class ShardSearchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[_search_pb2.ScoredVector, _Mapping]]] = ..., partition: _Optional[str] = ..., index_version: _Optional[int] = ..., staleness_ms: _Optional[int] = ..., sync_performed: _Optional[bool] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class ShardGetRequest(_message.Message):
-    __slots__ = ("collection", "tenant", "ids", "min_offset", "sync_latest", "include_vectors")
+    __slots__ = ("collection", "tenant", "ids", "min_offset", "sync_latest", "include_vectors", "shard")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     MIN_OFFSET_FIELD_NUMBER: _ClassVar[int]
     SYNC_LATEST_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
     collection: str
     tenant: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     min_offset: int
     sync_latest: bool
     include_vectors: bool
-    def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., min_offset: _Optional[int] = ..., sync_latest: _Optional[bool] = ..., include_vectors: _Optional[bool] = ...) -> None: ...
+    shard: int
+    def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., min_offset: _Optional[int] = ..., sync_latest: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class StoredRecord(_message.Message):
     __slots__ = ("id", "vector", "metadata_json", "document", "offset", "hlc")
@@ -114,7 +120,7 @@ class ShardGetResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[StoredRecord, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[str]] = ..., index_version: _Optional[int] = ...) -> None: ...
 
 class ShardScanRequest(_message.Message):
-    __slots__ = ("collection", "tenant", "after", "limit", "min_offset", "sync_latest", "include_vectors", "include_metadata", "include_documents", "filter_json", "timeout_ms")
+    __slots__ = ("collection", "tenant", "after", "limit", "min_offset", "sync_latest", "include_vectors", "include_metadata", "include_documents", "filter_json", "timeout_ms", "shard")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +132,7 @@ class ShardScanRequest(_message.Message):
     INCLUDE_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
     collection: str
     tenant: str
     after: str
@@ -137,7 +144,8 @@ class ShardScanRequest(_message.Message):
     include_documents: bool
     filter_json: str
     timeout_ms: int
-    def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., min_offset: _Optional[int] = ..., sync_latest: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., include_metadata: _Optional[bool] = ..., include_documents: _Optional[bool] = ..., filter_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    shard: int
+    def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ..., min_offset: _Optional[int] = ..., sync_latest: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., include_metadata: _Optional[bool] = ..., include_documents: _Optional[bool] = ..., filter_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class ShardScanResponse(_message.Message):
     __slots__ = ("records", "exhausted", "scanned_to", "index_version")
@@ -179,16 +187,43 @@ class CollectionStats(_message.Message):
     deleted_records: int
     def __init__(self, collection: _Optional[str] = ..., live_records: _Optional[int] = ..., deleted_records: _Optional[int] = ...) -> None: ...
 
+class ReplicaStatus(_message.Message):
+    __slots__ = ("shard", "replica", "replica_id", "partitions", "collections", "ready", "halted")
+    class HaltedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    HALTED_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    replica: int
+    replica_id: str
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionProgress]
+    collections: _containers.RepeatedCompositeFieldContainer[CollectionStats]
+    ready: bool
+    halted: _containers.ScalarMap[str, str]
+    def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., replica_id: _Optional[str] = ..., partitions: _Optional[_Iterable[_Union[PartitionProgress, _Mapping]]] = ..., collections: _Optional[_Iterable[_Union[CollectionStats, _Mapping]]] = ..., ready: _Optional[bool] = ..., halted: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class NodeStatusResponse(_message.Message):
-    __slots__ = ("node_id", "shard", "partitions", "collections", "ready")
+    __slots__ = ("node_id", "shard", "partitions", "collections", "ready", "replicas")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     shard: int
     partitions: _containers.RepeatedCompositeFieldContainer[PartitionProgress]
     collections: _containers.RepeatedCompositeFieldContainer[CollectionStats]
     ready: bool
-    def __init__(self, node_id: _Optional[str] = ..., shard: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionProgress, _Mapping]]] = ..., collections: _Optional[_Iterable[_Union[CollectionStats, _Mapping]]] = ..., ready: _Optional[bool] = ...) -> None: ...
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaStatus]
+    def __init__(self, node_id: _Optional[str] = ..., shard: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionProgress, _Mapping]]] = ..., collections: _Optional[_Iterable[_Union[CollectionStats, _Mapping]]] = ..., ready: _Optional[bool] = ..., replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ...) -> None: ...
