@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -29,7 +30,7 @@ import numpy as np
 
 from vecraft.shared.model.limits import MAX_BATCH_ROWS
 from vecraft_client._bulk_formats import BulkFileError, count_rows, detect_format, open_writer, read_chunks
-from vecraft_client._errors import Conflict, NotFound
+from vecraft_client._errors import Conflict, NotFound, RateLimited
 from vecraft_client._listing import MAX_PAGE_SIZE, Pager
 from vecraft_client._models import RecordPage, WriteResult
 
@@ -40,6 +41,8 @@ __all__ = ["BulkFileError", "ExportResult", "ImportResult", "export", "import_fi
 
 #: ``progress(rows_done, rows_total or None)``; True = a tqdm bar on stderr; None/False = silent.
 Progress = Callable[[int, "int | None"], None] | bool | None
+#: How long one chunk waits out back-pressure (429) before the import fails (``backpressure_s``).
+BACKPRESSURE_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,7 @@ def import_file(client: VecraftClient, path: str | os.PathLike[str], collection:
                 format: str | None = None, chunk_rows: int = 5000, parallel: int = 4, upsert: bool = False,
                 create: bool = True,
                 metric: str = "cosine", ack: str | None = None, progress: Progress = None,
-                request_id_prefix: str | None = None) -> ImportResult:
+                request_id_prefix: str | None = None, backpressure_s: float = BACKPRESSURE_S) -> ImportResult:
     """Import a JSON Lines, Parquet or ``.npy`` file into ``collection`` (see the module docstring).
 
     Args:
@@ -123,6 +126,8 @@ def import_file(client: VecraftClient, path: str | os.PathLike[str], collection:
         progress: True for a progress bar, or ``progress(rows_done, rows_total)``.
         request_id_prefix: the chunks' request ids are ``<prefix>-<i>``; default
             ``import-<identity of the file>``. Re-running with the same prefix resumes.
+        backpressure_s: how long one chunk keeps waiting out back-pressure (429, e.g. replicas
+            behind) after the client's own retries, each wait as long as the answer's Retry-After.
     Raises:
         BulkFileError: a bad row (the message names the line or row); the chunks before it are stored.
     """
@@ -144,15 +149,24 @@ def import_file(client: VecraftClient, path: str | os.PathLike[str], collection:
     rows = chunks = dups = 0
     pending: set[Future[WriteResult]] = set()
     sizes: dict[Future[WriteResult], int] = {}
+    # Set when the import stops early (bad row, failed chunk, Ctrl-C): chunks waiting out
+    # back-pressure give up instead of holding the exit for up to ``backpressure_s``.
+    stopping = threading.Event()
 
     def settle(done: set[Future[WriteResult]]) -> None:
+        """Count the chunks that were stored, then raise the first failed chunk's error."""
         nonlocal rows, dups
+        error: BaseException | None = None
         for fut in done:
-            result = fut.result()  # raises the write's error
-            dups += int(result.duplicate)
             size = sizes.pop(fut)
+            if fut.exception() is not None:
+                error = error or fut.exception()
+                continue
+            dups += int(fut.result().duplicate)
             rows += size
             bar.add(size)
+        if error is not None:
+            raise error
 
     try:
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="vecraft-import") as pool:
@@ -164,8 +178,8 @@ def import_file(client: VecraftClient, path: str | os.PathLike[str], collection:
                         dim = client_dim
                     write = client.upsert_vectors if upsert and chunk.ids is not None \
                         else client.insert_vectors
-                    fut = pool.submit(write, chunk.vectors, chunk.ids, chunk.metadatas,  # type: ignore[arg-type]
-                                      chunk.documents, collection, ack=ack,
+                    fut = pool.submit(_patiently, write, backpressure_s, stopping, chunk.vectors, chunk.ids,
+                                      chunk.metadatas, chunk.documents, collection, ack=ack,
                                       request_id=f"{prefix}-{i}", batch_size=MAX_BATCH_ROWS)
                     sizes[fut] = len(chunk)
                     pending.add(fut)
@@ -173,16 +187,46 @@ def import_file(client: VecraftClient, path: str | os.PathLike[str], collection:
                     while len(pending) >= parallel:
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         settle(done)
+                while pending:  # the last chunks: the first that fails stops the import at once
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    settle(done)
+            except BaseException:
+                stopping.set()
+                raise
             finally:
-                # A bad row stops reading; the chunks already sent still finish (and count).
+                # A bad row or a failed chunk stops the import; the chunks already sent still finish
+                # (and count), but stop waiting out back-pressure.
                 done, pending = wait(pending)
-                for fut in done:
-                    if fut.exception() is None:
-                        settle({fut})
+                with contextlib.suppress(BaseException):
+                    settle(done)
     finally:
         bar.close()
     return ImportResult(rows=rows, chunks=chunks, duplicate_chunks=dups,
                         seconds=time.monotonic() - started, request_id_prefix=prefix)
+
+
+def _patiently(write: Callable[..., WriteResult], patience_s: float, stopping: threading.Event,
+               *args: Any, **kwargs: Any) -> WriteResult:
+    """``write(*args, **kwargs)``, tried again on back-pressure until ``patience_s`` have passed.
+
+    The transport's retries (a few, within seconds) are for blips. A bulk import at full speed
+    outruns the replicas for longer than that, and the journal's answer (429, "replica N ms
+    behind") means: wait, as the ingest loader of the benchmarks does. The chunk keeps its
+    request id, so trying it again never stores it twice.
+    """
+    deadline = time.monotonic() + patience_s
+    attempt = 0
+    while True:
+        try:
+            return write(*args, **kwargs)
+        except RateLimited as err:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            delay = err.retry_after_ms / 1000.0 if err.retry_after_ms else min(5.0, 0.1 * 2 ** attempt)
+            if stopping.wait(min(max(delay, 0.05), left)):
+                raise
+            attempt += 1
 
 
 def _ensure(client: VecraftClient, collection: str, dim: int, metric: str) -> None:
