@@ -27,7 +27,7 @@ def parser_of(name: str) -> argparse.ArgumentParser:
 
 
 def test_every_benchmark_is_covered() -> None:
-    assert NAMES == ["consistency", "ingest", "journal", "latency", "peers", "recall", "storage"]
+    assert NAMES == ["bulk", "consistency", "ingest", "journal", "latency", "peers", "recall", "storage"]
 
 
 @pytest.mark.parametrize("name", NAMES)
