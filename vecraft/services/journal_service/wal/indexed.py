@@ -21,8 +21,9 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import re
 from array import array
-from collections.abc import Coroutine, MutableMapping
+from collections.abc import Coroutine, Mapping, MutableMapping
 from typing import Any, Generic, TypeVar
 
 from vecraft.services.journal_service import metrics
@@ -210,6 +211,36 @@ class IndexedJournalBackend(JournalBackend, Generic[L]):
 
     def failed_partitions(self) -> dict[str, str]:
         return {name: plog.failure for name, plog in self._logs.items() if plog.failure is not None}
+
+    def _refuse_unknown_partitions(self, where: str, found: Mapping[str, str]) -> None:
+        """Refuse to start beside partitions holding entries that this journal does not serve.
+
+        Not serving them would hide acknowledged writes: typically ``data-3``
+        after ``--data-partitions`` was lowered from 4 to 2, whose tenants would
+        also be routed to other partitions from then on.
+
+        Args:
+            where: the storage, for the message ("journal data directory /d").
+            found: partitions outside ``_names`` holding entries -> what they hold.
+
+        Raises:
+            RuntimeError: ``found`` is not empty; the message names each partition and what to do.
+        """
+        if not found:
+            return
+        listed = ", ".join(f"'{name}' ({what})" for name, what in sorted(found.items()))
+        served = ", ".join(self._names)
+        data = [int(m.group(1)) for name in found if (m := re.fullmatch(r"data-(\d+)", name))]
+        if data:
+            wanted = max(data) + 1
+            advice = (f"They were written with a higher --data-partitions (at least {wanted}). Lowering "
+                      f"--data-partitions is not supported: the tenants of those partitions would be routed "
+                      f"to others and their acknowledged writes hidden. Start with the --data-partitions the "
+                      f"journal was written with (at least {wanted})")
+        else:
+            advice = "Start with the configuration that wrote them"
+        raise RuntimeError(f"{where} holds entries of journal partitions this journal does not serve: "
+                           f"{listed}; it serves {served}. {advice}; nothing was changed")
 
 
 def _describe(exc: BaseException) -> str:

@@ -427,6 +427,8 @@ class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
         await self._io.start()
         inflight: dict[str, asyncio.Future[Appended]] = {}
         max_entry = self._nc.max_payload - HEADER_ROOM
+        # Before creating anything: a refused start leaves the streams as they were.
+        await self._refuse_unknown_streams()
         for name in self._names:
             stream, subject = f"{self._prefix}-{name}", f"{self._prefix}.journal.{name}"
             await self._ensure_stream(stream, subject)
@@ -437,6 +439,39 @@ class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
             log.info("partition recovered", extra={"partition": name, "head_offset": plog.head[0],
                                                    "stream": stream})
         self._rids.recovery_done()
+
+    async def _refuse_unknown_streams(self) -> None:
+        """Refuse to start beside this prefix's streams of partitions it does not serve that hold
+        entries (e.g. ``data-3`` after ``--data-partitions`` went from 4 to 2); empty ones are ignored.
+
+        One ``STREAM.LIST`` request filtered by ``<prefix>.journal.*`` (retried, like creating the
+        streams, while JetStream is not ready).
+
+        Raises:
+            RuntimeError: such a stream holds entries (the message names it and what to do).
+            TimeoutError: JetStream did not answer within ``ready_timeout``.
+        """
+        assert self._io is not None
+        io = self._io
+        marker = f"{self._prefix}.journal."
+        deadline = time.monotonic() + self._ready_timeout
+        while True:
+            try:
+                streams = await io.streams_on(f"{marker}*")
+                break
+            except TRANSIENT as exc:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"JetStream at {', '.join(self._urls)} did not list the streams "
+                                       f"{marker}* within {self._ready_timeout}s: {exc}") from exc
+                log.info("waiting for JetStream (%s)", exc)
+                await asyncio.sleep(0.5)
+        found = {}
+        for stream, (subjects, messages) in streams.items():
+            names = {subject[len(marker):] for subject in subjects if subject.startswith(marker)}
+            unknown = names - set(self._names)
+            if messages and unknown:
+                found[", ".join(sorted(unknown))] = f"stream {stream}, {messages} entries"
+        self._refuse_unknown_partitions(f"JetStream (streams {self._prefix}-*)", found)
 
     async def _ensure_stream(self, stream: str, subject: str) -> None:
         """Create the stream if it is missing; retried while JetStream elects its leaders.

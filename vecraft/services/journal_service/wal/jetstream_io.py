@@ -165,6 +165,26 @@ class StreamIO:
         return int(ack["seq"])
 
     # ---- reads ----------------------------------------------------------------------
+    async def streams_on(self, subjects: str) -> dict[str, tuple[list[str], int]]:
+        """Streams whose subjects match the wildcard ``subjects`` -> (their subjects, messages held).
+
+        One ``STREAM.LIST`` request per page of streams (the server filters them).
+        """
+        found: dict[str, tuple[list[str], int]] = {}
+        while True:
+            msg = await self.nc.request("$JS.API.STREAM.LIST",
+                                        json.dumps({"subject": subjects, "offset": len(found)}).encode(),
+                                        timeout=self.timeout)
+            resp = json.loads(msg.data)
+            if "error" in resp:
+                raise nats.js.errors.APIError.from_error(resp["error"])
+            page = resp.get("streams") or []
+            for info in page:
+                found[info["config"]["name"]] = (list(info["config"].get("subjects") or []),
+                                                 int(info["state"].get("messages", 0)))
+            if not page or len(found) >= int(resp.get("total", 0)):
+                return found
+
     async def last_seq(self, stream: str) -> tuple[int, int]:
         """``(first, last)`` sequence of ``stream`` as its leader knows it."""
         info = await self.js.stream_info(stream)

@@ -331,6 +331,7 @@ class LocalJournalBackend(IndexedJournalBackend[LocalPartitionLog]):
             raise RuntimeError(f"journal data directory {self._dir} is in use by another process") from exc
         try:
             self._refuse_legacy_txn()
+            self._refuse_unknown_partitions(f"journal data directory {self._dir}", self._unknown_partitions())
         except BaseException:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -378,6 +379,19 @@ class LocalJournalBackend(IndexedJournalBackend[LocalPartitionLog]):
     async def lookup_latest(self, request_id: str) -> Position | None:
         """:meth:`lookup`: the index holds every entry of these files (within the window)."""
         return self.lookup(request_id)
+
+    def _unknown_partitions(self) -> dict[str, str]:
+        """Partition directories outside the configured set that hold segment bytes -> what they hold.
+
+        Empty ones (and directories without segment files) are ignored.
+        """
+        found = {}
+        for entry in sorted(self._dir.iterdir()):
+            if entry.is_dir() and entry.name not in self._names:
+                size, files = stored_bytes(entry)
+                if size:
+                    found[entry.name] = f"{size} bytes in {files} segment files"
+        return found
 
     async def close(self) -> None:
         if self._closed:
