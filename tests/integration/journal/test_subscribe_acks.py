@@ -147,7 +147,7 @@ async def test_delay_holds_entries_back_but_pull_and_skip_to_do_not_wait(journal
         return sub.head_offset == second.offset
     await wait_until(both_held, what="both entries received")
     assert sub.oldest_pending_hlc() == first.hlc
-    sub.skip_to(first.offset)  # applied by pulling: entry one is never yielded
+    sub.skip_to(first.offset, first.hlc)  # applied by pulling: entry one is never yielded
     assert sub.oldest_pending_hlc() == second.hlc
     entry = await anext(aiter(sub))
     assert entry.offset == second.offset

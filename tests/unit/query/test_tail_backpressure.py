@@ -47,7 +47,7 @@ class FastSubscription:
     def oldest_pending_hlc(self) -> int:
         return 0
 
-    def skip_to(self, offset: int) -> None:
+    def skip_to(self, offset: int, hlc: int) -> None:
         pass
 
     async def close(self) -> None:

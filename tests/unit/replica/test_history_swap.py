@@ -20,7 +20,7 @@ import pytest
 
 from tests.unit.query.fakes import PARTITION, FakeJournal, create_payload, followers_for, warm, write_payload
 from vecraft.services.query_processor.cache import ShardCache
-from vecraft.shared.common.errors import NotFound
+from vecraft.shared.common.errors import HistoryMismatch, NotFound
 from vecraft.shared.replica import PartitionHalted
 from vecraft.shared.replica.follower import HeadWatch, PartitionFollower
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -118,7 +118,7 @@ class _Stream:
     def oldest_pending_hlc(self) -> int:
         return 0
 
-    def skip_to(self, offset: int) -> None:
+    def skip_to(self, offset: int, hlc: int) -> None:
         pass
 
     async def close(self) -> None:
@@ -157,3 +157,36 @@ async def test_the_first_head_poll_after_an_outage_checks_the_history(executor: 
     await watch.poll_once()  # ... and came back with another history, longer than the applied one
     assert cache.halts.halted(PARTITION), "the journal came back with another history unnoticed"
     assert watch.polls < 10  # not the periodic check
+
+
+class _RefusedStream(_Stream):
+    """A push stream the journal refuses on resume: it holds another entry before the offset."""
+
+    async def _iterate(self) -> AsyncIterator[journal_pb2.JournalEntry]:
+        raise HistoryMismatch("data-0 offset 4 has HLC 1 here, the subscriber resumes after HLC 2")
+        yield  # an async generator
+
+
+async def test_a_stream_refused_on_resume_halts_before_applying_anything(
+        executor: ThreadPoolExecutor) -> None:
+    journal, cache, follower, _other = await _cached(executor)
+    asked: list[int] = []
+
+    def subscribe(*_a: object, after_hlc: int = 0, **_k: object) -> _Stream:
+        asked.append(after_hlc)
+        return _RefusedStream([])
+
+    journal.subscribe = subscribe  # type: ignore[method-assign]
+    runner = asyncio.create_task(follower.run())
+    try:
+        deadline = time.monotonic() + 30
+        while not cache.halts.halted(PARTITION):
+            assert time.monotonic() < deadline and not runner.done(), "the partition never halted"
+            await asyncio.sleep(0.01)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    # The follower told the journal the HLC it applied last, and halted as diverged on the refusal.
+    assert asked == [follower.applied()[1]]
+    assert "resumes after HLC" in cache.halts.reasons()[PARTITION]
+    assert follower.applied_offset == 4 and await _ids(cache) == {"old0", "old1", "old2"}

@@ -282,10 +282,14 @@ class JournalClient:
         return entries
 
     def subscribe(self, partition: str, from_offset: int, *, replica_id: str, shards: Sequence[int] = (),
-                  role: str = "replica", delay_ms: int = 0) -> Subscription:
-        """A resuming stream of entries from ``from_offset`` (see :class:`Subscription`)."""
+                  role: str = "replica", delay_ms: int = 0, after_hlc: int = 0) -> Subscription:
+        """A resuming stream of entries from ``from_offset`` (see :class:`Subscription`).
+
+        ``after_hlc``: the HLC the subscriber holds for the entry at ``from_offset - 1`` (0: none);
+        the journal checks it on this subscribe and every resume.
+        """
         return Subscription(self, partition, from_offset, replica_id=replica_id, shards=shards, role=role,
-                            delay_ms=delay_ms)
+                            delay_ms=delay_ms, after_hlc=after_hlc)
 
     async def report_applied(self, partition: str, replica_id: str, applied_offset: int, *,
                              timeout_s: float | None = None) -> None:
@@ -312,7 +316,10 @@ class Subscription:
 
     A background task reads the Subscribe stream into a bounded buffer and
     reconnects with backoff after a disconnect or a journal restart, from the
-    last offset received + 1. ``delay_ms`` holds each entry back until its
+    last offset received + 1, telling the journal the HLC of that last entry:
+    a journal whose entry there differs (it lost or re-used offsets) refuses
+    the stream and the iteration raises ``HistoryMismatch``, so entries of
+    another history never follow the ones received. ``delay_ms`` holds each entry back until its
     commit time (HLC physical ms) + ``delay_ms`` - the storage-lag test knob;
     it never slows :meth:`JournalClient.pull`. Errors the journal answers
     with on purpose (unknown partition, bad offset) end the iteration by
@@ -320,7 +327,7 @@ class Subscription:
     """
 
     def __init__(self, client: JournalClient, partition: str, from_offset: int, *, replica_id: str,
-                 shards: Sequence[int], role: str, delay_ms: int) -> None:
+                 shards: Sequence[int], role: str, delay_ms: int, after_hlc: int = 0) -> None:
         self.partition = partition
         self.replica_id = replica_id
         self.delay_ms = delay_ms
@@ -330,6 +337,7 @@ class Subscription:
         self._shards = list(shards)
         self._role = role
         self._received = from_offset - 1  # last offset put into the buffer (or skipped)
+        self._received_hlc = after_hlc  # its HLC (0: unknown, not checked on resume)
         self._buffer: collections.deque[journal_pb2.JournalEntry] = collections.deque()
         self._buffer_bytes = 0
         self._changed = asyncio.Event()  # buffer grew, or an error / close happened
@@ -379,11 +387,13 @@ class Subscription:
         """HLC of the oldest entry received but not yet yielded, else 0."""
         return self._buffer[0].hlc if self._buffer else 0
 
-    def skip_to(self, offset: int) -> None:
-        """The consumer applied up to ``offset`` itself (by pulling): never yield those entries."""
+    def skip_to(self, offset: int, hlc: int) -> None:
+        """The consumer applied up to ``offset`` (whose entry has ``hlc``) itself, by pulling: never
+        yield those entries."""
         while self._buffer and self._buffer[0].offset <= offset:
             self._pop()
-        self._received = max(self._received, offset)
+        if offset > self._received:
+            self._received, self._received_hlc = offset, hlc
         self._changed.set()
 
     async def close(self) -> None:
@@ -421,7 +431,7 @@ class Subscription:
         while not self._closed:
             req = journal_pb2.SubscribeRequest(partition=self.partition, from_offset=self._received + 1,
                                                replica_id=self.replica_id, shards=self._shards,
-                                               role=self._role)
+                                               role=self._role, after_hlc=self._received_hlc)
             try:
                 call = self._client._open_stream(req)
                 self._call = call
@@ -445,7 +455,8 @@ class Subscription:
                     "journal": self._client.address, "resume_from": self._received + 1, "error": str(silent)})
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
-                if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+                if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                                  grpc.StatusCode.FAILED_PRECONDITION):
                     self._error = err
                     self._changed.set()
                     return
@@ -467,7 +478,7 @@ class Subscription:
                 raise _StreamGap(f"offset {entry.offset} arrived after {self._received}")
             self._buffer.append(entry)
             self._buffer_bytes += len(entry.payload)
-            self._received = entry.offset
+            self._received, self._received_hlc = entry.offset, entry.hlc
         if event.entries:
             self._changed.set()
         while not self._closed and (len(self._buffer) > _BUFFER_ENTRIES

@@ -25,7 +25,7 @@ from vecraft.services.journal_service.distribution import (
 )
 from vecraft.services.journal_service.partitioning import PartitionMap
 from vecraft.services.journal_service.wal import JournalBackend, JournalCorruption, LogWrite, PartitionLog
-from vecraft.shared.common.errors import InvalidRequest, VecraftError
+from vecraft.shared.common.errors import HistoryMismatch, InvalidRequest, VecraftError
 from vecraft.shared.hlc import physical_ms, wall_clock_ms
 from vecraft.shared.model.limits import MAX_REQUEST_BYTES
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -215,9 +215,18 @@ class Journal:
 
         Raises:
             NotFound: unknown partition. InvalidRequest: bad from_offset, role or replica id.
+            HistoryMismatch: ``after_hlc`` is not the HLC of the entry before ``from_offset``.
         """
         plog = self._log(req.partition)
         await self._check_from(plog, req.from_offset)
+        if req.after_hlc and req.from_offset > 1:
+            held = plog.hlc_at(req.from_offset - 1)  # 0: not held any more (trimmed), unchecked
+            if held and held != req.after_hlc:
+                raise HistoryMismatch(
+                    f"{plog.name} offset {req.from_offset - 1} has HLC {held} here, the subscriber "
+                    f"resumes after HLC {req.after_hlc}: this journal's history is not the one it followed",
+                    details={"partition": plog.name, "offset": req.from_offset - 1, "hlc": held,
+                             "expected_hlc": req.after_hlc})
         role = req.role or ROLE_REPLICA
         if role not in ROLES:
             raise InvalidRequest(f"unknown subscriber role {req.role!r}; expected one of {', '.join(ROLES)}")

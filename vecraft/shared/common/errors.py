@@ -10,7 +10,8 @@
     ├── RateLimited                   429  RESOURCE_EXHAUSTED   (retry_after_ms)
     ├── Unavailable                   503  UNAVAILABLE          (retry_after_ms)
     ├── DeadlineExceeded              504  DEADLINE_EXCEEDED
-    └── ClockSkew                     503  FAILED_PRECONDITION
+    ├── ClockSkew                     503  FAILED_PRECONDITION
+    └── HistoryMismatch               503  FAILED_PRECONDITION
 
 Every class knows its HTTP status, gRPC status code and a stable wire name, so
 the gateway maps errors to HTTP in one place, gRPC servers map them in one
@@ -100,10 +101,22 @@ class ClockSkew(VecraftError):
     wire_name = "clock_skew"
 
 
+class HistoryMismatch(VecraftError):
+    """A journal subscriber resumes after an entry the journal holds with another HLC.
+
+    The journal's history is not the one the subscriber followed (it lost or
+    re-used offsets); the subscriber must stop applying it (docs/consistency.md).
+    """
+
+    http_status = 503
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    wire_name = "history_mismatch"
+
+
 ERROR_CLASSES: dict[str, type[VecraftError]] = {
     cls.wire_name: cls
     for cls in (VecraftError, InvalidRequest, NotFound, Conflict, PayloadTooLarge, RateLimited,
-                Unavailable, DeadlineExceeded, ClockSkew)
+                Unavailable, DeadlineExceeded, ClockSkew, HistoryMismatch)
 }
 
 # gRPC codes that arrive without Vecraft metadata (from grpc itself).

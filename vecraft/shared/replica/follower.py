@@ -49,7 +49,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, Unavailable, VecraftError
+from vecraft.shared.common.errors import (
+    DeadlineExceeded,
+    HistoryMismatch,
+    InvalidRequest,
+    Unavailable,
+    VecraftError,
+)
 from vecraft.shared.replica.halt import PartitionHalted, PartitionHalts
 from vecraft.shared.replica.history import diverged, mismatch, out_of_order
 from vecraft.shared.replica.queue import QUEUE_MAX_BYTES, QUEUE_MAX_ENTRIES, EntryQueue
@@ -110,7 +116,7 @@ class Subscription(Protocol):
 
     def oldest_pending_hlc(self) -> int: ...
 
-    def skip_to(self, offset: int) -> None: ...
+    def skip_to(self, offset: int, hlc: int) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -131,7 +137,7 @@ class JournalSource(Protocol):
                    timeout_s: float | None = None) -> list[journal_pb2.JournalEntry]: ...
 
     def subscribe(self, partition: str, from_offset: int, *, replica_id: str, shards: Sequence[int] = (),
-                  role: str = "replica", delay_ms: int = 0) -> Subscription: ...
+                  role: str = "replica", delay_ms: int = 0, after_hlc: int = 0) -> Subscription: ...
 
 
 class FollowerObserver:
@@ -398,7 +404,7 @@ class PartitionFollower:
                                   f"before {gap.got}") from gap
             self._after_apply(count, "pull")
         if self.subscription is not None:
-            self.subscription.skip_to(self.applied_offset)
+            self.subscription.skip_to(*self.applied())
         return count
 
     def _lost_entries(self, head: int) -> PartitionHalted:
@@ -440,8 +446,12 @@ class PartitionFollower:
 
     async def _stream(self) -> None:
         await self._close()
-        sub = self.journal.subscribe(self.partition, self.applied_offset + 1, replica_id=self.replica_id,
-                                     shards=self.shards, role=self.role, delay_ms=self.delay_ms)
+        applied, applied_hlc = self.applied()
+        # The journal checks applied_hlc at this subscribe and every resume of the stream: one
+        # whose history differs from what was applied or received refuses it (HistoryMismatch).
+        sub = self.journal.subscribe(self.partition, applied + 1, replica_id=self.replica_id,
+                                     shards=self.shards, role=self.role, delay_ms=self.delay_ms,
+                                     after_hlc=applied_hlc)
         self.subscription = sub
         reader = asyncio.create_task(self._read(sub), name=f"follow-read:{self.partition}")
         applier = asyncio.create_task(self._apply_loop(), name=f"follow-apply:{self.partition}")
@@ -449,8 +459,9 @@ class PartitionFollower:
             await asyncio.wait({reader, applier}, return_when=asyncio.FIRST_COMPLETED)
             if applier.done():
                 applier.result()  # re-raise (PartitionHalted, or a bug)
-            # The stream ended or failed: apply what was read, then report how it ended.
-            while len(self.queue) and not applier.done():
+            # The stream ended or failed: apply what was read, then report how it ended
+            # (nothing more once the partition halted).
+            while len(self.queue) and not applier.done() and not self.halts.halted(self.partition):
                 await asyncio.sleep(0.005)
             if applier.done():
                 applier.result()
@@ -462,10 +473,13 @@ class PartitionFollower:
             await self._close()
 
     async def _read(self, sub: Subscription) -> None:
-        async for entry in sub:
-            self.freshness.note_received(entry.offset, entry.hlc)
-            self.note_head(sub.head_offset, sub.head_hlc)
-            await self.queue.put(entry)
+        try:
+            async for entry in sub:
+                self.freshness.note_received(entry.offset, entry.hlc)
+                self.note_head(sub.head_offset, sub.head_hlc)
+                await self.queue.put(entry)
+        except HistoryMismatch as err:
+            raise self.halts.halt(self.partition, "diverged", err.message, action=self.action) from err
 
     async def _apply_loop(self) -> None:
         while True:

@@ -206,18 +206,20 @@ class PullWALResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ..., latest_offset: _Optional[int] = ..., latest_hlc: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("partition", "from_offset", "replica_id", "shards", "role")
+    __slots__ = ("partition", "from_offset", "replica_id", "shards", "role", "after_hlc")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     FROM_OFFSET_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_HLC_FIELD_NUMBER: _ClassVar[int]
     partition: str
     from_offset: int
     replica_id: str
     shards: _containers.RepeatedScalarFieldContainer[int]
     role: str
-    def __init__(self, partition: _Optional[str] = ..., from_offset: _Optional[int] = ..., replica_id: _Optional[str] = ..., shards: _Optional[_Iterable[int]] = ..., role: _Optional[str] = ...) -> None: ...
+    after_hlc: int
+    def __init__(self, partition: _Optional[str] = ..., from_offset: _Optional[int] = ..., replica_id: _Optional[str] = ..., shards: _Optional[_Iterable[int]] = ..., role: _Optional[str] = ..., after_hlc: _Optional[int] = ...) -> None: ...
 
 class SubscribeEvent(_message.Message):
     __slots__ = ("entries", "head_offset", "head_hlc")
