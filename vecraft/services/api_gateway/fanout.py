@@ -159,7 +159,7 @@ class SearchFanout:
         with timed(_DOCUMENT_SECONDS):
             answers_by_shard = await asyncio.gather(*(
                 self._downstream.get_records(shard, storage_pb2.ShardGetRequest(
-                    collection=schema.name, tenant=schema.tenant, ids=ids,
+                    collection=schema.name, tenant=schema.tenant, shard=shard, ids=ids,
                     min_offset=version.get(shard, 0), include_vectors=False), remaining)
                 for shard, ids in by_shard.items()))
         documents = {rec.id: rec.document for answer in answers_by_shard for rec in answer.records}

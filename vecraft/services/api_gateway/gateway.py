@@ -235,7 +235,7 @@ class Gateway:
         answers = await asyncio.gather(*(
             self._downstream.get_records(shard, storage_pb2.ShardGetRequest(
                 collection=schema.name, tenant=schema.tenant, ids=shard_ids, min_offset=min_offset,
-                include_vectors=include_vectors), timeout_s)
+                include_vectors=include_vectors, shard=shard), timeout_s)
             for shard, shard_ids in by_shard.items()))
         found: dict[str, RecordView] = {}
         for answer in answers:
@@ -265,7 +265,8 @@ class Gateway:
         timeout_ms = self._limits.default_timeout_ms
         answers = await asyncio.gather(*(
             self._downstream.scan_records(shard, storage_pb2.ShardScanRequest(
-                collection=schema.name, tenant=schema.tenant, after=query.after, limit=query.limit,
+                collection=schema.name, tenant=schema.tenant, shard=shard, after=query.after,
+                limit=query.limit,
                 min_offset=min_offset, include_vectors=query.include_vectors,
                 include_metadata=query.include_metadata, include_documents=query.include_documents,
                 filter_json=filter_json, timeout_ms=timeout_ms), timeout_ms / 1000.0)
