@@ -33,10 +33,8 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vecraft import __version__
-from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
-from vecraft.shared.common.errors import VecraftError
-from vecraft.shared.common.supervisor import ChildState, ClusterLock, Supervisor, read_status
-from vecraft.shared.common.topology import (
+from vecraft.local.supervisor import ChildState, ClusterLock, Supervisor, read_status
+from vecraft.local.topology import (
     CLUSTER_SIZE,
     ClusterParams,
     ClusterPlan,
@@ -46,6 +44,8 @@ from vecraft.shared.common.topology import (
     resolve_params,
     save_plan,
 )
+from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
+from vecraft.shared.common.errors import VecraftError
 
 DEFAULT_DATA_DIR = Path("./vecraft-data")
 BENCH_PACKAGE = "vecraft.bench"
@@ -155,8 +155,8 @@ def cluster_binaries() -> dict[str, str]:
             which are missing, and the pip command of the cluster extra.
     """
     # Imported here: only cluster mode needs them.
-    from vecraft.services.journal_service.wal.nats_launcher import nats_binary
-    from vecraft.services.meta_manager.etcd.launcher import etcd_binary
+    from vecraft.local.etcd import etcd_binary
+    from vecraft.local.nats import nats_binary
 
     found: dict[str, str] = {}
     missing: list[str] = []
@@ -178,7 +178,7 @@ def run_up(settings: UpSettings, *, config_file: Path | None = None,
     """Plan the cluster of ``settings.data_dir``, run it until SIGINT/SIGTERM. Returns the exit code.
 
     ``modules`` replaces the module of a role (role -> module), as in
-    :func:`vecraft.shared.common.topology.plan_cluster`.
+    :func:`vecraft.local.topology.plan_cluster`.
 
     Every check that can refuse the request (ranges, a plan contradicting the
     stored one, cluster mode without its programs) runs before anything is

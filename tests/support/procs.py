@@ -6,6 +6,6 @@ it. ``kill()`` is kill -9; ``restart()`` starts it again with the same
 arguments and ports (so clients reconnect to the same address).
 """
 
-from vecraft.shared.common.process import ServiceProcess, free_port
+from vecraft.local.process import ServiceProcess, free_port
 
 __all__ = ["ServiceProcess", "free_port"]

@@ -27,7 +27,7 @@ from typing import Any, Self
 import psutil
 
 from vecraft.bench._http import BenchHttp
-from vecraft.shared.common.supervisor import read_status
+from vecraft.local.supervisor import read_status
 
 #: Resident memory of one service process of a loaded small-scale cluster (measured ~180 MB),
 #: rounded up; used to refuse clusters that would not fit next to everything else.

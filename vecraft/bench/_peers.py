@@ -25,7 +25,7 @@ import orjson
 
 from vecraft.bench._cluster import ClusterSpec, LocalCluster
 from vecraft.bench._http import BenchHttp, load_dataset, search_body
-from vecraft.shared.common.process import free_port
+from vecraft.local.process import free_port
 
 
 class Engine(ABC):

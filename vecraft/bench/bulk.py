@@ -39,7 +39,7 @@ from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._http import BenchHttp, load_dataset, wait_searchable
 from vecraft.bench._report import add_output_arguments, fmt, table, write_outputs
 from vecraft.bench._spec import HNSW
-from vecraft.shared.common.process import free_port
+from vecraft.local.process import free_port
 from vecraft.shared.model.limits import MAX_BATCH_ROWS
 
 #: Rows generated (and written as one Parquet row group) at a time: bounds the writer's memory.

@@ -58,7 +58,7 @@ from vecraft.bench._spec import (
     SCALING_SHARDS,
     Scale,
 )
-from vecraft.shared.common.process import free_port
+from vecraft.local.process import free_port
 
 K = 10
 LOAD_BATCH = 2000

@@ -23,7 +23,7 @@ from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._http import BenchHttp, load_dataset, wait_searchable
 from vecraft.bench._report import add_output_arguments, fmt, table, write_outputs
 from vecraft.bench._spec import HNSW
-from vecraft.shared.common.process import free_port
+from vecraft.local.process import free_port
 
 SCALES = {"small": {128: 20_000, 512: 10_000, 1536: 5_000},
           "spec": {128: 1_000_000, 512: 500_000, 1536: 100_000}}

@@ -37,7 +37,7 @@ import orjson
 import psutil
 
 from vecraft.bench._report import add_output_arguments, write_outputs
-from vecraft.shared.common.supervisor import read_status
+from vecraft.local.supervisor import read_status
 
 COLLECTION = "perf"
 DIM = 128

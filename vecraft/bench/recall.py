@@ -33,7 +33,7 @@ from vecraft.bench._http import BenchHttp, load_dataset, search_body, wait_searc
 from vecraft.bench._report import add_output_arguments, fmt, plot_path, table, write_outputs
 from vecraft.bench._spec import HNSW
 from vecraft.bench._stats import summarize
-from vecraft.shared.common.process import free_port
+from vecraft.local.process import free_port
 
 K = 10
 SCALES = {"small": {"vectors": 20_000, "queries": 300}, "spec": {"vectors": 1_000_000, "queries": 1000}}

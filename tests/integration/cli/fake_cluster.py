@@ -13,8 +13,8 @@ import logging
 import sys
 
 from vecraft import cli
+from vecraft.local.topology import ROLE_MODULES
 from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
-from vecraft.shared.common.topology import ROLE_MODULES
 
 FAKE_MODULE = "tests.integration.cli.fake_service"
 

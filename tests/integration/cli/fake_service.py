@@ -24,7 +24,8 @@ from vecraft.shared.common.service import Service
 
 
 class FakeSettings(ServiceSettings):
-    shard: int = -1
+    shard: int = -1  # query processors' flag
+    shards: list[int] = Field(default_factory=list)  # storage nodes' flag
     replica: int = -1
     journal_address: str = ""
     storage_addresses: list[str] = Field(default_factory=list)
@@ -50,7 +51,8 @@ class FakeService(Service):
         self.set_ready()
 
     def health_payload(self) -> dict[str, Any]:
-        return {"shard": self.fake.shard, "replica": self.fake.replica}
+        shard = self.fake.shards[0] if self.fake.shards else self.fake.shard
+        return {"shard": shard, "replica": self.fake.replica}
 
 
 def main(argv: list[str] | None = None) -> None:

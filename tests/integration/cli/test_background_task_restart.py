@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import free_port
+from vecraft.local.supervisor import Backoff, ChildState, Supervisor
+from vecraft.local.topology import ClusterParams, ClusterPlan, ProcessSpec
 from vecraft.shared.common.config import ServiceSettings, load_settings
 from vecraft.shared.common.service import EXIT_BACKGROUND_TASK_FAILED, Service, run_service
-from vecraft.shared.common.supervisor import Backoff, ChildState, Supervisor
-from vecraft.shared.common.topology import ClusterParams, ClusterPlan, ProcessSpec
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import free_port
-from vecraft.shared.common import topology
+from vecraft.local import topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -117,8 +117,8 @@ def test_a_failed_first_start_stores_no_plan(tmp_path: Path, taken_port: int) ->
 
 WITHOUT_CLUSTER_EXTRA = textwrap.dedent("""
     import sys
-    from vecraft.services.journal_service.wal import nats_launcher
-    from vecraft.services.meta_manager.etcd import launcher
+    from vecraft.local import nats as nats_launcher
+    from vecraft.local import etcd as launcher
 
     def not_installed() -> str:
         raise FileNotFoundError("not installed")

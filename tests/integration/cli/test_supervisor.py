@@ -15,8 +15,8 @@ import pytest
 
 from tests.integration.cli.fake_cluster import FAKE_MODULE
 from tests.support.procs import free_port
-from vecraft.shared.common import topology
-from vecraft.shared.common.supervisor import (
+from vecraft.local import topology
+from vecraft.local.supervisor import (
     Backoff,
     ChildState,
     ClusterBusy,

@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from tests.support.procs import free_port
-from vecraft.shared.common.supervisor import module_available
-from vecraft.shared.common.topology import ROLE_MODULES
+from vecraft.local.supervisor import module_available
+from vecraft.local.topology import ROLE_MODULES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

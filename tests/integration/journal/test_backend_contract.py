@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from vecraft.local.nats import NatsCluster
 from vecraft.services.journal_service.wal import JournalBackend, LogWrite
 from vecraft.services.journal_service.wal.local import LocalJournalBackend
-from vecraft.services.journal_service.wal.nats_launcher import NatsCluster
 from vecraft.services.journal_service.wal.request_ids import RequestIdRetention
 from vecraft.shared.common.errors import ClockSkew, NotFound
 from vecraft.shared.hlc import HybridLogicalClock, pack, physical_ms, wall_clock_ms

@@ -10,9 +10,9 @@ from pathlib import Path
 import nats
 import pytest
 
+from vecraft.local.nats import NatsCluster
 from vecraft.services.journal_service.wal import JournalBackend, LogWrite, Position
 from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
-from vecraft.services.journal_service.wal.nats_launcher import NatsCluster
 from vecraft.shared.hlc import HybridLogicalClock
 from vecraft.shared.rpc.v1 import journal_pb2
 

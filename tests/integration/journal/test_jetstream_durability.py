@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vecraft.services.journal_service.wal.nats_launcher import NatsCluster, nats_config
+from vecraft.local.nats import NatsCluster, nats_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from vecraft.local.nats import NatsCluster
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.journal_service.main import JournalService
 from vecraft.services.journal_service.settings import JournalSettings
-from vecraft.services.journal_service.wal.nats_launcher import NatsCluster
 from vecraft.shared.rpc.v1 import journal_pb2
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from vecraft.local.nats import NatsCluster
 from vecraft.services.journal_service.wal import LogWrite, Position
 from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
-from vecraft.services.journal_service.wal.nats_launcher import NatsCluster
 from vecraft.shared.hlc import HybridLogicalClock
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]

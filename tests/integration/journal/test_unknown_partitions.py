@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import ServiceProcess
+from vecraft.local.nats import NatsCluster
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.journal_service.wal import JournalBackend, LogWrite
 from vecraft.services.journal_service.wal.local import LocalJournalBackend
-from vecraft.services.journal_service.wal.nats_launcher import NatsCluster
 from vecraft.shared.hlc import HybridLogicalClock
 from vecraft.shared.rpc.v1 import journal_pb2
 

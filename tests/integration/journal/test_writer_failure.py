@@ -24,10 +24,10 @@ from typing import Any
 import httpx
 import pytest
 
+from vecraft.local.nats import NatsCluster
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.journal_service.main import JournalService
 from vecraft.services.journal_service.settings import JournalSettings
-from vecraft.services.journal_service.wal.nats_launcher import NatsCluster
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.hlc import clock as hlc_clock
 from vecraft.shared.hlc import pack, wall_clock_ms

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from vecraft.local.ports import allocate_ports
+
 _handed_out: set[int] = set()
 
 
@@ -27,9 +29,6 @@ def free_port() -> int:
     A port from the ephemeral range (what ``bind(0)`` gives) can be taken by any
     outgoing connection before the server binds it, or while it restarts.
     """
-    # Imported here: topology imports the etcd / NATS launchers, which build on this module.
-    from vecraft.shared.common.topology import allocate_ports
-
     port = allocate_ports(["port"], _handed_out | {8000, 50051})["port"].grpc
     _handed_out.add(port)
     return port

@@ -22,7 +22,7 @@ from types import TracebackType
 
 import httpx
 
-from vecraft.shared.common.process import ProcessHandle, free_port
+from vecraft.local.process import ProcessHandle, free_port
 
 
 def etcd_binary() -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from vecraft.shared.common.process import ProcessHandle, free_port
+from vecraft.local.process import ProcessHandle, free_port
 
 #: Largest message a server accepts. NATS advises at most 8 MiB; a journal entry above it
 #: is refused with PayloadTooLarge by the JetStream backend.

@@ -60,8 +60,8 @@ from typing import IO, Any
 import httpx
 import psutil
 
+from vecraft.local.topology import ClusterPlan, ProcessSpec, write_json_atomic
 from vecraft.shared.common.errors import Conflict, Unavailable
-from vecraft.shared.common.topology import ClusterPlan, ProcessSpec, write_json_atomic
 
 log = logging.getLogger("vecraft.supervisor")
 

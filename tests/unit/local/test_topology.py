@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import free_port
-from vecraft.shared.common import topology
+from vecraft.local import topology
+from vecraft.local.ports import PortPair, allocate_ports
+from vecraft.local.topology import ClusterParams, PlanConflict
 from vecraft.shared.common.errors import Conflict
-from vecraft.shared.common.topology import ClusterParams, PlanConflict, PortPair
 
 pytestmark = pytest.mark.unit
 
@@ -186,7 +187,7 @@ def test_allocated_ports_are_free_and_avoid_taken() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        pairs = topology.allocate_ports([f"p{i}" for i in range(20)], {taken})
+        pairs = allocate_ports([f"p{i}" for i in range(20)], {taken})
     ports = [p for pair in pairs.values() for p in (pair.grpc, pair.http)]
     assert len(set(ports)) == 40 and taken not in ports
     for port in ports:
