@@ -83,16 +83,21 @@ class UpSettings(BaseSettings):
         f"gateway HTTP port (REST API, /docs, /healthz, /metrics). Default {_D.http_port}"))
     grpc_port: int | None = Field(None, description=f"gateway gRPC port. Default {_D.grpc_port}")
     shards: int | None = Field(None, description=(
-        f"shard groups: --query-replicas query processors and --replicas storage nodes each. "
-        f"Fixed once the "
+        f"shards of every collection, placed on the storage and query nodes. Fixed once the "
         f"data directory exists. Default {_D.shards}"))
+    storage_nodes: int | None = Field(None, description=(
+        f"storage node processes (storage-<n>), each hosting replica n %% replicas of some shards; "
+        f"at least --replicas. A node that would host nothing is not started. Default "
+        f"{_D.storage_nodes}"))
+    query_nodes: int | None = Field(None, description=(
+        f"query processor processes (query-<m>), each serving some shards; at least "
+        f"--query-replicas. Default {_D.query_nodes}"))
     replicas: int | None = Field(None, description=(
-        f"storage replicas per shard; a new replica rebuilds itself from the journal. "
-        f"Default {_D.replicas}"))
+        f"storage replicas per shard, each on a different storage node; a node that newly hosts a "
+        f"replica rebuilds it from the journal. Default {_D.replicas}"))
     query_replicas: int | None = Field(None, description=(
-        f"query processors per shard (query-<shard>, query-<shard>-r1, ...); the gateway spreads "
-        f"eventual/bounded reads over them and pins a read-your-writes session to one. "
-        f"Default {_D.query_replicas}"))
+        f"query nodes serving each shard; the gateway spreads eventual/bounded reads over them and "
+        f"pins a read-your-writes session to one. Default {_D.query_replicas}"))
     data_partitions: int | None = Field(None, description=(
         f"journal data partitions (tenants are spread over them). Fixed once the data "
         f"directory exists. Default {_D.data_partitions}"))
@@ -113,7 +118,8 @@ class UpSettings(BaseSettings):
     def plan_request(self) -> dict[str, Any]:
         """The cluster parameters as given (None = use the stored plan or the default)."""
         return {"host": self.host, "http_port": self.http_port, "grpc_port": self.grpc_port,
-                "shards": self.shards, "replicas": self.replicas,
+                "shards": self.shards, "storage_nodes": self.storage_nodes,
+                "query_nodes": self.query_nodes, "replicas": self.replicas,
                 "query_replicas": self.query_replicas,
                 "data_partitions": self.data_partitions, "apply_delay_ms": self.apply_delay_ms,
                 "cluster": self.cluster}
@@ -126,8 +132,10 @@ def _banner(sup: Supervisor) -> str:
     skipped = [c.spec.name for c in sup.children.values() if c.state is ChildState.SKIPPED]
     mode = (f" Cluster mode: {CLUSTER_SIZE} etcd members, {CLUSTER_SIZE} NATS JetStream servers."
             if p.cluster else "")
-    lines = [(f"Vecraft is up: {p.shards} shard(s) x {p.replicas} replica(s), "
-              f"{p.data_partitions} journal data partition(s).{mode}")]
+    nodes = {role: sum(1 for s in plan.processes if s.role == role) for role in ("storage", "query")}
+    lines = [(f"Vecraft is up: {p.shards} shard(s) x {p.replicas} replica(s) on {nodes['storage']} storage "
+              f"node(s), {nodes['query']} query node(s), {p.data_partitions} journal data "
+              f"partition(s).{mode}")]
     gateway = sup.children.get("gateway")
     if gateway is not None and gateway.state is not ChildState.SKIPPED:
         http = f"http://{gateway.spec.http_address}"
@@ -272,7 +280,8 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
         if health == "down" and state == ChildState.SKIPPED.value:
             health = "skipped"
         pid = entry.get("pid") if _pid_alive(entry.get("pid")) else None
-        rows.append({"name": spec.name, "role": spec.role, "shard": spec.shard, "replica": spec.replica,
+        rows.append({"name": spec.name, "role": spec.role, "shards": list(spec.shards),
+                     "replica": spec.replica,
                      "pid": pid, "state": state, "restarts": entry.get("restarts", 0),
                      "grpc_address": spec.grpc_address, "http_address": spec.http_address,
                      "health": health, "healthz": body, "log": str(plan.log_path(spec.name))})
@@ -280,10 +289,19 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
         and any(r["health"] == "up" for r in rows)
     return {"data_dir": str(plan.data_dir),
             "supervisor": {"pid": sup.get("pid"), "state": sup.get("state"), "running": sup_running},
-            "params": {"shards": plan.params.shards, "replicas": plan.params.replicas,
+            "params": {"shards": plan.params.shards, "storage_nodes": plan.params.storage_nodes,
+                       "query_nodes": plan.params.query_nodes, "replicas": plan.params.replicas,
                        "query_replicas": plan.params.query_replicas,
                        "data_partitions": plan.params.data_partitions, "cluster": plan.params.cluster},
             "processes": rows, "all_up": all_up}
+
+
+def shard_list_text(shards: Sequence[int], limit: int = 6) -> str:
+    """Hosted shards for the status table: ``0,2,4``; a longer list shortened with its count,
+    ``0,2,4,...,62 (32)`` (``--json`` has them all)."""
+    if len(shards) <= limit:
+        return ",".join(map(str, shards))
+    return f"{','.join(map(str, shards[:3]))},...,{shards[-1]} ({len(shards)})"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -322,11 +340,11 @@ def _cmd_status(ns: argparse.Namespace) -> int:
     else:
         sup = status["supervisor"]
         state = f"running (pid {sup['pid']})" if sup["running"] else "not running"
-        rows = [["NAME", "ROLE", "SHARD", "PID", "GRPC", "HTTP", "HEALTH", "RESTARTS"]]
+        rows = [["NAME", "ROLE", "SHARDS", "REPLICA", "PID", "GRPC", "HTTP", "HEALTH", "RESTARTS"]]
         for r in status["processes"]:
-            shard = "" if r["shard"] is None else str(r["shard"])
-            rows.append([r["name"], r["role"], shard, str(r["pid"] or "-"), r["grpc_address"],
-                         r["http_address"], r["health"], str(r["restarts"])])
+            replica = "" if r["replica"] is None else str(r["replica"])
+            rows.append([r["name"], r["role"], shard_list_text(r["shards"]), replica, str(r["pid"] or "-"),
+                         r["grpc_address"], r["http_address"], r["health"], str(r["restarts"])])
         _print_out(f"cluster {status['data_dir']}: supervisor {state}\n{_table(rows)}")
     return 0 if status["all_up"] else 1
 
@@ -477,7 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
         "up", formatter_class=formatter, help="run a local cluster until Ctrl-C",
         description=_wrap("Start a whole local cluster on loopback as supervised child processes: "
                     "journal, meta manager (SQLite), storage nodes, query processors and the "
-                    "gateway, in that order, each ready before the next. With --cluster, a "
+                    "gateway, in that order, each ready before the next. Processes are nodes: "
+                    "--storage-nodes storage nodes and --query-nodes query processors each host "
+                    "several shards (docs/operations.md, Shapes and placement). With --cluster, a "
                     "3-member etcd and a 3-node NATS JetStream cluster start first and the meta "
                     "manager and the journal use them instead of SQLite and local files. "
                     "Crashed services are "
@@ -495,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser(
         "status", formatter_class=formatter, help="show the services of a local cluster",
-        description=_wrap("For every service planned in the data directory: name, role, shard, pid, "
+        description=_wrap("For every service planned in the data directory: name, role, the shards "
+                    "it hosts and its replica number (storage and query nodes), pid, "
                     "gRPC and HTTP address, restarts and health (from /healthz: up, not ready, "
                     "down; skipped = not installed in this build)."),
         epilog=_wrap("exit codes: 0 the supervisor runs and every started service is up; 1 otherwise; "

@@ -28,6 +28,7 @@ import psutil
 
 from vecraft.bench._http import BenchHttp
 from vecraft.local.supervisor import read_status
+from vecraft.local.topology import ClusterParams, process_names
 
 #: Resident memory of one service process of a loaded small-scale cluster (measured ~180 MB),
 #: rounded up; used to refuse clusters that would not fit next to everything else.
@@ -61,12 +62,16 @@ def stop_leftovers(grace_s: float = 30.0) -> None:
 def memory_shortfall(shards: int, replicas: int = 1) -> str:
     """Why a cluster of ``shards`` would not fit in the available memory; "" when it fits.
 
-    A local cluster runs journal + meta + gateway + ``shards`` x (``replicas``
-    storage nodes + 1 query processor) Python processes. Starting one that does
-    not fit would push the machine into swap or the OOM killer, taking down
+    A local cluster runs journal + meta + gateway + the storage and query nodes of
+    ``vecraft up``'s default shape (2 storage nodes, or ``replicas`` if more, and one
+    query node, each hosting several shards) as Python processes. Starting one that
+    does not fit would push the machine into swap or the OOM killer, taking down
     other work, so it is refused with the estimate instead.
     """
-    processes = 3 + shards * (replicas + 1)
+    default = ClusterParams()
+    params = ClusterParams(shards=shards, replicas=replicas,
+                           storage_nodes=max(default.storage_nodes, replicas))
+    processes = len(process_names(params))
     need_mb = processes * PROCESS_RSS_MB
     avail_mb = psutil.virtual_memory().available // 2**20
     if need_mb > 0.6 * avail_mb:

@@ -60,7 +60,7 @@ from typing import IO, Any
 import httpx
 import psutil
 
-from vecraft.local.topology import ClusterPlan, ProcessSpec, write_json_atomic
+from vecraft.local.topology import ROLE_MODULES, ClusterPlan, ProcessSpec, write_json_atomic
 from vecraft.shared.common.errors import Conflict, Unavailable
 
 log = logging.getLogger("vecraft.supervisor")
@@ -527,7 +527,7 @@ class Supervisor:
         for name, entry in previous.items():
             pid = entry.get("pid")
             child = self.children.get(name)
-            if not pid or child is None:
+            if not pid:
                 continue
             try:
                 proc = psutil.Process(pid)
@@ -535,8 +535,16 @@ class Supervisor:
             except psutil.Error:
                 continue
             # Only a process that is recognisably that child: same module (or program) and node id.
-            program = child.spec.executable or child.spec.module
-            if program in cmdline and name in cmdline:
+            # One no longer planned (fewer nodes, or a name of the layout before nodes): a Vecraft
+            # service with that node id whose data lies in this directory.
+            if child is not None:
+                program = child.spec.executable or child.spec.module
+                recognised = program in cmdline and name in cmdline
+            else:
+                inside = str(self.plan.data_dir) + os.sep
+                recognised = name in cmdline and any(m in cmdline for m in ROLE_MODULES.values()) \
+                    and any(arg.startswith(inside) for arg in cmdline)
+            if recognised:
                 log.warning("stopping %s (pid %s) left running by an earlier supervisor", name, pid)
                 proc.terminate()
                 try:

@@ -11,11 +11,16 @@ Parameters that are not given fall back to the stored ones (then to the
 defaults). The shard count and the number of journal data partitions decide
 where every record and every journal entry lives, so changing them on an
 existing directory is refused with :class:`PlanConflict`; the others (ports of
-the gateway, host, replicas, query replicas, apply delay) may change between runs.
+the gateway, host, node counts, replicas, query replicas, apply delay) may
+change between runs.
 
-Each shard has ``query_replicas`` query processors: ``query-<shard>`` and
-``query-<shard>-r<i>`` for i >= 1; the gateway gets all of them
-(``--query-addresses 0=A 0=B ...``) and spreads or pins reads over them.
+Processes are nodes, not shards: ``storage_nodes`` storage nodes
+``storage-<n>`` and ``query_nodes`` query processors ``query-<m>``, each
+hosting the shards :func:`place_shards` gives it (storage: ``--shards a,b
+--replica r``; query: ``--shard a --shard b``). The gateway gets every
+(shard, node) pair (``--query-addresses 0=A 0=B ...``, ``--storage-addresses
+...``); a query processor gets the storage nodes that host its shards. A node
+that would host nothing (more nodes than shard replicas) is not planned.
 
 Start order, one group at a time: (cluster mode: etcd members, NATS servers,)
 journal, meta manager, storage nodes, query processors, gateway. Internal
@@ -33,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +69,9 @@ CLUSTER_SIZE = 3
 START_ORDER: tuple[str, ...] = ("etcd", "nats", "journal", "meta", "storage", "query", "gateway")
 #: parameters that fix where data lives; they cannot change once a directory holds a cluster
 FIXED_PARAMS: tuple[str, ...] = ("shards", "data_partitions", "cluster")
+#: process names of the layout before nodes (one storage process per shard replica, one
+#: query processor per shard and query replica): their stored ports are dropped
+LEGACY_NAME = re.compile(r"storage-\d+-r\d+|query-\d+-r\d+")
 
 
 class PlanConflict(Conflict):
@@ -77,6 +86,8 @@ class ClusterParams:
     http_port: int = 8000
     grpc_port: int = 50051
     shards: int = 3
+    storage_nodes: int = 2
+    query_nodes: int = 1
     replicas: int = 1
     query_replicas: int = 1
     data_partitions: int = 1
@@ -85,6 +96,7 @@ class ClusterParams:
 
     def __post_init__(self) -> None:
         check_ranges(dataclasses.asdict(self))
+        check_shape(self)
         if self.http_port == self.grpc_port:
             raise ValueError(f"http_port and grpc_port must differ (both {self.http_port})")
 
@@ -95,7 +107,7 @@ def check_ranges(values: Mapping[str, Any]) -> None:
     Raises:
         ValueError: the first parameter out of range, named as in :class:`ClusterParams`.
     """
-    for name in ("shards", "replicas", "query_replicas", "data_partitions"):
+    for name in ("shards", "storage_nodes", "query_nodes", "replicas", "query_replicas", "data_partitions"):
         if values.get(name) is not None and values[name] < 1:
             raise ValueError(f"{name} must be >= 1, got {values[name]}")
     if values.get("apply_delay_ms") is not None and values["apply_delay_ms"] < 0:
@@ -103,6 +115,61 @@ def check_ranges(values: Mapping[str, Any]) -> None:
     for name in ("http_port", "grpc_port"):
         if values.get(name) is not None and not 1 <= values[name] <= 65535:
             raise ValueError(f"{name} must be in 1..65535, got {values[name]}")
+
+
+def check_shape(params: ClusterParams) -> None:
+    """The replicas of one shard fit on different nodes.
+
+    Raises:
+        ValueError: ``replicas`` > ``storage_nodes`` or ``query_replicas`` > ``query_nodes``,
+            naming the flags.
+    """
+    for replicas, nodes, what in (("replicas", "storage_nodes", "storage"),
+                                  ("query_replicas", "query_nodes", "query")):
+        r, n = getattr(params, replicas), getattr(params, nodes)
+        if r > n:
+            raise ValueError(
+                f"{replicas} must be <= {nodes} ({flag_text(replicas, r)} with {flag_text(nodes, n)}): "
+                f"the {r} replicas of a shard run on {r} different {what} nodes; pass "
+                f"{flag_text(nodes, r)} or more, or a lower --{replicas.replace('_', '-')}")
+
+
+@dataclass(frozen=True)
+class NodePlacement:
+    """What one node hosts: replica ``replica`` of each shard in ``shards``."""
+
+    node: int
+    replica: int
+    shards: tuple[int, ...]
+
+
+def place_shards(shards: int, nodes: int, replicas: int) -> list[NodePlacement]:
+    """Which node hosts which shard replicas. Pure.
+
+    The nodes are split into ``replicas`` groups, node ``n`` in group ``n % replicas``;
+    group ``r`` hosts replica ``r`` of every shard, shard ``s`` on the group's node
+    ``s % len(group)``. So every node has one replica number, the replicas of a shard
+    are on different nodes, and the nodes of a group host within one shard of each
+    other (with ``nodes`` not a multiple of ``replicas`` the smaller groups' nodes host
+    more). Nodes that would host nothing (a group larger than ``shards``) are left out;
+    the others keep their number ``n``, so names do not move when the node count does
+    not change.
+
+    Raises:
+        ValueError: a count below 1, or ``replicas`` > ``nodes``.
+    """
+    if min(shards, nodes, replicas) < 1:
+        raise ValueError(f"shards, nodes and replicas must be >= 1, got {shards}, {nodes}, {replicas}")
+    if replicas > nodes:
+        raise ValueError(f"{replicas} replicas need at least {replicas} nodes, got {nodes}")
+    placed: list[NodePlacement] = []
+    for n in range(nodes):
+        replica = n % replicas
+        group_size = len(range(replica, nodes, replicas))
+        hosted = tuple(s for s in range(shards) if s % group_size == n // replicas)
+        if hosted:
+            placed.append(NodePlacement(node=n, replica=replica, shards=hosted))
+    return placed
 
 
 def flag_text(key: str, value: Any) -> str:
@@ -121,6 +188,7 @@ class ProcessSpec:
     ``executable`` when the child is a program (etcd, nats-server; ``module``
     is then ""). ``files`` are written before every start. The supervisor waits
     for ``ready_path`` on the HTTP port; ``vecraft status`` asks ``health_path``.
+    A storage or query node hosts ``shards`` (its replica ``replica`` of each).
     """
 
     name: str
@@ -132,7 +200,7 @@ class ProcessSpec:
     http_port: int
     data_dir: Path
     group: int
-    shard: int | None = None
+    shards: tuple[int, ...] = ()
     replica: int | None = None
     executable: str | None = None
     peer_port: int | None = None
@@ -187,22 +255,29 @@ class ClusterPlan:
         raise KeyError(name)
 
 
-def query_name(shard: int, replica: int = 0) -> str:
-    """Name of a query processor: ``query-<shard>`` for replica 0, ``query-<shard>-r<i>`` after."""
-    return f"query-{shard}" if replica == 0 else f"query-{shard}-r{replica}"
+@dataclass(frozen=True)
+class PlannedProcess:
+    """Name, role and hosted shards of one process, before ports and flags."""
+
+    name: str
+    role: str
+    shards: tuple[int, ...] = ()
+    replica: int | None = None
+    node: int | None = None
 
 
-def process_names(params: ClusterParams) -> list[tuple[str, str, int | None, int | None]]:
-    """(name, role, shard, replica) of every process, in start order."""
-    names: list[tuple[str, str, int | None, int | None]] = []
+def process_names(params: ClusterParams) -> list[PlannedProcess]:
+    """Every process of ``params``, in start order. Pure."""
+    names: list[PlannedProcess] = []
     if params.cluster:
-        names += [(f"{role}-{i}", role, None, None) for role in CLUSTER_BINARIES for i in range(CLUSTER_SIZE)]
-    names += [("journal", "journal", None, None), ("meta", "meta", None, None)]
-    names += [(f"storage-{s}-r{r}", "storage", s, r)
-              for s in range(params.shards) for r in range(params.replicas)]
-    names += [(query_name(s, r), "query", s, r if params.query_replicas > 1 else None)
-              for s in range(params.shards) for r in range(params.query_replicas)]
-    names.append(("gateway", "gateway", None, None))
+        names += [PlannedProcess(f"{role}-{i}", role)
+                  for role in CLUSTER_BINARIES for i in range(CLUSTER_SIZE)]
+    names += [PlannedProcess("journal", "journal"), PlannedProcess("meta", "meta")]
+    names += [PlannedProcess(f"storage-{p.node}", "storage", p.shards, p.replica, p.node)
+              for p in place_shards(params.shards, params.storage_nodes, params.replicas)]
+    names += [PlannedProcess(f"query-{p.node}", "query", p.shards, p.replica, p.node)
+              for p in place_shards(params.shards, params.query_nodes, params.query_replicas)]
+    names.append(PlannedProcess("gateway", "gateway"))
     return names
 
 
@@ -273,16 +348,24 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
     port_of = dict(ports)
     port_of["gateway"] = PortPair(grpc=params.grpc_port, http=params.http_port)
     owner: dict[int, str] = {}
-    for name, *_ in shape:
+    for planned in shape:
+        name = planned.name
         for port in (port_of[name].grpc, port_of[name].http, port_of[name].peer):
             if port == 0:
                 continue
             if port in owner:
                 raise ValueError(f"port {port} is planned for both {owner[port]} and {name}")
             owner[port] = name
-    addr = {name: f"{LOOPBACK}:{port_of[name].grpc}" for name, *_ in shape}
+    addr = {p.name: f"{LOOPBACK}:{port_of[p.name].grpc}" for p in shape}
     journal, meta = addr["journal"], addr["meta"]
-    members = {role: [n for n, r, *_ in shape if r == role] for role in CLUSTER_BINARIES}
+    members = {role: [p.name for p in shape if p.role == role] for role in CLUSTER_BINARIES}
+    # shard -> addresses of the nodes hosting it, in node order (replica 0 first when the
+    # node count is a multiple of the replica count); the gateway tries them in this order.
+    hosts: dict[str, dict[int, list[str]]] = {"storage": {}, "query": {}}
+    for planned in shape:
+        if planned.role in hosts:
+            for s in planned.shards:
+                hosts[planned.role].setdefault(s, []).append(addr[planned.name])
     journal_backend: list[str] = []  # the journal's default backend: local files
     meta_backend = ["--backend", "sqlite"]
     if params.cluster:
@@ -298,11 +381,12 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
     if log_level is not None:
         common_tail += ["--log-level", log_level]
 
-    def storage_of(shard: int) -> list[str]:
-        return [addr[f"storage-{shard}-r{r}"] for r in range(params.replicas)]
+    def pairs(role: str) -> list[str]:
+        return [f"{s}={a}" for s in range(params.shards) for a in hosts[role].get(s, [])]
 
     processes: list[ProcessSpec] = []
-    for name, role, shard, replica in shape:
+    for planned in shape:
+        name, role = planned.name, planned.role
         if role == "etcd":
             processes.append(_etcd_spec(name, data_dir, port_of, programs["etcd"], members["etcd"]))
             continue
@@ -320,21 +404,20 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
             extra = [*meta_backend, "--journal-address", journal, *partitions,
                      "--default-shards", str(params.shards), "--default-replicas", str(params.replicas)]
         elif role == "storage":
-            own_dir = data_dir / "storage" / f"shard-{shard}-replica-{replica}"
-            extra = ["--shards", str(shard), "--replica", str(replica), "--journal-address", journal,
-                     "--meta-address", meta, *partitions, *delay]
+            own_dir = data_dir / "storage" / f"node-{planned.node}"
+            extra = ["--shards", ",".join(map(str, planned.shards)), "--replica", str(planned.replica),
+                     "--journal-address", journal, "--meta-address", meta, *partitions, *delay]
         elif role == "query":
-            assert shard is not None
-            own_dir = data_dir / "query" / (f"shard-{shard}" if not replica else f"shard-{shard}-r{replica}")
-            extra = ["--shard", str(shard), "--journal-address", journal, "--meta-address", meta,
-                     "--storage-addresses", *storage_of(shard), *partitions, *delay]
+            own_dir = data_dir / "query" / f"node-{planned.node}"
+            # Every storage node holding one of its shards: its fallback asks them (Status) which.
+            storage = sorted({a for s in planned.shards for a in hosts["storage"][s]},
+                             key=list(addr.values()).index)
+            extra = ["--shard", *map(str, planned.shards), "--journal-address", journal,
+                     "--meta-address", meta, "--storage-addresses", *storage, *partitions, *delay]
         else:
             own_dir = data_dir / "gateway"
             extra = ["--journal-address", journal, "--meta-address", meta,
-                     "--query-addresses", *(f"{s}={addr[query_name(s, r)]}" for s in range(params.shards)
-                                           for r in range(params.query_replicas)),
-                     "--storage-addresses",
-                     *(f"{s}={a}" for s in range(params.shards) for a in storage_of(s)),
+                     "--query-addresses", *pairs("query"), "--storage-addresses", *pairs("storage"),
                      *partitions]
         host = params.host if role == "gateway" else LOOPBACK
         pair = port_of[name]
@@ -342,7 +425,8 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
                 "--node-id", name, "--data-dir", str(own_dir), *extra, *common_tail)
         processes.append(ProcessSpec(name=name, role=role, module=mods[role], args=args, host=host,
                                      grpc_port=pair.grpc, http_port=pair.http, data_dir=own_dir,
-                                     group=START_ORDER.index(role), shard=shard, replica=replica))
+                                     group=START_ORDER.index(role), shards=planned.shards,
+                                     replica=planned.replica))
     return ClusterPlan(data_dir=data_dir, params=params, processes=tuple(processes), ports=dict(ports))
 
 
@@ -393,7 +477,11 @@ def load_stored(data_dir: Path) -> tuple[ClusterParams, dict[str, PortPair]] | N
     if raw.get("version") != PLAN_VERSION:
         raise ValueError(f"{path} has plan version {raw.get('version')!r}; this vecraft reads "
                          f"version {PLAN_VERSION}")
-    params = ClusterParams(**raw["params"])
+    values = dict(raw["params"])
+    # A plan of the layout before nodes has no node counts: enough nodes for its replicas.
+    values.setdefault("storage_nodes", max(ClusterParams.storage_nodes, values.get("replicas", 1)))
+    values.setdefault("query_nodes", max(ClusterParams.query_nodes, values.get("query_replicas", 1)))
+    params = ClusterParams(**values)
     ports = {name: PortPair(**pair) for name, pair in raw["ports"].items()}
     return params, ports
 
@@ -412,7 +500,7 @@ def save_plan(plan: ClusterPlan) -> None:
         "version": PLAN_VERSION,
         "params": dataclasses.asdict(plan.params),
         "ports": {name: dataclasses.asdict(pair) for name, pair in sorted(plan.ports.items())},
-        "processes": [{"name": p.name, "role": p.role, "shard": p.shard, "replica": p.replica,
+        "processes": [{"name": p.name, "role": p.role, "shards": list(p.shards), "replica": p.replica,
                        "module": p.module, "grpc_address": p.grpc_address,
                        "http_address": p.http_address, "data_dir": str(p.data_dir),
                        "log": str(plan.log_path(p.name))} for p in plan.processes],
@@ -436,20 +524,23 @@ def prepare_plan(data_dir: Path, requested: Mapping[str, Any], *, config_file: P
     data_dir = data_dir.resolve()
     stored = load_stored(data_dir)
     params = resolve_params(stored[0] if stored else None, requested, data_dir=data_dir)
-    # Ports of processes no longer planned (fewer replicas) are kept for when they come back.
-    ports = dict(stored[1]) if stored else {}
+    # Ports of processes no longer planned (fewer nodes) are kept for when they come back;
+    # those of the one-process-per-shard-replica layout never come back.
+    ports = {name: pair for name, pair in (stored[1] if stored else {}).items()
+             if not LEGACY_NAME.fullmatch(name)}
     shape = process_names(params)
     # A stored port of one of our own services that another program took meanwhile is
     # replaced: every peer learns the addresses from this plan at start, so nothing else
     # remembers it. etcd and NATS keep theirs (their members store each other's URLs).
-    for name, role, *_ in shape:
-        if name in ports and name != "gateway" and role not in CLUSTER_BINARIES \
+    for planned in shape:
+        name = planned.name
+        if name in ports and name != "gateway" and planned.role not in CLUSTER_BINARIES \
                 and any(_port_taken(p) for p in (ports[name].grpc, ports[name].http)):
             del ports[name]
-    missing = [name for name, *_ in shape if name != "gateway" and name not in ports]
+    missing = [p.name for p in shape if p.name != "gateway" and p.name not in ports]
     taken = {p for pair in ports.values() for p in (pair.grpc, pair.http, pair.peer) if p}
     ports.update(allocate_ports(missing, taken | {params.http_port, params.grpc_port},
-                                with_peer=[name for name, role, *_ in shape if role in CLUSTER_BINARIES]))
+                                with_peer=[p.name for p in shape if p.role in CLUSTER_BINARIES]))
     plan = plan_cluster(data_dir, params, ports, config_file=config_file, log_level=log_level,
                         modules=modules, binaries=binaries)
     if save:

@@ -1,8 +1,9 @@
-"""kill -9 of one storage node of a real ``vecraft up`` cluster (3 shards x 1 replica), end to end.
+"""kill -9 of one storage node of a real ``vecraft up`` cluster (3 shards x 1 replica on 2 storage
+nodes: storage-0 hosts shards 0 and 2, storage-1 shard 1), end to end.
 
 Searches are served by the query processors, so they keep answering in full; reads by id go to
-the storage node of the id's shard, so while it is down those of its shard fail with a clear 503
-and the other shards' keep working. To hold the node down for as long as the checks take, the
+the storage node hosting the id's shard, so while it is down those of its shards fail with a clear
+503 and the other shards' keep working. To hold the node down for as long as the checks take, the
 supervisor (``vecraft up``) is paused with SIGSTOP around the kill; SIGCONT lets it notice the
 exit and restart the node, which must then catch up: every write made while it was down is
 readable from it, and its record count, record checksum, applied offset and search answers
@@ -37,8 +38,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(60
 log = logging.getLogger(__name__)
 
 SHARDS = 3
+STORAGE_NODES = 2
+#: The victim is the node hosting this shard (storage-1, which hosts only it).
 VICTIM_SHARD = 1
-VICTIM = f"storage-{VICTIM_SHARD}-r0"
 COLL = "chaos"
 DIM = 8
 GROUPS = 10
@@ -80,7 +82,8 @@ class Model:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns failures
     data_dir = tmp_path_factory.mktemp("e2e-kill") / "data"
-    running = LocalCluster(data_dir, shards=SHARDS).start()
+    running = LocalCluster(data_dir, shards=SHARDS,
+                           extra_args=["--storage-nodes", str(STORAGE_NODES)]).start()
     try:
         yield running
     finally:
@@ -189,14 +192,22 @@ def canonical(metadata_json: str) -> str:
     return orjson.dumps(orjson.loads(metadata_json), option=orjson.OPT_SORT_KEYS).decode()
 
 
+def victim_node(cluster: LocalCluster) -> tuple[str, set[int]]:
+    """Name of the storage node hosting VICTIM_SHARD, and every shard it hosts."""
+    (row,) = [r for r in cluster.processes("storage") if VICTIM_SHARD in r["shards"]]
+    return row["name"], set(row["shards"])
+
+
 async def test_storage_node_killed_then_restarted_catches_up(cluster: LocalCluster) -> None:
-    """kill -9 of storage-1-r0: while it is down, reads by id of shard 1 fail with a 503 naming
-    the shard (within the deadline), other shards' reads, writes and all searches (with and
-    without allow_partial) keep answering in full; after ``vecraft up`` restarts it, the node
-    serves every write made while it was down (eventual and strong reads), and its live record
-    count, record checksum, applied offset and filtered search answers equal the journal's and
-    the query processors'."""
+    """kill -9 of the storage node hosting shard 1: while it is down, reads by id of its shards
+    fail with a 503 naming the shard (within the deadline), other shards' reads, writes and all
+    searches (with and without allow_partial) keep answering in full; after ``vecraft up``
+    restarts it, the node serves every write made while it was down (eventual and strong reads),
+    and its live record count, record checksum, applied offset and filtered search answers for
+    shard 1 equal the journal's and the query processors'."""
     model = Model()
+    victim, hosted = await asyncio.to_thread(victim_node, cluster)
+    assert hosted == {VICTIM_SHARD}, "the default placement puts shard 1 alone on storage-1"
     async with httpx.AsyncClient(base_url=cluster.endpoint, timeout=HTTP_TIMEOUT_S) as client:
         r = await client.post("/v1/collections", json={"name": COLL, "dim": DIM, "metric": "l2"})
         assert r.status_code == 201, r.text
@@ -215,27 +226,27 @@ async def test_storage_node_killed_then_restarted_catches_up(cluster: LocalClust
         r = await client.post("/v1/vectors/delete", json={"collection": COLL, "ids": victim_seeds[10:15]})
         assert r.status_code == 200 and r.json()["deleted_ids"] == victim_seeds[10:15], r.text
         # LocalCluster's status calls run their own event loop: call them from a thread.
-        before = await asyncio.to_thread(cluster.process, VICTIM)
+        before = await asyncio.to_thread(cluster.process, victim)
 
         # --- down: the supervisor is paused, so the killed node stays down.
         with supervisor_paused(cluster):
-            old_pid = await asyncio.to_thread(cluster.kill, VICTIM)
+            old_pid = await asyncio.to_thread(cluster.kill, victim)
             down_ids = [f"down-{i}" for i in range(60)]
             answers = await asyncio.gather(*(put(client, model, i, 2) for i in down_ids),
                                            *(put(client, model, i, 2) for i in victim_seeds[15:25]))
             assert all(a["offset"] > 0 for a, _ in answers)
-            victim_ids = [i for i in [*down_ids, *victim_seeds] if shard_of(i, SHARDS) == VICTIM_SHARD]
-            other_ids = [i for i in [*down_ids, *model.records] if shard_of(i, SHARDS) != VICTIM_SHARD]
+            victim_ids = [i for i in [*down_ids, *victim_seeds] if shard_of(i, SHARDS) in hosted]
+            other_ids = [i for i in [*down_ids, *model.records] if shard_of(i, SHARDS) not in hosted]
             assert victim_ids and other_ids
 
             for level in ("eventual", "strong"):
                 # A read that hung past the deadline fails here with the client's ReadTimeout.
                 reads = await asyncio.gather(*(get(client, i, level) for i in victim_ids[:20]))
-                for read in reads:
+                for record_id, read in zip(victim_ids[:20], reads, strict=True):
                     assert read.status_code == 503, read.text
                     error = read.json()["error"]
                     assert error["code"] == "unavailable", error
-                    assert f"shard {VICTIM_SHARD}" in error["message"], error
+                    assert f"shard {shard_of(record_id, SHARDS)}" in error["message"], error
                 reads = await asyncio.gather(*(get(client, i, level) for i in other_ids))
                 for record_id, read in zip(other_ids, reads, strict=True):
                     assert_record(read, model, record_id)
@@ -252,7 +263,7 @@ async def test_storage_node_killed_then_restarted_catches_up(cluster: LocalClust
 
         # --- back: vecraft up restarts the node, which catches up from the journal.
         resumed = time.monotonic()
-        row = await asyncio.to_thread(cluster.wait_restarted, VICTIM, old_pid)
+        row = await asyncio.to_thread(cluster.wait_restarted, victim, old_pid)
         assert row["restarts"] > before["restarts"]
         deadline = time.monotonic() + 30
         while (r := await get(client, victim_ids[0], "eventual")).status_code == 503:
@@ -277,13 +288,15 @@ async def test_storage_node_killed_then_restarted_catches_up(cluster: LocalClust
 
         async with storage_stub(row["grpc_address"]) as node:
             status = await node.Status(storage_pb2.NodeStatusRequest(), timeout=GATEWAY_DEADLINE_S)
-            applied = {p.partition: p.applied_offset for p in status.partitions}
+            (replica,) = [r for r in status.replicas if r.shard == VICTIM_SHARD]
+            applied = {p.partition: p.applied_offset for p in replica.partitions}
             assert applied["data-0"] == head, (applied, head)
-            counts = {c.collection: c.live_records for c in status.collections}
+            counts = {c.collection: c.live_records for c in replica.collections}
             assert counts[f"default/{COLL}"] == len(expected), counts
 
             got = await node.Get(storage_pb2.ShardGetRequest(
-                collection=COLL, ids=expected, include_vectors=True), timeout=GATEWAY_DEADLINE_S)
+                collection=COLL, ids=expected, include_vectors=True, shard=VICTIM_SHARD),
+                timeout=GATEWAY_DEADLINE_S)
             assert list(got.missing_ids) == []
             stored = digest([(rec.id, rec.offset, rec.vector, canonical(rec.metadata_json))
                              for rec in got.records])
@@ -297,8 +310,8 @@ async def test_storage_node_killed_then_restarted_catches_up(cluster: LocalClust
                 via_query = [(h["id"], h["score"]) for h in resp.json()["results"]]
                 on_node = await node.Search(storage_pb2.ShardSearchRequest(
                     collection=COLL, vector=np.asarray(vec(10_000 + grp, DIM), "<f4").tobytes(), k=1024,
-                    filter_json=orjson.dumps({"grp": grp, "shard": VICTIM_SHARD}).decode(), sync_latest=True),
-                    timeout=GATEWAY_DEADLINE_S)
+                    filter_json=orjson.dumps({"grp": grp, "shard": VICTIM_SHARD}).decode(), sync_latest=True,
+                    shard=VICTIM_SHARD), timeout=GATEWAY_DEADLINE_S)
                 # Two index builds in two processes: scores agree within float rounding, and
                 # results whose scores tie within it may come in either order.
                 assert_same_ranking([h.id for h in on_node.results], [h.score for h in on_node.results],

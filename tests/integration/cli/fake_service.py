@@ -24,8 +24,8 @@ from vecraft.shared.common.service import Service
 
 
 class FakeSettings(ServiceSettings):
-    shard: int = -1  # query processors' flag
-    shards: list[int] = Field(default_factory=list)  # storage nodes' flag
+    shard: list[int] = Field(default_factory=list)  # query processors' flag: --shard 0 1 2
+    shards: str = ""  # storage nodes' flag: --shards 0,2
     replica: int = -1
     journal_address: str = ""
     storage_addresses: list[str] = Field(default_factory=list)
@@ -51,8 +51,8 @@ class FakeService(Service):
         self.set_ready()
 
     def health_payload(self) -> dict[str, Any]:
-        shard = self.fake.shards[0] if self.fake.shards else self.fake.shard
-        return {"shard": shard, "replica": self.fake.replica}
+        shards = [int(s) for s in self.fake.shards.split(",")] if self.fake.shards else self.fake.shard
+        return {"shards": shards, "replica": self.fake.replica}
 
 
 def main(argv: list[str] | None = None) -> None:

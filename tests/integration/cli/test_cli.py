@@ -78,7 +78,8 @@ def fake_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, Path]
     with open(out, "w") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.cli.fake_cluster", "--data-dir", str(data_dir),
-             "--shards", "2", "--http-port", str(free_port()), "--grpc-port", str(free_port()),
+             "--shards", "2", "--query-nodes", "2", "--http-port", str(free_port()),
+             "--grpc-port", str(free_port()),
              "--ready-timeout", str(TIMEOUT)],
             cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
     try:
@@ -109,15 +110,19 @@ def test_up_status_restart_and_clean_stop(fake_up: tuple[subprocess.Popen[str], 
     code, report = status(data_dir)
     assert code == 0, report
     names = [r["name"] for r in report["processes"]]
-    assert names == ["journal", "meta", "storage-0-r0", "storage-1-r0", "query-0", "query-1", "gateway"]
+    assert names == ["journal", "meta", "storage-0", "storage-1", "query-0", "query-1", "gateway"]
     assert all(r["health"] == "up" and r["pid"] for r in report["processes"])
     assert report["supervisor"]["running"] and report["supervisor"]["pid"] == proc.pid
     query1 = next(r for r in report["processes"] if r["name"] == "query-1")
-    assert query1["shard"] == 1 and query1["healthz"]["node_id"] == "query-1"
+    assert query1["shards"] == [1] and query1["healthz"]["node_id"] == "query-1"
+    assert query1["healthz"]["shards"] == [1]  # what the plan passed is what the node took
+    storage1 = next(r for r in report["processes"] if r["name"] == "storage-1")
+    assert (storage1["shards"], storage1["replica"], storage1["healthz"]["shards"]) == ([1], 0, [1])
 
     table = vecraft("status", "--data-dir", str(data_dir))
     assert table.returncode == 0
-    assert "NAME" in table.stdout and "storage-1-r0" in table.stdout and "HEALTH" in table.stdout
+    assert "NAME" in table.stdout and "storage-1" in table.stdout and "HEALTH" in table.stdout
+    assert "SHARDS" in table.stdout and "REPLICA" in table.stdout
 
     # kill -9 a child: the supervisor restarts it with a new pid, ready again.
     os.kill(query1["pid"], signal.SIGKILL)

@@ -66,7 +66,8 @@ def test_status_into_a_closed_pipe_prints_no_traceback(tmp_path: Path, json_flag
 # ---- item 4 ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("flags", [["--shards", "0"], ["--shards", "0", "--cluster"], ["--replicas", "0"],
-                                   ["--http-port", "70000"]])
+                                   ["--http-port", "70000"], ["--storage-nodes", "0"],
+                                   ["--replicas", "3"], ["--query-replicas", "2", "--query-nodes", "1"]])
 def test_bad_flags_on_a_new_data_dir_leave_no_directory(tmp_path: Path, flags: list[str]) -> None:
     new = tmp_path / "new-data"
     result = vecraft("up", "--data-dir", str(new), *flags)

@@ -52,33 +52,33 @@ async def test_start_skip_restart_and_stop(tmp_path: Path) -> None:
     try:
         assert sup.children["gateway"].state is ChildState.SKIPPED
         running = sup.running()
-        assert [c.spec.name for c in running] == ["journal", "meta", "storage-0-r0", "query-0"]
+        assert [c.spec.name for c in running] == ["journal", "meta", "storage-0", "query-0"]
         assert all(c.state is ChildState.RUNNING for c in running)
         # Start order: each group's process started after the previous group was ready.
         starts = [psutil.Process(c.pid).create_time() for c in running]
         assert starts == sorted(starts)
         async with httpx.AsyncClient() as client:
-            body = (await client.get(f"http://{plan.get('storage-0-r0').http_address}/healthz")).json()
-        assert body["node_id"] == "storage-0-r0" and body["shard"] == 0
+            body = (await client.get(f"http://{plan.get('storage-0').http_address}/healthz")).json()
+        assert body["node_id"] == "storage-0" and body["shards"] == [0] and body["replica"] == 0
 
         status = read_status(tmp_path)
         assert status["supervisor"]["state"] == "running"
         assert status["processes"]["query-0"]["pid"] == sup.children["query-0"].pid
         assert status["processes"]["gateway"]["state"] == "skipped"
-        assert "storage-0-r0" in (tmp_path / "logs" / "storage-0-r0.log").read_text()
+        assert "storage-0" in (tmp_path / "logs" / "storage-0.log").read_text()
 
         # A second supervisor on the same directory is refused and leaves the status alone.
         with pytest.raises(ClusterBusy, match="another vecraft supervisor"):
             await Supervisor(plan).start()
         assert read_status(tmp_path)["supervisor"]["pid"] == os.getpid()
 
-        victim = sup.children["storage-0-r0"]
+        victim = sup.children["storage-0"]
         old_pid = victim.pid
         assert old_pid is not None
         os.kill(old_pid, signal.SIGKILL)
         await _until(lambda: victim.pid != old_pid and victim.state is ChildState.RUNNING)
         assert victim.restarts == 1 and victim.last_exit == -signal.SIGKILL
-        assert read_status(tmp_path)["processes"]["storage-0-r0"]["pid"] == victim.pid
+        assert read_status(tmp_path)["processes"]["storage-0"]["pid"] == victim.pid
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"http://{victim.spec.http_address}/readyz")).status_code == 200
     finally:
@@ -104,7 +104,7 @@ async def test_startup_failure_reports_the_log_tail_and_stops_the_rest(tmp_path:
     journal = sup.children["journal"]
     assert journal.state is ChildState.RUNNING
     # Later groups were never started.
-    assert sup.children["storage-0-r0"].pid is None
+    assert sup.children["storage-0"].pid is None
     await sup.stop()
     assert journal.proc is not None and journal.proc.returncode is not None
 
@@ -132,8 +132,8 @@ async def test_run_stops_on_request_and_kills_on_a_second_one(tmp_path: Path) ->
     sup.request_stop()
     # Stopped in reverse order: the storage node goes first, then meta; journal ignores SIGTERM.
     await _until(lambda: journal.state is ChildState.STOPPING)
-    assert sup.children["storage-0-r0"].state is ChildState.STOPPED
-    assert sup.children["storage-0-r0"].last_exit == 0
+    assert sup.children["storage-0"].state is ChildState.STOPPED
+    assert sup.children["storage-0"].last_exit == 0
     sup.request_stop()  # the second request does not wait for the 600 s grace
     assert await asyncio.wait_for(run, READY_TIMEOUT) == 0
     assert journal.last_exit == -signal.SIGKILL

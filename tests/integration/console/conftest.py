@@ -1,4 +1,5 @@
-"""One ``vecraft up`` cluster for the console's tests (2 shards x 2 replicas), with the data they show."""
+"""One ``vecraft up`` cluster for the console's tests (2 shards x 2 replicas on 2 storage nodes, one
+query node), with the data they show."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from tests.support.cluster import LocalCluster
 from vecraft_client import VecraftClient
 
 SHARDS, REPLICAS, DIM, ROWS = 2, 2, 8, 60
+#: storage-0 hosts replica 0 of both shards, storage-1 replica 1; query-0 serves both shards.
+STORAGE_NODES, QUERY_NODES = 2, 1
 CATEGORIES = ("documents", "images", "audio")
 #: Searches made while seeding, by level (the overview's consistency level mix shows them).
 SEED_LEVELS = ("eventual", "eventual", "bounded", "read_your_writes", "strong")
@@ -19,7 +22,9 @@ SEED_LEVELS = ("eventual", "eventual", "bounded", "read_your_writes", "strong")
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     data_dir = tmp_path_factory.mktemp("console") / "data"
-    running = LocalCluster(data_dir, shards=SHARDS, replicas=REPLICAS).start()
+    running = LocalCluster(data_dir, shards=SHARDS, replicas=REPLICAS,
+                           extra_args=["--storage-nodes", str(STORAGE_NODES),
+                                       "--query-nodes", str(QUERY_NODES)]).start()
     yield running
     assert running.stop() == 0, running.tail()
 

@@ -10,10 +10,10 @@ import asyncio
 
 import pytest
 
-from tests.integration.console.conftest import REPLICAS, ROWS, SHARDS
+from tests.integration.console.conftest import QUERY_NODES, REPLICAS, ROWS, SHARDS, STORAGE_NODES
 from tests.support.cluster import LocalCluster
 from tests.support.procs import free_port
-from vecraft.services.api_gateway.console.overview import overview_json, record_counts
+from vecraft.services.api_gateway.console.overview import overview_json, record_counts, replica_statuses
 from vecraft.services.api_gateway.console.probe import GrpcClusterProbe
 from vecraft.shared.hlc import wall_clock_ms
 
@@ -39,7 +39,7 @@ async def test_snapshot_of_a_running_cluster(addresses: dict[str, str], seed_req
     snap = first
     assert snap.journal_error is None and snap.nodes_error is None
     roles = sorted(n.role for n in snap.nodes)
-    assert roles == sorted(["meta"] + ["query"] * SHARDS + ["storage"] * SHARDS * REPLICAS)
+    assert roles == sorted(["meta"] + ["query"] * QUERY_NODES + ["storage"] * STORAGE_NODES)
     assert all(n.state == "up" and n.address for n in snap.nodes)
 
     assert snap.journal is not None
@@ -50,12 +50,15 @@ async def test_snapshot_of_a_running_cluster(addresses: dict[str, str], seed_req
                                                            for r in range(REPLICAS))
     assert all(r.live for r in storage)
 
-    # Every storage replica answers Status; the per-shard counts add up to the batch.
-    assert [s.error for s in snap.statuses] == [None] * SHARDS * REPLICAS
+    # Every storage node answers Status, for each replica it hosts; the per-shard counts add up to
+    # the batch.
+    assert [s.error for s in snap.statuses] == [None] * STORAGE_NODES
+    assert sorted((r.shard, r.replica) for s in snap.statuses for r in replica_statuses(s)) == [
+        (s, r) for s in range(SHARDS) for r in range(REPLICAS)]
     assert record_counts(snap)["default/papers"] == (ROWS, 0)
 
     # Each query processor has applied the batch (the last seeding search was strong).
-    assert sorted(q.node_id for q in snap.queries) == [f"query-{s}" for s in range(SHARDS)]
+    assert sorted(q.node_id for q in snap.queries) == [f"query-{m}" for m in range(QUERY_NODES)]
     for q in snap.queries:
         assert q.error is None and q.cache_hits >= 1
         (cache,) = [p for p in q.partitions if p.partition == "data-0"]

@@ -1,6 +1,6 @@
 """Client affinity over two query processors per shard, through a real ``vecraft up``
-(``--query-replicas 2``, one shard, push path delayed by ``APPLY_DELAY_MS`` -- far longer than a
-test takes between a write and its reads, even on a loaded machine -- so that every
+(``--query-nodes 2 --query-replicas 2``, one shard, push path delayed by ``APPLY_DELAY_MS`` -- far
+longer than a test takes between a write and its reads, even on a loaded machine -- so that every
 read-your-writes read right after an ``ack=journal`` write needs a pull-before-read "sync").
 
 * A session's READ_YOUR_WRITES reads all land on one processor, which syncs once per write; the
@@ -45,7 +45,7 @@ APPLY_DELAY_MS = 60_000
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     data_dir = tmp_path_factory.mktemp("query-affinity") / "data"
     running = LocalCluster(data_dir, shards=1, apply_delay_ms=APPLY_DELAY_MS,
-                           extra_args=["--query-replicas", "2"]).start()
+                           extra_args=["--query-nodes", "2", "--query-replicas", "2"]).start()
     try:
         r = httpx.post(f"{running.endpoint}/v1/collections", json={"name": COLL, "dim": DIM, "metric": "l2"},
                        timeout=TIMEOUT_S)

@@ -30,15 +30,16 @@ def _flag(args: tuple[str, ...], flag: str) -> list[str]:
 
 
 def _fake_ports(params: ClusterParams) -> dict[str, PortPair]:
-    names = [n for n, *_ in topology.process_names(params) if n != "gateway"]
+    names = [p.name for p in topology.process_names(params) if p.name != "gateway"]
     return {n: PortPair(grpc=30000 + 2 * i, http=30001 + 2 * i) for i, n in enumerate(names)}
 
 
 def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
-    params = ClusterParams(shards=2, replicas=2, data_partitions=3, apply_delay_ms=50, host="0.0.0.0")
+    params = ClusterParams(shards=2, storage_nodes=4, query_nodes=2, replicas=2, data_partitions=3,
+                           apply_delay_ms=50, host="0.0.0.0")
     plan = topology.plan_cluster(tmp_path, params, _fake_ports(params), config_file=Path("/c.toml"))
     names = [p.name for p in plan.processes]
-    assert names == ["journal", "meta", "storage-0-r0", "storage-0-r1", "storage-1-r0", "storage-1-r1",
+    assert names == ["journal", "meta", "storage-0", "storage-1", "storage-2", "storage-3",
                      "query-0", "query-1", "gateway"]
     assert [g[0].role for g in plan.groups()] == [r for r in topology.START_ORDER
                                                   if r not in topology.CLUSTER_BINARIES]
@@ -52,9 +53,11 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert _flag(meta.args, "--backend") == ["sqlite"]
     assert _flag(meta.args, "--default-shards") == ["2"] and _flag(meta.args, "--default-replicas") == ["2"]
 
-    s11 = plan.get("storage-1-r1")
-    assert (s11.shard, s11.replica) == (1, 1)
-    assert s11.data_dir == tmp_path / "storage" / "shard-1-replica-1"
+    # Nodes 0 and 2 hold replica 0, nodes 1 and 3 replica 1; shard s on the group's node s % 2.
+    assert [(p.shards, p.replica) for p in plan.processes if p.role == "storage"] == [
+        ((0,), 0), ((0,), 1), ((1,), 0), ((1,), 1)]
+    s11 = plan.get("storage-3")
+    assert s11.data_dir == tmp_path / "storage" / "node-3"
     assert _flag(s11.args, "--shards") == ["1"] and _flag(s11.args, "--replica") == ["1"]
     assert _flag(s11.args, "--apply-delay-ms") == ["50"]
     assert _flag(s11.args, "--data-partitions") == ["3"]
@@ -62,15 +65,17 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert _flag(s11.args, "--config") == ["/c.toml"]
 
     q1 = plan.get("query-1")
-    assert _flag(q1.args, "--storage-addresses") == [plan.get("storage-1-r0").grpc_address,
-                                                     plan.get("storage-1-r1").grpc_address]
+    assert q1.shards == (1,) and q1.data_dir == tmp_path / "query" / "node-1"
+    assert _flag(q1.args, "--shard") == ["1"]
+    assert _flag(q1.args, "--storage-addresses") == [plan.get("storage-2").grpc_address,
+                                                     plan.get("storage-3").grpc_address]
     gw = plan.get("gateway")
     assert (gw.grpc_port, gw.http_port, gw.host) == (50051, 8000, "0.0.0.0")
     assert gw.http_address == "127.0.0.1:8000"  # a wildcard bind is reached on loopback
     assert _flag(gw.args, "--query-addresses") == [f"0={plan.get('query-0').grpc_address}",
                                                    f"1={q1.grpc_address}"]
     assert _flag(gw.args, "--storage-addresses") == [
-        f"{s}={plan.get(f'storage-{s}-r{r}').grpc_address}" for s in range(2) for r in range(2)]
+        f"{s}={plan.get(f'storage-{n}').grpc_address}" for s, n in ((0, 0), (0, 1), (1, 2), (1, 3))]
     # Internal services never listen beyond loopback.
     assert all(_flag(p.args, "--host") == ["127.0.0.1"] for p in plan.processes if p.role != "gateway")
     assert all(_flag(p.args, "--node-id") == [p.name] for p in plan.processes)
@@ -78,7 +83,7 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
 
 def test_cluster_mode_adds_etcd_and_nats_and_points_meta_and_journal_at_them(tmp_path: Path) -> None:
     params = ClusterParams(shards=1, cluster=True)
-    names = [n for n, *_ in topology.process_names(params) if n != "gateway"]
+    names = [p.name for p in topology.process_names(params) if p.name != "gateway"]
     ports = {n: PortPair(grpc=30000 + 3 * i, http=30001 + 3 * i, peer=30002 + 3 * i)
              for i, n in enumerate(names)}
     plan = topology.plan_cluster(tmp_path, params, ports, binaries={"etcd": "/bin/etcd", "nats": "/bin/nats"})
@@ -136,17 +141,18 @@ def test_ports_are_persisted_and_reused(tmp_path: Path) -> None:
     assert second.params == first.params
     assert second.processes == first.processes
 
-    # Changing what may change keeps every internal port; more replicas get new ones.
+    # Changing what may change keeps every internal port; more nodes get new ones.
     new_http = free_port()
-    third = topology.prepare_plan(tmp_path, {"replicas": 2, "http_port": new_http, "apply_delay_ms": 200})
+    third = topology.prepare_plan(tmp_path, {"replicas": 2, "storage_nodes": 4, "http_port": new_http,
+                                             "apply_delay_ms": 200})
     assert third.params.shards == 2 and third.params.http_port == new_http
     for p in first.processes:
         if p.role != "gateway":
             assert third.get(p.name).grpc_port == p.grpc_port
-    assert {"storage-0-r1", "storage-1-r1"} <= {p.name for p in third.processes}
-    # Back to one replica: the second replicas' ports stay reserved for later.
-    fourth = topology.prepare_plan(tmp_path, {"replicas": 1})
-    assert "storage-0-r1" in fourth.ports and "storage-0-r1" not in {p.name for p in fourth.processes}
+    assert {"storage-2", "storage-3"} <= {p.name for p in third.processes}
+    # Back to two nodes: the other nodes' ports stay reserved for later.
+    fourth = topology.prepare_plan(tmp_path, {"replicas": 1, "storage_nodes": 2})
+    assert "storage-3" in fourth.ports and "storage-3" not in {p.name for p in fourth.processes}
 
 
 @pytest.mark.parametrize("flag", ["shards", "data_partitions"])
@@ -165,6 +171,8 @@ def test_changing_fixed_parameters_is_refused(tmp_path: Path, flag: str) -> None
 
 def test_invalid_parameters() -> None:
     for bad in ({"shards": 0}, {"replicas": 0}, {"data_partitions": 0}, {"apply_delay_ms": -1},
+                {"storage_nodes": 0}, {"query_nodes": 0}, {"replicas": 3}, {"query_replicas": 2},
+                {"replicas": 3, "storage_nodes": 2}, {"query_replicas": 3, "query_nodes": 2},
                 {"http_port": 70000}, {"http_port": 9000, "grpc_port": 9000}):
         with pytest.raises(ValueError):
             topology.resolve_params(None, bad)
@@ -195,28 +203,26 @@ def test_allocated_ports_are_free_and_avoid_taken() -> None:
             s.bind(("127.0.0.1", port))
 
 
-def test_query_replicas_add_processors_and_gateway_addresses(tmp_path: Path) -> None:
-    params = ClusterParams(shards=2, query_replicas=2)
+def test_query_replicas_put_each_shard_on_that_many_query_nodes(tmp_path: Path) -> None:
+    params = ClusterParams(shards=3, query_nodes=2, query_replicas=2)
     plan = topology.plan_cluster(tmp_path, params, _fake_ports(params))
     queries = [p for p in plan.processes if p.role == "query"]
-    assert [p.name for p in queries] == ["query-0", "query-0-r1", "query-1", "query-1-r1"]
-    assert [(p.shard, p.replica) for p in queries] == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert len({p.data_dir for p in queries}) == 4
-    assert plan.get("query-1-r1").data_dir == tmp_path / "query" / "shard-1-r1"
+    assert [(p.name, p.shards) for p in queries] == [("query-0", (0, 1, 2)), ("query-1", (0, 1, 2))]
+    assert len({p.data_dir for p in queries}) == 2
+    assert _flag(plan.get("query-1").args, "--shard") == ["0", "1", "2"]
     assert _flag(plan.get("gateway").args, "--query-addresses") == [
-        f"{s}={plan.get(n).grpc_address}" for s, n in
-        ((0, "query-0"), (0, "query-0-r1"), (1, "query-1"), (1, "query-1-r1"))]
+        f"{s}={plan.get(n).grpc_address}" for s in range(3) for n in ("query-0", "query-1")]
 
 
-def test_query_replicas_change_on_restart_and_keep_ports(tmp_path: Path) -> None:
-    first = topology.prepare_plan(tmp_path, {"shards": 1, "query_replicas": 2})
-    port = first.get("query-0-r1").grpc_port
-    fewer = topology.prepare_plan(tmp_path, {"query_replicas": None})
-    assert fewer.params.query_replicas == 2
-    fewer = topology.prepare_plan(tmp_path, {"query_replicas": 1})
-    assert [p.name for p in fewer.processes if p.role == "query"] == ["query-0"]
-    again = topology.prepare_plan(tmp_path, {"query_replicas": 2})
-    assert again.get("query-0-r1").grpc_port == port
+def test_query_nodes_change_on_restart_and_keep_ports(tmp_path: Path) -> None:
+    first = topology.prepare_plan(tmp_path, {"shards": 2, "query_nodes": 2})
+    port = first.get("query-1").grpc_port
+    same = topology.prepare_plan(tmp_path, {"query_nodes": None})
+    assert same.params.query_nodes == 2
+    fewer = topology.prepare_plan(tmp_path, {"query_nodes": 1})
+    assert [(p.name, p.shards) for p in fewer.processes if p.role == "query"] == [("query-0", (0, 1))]
+    again = topology.prepare_plan(tmp_path, {"query_nodes": 2})
+    assert again.get("query-1").grpc_port == port
 
 
 def test_simulated_lag_raises_the_back_pressure_limit_above_it(tmp_path: Path) -> None:
@@ -228,7 +234,7 @@ def test_simulated_lag_raises_the_back_pressure_limit_above_it(tmp_path: Path) -
 
 
 def test_a_stored_internal_port_taken_by_another_program_is_replaced(tmp_path: Path) -> None:
-    first = topology.prepare_plan(tmp_path, {"shards": 1, "http_port": free_port(), "grpc_port": free_port()})
+    first = topology.prepare_plan(tmp_path, {"shards": 2, "http_port": free_port(), "grpc_port": free_port()})
     query = first.get("query-0")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind(("127.0.0.1", query.grpc_port))
@@ -240,4 +246,97 @@ def test_a_stored_internal_port_taken_by_another_program_is_replaced(tmp_path: P
     assert all(second.get(n).grpc_port == first.get(n).grpc_port for n in others)
     # Everyone who talks to the query processor is told its new address.
     assert f"0={moved.grpc_address}" in second.get("gateway").args
+    assert f"1={moved.grpc_address}" in second.get("gateway").args
     assert topology.load_plan(tmp_path) == second
+
+
+# ---- placement ---------------------------------------------------------------------------------
+
+SHAPES = [(shards, nodes, replicas) for shards in (1, 2, 3, 5, 8, 64) for nodes in (1, 2, 3, 4, 5, 7)
+          for replicas in (1, 2, 3) if replicas <= nodes]
+
+
+@pytest.mark.parametrize(("shards", "nodes", "replicas"), SHAPES)
+def test_placement_places_every_shard_replica_once_on_different_nodes(shards: int, nodes: int,
+                                                                      replicas: int) -> None:
+    placed = topology.place_shards(shards, nodes, replicas)
+    slots = [(s, p.replica) for p in placed for s in p.shards]
+    assert sorted(slots) == [(s, r) for s in range(shards) for r in range(replicas)]  # each exactly once
+    for s in range(shards):
+        holders = [p.node for p in placed if s in p.shards]
+        assert len(holders) == len(set(holders)) == replicas  # replicas of a shard on different nodes
+    assert all(p.shards and p.replica == p.node % replicas and 0 <= p.node < nodes for p in placed)
+    assert [p.node for p in placed] == sorted({p.node for p in placed})
+    # Balanced: nodes holding the same replica number differ by at most one shard; when the
+    # nodes split evenly into the replica groups, all of them do.
+    for r in range(replicas):
+        loads = [len(p.shards) for p in placed if p.replica == r]
+        assert max(loads) - min(loads) <= 1
+    if nodes % replicas == 0:
+        loads = [len(p.shards) for p in placed]
+        assert max(loads) - min(loads) <= 1
+    # Nothing is left out but nodes that would host nothing.
+    assert len(placed) == min(nodes, sum(min(len(range(r, nodes, replicas)), shards)
+                                         for r in range(replicas)))
+
+
+def test_placement_of_the_documented_shapes() -> None:
+    place = topology.place_shards
+    assert [(p.node, p.replica, p.shards) for p in place(3, 2, 1)] == [(0, 0, (0, 2)), (1, 0, (1,))]
+    assert [(p.node, p.replica, p.shards) for p in place(3, 4, 2)] == [
+        (0, 0, (0, 2)), (1, 1, (0, 2)), (2, 0, (1,)), (3, 1, (1,))]
+    # One shard, two nodes: the second would host nothing and is not planned.
+    assert [(p.node, p.shards) for p in place(1, 2, 1)] == [(0, (0,))]
+    with pytest.raises(ValueError):
+        place(3, 1, 2)
+    with pytest.raises(ValueError):
+        place(0, 1, 1)
+
+
+def test_default_shape_is_two_storage_nodes_and_one_query_node(tmp_path: Path) -> None:
+    params = ClusterParams()
+    plan = topology.plan_cluster(tmp_path, params, _fake_ports(params))
+    assert [(p.name, p.shards, p.replica) for p in plan.processes if p.role in ("storage", "query")] == [
+        ("storage-0", (0, 2), 0), ("storage-1", (1,), 0), ("query-0", (0, 1, 2), 0)]
+    assert _flag(plan.get("storage-0").args, "--shards") == ["0,2"]
+    assert _flag(plan.get("query-0").args, "--shard") == ["0", "1", "2"]
+    assert _flag(plan.get("query-0").args, "--storage-addresses") == [
+        plan.get("storage-0").grpc_address, plan.get("storage-1").grpc_address]
+    assert _flag(plan.get("gateway").args, "--storage-addresses") == [
+        f"{s}={plan.get(f'storage-{s % 2}').grpc_address}" for s in range(3)]
+    assert len(plan.processes) == 6
+
+
+def test_replicas_above_the_node_count_are_refused_naming_the_flags(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"--replicas 3 with --storage-nodes 2.*--storage-nodes 3"):
+        topology.prepare_plan(tmp_path, {"replicas": 3}, save=False)
+    topology.prepare_plan(tmp_path, {"shards": 2})
+    before = (tmp_path / "cluster.json").read_text()
+    with pytest.raises(ValueError, match="query_replicas must be <= query_nodes"):
+        topology.prepare_plan(tmp_path, {"query_replicas": 2})
+    assert (tmp_path / "cluster.json").read_text() == before
+    # Given together, they are fine.
+    assert topology.prepare_plan(tmp_path, {"query_replicas": 2, "query_nodes": 2}).params.query_nodes == 2
+
+
+def test_a_plan_of_the_layout_before_nodes_still_loads(tmp_path: Path) -> None:
+    """cluster.json written when each shard replica was a process: no node counts, old names."""
+    ports = {"journal": {"grpc": 31000, "http": 31001}, "meta": {"grpc": 31002, "http": 31003},
+             "storage-0-r0": {"grpc": 31004, "http": 31005}, "storage-0-r1": {"grpc": 31006, "http": 31007},
+             "storage-1-r0": {"grpc": 31008, "http": 31009}, "storage-1-r1": {"grpc": 31010, "http": 31011},
+             "storage-2-r0": {"grpc": 31012, "http": 31013}, "storage-2-r1": {"grpc": 31014, "http": 31015},
+             "query-0": {"grpc": 31016, "http": 31017}, "query-0-r1": {"grpc": 31018, "http": 31019}}
+    params = {"host": "127.0.0.1", "http_port": free_port(), "grpc_port": free_port(), "shards": 3,
+              "replicas": 3, "query_replicas": 2, "data_partitions": 1, "apply_delay_ms": 0, "cluster": False}
+    (tmp_path / "cluster.json").write_text(json.dumps({"version": 1, "params": params, "ports": ports}))
+    plan = topology.prepare_plan(tmp_path, NOTHING)
+    # Enough nodes for the stored replica counts; the old names' ports are gone.
+    assert (plan.params.storage_nodes, plan.params.query_nodes) == (3, 2)
+    assert [p.name for p in plan.processes if p.role == "storage"] == ["storage-0", "storage-1", "storage-2"]
+    assert not any(topology.LEGACY_NAME.fullmatch(n) for n in plan.ports)
+    assert plan.ports["journal"] == PortPair(grpc=31000, http=31001)
+    assert plan.get("storage-1").data_dir == tmp_path / "storage" / "node-1"
+    stored = json.loads((tmp_path / "cluster.json").read_text())
+    assert stored["params"]["storage_nodes"] == 3
+    assert {"name": "storage-1", "shards": [0, 1, 2], "replica": 1}.items() <= next(
+        p for p in stored["processes"] if p["name"] == "storage-1").items()
