@@ -92,10 +92,11 @@ def test_every_view_of_the_console(chromium: str, cluster: LocalCluster, seed_re
                 expect(page.get_by_test_id("shards").locator("tbody tr")).to_have_count(SHARDS)
                 expect(page.get_by_test_id("replicas").locator("tbody tr")).to_have_count(SHARDS * REPLICAS)
                 expect(page.get_by_test_id("caches").locator("tbody tr")).to_have_count(QUERY_NODES)
-                # The summary's "storage replicas" counts registered storage nodes (overview.js),
-                # which is the replica count only when each node hosts one replica.
-                stat = page.get_by_test_id("summary").locator(".stat", has_text="storage replicas")
-                expect(stat.locator("strong")).to_have_text(str(STORAGE_NODES))
+                summary = page.get_by_test_id("summary")
+                nodes_stat = summary.locator(".stat", has_text="storage nodes")
+                expect(nodes_stat.locator("strong")).to_have_text(str(STORAGE_NODES))
+                replicas_stat = summary.locator(".stat", has_text="storage replicas")
+                expect(replicas_stat.locator("strong")).to_have_text(str(SHARDS * REPLICAS))
             else:
                 expect(page.get_by_text("Cluster view not available")).to_be_visible()
             shot("overview")

@@ -17,13 +17,16 @@ function stateBadge(state) {
 function summary(o) {
   const c = o.cluster;
   const storage = o.nodes.filter((n) => n.role === "storage").length;
+  // A storage node hosts several shard replicas: count the replicas the journal knows apart.
+  const replicas = new Set(o.replicas.map((r) => r.replica_id)).size;
   const lagging = o.replicas.filter((r) => r.lagging || !r.live).length
     + o.query_caches.filter((q) => q.lag_ops > 0).length;
   return h("div", { class: "stats", "data-testid": "summary" },
     stat("nodes up", c.available ? `${c.nodes_up}` : "—", c.nodes_down ? "warn" : ""),
     stat("nodes down", c.available ? `${c.nodes_down}` : "—", c.nodes_down ? "bad" : ""),
     stat("shards", c.available ? `${o.shards.length}` : "—"),
-    stat("storage replicas", c.available ? `${storage}` : "—"),
+    stat("storage nodes", c.available ? `${storage}` : "—"),
+    stat("storage replicas", `${replicas}`),
     stat("journal partitions", `${o.partitions.length}`),
     stat("collections", `${o.collections.length}`),
     stat("replicas behind", c.available ? `${lagging}` : "—", lagging ? "warn" : ""),
