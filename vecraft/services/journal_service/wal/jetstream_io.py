@@ -169,6 +169,11 @@ class StreamIO:
         """Streams whose subjects match the wildcard ``subjects`` -> (their subjects, messages held).
 
         One ``STREAM.LIST`` request per page of streams (the server filters them).
+
+        Raises:
+            nats.errors.Error: (transient) a clustered JetStream that is still settling listed
+                streams it could not describe (``missing``), or pages that did not advance; an
+                incomplete list must not pass for the whole one, and paging must not spin.
         """
         found: dict[str, tuple[list[str], int]] = {}
         while True:
@@ -178,12 +183,18 @@ class StreamIO:
             resp = json.loads(msg.data)
             if "error" in resp:
                 raise nats.js.errors.APIError.from_error(resp["error"])
+            if resp.get("missing"):
+                raise nats.errors.Error(f"JetStream could not describe streams {resp['missing']} yet")
             page = resp.get("streams") or []
+            before = len(found)
             for info in page:
                 found[info["config"]["name"]] = (list(info["config"].get("subjects") or []),
                                                  int(info["state"].get("messages", 0)))
             if not page or len(found) >= int(resp.get("total", 0)):
                 return found
+            if len(found) == before:
+                raise nats.errors.Error(f"STREAM.LIST at offset {before} repeated streams already listed "
+                                        f"(total {resp.get('total')})")
 
     async def last_seq(self, stream: str) -> tuple[int, int]:
         """``(first, last)`` sequence of ``stream`` as its leader knows it."""
