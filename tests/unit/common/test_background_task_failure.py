@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from tests.support.waits import until
 from vecraft.shared.common.config import ServiceSettings
 from vecraft.shared.common.service import BackgroundTaskFailed, Service, ServiceState
 
@@ -55,10 +55,7 @@ def _failures(task: str = "worker") -> float:
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+    await until(predicate, timeout)
 
 
 @pytest.fixture

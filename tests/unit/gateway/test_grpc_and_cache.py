@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -13,6 +12,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.waits import until
 from tests.unit.gateway.fakes import FakeDownstream
 from vecraft.services.api_gateway.gateway import Gateway
 from vecraft.services.api_gateway.handlers import grpc_codec
@@ -69,10 +69,7 @@ def test_request_context_from_metadata() -> None:
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+    await until(predicate, timeout)
 
 
 async def test_schema_cache_follows_the_watch() -> None:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import pytest
 from prometheus_client import REGISTRY
 
+from tests.support.waits import until
 from tests.unit.gateway.fakes import FakeDownstream
 from vecraft.services.api_gateway.downstream import SNAPSHOT_END
 from vecraft.services.api_gateway.gateway import Gateway
@@ -125,10 +125,7 @@ class MetaOutageDownstream(FakeDownstream):
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+    await until(predicate, timeout)
 
 
 def _connected_gauge() -> float | None:

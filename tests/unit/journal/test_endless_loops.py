@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.waits import until
 from vecraft.services.journal_service import main as journal_main
 from vecraft.services.journal_service.journal import Journal
 from vecraft.services.journal_service.settings import JournalSettings
@@ -43,10 +43,7 @@ async def _signal_handlers() -> AsyncIterator[None]:
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+    await until(predicate, timeout)
 
 
 def _service(tmp_path: Path) -> journal_main.JournalService:

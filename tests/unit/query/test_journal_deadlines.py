@@ -20,6 +20,7 @@ import grpc
 import numpy as np
 import pytest
 
+from tests.support.waits import until
 from tests.unit.query.fakes import PARTITION, FakeJournal, create_payload, followers_for, warm, write_payload
 from vecraft.services.journal_service.client import JournalClient, JournalTimeouts
 from vecraft.services.query_processor.cache import ShardCache
@@ -117,10 +118,7 @@ def _request(level: L, row: int = 0, **kw: Any) -> query_pb2.QuerySearchRequest:
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = BOUND_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+    await until(predicate, timeout)
 
 
 async def test_a_strong_read_whose_pull_stalls_fails_and_leaves_no_call_behind(
