@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -75,3 +77,14 @@ def node_stub(node: ServiceProcess) -> storage_pb2_grpc.StorageNodeServiceStub:
 def search_request(vector: np.ndarray, k: int = 10, **kwargs: object) -> storage_pb2.ShardSearchRequest:
     return storage_pb2.ShardSearchRequest(collection="docs", vector=np.asarray(vector, "<f4").tobytes(),
                                           k=k, **kwargs)  # type: ignore[arg-type]
+
+
+def http_get(node: ServiceProcess, path: str) -> tuple[int, str]:
+    """Status and body of GET ``path`` on ``node``'s HTTP port (0 while it does not listen)."""
+    try:
+        with urllib.request.urlopen(f"http://{node.http_address}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except urllib.error.URLError:
+        return 0, ""  # not listening yet

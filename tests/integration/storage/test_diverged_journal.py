@@ -9,8 +9,6 @@ resubscribed from its applied offset + 1 and silently mixed the two histories.
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,22 +16,19 @@ import grpc
 import numpy as np
 import pytest
 
-from tests.integration.storage.harness import JOURNAL, JOURNAL_ARGS, Writer, node_stub, search_request
+from tests.integration.storage.harness import (
+    JOURNAL,
+    JOURNAL_ARGS,
+    Writer,
+    http_get,
+    node_stub,
+    search_request,
+)
 from tests.support.procs import ServiceProcess
 from tests.unit.storage import payloads
 from vecraft.shared.rpc.v1 import storage_pb2
 
 pytestmark = pytest.mark.integration
-
-
-def _http(node: ServiceProcess, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{node.http_address}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except urllib.error.URLError:
-        return 0, ""  # not listening yet
 
 
 async def _other_history(start_service: Callable[..., ServiceProcess], directory: Path, writes: int) -> None:
@@ -69,10 +64,10 @@ async def test_a_node_refuses_a_journal_whose_history_changed(
     node.start(wait_ready=False)
 
     deadline = time.monotonic() + 30
-    while 'vecraft_replica_diverged_total{partition="data-0"} 1.0' not in _http(node, "/metrics")[1]:
+    while 'vecraft_replica_diverged_total{partition="data-0"} 1.0' not in http_get(node, "/metrics")[1]:
         assert time.monotonic() < deadline, node.tail()
         time.sleep(0.1)
-    assert _http(node, "/readyz")[0] == 503
+    assert http_get(node, "/readyz")[0] == 503
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await node_stub(node).Search(search_request(np.ones(4), 2))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -10,8 +10,6 @@ the single-shard version is moved into ``shard-<s>/`` at start.
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from tests.integration.storage.harness import (
     JOURNAL_ARGS,
     STORAGE,
     Writer,
+    http_get,
     node_stub,
     search_request,
 )
@@ -37,16 +36,6 @@ pytestmark = pytest.mark.integration
 DIM = 4
 SHARDS = 3
 HOSTED = (0, 2)
-
-
-def _http(node: ServiceProcess, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{node.http_address}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except urllib.error.URLError:
-        return 0, ""  # not listening yet
 
 
 def _vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -120,7 +109,7 @@ async def test_each_request_reaches_its_shard_replica_and_acks_count_each_replic
         assert [(c.collection, c.live_records) for c in r.collections] == [
             ("default/docs", len(_of_shard(ids, r.shard)))]
     assert status.partitions == status.replicas[0].partitions  # the top level: the first replica
-    metrics = _http(node, "/metrics")[1]
+    metrics = http_get(node, "/metrics")[1]
     for shard in HOSTED:
         assert (f'vecraft_storage_applied_offset{{partition="data-0",shard="{shard}"}} '
                 f'{float(acks[-1].offset)}') in metrics
@@ -178,10 +167,10 @@ async def test_a_halted_replica_answers_503_while_the_other_keeps_answering(
 
     node = start_node("n", shards="0,2", wait_ready=False)
     deadline = time.monotonic() + 60
-    while 'vecraft_replica_diverged_total{partition="data-0"} 1.0' not in _http(node, "/metrics")[1]:
+    while 'vecraft_replica_diverged_total{partition="data-0"} 1.0' not in http_get(node, "/metrics")[1]:
         assert time.monotonic() < deadline, node.tail()
         time.sleep(0.1)
-    assert _http(node, "/readyz")[0] == 503
+    assert http_get(node, "/readyz")[0] == 503
     stub = node_stub(node)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Search(search_request(_vectors(1)[0], k=3, shard=2))
