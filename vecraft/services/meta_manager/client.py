@@ -10,6 +10,7 @@ restart).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -122,25 +123,88 @@ class MetaClient:
             reply = await self._stub.ListNodes(meta_pb2.ListNodesRequest(role=role), timeout=self.timeout_s)
         return list(reply.nodes)
 
+    async def deregister_node(self, node_id: str, lease_id: str) -> bool:
+        """Leave the registry now; False when ``lease_id`` was no longer the node's lease."""
+        with translate_rpc_error():
+            reply = await self._stub.DeregisterNode(
+                meta_pb2.HeartbeatRequest(node_id=node_id, lease_id=lease_id), timeout=self.timeout_s)
+        return reply.ok
+
     async def keep_registered(self, node: Callable[[], meta_pb2.NodeInfo], ttl_ms: int = 0, *,
-                              retry_s: float = 1.0) -> None:
-        """Stay registered until cancelled; ``node()`` gives the current NodeInfo at each registration."""
-        lease_id, interval_s = "", retry_s
-        while True:
-            try:
-                info = node()
-                if not lease_id or not await self.heartbeat(info.node_id, lease_id):
-                    reply = await self.register_node(info, ttl_ms)
-                    lease_id, interval_s = reply.lease_id, reply.ttl_ms / 3000
-            except VecraftError as exc:
-                log.warning("meta registration failed, retrying: %s", exc.message)
-                lease_id, interval_s = "", retry_s
-            await asyncio.sleep(interval_s)
+                              retry_s: float = 1.0, changed: asyncio.Event | None = None) -> None:
+        """Stay registered until cancelled, then leave the registry.
+
+        ``node()`` gives the current NodeInfo at each registration. Setting
+        ``changed`` registers again at once (the node's shards changed), so
+        watchers see the new info without waiting for a heartbeat. An
+        unreachable meta manager is logged once and retried every ``retry_s``.
+        """
+        lease_id, interval_s, info = "", retry_s, None
+        reachable = True
+        changed = changed or asyncio.Event()
+        try:
+            while True:
+                try:
+                    info = node()
+                    if changed.is_set() or not lease_id or not await self.heartbeat(info.node_id, lease_id):
+                        changed.clear()
+                        reply = await self.register_node(info, ttl_ms)
+                        lease_id, interval_s = reply.lease_id, reply.ttl_ms / 3000
+                    reachable = True
+                except VecraftError as exc:
+                    if reachable:
+                        log.warning("meta registration failed; serving anyway and retrying: %s", exc.message)
+                    reachable = False
+                    lease_id, interval_s = "", retry_s
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), interval_s)
+        finally:
+            if lease_id and info is not None:
+                # Leaving on purpose: watchers drop the node now, not at lease expiry.
+                with contextlib.suppress(VecraftError, asyncio.CancelledError):
+                    await asyncio.shield(self.deregister_node(info.node_id, lease_id))
+
+    # ---- placement map and leases ----------------------------------------------
+    async def get_placement_map(self) -> meta_pb2.PlacementMap:
+        """The current placement map (``version`` 0 when none was written yet)."""
+        with translate_rpc_error():
+            return await self._stub.GetPlacementMap(meta_pb2.GetPlacementMapRequest(), timeout=self.timeout_s)
+
+    async def update_placement_map(self, placement: meta_pb2.PlacementMap, *, expected_version: int,
+                                   lease_name: str, fencing_token: int) -> meta_pb2.PlacementMap:
+        """Write the next version; ``Conflict`` when the map moved, ``FencedOut`` when deposed."""
+        req = meta_pb2.UpdatePlacementMapRequest(map=placement, expected_version=expected_version,
+                                                 lease_name=lease_name, fencing_token=fencing_token)
+        with translate_rpc_error():
+            return await self._stub.UpdatePlacementMap(req, timeout=self.timeout_s)
+
+    async def acquire_lease(self, name: str, holder: str, ttl_ms: int) -> meta_pb2.LeaseState:
+        """Take (or renew) the named lease; ``held`` says whether ``holder`` has it."""
+        with translate_rpc_error():
+            return await self._stub.AcquireLease(
+                meta_pb2.AcquireLeaseRequest(name=name, holder=holder, ttl_ms=ttl_ms), timeout=self.timeout_s)
+
+    async def renew_lease(self, name: str, holder: str, fencing_token: int) -> meta_pb2.LeaseState:
+        with translate_rpc_error():
+            return await self._stub.RenewLease(
+                meta_pb2.LeaseRequest(name=name, holder=holder, fencing_token=fencing_token),
+                timeout=self.timeout_s)
+
+    async def release_lease(self, name: str, holder: str, fencing_token: int) -> meta_pb2.LeaseState:
+        with translate_rpc_error():
+            return await self._stub.ReleaseLease(
+                meta_pb2.LeaseRequest(name=name, holder=holder, fencing_token=fencing_token),
+                timeout=self.timeout_s)
+
+    async def get_lease(self, name: str) -> meta_pb2.LeaseState:
+        with translate_rpc_error():
+            return await self._stub.GetLease(meta_pb2.LeaseRequest(name=name), timeout=self.timeout_s)
 
     # ---- watch and clocks ------------------------------------------------------
     async def watch(self, topics: Sequence[str] = (), *,
                     snapshot_end: bool = False) -> AsyncIterator[meta_pb2.WatchEvent]:
-        """Snapshot (revision 0) then live changes of ``topics`` ("collections", "nodes"; () = both).
+        """Snapshot (revision 0) then live changes of ``topics`` ("collections", "nodes",
+        "placement"; () = all).
 
         With ``snapshot_end`` the end-of-snapshot marker (an event with no item) is
         yielded between the two: a watcher that reconnects replaces its state with the

@@ -66,6 +66,23 @@ class TenantMap:
         return meta_pb2.TenantPartition(tenant=tenant, partition=partition, explicit=True)
 
 
+def validate_placement(placement: meta_pb2.PlacementMap) -> None:
+    """Reject a map a node could not follow: a shard listed twice, a node twice in one shard.
+
+    Raises:
+        InvalidRequest: naming the offending shard or node.
+    """
+    seen: set[int] = set()
+    for assignment in placement.shards:
+        if assignment.shard in seen:
+            raise InvalidRequest(f"shard {assignment.shard} is listed twice in the placement map")
+        seen.add(assignment.shard)
+        for role, nodes in (("storage", assignment.storage_nodes), ("query", assignment.query_nodes)):
+            if len(set(nodes)) != len(nodes) or not all(nodes):
+                raise InvalidRequest(f"shard {assignment.shard} lists an empty or repeated {role} node: "
+                                     f"{list(nodes)}")
+
+
 def partition_owner(nodes: list[meta_pb2.NodeInfo], partition: str) -> meta_pb2.NodeInfo | None:
     """The journal node owning ``partition``: one that lists it, else one that lists none."""
     journals = [n for n in nodes if n.role == "journal"]

@@ -4,12 +4,12 @@ Handlers validate, delegate and convert; errors are ``VecraftError`` raised
 to the shared interceptor (400 / 404 / 409 / 503 on the wire).
 
 Watch streams send an initial snapshot first (one ``PUT`` per current
-collection and/or node, ``revision`` 0), then one end-of-snapshot marker (an
-event with no item, ``type`` unspecified, ``revision`` 0; a watcher replaces
-its state with the snapshot there, so what was deleted while it was away goes
-too), then every change from the moment the stream was opened (``revision`` >
-0, increasing). A change that races the
-snapshot can be seen twice; applying events in order is idempotent. Expired
+collection and/or node, and the placement map when one exists, ``revision``
+0), then one end-of-snapshot marker (an event with no item, ``type``
+unspecified, ``revision`` 0; a watcher replaces its state with the snapshot
+there, so what was deleted while it was away goes too), then every change from
+the moment the stream was opened (``revision`` > 0, increasing). A change that
+races the snapshot can be seen twice; applying events in order is idempotent. Expired
 nodes arrive as ``DELETE`` with their last ``NodeInfo`` and ``state = "down"``.
 """
 
@@ -20,15 +20,16 @@ from collections.abc import AsyncIterator
 import grpc
 
 from vecraft.services.meta_manager.hlc_sync import HlcCoordinator
-from vecraft.services.meta_manager.placement import TenantMap, build_placement
+from vecraft.services.meta_manager.placement import TenantMap, build_placement, validate_placement
 from vecraft.services.meta_manager.schema import DdlCoordinator
 from vecraft.services.meta_manager.store import EventType, MetaStore, StoreEvent, Subscription
+from vecraft.services.meta_manager.store.base import LeaseHolding
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.model.routing import DEFAULT_TENANT
 from vecraft.shared.model.validation import validate_name
 from vecraft.shared.rpc.v1 import collection_pb2, meta_pb2, meta_pb2_grpc
 
-TOPICS = ("collections", "nodes")
+TOPICS = ("collections", "nodes", "placement")
 #: Leases shorter than this would expire between two heartbeats of a busy node.
 MIN_TTL_MS = 100
 MAX_TTL_MS = 3_600_000
@@ -38,7 +39,20 @@ def _watch_event(event: StoreEvent) -> meta_pb2.WatchEvent:
     kind = meta_pb2.WatchEvent.PUT if event.type is EventType.PUT else meta_pb2.WatchEvent.DELETE
     if event.collection is not None:
         return meta_pb2.WatchEvent(type=kind, collection=event.collection, revision=event.revision)
-    return meta_pb2.WatchEvent(type=kind, node=event.node, revision=event.revision)
+    if event.node is not None:
+        return meta_pb2.WatchEvent(type=kind, node=event.node, revision=event.revision)
+    return meta_pb2.WatchEvent(type=kind, placement=event.placement, revision=event.revision)
+
+
+def _lease_state(holding: LeaseHolding) -> meta_pb2.LeaseState:
+    return meta_pb2.LeaseState(name=holding.name, holder=holding.holder, fencing_token=holding.fencing_token,
+                               held=holding.held, ttl_ms=holding.ttl_ms)
+
+
+def _lease_name(name: str) -> str:
+    if not name or "/" in name or len(name) > 200:
+        raise InvalidRequest("lease name is required, at most 200 characters, without '/'")
+    return name
 
 
 class MetaServicer(meta_pb2_grpc.MetaManagerServiceServicer):
@@ -123,6 +137,48 @@ class MetaServicer(meta_pb2_grpc.MetaManagerServiceServicer):
                         context: grpc.aio.ServicerContext) -> meta_pb2.ListNodesResponse:
         return meta_pb2.ListNodesResponse(nodes=await self._store.list_nodes(request.role))
 
+    async def DeregisterNode(self, request: meta_pb2.HeartbeatRequest,
+                             context: grpc.aio.ServicerContext) -> meta_pb2.HeartbeatResponse:
+        if not request.node_id or not request.lease_id:
+            raise InvalidRequest("node_id and lease_id are required")
+        left = await self._store.deregister_node(request.node_id, request.lease_id)
+        return meta_pb2.HeartbeatResponse(ok=left)
+
+    # ---- placement map and leases ----------------------------------------------
+    async def GetPlacementMap(self, request: meta_pb2.GetPlacementMapRequest,
+                              context: grpc.aio.ServicerContext) -> meta_pb2.PlacementMap:
+        return await self._store.get_placement_map()
+
+    async def UpdatePlacementMap(self, request: meta_pb2.UpdatePlacementMapRequest,
+                                 context: grpc.aio.ServicerContext) -> meta_pb2.PlacementMap:
+        validate_placement(request.map)
+        return await self._store.update_placement_map(request.map, request.expected_version,
+                                                      _lease_name(request.lease_name), request.fencing_token)
+
+    async def AcquireLease(self, request: meta_pb2.AcquireLeaseRequest,
+                           context: grpc.aio.ServicerContext) -> meta_pb2.LeaseState:
+        if not request.holder:
+            raise InvalidRequest("holder is required")
+        ttl_ms = request.ttl_ms or self._default_ttl_ms
+        if not MIN_TTL_MS <= ttl_ms <= MAX_TTL_MS:
+            raise InvalidRequest(f"ttl_ms is {ttl_ms}; it must be between {MIN_TTL_MS} and {MAX_TTL_MS}")
+        holding = await self._store.acquire_lease(_lease_name(request.name), request.holder, ttl_ms)
+        return _lease_state(holding)
+
+    async def RenewLease(self, request: meta_pb2.LeaseRequest,
+                         context: grpc.aio.ServicerContext) -> meta_pb2.LeaseState:
+        return _lease_state(await self._store.renew_lease(_lease_name(request.name), request.holder,
+                                                          request.fencing_token))
+
+    async def ReleaseLease(self, request: meta_pb2.LeaseRequest,
+                           context: grpc.aio.ServicerContext) -> meta_pb2.LeaseState:
+        return _lease_state(await self._store.release_lease(_lease_name(request.name), request.holder,
+                                                            request.fencing_token))
+
+    async def GetLease(self, request: meta_pb2.LeaseRequest,
+                       context: grpc.aio.ServicerContext) -> meta_pb2.LeaseState:
+        return _lease_state(await self._store.get_lease(_lease_name(request.name)))
+
     # ---- watch -----------------------------------------------------------------
     async def Watch(self, request: meta_pb2.WatchRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[meta_pb2.WatchEvent]:
@@ -140,10 +196,13 @@ class MetaServicer(meta_pb2_grpc.MetaManagerServiceServicer):
                 if "nodes" in topics:
                     for node in await self._store.list_nodes():
                         yield meta_pb2.WatchEvent(type=meta_pb2.WatchEvent.PUT, node=node)
+                if "placement" in topics:
+                    placement = await self._store.get_placement_map()
+                    if placement.version:
+                        yield meta_pb2.WatchEvent(type=meta_pb2.WatchEvent.PUT, placement=placement)
                 yield meta_pb2.WatchEvent()  # end of the snapshot
                 async for event in sub:
-                    topic = "collections" if event.collection is not None else "nodes"
-                    if topic in topics:
+                    if event.topic in topics:
                         yield _watch_event(event)
             finally:
                 self._streams.discard(sub)

@@ -113,10 +113,22 @@ class HistoryMismatch(VecraftError):
     wire_name = "history_mismatch"
 
 
+class FencedOut(VecraftError):
+    """A write by a lease holder that is no longer the holder (its fencing token is stale).
+
+    The caller was deposed (its lease expired and someone else took it): it must
+    stop acting as the holder, not retry.
+    """
+
+    http_status = 409
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    wire_name = "fenced_out"
+
+
 ERROR_CLASSES: dict[str, type[VecraftError]] = {
     cls.wire_name: cls
     for cls in (VecraftError, InvalidRequest, NotFound, Conflict, PayloadTooLarge, RateLimited,
-                Unavailable, DeadlineExceeded, ClockSkew, HistoryMismatch)
+                Unavailable, DeadlineExceeded, ClockSkew, HistoryMismatch, FencedOut)
 }
 
 # gRPC codes that arrive without Vecraft metadata (from grpc itself).

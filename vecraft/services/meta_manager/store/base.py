@@ -17,7 +17,13 @@ The store holds four things:
   requester whether its DDL won a race;
 - **tenant overrides**: tenant -> data partition set explicitly;
 - **nodes**: registered processes, each bound to a lease that expires when
-  not renewed.
+  not renewed;
+- **the placement map**: which node hosts which shard replica, one versioned
+  document changed by compare-and-swap on its version, and only by the holder
+  of a named lease whose fencing token the store checks in the same
+  transaction (a deposed fail-over manager cannot overwrite its successor);
+- **named leases**: one holder at a time, each holding with a fencing token
+  larger than every earlier one of that name.
 
 Every change is published to subscribers (:meth:`MetaStore.subscribe`) as a
 :class:`StoreEvent`. A node whose lease expires is removed and published as a
@@ -51,6 +57,30 @@ class StoreEvent:
     revision: int
     collection: collection_pb2.CollectionSchema | None = None
     node: meta_pb2.NodeInfo | None = None
+    placement: meta_pb2.PlacementMap | None = None
+
+    @property
+    def topic(self) -> str:
+        """The Watch topic of the event: "collections", "nodes" or "placement"."""
+        if self.collection is not None:
+            return "collections"
+        return "nodes" if self.node is not None else "placement"
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseHolding:
+    """A named lease as the store sees it after a call.
+
+    ``held`` says whether the caller (``holder`` of the call) holds it now;
+    ``holder`` and ``fencing_token`` are the current holding ("" and the last
+    token when free).
+    """
+
+    name: str
+    holder: str
+    fencing_token: int
+    held: bool
+    ttl_ms: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +188,46 @@ class MetaStore(abc.ABC):
     @abc.abstractmethod
     async def list_nodes(self, role: str = "") -> list[meta_pb2.NodeInfo]:
         """Registered nodes with a live lease (``role`` "" = all), sorted by node id."""
+
+    @abc.abstractmethod
+    async def deregister_node(self, node_id: str, lease_id: str) -> bool:
+        """Remove the node now (published as a ``DELETE`` with ``state = "down"``).
+
+        False when ``lease_id`` is not the node's current lease (nothing changes).
+        """
+
+    # ---- placement map ---------------------------------------------------------
+    @abc.abstractmethod
+    async def get_placement_map(self) -> meta_pb2.PlacementMap:
+        """The current map; ``version`` 0 (and nothing else set) when none was written."""
+
+    @abc.abstractmethod
+    async def update_placement_map(self, new: meta_pb2.PlacementMap, expected_version: int,
+                                   lease_name: str, fencing_token: int) -> meta_pb2.PlacementMap:
+        """Store ``new`` as version ``expected_version + 1``, atomically, and publish it.
+
+        Raises:
+            Conflict: the stored version is not ``expected_version``.
+            FencedOut: ``fencing_token`` is not the live holding of ``lease_name``.
+        """
+
+    # ---- named leases ----------------------------------------------------------
+    @abc.abstractmethod
+    async def acquire_lease(self, name: str, holder: str, ttl_ms: int) -> LeaseHolding:
+        """Take ``name`` for ``holder`` when it is free or expired (a new, larger fencing
+        token), or renew it when ``holder`` already holds it (same token)."""
+
+    @abc.abstractmethod
+    async def renew_lease(self, name: str, holder: str, fencing_token: int) -> LeaseHolding:
+        """Extend the holding ``(holder, fencing_token)``; ``held`` False when it was lost."""
+
+    @abc.abstractmethod
+    async def release_lease(self, name: str, holder: str, fencing_token: int) -> LeaseHolding:
+        """Give the holding up now (no-op when it is not the current one)."""
+
+    @abc.abstractmethod
+    async def get_lease(self, name: str) -> LeaseHolding:
+        """The current holding of ``name`` (``held`` is always False)."""
 
     # ---- change stream ---------------------------------------------------------
     @abc.abstractmethod

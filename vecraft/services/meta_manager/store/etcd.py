@@ -7,12 +7,18 @@ Key layout under the prefix (``--etcd-prefix``, default ``/vecraft``)::
     <prefix>/collections/<tenant>/<name>        CollectionSchema JSON
     <prefix>/tenants/<tenant>                   "<data partition>"
     <prefix>/nodes/<node_id>                    NodeInfo JSON, attached to the node's etcd lease
+    <prefix>/placement                          PlacementMap JSON; its etcd version is the map's
+    <prefix>/leases/<name>                      {"holder": ...}, attached to the holder's etcd lease
 
 DDL materialization is one etcd transaction guarded by a compare on the
 watermark value, so several meta managers sharing the cluster apply the
 system partition exactly once and in order. Node leases are etcd leases: when
 one is not renewed etcd deletes the node key itself, and every meta manager's
-watch turns that into a ``DELETE`` event. Each meta manager runs a single etcd
+watch turns that into a ``DELETE`` event. A named lease is a key attached to an
+etcd lease and created only when absent; its fencing token is the key's create
+revision, which etcd makes larger for every new holding. A placement map
+update is one transaction comparing the map key's version (compare-and-swap)
+and the lease key's create revision (the fence). Each meta manager runs a single etcd
 watch on the prefix (with previous values, so a DELETE carries the last
 NodeInfo / schema) and fans it out in-process to its gRPC watchers.
 
@@ -36,11 +42,18 @@ from typing import Any, TypeVar
 import aetcd
 import aetcd.exceptions
 import grpc
+import orjson
 
 from vecraft.services.meta_manager.store import codec
-from vecraft.services.meta_manager.store.base import DdlRecord, EventType, MetaStore, StoreEvent
+from vecraft.services.meta_manager.store.base import (
+    DdlRecord,
+    EventType,
+    LeaseHolding,
+    MetaStore,
+    StoreEvent,
+)
 from vecraft.services.meta_manager.store.events import EventHub, Subscription
-from vecraft.shared.common.errors import InvalidRequest, Unavailable
+from vecraft.shared.common.errors import Conflict, FencedOut, InvalidRequest, Unavailable
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, meta_pb2
 
 log = logging.getLogger(__name__)
@@ -243,6 +256,99 @@ class EtcdMetaStore(MetaStore):
                 nodes.append(node)
         return sorted(nodes, key=lambda n: n.node_id)
 
+    async def deregister_node(self, node_id: str, lease_id: str) -> bool:
+        try:
+            lease = int(lease_id)
+        except ValueError:
+            return False
+        kv = await self._call("get", lambda c: c.get(self._key("nodes", node_id)))
+        if kv is None or kv.lease != lease:
+            return False
+        # Revoking the lease deletes the key; the watch publishes the DELETE.
+        await self._call("revoke", lambda c: c.revoke_lease(lease))
+        return True
+
+    # ---- placement map ---------------------------------------------------------
+    @property
+    def _placement_key(self) -> bytes:
+        return self._key("placement")
+
+    async def get_placement_map(self) -> meta_pb2.PlacementMap:
+        kv = await self._call("get", lambda c: c.get(self._placement_key))
+        if kv is None:
+            return meta_pb2.PlacementMap()
+        placement = codec.decode_message(kv.value, meta_pb2.PlacementMap)
+        placement.version = kv.version
+        return placement
+
+    async def update_placement_map(self, new: meta_pb2.PlacementMap, expected_version: int,
+                                   lease_name: str, fencing_token: int) -> meta_pb2.PlacementMap:
+        assert self._client is not None
+        t = self._client.transactions
+        stored = meta_pb2.PlacementMap()
+        stored.CopyFrom(new)
+        stored.version = expected_version + 1
+        stored.fencing_token = fencing_token
+        stored.updated_unix_ms = time.time_ns() // 1_000_000
+        lease_key = self._key("leases", lease_name)
+        succeeded, _ = await self._call("placement", lambda c: c.transaction(
+            compare=[t.create(lease_key) == fencing_token,
+                     t.version(self._placement_key) == expected_version],
+            success=[t.put(self._placement_key, codec.encode_message(stored))], failure=[]))
+        if succeeded:
+            return stored
+        holding = await self.get_lease(lease_name)
+        if not holding.holder or holding.fencing_token != fencing_token:
+            raise FencedOut(f"fencing token {fencing_token} of lease {lease_name!r} is not the live holding "
+                            f"(holder {holding.holder or 'none'}, token {holding.fencing_token})",
+                            details={"lease": lease_name, "fencing_token": holding.fencing_token})
+        current = (await self.get_placement_map()).version
+        raise Conflict(f"the placement map is at version {current}, not {expected_version}",
+                       details={"version": current, "expected_version": expected_version})
+
+    # ---- named leases ----------------------------------------------------------
+    async def _lease_kv(self, name: str) -> tuple[Any, str]:
+        kv = await self._call("get", lambda c: c.get(self._key("leases", name)))
+        return kv, (orjson.loads(kv.value)["holder"] if kv is not None else "")
+
+    async def acquire_lease(self, name: str, holder: str, ttl_ms: int) -> LeaseHolding:
+        assert self._client is not None
+        t = self._client.transactions
+        key = self._key("leases", name)
+        kv, current = await self._lease_kv(name)
+        if kv is not None and current == holder:
+            return await self.renew_lease(name, holder, int(kv.create_revision))
+        if kv is not None:
+            return LeaseHolding(name, current, int(kv.create_revision), held=False)
+        lease = await self._call("lease", lambda c: c.lease(max(1, math.ceil(ttl_ms / 1000))))
+        succeeded, _ = await self._call("acquire", lambda c: c.transaction(
+            compare=[t.version(key) == 0],
+            success=[t.put(key, orjson.dumps({"holder": holder}), lease=lease)], failure=[]))
+        if not succeeded:
+            await self._call("revoke", lambda c: c.revoke_lease(lease.id))
+        kv, current = await self._lease_kv(name)
+        token = int(kv.create_revision) if kv is not None else 0
+        return LeaseHolding(name, current, token, held=succeeded and current == holder,
+                            ttl_ms=int(lease.ttl) * 1000)
+
+    async def renew_lease(self, name: str, holder: str, fencing_token: int) -> LeaseHolding:
+        kv, current = await self._lease_kv(name)
+        if kv is None or current != holder or int(kv.create_revision) != fencing_token:
+            return LeaseHolding(name, current, int(kv.create_revision) if kv is not None else 0, held=False)
+        reply = await self._call("keepalive", lambda c: c.refresh_lease(kv.lease))
+        ttl = int(reply.TTL) if reply is not None else 0
+        return LeaseHolding(name, current if ttl > 0 else "", fencing_token, held=ttl > 0, ttl_ms=ttl * 1000)
+
+    async def release_lease(self, name: str, holder: str, fencing_token: int) -> LeaseHolding:
+        kv, current = await self._lease_kv(name)
+        if kv is not None and current == holder and int(kv.create_revision) == fencing_token:
+            await self._call("revoke", lambda c: c.revoke_lease(kv.lease))
+        return await self.get_lease(name)
+
+    async def get_lease(self, name: str) -> LeaseHolding:
+        kv, current = await self._lease_kv(name)
+        return LeaseHolding(name, current, int(kv.create_revision) if kv is not None else 0, held=False)
+
     # ---- change stream ---------------------------------------------------------
     def subscribe(self) -> Subscription[StoreEvent]:
         return self._hub.subscribe()
@@ -265,6 +371,10 @@ class EtcdMetaStore(MetaStore):
                 node.state = "down"
                 self._last_beat.pop(node.node_id, None)
             return StoreEvent(kind, revision, node=node)
+        if rel == ["placement"] and not deleted:
+            placement = codec.decode_message(value, meta_pb2.PlacementMap)
+            placement.version = int(event.kv.version)
+            return StoreEvent(kind, revision, placement=placement)
         return None
 
     async def _watch_loop(self, start_revision: int) -> None:

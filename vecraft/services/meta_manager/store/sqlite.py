@@ -7,19 +7,24 @@ Layout (``<data-dir>/meta.sqlite3``)::
     ddl_records(request_id PRIMARY KEY, ddl_offset, record)
     tenants(tenant PRIMARY KEY, partition)
     nodes(node_id PRIMARY KEY, lease_id, ttl_ms, expires_unix_ms, last_heartbeat_unix_ms, info)
+    placement(id = 1, version, map)              the one placement map
+    leases(name PRIMARY KEY, holder, fencing_token, ttl_ms, expires_unix_ms)
 
 Every statement runs on one worker thread (a single-thread executor), so the
 connection is never shared between threads and commits are serialized; the
 event loop never blocks on fsync. Leases are wall-clock deadlines stored with
 the node, so they survive a restart of the meta manager; a background sweep
-removes expired nodes and publishes their DELETE. Only one meta manager may
-use a SQLite file; the watermark compare-and-swap still guards the catalog.
+removes expired nodes and publishes their DELETE. Named leases are wall-clock
+deadlines too; a lease's row stays when it is released or expires, so its
+fencing token keeps growing. Only one meta manager may use a SQLite file; the
+watermark compare-and-swap still guards the catalog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -30,9 +35,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from vecraft.services.meta_manager.store import codec
-from vecraft.services.meta_manager.store.base import DdlRecord, EventType, MetaStore, StoreEvent
+from vecraft.services.meta_manager.store.base import (
+    DdlRecord,
+    EventType,
+    LeaseHolding,
+    MetaStore,
+    StoreEvent,
+)
 from vecraft.services.meta_manager.store.events import EventHub, Subscription
-from vecraft.shared.common.errors import Unavailable
+from vecraft.shared.common.errors import Conflict, FencedOut, Unavailable
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, meta_pb2
 
 log = logging.getLogger(__name__)
@@ -52,6 +63,11 @@ CREATE TABLE IF NOT EXISTS tenants (tenant TEXT PRIMARY KEY, partition TEXT NOT 
 CREATE TABLE IF NOT EXISTS nodes (
     node_id TEXT PRIMARY KEY, lease_id TEXT NOT NULL, ttl_ms INTEGER NOT NULL,
     expires_unix_ms INTEGER NOT NULL, last_heartbeat_unix_ms INTEGER NOT NULL, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS placement (
+    id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, map TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, fencing_token INTEGER NOT NULL, ttl_ms INTEGER NOT NULL,
+    expires_unix_ms INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('ddl_watermark', 0), ('revision', 0);
 """
 
@@ -229,6 +245,24 @@ class SqliteMetaStore(MetaStore):
                 nodes.append(node)
         return nodes
 
+    async def deregister_node(self, node_id: str, lease_id: str) -> bool:
+        def _delete(conn: sqlite3.Connection) -> StoreEvent | None:
+            with conn:
+                row = conn.execute("SELECT info, last_heartbeat_unix_ms FROM nodes "
+                                   "WHERE node_id = ? AND lease_id = ?", (node_id, lease_id)).fetchone()
+                if row is None:
+                    return None
+                conn.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+                node = codec.decode_message(row[0], meta_pb2.NodeInfo)
+                node.state, node.last_heartbeat_unix_ms = "down", row[1]
+                return StoreEvent(EventType.DELETE, self._next_revision(conn), node=node)
+
+        event = await self._run(_delete)
+        if event is None:
+            return False
+        self._hub.publish(event)
+        return True
+
     async def _expire(self) -> None:
         def _delete_expired(conn: sqlite3.Connection) -> list[StoreEvent]:
             now = _now_ms()
@@ -256,9 +290,112 @@ class SqliteMetaStore(MetaStore):
                 log.exception("lease sweep failed")
             await asyncio.sleep(self._sweep_interval)
 
+    # ---- placement map ---------------------------------------------------------
+    async def get_placement_map(self) -> meta_pb2.PlacementMap:
+        row = await self._run(lambda c: c.execute(
+            "SELECT version, map FROM placement WHERE id = 1").fetchone())
+        if row is None:
+            return meta_pb2.PlacementMap()
+        placement = codec.decode_message(row[1], meta_pb2.PlacementMap)
+        placement.version = row[0]
+        return placement
+
+    async def update_placement_map(self, new: meta_pb2.PlacementMap, expected_version: int,
+                                   lease_name: str, fencing_token: int) -> meta_pb2.PlacementMap:
+        stored = meta_pb2.PlacementMap()
+        stored.CopyFrom(new)
+        stored.version = expected_version + 1
+        stored.fencing_token = fencing_token
+
+        def _update(conn: sqlite3.Connection) -> StoreEvent:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _check_fence(conn, lease_name, fencing_token)
+                row = conn.execute("SELECT version FROM placement WHERE id = 1").fetchone()
+                current = row[0] if row else 0
+                if current != expected_version:
+                    raise Conflict(f"the placement map is at version {current}, not {expected_version}",
+                                   details={"version": current, "expected_version": expected_version})
+                stored.updated_unix_ms = _now_ms()
+                conn.execute("INSERT OR REPLACE INTO placement (id, version, map) VALUES (1, ?, ?)",
+                             (stored.version, codec.encode_message(stored).decode()))
+                event = StoreEvent(EventType.PUT, self._next_revision(conn), placement=stored)
+                conn.execute("COMMIT")
+                return event
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        self._hub.publish(await self._run(_update))
+        return stored
+
+    # ---- named leases ----------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, ttl_ms: int) -> LeaseHolding:
+        def _acquire(conn: sqlite3.Connection) -> LeaseHolding:
+            now = _now_ms()
+            with conn:
+                row = conn.execute("SELECT holder, fencing_token, expires_unix_ms FROM leases WHERE name = ?",
+                                   (name,)).fetchone()
+                token = row[1] if row else 0
+                live = row is not None and row[0] != "" and row[2] >= now
+                if live and row[0] != holder:
+                    return LeaseHolding(name, row[0], token, held=False, ttl_ms=row[2] - now)
+                if not live:
+                    token += 1  # a new holding: larger than every earlier one
+                conn.execute("INSERT OR REPLACE INTO leases (name, holder, fencing_token, ttl_ms, "
+                             "expires_unix_ms) VALUES (?, ?, ?, ?, ?)",
+                             (name, holder, token, ttl_ms, now + ttl_ms))
+            return LeaseHolding(name, holder, token, held=True, ttl_ms=ttl_ms)
+
+        return await self._run(_acquire)
+
+    async def renew_lease(self, name: str, holder: str, fencing_token: int) -> LeaseHolding:
+        def _renew(conn: sqlite3.Connection) -> LeaseHolding:
+            now = _now_ms()
+            with conn:
+                cur = conn.execute("UPDATE leases SET expires_unix_ms = ? + ttl_ms WHERE name = ? "
+                                   "AND holder = ? AND fencing_token = ? AND expires_unix_ms >= ?",
+                                   (now, name, holder, fencing_token, now))
+            current = _lease_row(conn, name, now)
+            return dataclasses.replace(current, held=cur.rowcount == 1)
+
+        return await self._run(_renew)
+
+    async def release_lease(self, name: str, holder: str, fencing_token: int) -> LeaseHolding:
+        def _release(conn: sqlite3.Connection) -> LeaseHolding:
+            with conn:
+                conn.execute("UPDATE leases SET holder = '', expires_unix_ms = 0 WHERE name = ? "
+                             "AND holder = ? AND fencing_token = ?", (name, holder, fencing_token))
+            return _lease_row(conn, name, _now_ms())
+
+        return await self._run(_release)
+
+    async def get_lease(self, name: str) -> LeaseHolding:
+        return await self._run(lambda c: _lease_row(c, name, _now_ms()))
+
     # ---- change stream ---------------------------------------------------------
     def subscribe(self) -> Subscription[StoreEvent]:
         return self._hub.subscribe()
+
+
+def _lease_row(conn: sqlite3.Connection, name: str, now: int) -> LeaseHolding:
+    """The live holding of ``name`` (holder "" when free or expired)."""
+    row = conn.execute("SELECT holder, fencing_token, expires_unix_ms FROM leases WHERE name = ?",
+                       (name,)).fetchone()
+    if row is None:
+        return LeaseHolding(name, "", 0, held=False)
+    live = row[0] != "" and row[2] >= now
+    if not live:
+        return LeaseHolding(name, "", row[1], held=False)
+    return LeaseHolding(name, row[0], row[1], held=False, ttl_ms=max(0, row[2] - now))
+
+
+def _check_fence(conn: sqlite3.Connection, lease_name: str, fencing_token: int) -> None:
+    current = _lease_row(conn, lease_name, _now_ms())
+    if not current.holder or current.fencing_token != fencing_token:
+        raise FencedOut(f"fencing token {fencing_token} of lease {lease_name!r} is not the live holding "
+                        f"(holder {current.holder or 'none'}, token {current.fencing_token})",
+                        details={"lease": lease_name, "fencing_token": current.fencing_token})
 
 
 def _apply_change(conn: sqlite3.Connection, record: DdlRecord) -> StoreEvent | None:

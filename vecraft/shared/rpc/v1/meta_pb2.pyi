@@ -25,7 +25,7 @@ class TenantPartition(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., partition: _Optional[str] = ..., explicit: _Optional[bool] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "role", "address", "http_address", "shards", "replica", "partitions", "pid", "state", "last_heartbeat_unix_ms")
+    __slots__ = ("node_id", "role", "address", "http_address", "shards", "replica", "partitions", "pid", "state", "last_heartbeat_unix_ms", "loading_shards", "local_shards")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,8 @@ class NodeInfo(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LOADING_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_SHARDS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: str
     address: str
@@ -46,7 +48,107 @@ class NodeInfo(_message.Message):
     pid: int
     state: str
     last_heartbeat_unix_ms: int
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., shards: _Optional[_Iterable[int]] = ..., replica: _Optional[int] = ..., partitions: _Optional[_Iterable[str]] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., last_heartbeat_unix_ms: _Optional[int] = ...) -> None: ...
+    loading_shards: _containers.RepeatedScalarFieldContainer[int]
+    local_shards: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., shards: _Optional[_Iterable[int]] = ..., replica: _Optional[int] = ..., partitions: _Optional[_Iterable[str]] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., last_heartbeat_unix_ms: _Optional[int] = ..., loading_shards: _Optional[_Iterable[int]] = ..., local_shards: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ShardAssignment(_message.Message):
+    __slots__ = ("shard", "storage_nodes", "query_nodes")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_NODES_FIELD_NUMBER: _ClassVar[int]
+    QUERY_NODES_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    storage_nodes: _containers.RepeatedScalarFieldContainer[str]
+    query_nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, shard: _Optional[int] = ..., storage_nodes: _Optional[_Iterable[str]] = ..., query_nodes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PlacementAction(_message.Message):
+    __slots__ = ("at_unix_ms", "action", "node_id", "role", "shards", "detail")
+    AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    at_unix_ms: int
+    action: str
+    node_id: str
+    role: str
+    shards: _containers.RepeatedScalarFieldContainer[int]
+    detail: str
+    def __init__(self, at_unix_ms: _Optional[int] = ..., action: _Optional[str] = ..., node_id: _Optional[str] = ..., role: _Optional[str] = ..., shards: _Optional[_Iterable[int]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class PlacementMap(_message.Message):
+    __slots__ = ("version", "shards", "storage_replicas", "query_replicas", "down_nodes", "updated_by", "fencing_token", "updated_unix_ms", "history")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    DOWN_NODES_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    shards: _containers.RepeatedCompositeFieldContainer[ShardAssignment]
+    storage_replicas: int
+    query_replicas: int
+    down_nodes: _containers.RepeatedScalarFieldContainer[str]
+    updated_by: str
+    fencing_token: int
+    updated_unix_ms: int
+    history: _containers.RepeatedCompositeFieldContainer[PlacementAction]
+    def __init__(self, version: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardAssignment, _Mapping]]] = ..., storage_replicas: _Optional[int] = ..., query_replicas: _Optional[int] = ..., down_nodes: _Optional[_Iterable[str]] = ..., updated_by: _Optional[str] = ..., fencing_token: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ..., history: _Optional[_Iterable[_Union[PlacementAction, _Mapping]]] = ...) -> None: ...
+
+class GetPlacementMapRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UpdatePlacementMapRequest(_message.Message):
+    __slots__ = ("map", "expected_version", "lease_name", "fencing_token")
+    MAP_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LEASE_NAME_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    map: PlacementMap
+    expected_version: int
+    lease_name: str
+    fencing_token: int
+    def __init__(self, map: _Optional[_Union[PlacementMap, _Mapping]] = ..., expected_version: _Optional[int] = ..., lease_name: _Optional[str] = ..., fencing_token: _Optional[int] = ...) -> None: ...
+
+class AcquireLeaseRequest(_message.Message):
+    __slots__ = ("name", "holder", "ttl_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    holder: str
+    ttl_ms: int
+    def __init__(self, name: _Optional[str] = ..., holder: _Optional[str] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+
+class LeaseRequest(_message.Message):
+    __slots__ = ("name", "holder", "fencing_token")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    holder: str
+    fencing_token: int
+    def __init__(self, name: _Optional[str] = ..., holder: _Optional[str] = ..., fencing_token: _Optional[int] = ...) -> None: ...
+
+class LeaseState(_message.Message):
+    __slots__ = ("name", "holder", "fencing_token", "held", "ttl_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    holder: str
+    fencing_token: int
+    held: bool
+    ttl_ms: int
+    def __init__(self, name: _Optional[str] = ..., holder: _Optional[str] = ..., fencing_token: _Optional[int] = ..., held: _Optional[bool] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class ShardPlacement(_message.Message):
     __slots__ = ("shard", "storage_replicas", "query_processors")
@@ -127,7 +229,7 @@ class WatchRequest(_message.Message):
     def __init__(self, topics: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("type", "collection", "node", "revision")
+    __slots__ = ("type", "collection", "node", "placement", "revision")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_UNSPECIFIED: _ClassVar[WatchEvent.Type]
@@ -139,12 +241,14 @@ class WatchEvent(_message.Message):
     TYPE_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     type: WatchEvent.Type
     collection: _collection_pb2.CollectionSchema
     node: NodeInfo
+    placement: PlacementMap
     revision: int
-    def __init__(self, type: _Optional[_Union[WatchEvent.Type, str]] = ..., collection: _Optional[_Union[_collection_pb2.CollectionSchema, _Mapping]] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    def __init__(self, type: _Optional[_Union[WatchEvent.Type, str]] = ..., collection: _Optional[_Union[_collection_pb2.CollectionSchema, _Mapping]] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., placement: _Optional[_Union[PlacementMap, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class ReportHLCRequest(_message.Message):
     __slots__ = ("node_id", "hlc")

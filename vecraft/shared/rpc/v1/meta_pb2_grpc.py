@@ -90,6 +90,41 @@ class MetaManagerServiceStub:
                 request_serializer=vecraft_dot_v1_dot_meta__pb2.ListNodesRequest.SerializeToString,
                 response_deserializer=vecraft_dot_v1_dot_meta__pb2.ListNodesResponse.FromString,
                 _registered_method=True)
+        self.DeregisterNode = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/DeregisterNode',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
+        self.GetPlacementMap = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/GetPlacementMap',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.GetPlacementMapRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.PlacementMap.FromString,
+                _registered_method=True)
+        self.UpdatePlacementMap = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/UpdatePlacementMap',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.UpdatePlacementMapRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.PlacementMap.FromString,
+                _registered_method=True)
+        self.AcquireLease = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/AcquireLease',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.AcquireLeaseRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.LeaseState.FromString,
+                _registered_method=True)
+        self.RenewLease = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/RenewLease',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.LeaseRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.LeaseState.FromString,
+                _registered_method=True)
+        self.ReleaseLease = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/ReleaseLease',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.LeaseRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.LeaseState.FromString,
+                _registered_method=True)
+        self.GetLease = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/GetLease',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.LeaseRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.LeaseState.FromString,
+                _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/vecraft.v1.MetaManagerService/Watch',
                 request_serializer=vecraft_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
@@ -175,8 +210,55 @@ class MetaManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeregisterNode(self, request, context):
+        """A node leaving on purpose: its registration goes at once (no lease expiry to wait out).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPlacementMap(self, request, context):
+        """The placement map: which node hosts which shard replica. Versioned; written only by the
+        holder of the fail-over manager's lease, compare-and-swap on the version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePlacementMap(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcquireLease(self, request, context):
+        """Named leases with fencing tokens: one active holder at a time (fail-over manager,
+        journal partition owners). The token grows with every change of holder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Watch(self, request, context):
-        """Change stream of collections and nodes.
+        """Change stream of collections, nodes and the placement map.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -246,6 +328,41 @@ def add_MetaManagerServiceServicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=vecraft_dot_v1_dot_meta__pb2.ListNodesRequest.FromString,
                     response_serializer=vecraft_dot_v1_dot_meta__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'DeregisterNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeregisterNode,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.HeartbeatRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'GetPlacementMap': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlacementMap,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.GetPlacementMapRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.PlacementMap.SerializeToString,
+            ),
+            'UpdatePlacementMap': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePlacementMap,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.UpdatePlacementMapRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.PlacementMap.SerializeToString,
+            ),
+            'AcquireLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquireLease,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.AcquireLeaseRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.LeaseState.SerializeToString,
+            ),
+            'RenewLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewLease,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.LeaseRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.LeaseState.SerializeToString,
+            ),
+            'ReleaseLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseLease,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.LeaseRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.LeaseState.SerializeToString,
+            ),
+            'GetLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLease,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.LeaseRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.LeaseState.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
@@ -555,6 +672,195 @@ class MetaManagerService:
             '/vecraft.v1.MetaManagerService/ListNodes',
             vecraft_dot_v1_dot_meta__pb2.ListNodesRequest.SerializeToString,
             vecraft_dot_v1_dot_meta__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeregisterNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/DeregisterNode',
+            vecraft_dot_v1_dot_meta__pb2.HeartbeatRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlacementMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/GetPlacementMap',
+            vecraft_dot_v1_dot_meta__pb2.GetPlacementMapRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.PlacementMap.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePlacementMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/UpdatePlacementMap',
+            vecraft_dot_v1_dot_meta__pb2.UpdatePlacementMapRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.PlacementMap.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquireLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/AcquireLease',
+            vecraft_dot_v1_dot_meta__pb2.AcquireLeaseRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.LeaseState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/RenewLease',
+            vecraft_dot_v1_dot_meta__pb2.LeaseRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.LeaseState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/ReleaseLease',
+            vecraft_dot_v1_dot_meta__pb2.LeaseRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.LeaseState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/GetLease',
+            vecraft_dot_v1_dot_meta__pb2.LeaseRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.LeaseState.FromString,
             options,
             channel_credentials,
             insecure,
