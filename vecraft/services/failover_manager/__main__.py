@@ -1,0 +1,3 @@
+from vecraft.services.failover_manager.main import main
+
+main()

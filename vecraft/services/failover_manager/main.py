@@ -1,0 +1,154 @@
+"""The fail-over manager process.
+
+One instance is active at a time (:mod:`.leadership`); the others stand by.
+The active one follows the registry and the placement map (:mod:`.monitoring`)
+and, whenever either changes and at every tick (grace periods run out between
+events), asks the planner (:mod:`.planner`) for the next map and writes it:
+
+- no map yet: after the registry has been quiet for ``bootstrap_settle_ms``
+  (the nodes of a starting cluster have registered), the first map is what
+  the registered nodes declare;
+- then: nodes marked down as soon as their lease is gone, their shard
+  replicas re-placed on live nodes after ``grace_ms``, missing replicas
+  restored when nodes come back or join.
+
+Every write is compare-and-swap on the map version and fenced by the lease's
+token; a conflict means the map moved (the watch brings the new one, the next
+step starts from it); ``FencedOut`` means this instance was deposed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from pydantic import Field
+
+from vecraft.services.failover_manager.leadership import LEASE_NAME, Leadership
+from vecraft.services.failover_manager.monitoring import ClusterView
+from vecraft.services.failover_manager.planner import bootstrap, reconcile
+from vecraft.services.meta_manager.client import MetaClient
+from vecraft.shared.common.config import ServiceSettings, load_settings
+from vecraft.shared.common.errors import Conflict, FencedOut, VecraftError
+from vecraft.shared.common.logging import setup_logging
+from vecraft.shared.common.metrics import counter
+from vecraft.shared.common.service import Service, run_service
+
+log = logging.getLogger(__name__)
+
+_ACTIONS = counter("failover", "placement_actions",
+                   "placement changes made: bootstrap, mark-down, mark-up, re-place, restore, remove",
+                   ["action"])
+
+
+class FailoverSettings(ServiceSettings):
+    """Fail-over manager settings (flags, VECRAFT_* environment, [failover] in the TOML file)."""
+
+    lease_ttl_ms: int = Field(3000, ge=1000, le=60_000,
+                              description="lease of the active instance; a standby takes over within it")
+    grace_ms: int = Field(10_000, ge=0, description="how long a down node keeps its shard replicas before "
+                                                    "they are re-placed on live nodes")
+    storage_replicas: int = Field(0, ge=0, le=16, description="storage replicas per shard (0 = as the "
+                                                              "cluster was started)")
+    query_replicas: int = Field(0, ge=0, le=16, description="query processors per shard (0 = as started)")
+    bootstrap_settle_ms: int = Field(1500, ge=0, description="quiet time of the registry before the first "
+                                                             "map is written")
+    tick_ms: int = Field(250, ge=10, description="how often grace periods are checked between events")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class FailoverManager(Service):
+    role = "failover"
+
+    def __init__(self, settings: FailoverSettings) -> None:
+        super().__init__(settings)
+        self.cfg = settings
+        if not settings.meta_address:
+            raise ValueError("--meta-address is required: the fail-over manager works through it")
+        self._meta = MetaClient(settings.meta_address, timeout_s=5.0)
+        self.view = ClusterView(self._meta)
+        self.leadership: Leadership | None = None
+        self._registry_changed_ms = 0
+
+    async def on_start(self) -> None:
+        self.leadership = Leadership(self._meta, self.node_id, self.cfg.lease_ttl_ms)
+        self.spawn(self.leadership.run(), "leadership", forever=True)
+        self.spawn(self.view.run(), "cluster-view", forever=True)
+        self.spawn(self._manage(), "manage", forever=True)
+        self.set_ready()
+
+    async def on_stop(self) -> None:
+        await self._meta.close()
+
+    def health_payload(self) -> dict[str, Any]:
+        lead = self.leadership
+        placement = self.view.placement
+        return {
+            "active": bool(lead and lead.held), "fencing_token": lead.token if lead else 0,
+            "active_since_unix_ms": lead.since_unix_ms if lead and lead.held else 0,
+            "view_current": self.view.current, "placement_version": placement.version,
+            "live_nodes": sorted(self.view.live), "down_nodes": list(placement.down_nodes),
+            "down_since_unix_ms": dict(self.view.down_since_ms),
+        }
+
+    async def _manage(self) -> None:
+        """Plan and write the next map whenever something changed or a grace period may have run out."""
+        seen_nodes: set[str] = set()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.view.changed.wait(), self.cfg.tick_ms / 1000)
+            self.view.changed.clear()
+            if set(self.view.live) != seen_nodes:
+                seen_nodes = set(self.view.live)
+                self._registry_changed_ms = _now_ms()
+            lead = self.leadership
+            if lead is None or not lead.held or not self.view.current:
+                continue
+            await self._step(lead)
+
+    async def _step(self, lead: Leadership) -> None:
+        now = _now_ms()
+        current = self.view.placement
+        if current.version == 0:
+            if not self.view.live or now - self._registry_changed_ms < self.cfg.bootstrap_settle_ms:
+                return
+            plan = bootstrap(self.view.live, storage_replicas=self.cfg.storage_replicas,
+                             query_replicas=self.cfg.query_replicas, now_ms=now)
+        else:
+            plan = reconcile(current, self.view.live, self.view.down_since_ms, grace_ms=self.cfg.grace_ms,
+                             now_ms=now)
+        if plan.placement is None:
+            return
+        plan.placement.updated_by = self.node_id
+        try:
+            written = await self._meta.update_placement_map(
+                plan.placement, expected_version=current.version, lease_name=LEASE_NAME,
+                fencing_token=lead.token)
+        except Conflict:
+            return  # the map moved; the watch brings the new one
+        except FencedOut as exc:
+            lead.lost(exc.message)
+            return
+        except VecraftError as exc:
+            log.warning("placement map update failed; retrying at the next step",
+                        extra={"error": exc.message})
+            return
+        if written.version > self.view.placement.version:
+            self.view.placement = written
+        for action in plan.actions:
+            _ACTIONS.labels(action.action).inc()
+            log.warning("placement %s", action.action, extra={
+                "node": action.node_id, "role": action.role, "shards": list(action.shards),
+                "detail": action.detail, "version": written.version})
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load_settings(FailoverSettings, argv, section="failover")
+    setup_logging("failover", settings.log_level)
+    run_service(FailoverManager(settings))

@@ -1,0 +1,91 @@
+"""Live nodes and the current placement map, followed from the meta manager's Watch stream.
+
+A node is live while its registration lease is (its ``PUT`` arrived and no
+``DELETE`` since). The view remembers since when each node has been missing
+(:attr:`ClusterView.down_since_ms`): the planner waits out a grace period
+before moving a missing node's shards. That memory is this process's: a
+fail-over manager that takes over starts counting when it first sees a node
+missing, which only delays a re-placement, never hastens it.
+
+When the stream breaks the view keeps what it knew, marked not current
+(:attr:`ClusterView.current` False: the leader does not act on it), and
+reconnects with back-off; the new stream's snapshot replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from vecraft.services.meta_manager.client import MetaClient
+from vecraft.shared.common.errors import VecraftError
+from vecraft.shared.rpc.v1 import meta_pb2
+
+log = logging.getLogger(__name__)
+
+_BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.1, 1.0
+ROLES = ("storage", "query")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ClusterView:
+    """Live storage/query nodes and the placement map; :attr:`changed` is set on every change."""
+
+    def __init__(self, meta: MetaClient) -> None:
+        self._meta = meta
+        self.live: dict[str, meta_pb2.NodeInfo] = {}
+        self.placement = meta_pb2.PlacementMap()
+        self.down_since_ms: dict[str, int] = {}
+        self.current = False
+        self.changed = asyncio.Event()
+        self.first_seen_ms = 0
+
+    def _touch(self) -> None:
+        listed = {n for a in self.placement.shards for n in (*a.storage_nodes, *a.query_nodes)}
+        now = _now_ms()
+        for node_id in listed - set(self.live):
+            self.down_since_ms.setdefault(node_id, now)
+        for node_id in list(self.down_since_ms):
+            if node_id in self.live or node_id not in listed:
+                del self.down_since_ms[node_id]
+        self.changed.set()
+
+    async def run(self) -> None:
+        """Follow the Watch stream until cancelled."""
+        delay = _BACKOFF_MIN_S
+        while True:
+            snapshot: dict[str, meta_pb2.NodeInfo] = {}
+            placement: meta_pb2.PlacementMap | None = None
+            in_snapshot = True
+            try:
+                async for event in self._meta.watch(["nodes", "placement"], snapshot_end=True):
+                    item = event.WhichOneof("item")
+                    if item is None:  # end of the snapshot: replace what we knew
+                        self.live = snapshot
+                        self.placement = placement or self.placement
+                        in_snapshot, self.current, delay = False, True, _BACKOFF_MIN_S
+                        self.first_seen_ms = self.first_seen_ms or _now_ms()
+                        self._touch()
+                        continue
+                    target = snapshot if in_snapshot else self.live
+                    if item == "placement":
+                        if in_snapshot:
+                            placement = event.placement
+                        elif event.placement.version >= self.placement.version:
+                            self.placement = event.placement
+                    elif event.node.role in ROLES:
+                        if event.type == meta_pb2.WatchEvent.DELETE:
+                            target.pop(event.node.node_id, None)
+                        else:
+                            target[event.node.node_id] = event.node
+                    if not in_snapshot:
+                        self._touch()
+            except VecraftError as exc:
+                log.warning("meta manager watch broke; keeping the last view", extra={"error": exc.message})
+            self.current = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX_S)
