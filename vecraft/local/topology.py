@@ -22,8 +22,11 @@ hosting the shards :func:`place_shards` gives it (storage: ``--shards a,b
 ...``); a query processor gets the storage nodes that host its shards. A node
 that would host nothing (more nodes than shard replicas) is not planned.
 
+A fail-over manager ``failover`` writes the first placement map from what the
+nodes declare and later moves the shard replicas of nodes that died.
+
 Start order, one group at a time: (cluster mode: etcd members, NATS servers,)
-journal, meta manager, storage nodes, query processors, gateway. Internal
+journal, meta manager, storage nodes, query processors, fail-over manager, gateway. Internal
 services listen on 127.0.0.1 only; the gateway listens on ``host``.
 
 Cluster mode (``ClusterParams.cluster``) adds a 3-member etcd cluster (the
@@ -59,6 +62,7 @@ ROLE_MODULES: dict[str, str] = {
     "meta": "vecraft.services.meta_manager",
     "storage": "vecraft.services.storage_node",
     "query": "vecraft.services.query_processor",
+    "failover": "vecraft.services.failover_manager",
     "gateway": "vecraft.services.api_gateway",
 }
 #: roles run from a program of their own in cluster mode -> the program's default name
@@ -66,7 +70,7 @@ CLUSTER_BINARIES: dict[str, str] = {"etcd": "etcd", "nats": "nats-server"}
 #: members of the etcd cluster and of the NATS cluster in cluster mode
 CLUSTER_SIZE = 3
 #: roles in start order; each is one start group
-START_ORDER: tuple[str, ...] = ("etcd", "nats", "journal", "meta", "storage", "query", "gateway")
+START_ORDER: tuple[str, ...] = ("etcd", "nats", "journal", "meta", "storage", "query", "failover", "gateway")
 #: parameters that fix where data lives; they cannot change once a directory holds a cluster
 FIXED_PARAMS: tuple[str, ...] = ("shards", "data_partitions", "cluster")
 #: process names of the layout before nodes (one storage process per shard replica, one
@@ -277,7 +281,7 @@ def process_names(params: ClusterParams) -> list[PlannedProcess]:
               for p in place_shards(params.shards, params.storage_nodes, params.replicas)]
     names += [PlannedProcess(f"query-{p.node}", "query", p.shards, p.replica, p.node)
               for p in place_shards(params.shards, params.query_nodes, params.query_replicas)]
-    names.append(PlannedProcess("gateway", "gateway"))
+    names += [PlannedProcess("failover", "failover"), PlannedProcess("gateway", "gateway")]
     return names
 
 
@@ -414,6 +418,11 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
                              key=list(addr.values()).index)
             extra = ["--shard", *map(str, planned.shards), "--journal-address", journal,
                      "--meta-address", meta, "--storage-addresses", *storage, *partitions, *delay]
+        elif role == "failover":
+            # Replica counts as planned: the first placement map keeps what the nodes were given.
+            own_dir = data_dir / "failover"
+            extra = ["--meta-address", meta, "--storage-replicas", str(params.replicas),
+                     "--query-replicas", str(params.query_replicas)]
         else:
             own_dir = data_dir / "gateway"
             extra = ["--journal-address", journal, "--meta-address", meta,

@@ -40,7 +40,7 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     plan = topology.plan_cluster(tmp_path, params, _fake_ports(params), config_file=Path("/c.toml"))
     names = [p.name for p in plan.processes]
     assert names == ["journal", "meta", "storage-0", "storage-1", "storage-2", "storage-3",
-                     "query-0", "query-1", "gateway"]
+                     "query-0", "query-1", "failover", "gateway"]
     assert [g[0].role for g in plan.groups()] == [r for r in topology.START_ORDER
                                                   if r not in topology.CLUSTER_BINARIES]
     assert all(len({p.role for p in g}) == 1 for g in plan.groups())
@@ -69,6 +69,10 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert _flag(q1.args, "--shard") == ["1"]
     assert _flag(q1.args, "--storage-addresses") == [plan.get("storage-2").grpc_address,
                                                      plan.get("storage-3").grpc_address]
+    failover = plan.get("failover")
+    assert _flag(failover.args, "--meta-address") == [meta.grpc_address]
+    assert _flag(failover.args, "--storage-replicas") == ["2"]
+    assert _flag(failover.args, "--query-replicas") == ["1"]
     gw = plan.get("gateway")
     assert (gw.grpc_port, gw.http_port, gw.host) == (50051, 8000, "0.0.0.0")
     assert gw.http_address == "127.0.0.1:8000"  # a wildcard bind is reached on loopback
@@ -304,7 +308,8 @@ def test_default_shape_is_two_storage_nodes_and_one_query_node(tmp_path: Path) -
         plan.get("storage-0").grpc_address, plan.get("storage-1").grpc_address]
     assert _flag(plan.get("gateway").args, "--storage-addresses") == [
         f"{s}={plan.get(f'storage-{s % 2}').grpc_address}" for s in range(3)]
-    assert len(plan.processes) == 6
+    # journal, meta, 2 storage nodes, 1 query node, fail-over manager, gateway.
+    assert len(plan.processes) == 7
 
 
 def test_replicas_above_the_node_count_are_refused_naming_the_flags(tmp_path: Path) -> None:
