@@ -33,6 +33,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vecraft import __version__
+from vecraft.local.placement_report import placement_report, report_text
 from vecraft.local.supervisor import ChildState, ClusterLock, Supervisor, read_status
 from vecraft.local.topology import (
     CLUSTER_SIZE,
@@ -287,13 +288,15 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
                      "health": health, "healthz": body, "log": str(plan.log_path(spec.name))})
     all_up = sup_running and all(r["health"] in ("up", "skipped") for r in rows) \
         and any(r["health"] == "up" for r in rows)
+    meta = next((p for p in plan.processes if p.role == "meta"), None)
+    placement = placement_report(meta.grpc_address, timeout) if meta is not None and sup_running else None
     return {"data_dir": str(plan.data_dir),
             "supervisor": {"pid": sup.get("pid"), "state": sup.get("state"), "running": sup_running},
             "params": {"shards": plan.params.shards, "storage_nodes": plan.params.storage_nodes,
                        "query_nodes": plan.params.query_nodes, "replicas": plan.params.replicas,
                        "query_replicas": plan.params.query_replicas,
                        "data_partitions": plan.params.data_partitions, "cluster": plan.params.cluster},
-            "processes": rows, "all_up": all_up}
+            "processes": rows, "placement": placement, "all_up": all_up}
 
 
 def shard_list_text(shards: Sequence[int], limit: int = 6) -> str:
@@ -345,7 +348,10 @@ def _cmd_status(ns: argparse.Namespace) -> int:
             replica = "" if r["replica"] is None else str(r["replica"])
             rows.append([r["name"], r["role"], shard_list_text(r["shards"]), replica, str(r["pid"] or "-"),
                          r["grpc_address"], r["http_address"], r["health"], str(r["restarts"])])
-        _print_out(f"cluster {status['data_dir']}: supervisor {state}\n{_table(rows)}")
+        text = f"cluster {status['data_dir']}: supervisor {state}\n{_table(rows)}"
+        if status["placement"] is not None:
+            text += "\n\n" + report_text(status["placement"])
+        _print_out(text)
     return 0 if status["all_up"] else 1
 
 
