@@ -17,10 +17,11 @@ change between runs.
 Processes are nodes, not shards: ``storage_nodes`` storage nodes
 ``storage-<n>`` and ``query_nodes`` query processors ``query-<m>``, each
 hosting the shards :func:`place_shards` gives it (storage: ``--shards a,b
---replica r``; query: ``--shard a --shard b``). The gateway gets every
-(shard, node) pair (``--query-addresses 0=A 0=B ...``, ``--storage-addresses
-...``); a query processor gets the storage nodes that host its shards. A node
-that would host nothing (more nodes than shard replicas) is not planned.
+--replica r``; query: ``--shard a --shard b``): what they declare when they
+register, which the fail-over manager adopts as the first placement map. The
+gateway routes from the meta manager's registry (no address flags); a query
+processor gets the storage nodes that host its shards. A node that would host
+nothing (more nodes than shard replicas) is not planned.
 
 A fail-over manager ``failover`` writes the first placement map from what the
 nodes declare and later moves the shard replicas of nodes that died.
@@ -385,9 +386,6 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
     if log_level is not None:
         common_tail += ["--log-level", log_level]
 
-    def pairs(role: str) -> list[str]:
-        return [f"{s}={a}" for s in range(params.shards) for a in hosts[role].get(s, [])]
-
     processes: list[ProcessSpec] = []
     for planned in shape:
         name, role = planned.name, planned.role
@@ -425,9 +423,8 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
                      "--query-replicas", str(params.query_replicas)]
         else:
             own_dir = data_dir / "gateway"
-            extra = ["--journal-address", journal, "--meta-address", meta,
-                     "--query-addresses", *pairs("query"), "--storage-addresses", *pairs("storage"),
-                     *partitions]
+            # Routes come from the meta manager's registry, not from flags.
+            extra = ["--journal-address", journal, "--meta-address", meta, *partitions]
         host = params.host if role == "gateway" else LOOPBACK
         pair = port_of[name]
         args = ("--grpc-port", str(pair.grpc), "--http-port", str(pair.http), "--host", host,

@@ -76,10 +76,8 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     gw = plan.get("gateway")
     assert (gw.grpc_port, gw.http_port, gw.host) == (50051, 8000, "0.0.0.0")
     assert gw.http_address == "127.0.0.1:8000"  # a wildcard bind is reached on loopback
-    assert _flag(gw.args, "--query-addresses") == [f"0={plan.get('query-0').grpc_address}",
-                                                   f"1={q1.grpc_address}"]
-    assert _flag(gw.args, "--storage-addresses") == [
-        f"{s}={plan.get(f'storage-{n}').grpc_address}" for s, n in ((0, 0), (0, 1), (1, 2), (1, 3))]
+    assert _flag(gw.args, "--meta-address") == [meta.grpc_address]
+    assert "--query-addresses" not in gw.args and "--storage-addresses" not in gw.args
     # Internal services never listen beyond loopback.
     assert all(_flag(p.args, "--host") == ["127.0.0.1"] for p in plan.processes if p.role != "gateway")
     assert all(_flag(p.args, "--node-id") == [p.name] for p in plan.processes)
@@ -214,8 +212,6 @@ def test_query_replicas_put_each_shard_on_that_many_query_nodes(tmp_path: Path) 
     assert [(p.name, p.shards) for p in queries] == [("query-0", (0, 1, 2)), ("query-1", (0, 1, 2))]
     assert len({p.data_dir for p in queries}) == 2
     assert _flag(plan.get("query-1").args, "--shard") == ["0", "1", "2"]
-    assert _flag(plan.get("gateway").args, "--query-addresses") == [
-        f"{s}={plan.get(n).grpc_address}" for s in range(3) for n in ("query-0", "query-1")]
 
 
 def test_query_nodes_change_on_restart_and_keep_ports(tmp_path: Path) -> None:
@@ -248,9 +244,8 @@ def test_a_stored_internal_port_taken_by_another_program_is_replaced(tmp_path: P
     assert moved.grpc_port != query.grpc_port
     others = [p.name for p in first.processes if p.name != "query-0"]
     assert all(second.get(n).grpc_port == first.get(n).grpc_port for n in others)
-    # Everyone who talks to the query processor is told its new address.
-    assert f"0={moved.grpc_address}" in second.get("gateway").args
-    assert f"1={moved.grpc_address}" in second.get("gateway").args
+    # It listens on the new port (the gateway learns it from the registry when it registers).
+    assert _flag(moved.args, "--grpc-port") == [str(moved.grpc_port)]
     assert topology.load_plan(tmp_path) == second
 
 
@@ -306,8 +301,6 @@ def test_default_shape_is_two_storage_nodes_and_one_query_node(tmp_path: Path) -
     assert _flag(plan.get("query-0").args, "--shard") == ["0", "1", "2"]
     assert _flag(plan.get("query-0").args, "--storage-addresses") == [
         plan.get("storage-0").grpc_address, plan.get("storage-1").grpc_address]
-    assert _flag(plan.get("gateway").args, "--storage-addresses") == [
-        f"{s}={plan.get(f'storage-{s % 2}').grpc_address}" for s in range(3)]
     # journal, meta, 2 storage nodes, 1 query node, fail-over manager, gateway.
     assert len(plan.processes) == 7
 
