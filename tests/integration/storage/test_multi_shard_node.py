@@ -69,7 +69,7 @@ async def test_each_request_reaches_its_shard_replica_and_acks_count_each_replic
     node = start_node(shards="0,2")
     ids = [f"rec-{i}" for i in range(60)]
     acks = [await _write(writer, s, ids[i:i + 20], journal_pb2.ACK_ALL, seed=i) for i in range(0, 60, 20)]
-    # ack=all is answered once both hosted replicas (storage-0-r0, storage-2-r0) applied the write.
+    # ack=all is answered once both hosted replicas (<node>/shard-0, <node>/shard-2) applied the write.
     assert [(a.replicas_acked, a.replicas_expected) for a in acks] == [(2, 2)] * 3
     stub = node_stub(node)
 
@@ -103,7 +103,7 @@ async def test_each_request_reaches_its_shard_replica_and_acks_count_each_replic
     status = await stub.Status(storage_pb2.NodeStatusRequest())
     assert status.node_id == "storage-node-0-2-r0" and status.ready and status.shard == 0
     assert [(r.shard, r.replica_id, r.ready) for r in status.replicas] == [
-        (0, "storage-0-r0", True), (2, "storage-2-r0", True)]
+        (0, "storage-node-0-2-r0/shard-0", True), (2, "storage-node-0-2-r0/shard-2", True)]
     for r in status.replicas:
         assert r.partitions[0].applied_offset == acks[-1].offset
         assert [(c.collection, c.live_records) for c in r.collections] == [

@@ -8,6 +8,9 @@
   start-up recovery;
 - ``replica.py``: one hosted shard replica (``shard-<s>/`` of the data dir,
   :mod:`.layout`), its engine, followers, reporter and halts;
+- ``hosting.py`` and ``placement.py``: which shards are hosted, following the
+  meta manager's placement map one load or drop at a time;
+- ``registration.py``: what the node declares to the meta manager;
 - ``servicer.py``: the gRPC ``StorageNodeService``; ``main.py``: the process.
 
 See docs/storage-node.md.

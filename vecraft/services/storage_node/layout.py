@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,9 +39,21 @@ class LayoutError(Exception):
     """The data dir holds files the node cannot use as it is configured (the message says why)."""
 
 
+_SHARD_DIR = re.compile(r"shard-(\d+)")
+
+
 def replica_dir(data_dir: Path, shard: int) -> Path:
     """Where the replica of ``shard`` keeps its files."""
     return data_dir / f"shard-{shard}"
+
+
+def local_shards(data_dir: Path) -> list[int]:
+    """The shards with a directory in ``data_dir`` (hosted now or not), in order."""
+    try:
+        entries = list(data_dir.iterdir())
+    except FileNotFoundError:
+        return []
+    return sorted(int(m.group(1)) for p in entries if (m := _SHARD_DIR.fullmatch(p.name)) and p.is_dir())
 
 
 def _legacy_entries(data_dir: Path) -> list[Path]:

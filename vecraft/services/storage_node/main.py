@@ -1,30 +1,41 @@
-"""Storage node process: hosts one or more shard replicas (shard ``s`` of every collection, per hosted s).
+"""Storage node process: hosts shard replicas (shard ``s`` of every collection, per hosted s).
 
 ``python -m vecraft.services.storage_node --shards 0,2 --replica R --journal-address H:P
---data-partitions P --data-dir D [--apply-delay-ms N] [--meta-address H:P]``
+--data-partitions P --data-dir D [--apply-delay-ms N] [--meta-address H:P] [--node-id ID]``
 
 The process owns what its replicas share: the gRPC server and probes, one
-journal client, the meta manager registration. Each hosted shard is a
-:class:`~.replica.ShardReplica` with its own files in ``<data-dir>/shard-<s>/``
-(:mod:`.layout`; a single-shard data dir of the previous layout is moved there
-at start), its own apply engine, followers, applied reporter (journal replica id
-``storage-<s>-r<R>``) and halts.
+journal client, the meta manager registration and placement watch, and which
+shards it hosts. Each hosted shard is a :class:`~.replica.ShardReplica` with its
+own files in ``<data-dir>/shard-<s>/`` (:mod:`.layout`; a single-shard data dir
+of the previous layout is moved there at start), its own apply engine,
+followers, applied reporter (journal replica id ``<node-id>/shard-<s>``) and
+halts.
 
-Start-up: every replica opens and checks its local stores, loads its index
-snapshot and replays the local records after it; their followers start; each
-catches up to the journal head as of start by pulling; the node reports ready
-once all have. A replica with an empty directory therefore rebuilds itself from
-the journal. A halted replica makes the node not ready, while the other hosted
-replicas keep answering. Shutdown writes a final snapshot per replica.
+Which shards: those of ``--shards``, until a placement map exists in the meta
+manager (``--meta-address``); from then on exactly those whose assignment lists
+this node's id (:mod:`.placement`, followed by :mod:`.hosting`, one load or drop
+at a time). A loaded replica catches up from its files and the journal before
+it serves; a dropped one is snapshotted and closed, its files stay.
+
+Start-up: the initial replicas (the map's, if the meta manager answers at once
+with one, else the flag's) open and check their local stores, load their index
+snapshot and replay the local records after it; their followers start; each
+catches up to the journal head as of then by pulling; the node reports ready
+once all have. A replica with an empty directory therefore rebuilds itself
+from the journal. Later loads do not make the node unready; a halted replica
+does, while the other hosted replicas keep answering. Shutdown writes a final
+snapshot per replica.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,29 +45,37 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from vecraft.services.journal_service.client import JournalClient
+from vecraft.services.meta_manager.client import MetaClient
+from vecraft.services.storage_node.hosting import ShardHosting
 from vecraft.services.storage_node.layout import LayoutError, migrate_single_shard_dir, replica_dir
+from vecraft.services.storage_node.placement import assigned_shards, follow_placement
 from vecraft.services.storage_node.registration import register_with_meta
-from vecraft.services.storage_node.replica import ReplicaConfig, ShardReplica, replica_id
+from vecraft.services.storage_node.replica import ReplicaConfig, ShardReplica
 from vecraft.services.storage_node.servicer import StorageNodeServicer, status_payload
 from vecraft.shared.common.config import (
     ServiceSettings,
     add_settings_arguments,
     settings_from_namespace,
 )
-from vecraft.shared.common.errors import InvalidRequest, Unavailable
+from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftError
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import data_partition
-from vecraft.shared.rpc.v1 import storage_pb2_grpc
+from vecraft.shared.rpc.v1 import meta_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+#: How long the start waits for the meta manager's placement map before hosting ``--shards``.
+PLACEMENT_AT_START_S = 2.0
+#: A drop waiting this long for a replica's requests says so (and keeps waiting).
+DRAIN_WARN_S = 10.0
+
 
 class ShardNotHosted(Unavailable):
-    """A request for a shard this node does not host.
+    """A request for a shard this node does not serve: not hosted, or still catching up.
 
-    UNAVAILABLE (503) rather than NOT_FOUND: the shard exists, only not here, so a
-    caller with several replicas of the shard tries the next one.
+    UNAVAILABLE (503) rather than NOT_FOUND: the shard exists, only not served here
+    (now), so a caller with several replicas of the shard tries the next one.
     """
 
 
@@ -73,7 +92,8 @@ class StorageNodeSettings(ServiceSettings):
     snapshot_every_ops: int = Field(50_000, ge=0, description="index snapshot after this many applied "
                                                               "records (0 = only at shutdown)")
     snapshot_every_s: float = Field(300.0, ge=0, description="... or after this many seconds of applies")
-    node_ttl_ms: int = Field(10_000, ge=1000, description="lease of the meta manager registration")
+    node_ttl_ms: int = Field(3000, ge=1000, description="lease of the meta manager registration "
+                                                        "(heartbeat every third of it)")
     head_poll_ms: int = Field(100, ge=10, description="interval of journal head reads (staleness bound)")
     index_threads: int = Field(1, ge=0, description="OpenMP threads for faiss (0 = library default)")
 
@@ -106,10 +126,11 @@ class StorageNodeSettings(ServiceSettings):
 def default_node_id(shards: list[int], replica: int) -> str:
     """Stable across restarts (the journal and the meta manager know the node by it).
 
-    A node hosting one shard keeps the id it always had, its replica id.
+    Derived from the flags only: ``storage-<s>-r<R>`` for one shard (what a one-shard node
+    always was), ``storage-node-<s1>-<s2>...-r<R>`` for several.
     """
     if len(shards) == 1:
-        return replica_id(shards[0], replica)
+        return f"storage-{shards[0]}-r{replica}"
     return f"storage-node-{'-'.join(str(s) for s in shards)}-r{replica}"
 
 
@@ -119,42 +140,81 @@ class StorageNode(Service):
     def __init__(self, settings: StorageNodeSettings) -> None:
         super().__init__(settings)
         self.cfg = settings
-        self.shards = list(settings.shards)
         self.replica = settings.replica
-        self.node_id = settings.node_id or default_node_id(self.shards, settings.replica)
+        self.node_id = settings.node_id or default_node_id(settings.shards, settings.replica)
         self.partitions = [data_partition(i) for i in range(settings.data_partitions)]
-        config = ReplicaConfig(partitions=tuple(self.partitions), apply_delay_ms=settings.apply_delay_ms,
-                               snapshot_every_ops=settings.snapshot_every_ops,
-                               snapshot_every_s=settings.snapshot_every_s, head_poll_ms=settings.head_poll_ms)
-        # A halted partition of any replica takes the node's readiness with it.
-        self.replicas = {s: ShardReplica(s, settings.replica, replica_dir(settings.data_dir, s), config,
-                                         on_halt=lambda _partition, _err: self.set_ready(False))
-                         for s in self.shards}
+        self._config = ReplicaConfig(partitions=tuple(self.partitions),
+                                     apply_delay_ms=settings.apply_delay_ms,
+                                     snapshot_every_ops=settings.snapshot_every_ops,
+                                     snapshot_every_s=settings.snapshot_every_s,
+                                     head_poll_ms=settings.head_poll_ms)
+        #: Hosted replicas, catching up or serving, by shard.
+        self.replicas: dict[int, ShardReplica] = {s: self._new_replica(s) for s in settings.shards}
+        #: The shards hosted from the start: the node is ready once these caught up.
+        self._initial = set(self.replicas)
+        self._initial_done = False
+        #: Dropped replicas not closing yet, and closes under way (shutdown finishes both).
+        self._leaving: set[ShardReplica] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self.hosting = ShardHosting(self)
+        #: Version of the placement map followed (0: none, the node hosts its --shards).
+        self.placement_version = 0
+        #: Set whenever what the node declares to the meta manager changed (it registers again).
+        self.registration_changed = asyncio.Event()
         self._journal: JournalClient | None = None
+        self._meta: MetaClient | None = None
 
-    # ---- used by the servicer ---------------------------------------------------------------
+    def _new_replica(self, shard: int) -> ShardReplica:
+        # A halted partition of any hosted replica takes the node's readiness with it.
+        return ShardReplica(shard, self.replica, replica_dir(Path(self.cfg.data_dir), shard), self._config,
+                            node_id=self.node_id, on_halt=lambda _partition, _err: self._update_readiness())
+
+    # ---- used by the servicer and the registration -----------------------------------------
     @property
     def is_ready(self) -> bool:
         return self.state is ServiceState.READY
 
+    def serving_shards(self) -> list[int]:
+        """Hosted shards that caught up (they answer reads)."""
+        return sorted(s for s, r in self.replicas.items() if r.caught_up)
+
+    def loading_shards(self) -> list[int]:
+        """Hosted shards still catching up (reads of them answer 503)."""
+        return sorted(s for s, r in self.replicas.items() if not r.caught_up)
+
     def replica_for(self, shard: int | None) -> ShardReplica:
-        """The hosted replica a request is for (``None``: the request named no shard).
+        """The serving replica a request is for (``None``: the request named no shard).
 
         Raises:
             InvalidRequest: no shard named, and the node hosts several.
-            ShardNotHosted: the node does not host ``shard`` (503: try another replica).
+            ShardNotHosted: the node does not host ``shard``, or it is still catching up
+                (503: try another replica).
         """
-        hosted = ", ".join(str(s) for s in self.shards)
+        serving = self.serving_shards()
+        hosted = ", ".join(str(s) for s in serving) or "none"
+        details: dict[str, Any] = {"hosted_shards": serving, "loading_shards": self.loading_shards()}
         if shard is None:
-            if len(self.shards) == 1:
-                return self.replicas[self.shards[0]]
-            raise InvalidRequest(f"storage node {self.node_id} hosts shards {hosted}; the request must "
-                                 f"name one (field shard)", details={"hosted_shards": self.shards})
+            if len(self.replicas) != 1:
+                if not self.replicas:
+                    raise ShardNotHosted(f"storage node {self.node_id} hosts no shard", details=details)
+                raise InvalidRequest(f"storage node {self.node_id} hosts shards {hosted}; the request must "
+                                     f"name one (field shard)", details=details)
+            shard = next(iter(self.replicas))
         found = self.replicas.get(shard)
         if found is None:
             raise ShardNotHosted(f"shard {shard} is not hosted by storage node {self.node_id}; it hosts "
-                                 f"shards {hosted}", details={"shard": shard, "hosted_shards": self.shards})
+                                 f"shards {hosted}", details={"shard": shard, **details})
+        if not found.caught_up:
+            raise ShardNotHosted(f"shard {shard} is still catching up on storage node {self.node_id} (not "
+                                 f"serving yet); it serves shards {hosted}",
+                                 details={"shard": shard, "state": found.state, **details})
         return found
+
+    @contextlib.contextmanager
+    def serving(self, shard: int | None) -> Iterator[ShardReplica]:
+        """The replica of :meth:`replica_for`, marked in use until the block ends (a drop waits)."""
+        with self.replica_for(shard).use() as replica:
+            yield replica
 
     # ---- Service hooks -------------------------------------------------------------------
     def register(self, server: grpc.aio.Server) -> None:
@@ -164,31 +224,127 @@ class StorageNode(Service):
         return status_payload(self)
 
     async def on_start(self) -> None:
-        await asyncio.to_thread(migrate_single_shard_dir, Path(self.cfg.data_dir), self.shards)
+        await asyncio.to_thread(migrate_single_shard_dir, Path(self.cfg.data_dir), self.cfg.shards)
+        self._journal = JournalClient(self.cfg.journal_address)
+        if self.settings.meta_address:
+            self._meta = MetaClient(self.settings.meta_address)
+            placed = await self._placement_at_start(self._meta)
+            if placed is not None and placed != set(self.replicas):
+                self.replicas = {s: self._new_replica(s) for s in sorted(placed)}
+                self._initial = set(placed)
+            # Registered before opening: the shards show as loading meanwhile.
+            self.spawn(register_with_meta(self, self._meta, self.cfg.node_ttl_ms, self.registration_changed),
+                       "meta-registration", forever=True)
         for replica in self.replicas.values():
             await replica.open()
-        self._journal = JournalClient(self.cfg.journal_address)
         for replica in self.replicas.values():
-            replica.start(self._journal, self.spawn)
-        self.spawn(self._catch_up(), "catch-up")
-        if self.settings.meta_address:
-            self.spawn(register_with_meta(self, self.settings.meta_address, self.cfg.node_ttl_ms),
-                       "meta-registration", forever=True)
+            replica.start(self._journal, self.spawn, self._caught_up)
+        self._check_initial()
+        self.spawn(self.hosting.run(), "hosting", forever=True)
+        if self._meta is not None:
+            self.spawn(follow_placement(self._meta, self._on_placement), "placement-watch", forever=True)
 
-    async def _catch_up(self) -> None:
-        """Every replica pulls to the journal head as of now; then the node reports ready."""
-        await asyncio.gather(*(r.catch_up() for r in self.replicas.values()))
-        halted = {r.replica_id: r.halts.reasons() for r in self.replicas.values() if r.halts.any}
-        if halted:
-            log.critical("shard replicas are halted; the node stays not ready", extra={"halted": halted})
+    async def _placement_at_start(self, meta: MetaClient) -> set[int] | None:
+        """This node's shards in the current placement map (None: no map, or no answer in time)."""
+        try:
+            placement = await asyncio.wait_for(meta.get_placement_map(), PLACEMENT_AT_START_S)
+        except (VecraftError, TimeoutError) as exc:
+            log.info("no placement map at start (%s); hosting --shards until one arrives",
+                     getattr(exc, "message", None) or type(exc).__name__)
+            return None
+        if placement.version == 0:
+            return None
+        self.placement_version = placement.version
+        shards = assigned_shards(placement, self.node_id)
+        log.info("hosting the shards of placement map version %d", placement.version,
+                 extra={"shards": sorted(shards), "flag_shards": self.cfg.shards})
+        return shards
+
+    def _on_placement(self, placement: meta_pb2.PlacementMap) -> None:
+        """A placement map arrived (the watch's snapshot or a new version): host what it assigns."""
+        if placement.version == self.placement_version:
             return
-        self.set_ready()
+        self.placement_version = placement.version
+        shards = assigned_shards(placement, self.node_id)
+        log.info("placement map version %d assigns this node shards %s", placement.version,
+                 ", ".join(map(str, sorted(shards))) or "none", extra={"shards": sorted(shards)})
+        self.hosting.want(shards)
+
+    # ---- hosting (ReplicaHost of .hosting) -------------------------------------------------
+    def hosted(self) -> set[int]:
+        return set(self.replicas)
+
+    async def load(self, shard: int) -> None:
+        """Open the replica of ``shard`` and start it; it serves once its catch-up is done."""
+        assert self._journal is not None, "loads start after on_start"
+        replica = self._new_replica(shard)
+        self.replicas[shard] = replica
+        self.registration_changed.set()
+        try:
+            await replica.open()
+        except BaseException:
+            if self.replicas.get(shard) is replica:
+                del self.replicas[shard]
+            self.registration_changed.set()
+            raise
+        replica.start(self._journal, self.spawn, self._caught_up)
+
+    async def drop(self, shard: int) -> None:
+        """Stop serving ``shard``, wait for its requests, stop its loops, snapshot and close it."""
+        replica = self.replicas.pop(shard)
+        self._leaving.add(replica)
+        self.registration_changed.set()
+        self._check_initial()
+        self._update_readiness()
+        while True:
+            try:
+                await asyncio.wait_for(replica.drain(), DRAIN_WARN_S)
+                break
+            except TimeoutError:
+                log.warning("dropping shard %d: still waiting for its requests to finish", shard)
+        await replica.stop()
+        self._leaving.discard(replica)
+        # Shielded: a shutdown meanwhile lets the close finish (on_stop waits for it).
+        closing = asyncio.create_task(replica.close(), name=f"{self.role}:close:shard-{shard}")
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        await asyncio.shield(closing)
+        log.info("dropped shard %d; its files stay in %s", shard, replica.data_dir.name,
+                 extra={"shard": shard, "replica_id": replica.replica_id})
+
+    # ---- readiness -----------------------------------------------------------------------
+    def _caught_up(self, replica: ShardReplica) -> None:
+        if self.replicas.get(replica.shard) is not replica:
+            return  # dropped meanwhile
+        self.registration_changed.set()
+        self._check_initial()
+        self._update_readiness()
+
+    def _check_initial(self) -> None:
+        """Once every initially hosted replica (still hosted) caught up, readiness follows halts only."""
+        if self._initial_done:
+            return
+        if all(r.caught_up for s, r in self.replicas.items() if s in self._initial):
+            self._initial_done = True
+            halted = {r.replica_id: r.halts.reasons() for r in self.replicas.values() if r.halts.any}
+            if halted:
+                log.critical("shard replicas are halted; the node stays not ready", extra={"halted": halted})
+            self._update_readiness()
+
+    def _update_readiness(self) -> None:
+        """Ready: the initial replicas caught up and no hosted replica is halted."""
+        if self._initial_done:
+            self.set_ready(not any(r.halts.any for r in self.replicas.values()))
 
     async def on_stop(self) -> None:
-        for replica in self.replicas.values():
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        for replica in [*self._leaving, *self.replicas.values()]:
+            await replica.stop()
             await replica.close()
         if self._journal is not None:
             await self._journal.close()
+        if self._meta is not None:
+            await self._meta.close()
 
 
 def parse_settings(argv: list[str] | None = None) -> StorageNodeSettings:
@@ -210,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         # other processes); applies and searches already run in parallel threads.
         faiss.omp_set_num_threads(settings.index_threads)
     log.info("starting storage node", extra={"shards": settings.shards, "replica": settings.replica,
-                                             "pid": os.getpid()})
+                                             "meta_address": settings.meta_address, "pid": os.getpid()})
     try:
         run_service(StorageNode(settings))
     except LayoutError as exc:

@@ -7,6 +7,9 @@ over all its replicas.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
+
 from vecraft.shared.common.metrics import counter, gauge, latency_histogram
 
 APPLIED_OFFSET = gauge("storage", "applied", "offset",
@@ -35,3 +38,18 @@ SYNCS = counter("storage", "sync", "Pull-before-read syncs, by whether entries h
                 ["pulled"])
 SYNC_LATENCY = latency_histogram("storage", "sync", "Pull-before-read sync latency")
 SNAPSHOT_LATENCY = latency_histogram("storage", "snapshot", "Time to write an index snapshot")
+
+
+def forget_shard(shard: int, partitions: Iterable[str], collections: Iterable[str]) -> None:
+    """Drop the gauges of a replica no longer hosted (a frozen offset or lag would mislead).
+
+    Counters stay: they only grow, and a replica hosted again continues them.
+    """
+    label = str(shard)
+    for partition in partitions:
+        for per_partition in (APPLIED_OFFSET, HEAD_OFFSET, REPLAY_LAG, STALENESS):
+            with contextlib.suppress(KeyError):
+                per_partition.remove(label, partition)
+    for collection in collections:
+        with contextlib.suppress(KeyError):
+            INDEX_RECORDS.remove(label, collection)

@@ -1,5 +1,15 @@
-"""Registration of the storage node with the meta manager (node registry with leases): its hosted
-shards and replica number.
+"""Registration of the storage node with the meta manager (node registry with leases).
+
+The node stays registered through :meth:`MetaClient.keep_registered
+<vecraft.services.meta_manager.client.MetaClient.keep_registered>` (heartbeat at a
+third of the lease, registered again at once when ``changed`` is set, deregistered
+when the node stops on purpose). What it declares (:func:`node_info`):
+
+- ``shards``: the shards it serves now (caught up);
+- ``loading_shards``: shards it hosts that are still catching up;
+- ``local_shards``: every ``shard-<s>`` directory of its data dir, hosted or not
+  (the fail-over manager places a shard where its files already are);
+- ``replica``: its ``--replica`` flag.
 
 Optional: with no meta manager, or one that does not answer, the node serves
 anyway and keeps retrying in the background, so start-up order does not matter.
@@ -8,49 +18,28 @@ anyway and keeps retrying in the background, so start-up order does not matter.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import grpc
-
-from vecraft.shared.common.service import grpc_channel
-from vecraft.shared.rpc.v1 import meta_pb2, meta_pb2_grpc
+from vecraft.services.storage_node.layout import local_shards
+from vecraft.shared.rpc.v1 import meta_pb2
 
 if TYPE_CHECKING:
+    from vecraft.services.meta_manager.client import MetaClient
     from vecraft.services.storage_node.main import StorageNode
 
-log = logging.getLogger(__name__)
 
-_RETRY_S = 2.0
+def node_info(node: StorageNode) -> meta_pb2.NodeInfo:
+    """What the node declares now."""
+    return meta_pb2.NodeInfo(node_id=node.node_id, role="storage", address=node.grpc_address,
+                             http_address=node.http_address, shards=node.serving_shards(),
+                             loading_shards=node.loading_shards(),
+                             local_shards=local_shards(Path(node.cfg.data_dir)), replica=node.replica,
+                             pid=os.getpid(), state="up")
 
 
-async def register_with_meta(node: StorageNode, address: str, ttl_ms: int) -> None:
-    """Register, then heartbeat every ttl/3; re-register when the lease is lost. Runs until cancelled."""
-    channel = grpc_channel(address)
-    stub = meta_pb2_grpc.MetaManagerServiceStub(channel)
-    lease = ""
-    try:
-        while True:
-            try:
-                if not lease:
-                    info = meta_pb2.NodeInfo(node_id=node.node_id, role="storage", address=node.grpc_address,
-                                             http_address=node.http_address, shards=node.shards,
-                                             replica=node.replica, pid=os.getpid(), state="up")
-                    resp = await stub.RegisterNode(meta_pb2.RegisterNodeRequest(node=info, ttl_ms=ttl_ms),
-                                                   timeout=5)
-                    lease = resp.lease_id
-                    log.info("registered with the meta manager", extra={"lease_id": lease})
-                else:
-                    beat = await stub.Heartbeat(meta_pb2.HeartbeatRequest(node_id=node.node_id,
-                                                                          lease_id=lease), timeout=5)
-                    if not beat.ok:
-                        lease = ""
-                        continue
-                await asyncio.sleep(ttl_ms / 3000)
-            except grpc.RpcError as exc:
-                log.debug("meta manager unavailable; retrying", extra={"error": str(exc.code())})
-                lease = ""
-                await asyncio.sleep(_RETRY_S)
-    finally:
-        await channel.close()
+async def register_with_meta(node: StorageNode, meta: MetaClient, ttl_ms: int,
+                             changed: asyncio.Event) -> None:
+    """Stay registered until cancelled (then leave the registry); ``changed`` re-registers at once."""
+    await meta.keep_registered(lambda: node_info(node), ttl_ms, changed=changed)

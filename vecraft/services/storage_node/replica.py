@@ -3,24 +3,29 @@
 A :class:`ShardReplica` owns everything that is per replica: its local state in
 ``<data-dir>/shard-<s>/`` (record file, location index, index snapshots), its
 apply engine, one follower per data partition, the reporter of what it applied
-(under its journal replica id ``storage-<s>-r<r>``, so the journal's ``ack=all``
+(under its journal replica id, :func:`replica_id`, so the journal's ``ack=all``
 accounting counts each hosted replica), its head watch, its halts and its
-start-up catch-up. The process (:mod:`.main`) owns what is shared: the gRPC
-server, probes, the journal client and the meta manager registration.
+catch-up. The process (:mod:`.main`) owns what is shared: the gRPC server,
+probes, the journal client, the meta manager registration and which shards
+are hosted (:mod:`.hosting`).
 
-Lifecycle: :meth:`open` (start-up recovery, in a worker thread), :meth:`start`
-(background loops, spawned by the process so one that dies takes the process
-with it), :meth:`catch_up` (pull to the journal head as of now), :meth:`close`
-(final snapshot, close the stores). A halted partition makes this replica's
-reads of it answer 503 and calls ``on_halt`` (the process then reports not
-ready); the node's other replicas keep answering.
+Lifecycle: :meth:`open` (recovery from the local files, in a worker thread),
+:meth:`start` (background loops, spawned by the process so one that dies takes
+the process with it, and the catch-up to the journal head as of now; the
+replica is *catching up* until it reached it, then *serving*), then to drop
+it: :meth:`drain` (wait for the requests using it), :meth:`stop` (cancel its
+loops), :meth:`close` (final snapshot, close the stores; the files stay). A
+halted partition makes this replica's reads of it answer 503 and calls
+``on_halt`` (the process then reports not ready); the node's other replicas
+keep answering.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,7 @@ from vecraft.services.storage_node.journal_replay.recovery import LocalState, op
 from vecraft.services.storage_node.journal_replay.reporter import AppliedReporter
 from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
 from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftError
-from vecraft.shared.replica import PartitionHalts
+from vecraft.shared.replica import PartitionHalted, PartitionHalts
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,14 @@ _CATCH_UP_RETRY_S = 0.5
 Spawn = Callable[..., "asyncio.Task[Any]"]
 
 
-def replica_id(shard: int, replica: int) -> str:
-    """The journal's name of a storage replica (its acks and subscriptions are counted under it)."""
-    return f"storage-{shard}-r{replica}"
+def replica_id(node_id: str, shard: int) -> str:
+    """The journal's name of the replica of ``shard`` on node ``node_id``: ``<node_id>/shard-<s>``.
+
+    Its acks and subscriptions are counted under it. Unique per (shard, node), since node ids are
+    unique, whichever nodes the placement map puts a shard on; stable across restarts, since the
+    node id is (``--node-id``, or derived from the flags); and it names the replica's directory.
+    """
+    return f"{node_id}/shard-{shard}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +78,25 @@ class ReplicaConfig:
 class ShardReplica:
     """Replica ``replica`` of shard ``shard``: local state, apply engine, followers, reporter, halts."""
 
-    def __init__(self, shard: int, replica: int, data_dir: Path, config: ReplicaConfig, *,
+    def __init__(self, shard: int, replica: int, data_dir: Path, config: ReplicaConfig, *, node_id: str,
                  on_halt: Callable[[str, VecraftError], None] | None = None) -> None:
         self.shard = shard
         self.replica = replica
-        self.replica_id = replica_id(shard, replica)
+        self.replica_id = replica_id(node_id, shard)
         self.data_dir = data_dir
         self.config = config
         self.partitions = list(config.partitions)
         self.followers: dict[str, PartitionFollower] = {}
         self.engine: ApplyEngine | None = None
-        #: True once the start-up catch-up reached the journal head.
+        #: True once the catch-up after :meth:`start` reached the journal head (then it serves).
         self.caught_up = False
         self._local: LocalState | None = None
         self._on_halt = on_halt
         self.halts = PartitionHalts(on_halt=self._halted)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def _halted(self, partition: str, err: VecraftError) -> None:
         log.critical("shard %d replica halted %s", self.shard, partition,
@@ -95,6 +109,29 @@ class ShardReplica:
     def ready(self) -> bool:
         """Caught up since start and no partition halted."""
         return self.caught_up and not self.halts.any
+
+    @property
+    def state(self) -> str:
+        """``"serving"`` once caught up, ``"catching-up"`` before."""
+        return "serving" if self.caught_up else "catching-up"
+
+    def lag(self) -> tuple[int, int]:
+        """(entries behind the journal heads heard of, summed over partitions; worst staleness ms)."""
+        ops = sum(max(0, f.head() - f.applied_offset) for f in self.followers.values())
+        staleness = max((f.staleness_ms() for f in self.followers.values()), default=0)
+        return ops, staleness
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[ShardReplica]:
+        """Mark a request using this replica's stores for its duration (:meth:`drain` waits for it)."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield self
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
 
     @property
     def local(self) -> LocalState:
@@ -135,8 +172,12 @@ class ShardReplica:
         for coll in self._local.registry.collections():
             metrics.INDEX_RECORDS.labels(shard, coll.label).set(len(coll.index))
 
-    def start(self, journal: JournalClient, spawn: Spawn) -> None:
-        """Build the engine and followers and spawn this replica's loops (after :meth:`open`)."""
+    def start(self, journal: JournalClient, spawn: Spawn,
+              on_caught_up: Callable[[ShardReplica], None] | None = None) -> None:
+        """Build the engine and followers, spawn this replica's loops and its catch-up (after :meth:`open`).
+
+        ``on_caught_up(self)`` is called once the catch-up reached the journal head as of now.
+        """
         state = self.local
         reporter = AppliedReporter(journal, self.replica_id)
         applier = Applier(self.shard, state.records, state.locations, state.registry, state.applied)
@@ -150,41 +191,65 @@ class ShardReplica:
                 apply_delay_ms=self.config.apply_delay_ms)
         # The loops run until shutdown (forever=True: one that returns fails the process like one
         # that raises); the catch-up (catch_up) is a step that ends once the replica is current.
+        # The replica keeps its tasks so that dropping it (stop) cancels them; a cancelled task is
+        # no failure of the process.
         tag = f"shard-{self.shard}"
-        spawn(reporter.run(), f"report-applied:{tag}", forever=True)
+        self._tasks.append(spawn(reporter.run(), f"report-applied:{tag}", forever=True))
         for partition, follower in self.followers.items():
-            spawn(follower.run(), f"follow:{tag}:{partition}", forever=True)
+            self._tasks.append(spawn(follower.run(), f"follow:{tag}:{partition}", forever=True))
         watch = HeadWatch(journal, self.followers, interval_s=self.config.head_poll_ms / 1000.0)
-        spawn(watch.run(), f"head-watch:{tag}", forever=True)
+        self._tasks.append(spawn(watch.run(), f"head-watch:{tag}", forever=True))
+        self._tasks.append(spawn(self._catch_up(on_caught_up), f"catch-up:{tag}"))
+
+    async def _catch_up(self, on_caught_up: Callable[[ShardReplica], None] | None) -> None:
+        await self.catch_up()
+        if on_caught_up is not None:
+            on_caught_up(self)
 
     async def catch_up(self) -> None:
-        """Pull every partition that is not halted to the journal head as of now (retried until done)."""
-        while True:
-            try:
-                await asyncio.gather(*(self._catch_up_one(f) for p, f in self.followers.items()
-                                       if not self.halts.halted(p)))
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure is retried until caught up
-                log.warning("catch-up failed; retrying", extra={"shard": self.shard, "error": str(exc)})
-                await asyncio.sleep(_CATCH_UP_RETRY_S)
+        """Pull every partition to the journal head as of now (each retried until done, or halted)."""
+        await asyncio.gather(*(self._catch_up_one(p, f) for p, f in self.followers.items()))
         self.caught_up = True
-        log.info("caught up", extra={"shard": self.shard, "applied": self.applied()})
+        log.info("caught up", extra={"shard": self.shard, "replica_id": self.replica_id,
+                                     "applied": self.applied()})
 
-    @staticmethod
-    async def _catch_up_one(follower: PartitionFollower) -> None:
-        # A journal that lost or re-used what the disk holds halts the partition here.
-        await follower.verify_history()
-        await follower.sync(None)
+    async def _catch_up_one(self, partition: str, follower: PartitionFollower) -> None:
+        while not self.halts.halted(partition):
+            try:
+                # A journal that lost or re-used what the disk holds halts the partition here.
+                await follower.verify_history()
+                await follower.sync(None)
+                return
+            except PartitionHalted:
+                return  # its reads answer 503 with the reason; the other partitions go on
+            except Exception as exc:  # noqa: BLE001 - any other failure is retried until caught up
+                log.warning("catch-up failed; retrying", extra={"shard": self.shard, "partition": partition,
+                                                                "error": str(exc)})
+                await asyncio.sleep(_CATCH_UP_RETRY_S)
+
+    async def drain(self) -> None:
+        """Wait until no request uses this replica (the caller stopped routing new ones to it)."""
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Cancel this replica's loops (followers, reporter, head watch, catch-up) and wait for them."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
-        """Write a final snapshot (so the next start replays little) and close the stores."""
+        """Write a final snapshot (so the next open replays little) and close the stores.
+
+        Its files stay where they are. An apply still in flight (a pull no request waits for any
+        more) finishes first; one started afterwards is refused without halting anything.
+        """
         if self._local is None:
             return
+        collections = [c.label for c in self._local.registry.collections()]
         if self.engine is not None:
-            await self.engine.wait_snapshot()
-            await self.engine.snapshot()
+            await self.engine.close()
         self._local.close()
         self._local = None
+        metrics.forget_shard(self.shard, self.partitions, collections)
 

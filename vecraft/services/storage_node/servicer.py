@@ -1,7 +1,9 @@
 """gRPC ``StorageNodeService``: Sync, Search, Get, Scan, Status.
 
-A request is for one hosted shard replica (its ``shard`` field; absent: the
-node's only one, see :meth:`StorageNode.replica_for`). Every read first brings
+A request is for one serving shard replica (its ``shard`` field; absent: the
+node's only one, see :meth:`StorageNode.replica_for`); a shard not hosted, or
+still catching up, answers 503 ``ShardNotHosted``. The replica is marked in use
+for the request's duration, so a drop of it waits for the request. Every read first brings
 the collection's partition to the offset the request needs (``min_offset``, or
 the journal head for ``sync_latest``) with a coalesced pull, then runs in a
 worker thread against the in-memory index (and the record file for
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -24,6 +27,7 @@ import orjson
 
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.registry import Collection
+from vecraft.services.storage_node.layout import local_shards
 from vecraft.services.storage_node.mmap import STATUS_LIVE, CorruptRecord
 from vecraft.services.storage_node.scan import ScanOptions, scan
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
@@ -108,9 +112,10 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         self.node = node
 
     # ---- helpers ------------------------------------------------------------------------
-    def _replica(self, request: storage_pb2.SyncRequest | storage_pb2.ShardSearchRequest
-                 | storage_pb2.ShardGetRequest | storage_pb2.ShardScanRequest) -> ShardReplica:
-        return self.node.replica_for(request.shard if request.HasField("shard") else None)
+    def _serving(self, request: storage_pb2.SyncRequest | storage_pb2.ShardSearchRequest
+                 | storage_pb2.ShardGetRequest | storage_pb2.ShardScanRequest
+                 ) -> contextlib.AbstractContextManager[ShardReplica]:
+        return self.node.serving(request.shard if request.HasField("shard") else None)
 
     @staticmethod
     async def _collection(replica: ShardReplica, tenant: str, name: str, *, will_sync: bool,
@@ -150,7 +155,12 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
     # ---- RPCs ---------------------------------------------------------------------------
     async def Sync(self, request: storage_pb2.SyncRequest,
                    context: grpc.aio.ServicerContext) -> storage_pb2.SyncResponse:
-        replica = self._replica(request)
+        with self._serving(request) as replica:
+            return await self._sync(replica, request, context)
+
+    @staticmethod
+    async def _sync(replica: ShardReplica, request: storage_pb2.SyncRequest,
+                    context: grpc.aio.ServicerContext) -> storage_pb2.SyncResponse:
         follower = replica.follower(request.partition)
         target = None if request.latest else request.target_offset
         budget = _Budget(request.timeout_ms, context)
@@ -164,7 +174,12 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
     async def Search(self, request: storage_pb2.ShardSearchRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.ShardSearchResponse:
         began = time.perf_counter()
-        replica = self._replica(request)
+        with self._serving(request) as replica:
+            return await self._search_replica(replica, request, context, began)
+
+    async def _search_replica(self, replica: ShardReplica, request: storage_pb2.ShardSearchRequest,
+                              context: grpc.aio.ServicerContext,
+                              began: float) -> storage_pb2.ShardSearchResponse:
         if not MIN_K <= request.k <= MAX_K:
             raise InvalidRequest(f"k must be between {MIN_K} and {MAX_K}, got {request.k}")
         lo, hi = HNSW_EF_SEARCH_RANGE
@@ -211,7 +226,11 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
     async def Get(self, request: storage_pb2.ShardGetRequest,
                   context: grpc.aio.ServicerContext) -> storage_pb2.ShardGetResponse:
         began = time.perf_counter()
-        replica = self._replica(request)
+        with self._serving(request) as replica:
+            return await self._get_replica(replica, request, context, began)
+
+    async def _get_replica(self, replica: ShardReplica, request: storage_pb2.ShardGetRequest,
+                           context: grpc.aio.ServicerContext, began: float) -> storage_pb2.ShardGetResponse:
         if len(request.ids) > MAX_BATCH_ROWS:
             raise InvalidRequest(f"at most {MAX_BATCH_ROWS} ids per get, got {len(request.ids)}")
         budget = _Budget(0, context)  # a Get's only limit is its caller's gRPC deadline
@@ -246,7 +265,11 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
 
     async def Scan(self, request: storage_pb2.ShardScanRequest,
                    context: grpc.aio.ServicerContext) -> storage_pb2.ShardScanResponse:
-        replica = self._replica(request)
+        with self._serving(request) as replica:
+            return await self._scan_replica(replica, request, context)
+
+    async def _scan_replica(self, replica: ShardReplica, request: storage_pb2.ShardScanRequest,
+                            context: grpc.aio.ServicerContext) -> storage_pb2.ShardScanResponse:
         if not 1 <= request.limit <= MAX_BATCH_ROWS:
             raise InvalidRequest(f"limit must be between 1 and {MAX_BATCH_ROWS}, got {request.limit}")
         if request.after:
@@ -269,11 +292,18 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
 
     async def Status(self, request: storage_pb2.NodeStatusRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:
-        replicas = [await _replica_status(r) for r in self.node.replicas.values()]
-        first = replicas[0]
-        return storage_pb2.NodeStatusResponse(node_id=self.node.node_id, shard=first.shard,
-                                              partitions=first.partitions, collections=first.collections,
-                                              ready=self.node.is_ready, replicas=replicas)
+        replicas = []
+        for _shard, replica in sorted(self.node.replicas.items()):
+            with replica.use():
+                replicas.append(await _replica_status(replica))
+        answer = storage_pb2.NodeStatusResponse(node_id=self.node.node_id, ready=self.node.is_ready,
+                                                replicas=replicas)
+        if replicas:
+            first = replicas[0]
+            answer.shard = first.shard
+            answer.partitions.extend(first.partitions)
+            answer.collections.extend(first.collections)
+        return answer
 
 
 async def _replica_status(replica: ShardReplica) -> storage_pb2.ReplicaStatus:
@@ -297,11 +327,29 @@ async def _replica_status(replica: ShardReplica) -> storage_pb2.ReplicaStatus:
     return status
 
 
+def _replica_payload(replica: ShardReplica) -> dict[str, Any]:
+    lag_ops, staleness_ms = replica.lag()
+    return {"shard": replica.shard, "replica_id": replica.replica_id, "state": replica.state,
+            "ready": replica.ready, "applied": replica.applied(), "lag_ops": lag_ops,
+            "staleness_ms": staleness_ms, "halted": replica.halts.reasons()}
+
+
 def status_payload(node: StorageNode) -> dict[str, Any]:
-    """The storage fields of /healthz: every hosted replica; ``shard``, ``applied`` and ``halted`` at the
-    top are the first (lowest) one's, which for a node hosting one shard is all of it."""
-    replicas = [{"shard": r.shard, "replica_id": r.replica_id, "ready": r.ready, "applied": r.applied(),
-                 "halted": r.halts.reasons()} for r in node.replicas.values()]
-    first = replicas[0]
-    return {"shard": first["shard"], "shards": node.shards, "replica": node.replica,
+    """The storage fields of /healthz.
+
+    ``replicas``: every hosted replica (lowest shard first) with its ``state`` (``serving`` /
+    ``catching-up``) and lag (``lag_ops``: entries behind the journal heads heard of;
+    ``staleness_ms``); ``shards`` the serving shards, ``loading_shards`` those catching up,
+    ``local_shards`` every shard directory on disk; ``placement_version`` the map followed (0:
+    none, the flags); ``hosting`` the change under way and failed ones. ``shard``, ``applied`` and
+    ``halted`` at the top are the first replica's, which for a node hosting one shard is all of it.
+    """
+    replicas = [_replica_payload(r) for _s, r in sorted(node.replicas.items())]
+    first = replicas[0] if replicas else {"shard": None, "applied": {}, "halted": {}}
+    current = node.hosting.current
+    return {"shard": first["shard"], "shards": node.serving_shards(), "loading_shards": node.loading_shards(),
+            "local_shards": local_shards(Path(node.cfg.data_dir)), "replica": node.replica,
+            "placement_version": node.placement_version,
+            "hosting": {"changing": None if current is None else {"action": current[0], "shard": current[1]},
+                        "failed": {str(s): reason for s, reason in sorted(node.hosting.failed.items())}},
             "applied": first["applied"], "halted": first["halted"], "replicas": replicas}

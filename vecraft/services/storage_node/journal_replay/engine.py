@@ -26,6 +26,7 @@ from vecraft.services.storage_node.journal_replay.applier import (
     JournalGap,
     PostCommitFailure,
 )
+from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.common.metrics import timed
 from vecraft.shared.replica import PartitionHalts
 from vecraft.shared.replica.halt import describe
@@ -83,6 +84,8 @@ class ApplyEngine:
         self._ops_since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self._snapshot_task: asyncio.Task[None] | None = None
+        #: Set by :meth:`close`: the stores are about to close, nothing more is applied.
+        self.closed = False
 
     def applied(self, partition: str) -> tuple[int, int]:
         """(offset, hlc) committed for ``partition``; (0, 0) before its first entry."""
@@ -103,6 +106,9 @@ class ApplyEngine:
         applied = 0
         for chunk in chunks(entries):
             async with self.lock:
+                if self.closed:
+                    # The replica was dropped: refused without halting (nothing is wrong with it).
+                    raise Unavailable(f"shard {self._shard} is no longer hosted here; not applied")
                 self.halts.check(partition)
                 with timed(metrics.APPLY_LATENCY):
                     work = asyncio.ensure_future(asyncio.to_thread(self._apply_chunk, partition, chunk))
@@ -185,3 +191,14 @@ class ApplyEngine:
         """Wait for a snapshot started in the background (used at shutdown)."""
         if self._snapshot_task is not None:
             await asyncio.gather(self._snapshot_task, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Write a final snapshot, then refuse every later apply (the caller closes the stores next).
+
+        An apply in progress finishes first (the lock); one that starts afterwards raises
+        ``Unavailable`` before touching anything.
+        """
+        await self.wait_snapshot()
+        await self.snapshot()
+        async with self.lock:
+            self.closed = True
