@@ -89,12 +89,14 @@ class ClusterSpec:
     apply_delay_ms: int
     http_port: int
     grpc_port: int
+    #: More `vecraft up` flags (node counts, replicas: given later, they win).
+    extra_args: tuple[str, ...] = ()
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "vecraft", "up", "--data-dir", str(self.data_dir),
                 "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
                 "--shards", str(self.shards), "--replicas", "1",
-                "--apply-delay-ms", str(self.apply_delay_ms), "--log-level", "warning"]
+                "--apply-delay-ms", str(self.apply_delay_ms), "--log-level", "warning", *self.extra_args]
 
     @property
     def base_url(self) -> str:
