@@ -409,16 +409,21 @@ def render(result: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     d = ChaosConfig()
     p = argparse.ArgumentParser(prog="vecraft bench chaos", description=__doc__.split("\n\n")[0])
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the fault schedule and the load")
     p.add_argument("--duration-s", type=float, default=d.duration_s, help="length of the fault schedule")
     p.add_argument("--fault-every-s", type=float, default=d.fault_every_s, help="mean time between faults")
     p.add_argument("--pause-s", type=float, default=d.pause_s, help="length of a SIGSTOP pause")
     p.add_argument("--targets", default=",".join(d.targets),
                    help=f"roles whose processes may be hit (of {', '.join(ROLES)})")
-    p.add_argument("--clients", type=int, default=d.clients)
-    p.add_argument("--keys-per-client", type=int, default=d.keys_per_client)
-    for name in ("shards", "storage_nodes", "replicas", "query_nodes", "query_replicas", "bound_ms"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--clients", type=int, default=d.clients, help="client sessions")
+    p.add_argument("--keys-per-client", type=int, default=d.keys_per_client,
+                   help="record ids each session owns and changes")
+    for name, what in (("shards", "shards of the collection"), ("storage_nodes", "storage nodes"),
+                       ("replicas", "storage replicas per shard"), ("query_nodes", "query nodes"),
+                       ("query_replicas", "query nodes serving each shard"),
+                       ("bound_ms", "staleness bound of bounded reads")):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name),
+                       help=f"{what} (default {getattr(d, name)})")
     add_output_arguments(p)
     return p
 

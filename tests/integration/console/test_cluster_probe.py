@@ -46,8 +46,9 @@ async def test_snapshot_of_a_running_cluster(addresses: dict[str, str], seed_req
     heads = {p.partition: p for p in snap.journal.partitions}
     assert set(heads) == {"data-0", "system"} and heads["data-0"].head_offset >= 2
     storage = [r for r in snap.journal.replicas if r.role == "replica"]
-    assert sorted(r.replica_id for r in storage) == sorted(f"storage-{s}-r{r}" for s in range(SHARDS)
-                                                           for r in range(REPLICAS))
+    # Journal replica ids are <node id>/shard-<s>; with as many nodes as replicas node n holds replica n.
+    assert sorted(r.replica_id for r in storage) == sorted(f"storage-{n}/shard-{s}" for s in range(SHARDS)
+                                                           for n in range(REPLICAS))
     assert all(r.live for r in storage)
 
     # Every storage node answers Status, for each replica it hosts; the per-shard counts add up to

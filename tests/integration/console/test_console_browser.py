@@ -174,7 +174,7 @@ def test_every_view_of_the_console(chromium: str, cluster: LocalCluster, seed_re
             expect(journal.locator("tr", has_text="drop_collection")).to_contain_text("scratch")
             page.get_by_test_id("request-id").fill(seed_request_id)
             page.get_by_role("button", name="Find").click()
-            expect(page.get_by_test_id("operation")).to_contain_text("storage-0-r0")
+            expect(page.get_by_test_id("operation")).to_contain_text("storage-0/shard-0")
             shot("journal")
         finally:
             browser.close()
