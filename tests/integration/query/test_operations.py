@@ -112,7 +112,7 @@ async def test_several_shards_are_merged(start_query, journal: JournalClient, co
     assert all(shard_of(i, 3) in (1, 2) for i in got)
     scores = [r.score for r in resp.results]
     assert scores == sorted(scores, reverse=True)
-    with pytest.raises(InvalidRequest, match="not served"), translate_rpc_error():
+    with pytest.raises(Unavailable, match=r"shard 0 is not served .*serves \[1, 2\]"), translate_rpc_error():
         await client.stub.Search(query_pb2.QuerySearchRequest(
             collection="multi", vector=query.astype("<f4").tobytes(), k=3, shards=[0]))
     status = await client.stub.Status(storage_pb2.NodeStatusRequest())

@@ -218,15 +218,26 @@ async def test_cold_cache_without_storage_nodes_is_unavailable(journal: FakeJour
     ("k", 0, "k must be"), ("k", 5000, "k must be"), ("vector", b"", "non-empty"),
     ("vector", b"\x00" * 5, "float32"), ("filter_json", "[1,", "not valid JSON"),
     ("filter_json", '{"a": {"$bogus": 1}}', "bogus"), ("ef_search", 10**6, "ef_search"),
-    ("level", 7, "consistency level"), ("timeout_ms", -1, "timeout_ms"), ("shards", [3], "not served"),
+    ("level", 7, "consistency level"), ("timeout_ms", -1, "timeout_ms"),
 ])
 def test_malformed_requests_are_refused(field: str, value: object, match: str) -> None:
     req = request(L.EVENTUAL)
-    if field == "shards":
-        req.shards.extend(value)  # type: ignore[arg-type]
-    else:
-        setattr(req, field, value)
+    setattr(req, field, value)
     with pytest.raises(InvalidRequest, match=match):
+        parse_query(req, [0])
+
+
+def test_a_shard_not_served_is_unavailable_naming_it() -> None:
+    """503, not 400: the shard may be served here soon (loading) or elsewhere (moved): ask another."""
+    req = request(L.EVENTUAL)
+    req.shards.extend([0, 3])
+    with pytest.raises(Unavailable, match=r"shard 3 is not served .*serves \[0\], loading \[3\]") as err:
+        parse_query(req, [0], [3])
+    assert err.value.details == {"shards": [3], "served_shards": [0], "loading_shards": [3]}
+    with pytest.raises(Unavailable, match="no shard is served"):
+        parse_query(request(L.EVENTUAL), [])
+    req.max_staleness_ms = -1  # malformed input is refused first, whatever the shards
+    with pytest.raises(InvalidRequest, match="max_staleness_ms"):
         parse_query(req, [0])
 
 

@@ -5,7 +5,10 @@
   staleness), and the warm-up;
 - :mod:`.vector_search`: request validation, the consistency decision, the search
   itself and the gRPC servicer;
-- :mod:`.aggregation`: top-k merge across the served shards.
+- :mod:`.aggregation`: top-k merge across the served shards;
+- :mod:`.membership`: the node registration and the placement map, which says
+  which shards this processor serves.
 
-See docs/consistency.md for the rules and what each response field means.
+See docs/query-processor.md for the process and its placement, docs/consistency.md
+for the rules and what each response field means.
 """

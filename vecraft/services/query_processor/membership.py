@@ -1,8 +1,14 @@
-"""Registration of the query processor with the meta manager (node registry with leases).
+"""The query processor's membership in the cluster: its registration and the placement map it follows.
 
-Optional: with no meta manager, or one that does not answer, the processor
-serves anyway and keeps retrying in the background, so start-up order does
-not matter and the gateway can still be given processor addresses directly.
+Both are optional and never stop the processor from serving: with no meta
+manager, or one that does not answer, it serves the shards of its flags (or of
+the last map it saw) and keeps retrying in the background.
+
+- :func:`keep_registered`: the node registry entry (``MetaClient.keep_registered``:
+  register, heartbeat at a third of the lease TTL, register again at once when
+  ``changed`` is set, leave the registry on shutdown).
+- :class:`PlacementWatch`: the placement map, followed from the meta manager's
+  Watch stream; :meth:`PlacementWatch.assigned` is what this node must serve.
 """
 
 from __future__ import annotations
@@ -11,51 +17,98 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from vecraft.shared.common.errors import VecraftError
-from vecraft.shared.common.grpc_errors import translate_rpc_error
-from vecraft.shared.common.service import grpc_channel
-from vecraft.shared.rpc.v1 import meta_pb2, meta_pb2_grpc
+from vecraft.services.meta_manager.client import MetaClient
+from vecraft.shared.common.errors import Unavailable, VecraftError
+from vecraft.shared.rpc.v1 import meta_pb2
 
 log = logging.getLogger(__name__)
 
-_RETRY_S = 2.0
+#: Back-off of the Watch reconnects: doubles from the first to the last.
+WATCH_BACKOFF_S = (0.1, 2.0)
 
 
-async def keep_registered(address: str, node: Callable[[], meta_pb2.NodeInfo], ttl_ms: int) -> None:
-    """Register ``node()``, heartbeat every ttl/3, re-register when the lease is lost.
+async def keep_registered(meta: MetaClient, node: Callable[[], meta_pb2.NodeInfo], ttl_ms: int,
+                          changed: asyncio.Event) -> None:
+    """Stay in the node registry as ``node()`` until cancelled (then leave it); never raises."""
+    await meta.keep_registered(node, ttl_ms, changed=changed)
 
-    Runs until cancelled; never raises for an unreachable meta manager.
-    ``node`` is called at each registration so the info reflects the moment.
+
+def assigned_shards(placement: meta_pb2.PlacementMap, node_id: str) -> list[int]:
+    """The shards whose ``query_nodes`` list ``node_id`` (sorted; empty when none do)."""
+    return sorted({a.shard for a in placement.shards if node_id in a.query_nodes})
+
+
+class PlacementWatch:
+    """The last placement map seen; ``changed`` is set whenever a newer one arrives.
+
+    The Watch snapshot's map replaces the one held (a reconnect after the meta
+    manager restarted); later events only when their version is higher (an event
+    that raced the snapshot may repeat an older version). A snapshot with no map
+    keeps the one held: maps are never deleted. While the stream is broken the
+    last map stays in force and the stream is reopened with back-off.
     """
-    channel = grpc_channel(address)
-    stub = meta_pb2_grpc.MetaManagerServiceStub(channel)
-    lease = ""
-    reachable = True
-    try:
+
+    def __init__(self, meta: MetaClient, node_id: str) -> None:
+        self.meta = meta
+        self.node_id = node_id
+        self.placement: meta_pb2.PlacementMap | None = None
+        #: Set on every new map; the consumer clears it before reading :meth:`assigned`.
+        self.changed = asyncio.Event()
+        #: Set once the first Watch attempt ended its snapshot or failed: start-up waits on it.
+        self.settled = asyncio.Event()
+        self.connected = False
+        self._delay = WATCH_BACKOFF_S[0]
+
+    @property
+    def version(self) -> int:
+        return self.placement.version if self.placement is not None else 0
+
+    def assigned(self) -> list[int] | None:
+        """The shards this node is assigned, or None while there is no map (flags apply)."""
+        return None if self.placement is None else assigned_shards(self.placement, self.node_id)
+
+    def offer(self, placement: meta_pb2.PlacementMap, *, snapshot: bool = False) -> bool:
+        """Take ``placement`` if it is newer (or, from a snapshot, different); True if taken."""
+        if placement.version == 0:
+            return False
+        if self.placement is not None and not (
+                placement.version > self.placement.version
+                or (snapshot and placement.version != self.placement.version)):
+            return False
+        self.placement = placement
+        log.info("placement map version %d: this node is assigned shards %s", placement.version,
+                 self.assigned(), extra={"version": placement.version, "node_id": self.node_id})
+        self.changed.set()
+        return True
+
+    async def run(self) -> None:
+        """Follow the Watch stream until cancelled."""
         while True:
             try:
-                with translate_rpc_error():
-                    if not lease:
-                        info = node()
-                        resp = await stub.RegisterNode(
-                            meta_pb2.RegisterNodeRequest(node=info, ttl_ms=ttl_ms), timeout=5)
-                        lease = resp.lease_id
-                        log.info("registered with the meta manager",
-                                 extra={"lease_id": lease, "node_id": info.node_id})
-                    else:
-                        beat = await stub.Heartbeat(
-                            meta_pb2.HeartbeatRequest(node_id=node().node_id, lease_id=lease), timeout=5)
-                        if not beat.ok:
-                            lease = ""
-                            continue
-                reachable = True
-                await asyncio.sleep(ttl_ms / 3000)
-            except VecraftError as err:
-                if reachable:
-                    log.warning("meta manager unavailable; serving anyway and retrying",
-                                extra={"error": err.message})
-                reachable = False
-                lease = ""
-                await asyncio.sleep(_RETRY_S)
-    finally:
-        await channel.close()
+                await self._stream()
+                err: VecraftError = Unavailable("the meta manager ended the placement watch stream")
+            except VecraftError as exc:
+                err = exc
+            if self.connected or not self.settled.is_set():
+                log.warning("placement watch broken; keeping map version %d and reconnecting: %s",
+                            self.version, err.message)
+            self.connected = False
+            self.settled.set()
+            await asyncio.sleep(self._delay)
+            self._delay = min(self._delay * 2, WATCH_BACKOFF_S[1])
+
+    async def _stream(self) -> None:
+        snapshot: meta_pb2.PlacementMap | None = None
+        in_snapshot = True
+        async for event in self.meta.watch(["placement"], snapshot_end=True):
+            item = event.WhichOneof("item")
+            if item is None:  # end of the snapshot
+                in_snapshot, self.connected, self._delay = False, True, WATCH_BACKOFF_S[0]
+                if snapshot is not None:
+                    self.offer(snapshot, snapshot=True)
+                self.settled.set()
+            elif item == "placement":
+                if in_snapshot:
+                    snapshot = event.placement
+                else:
+                    self.offer(event.placement)

@@ -38,3 +38,13 @@ STALENESS_MS = gauge(AREA, "cache_staleness", "ms", "Upper bound of the cache's 
 WARMUP_SECONDS = gauge(AREA, "warmup", "seconds", "Duration of the start-up warm-up pull")
 CACHE_REBUILDS = counter(AREA, "cache_rebuilds", "Caches rebuilt from scratch because the journal diverged "
                          "from what they applied", ["partition"])
+SERVED_SHARDS = gauge(AREA, "served_shards", "count", "Shards this processor serves now (warm caches)")
+LOADING_SHARDS = gauge(AREA, "loading_shards", "count", "Shards assigned to this processor that are being "
+                       "loaded from the journal (not served yet)")
+PLACEMENT_VERSION = gauge(AREA, "placement_map", "version", "Version of the placement map whose assignment "
+                          "this processor serves (0: no map, the --shard flags)")
+SHARD_LOADS = counter(AREA, "shard_loads", "Changes of the served shard set that loaded shards, by outcome "
+                      "(ok, failed: retried)", ["outcome"])
+SHARD_LOAD_SECONDS = latency_histogram(AREA, "shard_load", "Duration of loading the shards a placement "
+                                       "change adds (warm-up from the journal, then catching up with the "
+                                       "cache)")

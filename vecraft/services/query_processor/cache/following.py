@@ -51,10 +51,14 @@ class QueryObserver(FollowerObserver):
 
 
 def cache_followers(journal: JournalSource, cache: ShardCache, *, replica_id: str, delay_ms: int = 0,
-                    queue_entries: int = QUEUE_MAX_ENTRIES,
-                    queue_bytes: int = QUEUE_MAX_BYTES) -> dict[str, PartitionFollower]:
-    """One follower per partition of ``cache``."""
-    observer = QueryObserver()
+                    queue_entries: int = QUEUE_MAX_ENTRIES, queue_bytes: int = QUEUE_MAX_BYTES,
+                    observe: bool = True) -> dict[str, PartitionFollower]:
+    """One follower per partition of ``cache``.
+
+    ``observe``: the followers set the processor's metrics (False for a loader's,
+    which only pull, so the gauges keep showing the served cache).
+    """
+    observer = QueryObserver() if observe else FollowerObserver()
     return {p: PartitionFollower(p, cache, journal, replica_id=replica_id, shards=cache.shards, role="cache",
                                  delay_ms=delay_ms, action=CACHE_ACTION, queue_entries=queue_entries,
                                  queue_bytes=queue_bytes, observer=observer)

@@ -8,18 +8,27 @@ shared ``PartitionFollower`` per partition feeds it (push tail and
 pull-before-read, serialized by the follower), and entries at or below the
 applied offset are dropped: an entry is never applied twice, and never past a
 gap.
+
+The set of shards changes at runtime (:meth:`ShardCache.replace_shards`): a
+shard added by the placement map is built in a separate cache (the *loader*)
+from the journal, then its state joins this one once it has applied at least
+as far as this cache (:meth:`ShardCache.behind`); a removed shard's state is
+dropped. Each ``ShardState`` skips the entries it already applied, so a state
+that joins ahead of the cache is fed from where it stands, with no gap. One
+journal stream per partition feeds every shard, however many.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 
 import numpy as np
 
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.aggregation import ShardHits
+from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.common.metrics import timed
 from vecraft.shared.index import ShardState
 from vecraft.shared.model.filters import Filter
@@ -40,22 +49,31 @@ class ShardCache:
 
     Contract: :meth:`apply` may run concurrently for different partitions and
     with any number of :meth:`search` calls; applies of one partition are
-    serialized by its follower. ``applied`` positions only grow.
+    serialized by its follower. ``applied`` positions only grow. The shard set
+    may be empty (a processor assigned nothing) and changes only through
+    :meth:`replace_shards`, on the event loop.
+
+    ``publish_metrics``: whether this cache sets the processor's per-partition
+    gauges (False for a loader, whose progress is not the served cache's).
     """
 
     def __init__(self, shards: Sequence[int], partitions: Sequence[str], executor: Executor, *,
-                 state_factory: Callable[[int], ShardState] = _cache_state) -> None:
-        if not shards:
-            raise ValueError("a query processor serves at least one shard")
+                 state_factory: Callable[[int], ShardState] = _cache_state,
+                 publish_metrics: bool = True) -> None:
         self.shards = sorted(set(shards))
         self.partitions = list(partitions)
-        self.states = {s: state_factory(s) for s in self.shards}
+        #: shard -> state. Replaced as a whole, never mutated: an apply running in the pool
+        #: iterates the dict it read, whatever replace_shards does meanwhile.
+        self.states: Mapping[int, ShardState] = {s: state_factory(s) for s in self.shards}
         #: Partitions this cache stopped applying (an apply failed, or the journal diverged).
         self.halts = PartitionHalts()
+        self.publish_metrics = publish_metrics
         self._executor = executor
         self._applied: dict[str, tuple[int, int]] = {}
         # Applies running in the pool right now; only they take the indexes' write locks.
         self._applying = 0
+        # partition -> last offset of the apply of it running now (the offsets it will reach).
+        self._in_flight: dict[str, int] = {}
 
     def applied(self, partition: str) -> tuple[int, int]:
         """(offset, hlc) of the last entry of ``partition`` applied to every served shard."""
@@ -83,8 +101,10 @@ class ShardCache:
             if batch[i].offset != batch[i - 1].offset + 1:
                 batch = batch[:i]  # apply up to the hole; the follower pulls the rest
                 break
+        last = batch[-1]
         with timed(metrics.APPLY_SECONDS.labels(partition)):
             self._applying += 1
+            self._in_flight[partition] = last.offset
             try:
                 await asyncio.get_running_loop().run_in_executor(self._executor, self._apply_all, batch)
             except Exception as exc:
@@ -94,26 +114,62 @@ class ShardCache:
                     action="restart the query processor once the journal is repaired") from exc
             finally:
                 self._applying -= 1
-        last = batch[-1]
-        self._applied[partition] = (last.offset, last.hlc)
-        metrics.APPLIED_OFFSET.labels(partition).set(last.offset)
+                del self._in_flight[partition]
+        self._set_applied(partition, last.offset, last.hlc)
         return len(batch)
+
+    def _set_applied(self, partition: str, offset: int, hlc: int) -> None:
+        self._applied[partition] = (offset, hlc)
+        if self.publish_metrics:
+            metrics.APPLIED_OFFSET.labels(partition).set(offset)
 
     def _publish_applied(self, partition: str) -> None:
         """Record what every state applied of ``partition`` (after a partial apply)."""
+        if not self.states:
+            return
         offset, hlc = min(st.applied.get(partition, (0, 0)) for st in self.states.values())
         if offset > self.applied(partition)[0]:
-            self._applied[partition] = (offset, hlc)
-            metrics.APPLIED_OFFSET.labels(partition).set(offset)
+            self._set_applied(partition, offset, hlc)
 
     def _apply_all(self, batch: list[journal_pb2.JournalEntry]) -> None:
         # ShardState serializes its appliers and lets searches run meanwhile.
         for state in self.states.values():
             state.apply_many(batch)
 
+    # ---- changing the shard set ----------------------------------------------------------
+    def behind(self, loader: ShardCache) -> dict[str, int]:
+        """Partitions ``loader`` must still apply before its states may join this cache: offset to reach.
+
+        Empty when every partition of ``loader`` has applied at least what this cache has
+        applied or is applying right now: then :meth:`replace_shards` may take its states
+        at once (without awaiting in between), and every later entry reaches them.
+        """
+        need: dict[str, int] = {}
+        for partition in self.partitions:
+            target = max(self.applied(partition)[0], self._in_flight.get(partition, 0))
+            if loader.applied(partition)[0] < target:
+                need[partition] = target
+        return need
+
+    def replace_shards(self, add: Mapping[int, ShardState], remove: Iterable[int] = ()) -> None:
+        """Serve the states of ``add`` (each applied at least as far as this cache: see
+        :meth:`behind`) and stop serving ``remove``; the dropped states are simply released."""
+        states = {s: st for s, st in self.states.items() if s not in set(remove)}
+        states.update(add)
+        self.states = states
+        self.shards = sorted(states)
+
+    # ---- reading -------------------------------------------------------------------------
     def schema(self, tenant: str, name: str) -> collection_pb2.CollectionSchema:
-        """The collection's schema as of the applied state; NotFound if unknown."""
-        return self.states[self.shards[0]].schema(tenant, name)
+        """The collection's schema as of the applied state; NotFound if unknown.
+
+        Raises:
+            Unavailable: no shard is served.
+        """
+        state = next(iter(self.states.values()), None)
+        if state is None:
+            raise Unavailable("this query processor serves no shard", details={"served_shards": []})
+        return state.schema(tenant, name)
 
     async def search(self, shards: Sequence[int], tenant: str, collection: str, query: np.ndarray, k: int,
                      flt: Filter | None, ef_search: int | None) -> list[ShardHits]:
@@ -126,10 +182,18 @@ class ShardCache:
         the pool, so a search waiting for a write section never blocks the loop.
 
         Raises whatever :meth:`ShardState.search` raises: NotFound (unknown
-        collection), InvalidRequest (wrong dimension).
+        collection), InvalidRequest (wrong dimension); Unavailable for a shard
+        this cache stopped serving since the request was validated.
         """
+        states = self.states
+        gone = [s for s in shards if s not in states]
+        if gone:
+            raise Unavailable(f"shards {gone} are no longer served by this query processor "
+                              f"(it serves {sorted(states)})",
+                              details={"shards": gone, "served_shards": sorted(states)}, retry_after_ms=200)
+
         def one(shard: int) -> ShardHits:
-            ids, scores, meta = self.states[shard].search(tenant, collection, query, k, flt, ef_search)
+            ids, scores, meta = states[shard].search(tenant, collection, query, k, flt, ef_search)
             return ShardHits(ids=list(ids), scores=np.asarray(scores, dtype=np.float32),
                              metadata_json=list(meta))
 

@@ -3,7 +3,9 @@
 Every malformed field is refused here with ``InvalidRequest`` naming it, before
 any sync or search: an empty or ragged vector, NaN/inf, k out of range, an
 unknown consistency level, a filter that is not JSON or breaks the filter
-grammar, shards this processor does not serve.
+grammar. A shard this processor does not serve (not yet, or not any more: the
+placement map moves shards between processors) is ``Unavailable`` (503) naming
+it and what the processor serves, so the caller asks another processor.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import orjson
 
 from vecraft.services.query_processor.vector_search.consistency import ReadRequirement, requirement
-from vecraft.shared.common.errors import InvalidRequest
+from vecraft.shared.common.errors import InvalidRequest, Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import Filter, parse_filter
 from vecraft.shared.model.limits import HNSW_EF_SEARCH_RANGE, MAX_DIM, MAX_K, MIN_K
@@ -43,11 +45,13 @@ class ParsedQuery:
         return self.requirement.level
 
 
-def parse_query(req: query_pb2.QuerySearchRequest, served_shards: Sequence[int]) -> ParsedQuery:
-    """Validate ``req`` for a processor serving ``served_shards``.
+def parse_query(req: query_pb2.QuerySearchRequest, served_shards: Sequence[int],
+                loading_shards: Sequence[int] = ()) -> ParsedQuery:
+    """Validate ``req`` for a processor serving ``served_shards`` (``loading_shards``: being loaded).
 
     Raises:
         InvalidRequest: any malformed field (see module doc).
+        Unavailable: a shard of ``req`` is not served here (no shard is, when ``req`` names none).
     """
     level = ConsistencyLevel.from_proto(req.level)
     if len(req.vector) == 0 or len(req.vector) % 4:
@@ -70,12 +74,18 @@ def parse_query(req: query_pb2.QuerySearchRequest, served_shards: Sequence[int])
     flt = _parse_filter_json(req.filter_json)
     if req.timeout_ms < 0:
         raise InvalidRequest(f"timeout_ms must be >= 0, got {req.timeout_ms}")
+    read = requirement(level, max_staleness_ms=req.max_staleness_ms, min_offset=req.min_offset)
     served = set(served_shards)
     shards = tuple(sorted(set(req.shards))) if req.shards else tuple(sorted(served))
     unknown = [s for s in shards if s not in served]
-    if unknown:
-        raise InvalidRequest(f"shards {unknown} are not served by this query processor "
-                             f"(it serves {sorted(served)})", details={"served_shards": sorted(served)})
+    if unknown or not shards:
+        loading = sorted(set(loading_shards))
+        what = (f"shard {unknown[0]} is not served by" if len(unknown) == 1
+                else f"shards {unknown} are not served by" if unknown else "no shard is served by")
+        raise Unavailable(f"{what} this query processor (it serves {sorted(served)}"
+                          f"{f', loading {loading}' if loading else ''})",
+                          details={"shards": unknown, "served_shards": sorted(served),
+                                   "loading_shards": loading}, retry_after_ms=200)
     return ParsedQuery(
         tenant=req.tenant or DEFAULT_TENANT,
         collection=req.collection or DEFAULT_COLLECTION,
@@ -85,7 +95,7 @@ def parse_query(req: query_pb2.QuerySearchRequest, served_shards: Sequence[int])
         filter_json=req.filter_json,
         ef_search=ef_search,
         shards=shards,
-        requirement=requirement(level, max_staleness_ms=req.max_staleness_ms, min_offset=req.min_offset),
+        requirement=read,
         timeout_ms=req.timeout_ms,
     )
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from vecraft.services.query_processor import metrics
@@ -62,12 +62,15 @@ class VectorSearcher:
 
     def __init__(self, cache: ShardCache, followers: Mapping[str, PartitionFollower], *,
                  sync_timeout_ms: int, warm: Callable[[], bool],
-                 fallback: StorageFallback | None = None) -> None:
+                 fallback: StorageFallback | None = None,
+                 loading: Callable[[], Sequence[int]] = tuple) -> None:
         self.cache = cache
         self.followers = followers
         self.sync_timeout_ms = sync_timeout_ms
         self.warm = warm
         self.fallback = fallback
+        #: The shards being loaded (named in the 503 of a request for a shard not served yet).
+        self.loading = loading
 
     async def search(self, req: query_pb2.QuerySearchRequest,
                      time_remaining_s: float | None = None) -> query_pb2.QuerySearchResponse:
@@ -75,7 +78,7 @@ class VectorSearcher:
         level_name = _level_label(req.level)
         start = time.perf_counter()
         try:
-            q = parse_query(req, self.cache.shards)
+            q = parse_query(req, self.cache.shards, self.loading())
             timeout_s = (q.timeout_ms or self.sync_timeout_ms) / 1000.0
             if time_remaining_s is not None:
                 timeout_s = min(timeout_s, time_remaining_s)

@@ -33,13 +33,17 @@ class QueryProcessorServicer(query_pb2_grpc.QueryProcessorServiceServicer):
     async def Status(self, request: storage_pb2.NodeStatusRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:
         svc = self.service
-        resp = storage_pb2.NodeStatusResponse(node_id=svc.node_id, shard=svc.shards[0], ready=svc.is_ready)
-        if svc.cache is None:
+        shards = svc.shards
+        resp = storage_pb2.NodeStatusResponse(node_id=svc.node_id, shard=shards[0] if shards else 0,
+                                              ready=svc.is_ready)
+        cache = svc.cache
+        if cache is None:
             return resp
         for snap in svc.freshness():
             resp.partitions.append(storage_pb2.PartitionProgress(
                 partition=snap.partition, applied_offset=snap.applied_offset, applied_hlc=snap.applied_hlc,
                 head_offset=snap.head_offset, staleness_ms=snap.staleness_ms))
-        for schema in svc.cache.states[svc.shards[0]].collections():
+        state = next(iter(cache.states.values()), None)
+        for schema in state.collections() if state is not None else []:
             resp.collections.append(storage_pb2.CollectionStats(collection=schema.name))
         return resp
