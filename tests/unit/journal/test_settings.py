@@ -42,3 +42,13 @@ def test_the_journal_refuses_to_start_with_max_entry_bytes_above_the_largest_req
     assert proc.returncode != 0
     assert f"--max-entry-bytes {2 * MAX_REQUEST_BYTES} is above MAX_REQUEST_BYTES" in proc.stderr
     assert not (tmp_path / "data").exists()  # refused before anything was opened
+
+
+def test_partition_ownership_needs_the_jetstream_backend_and_a_meta_manager() -> None:
+    nats = {"backend": "jetstream", "nats_url": "nats://127.0.0.1:4222"}
+    assert JournalSettings(**nats, meta_address="127.0.0.1:7000").partition_ownership
+    assert not JournalSettings(**nats).partition_ownership  # owns every partition, as one instance
+    assert not JournalSettings(meta_address="127.0.0.1:7000").partition_ownership  # local files: one writer
+    assert JournalSettings().partition_lease_ttl_ms == 1500
+    with pytest.raises(ValidationError):
+        JournalSettings(partition_lease_ttl_ms=100)

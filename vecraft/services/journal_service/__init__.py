@@ -2,6 +2,8 @@
 
 Packages: ``partitioning`` (partition classes and map), ``wal`` (the log
 interface and its local file backend), ``distribution`` (consumers, acks,
-lag, back-pressure); ``journal`` holds the verbs, ``servicer`` the gRPC
-adapter, ``client`` the client every other service uses.
+lag, back-pressure), ``ownership`` (which instance writes which partition:
+leases and fenced streams in cluster mode); ``journal`` holds the verbs,
+``servicer`` the gRPC adapter, ``client`` (with ``instances``) the client every
+other service uses.
 """

@@ -24,12 +24,13 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import grpc
 
-from vecraft.shared.common.errors import DeadlineExceeded, VecraftError, error_class
+from vecraft.services.journal_service.instances import InstanceRouter, owner_hints, parse_addresses
+from vecraft.shared.common.errors import DeadlineExceeded, NotOwner, VecraftError, error_class
 from vecraft.shared.common.grpc_errors import from_rpc_error
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.hlc import physical_ms, wall_clock_ms
@@ -42,15 +43,27 @@ log = logging.getLogger(__name__)
 _BUFFER_ENTRIES = 20_000
 _BUFFER_BYTES = 64 << 20
 _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.05, 2.0
+# Between rounds of "not the owner" answers (a take-over under way): short, the owner is
+# about to appear and a refusal costs the journal nothing.
+_OWNER_BACKOFF_MIN_S, _OWNER_BACKOFF_MAX_S = 0.02, 0.05
 # Concurrent appends of small entries share AppendBatch calls: at most this many calls are in
 # flight, and appends made meanwhile wait and go out together in the next one ("natural batching":
 # no added delay for a lone writer, few calls for many).
 _BATCH_ENTRY_BYTES = 64 << 10
 _BATCH_APPENDS = 512
 _BATCHES_IN_FLIGHT = 2
-# (request, the caller's future, the verb's attempt deadline, the caller's own deadline (loop time) or None)
-_PendingAppend = tuple[journal_pb2.AppendRequest, "asyncio.Future[journal_pb2.AppendResponse]", float,
-                       float | None]
+
+
+@dataclass(eq=False)
+class _Pending:
+    """An append waiting for (or riding) an AppendBatch call."""
+
+    request: journal_pb2.AppendRequest
+    future: asyncio.Future[journal_pb2.AppendResponse]
+    attempt_s: float  # the verb's deadline of one attempt
+    due: float | None  # the caller's own deadline (loop time), or None
+    retry_until: float  # loop time after which a "not the owner" refusal is not retried any more
+    tries: int = field(default=0)
 
 
 @dataclass(frozen=True)
@@ -94,39 +107,55 @@ class _StreamSilent(Exception):
 
 
 class JournalClient:
-    """One gRPC channel to a journal service; safe to share between tasks of one event loop."""
+    """A client of one journal, served by one or more instances; safe to share between tasks of one
+    event loop.
 
-    #: How long a call keeps retrying while the journal is unreachable (UNAVAILABLE).
+    ``address`` is ``host:port`` or, in cluster mode, several instances ``host:port,host:port``
+    (any subset works: the instances name the owner of a partition when they refuse a write).
+    Appends, ReportApplied and Subscribe go to the partition's owner and follow its moves;
+    reads go to any instance (see :mod:`.instances`). A call that meets an instance that is down
+    or not the owner tries another within its deadline: appends stay idempotent by request id
+    across instances, and a ``not_owner`` refusal means nothing was written.
+    """
+
+    #: How long a call keeps retrying while the journal is unreachable (UNAVAILABLE) or no instance
+    #: owns the partition yet (a fail-over under way).
     unavailable_retry_s: float = 10.0
 
     def __init__(self, address: str, *, timeouts: JournalTimeouts = JournalTimeouts()) -> None:
         self.address = address
         self.timeouts = timeouts
-        self._channel: grpc.aio.Channel | None = None
-        self._stub_obj: journal_pb2_grpc.JournalServiceStub | None = None
-        self._batch: list[_PendingAppend] = []
+        self.router = InstanceRouter(parse_addresses(address))
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, journal_pb2_grpc.JournalServiceStub] = {}
+        self._batch: list[_Pending] = []
         self._batches_in_flight = 0
         self._batch_tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def _stub(self) -> journal_pb2_grpc.JournalServiceStub:
+    def _stub(self, address: str) -> journal_pb2_grpc.JournalServiceStub:
         # Created lazily: a grpc.aio channel binds to the event loop running when it is made.
-        if self._stub_obj is None:
-            self._channel = grpc_channel(self.address)
-            self._stub_obj = journal_pb2_grpc.JournalServiceStub(self._channel)
-        return self._stub_obj
+        stub = self._stubs.get(address)
+        if stub is None:
+            self._channels[address] = channel = grpc_channel(address)
+            self._stubs[address] = stub = journal_pb2_grpc.JournalServiceStub(channel)
+        return stub
 
     async def _call(self, method: str, request: Any, *, attempt_s: float, timeout_s: float | None = None,
-                    retry: bool = True) -> Any:
-        """The one choke point of unary calls: deadlines set, UNAVAILABLE retried, errors translated.
+                    retry: bool = True, partition: str | None = None, owner_bound: bool = False,
+                    prefer: str | None = None, owners: dict[str, str] | None = None) -> Any:
+        """The one choke point of unary calls: deadlines set, instances chosen, UNAVAILABLE and
+        ``not_owner`` retried (on another instance when one may answer), errors translated.
 
         Args:
             attempt_s: the verb's default deadline of one attempt.
             timeout_s: the caller's budget for the whole call, retries included (None: each
-                attempt gets ``attempt_s`` and UNAVAILABLE is retried for ``unavailable_retry_s``).
+                attempt gets ``attempt_s`` and retries last up to ``unavailable_retry_s``).
             retry: retry UNAVAILABLE. Safe for reads and for appends with a request id (they
                 are idempotent); False for appends without one. A journal restart is ridden
-                out this way.
+                out this way. ``not_owner`` is always retried: nothing was written.
+            partition / owner_bound: the call is about ``partition`` and must reach its owner.
+            prefer: the instance of the first attempt (default: chosen by the router).
+            owners: filled with the owners named by a successful answer (AppendBatch).
 
         Raises:
             DeadlineExceeded: the journal did not answer within the deadline.
@@ -136,33 +165,63 @@ class JournalClient:
         deadline = None if timeout_s is None else start + max(timeout_s, 0.0)
         if deadline is not None:
             retry_until = min(retry_until, deadline)
-        backoff = _BACKOFF_MIN_S
+        backoff, owner_backoff = _BACKOFF_MIN_S, _OWNER_BACKOFF_MIN_S
+        bound = partition if owner_bound else None
+        address = prefer or self.router.target(bound)
+        tried: set[str] = set()  # instances asked since the last pause
+        err: VecraftError
+        cause: grpc.RpcError
         while True:
             attempt = attempt_s if deadline is None else deadline - time.monotonic()
             if attempt <= 0:
-                raise self._deadline_error(method, timeout_s if timeout_s is not None else attempt_s)
+                raise self._deadline_error(method, timeout_s if timeout_s is not None else attempt_s, address)
+            tried.add(address)
             try:
-                return await getattr(self._stub, method)(request, timeout=attempt)
+                call = getattr(self._stub(address), method)(request, timeout=attempt)
+                response = await call
+                if owners is not None:
+                    owners.update(owner_hints(await call.trailing_metadata()))
+                self.router.succeeded(address, partition, owner_bound=owner_bound)
+                return response
             except grpc.RpcError as exc:
+                cause = exc
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    self.router.failed(address)  # hung or overloaded: the next call tries another
                     raise self._deadline_error(
-                        method, timeout_s if timeout_s is not None else attempt_s) from exc
-                if (not retry or exc.code() != grpc.StatusCode.UNAVAILABLE
-                        or time.monotonic() + backoff > retry_until):
-                    raise from_rpc_error(exc) from exc
-            await asyncio.sleep(backoff)
-            backoff = min(_BACKOFF_MAX_S, backoff * 2)
+                        method, timeout_s if timeout_s is not None else attempt_s, address) from exc
+                err = from_rpc_error(exc)
+                if isinstance(err, NotOwner) and partition is not None:
+                    owner = owner_hints(exc.trailing_metadata()).get(partition)
+                    self.router.not_owner(partition, address, owner)
+                    pause = owner_backoff
+                elif exc.code() == grpc.StatusCode.UNAVAILABLE and retry:
+                    self.router.failed(address)
+                    pause = backoff
+                else:
+                    raise err from exc
+            address = self.router.target(bound)
+            if address in tried:  # every instance worth asking was asked: wait before the next round
+                if time.monotonic() + pause > retry_until:
+                    raise err from cause
+                await asyncio.sleep(pause)
+                tried.clear()
+                if isinstance(err, NotOwner):
+                    owner_backoff = min(_OWNER_BACKOFF_MAX_S, owner_backoff * 2)
+                else:
+                    backoff = min(_BACKOFF_MAX_S, backoff * 2)
+                address = self.router.target(bound)
+            elif time.monotonic() > retry_until:
+                raise err from cause
 
-    def _deadline_error(self, method: str, timeout_s: float) -> DeadlineExceeded:
-        return DeadlineExceeded(f"the journal at {self.address} did not answer {method} within "
+    def _deadline_error(self, method: str, timeout_s: float, address: str) -> DeadlineExceeded:
+        return DeadlineExceeded(f"the journal at {address} did not answer {method} within "
                                 f"{timeout_s:.3g}s",
-                                details={"journal": self.address, "verb": method, "timeout_s": timeout_s})
+                                details={"journal": address, "verb": method, "timeout_s": timeout_s})
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-            self._stub_obj = None
+        channels, self._channels, self._stubs = self._channels, {}, {}
+        for channel in channels.values():
+            await channel.close()
 
     async def append(self, partition: str, payload: bytes, *, request_id: str, shards: Sequence[int] = (),
                      ack: int = journal_pb2.ACK_DEFAULT, client_hlc: int = 0,
@@ -170,8 +229,9 @@ class JournalClient:
         """Append one entry; answers once it is durable and acknowledged per ``ack``.
 
         Retrying with the same ``request_id`` after a lost reply returns the
-        original position (``duplicate=True``). Raises RateLimited under
-        back-pressure (``retry_after_ms`` set), InvalidRequest, NotFound, ClockSkew,
+        original position (``duplicate=True``), whichever instance owns the partition by then.
+        Raises RateLimited under back-pressure (``retry_after_ms`` set), InvalidRequest, NotFound,
+        ClockSkew, NotOwner (no instance took the partition over within the retries),
         DeadlineExceeded after ``timeout_s`` (default: the ack timeout + a margin;
         the entry may still have been appended - retry with the same request id).
         """
@@ -185,10 +245,15 @@ class JournalClient:
         if len(payload) > _BATCH_ENTRY_BYTES:
             # Big entries cost the server per byte, not per call: batching them saves nothing.
             return await self._call("Append", req, attempt_s=attempt_s, timeout_s=timeout_s,
-                                    retry=bool(request_id))
+                                    retry=bool(request_id), partition=partition, owner_bound=True)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[journal_pb2.AppendResponse] = loop.create_future()
-        self._batch.append((req, fut, attempt_s, None if timeout_s is None else loop.time() + timeout_s))
+        now = loop.time()
+        due = None if timeout_s is None else now + timeout_s
+        retry_until = now + self.unavailable_retry_s
+        if due is not None:
+            retry_until = min(due, retry_until)
+        self._batch.append(_Pending(req, fut, attempt_s, due, retry_until))
         if self._batches_in_flight < _BATCHES_IN_FLIGHT:
             self._send_batch()
         if timeout_s is None:
@@ -198,7 +263,7 @@ class JournalClient:
         try:
             return await asyncio.wait_for(fut, max(timeout_s, 0.0))
         except TimeoutError:
-            raise self._deadline_error("Append", timeout_s) from None
+            raise self._deadline_error("Append", timeout_s, self.router.target(partition)) from None
 
     def _send_batch(self) -> None:
         items, self._batch = self._batch[:_BATCH_APPENDS], self._batch[_BATCH_APPENDS:]
@@ -207,38 +272,73 @@ class JournalClient:
         self._batch_tasks.add(task)
         task.add_done_callback(self._batch_tasks.discard)
 
-    async def _append_batch(self, items: list[_PendingAppend]) -> None:
-        """Send concurrent appends as one AppendBatch call and resolve each caller."""
+    async def _append_batch(self, items: list[_Pending]) -> None:
+        """Send concurrent appends as AppendBatch calls (one per owner) and resolve each caller."""
         try:
-            requests = [req for req, _, _, _ in items]
-            attempt_s = max(attempt for _, _, attempt, _ in items)
-            dues = [due for _, _, _, due in items]
-            # The shared call lasts as long as its most patient append needs; callers with an
-            # earlier deadline of their own stop waiting at it (see append()).
-            timeout_s = None if None in dues else \
-                max(d for d in dues if d is not None) - asyncio.get_running_loop().time()
-            try:
-                resp = await self._call("AppendBatch", journal_pb2.AppendBatchRequest(requests=requests),
-                                        attempt_s=attempt_s, timeout_s=timeout_s,
-                                        retry=all(r.request_id for r in requests))
-            except VecraftError as err:
-                for _, fut, _, _ in items:
-                    if not fut.done():
-                        fut.set_exception(err)
-                return
-            for (_, fut, _, _), result in zip(items, resp.results, strict=True):
-                if fut.done():
-                    continue  # the caller went away
-                if result.error:
-                    fut.set_exception(error_class(result.error)(
-                        result.message, retry_after_ms=result.retry_after_ms or None))
-                else:
-                    fut.set_result(result.response)
+            groups: dict[str, list[_Pending]] = {}
+            for item in items:
+                if not item.future.done():  # skip callers that went away
+                    groups.setdefault(self.router.target(item.request.partition), []).append(item)
+            await asyncio.gather(*(self._append_group(address, group) for address, group in groups.items()))
         finally:
             self._batches_in_flight -= 1
             # Appends that queued up while this batch was in flight go out together now.
-            if self._batch:
+            if self._batch and self._batches_in_flight < _BATCHES_IN_FLIGHT:
                 self._send_batch()
+
+    async def _append_group(self, address: str, items: list[_Pending]) -> None:
+        requests = [item.request for item in items]
+        attempt_s = max(item.attempt_s for item in items)
+        dues = [item.due for item in items]
+        # The shared call lasts as long as its most patient append needs; callers with an
+        # earlier deadline of their own stop waiting at it (see append()).
+        timeout_s = None if None in dues else \
+            max(d for d in dues if d is not None) - asyncio.get_running_loop().time()
+        owners: dict[str, str] = {}
+        try:
+            resp = await self._call("AppendBatch", journal_pb2.AppendBatchRequest(requests=requests),
+                                    attempt_s=attempt_s, timeout_s=timeout_s, prefer=address, owners=owners,
+                                    retry=all(r.request_id for r in requests))
+        except VecraftError as err:
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(err)
+            return
+        for item, result in zip(items, resp.results, strict=True):
+            if item.future.done():
+                continue  # the caller went away
+            partition = item.request.partition
+            if not result.error:
+                self.router.succeeded(address, partition, owner_bound=True)
+                item.future.set_result(result.response)
+                continue
+            refusal = error_class(result.error)(result.message, retry_after_ms=result.retry_after_ms or None)
+            if isinstance(refusal, NotOwner):
+                owner = owners.get(partition)
+                self.router.not_owner(partition, address, owner)
+                if self._retry_later(item, 0.0 if owner and not self.router.suspect(owner) else None):
+                    continue
+            item.future.set_exception(refusal)
+
+    def _retry_later(self, item: _Pending, delay: float | None) -> bool:
+        """Queue ``item`` again after ``delay`` s (None: its next back-off step); False when its retry
+        time is up."""
+        loop = asyncio.get_running_loop()
+        if delay is None:
+            delay = min(_OWNER_BACKOFF_MAX_S, _OWNER_BACKOFF_MIN_S * 2 ** item.tries)
+            item.tries += 1
+        if loop.time() + delay > item.retry_until:
+            return False
+
+        def requeue() -> None:
+            if item.future.done():
+                return
+            self._batch.append(item)
+            if self._batches_in_flight < _BATCHES_IN_FLIGHT:
+                self._send_batch()
+
+        loop.call_later(delay, requeue)
+        return True
 
     async def get_offset(self, partition: str, *, timeout_s: float | None = None) -> tuple[int, int]:
         """``(offset, hlc)`` of the latest committed entry; ``(0, 0)`` for an empty partition."""
@@ -246,7 +346,7 @@ class JournalClient:
 
     async def get_offsets(self, partitions: Sequence[str] = (), *,
                           timeout_s: float | None = None) -> dict[str, tuple[int, int]]:
-        """Head of each partition (all of them when ``partitions`` is empty)."""
+        """Head of each partition (all of them when ``partitions`` is empty); any instance answers."""
         resp = await self._call("GetOffset", journal_pb2.GetOffsetRequest(partitions=partitions),
                                 attempt_s=self.timeouts.get_offset_s, timeout_s=timeout_s)
         return {o.partition: (o.offset, o.hlc) for o in resp.offsets}
@@ -254,10 +354,11 @@ class JournalClient:
     async def pull_page(self, partition: str, from_offset: int, to_offset: int = 0, *,
                         max_entries: int = 0, max_bytes: int = 0,
                         timeout_s: float | None = None) -> journal_pb2.PullWALResponse:
-        """One PullWAL call (the server caps its size)."""
+        """One PullWAL call (the server caps its size); any instance answers."""
         req = journal_pb2.PullWALRequest(partition=partition, from_offset=from_offset, to_offset=to_offset,
                                          max_entries=max_entries, max_bytes=max_bytes)
-        return await self._call("PullWAL", req, attempt_s=self.timeouts.pull_s, timeout_s=timeout_s)
+        return await self._call("PullWAL", req, attempt_s=self.timeouts.pull_s, timeout_s=timeout_s,
+                                partition=partition)
 
     async def pull(self, partition: str, from_offset: int, to_offset: int = 0, *,
                    timeout_s: float | None = None) -> list[journal_pb2.JournalEntry]:
@@ -293,10 +394,11 @@ class JournalClient:
 
     async def report_applied(self, partition: str, replica_id: str, applied_offset: int, *,
                              timeout_s: float | None = None) -> None:
-        """Tell the journal this replica applied every entry up to ``applied_offset``."""
+        """Tell the partition's owner this replica applied every entry up to ``applied_offset``."""
         req = journal_pb2.ReportAppliedRequest(partition=partition, replica_id=replica_id,
                                                applied_offset=applied_offset)
-        await self._call("ReportApplied", req, attempt_s=self.timeouts.report_applied_s, timeout_s=timeout_s)
+        await self._call("ReportApplied", req, attempt_s=self.timeouts.report_applied_s, timeout_s=timeout_s,
+                         partition=partition, owner_bound=True)
 
     async def lookup_request(self, request_id: str, *,
                              timeout_s: float | None = None) -> journal_pb2.LookupRequestResponse:
@@ -304,11 +406,14 @@ class JournalClient:
                                 attempt_s=self.timeouts.lookup_s, timeout_s=timeout_s)
 
     async def stats(self, *, timeout_s: float | None = None) -> journal_pb2.StatsResponse:
+        """One instance's Stats (with several instances, consumers are those of the partitions it owns)."""
         return await self._call("Stats", journal_pb2.StatsRequest(), attempt_s=self.timeouts.stats_s,
                                 timeout_s=timeout_s)
 
-    def _open_stream(self, req: journal_pb2.SubscribeRequest) -> grpc.aio.UnaryStreamCall:
-        return self._stub.Subscribe(req)
+    def _open_stream(self, req: journal_pb2.SubscribeRequest) -> tuple[grpc.aio.UnaryStreamCall, str]:
+        """A Subscribe call to the partition's owner (as far as this client knows) and its address."""
+        address = self.router.target(req.partition)
+        return self._stub(address).Subscribe(req), address
 
 
 class Subscription:
@@ -428,13 +533,17 @@ class Subscription:
 
     async def _stream(self) -> None:
         backoff = _BACKOFF_MIN_S
+        router = self._client.router
         while not self._closed:
             req = journal_pb2.SubscribeRequest(partition=self.partition, from_offset=self._received + 1,
                                                replica_id=self.replica_id, shards=self._shards,
                                                role=self._role, after_hlc=self._received_hlc)
+            pause: float | None = None  # None: the growing back-off
+            address = ""
             try:
-                call = self._client._open_stream(req)
+                call, address = self._client._open_stream(req)
                 self._call = call
+                answered = False
                 silence_s = self._client.timeouts.stream_silence_s
                 while True:
                     try:
@@ -443,28 +552,46 @@ class Subscription:
                         call.cancel()
                         raise _StreamSilent(f"no entries and no heartbeat for {silence_s:g}s") from None
                     if event is grpc.aio.EOF:
-                        break  # the server ended the stream (shutting down): reconnect
+                        # The server ended the stream (shutting down, or it stopped serving the
+                        # partition): reconnect; it names the owner if another instance has it.
+                        pause = _OWNER_BACKOFF_MIN_S
+                        break
+                    if not answered:  # this instance serves the partition's stream
+                        answered = True
+                        router.succeeded(address, self.partition, owner_bound=True)
                     backoff = _BACKOFF_MIN_S
                     await self._accept(event)
             except _StreamGap as gap:
                 log.warning("journal subscription saw a gap; resubscribing", extra={
                     "partition": self.partition, "replica_id": self.replica_id, "error": str(gap)})
             except _StreamSilent as silent:
+                router.failed(address)
                 log.warning("journal subscription went silent; resubscribing", extra={
                     "partition": self.partition, "replica_id": self.replica_id,
-                    "journal": self._client.address, "resume_from": self._received + 1, "error": str(silent)})
+                    "journal": address, "resume_from": self._received + 1, "error": str(silent)})
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
-                if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-                                  grpc.StatusCode.FAILED_PRECONDITION):
+                if isinstance(err, NotOwner):
+                    # Another instance owns the partition (and tracks its consumers): go there.
+                    owner = owner_hints(exc.trailing_metadata()).get(self.partition)
+                    router.not_owner(self.partition, address, owner)
+                    pause = _OWNER_BACKOFF_MIN_S if owner else _OWNER_BACKOFF_MAX_S
+                elif exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                                    grpc.StatusCode.FAILED_PRECONDITION):
                     self._error = err
                     self._changed.set()
                     return
-                if exc.code() == grpc.StatusCode.CANCELLED and self._closed:
+                elif exc.code() == grpc.StatusCode.CANCELLED and self._closed:
                     return
-                log.info("journal subscription interrupted; reconnecting", extra={
-                    "partition": self.partition, "replica_id": self.replica_id,
-                    "resume_from": self._received + 1, "error": err.message})
+                else:
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                        router.failed(address)  # the next attempt tries another instance first
+                    log.info("journal subscription interrupted; reconnecting", extra={
+                        "partition": self.partition, "replica_id": self.replica_id, "journal": address,
+                        "resume_from": self._received + 1, "error": err.message})
+            if pause is not None:
+                await asyncio.sleep(pause)
+                continue
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(_BACKOFF_MAX_S, backoff * 2)
 

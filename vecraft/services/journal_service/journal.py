@@ -23,9 +23,10 @@ from vecraft.services.journal_service.distribution import (
     ReplicaRegistry,
     compute_lag,
 )
+from vecraft.services.journal_service.ownership import OwnAll, Ownership
 from vecraft.services.journal_service.partitioning import PartitionMap
 from vecraft.services.journal_service.wal import JournalBackend, JournalCorruption, LogWrite, PartitionLog
-from vecraft.shared.common.errors import HistoryMismatch, InvalidRequest, VecraftError
+from vecraft.shared.common.errors import HistoryMismatch, InvalidRequest, NotOwner, VecraftError
 from vecraft.shared.hlc import physical_ms, wall_clock_ms
 from vecraft.shared.model.limits import MAX_REQUEST_BYTES
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -60,11 +61,19 @@ class JournalLimits:
 
 
 class Journal:
-    """Append / read / stream / track over one :class:`JournalBackend`."""
+    """Append / read / stream / track over one :class:`JournalBackend`.
+
+    ``ownership`` says which partitions this instance writes (default: all). Appends of
+    the others are refused with NotOwner; Subscribe and ReportApplied of a partition
+    another known instance owns too (the owner tracks its consumers for acks); reads
+    (GetOffset, PullWAL, LookupRequest) are answered by every instance from the storage.
+    """
 
     def __init__(self, backend: JournalBackend, partition_map: PartitionMap, registry: ReplicaRegistry,
-                 back_pressure: BackPressure, limits: JournalLimits = JournalLimits()) -> None:
+                 back_pressure: BackPressure, limits: JournalLimits = JournalLimits(),
+                 ownership: Ownership | None = None) -> None:
         self.backend = backend
+        self.ownership = ownership or OwnAll(backend.partitions())
         self.partition_map = partition_map
         self.registry = registry
         self.acks = AckTracker(registry)
@@ -105,6 +114,7 @@ class Journal:
 
         Raises:
             NotFound: unknown partition. InvalidRequest: bad input.
+            NotOwner: another instance owns the partition (nothing was written).
             RateLimited: back-pressure (not for a retry of a written request id).
             ClockSkew: ``client_hlc`` too far ahead. Unavailable: the log cannot write.
         """
@@ -112,6 +122,7 @@ class Journal:
         plog = self._log(req.partition)
         ack_name = _ACK_NAMES.get(req.ack, "all")
         try:
+            self.ownership.check_write(plog.name)
             self._validate_append(req)
             if req.client_hlc:
                 self._note_drift(req.client_hlc)
@@ -119,7 +130,13 @@ class Journal:
             if known is None:
                 self.back_pressure.check(plog.name)
             shards = tuple(req.shards)
-            appended = await plog.append(LogWrite(req.request_id, req.payload, shards, req.client_hlc))
+            try:
+                appended = await plog.append(LogWrite(req.request_id, req.payload, shards, req.client_hlc))
+            except NotOwner as err:  # the log refused it (ownership ended meanwhile): name the owner
+                raise self.ownership.not_owner(plog.name, err.message) from err
+        except NotOwner:
+            metrics.APPENDS.labels(plog.name, "not_owner").inc()
+            raise
         except VecraftError as err:
             metrics.APPENDS.labels(plog.name, "rejected" if err.http_status < 500 else "failed").inc()
             raise
@@ -213,11 +230,17 @@ class Journal:
         The first event is a heartbeat. While the stream is open the
         subscriber is a live consumer of the partition.
 
+        The stream ends (the client reconnects) when this instance stops serving the
+        partition: ownership lost, or another owner appeared (see :class:`Ownership`).
+
         Raises:
             NotFound: unknown partition. InvalidRequest: bad from_offset, role or replica id.
             HistoryMismatch: ``after_hlc`` is not the HLC of the entry before ``from_offset``.
+            NotOwner: another instance owns the partition; subscribe there.
         """
         plog = self._log(req.partition)
+        self.ownership.check_tracking(plog.name)
+        generation = self.ownership.generation(plog.name)
         await self._check_from(plog, req.from_offset)
         if req.after_hlc and req.from_offset > 1:
             held = plog.hlc_at(req.from_offset - 1)  # 0: not held any more (trimmed), unchecked
@@ -243,7 +266,7 @@ class Journal:
             offset, hlc = plog.head
             yield journal_pb2.SubscribeEvent(head_offset=offset, head_hlc=hlc)
             last_sent = time.monotonic()
-            while not self._closing:
+            while not self._closing and self.ownership.generation(plog.name) == generation:
                 head, hlc = plog.head
                 if next_offset <= head:
                     entries = await self._read(plog, next_offset, head, self.limits.pull_max_entries,
@@ -268,8 +291,10 @@ class Journal:
 
     # ---- tracking ------------------------------------------------------------------
     async def report_applied(self, partition: str, replica_id: str, applied: int) -> None:
-        """A consumer applied everything up to ``applied``. Raises NotFound, InvalidRequest."""
+        """A consumer applied everything up to ``applied``. Raises NotFound, InvalidRequest, NotOwner
+        (another instance owns the partition and tracks its consumers)."""
         plog = self._log(partition)
+        self.ownership.check_tracking(plog.name)
         if not replica_id:
             raise InvalidRequest("replica_id is required")
         head = plog.head[0]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import grpc
 
 from vecraft.services.journal_service.distribution import BackPressure, ReplicaRegistry, Thresholds
 from vecraft.services.journal_service.journal import Journal, JournalLimits
+from vecraft.services.journal_service.ownership import Ownership
 from vecraft.services.journal_service.partitioning import PartitionMap
 from vecraft.services.journal_service.servicer import JournalServicer
 from vecraft.services.journal_service.settings import JournalSettings
@@ -19,6 +21,9 @@ from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, run_service
 from vecraft.shared.hlc import HybridLogicalClock
 from vecraft.shared.rpc.v1 import journal_pb2_grpc
+
+if TYPE_CHECKING:
+    from vecraft.services.meta_manager.client import MetaClient
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,7 @@ def build_backend(settings: JournalSettings, partition_map: PartitionMap) -> Jou
         return JetStreamJournalBackend(settings.nats_urls, partition_map.names, clock=clock,
                                        replicas=settings.nats_replicas,
                                        stream_prefix=settings.nats_stream_prefix,
-                                       request_id_retention=retention)
+                                       request_id_retention=retention, fenced=settings.partition_ownership)
     return LocalJournalBackend(settings.data_dir, partition_map.names, clock=clock,
                                segment_bytes=settings.segment_bytes, fsync=settings.fsync,
                                request_id_retention=retention)
@@ -48,6 +53,10 @@ class JournalService(Service):
     Not ready while any partition's writer has failed (it answers its appends
     ``UNAVAILABLE`` until a restart): a journal that cannot write one of its
     partitions must not look healthy behind its probe.
+
+    With partition ownership (``settings.partition_ownership``) it is ready once the
+    streams are read, owning a partition or not: every instance serves reads, and
+    a non-owner redirects writes to the owner.
     """
 
     role = "journal"
@@ -65,16 +74,37 @@ class JournalService(Service):
                           write_ack_timeout_ms=settings.write_ack_timeout_ms,
                           heartbeat_ms=settings.heartbeat_ms, pull_max_entries=settings.pull_max_entries,
                           pull_max_bytes=settings.pull_max_bytes))
+        self.ownership: Ownership = self.journal.ownership
+        self._meta: MetaClient | None = None
 
     def register(self, server: grpc.aio.Server) -> None:
         journal_pb2_grpc.add_JournalServiceServicer_to_server(JournalServicer(self.journal), server)
 
     async def on_start(self) -> None:
         await self.backend.open()
+        if self.settings.partition_ownership:
+            await self._start_ownership()
         self.spawn(self.journal.monitor(), "monitor", forever=True)
         if not self.settings.fsync:
             log.warning("fsync is off: acknowledged entries can be lost on a crash")
         self.set_ready()
+
+    async def _start_ownership(self) -> None:
+        # Imported here: the jetstream backend needs nats-py (the cluster extra).
+        from vecraft.services.journal_service.ownership.leased import LeasedOwnership
+        from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
+        from vecraft.services.meta_manager.client import MetaClient
+
+        assert isinstance(self.backend, JetStreamJournalBackend)
+        ttl_ms = self.settings.partition_lease_ttl_ms
+        # A renewal that has not come back within a third of the TTL is retried, not waited for.
+        self._meta = MetaClient(self.settings.meta_address, timeout_s=max(0.1, ttl_ms / 3000))
+        leased = LeasedOwnership(self.backend, self._meta, node_id=self.node_id, address=self.grpc_address,
+                                 http_address=self.http_address, lease_ttl_ms=ttl_ms,
+                                 node_ttl_ms=self.settings.node_ttl_ms,
+                                 stream_prefix=self.settings.nats_stream_prefix)
+        self.ownership = self.journal.ownership = leased
+        self.spawn(leased.run(), "ownership", forever=True)
 
     async def shutdown(self, grace: float = 5.0) -> None:
         # Subscribe streams never end by themselves; without this the gRPC server would wait
@@ -84,6 +114,10 @@ class JournalService(Service):
 
     async def on_stop(self) -> None:
         await self.backend.close()
+        if self._meta is not None:
+            # After the last write: another instance takes the partitions over at once.
+            await self.ownership.release_all()
+            await self._meta.close()
 
     @property
     def ready(self) -> bool:
@@ -93,7 +127,8 @@ class JournalService(Service):
         if self.state.value != "ready":
             return {}
         payload: dict[str, object] = {
-            "partitions": {p: self.backend.partition(p).head[0] for p in self.backend.partitions()}}
+            "partitions": {p: self.backend.partition(p).head[0] for p in self.backend.partitions()},
+            **self.ownership.describe()}
         failed = self.backend.failed_partitions()
         if failed:
             payload["failed_partitions"] = failed

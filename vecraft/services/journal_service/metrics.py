@@ -14,7 +14,7 @@ from vecraft.shared.common.metrics import counter, gauge, latency_histogram
 AREA = "journal"
 
 APPENDS = counter(AREA, "appends", "Append requests by partition and outcome "
-                  "(ok, duplicate, rejected, failed)", ["partition", "outcome"])
+                  "(ok, duplicate, rejected, failed, not_owner)", ["partition", "outcome"])
 APPEND_BYTES = counter(AREA, "append_bytes", "Payload bytes of appended entries", ["partition"])
 APPEND_SECONDS = latency_histogram(AREA, "append", "Append latency until the answer (durable + acks)",
                                    ["partition", "ack"])
@@ -50,3 +50,7 @@ BACK_PRESSURE = gauge(AREA, "back_pressure", "state", "1 while new writes are re
 HLC_DRIFT_MAX_MS = gauge(AREA, "hlc_drift_max", "ms",
                          "Largest amount a writer's HLC was ahead of the journal's wall clock")
 SUBSCRIBERS = gauge(AREA, "subscribers", "streams", "Open Subscribe streams", ["partition", "role"])
+OWNED = gauge(AREA, "partition_owned", "state", "1 while this instance owns the partition (reported only "
+              "with partition ownership: --backend jetstream and --meta-address)", ["partition"])
+TAKE_OVERS = counter(AREA, "take_overs", "Partitions this instance took over (epoch marker written)",
+                     ["partition"])

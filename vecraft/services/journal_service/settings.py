@@ -11,7 +11,12 @@ from vecraft.shared.model.limits import MAX_REQUEST_BYTES
 
 
 class JournalSettings(ServiceSettings):
-    """Durable, partitioned, HLC-ordered journal."""
+    """Durable, partitioned, HLC-ordered journal.
+
+    With ``--backend jetstream`` and ``--meta-address`` several instances share the
+    streams and each partition is written by the instance holding its lease
+    (docs/journal.md, "Fail-over"); otherwise this instance writes every partition.
+    """
 
     backend: Literal["local", "jetstream"] = Field(
         "local", description="log backend: local segment files, or NATS JetStream streams (cluster mode)")
@@ -21,6 +26,11 @@ class JournalSettings(ServiceSettings):
         "replicas of each partition's stream when the jetstream backend creates it (1 for one server)"))
     nats_stream_prefix: str = Field("vecraft", pattern=r"^[A-Za-z0-9_-]{1,64}$", description=(
         "names this journal's streams <prefix>-<partition> and subjects <prefix>.journal.<partition>"))
+    partition_lease_ttl_ms: int = Field(1500, ge=300, le=60_000, description=(
+        "jetstream backend with --meta-address: TTL of the partition ownership leases (renewed every third; "
+        "an owner stops writing once it could not renew for this long; fail-over takes about this long)"))
+    node_ttl_ms: int = Field(3000, ge=1000, description=(
+        "lease of the meta manager registration (jetstream backend with --meta-address)"))
     data_partitions: int = Field(1, ge=1, le=1024, description="number of data partitions (data-0..)")
     segment_bytes: int = Field(64 << 20, ge=4096, description="roll to a new segment file past this size")
     max_entry_bytes: int = Field(MAX_REQUEST_BYTES, ge=1, description=(
@@ -60,6 +70,11 @@ class JournalSettings(ServiceSettings):
         if self.backend == "jetstream" and not self.nats_urls:
             raise ValueError("--backend jetstream needs --nats-url nats://host:port[,...]")
         return self
+
+    @property
+    def partition_ownership(self) -> bool:
+        """Take part in partition ownership (leases from the meta manager, fenced streams)."""
+        return self.backend == "jetstream" and bool(self.meta_address)
 
     @property
     def nats_urls(self) -> list[str]:

@@ -151,3 +151,18 @@ def error_class(wire_name: str | None, grpc_code: grpc.StatusCode | None = None)
     if grpc_code is not None and grpc_code in _BY_GRPC_CODE:
         return _BY_GRPC_CODE[grpc_code]
     return VecraftError
+
+
+class NotOwner(Unavailable):
+    """A journal instance was asked to write (or track) a partition another instance owns.
+
+    Nothing was written. Retry at the owner: its address is in ``details["owner_address"]`` when
+    known (the journal also sends it as the ``vecraft-journal-owner`` trailing metadata), else at
+    another instance (docs/journal.md, "Fail-over"). A subclass of ``Unavailable``: a caller that
+    does not know it retries it like any unavailable journal.
+    """
+
+    wire_name = "not_owner"
+
+
+ERROR_CLASSES[NotOwner.wire_name] = NotOwner

@@ -37,6 +37,20 @@ A publish whose answer is lost (leader change, a server killed) has an unknown
 outcome: the writer reads the stream's tail and finds its batch by its
 attempt id header, or publishes the same stamped entries again with the
 same expected sequence — at most one of the attempts can be stored.
+
+Fenced writing (partition ownership, ``fenced=True``; run by
+:mod:`vecraft.services.journal_service.ownership.leased`): the process writes
+a partition only under a :class:`Holding` of the partition's lease (its
+fencing token is the *epoch*), which it first fences into the stream with an
+**epoch marker** — an entry with an empty payload and the epoch and holder in
+headers (:meth:`JetStreamPartitionLog.take_over`). A batch is stamped only
+while the last marker the index holds is the writer's own (and its lease has
+not run out on this process's monotonic clock), and is published with the
+expected last sequence it was stamped against. So once a newer holding's
+marker is stored, no publish of an older holding can be stored after it: it
+either expects a sequence before the marker (refused by JetStream) or was
+stamped after indexing the marker (refused here). Epochs
+never decrease along the stream, whatever the leases did.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
@@ -76,7 +91,7 @@ from vecraft.services.journal_service.wal.request_ids import (
     RequestIdIndex,
     RequestIdRetention,
 )
-from vecraft.shared.common.errors import ClockSkew, PayloadTooLarge, Unavailable
+from vecraft.shared.common.errors import ClockSkew, FencedOut, NotOwner, PayloadTooLarge, Unavailable
 from vecraft.shared.hlc import HybridLogicalClock, wall_clock_ms
 from vecraft.shared.rpc.v1 import journal_pb2
 
@@ -94,8 +109,23 @@ CLOSING_WINDOW_S = 3.0
 FOLLOW_INTERVAL_S = 0.5
 #: Attempt ids of entries indexed by a catch-up that are remembered (batches, not entries).
 SEEN_ATTEMPTS = 4096
-# (offset, hlc, write) of a stamped batch.
-_Stamped = list[tuple[int, int, LogWrite]]
+# (offset, hlc, write, epoch, owner) of a stamped batch (epoch 0 / owner "": see entry_headers).
+_Stamped = list[tuple[int, int, LogWrite, int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One holding of a partition's ownership lease: its fencing token (the epoch) and its holder."""
+
+    epoch: int
+    holder: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Marker(LogWrite):
+    """The epoch marker of ``holding``: an entry with an empty payload (which no client can append)."""
+
+    holding: Holding = Holding(0, "")
 
 
 def entry_size(request_id: str, shards: Sequence[int], payload: bytes) -> int:
@@ -108,8 +138,17 @@ class JetStreamPartitionLog(IndexedPartitionLog):
 
     def __init__(self, name: str, stream: str, subject: str, *, io: StreamIO, clock: HybridLogicalClock,
                  request_ids: RequestIdIndex, inflight: dict[str, asyncio.Future[Appended]],
-                 max_entry_bytes: int) -> None:
+                 max_entry_bytes: int, fenced: bool = False) -> None:
         super().__init__(name, request_ids=request_ids, inflight=inflight)
+        #: Writes only under a holding fenced into the stream (see the module doc); False: always.
+        self.fenced = fenced
+        self._holding: Holding | None = None  # the holding this process writes under
+        self._writable_until = 0.0  # monotonic; the holding's lease may have run out after it
+        self._last_marker: Holding | None = None  # of the newest marker indexed
+        self._last_marker_at = Position(name, 0, 0)
+        self._max_epoch = 0  # largest epoch indexed
+        #: Called (with the partition name) when the stream shows a newer holding than this one's.
+        self.on_deposed: Callable[[str], None] | None = None
         self._rid_index = request_ids
         self._loading = False  # request ids go to the index as recovered ones (see load)
         self.stream = stream
@@ -152,6 +191,115 @@ class JetStreamPartitionLog(IndexedPartitionLog):
         if self._follow is not None:
             await asyncio.gather(self._follow, return_exceptions=True)
 
+    # ---- ownership (fenced writing) ----------------------------------------------
+    @property
+    def holding(self) -> Holding | None:
+        """The holding this process writes under (granted by :meth:`take_over`), else None."""
+        return self._holding
+
+    @property
+    def last_marker(self) -> Holding | None:
+        """The holding of the newest epoch marker indexed (None: the stream holds none)."""
+        return self._last_marker
+
+    @property
+    def writable(self) -> bool:
+        """True while appends are stamped: always when not fenced; when fenced, while this process's
+        holding is the newest marker indexed and its lease has not run out."""
+        if not self.fenced:
+            return True
+        return (self._holding is not None and self._last_marker == self._holding
+                and time.monotonic() < self._writable_until)
+
+    async def take_over(self, holding: Holding, until: float) -> Position:
+        """Write from now on under ``holding``, whose lease runs out at the monotonic time ``until``:
+        fence the stream with its epoch marker first (unless the newest marker is already its own).
+
+        The marker is published like any batch, against the head the index holds, so it lands
+        after every entry stored before it, and the catch-up that a refused publish runs moves the
+        clock past them (a new owner starts its HLC above the stream's last entry) and indexes
+        their request ids (a retry of one is answered as a duplicate).
+
+        Returns:
+            The marker's position.
+
+        Raises:
+            FencedOut: the stream already holds an epoch >= ``holding.epoch`` (a newer holding
+                wrote, or the lease store's tokens went backwards).
+            NotOwner: the lease ran out (or was revoked) before the marker was stored.
+            Unavailable: JetStream did not take the marker, or the partition is failed or closing.
+        """
+        if not self.fenced:
+            raise RuntimeError(f"partition {self.name} is not fenced: it has no owners")
+        self._holding, self._writable_until = holding, until
+        await self.refresh()  # stamp against the stream's tail: the publish then rarely needs a retry
+        if self._last_marker == holding:
+            return self._last_marker_at
+        return (await self._enqueue(_Marker("", b"", holding=holding))).position
+
+    def extend(self, holding: Holding, until: float) -> None:
+        """``holding``'s lease was renewed: it now runs out at the monotonic time ``until``."""
+        if self._holding == holding:
+            self._writable_until = until
+
+    def revoke(self) -> None:
+        """Stop writing (the holding was lost, released or deposed): queued and later appends are
+        answered NotOwner. What is being published goes on (its outcome is decided by the stream)."""
+        self._holding = None
+        self._writable_until = 0.0
+        self._wake.set()
+
+    def _holds(self) -> bool:
+        return self._holding is not None and time.monotonic() < self._writable_until
+
+    def _may_write(self, write: LogWrite) -> tuple[int, str]:
+        """``(epoch, owner)`` headers to stamp ``write`` with now.
+
+        Raises:
+            NotOwner: fenced, and this process does not write the partition now.
+            FencedOut: ``write`` is this holding's marker and the stream holds an epoch as new.
+            _Known: ``write`` is a marker already stored (found by a catch-up).
+        """
+        if not self.fenced:
+            return 0, ""
+        holding = self._holding
+        marker = isinstance(write, _Marker)
+        if holding is not None and not marker and self._newer_holding_indexed(holding):
+            self._deposed(holding)
+            holding = None
+        if holding is None or time.monotonic() >= self._writable_until or (
+                isinstance(write, _Marker) and write.holding != holding):
+            raise NotOwner(f"this journal instance does not own partition {self.name} now",
+                           details={"partition": self.name})
+        if marker:
+            if self._last_marker == holding:
+                raise _Known(self._last_marker_at)
+            if self._max_epoch >= holding.epoch:
+                raise FencedOut(f"partition {self.name}: the stream already holds epoch {self._max_epoch}, "
+                                f"not below this holding's fencing token {holding.epoch}",
+                                details={"partition": self.name, "stream_epoch": self._max_epoch,
+                                         "fencing_token": holding.epoch})
+            return holding.epoch, holding.holder
+        if self._last_marker != holding:
+            raise NotOwner(f"this journal instance is still taking partition {self.name} over",
+                           details={"partition": self.name})
+        return holding.epoch, ""
+
+    def _newer_holding_indexed(self, holding: Holding) -> bool:
+        marker = self._last_marker
+        return self._max_epoch > holding.epoch or (
+            marker is not None and marker != holding and marker.epoch >= holding.epoch)
+
+    def _deposed(self, holding: Holding) -> None:
+        marker = self._last_marker
+        log.warning("partition %s: the stream holds a newer owner's marker (epoch %s by %s) than this "
+                    "instance's (epoch %d); it stops writing the partition", self.name,
+                    marker.epoch if marker else self._max_epoch, marker.holder if marker else "?",
+                    holding.epoch, extra={"partition": self.name})
+        self.revoke()
+        if self.on_deposed is not None:
+            self.on_deposed(self.name)
+
     # ---- PartitionLog ------------------------------------------------------------
     async def append(self, write: LogWrite) -> Appended:
         existing = await self._already_appended(write.request_id)
@@ -161,6 +309,9 @@ class JetStreamPartitionLog(IndexedPartitionLog):
             raise PayloadTooLarge(f"entry of {len(write.payload)} bytes is larger than the NATS "
                                   f"servers accept ({self._max_entry_bytes} bytes)",
                                   details={"bytes": len(write.payload), "max": self._max_entry_bytes})
+        if not self.writable:
+            raise NotOwner(f"this journal instance does not own partition {self.name} now",
+                           details={"partition": self.name})
         return await self._enqueue(write)
 
     async def read(self, from_offset: int, to_offset: int, *, max_entries: int,
@@ -222,7 +373,8 @@ class JetStreamPartitionLog(IndexedPartitionLog):
         return self.head
 
     # ---- index -------------------------------------------------------------------
-    def _index(self, offset: int, hlc: int, size: int, request_id: str) -> None:
+    def _index(self, offset: int, hlc: int, size: int, request_id: str, epoch: int = 0,
+               owner: str = "") -> None:
         """Add the entry at ``offset``; one indexed already (by a concurrent catch-up) is skipped."""
         if offset <= len(self._hlc):
             return
@@ -231,6 +383,11 @@ class JetStreamPartitionLog(IndexedPartitionLog):
                                     f"{len(self._hlc)}, a hole")
         self._hlc.append(hlc)
         self._cum.append((self._cum[-1] if self._cum else 0) + size)
+        if epoch > self._max_epoch:
+            self._max_epoch = epoch
+        if owner:
+            self._last_marker = Holding(epoch, owner)
+            self._last_marker_at = Position(self.name, offset, hlc)
         if request_id:
             if self._loading:
                 self._rid_index.recovered(request_id, Position(self.name, offset, hlc))
@@ -249,7 +406,8 @@ class JetStreamPartitionLog(IndexedPartitionLog):
                 for e in await self._io.fetch(self.stream, head + 1, min(last - head, MAX_BATCH_MESSAGES)):
                     if e.seq <= len(self._hlc):  # the writer indexed its own batch meanwhile
                         continue
-                    self._index(e.seq, e.hlc, entry_size(e.request_id, e.shards, e.payload), e.request_id)
+                    self._index(e.seq, e.hlc, entry_size(e.request_id, e.shards, e.payload), e.request_id,
+                                e.epoch, e.owner)
                     new.append(e)
                     if e.attempt and e.attempt not in self._seen_attempts:
                         self._seen_attempts[e.attempt] = e.seq
@@ -284,7 +442,8 @@ class JetStreamPartitionLog(IndexedPartitionLog):
             await self._commit(self._take_queue(take))
 
     def _stamp(self, batch: list[PendingAppend]) -> tuple[_Stamped, list[PendingAppend]]:
-        """Offsets and HLCs in queue order; answers writes the index already holds; refuses far-ahead HLCs."""
+        """Offsets and HLCs in queue order; answers writes the index already holds; refuses far-ahead HLCs
+        and, when fenced, every write while this process does not write the partition."""
         stamped: _Stamped = []
         accepted: list[PendingAppend] = []
         offset = len(self._hlc)
@@ -293,8 +452,9 @@ class JetStreamPartitionLog(IndexedPartitionLog):
             try:
                 if known is not None:  # committed meanwhile, e.g. by an attempt whose answer was lost
                     raise _Known(known)
+                epoch, owner = self._may_write(write)
                 hlc = self._clock.update(write.client_hlc) if write.client_hlc else self._clock.now()
-            except (ClockSkew, _Known) as outcome:
+            except (ClockSkew, NotOwner, FencedOut, _Known) as outcome:
                 self._inflight.pop(write.request_id, None)
                 if not fut.done():
                     if isinstance(outcome, _Known):
@@ -303,7 +463,7 @@ class JetStreamPartitionLog(IndexedPartitionLog):
                         fut.set_exception(outcome)
                 continue
             offset += 1
-            stamped.append((offset, hlc, write))
+            stamped.append((offset, hlc, write, epoch, owner))
             accepted.append((write, fut))
         return stamped, accepted
 
@@ -327,13 +487,14 @@ class JetStreamPartitionLog(IndexedPartitionLog):
             try:
                 last = await self._io.publish_batch(
                     self.stream, self.subject, attempt, head,
-                    [(entry_headers(hlc, w.request_id, w.shards), w.payload) for _, hlc, w in stamped])
+                    [(entry_headers(hlc, w.request_id, w.shards, epoch=epoch, owner=owner), w.payload)
+                     for _, hlc, w, epoch, owner in stamped])
                 if last == stamped[-1][0]:
                     self._commit_metric.observe(time.perf_counter() - started)
                     self._batch_metric.observe(len(stamped))
-                    for offset, hlc, write in stamped:
+                    for offset, hlc, write, epoch, owner in stamped:
                         self._index(offset, hlc, entry_size(write.request_id, write.shards, write.payload),
-                                    write.request_id)
+                                    write.request_id, epoch, owner)
                     self._published()
                     self._answer(stamped, batch)
                     return
@@ -354,6 +515,18 @@ class JetStreamPartitionLog(IndexedPartitionLog):
                 log.warning("partition %s: entries %d..%d written by another journal; restamping",
                             self.name, head + 1, len(self._hlc), extra={"partition": self.name})
                 stamped = []  # the old stamps can never be stored now: restamp after the new head
+                if time.monotonic() - began <= (CLOSING_WINDOW_S if self._closing else RETRY_WINDOW_S):
+                    continue  # the stream moved on (it answers): no need to wait before restamping
+            elif self.fenced and not self._holds():
+                # The outcome is unknown and this process no longer owns the partition: its owner
+                # (which indexes everything stored before its marker) answers a retry of the ids.
+                log.warning("partition %s: ownership ended while a batch's outcome is unknown (%s)",
+                            self.name, error, extra={"partition": self.name})
+                self._fail(batch, Unavailable(
+                    f"journal partition {self.name}: this instance lost ownership while its write's outcome "
+                    f"was unknown; retry with the same request id (the owner knows whether it was stored)",
+                    retry_after_ms=100, details={"partition": self.name}))
+                return
             if time.monotonic() - began > (CLOSING_WINDOW_S if self._closing else RETRY_WINDOW_S):
                 log.error("partition %s: giving up on a batch after %.0fs: %s", self.name,
                           time.monotonic() - began,
@@ -367,7 +540,7 @@ class JetStreamPartitionLog(IndexedPartitionLog):
             delay = min(delay * 2, 1.0)
 
     def _answer(self, stamped: _Stamped, batch: list[PendingAppend]) -> None:
-        for (offset, hlc, write), (_, fut) in zip(stamped, batch, strict=True):
+        for (offset, hlc, write, _, _), (_, fut) in zip(stamped, batch, strict=True):
             self._inflight.pop(write.request_id, None)
             if not fut.done():
                 fut.set_result(Appended(Position(self.name, offset, hlc), False))
@@ -402,12 +575,16 @@ class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
         request_id_retention: bounds the request-id index (the idempotency window,
             :mod:`.request_ids`).
         wall_clock: measures the window's ages; must be the wall clock ``clock`` follows.
+        fenced: write a partition only under a holding fenced into its stream
+            (:meth:`JetStreamPartitionLog.take_over`; partition ownership). False: write every
+            partition at once, as the only journal process (or beside others, unfenced).
     """
 
     def __init__(self, urls: Sequence[str], partitions: Sequence[str], *, clock: HybridLogicalClock,
                  replicas: int = 3, stream_prefix: str = "vecraft", timeout: float = 5.0,
                  ready_timeout: float = 60.0, request_id_retention: RequestIdRetention = DEFAULT_RETENTION,
-                 wall_clock: Callable[[], int] = wall_clock_ms) -> None:
+                 wall_clock: Callable[[], int] = wall_clock_ms, fenced: bool = False) -> None:
+        self.fenced = fenced
         self._urls = list(urls)
         self._names = list(partitions)
         self._clock = clock
@@ -433,7 +610,8 @@ class JetStreamJournalBackend(IndexedJournalBackend[JetStreamPartitionLog]):
             stream, subject = f"{self._prefix}-{name}", f"{self._prefix}.journal.{name}"
             await self._ensure_stream(stream, subject)
             plog = JetStreamPartitionLog(name, stream, subject, io=self._io, clock=self._clock,
-                                         request_ids=self._rids, inflight=inflight, max_entry_bytes=max_entry)
+                                         request_ids=self._rids, inflight=inflight, max_entry_bytes=max_entry,
+                                         fenced=self.fenced)
             self._logs[name] = plog
             await plog.load()
             log.info("partition recovered", extra={"partition": name, "head_offset": plog.head[0],

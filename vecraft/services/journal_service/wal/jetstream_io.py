@@ -6,7 +6,8 @@ the waiting call by the inbox token, so neither path pays for a subscription
 per call.
 
 Entries are stored as stream messages with the journal's fields in headers
-(:data:`HLC_HEADER`, :data:`RID_HEADER`, :data:`SHARDS_HEADER`) and the
+(:data:`HLC_HEADER`, :data:`RID_HEADER`, :data:`SHARDS_HEADER`, and with
+partition ownership :data:`EPOCH_HEADER` / :data:`OWNER_HEADER`) and the
 payload as the message body; :class:`Stored` is one message read back.
 """
 
@@ -33,6 +34,12 @@ RID_HEADER = "Vecraft-Rid"
 SHARDS_HEADER = "Vecraft-Shards"
 #: Identifies one publish attempt, to find it in the stream when its answer was lost.
 ATTEMPT_HEADER = "Vecraft-Attempt"
+#: The ownership epoch (the owner's lease fencing token) an entry was written under; absent = 0
+#: (written without partition ownership).
+EPOCH_HEADER = "Vecraft-Epoch"
+#: Only on an epoch marker (an entry with an empty payload): the lease holder that took the
+#: partition over under :data:`EPOCH_HEADER`.
+OWNER_HEADER = "Vecraft-Owner"
 #: The server's limit on messages in one atomic batch (commit message included).
 MAX_BATCH_MESSAGES = 1000
 #: JetStream's error code for a failed Nats-Expected-Last-Sequence check: nothing was stored.
@@ -60,15 +67,25 @@ class Stored:
     shards: tuple[int, ...]
     payload: bytes
     attempt: str
+    #: Ownership epoch it was written under (0: written without ownership).
+    epoch: int = 0
+    #: The holder that took the partition over, on an epoch marker; "" on every other entry.
+    owner: str = ""
 
 
-def entry_headers(hlc: int, request_id: str, shards: Sequence[int]) -> dict[str, str]:
-    """Headers holding an entry's fields; the request id is percent-encoded (headers are ASCII lines)."""
+def entry_headers(hlc: int, request_id: str, shards: Sequence[int], *, epoch: int = 0,
+                  owner: str = "") -> dict[str, str]:
+    """Headers holding an entry's fields; the request id and owner are percent-encoded (headers are
+    ASCII lines). ``epoch`` 0 and ``owner`` "" are left out."""
     headers = {HLC_HEADER: str(hlc)}
     if request_id:
         headers[RID_HEADER] = quote(request_id, safe="")
     if shards:
         headers[SHARDS_HEADER] = ",".join(map(str, shards))
+    if epoch:
+        headers[EPOCH_HEADER] = str(epoch)
+    if owner:
+        headers[OWNER_HEADER] = quote(owner, safe="")
     return headers
 
 
@@ -82,11 +99,12 @@ def decode_stored(stream: str, seq: int, headers: dict[str, str] | None, data: b
     try:
         hlc = int(headers[HLC_HEADER])
         shards = tuple(int(s) for s in headers[SHARDS_HEADER].split(",")) if SHARDS_HEADER in headers else ()
+        epoch = int(headers.get(EPOCH_HEADER, "0"))
     except (KeyError, ValueError) as exc:
         raise JournalCorruption(f"stream {stream} sequence {seq} is not a journal entry "
                                 f"(headers {sorted(headers)})") from exc
     return Stored(seq, hlc, unquote(headers.get(RID_HEADER, "")), shards, data or b"",
-                  headers.get(ATTEMPT_HEADER, ""))
+                  headers.get(ATTEMPT_HEADER, ""), epoch, unquote(headers.get(OWNER_HEADER, "")))
 
 
 class StreamIO:
