@@ -70,6 +70,8 @@ ROLE_MODULES: dict[str, str] = {
 CLUSTER_BINARIES: dict[str, str] = {"etcd": "etcd", "nats": "nats-server"}
 #: members of the etcd cluster and of the NATS cluster in cluster mode
 CLUSTER_SIZE = 3
+#: journal instances in cluster mode: each partition is owned by one, the other takes over
+JOURNAL_INSTANCES = 2
 #: roles in start order; each is one start group
 START_ORDER: tuple[str, ...] = ("etcd", "nats", "journal", "meta", "storage", "query", "failover", "gateway")
 #: parameters that fix where data lives; they cannot change once a directory holds a cluster
@@ -277,7 +279,11 @@ def process_names(params: ClusterParams) -> list[PlannedProcess]:
     if params.cluster:
         names += [PlannedProcess(f"{role}-{i}", role)
                   for role in CLUSTER_BINARIES for i in range(CLUSTER_SIZE)]
-    names += [PlannedProcess("journal", "journal"), PlannedProcess("meta", "meta")]
+    if params.cluster:
+        names += [PlannedProcess(f"journal-{i}", "journal", node=i) for i in range(JOURNAL_INSTANCES)]
+    else:
+        names.append(PlannedProcess("journal", "journal"))
+    names.append(PlannedProcess("meta", "meta"))
     names += [PlannedProcess(f"storage-{p.node}", "storage", p.shards, p.replica, p.node)
               for p in place_shards(params.shards, params.storage_nodes, params.replicas)]
     names += [PlannedProcess(f"query-{p.node}", "query", p.shards, p.replica, p.node)
@@ -362,7 +368,8 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
                 raise ValueError(f"port {port} is planned for both {owner[port]} and {name}")
             owner[port] = name
     addr = {p.name: f"{LOOPBACK}:{port_of[p.name].grpc}" for p in shape}
-    journal, meta = addr["journal"], addr["meta"]
+    # Every journal instance: clients find each partition's owner among them.
+    journal, meta = ",".join(addr[p.name] for p in shape if p.role == "journal"), addr["meta"]
     members = {role: [p.name for p in shape if p.role == role] for role in CLUSTER_BINARIES}
     # shard -> addresses of the nodes hosting it, in node order (replica 0 first when the
     # node count is a multiple of the replica count); the gateway tries them in this order.
@@ -397,6 +404,11 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
             continue
         if role == "journal":
             own_dir, extra = data_dir / "journal", [*journal_backend, *partitions]
+            if params.cluster:
+                # Several instances share the JetStream streams; partition ownership goes through
+                # the meta manager's leases (docs/journal.md#fail-over-cluster-mode).
+                own_dir = data_dir / "journal" / f"node-{planned.node}"
+                extra += ["--meta-address", meta]
             if params.apply_delay_ms:
                 # The simulated lag is intended: raise the lag limit above it, or the
                 # delay alone would put every partition into back-pressure.

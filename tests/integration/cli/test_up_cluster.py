@@ -30,7 +30,8 @@ def test_up_cluster_serves_stops_cleanly_and_resumes_with_the_data(tmp_path: Pat
         roles = {r["name"]: r["role"] for r in cluster.status()["processes"]}  # type: ignore[index]
         assert [n for n, r in roles.items() if r in ("etcd", "nats")] == [
             "etcd-0", "etcd-1", "etcd-2", "nats-0", "nats-1", "nats-2"]
-        assert cluster.process("journal")["healthz"]["partitions"]  # a ready journal on JetStream
+        # Two journal instances on JetStream; each partition is owned by one of them.
+        assert all(cluster.process(f"journal-{i}")["health"] == "up" for i in range(2))
         written = httpx.post(f"{cluster.endpoint}/v1/vectors", timeout=60,
                              json={"id": "doc_1", "vector": VECTOR, "metadata": {"category": "documents"}})
         assert written.status_code in (200, 201), written.text

@@ -89,8 +89,8 @@ def test_cluster_mode_adds_etcd_and_nats_and_points_meta_and_journal_at_them(tmp
     ports = {n: PortPair(grpc=30000 + 3 * i, http=30001 + 3 * i, peer=30002 + 3 * i)
              for i, n in enumerate(names)}
     plan = topology.plan_cluster(tmp_path, params, ports, binaries={"etcd": "/bin/etcd", "nats": "/bin/nats"})
-    assert [p.name for p in plan.processes][:8] == [
-        "etcd-0", "etcd-1", "etcd-2", "nats-0", "nats-1", "nats-2", "journal", "meta"]
+    assert [p.name for p in plan.processes][:9] == [
+        "etcd-0", "etcd-1", "etcd-2", "nats-0", "nats-1", "nats-2", "journal-0", "journal-1", "meta"]
     assert [g[0].role for g in plan.groups()] == list(topology.START_ORDER)
     etcd0, nats2 = plan.get("etcd-0"), plan.get("nats-2")
     assert etcd0.command("py")[0] == "/bin/etcd" and etcd0.data_dir == tmp_path / "etcd-0"
@@ -102,7 +102,7 @@ def test_cluster_mode_adds_etcd_and_nats_and_points_meta_and_journal_at_them(tmp
     [(conf_path, conf)] = nats2.files
     assert conf_path == tmp_path / "nats-2" / "nats.conf" and "jetstream" in conf
     assert all(f"nats-route://127.0.0.1:{ports[f'nats-{i}'].peer}" in conf for i in range(2))
-    meta, journal = plan.get("meta"), plan.get("journal")
+    meta, journal = plan.get("meta"), plan.get("journal-1")
     assert _flag(meta.args, "--backend") == ["etcd"]
     assert _flag(meta.args, "--etcd-endpoints") == [",".join(f"127.0.0.1:{ports[f'etcd-{i}'].grpc}"
                                                              for i in range(3))]
@@ -110,6 +110,12 @@ def test_cluster_mode_adds_etcd_and_nats_and_points_meta_and_journal_at_them(tmp
     assert _flag(journal.args, "--nats-replicas") == ["3"]
     assert _flag(journal.args, "--nats-url") == [",".join(f"nats://127.0.0.1:{ports[f'nats-{i}'].grpc}"
                                                           for i in range(3))]
+    # Two journal instances share the streams; partition ownership goes through the meta manager.
+    assert _flag(journal.args, "--meta-address") == [meta.grpc_address]
+    assert journal.data_dir == tmp_path / "journal" / "node-1"
+    both = f"{plan.get('journal-0').grpc_address},{journal.grpc_address}"
+    assert all(_flag(p.args, "--journal-address") == [both]
+               for p in plan.processes if p.role in ("meta", "storage", "query", "gateway"))
 
 
 def test_cluster_mode_is_stored_and_cannot_be_switched(tmp_path: Path) -> None:
