@@ -1,15 +1,20 @@
 """A whole Vecraft cluster from its real processes, for the gateway's integration and chaos tests.
 
-journal -> meta manager (SQLite) -> one storage replica and one query
-processor per shard -> gateway, each a ``python -m vecraft.services.<name>``
-process on free loopback ports. Independent processes start in parallel; the
-cluster is ready when every process answers /readyz.
+journal -> meta manager (SQLite) -> storage nodes and query processors ->
+gateway, each a ``python -m vecraft.services.<name>`` process on free loopback
+ports. Storage nodes and query processors are given the meta manager's address
+and register themselves in its node registry; the gateway is given only the
+journal's and the meta manager's addresses and routes from the registry. By
+default there is one storage node and one query processor per shard;
+``storage_shards`` / ``query_shards`` give other shapes (the shards of each
+node). Independent processes start in parallel; the cluster is ready when
+every process answers /readyz.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,16 +76,29 @@ def _wait_all(procs: list[ServiceProcess]) -> None:
 
 @contextlib.contextmanager
 def run_cluster(root: Path, *, shards: int = 3, data_partitions: int = 2,
-                gateway_args: list[str] | None = None) -> Iterator[Cluster]:
-    """Start a cluster under ``root``; stop every process on exit."""
+                gateway_args: list[str] | None = None,
+                storage_shards: Sequence[Sequence[int]] | None = None,
+                query_shards: Sequence[Sequence[int]] | None = None,
+                node_args: Sequence[str] = ()) -> Iterator[Cluster]:
+    """Start a cluster under ``root``; stop every process on exit.
+
+    ``storage_shards`` / ``query_shards``: the shards of each storage node / query processor
+    (default: one node per shard); ``node_args``: extra flags of both (e.g. ``--node-ttl-ms``).
+    """
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started: list[ServiceProcess] = []
+    storage_shards = storage_shards or [[s] for s in range(shards)]
+    query_shards = query_shards or [[s] for s in range(shards)]
 
     def make(module: str, name: str, args: list[str]) -> ServiceProcess:
         proc = ServiceProcess(module, args, logs, name=name, ready_timeout=READY_TIMEOUT_S)
         started.append(proc)
         return proc
+
+    def replica(n: int) -> int:
+        """Replica number of storage node ``n``: how many earlier nodes host its first shard."""
+        return sum(1 for other in storage_shards[:n] if storage_shards[n][0] in other)
 
     parts = ["--data-partitions", str(data_partitions)]
     try:
@@ -88,24 +106,21 @@ def run_cluster(root: Path, *, shards: int = 3, data_partitions: int = 2,
         meta = make(META, "meta", ["--backend", "sqlite", "--journal-address", journal.grpc_address,
                                    "--data-dir", str(root / "meta"), "--default-shards", str(shards),
                                    "--default-replicas", "1", *parts]).start()
-        storage = [make(STORAGE, f"storage-{s}", [
-            "--shards", str(s), "--replica", "0", "--journal-address", journal.grpc_address,
-            "--meta-address", meta.grpc_address, "--data-dir", str(root / f"storage-{s}"), *parts])
-            for s in range(shards)]
-        for proc in storage:
-            proc.start(wait_ready=False)
-        query = [make(QUERY, f"query-{s}", [
-            "--shard", str(s), "--journal-address", journal.grpc_address, "--meta-address",
-            meta.grpc_address, "--storage-addresses", storage[s].grpc_address,
-            "--data-dir", str(root / f"query-{s}"), *parts])
-            for s in range(shards)]
-        for proc in query:
+        wiring = ["--journal-address", journal.grpc_address, "--meta-address", meta.grpc_address, *parts,
+                  *node_args]
+        storage = [make(STORAGE, f"storage-{n}", [
+            "--shards", ",".join(map(str, hosted)), "--replica", str(replica(n)), "--node-id", f"storage-{n}",
+            "--data-dir", str(root / f"storage-{n}"), *wiring])
+            for n, hosted in enumerate(storage_shards)]
+        query = [make(QUERY, f"query-{n}", [
+            "--shard", *map(str, served), "--node-id", f"query-{n}", "--data-dir", str(root / f"query-{n}"),
+            *wiring])
+            for n, served in enumerate(query_shards)]
+        for proc in storage + query:
             proc.start(wait_ready=False)
         _wait_all(storage + query)
         gateway = make(GATEWAY, "gateway", [
             "--journal-address", journal.grpc_address, "--meta-address", meta.grpc_address,
-            "--query-addresses", *(f"{s}={q.grpc_address}" for s, q in enumerate(query)),
-            "--storage-addresses", *(f"{s}={p.grpc_address}" for s, p in enumerate(storage)),
             "--data-dir", str(root / "gateway"), *parts, *(gateway_args or [])]).start()
         yield Cluster(shards=shards, data_partitions=data_partitions, journal=journal, meta=meta,
                       storage=storage, query=query, gateway=gateway, processes=list(started))

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 import numpy as np
 import orjson
 
-from vecraft.services.api_gateway.downstream import DELETE, PUT, SNAPSHOT_END, Downstream
+from vecraft.services.api_gateway.downstream import DELETE, PUT, SNAPSHOT_END, Downstream, SearchPart
 from vecraft.shared.common.errors import Conflict, NotFound, VecraftError
 from vecraft.shared.model.filters import matches, parse_filter
 from vecraft.shared.model.routing import shard_of, tenant_partition
@@ -161,8 +161,14 @@ class FakeDownstream(Downstream):
     def shard_groups(self) -> int:
         return self.default_shards
 
-    def query_groups(self, shards: Sequence[int]) -> list[list[int]]:
-        return [[s] for s in shards]
+    async def follow_registry(self) -> None:
+        await asyncio.Event().wait()  # the fake's routing is fixed: one query node per shard
+
+    async def wait_routable(self) -> None:
+        return None
+
+    def routing_health(self) -> dict[str, object]:
+        return {"shard_count": self.default_shards}
 
     def _schema_by_name(self, tenant: str, name: str) -> CollectionSchema:
         schema = self.collections.get((tenant or "default", name))
@@ -170,10 +176,26 @@ class FakeDownstream(Downstream):
             raise NotFound(f"collection {name!r} not found")
         return schema
 
-    async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest,
-                     timeout_s: float, *, affinity: str | None = None) -> query_pb2.QuerySearchResponse:
+    async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest, deadline: float,
+                     *, affinity: str | None = None) -> list[SearchPart]:
+        """One call per shard (as if each shard had its own query node)."""
+        parts = []
+        for shard in shards:
+            call = query_pb2.QuerySearchRequest()
+            call.CopyFrom(request)
+            call.shards[:] = [shard]
+            call.timeout_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            self.search_affinities.append(affinity)
+            try:
+                parts.append(SearchPart((shard,), answer=await self.search_node([shard], call)))
+            except VecraftError as exc:
+                parts.append(SearchPart((shard,), error=exc))
+        return parts
+
+    async def search_node(self, shards: Sequence[int],
+                          request: query_pb2.QuerySearchRequest) -> query_pb2.QuerySearchResponse:
+        """One query node's QuerySearch of ``shards``."""
         self.search_requests.append(request)
-        self.search_affinities.append(affinity)
         for shard in shards:
             if shard in self.fail_shards:
                 raise self.fail_shards[shard]

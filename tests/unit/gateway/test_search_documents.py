@@ -33,9 +33,9 @@ class CacheLikeDownstream(FakeDownstream):
         super().__init__()
         self.gets: list[tuple[int, storage_pb2.ShardGetRequest]] = []
 
-    async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest,
-                     timeout_s: float, *, affinity: str | None = None) -> query_pb2.QuerySearchResponse:
-        answer = await super().search(shards, request, timeout_s, affinity=affinity)
+    async def search_node(self, shards: Sequence[int],
+                          request: query_pb2.QuerySearchRequest) -> query_pb2.QuerySearchResponse:
+        answer = await super().search_node(shards, request)
         for hit in answer.results:
             hit.document = ""
         return answer

@@ -2,9 +2,10 @@
 
 :class:`Downstream` is the gateway's only door to other services: the meta
 manager (schemas, DDL, change stream), the journal (append, head, lookup,
-pull) and the per-shard query processors and storage replicas. The domain
-layer (:mod:`.gateway`) is written against it; :class:`~.downstream_grpc.GrpcDownstream`
-implements it over gRPC and the unit tests inject an in-memory fake.
+pull) and the query nodes and storage nodes serving each shard, found in the
+meta manager's node registry. The domain layer (:mod:`.gateway`) is written
+against it; :class:`~.downstream_grpc.GrpcDownstream` implements it over gRPC
+and the unit tests inject an in-memory fake.
 
 Contract for every method: failures are raised as the
 :class:`~vecraft.shared.common.errors.VecraftError` subclass the downstream
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.rpc.v1 import (
@@ -28,6 +30,15 @@ from vecraft.shared.rpc.v1 import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class SearchPart:
+    """What one query node answered for ``shards`` of a search: its answer or its error."""
+
+    shards: tuple[int, ...]
+    answer: query_pb2.QuerySearchResponse | None = None
+    error: BaseException | None = None
+
+
 class Downstream(abc.ABC):
     """The services behind the gateway. Constructors only read config; ``start`` connects."""
 
@@ -37,8 +48,8 @@ class Downstream(abc.ABC):
     @property
     @abc.abstractmethod
     def shard_groups(self) -> int:
-        """Shards ``0 .. n-1`` the cluster serves (a query processor for each); collections may
-        have at most this many shards."""
+        """Shards ``0 .. n-1`` the cluster has: the placement map's shards when one exists, else
+        the highest shard a registered node serves + 1. Collections may have at most this many."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Open channels (lazy connections are fine)."""
@@ -106,19 +117,31 @@ class Downstream(abc.ABC):
 
     # --- shards ------------------------------------------------------------------------------------
     @abc.abstractmethod
-    def query_groups(self, shards: Sequence[int]) -> list[list[int]]:
-        """``shards`` grouped by the query processor that serves them (one call per group).
-
-        Raises ``Unavailable`` naming a shard no query processor serves.
-        """
+    async def follow_registry(self) -> None:
+        """Keep the routing table current until cancelled (the gateway runs it as a background
+        task); rides out meta manager outages with the last table, never returns."""
 
     @abc.abstractmethod
-    async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest,
-                     timeout_s: float, *, affinity: str | None = None) -> query_pb2.QuerySearchResponse:
-        """Search ``shards`` (one group of :meth:`query_groups`) on one of their query processors.
+    async def wait_routable(self) -> None:
+        """Return once the routing table holds a first snapshot of the registry."""
 
-        ``affinity`` (a read-your-writes session's key) picks the same processor for every
-        read of the session; without it reads are spread over the processors.
+    @abc.abstractmethod
+    def routing_health(self) -> dict[str, object]:
+        """The routing table for ``/healthz``: per shard its query and storage nodes."""
+
+    @abc.abstractmethod
+    async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest, deadline: float,
+                     *, affinity: str | None = None) -> list[SearchPart]:
+        """Search ``shards`` with one QuerySearch per query node, as few nodes as cover them.
+
+        ``request`` is the template of every call (``shards`` and ``timeout_ms`` are set per
+        call, within ``deadline``, a ``time.monotonic()`` instant). ``affinity`` (a
+        read-your-writes session's key) picks the same nodes for every read of the session;
+        without it reads are spread. Shards of a node that fails with ``Unavailable`` are
+        retried on other nodes serving them while time remains.
+
+        Never raises for a shard's failure: the parts cover ``shards`` exactly once, each with
+        its answer or its error (``Unavailable`` naming the shards no live node serves).
         """
 
     @abc.abstractmethod

@@ -1,32 +1,32 @@
 """:class:`Downstream` over gRPC: the meta manager, the journal and the shard services.
 
 Every RPC goes through :meth:`GrpcDownstream._call`, the one place where
-transport errors become VecraftErrors, named after the service that failed
-("query processor for shard 2 at 127.0.0.1:7001 is unavailable: ..."), so a
-503 tells the operator where to look.
+transport errors become VecraftErrors, named after the node that failed
+("query node query-1 at 127.0.0.1:7001 (shards 0, 2) is unavailable: ..."), so
+a 503 tells the operator where to look.
 
-Shard addresses come from the command line (``--query-addresses 0=HOST:PORT``,
-``--storage-addresses 0=HOST:PORT 0=HOST:PORT2 ...``). Several shards served
-by one query processor share one call. A shard may list several query
-processors (``0=A 0=B``): searches are spread round-robin over them, or pinned
-to one by the session's affinity key, and retried once on another processor
-when the chosen one is unavailable (:mod:`.query_routing`). Reads by id try
-the replicas of a shard in order, starting with the one that answered last,
-and move on when one is unavailable.
+No shard service address is configured: the gateway follows the meta
+manager's node registry and placement map (:mod:`.registry`) and routes from
+that table (:mod:`.query_routing`, :mod:`.shard_calls`): one QuerySearch per
+query node per search, naming every shard it serves for the search; storage
+reads go to a live replica of their shard. Channels are opened to the
+addresses nodes registered and closed once no node of the table has them.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TypeVar
 
 import grpc
 
-from vecraft.services.api_gateway.downstream import SNAPSHOT_END, Downstream
-from vecraft.services.api_gateway.query_routing import ROUTES, QueryRouter
+from vecraft.services.api_gateway.downstream import SNAPSHOT_END, Downstream, SearchPart
+from vecraft.services.api_gateway.query_routing import Node, Route, RoutingTable, ShardRouter
+from vecraft.services.api_gateway.registry import NodeRegistry
+from vecraft.services.api_gateway.shard_calls import ShardCalls, shard_list
 from vecraft.services.journal_service.client import JournalClient
-from vecraft.shared.common.errors import DeadlineExceeded, NotFound, Unavailable, VecraftError
+from vecraft.shared.common.errors import DeadlineExceeded, NotFound, Unavailable
 from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
 from vecraft.shared.common.service import GRPC_OPTIONS
 from vecraft.shared.model.schema import CollectionSchema
@@ -56,64 +56,77 @@ _CHANNEL_OPTIONS = [*GRPC_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 100),
                     ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
-def parse_shard_addresses(items: Sequence[str], flag: str) -> dict[int, list[str]]:
-    """``["0=h:p", "0=h:q", "1=h:r"]`` -> ``{0: ["h:p", "h:q"], 1: ["h:r"]}``.
-
-    Raises:
-        ValueError: an item is not ``SHARD=HOST:PORT`` (reported at start-up).
-    """
-    out: dict[int, list[str]] = {}
-    for item in items:
-        shard, sep, address = item.partition("=")
-        if not sep or not shard.strip().isdigit() or ":" not in address:
-            raise ValueError(f"{flag}: {item!r} is not SHARD=HOST:PORT")
-        out.setdefault(int(shard), []).append(address.strip())
-    return out
+#: Seconds in-flight calls on a channel get to finish once its node left the routing table.
+_CHANNEL_CLOSE_GRACE_S = 10.0
 
 
 class GrpcDownstream(Downstream):
     """The real cluster behind the gateway."""
 
-    def __init__(self, *, journal_address: str, meta_address: str,
-                 query_addresses: Mapping[int, Sequence[str]],
-                 storage_addresses: Mapping[int, Sequence[str]], data_partitions: int) -> None:
+    def __init__(self, *, journal_address: str, meta_address: str, data_partitions: int,
+                 router: ShardRouter | None = None) -> None:
         self.data_partitions = data_partitions
         self._journal_address = journal_address
         self._meta_address = meta_address
-        self._query_addresses = {s: list(a) for s, a in query_addresses.items()}
-        self._storage_addresses = {s: list(a) for s, a in storage_addresses.items()}
         self._journal: JournalClient | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._meta: meta_pb2_grpc.MetaManagerServiceStub | None = None
         self._query: dict[str, query_pb2_grpc.QueryProcessorServiceStub] = {}
         self._storage: dict[str, storage_pb2_grpc.StorageNodeServiceStub] = {}
-        # Index of the storage replica of each shard that answered last.
-        self._preferred: dict[int, int] = {}
-        self.router = QueryRouter()
+        self.router = router or ShardRouter()
+        self.registry = NodeRegistry(self._watch_registry, on_registered=self.router.mark_up,
+                                     on_table=self._prune_channels)
+        self._calls = ShardCalls(lambda: self.registry.table, self.router, forget=self.registry.forget)
 
     async def start(self) -> None:
         # Channels connect lazily; creating them here binds them to the running loop.
         self._journal = JournalClient(self._journal_address)
         self._meta = meta_pb2_grpc.MetaManagerServiceStub(self._channel(self._meta_address))
-        for addresses in self._query_addresses.values():
-            for address in addresses:
-                self._query[address] = query_pb2_grpc.QueryProcessorServiceStub(self._channel(address))
-        for addresses in self._storage_addresses.values():
-            for address in addresses:
-                self._storage[address] = storage_pb2_grpc.StorageNodeServiceStub(self._channel(address))
 
     async def stop(self) -> None:
         if self._journal is not None:
             await self._journal.close()
             self._journal = None
         channels, self._channels = list(self._channels.values()), {}
+        self._query.clear()
+        self._storage.clear()
         for channel in channels:
             await channel.close()
+        closing, self._closing = list(self._closing), set()
+        for task in closing:
+            task.cancel()
+        await asyncio.gather(*closing, return_exceptions=True)
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
             self._channels[address] = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         return self._channels[address]
+
+    def _query_stub(self, address: str) -> query_pb2_grpc.QueryProcessorServiceStub:
+        stub = self._query.get(address)
+        if stub is None:
+            stub = self._query[address] = query_pb2_grpc.QueryProcessorServiceStub(self._channel(address))
+        return stub
+
+    def _storage_stub(self, address: str) -> storage_pb2_grpc.StorageNodeServiceStub:
+        stub = self._storage.get(address)
+        if stub is None:
+            stub = self._storage[address] = storage_pb2_grpc.StorageNodeServiceStub(self._channel(address))
+        return stub
+
+    def _prune_channels(self, table: RoutingTable) -> None:
+        """Close the channels of addresses no node of ``table`` has any more (a node that left,
+        or restarted elsewhere), after a grace period for calls in flight."""
+        keep = table.addresses() | {self._meta_address}
+        for address in [a for a in self._channels if a not in keep]:
+            channel = self._channels.pop(address)
+            self._query.pop(address, None)
+            self._storage.pop(address, None)
+            task = asyncio.get_running_loop().create_task(channel.close(grace=_CHANNEL_CLOSE_GRACE_S),
+                                                          name=f"gateway:close-channel:{address}")
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     @property
     def _meta_stub(self) -> meta_pb2_grpc.MetaManagerServiceStub:
@@ -221,82 +234,58 @@ class GrpcDownstream(Downstream):
                                                     max_entries=max_entries)
 
     # --- shards ------------------------------------------------------------------------------------
+    async def _watch_registry(self) -> AsyncIterator[meta_pb2.WatchEvent]:
+        call = self._meta_stub.Watch(meta_pb2.WatchRequest(topics=["nodes", "placement"]))
+        try:
+            async for event in call:
+                yield event
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+
+    async def follow_registry(self) -> None:
+        await self.registry.run()
+
+    async def wait_routable(self) -> None:
+        await self.registry.wait_ready()
+
+    def routing_health(self) -> dict[str, object]:
+        return self.registry.describe()
+
     @property
     def shard_groups(self) -> int:
-        n = 0
-        while self._query_addresses.get(n):
-            n += 1
-        return n
+        return self.registry.table.shard_count
 
-    def query_groups(self, shards: Sequence[int]) -> list[list[int]]:
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for shard in shards:
-            addresses = self._query_addresses.get(shard)
-            if not addresses:
-                raise Unavailable(f"no query processor serves shard {shard}; the gateway knows shards "
-                                  f"{sorted(self._query_addresses)}", details={"shard": shard})
-            groups.setdefault(tuple(addresses), []).append(shard)
-        return list(groups.values())
+    async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest, deadline: float,
+                     *, affinity: str | None = None) -> list[SearchPart]:
+        return await self._calls.search(shards, request, deadline, affinity, self._query_call)
 
-    async def search(self, shards: Sequence[int], request: query_pb2.QuerySearchRequest,
-                     timeout_s: float, *, affinity: str | None = None) -> query_pb2.QuerySearchResponse:
-        names = ",".join(map(str, shards))
-        started = time.monotonic()
-        # The chosen processor, then (once) another one if it is unavailable.
-        attempts = self.router.plan(self._query_addresses[shards[0]], affinity)[:2]
-        last_error: Unavailable | None = None
-        for i, (address, reason) in enumerate(attempts):
-            remaining = timeout_s - (time.monotonic() - started)
-            if i and remaining <= 0.05:
-                break
-            ROUTES.labels(names, address, reason).inc()
-            if i:
-                retry = query_pb2.QuerySearchRequest()
-                retry.CopyFrom(request)
-                retry.timeout_ms = max(1, min(request.timeout_ms, int(remaining * 1000) - 50))
-                request = retry
-            try:
-                answer = await self._call(f"query processor for shard {names} at {address}",
-                                          self._query[address].Search(request, timeout=remaining))
-            except Unavailable as exc:
-                self.router.mark_down(address)
-                last_error = exc
-                continue
-            self.router.mark_up(address)
-            return answer
-        assert last_error is not None
-        raise last_error
+    async def _query_call(self, route: Route, request: query_pb2.QuerySearchRequest,
+                          timeout_s: float) -> query_pb2.QuerySearchResponse:
+        node = route.node
+        what = f"query node {node.node_id} at {node.address} ({shard_list(route.shards)})"
+        return await self._call(what, self._query_stub(node.address).Search(request, timeout=timeout_s))
 
     async def get_records(self, shard: int, request: storage_pb2.ShardGetRequest,
                           timeout_s: float) -> storage_pb2.ShardGetResponse:
-        return await self._storage_call(shard, lambda stub: stub.Get(request, timeout=timeout_s))
+        async def get(node: Node, remaining: float) -> storage_pb2.ShardGetResponse:
+            return await self._call(_storage_name(node, shard),
+                                    self._storage_stub(node.address).Get(request, timeout=remaining))
+
+        return await self._calls.storage(shard, timeout_s, get)
 
     async def scan_records(self, shard: int, request: storage_pb2.ShardScanRequest,
                            timeout_s: float) -> storage_pb2.ShardScanResponse:
-        return await self._storage_call(shard, lambda stub: stub.Scan(request, timeout=timeout_s))
+        async def scan(node: Node, remaining: float) -> storage_pb2.ShardScanResponse:
+            return await self._call(_storage_name(node, shard),
+                                    self._storage_stub(node.address).Scan(request, timeout=remaining))
 
-    async def _storage_call(self, shard: int,
-                            call: Callable[[storage_pb2_grpc.StorageNodeServiceStub], Awaitable[T]]) -> T:
-        """``call`` on the replica of ``shard`` that answered last, then on the others in turn
-        while they are unavailable."""
-        addresses = self._storage_addresses.get(shard)
-        if not addresses:
-            raise Unavailable(f"no storage replica serves shard {shard}", details={"shard": shard})
-        first = self._preferred.get(shard, 0)
-        last_error: VecraftError | None = None
-        for i in range(len(addresses)):
-            index = (first + i) % len(addresses)
-            address = addresses[index]
-            try:
-                answer = await self._call(f"storage replica of shard {shard} at {address}",
-                                          call(self._storage[address]))
-            except Unavailable as exc:
-                last_error = exc
-                continue
-            self._preferred[shard] = index
-            return answer
-        assert last_error is not None
-        raise last_error
+        return await self._calls.storage(shard, timeout_s, scan)
+
+
+def _storage_name(node: Node, shard: int) -> str:
+    return f"storage node {node.node_id} at {node.address} (shard {shard})"
 
 
 def _is_vecraft_error(exc: grpc.RpcError) -> bool:

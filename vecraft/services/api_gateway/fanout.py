@@ -1,16 +1,19 @@
-"""Search fan-out: one QuerySearch per query processor, in parallel, under one deadline.
+"""Search fan-out: one QuerySearch per query node, in parallel, under one deadline.
 
-Every shard of the collection is searched by the query processor serving it
-(shards served by the same processor share one call). Each call carries the
-remaining time of the request's deadline, slightly shortened so that a
-processor that cannot meet the consistency level in time answers with its own
-error instead of being cut off by the transport.
+Every shard of the collection is searched by a query node serving it, as the
+routing table of the node registry says; the shards are covered with as few
+nodes as possible and a node serving several of them gets one call naming them
+all (:mod:`.query_routing`, :mod:`.shard_calls`). Each call carries the
+remaining time of the request's deadline, slightly shortened so that a node
+that cannot meet the consistency level in time answers with its own error
+instead of being cut off by the transport. The shards of a node that is
+unavailable are retried on other nodes serving them within the same deadline.
 
-A shard may have several query processors: a READ_YOUR_WRITES search with a
+A shard may have several query nodes: a READ_YOUR_WRITES search with a
 session passes the session's affinity key (:func:`affinity_key`) so that every
-read of the session is served by the same processor, which then syncs once
-per write instead of each processor syncing in turn; other searches are
-spread round-robin (:mod:`.query_routing`).
+read of the session is served by the same nodes, which then sync once per
+write instead of each node syncing in turn; other searches are spread
+round-robin.
 
 A shard that fails for availability reasons (503, 504) fails the whole search
 unless the client allowed partial answers; then the others' results are
@@ -39,7 +42,7 @@ from collections.abc import Sequence
 import numpy as np
 import orjson
 
-from vecraft.services.api_gateway.downstream import Downstream
+from vecraft.services.api_gateway.downstream import Downstream, SearchPart
 from vecraft.services.api_gateway.merge import combine_consistency, max_allowed_staleness, merge_top_k
 from vecraft.services.api_gateway.models import RequestContext, SearchHit, SearchOutcome, SearchQuery
 from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
@@ -56,10 +59,6 @@ _SHARD_FAILURES = counter("gateway", "shard_failures", "failed per-shard searche
                           ["error"])
 _DOCUMENT_SECONDS = latency_histogram("gateway", "search_documents",
                                       "reading the documents of a search's top-k from storage")
-
-#: Time kept back from each shard call's deadline for the gateway to merge and answer.
-_DEADLINE_MARGIN_S = 0.05
-
 
 def affinity_key(query: SearchQuery, ctx: RequestContext, schema: CollectionSchema) -> str | None:
     """The key pinning a read-your-writes search to one query processor per shard, or None.
@@ -98,7 +97,6 @@ class SearchFanout:
         timeout_s = (query.timeout_ms or self._default_timeout_ms) / 1000.0
         deadline = time.monotonic() + timeout_s
         filter_json = orjson.dumps(filter_to_obj(query.filter)).decode() if query.filter else ""
-        groups = self._downstream.query_groups(range(schema.shards))
         affinity = affinity_key(query, ctx, schema)
         base = query_pb2.QuerySearchRequest(
             collection=schema.name, tenant=schema.tenant,
@@ -106,22 +104,22 @@ class SearchFanout:
             filter_json=filter_json, ef_search=query.ef_search, level=query.level.to_proto(),
             max_staleness_ms=max_staleness_ms, min_offset=min_offset)
         with timed(_SEARCH_SECONDS.labels(query.level.wire_name)):
-            answers = await asyncio.gather(
-                *(self._search_group(base, group, deadline, affinity) for group in groups),
-                return_exceptions=True)
+            parts: list[SearchPart] = await self._downstream.search(range(schema.shards), base, deadline,
+                                                                    affinity=affinity)
         ok: list[query_pb2.QuerySearchResponse] = []
         missing: list[int] = []
         failure: BaseException | None = None
         first_error: BaseException | None = None
-        for group, answer in zip(groups, answers, strict=True):
-            if isinstance(answer, BaseException):
-                self._count_failure(answer)
-                first_error = first_error or answer
-                if not (query.allow_partial and isinstance(answer, Unavailable | DeadlineExceeded)):
-                    failure = failure or answer
-                missing.extend(group)
-            else:
-                ok.append(answer)
+        for part in sorted(parts, key=lambda p: p.shards):
+            if part.answer is not None:
+                ok.append(part.answer)
+                continue
+            error = part.error or Unavailable(f"no answer for shards {list(part.shards)}")
+            self._count_failure(error)
+            first_error = first_error or error
+            if not (query.allow_partial and isinstance(error, Unavailable | DeadlineExceeded)):
+                failure = failure or error
+            missing.extend(part.shards)
         if failure is not None or not ok:
             # With allow_partial and every shard down, the first shard's error is the answer.
             raise self._failure(failure or first_error, missing, schema)
@@ -165,19 +163,6 @@ class SearchFanout:
         documents = {rec.id: rec.document for answer in answers_by_shard for rec in answer.records}
         return [hit if hit.document or hit.id not in documents
                 else dataclasses.replace(hit, document=documents[hit.id]) for hit in hits]
-
-    async def _search_group(self, base: query_pb2.QuerySearchRequest, shards: Sequence[int],
-                            deadline: float, affinity: str | None) -> query_pb2.QuerySearchResponse:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise DeadlineExceeded("search deadline expired before all shards were asked")
-        request = query_pb2.QuerySearchRequest()
-        request.CopyFrom(base)
-        request.shards.extend(shards)
-        # The processor gets slightly less time than the transport, so it can
-        # answer "cannot reach the level in time" itself.
-        request.timeout_ms = max(1, int((remaining - _DEADLINE_MARGIN_S) * 1000))
-        return await self._downstream.search(shards, request, remaining, affinity=affinity)
 
     @staticmethod
     def _count_failure(exc: BaseException) -> None:

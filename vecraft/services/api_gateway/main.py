@@ -2,17 +2,21 @@
 
 Serves the HTTP API (FastAPI, with /healthz /readyz /metrics and the OpenAPI
 document at /docs) and the public gRPC services on the shell's two ports.
-Ready once the downstream channels are open; the collection schema cache
-follows the meta manager's Watch stream in the background.
+The collection schema cache and the routing table follow the meta manager's
+Watch streams in the background. Ready once the first snapshot of the node
+registry arrived (before it, no search could be routed); a later meta manager
+outage keeps it ready, routing from the last table.
 """
 
 from __future__ import annotations
+
+import logging
 
 import grpc
 from starlette.applications import Starlette
 
 from vecraft.services.api_gateway.downstream import Downstream
-from vecraft.services.api_gateway.downstream_grpc import GrpcDownstream, parse_shard_addresses
+from vecraft.services.api_gateway.downstream_grpc import GrpcDownstream
 from vecraft.services.api_gateway.gateway import Gateway, GatewayLimits
 from vecraft.services.api_gateway.handlers.grpc_servicers import add_servicers
 from vecraft.services.api_gateway.handlers.http_app import create_app
@@ -22,6 +26,8 @@ from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, run_service
 
+log = logging.getLogger(__name__)
+
 
 class GatewayService(Service):
     role = "gateway"
@@ -30,11 +36,10 @@ class GatewayService(Service):
         super().__init__(settings)
         self.settings: GatewaySettings = settings
         if not settings.meta_address:
-            raise ValueError("--meta-address is required: the gateway reads schemas from the meta manager")
+            raise ValueError("--meta-address is required: the gateway reads schemas and the node registry "
+                             "from the meta manager")
         self.downstream = downstream or GrpcDownstream(
             journal_address=settings.journal_address, meta_address=settings.meta_address,
-            query_addresses=parse_shard_addresses(settings.query_addresses, "--query-addresses"),
-            storage_addresses=parse_shard_addresses(settings.storage_addresses, "--storage-addresses"),
             data_partitions=settings.data_partitions)
         self.schemas = SchemaCache(self.downstream)
         self.gateway = Gateway(self.downstream, self.schemas, limits=GatewayLimits(
@@ -51,13 +56,20 @@ class GatewayService(Service):
     async def on_start(self) -> None:
         await self.downstream.start()
         self.spawn(self.schemas.run_watch(), "schema-watch", forever=True)
+        self.spawn(self.downstream.follow_registry(), "registry-watch", forever=True)
+        self.spawn(self._ready_when_routable(), "routing-ready")
+
+    async def _ready_when_routable(self) -> None:
+        await self.downstream.wait_routable()
         self.set_ready()
+        log.info("routing table received from the node registry; ready")
 
     async def on_stop(self) -> None:
         await self.downstream.stop()
 
     def health_payload(self) -> dict[str, object]:
-        return {"schema_watch": self.schemas.watching, "data_partitions": self.settings.data_partitions}
+        return {"schema_watch": self.schemas.watching, "data_partitions": self.settings.data_partitions,
+                "routing": self.downstream.routing_health()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,14 +9,13 @@ from vecraft.shared.model.limits import MAX_REQUEST_BYTES
 
 
 class GatewaySettings(ServiceSettings):
-    """HTTP and gRPC front door: validation, journal routing, search fan-out."""
+    """HTTP and gRPC front door: validation, journal routing, search fan-out.
+
+    Query nodes and storage nodes are not configured: the gateway routes from the meta
+    manager's node registry (``--meta-address``, required).
+    """
 
     journal_address: str = Field(..., description="journal service gRPC address host:port")
-    query_addresses: list[str] = Field(
-        default_factory=list, description="query processor of each shard: SHARD=HOST:PORT ...")
-    storage_addresses: list[str] = Field(
-        default_factory=list, description="storage replicas of each shard: SHARD=HOST:PORT ... (repeat a "
-                                          "shard for several replicas)")
     data_partitions: int = Field(1, ge=1, le=1024, description="number of journal data partitions")
     max_body_bytes: int = Field(MAX_REQUEST_BYTES, ge=1024, le=MAX_REQUEST_BYTES,
                                 description="largest HTTP request body (413 above); gRPC takes the same")
