@@ -73,6 +73,27 @@ async def test_leases_expire_and_survive_a_reopen(store: MetaStore, tmp_path: Pa
         await reopened.stop()
 
 
+async def test_a_restarted_manager_gives_every_lease_one_ttl_of_grace(store: MetaStore,
+                                                                      tmp_path: Path) -> None:
+    node = meta_pb2.NodeInfo(node_id="n1", role="storage", shards=[0])
+    lease, _ = await store.register_node(node, 500)
+    await store.stop()
+    # Down for longer than the TTL: the node could not renew through it.
+    await asyncio.sleep(0.8)
+    reopened = open_store("sqlite", data_dir=tmp_path, etcd_endpoints=[], etcd_prefix="/x")
+    await reopened.start()
+    try:
+        with reopened.subscribe() as sub:
+            # Still registered, and a heartbeat now keeps it.
+            assert [n.node_id for n in await reopened.list_nodes()] == ["n1"]
+            assert await reopened.heartbeat("n1", lease)
+            # Without heartbeats it still expires, one TTL later.
+            deleted = await asyncio.wait_for(anext(e async for e in sub if e.type is EventType.DELETE), 10)
+        assert deleted.node is not None and deleted.node.node_id == "n1"
+    finally:
+        await reopened.stop()
+
+
 def test_open_store_checks_the_backend(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match="etcd-endpoints"):
         open_store("etcd", data_dir=tmp_path, etcd_endpoints=[], etcd_prefix="/x")

@@ -117,6 +117,7 @@ class SqliteMetaStore(MetaStore):
             return conn
 
         self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, _open)
+        await self._grant_grace()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="meta-sqlite-lease-sweep")
 
     async def stop(self) -> None:
@@ -282,12 +283,37 @@ class SqliteMetaStore(MetaStore):
             log.warning("node lease expired", extra={"node": event.node.node_id if event.node else ""})
             self._hub.publish(event)
 
+    async def _grant_grace(self) -> None:
+        """Give every lease a whole TTL from now: this manager was not there to receive heartbeats."""
+        def _extend(conn: sqlite3.Connection) -> int:
+            now = _now_ms()
+            with conn:
+                return conn.execute("UPDATE nodes SET expires_unix_ms = MAX(expires_unix_ms, ? + ttl_ms)",
+                                    (now,)).rowcount
+
+        try:
+            extended = await self._run(_extend)
+        except Unavailable:
+            log.exception("extending the node leases failed")
+            return
+        if extended:
+            log.info("node leases extended by their TTL after a restart or a stall",
+                     extra={"nodes": extended})
+
     async def _sweep_loop(self) -> None:
+        # As etcd does on a leader change: after a restart or a stall of this process (SIGSTOP,
+        # a long GC, a hung disk) nodes could not renew their leases through it, so expiring them
+        # all at once would mark a healthy cluster down. Leases get one TTL of grace instead
+        # (at start: in start()).
+        last = time.monotonic()
         while True:
+            if time.monotonic() - last > max(1.0, 10 * self._sweep_interval):
+                await self._grant_grace()
             try:
                 await self._expire()
             except Unavailable:
                 log.exception("lease sweep failed")
+            last = time.monotonic()
             await asyncio.sleep(self._sweep_interval)
 
     # ---- placement map ---------------------------------------------------------
