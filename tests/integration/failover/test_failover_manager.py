@@ -152,3 +152,20 @@ async def test_one_active_manager_and_a_takeover_after_kill_9(
     moved = await wait_map(client, lambda m: storage_of(m) == {0: ["s0", "s9"]})
     assert moved.fencing_token == health(standby)["fencing_token"]
     print(f"take-over after kill -9 of the active fail-over manager: {took_over:.2f} s")
+
+
+async def test_a_higher_replica_count_given_later_is_restored_on_nodes_without_the_shard(
+        start_service: Callable[..., ServiceProcess], meta: ServiceProcess, client: MetaClient,
+        nodes: Nodes) -> None:
+    nodes.up("s0", "storage", (0, 1))
+    nodes.up("s1", "storage", ())
+    nodes.up("q0", "query", (0, 1))
+    first = start_service(FAILOVER, failover_args(meta, grace_ms=1000))
+    boot = await wait_map(client, lambda m: m.version > 0)
+    assert storage_of(boot) == {0: ["s0"], 1: ["s0"]} and boot.storage_replicas == 1
+    first.stop()
+    # Restarted with --storage-replicas 2 (vecraft up --replicas 2 on the same data).
+    start_service(FAILOVER, [*failover_args(meta, grace_ms=1000), "--storage-replicas", "2"])
+    more = await wait_map(client, lambda m: m.storage_replicas == 2 and storage_of(m) == {0: ["s0", "s1"],
+                                                                                          1: ["s0", "s1"]})
+    assert "set-replicas" in [a.action for a in more.history]

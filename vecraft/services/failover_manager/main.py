@@ -29,13 +29,14 @@ from pydantic import Field
 
 from vecraft.services.failover_manager.leadership import LEASE_NAME, Leadership
 from vecraft.services.failover_manager.monitoring import ClusterView
-from vecraft.services.failover_manager.planner import bootstrap, reconcile
+from vecraft.services.failover_manager.planner import Plan, bootstrap, reconcile
 from vecraft.services.meta_manager.client import MetaClient
 from vecraft.shared.common.config import ServiceSettings, load_settings
 from vecraft.shared.common.errors import Conflict, FencedOut, VecraftError
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.metrics import counter
 from vecraft.shared.common.service import Service, run_service
+from vecraft.shared.rpc.v1 import meta_pb2
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,22 @@ class FailoverManager(Service):
                 continue
             await self._step(lead)
 
+    def _with_wanted_replicas(self, current: meta_pb2.PlacementMap, now: int) -> meta_pb2.PlacementMap:
+        """``current`` with the replica counts of the flags when they are set and differ (a cluster
+        restarted with other ``--replicas``); the planner then restores the missing replicas.
+        Fewer replicas than placed only stops restoring: extra replicas are not removed."""
+        wanted = (self.cfg.storage_replicas or current.storage_replicas,
+                  self.cfg.query_replicas or current.query_replicas)
+        if wanted == (current.storage_replicas, current.query_replicas):
+            return current
+        changed = meta_pb2.PlacementMap()
+        changed.CopyFrom(current)
+        changed.storage_replicas, changed.query_replicas = wanted
+        changed.history.append(meta_pb2.PlacementAction(
+            at_unix_ms=now, action="set-replicas",
+            detail=f"{wanted[0]} storage and {wanted[1]} query replicas per shard"))
+        return changed
+
     async def _step(self, lead: Leadership) -> None:
         now = _now_ms()
         current = self.view.placement
@@ -121,14 +138,17 @@ class FailoverManager(Service):
             plan = bootstrap(self.view.live, storage_replicas=self.cfg.storage_replicas,
                              query_replicas=self.cfg.query_replicas, now_ms=now)
         else:
+            current = self._with_wanted_replicas(current, now)
             plan = reconcile(current, self.view.live, self.view.down_since_ms, grace_ms=self.cfg.grace_ms,
                              now_ms=now)
+            if plan.placement is None and current is not self.view.placement:
+                plan = Plan(current, list(current.history[-1:]))
         if plan.placement is None:
             return
         plan.placement.updated_by = self.node_id
         try:
             written = await self._meta.update_placement_map(
-                plan.placement, expected_version=current.version, lease_name=LEASE_NAME,
+                plan.placement, expected_version=self.view.placement.version, lease_name=LEASE_NAME,
                 fencing_token=lead.token)
         except Conflict:
             return  # the map moved; the watch brings the new one
