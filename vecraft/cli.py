@@ -33,7 +33,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vecraft import __version__
-from vecraft.local.placement_report import placement_report, report_text
+from vecraft.local.placement_report import add_replica_lag, placement_report, report_text
 from vecraft.local.supervisor import ChildState, ClusterLock, Supervisor, read_status
 from vecraft.local.topology import (
     CLUSTER_SIZE,
@@ -290,6 +290,8 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
         and any(r["health"] == "up" for r in rows)
     meta = next((p for p in plan.processes if p.role == "meta"), None)
     placement = placement_report(meta.grpc_address, timeout) if meta is not None and sup_running else None
+    if placement is not None:
+        add_replica_lag(placement, {r["name"]: r["healthz"] for r in rows if r["role"] == "storage"})
     return {"data_dir": str(plan.data_dir),
             "supervisor": {"pid": sup.get("pid"), "state": sup.get("state"), "running": sup_running},
             "params": {"shards": plan.params.shards, "storage_nodes": plan.params.storage_nodes,

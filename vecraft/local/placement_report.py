@@ -54,6 +54,24 @@ def build_report(placement: meta_pb2.PlacementMap, nodes: list[meta_pb2.NodeInfo
     }
 
 
+def add_replica_lag(report: dict[str, Any], health: dict[str, dict[str, Any]]) -> None:
+    """Put each storage replica's lag (``lag_ops``, ``staleness_ms``) from its node's /healthz
+    (``health``: node id -> body) into ``report``, in place. Replicas of nodes without an answer
+    get none."""
+    lag = {(node_id, r.get("shard")): r for node_id, body in health.items()
+           for r in body.get("replicas", []) if isinstance(r, dict)}
+    for entry in report["shards"]:
+        for replica in entry["storage"]:
+            found = lag.get((replica["node"], entry["shard"]))
+            if found is not None and replica["state"] != "down":
+                replica["lag_ops"], replica["staleness_ms"] = found.get("lag_ops"), found.get("staleness_ms")
+
+
+def _replica_text(replica: dict[str, Any]) -> str:
+    extra = f", lag {replica['lag_ops']} ops" if replica.get("lag_ops") is not None else ""
+    return f"{replica['node']} ({replica['state']}{extra})"
+
+
 def placement_report(meta_address: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """The report from the meta manager at ``meta_address``; None when it cannot be asked."""
 
@@ -79,7 +97,7 @@ def report_text(report: dict[str, Any]) -> str:
              f"{report['query_replicas']} query replica(s) per shard"
              + (f"; down: {', '.join(report['down_nodes'])}" if report["down_nodes"] else "")]
     for entry in report["shards"]:
-        parts = [f"{role} " + ", ".join(f"{r['node']} ({r['state']})" for r in entry[role])
+        parts = [f"{role} " + ", ".join(_replica_text(r) for r in entry[role])
                  for role in ("storage", "query")]
         lines.append(f"  shard {entry['shard']}: " + "; ".join(parts))
     if report["actions"]:

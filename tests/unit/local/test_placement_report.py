@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vecraft.local.placement_report import build_report, report_text
+from vecraft.local.placement_report import add_replica_lag, build_report, report_text
 from vecraft.shared.rpc.v1 import meta_pb2
 
 
@@ -26,7 +26,10 @@ def test_replica_states_from_the_registry_and_the_latest_actions() -> None:
                       (1, "storage", "s3"): "catching-up", (1, "query", "q0"): "serving"}
     assert [n["node_id"] for n in report["nodes"]] == ["s0", "s1", "s3", "q0"]  # no gateway
     assert len(report["actions"]) == 10 and report["actions"][-1]["node_id"] == "n14"
+    add_replica_lag(report, {"s0": {"replicas": [{"shard": 0, "lag_ops": 4, "staleness_ms": 120}]},
+                             "s2": {"replicas": [{"shard": 0, "lag_ops": 9, "staleness_ms": 1}]}})
     text = report_text(report)
+    assert "shard 0: storage s0 (serving, lag 4 ops), s2 (down)" in text  # a down node's lag is not shown
     assert "placement v4: 2 storage and 1 query replica(s) per shard; down: s2" in text
     assert "shard 1: storage s1 (serving), s3 (catching-up); query q0 (serving)" in text
     assert "mark-down n14" in text
