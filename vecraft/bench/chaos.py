@@ -19,7 +19,8 @@ outside fault windows, and the time each fault took to recover. Exit status 1
 on any violation.
 
 Usage: ``vecraft bench chaos [--seed N] [--duration-s 60] [--fault-every-s 6]
-[--targets storage,query,gateway,journal,meta,failover] ...`` (``--help``
+[--targets storage,query,gateway,journal,meta,failover] [--cluster] ...``; with
+``--cluster`` an etcd member or a NATS server may be hit too (``--help``
 lists everything). Writes OUT/results/chaos-*.json and OUT/reports/chaos.md.
 """
 
@@ -51,6 +52,8 @@ from vecraft.local.supervisor import read_status
 COLLECTION = "chaos"
 DIM = 4
 ROLES = ("storage", "query", "gateway", "journal", "meta", "failover")
+#: More roles of cluster mode (`vecraft up --cluster`): an etcd member, a NATS server.
+CLUSTER_ROLES = ("etcd", "nats")
 #: (level, weight) of reads; writes, deletes and transactions have their own weights.
 READS = (("strong", 3), ("read_your_writes", 3), ("eventual", 2), ("bounded", 2))
 ACKS = ("journal", "one", "all")
@@ -75,6 +78,8 @@ class ChaosConfig:
     #: How long a write with a lost answer is retried (same request id) before it counts as unknown.
     retry_s: float = 30.0
     recover_timeout_s: float = 120.0
+    #: Cluster mode: etcd and NATS JetStream, two journal instances.
+    cluster: bool = False
     #: `vecraft up` flags added as given (e.g. fail-over manager timings).
     extra_up_args: tuple[str, ...] = ()
 
@@ -357,7 +362,7 @@ async def run_chaos(cfg: ChaosConfig, work: Path) -> dict[str, Any]:
                        grpc_port=free_port(), extra_args=(
                            "--storage-nodes", str(cfg.storage_nodes), "--replicas", str(cfg.replicas),
                            "--query-nodes", str(cfg.query_nodes), "--query-replicas", str(cfg.query_replicas),
-                           *cfg.extra_up_args))
+                           *(("--cluster",) if cfg.cluster else ()), *cfg.extra_up_args))
     async with LocalCluster(spec) as cluster, httpx.AsyncClient(base_url=spec.base_url) as http:
         resp = await http.post("/v1/collections", json={"name": COLLECTION, "dim": DIM, "shards": cfg.shards,
                                                         "replicas": cfg.replicas}, timeout=30)
@@ -413,8 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration-s", type=float, default=d.duration_s, help="length of the fault schedule")
     p.add_argument("--fault-every-s", type=float, default=d.fault_every_s, help="mean time between faults")
     p.add_argument("--pause-s", type=float, default=d.pause_s, help="length of a SIGSTOP pause")
-    p.add_argument("--targets", default=",".join(d.targets),
-                   help=f"roles whose processes may be hit (of {', '.join(ROLES)})")
+    p.add_argument("--targets", default=None,
+                   help=f"roles whose processes may be hit (of {', '.join(ROLES + CLUSTER_ROLES)}); default "
+                        f"all of the mode's")
+    p.add_argument("--cluster", action="store_true",
+                   help="cluster mode: 3 etcd members, 3 NATS servers, 2 journal instances "
+                        "(needs the cluster extra)")
     p.add_argument("--clients", type=int, default=d.clients, help="client sessions")
     p.add_argument("--keys-per-client", type=int, default=d.keys_per_client,
                    help="record ids each session owns and changes")
@@ -431,17 +440,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    targets = tuple(t for t in args.targets.split(",") if t)
-    unknown = set(targets) - set(ROLES)
+    roles = ROLES + CLUSTER_ROLES if args.cluster else ROLES
+    targets = tuple(t for t in args.targets.split(",") if t) if args.targets is not None else roles
+    unknown = set(targets) - set(roles)
     if unknown:
-        print(f"vecraft bench chaos: unknown --targets {sorted(unknown)} (of {', '.join(ROLES)})",
+        print(f"vecraft bench chaos: unknown --targets {sorted(unknown)} (of {', '.join(roles)})",
               file=sys.stderr)
         return 2
     cfg = ChaosConfig(seed=args.seed, duration_s=args.duration_s, fault_every_s=args.fault_every_s,
                       pause_s=args.pause_s, targets=targets, clients=args.clients,
                       keys_per_client=args.keys_per_client, shards=args.shards,
                       storage_nodes=args.storage_nodes, replicas=args.replicas, query_nodes=args.query_nodes,
-                      query_replicas=args.query_replicas, bound_ms=args.bound_ms)
+                      query_replicas=args.query_replicas, bound_ms=args.bound_ms, cluster=args.cluster)
     env = environment("chaos", argv)
     with bench_run("chaos") as work:
         result = asyncio.run(run_chaos(cfg, work))
