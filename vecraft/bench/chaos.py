@@ -43,7 +43,7 @@ import httpx
 import numpy as np
 
 from vecraft.bench._cluster import ClusterSpec, LocalCluster, bench_run
-from vecraft.bench._env import environment
+from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._history import ABSENT, Change, Outcome, Read, Verdict, check
 from vecraft.bench._report import add_output_arguments, fmt, table, write_outputs
 from vecraft.local.process import free_port
@@ -388,6 +388,7 @@ def render(result: dict[str, Any]) -> str:
     cfg, hist = result["config"], result["history"]
     lines = [
         "# Chaos run", "",
+        *([environment_markdown(result["environment"]), ""] if "environment" in result else []),
         f"Seed {cfg['seed']}, {fmt(cfg['duration_s'], 0)} s, a fault every ~{fmt(cfg['fault_every_s'], 0)} s "
         f"on {', '.join(cfg['targets'])}; {cfg['clients']} sessions x {cfg['keys_per_client']} ids; "
         f"{cfg['storage_nodes']} storage nodes x {cfg['replicas']} replicas, "
