@@ -21,7 +21,8 @@ on any violation.
 Usage: ``vecraft bench chaos [--seed N] [--duration-s 60] [--fault-every-s 6]
 [--targets storage,query,gateway,journal,meta,failover] [--cluster] ...``; with
 ``--cluster`` an etcd member or a NATS server may be hit too (``--help``
-lists everything). Writes OUT/results/chaos-*.json and OUT/reports/chaos.md.
+lists everything). Writes OUT/results/chaos-*.json and OUT/reports/chaos.md
+(``--cluster``: chaos-cluster-*.json, chaos-cluster.md).
 """
 
 from __future__ import annotations
@@ -460,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     text = render(result)
     print(text)
     if not args.no_report:
-        json_path, md_path = write_outputs(args.out, "chaos", f"seed{cfg.seed}", result, text)
+        # Cluster mode keeps a report of its own beside the embedded one.
+        name = "chaos-cluster" if cfg.cluster else "chaos"
+        json_path, md_path = write_outputs(args.out, name, f"seed{cfg.seed}", result, text)
         print(f"wrote {json_path} and {md_path}")
     return 0 if result["ok"] else 1
 
