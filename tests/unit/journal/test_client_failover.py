@@ -3,7 +3,7 @@
 Each fake owns some partitions and refuses the others the way the journal does
 (``not_owner``, naming the owner in ``vecraft-journal-owner`` trailing metadata
 when it knows it, via the journal servicer's own helpers). The client must land
-appends (batched and unary), ReportApplied and Subscribe on the owner, skip an
+appends (batched and unary), ReportApplied, Leave and Subscribe on the owner, skip an
 instance that is down, wait out a take-over within the call's deadline, and
 send reads anywhere.
 """
@@ -40,6 +40,7 @@ class Fake(journal_pb2_grpc.JournalServiceServicer):
         self.appended: list[str] = []  # request ids written here
         self.refused = 0
         self.reports: list[tuple[str, int]] = []
+        self.left: list[str] = []
         self.reads = 0
 
     def _refusal(self, partition: str) -> NotOwner:
@@ -77,6 +78,13 @@ class Fake(journal_pb2_grpc.JournalServiceServicer):
             await abort_not_owner(context, self._refusal(request.partition))
         self.reports.append((request.replica_id, request.applied_offset))
         return journal_pb2.ReportAppliedResponse()
+
+    async def Leave(self, request: journal_pb2.LeaveRequest,  # noqa: N802
+                    context: grpc.aio.ServicerContext) -> journal_pb2.LeaveResponse:
+        if request.partition not in self.owns:
+            await abort_not_owner(context, self._refusal(request.partition))
+        self.left.append(request.replica_id)
+        return journal_pb2.LeaveResponse(known=True)
 
     async def GetOffset(self, request: journal_pb2.GetOffsetRequest,  # noqa: N802
                         context: grpc.aio.ServicerContext) -> journal_pb2.GetOffsetResponse:
@@ -208,7 +216,7 @@ async def test_no_owner_within_the_deadline_is_an_error_not_a_hang(fakes: tuple[
         await client.close()
 
 
-async def test_report_applied_and_subscribe_go_to_the_owner(fakes: tuple[Fake, Fake]) -> None:
+async def test_report_applied_leave_and_subscribe_go_to_the_owner(fakes: tuple[Fake, Fake]) -> None:
     a, b = fakes
     b.owns = {"data-0"}
     a.owners = {"data-0": b.address}
@@ -216,6 +224,9 @@ async def test_report_applied_and_subscribe_go_to_the_owner(fakes: tuple[Fake, F
     try:
         await client.report_applied("data-0", "replica-1", 4)
         assert b.reports == [("replica-1", 4)]
+        client.router.not_owner("data-0", b.address, None)  # forget the owner again
+        assert await client.leave("data-0", "replica-1", timeout_s=HANG)
+        assert (a.left, b.left) == ([], ["replica-1"])
         client.router.not_owner("data-0", b.address, None)  # forget the owner again
         sub = client.subscribe("data-0", 5, replica_id="replica-1")
         try:

@@ -85,8 +85,9 @@ class JournalTimeouts:
     get_offset_s: float = 2.0
     #: PullWAL reads a page of up to 16 MiB (or one entry of up to 64 MiB) from disk.
     pull_s: float = 10.0
-    #: ReportApplied, LookupRequest and Stats are small in-memory answers.
+    #: ReportApplied, Leave, LookupRequest and Stats are small in-memory answers.
     report_applied_s: float = 5.0
+    leave_s: float = 5.0
     lookup_s: float = 5.0
     stats_s: float = 5.0
     #: A Subscribe stream silent this long (no entries, no heartbeat; the journal sends
@@ -112,7 +113,7 @@ class JournalClient:
 
     ``address`` is ``host:port`` or, in cluster mode, several instances ``host:port,host:port``
     (any subset works: the instances name the owner of a partition when they refuse a write).
-    Appends, ReportApplied and Subscribe go to the partition's owner and follow its moves;
+    Appends, ReportApplied, Leave and Subscribe go to the partition's owner and follow its moves;
     reads go to any instance (see :mod:`.instances`). A call that meets an instance that is down
     or not the owner tries another within its deadline: appends stay idempotent by request id
     across instances, and a ``not_owner`` refusal means nothing was written.
@@ -399,6 +400,20 @@ class JournalClient:
                                                applied_offset=applied_offset)
         await self._call("ReportApplied", req, attempt_s=self.timeouts.report_applied_s, timeout_s=timeout_s,
                          partition=partition, owner_bound=True)
+
+    async def leave(self, partition: str, replica_id: str, *, timeout_s: float | None = None) -> bool:
+        """Tell the partition's owner this consumer stops consuming it on purpose (idempotent).
+
+        The journal forgets it at once: writes no longer wait for it nor count it in
+        ``replicas_expected``, instead of for ``--replica-liveness-ms`` after its stream closed.
+        Call it once its streams and reports stopped, or earlier if it must stop counting at once
+        (reports sent meanwhile are ignored; a new subscription joins again). Returns True if the
+        journal knew the consumer.
+        """
+        req = journal_pb2.LeaveRequest(partition=partition, replica_id=replica_id)
+        resp = await self._call("Leave", req, attempt_s=self.timeouts.leave_s, timeout_s=timeout_s,
+                                partition=partition, owner_bound=True)
+        return bool(resp.known)
 
     async def lookup_request(self, request_id: str, *,
                              timeout_s: float | None = None) -> journal_pb2.LookupRequestResponse:

@@ -1,7 +1,7 @@
 """Which journal instance a client call goes to (several instances share one journal in cluster mode).
 
 Calls that need a partition's owner — Append / AppendBatch (only the owner
-writes), Subscribe and ReportApplied (the owner tracks consumers for write
+writes), Subscribe, ReportApplied and Leave (the owner tracks consumers for write
 acknowledgements) — go to the instance the client last saw own the
 partition; the others (GetOffset, PullWAL, LookupRequest, Stats: any instance
 answers them from the stream) go to the *current* instance, the last one that

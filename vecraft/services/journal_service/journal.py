@@ -303,8 +303,37 @@ class Journal:
         if applied > head:
             raise InvalidRequest(f"applied_offset {applied} is past the head {head} of {partition}")
         state = self.registry.report(plog.name, replica_id, applied, head)
+        if state is None:
+            return  # sent before the replica left: it stays forgotten
         self.acks.applied(plog.name, replica_id, state.applied)
         self._refresh(plog)
+
+    async def leave(self, partition: str, replica_id: str) -> bool:
+        """A consumer stops consuming ``partition`` on purpose: forget it now, release the writes it held.
+
+        From here on it is not expected by any write (those waiting for it stop waiting), not
+        counted for back-pressure and not listed in Stats; reports it sent before are ignored for
+        ``--replica-liveness-ms``; a new Subscribe stream brings it back. Idempotent.
+
+        Returns:
+            True if the consumer was known.
+
+        Raises:
+            NotFound: unknown partition. InvalidRequest: no replica id.
+            NotOwner: another instance owns the partition (it tracks the partition's consumers).
+        """
+        plog = self._log(partition)
+        self.ownership.check_tracking(plog.name)
+        if not replica_id:
+            raise InvalidRequest("replica_id is required")
+        known = self.registry.leave(plog.name, replica_id)
+        self.acks.left(plog.name, replica_id)
+        self._refresh(plog)
+        metrics.forget_replica(plog.name, replica_id)
+        if known:
+            metrics.REPLICAS_LEFT.labels(plog.name).inc()
+            log.info("consumer left", extra={"partition": plog.name, "replica_id": replica_id})
+        return known
 
     async def lookup(self, request_id: str) -> journal_pb2.LookupRequestResponse:
         """Where ``request_id``'s entry is and which storage replicas have applied it.

@@ -7,6 +7,8 @@ writer has presented, so a single bad clock is visible after the fact.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Histogram
 
 from vecraft.shared.common.metrics import counter, gauge, latency_histogram
@@ -44,6 +46,8 @@ REPLICA_LAG_BYTES = gauge(AREA, "replica_lag", "bytes", "Bytes committed but not
                           ["partition", "replica"])
 REPLICA_LAG_MS = gauge(AREA, "replica_lag", "ms", "Age of the oldest entry a replica has not applied",
                        ["partition", "replica"])
+REPLICAS_LEFT = counter(AREA, "replicas_left", "Consumers that left a partition on purpose (Leave) and "
+                        "were forgotten at once", ["partition"])
 REPLICAS_LAGGING = counter(AREA, "replicas_marked_lagging", "Replicas that missed write_ack_timeout",
                            ["partition"])
 BACK_PRESSURE = gauge(AREA, "back_pressure", "state", "1 while new writes are refused", ["partition"])
@@ -54,3 +58,10 @@ OWNED = gauge(AREA, "partition_owned", "state", "1 while this instance owns the 
               "with partition ownership: --backend jetstream and --meta-address)", ["partition"])
 TAKE_OVERS = counter(AREA, "take_overs", "Partitions this instance took over (epoch marker written)",
                      ["partition"])
+
+
+def forget_replica(partition: str, replica_id: str) -> None:
+    """Remove a consumer's lag gauges (it left: a frozen last value would read as a live lag)."""
+    for metric in (REPLICA_LAG_OPS, REPLICA_LAG_BYTES, REPLICA_LAG_MS):
+        with contextlib.suppress(KeyError):
+            metric.remove(partition, replica_id)

@@ -107,6 +107,15 @@ class JournalServicer(journal_pb2_grpc.JournalServiceServicer):
             await abort_not_owner(context, err)
         return journal_pb2.ReportAppliedResponse()
 
+    async def Leave(self, request: journal_pb2.LeaveRequest,
+                    context: grpc.aio.ServicerContext) -> journal_pb2.LeaveResponse:
+        try:
+            known = await self._journal.leave(request.partition, request.replica_id)
+        except NotOwner as err:
+            await abort_not_owner(context, err)
+            raise  # not reached: abort raises
+        return journal_pb2.LeaveResponse(known=known)
+
     async def LookupRequest(self, request: journal_pb2.LookupRequestRequest,
                             context: grpc.aio.ServicerContext) -> journal_pb2.LookupRequestResponse:
         return await self._journal.lookup(request.request_id)

@@ -5,7 +5,10 @@ replica ids: ``ack=all`` -> one group per live, non-lagging serving replica;
 ``ack=one`` -> one group per touched shard holding the replicas that serve
 it. The wait ends when every group has a replica whose applied offset is
 ``>= offset``, or when the ack timeout passes; replicas still missing then are
-marked lagging by the caller.
+marked lagging by the caller. A replica that leaves meanwhile (:meth:`AckTracker.left`)
+is taken out of every waiting write: it is no longer expected, and a group it
+empties (no other replica serves that shard) is dropped, as if no live replica
+had served it when the write came.
 """
 
 from __future__ import annotations
@@ -32,10 +35,21 @@ class AckOutcome:
 class _Waiter:
     offset: int
     groups: list[set[str]]
+    expected: set[str]
     future: asyncio.Future[None]
 
     def satisfied_by(self, acked: set[str]) -> bool:
         return all(not group.isdisjoint(acked) for group in self.groups)
+
+    def without(self, replica_id: str) -> bool:
+        """Stop expecting ``replica_id``; True if it was in a group (the wait may be over now)."""
+        self.expected.discard(replica_id)
+        if not any(replica_id in group for group in self.groups):
+            return False
+        for group in self.groups:
+            group.discard(replica_id)
+        self.groups = [group for group in self.groups if group]
+        return True
 
 
 def ack_groups(mode: int, shards: Sequence[int], serving: Sequence[ReplicaState]) -> list[set[str]]:
@@ -79,8 +93,8 @@ class AckTracker:
         expected = {rid for group in groups for rid in group} | {s.replica_id for s in serving}
         if mode == journal_pb2.ACK_JOURNAL:
             return AckOutcome()
-        outcome = AckOutcome(expected=sorted(expected))
-        waiter = _Waiter(offset, groups, asyncio.get_running_loop().create_future())
+        outcome = AckOutcome()
+        waiter = _Waiter(offset, groups, expected, asyncio.get_running_loop().create_future())
         if groups and not waiter.satisfied_by(self._acked(partition, offset, expected)):
             waiters = self._waiters.setdefault(partition, [])
             waiters.append(waiter)
@@ -90,12 +104,14 @@ class AckTracker:
                 outcome.timed_out = True
             finally:
                 waiters.remove(waiter)
-        acked = self._acked(partition, offset, expected)
+        # The waiter's sets, not the ones above: replicas that left meanwhile are out of them.
+        acked = self._acked(partition, offset, waiter.expected)
+        outcome.expected = sorted(waiter.expected)
         outcome.acked = sorted(acked)
-        outcome.lagging = sorted(expected - acked)
+        outcome.lagging = sorted(waiter.expected - acked)
         if outcome.timed_out:
             # Only the replicas that held this write up are marked; already-lagging ones stay so.
-            holding = {rid for group in groups if group.isdisjoint(acked) for rid in group}
+            holding = {rid for group in waiter.groups if group.isdisjoint(acked) for rid in group}
             self._registry.mark_lagging(partition, holding)
         return outcome
 
@@ -108,3 +124,13 @@ class AckTracker:
                 ids = {rid for group in waiter.groups for rid in group}
                 if waiter.satisfied_by(self._acked(partition, waiter.offset, ids)):
                     waiter.future.set_result(None)
+
+    def left(self, partition: str, replica_id: str) -> None:
+        """A replica left (forgotten by the registry already): release the waiters it held up."""
+        for waiter in self._waiters.get(partition, ()):
+            # Released waiters too: their outcome, computed when they resume, must not expect it.
+            if not waiter.without(replica_id) or waiter.future.done():
+                continue
+            ids = {rid for group in waiter.groups for rid in group}
+            if waiter.satisfied_by(self._acked(partition, waiter.offset, ids)):
+                waiter.future.set_result(None)

@@ -10,6 +10,11 @@ A consumer is *live* while it has an open stream or reported within
 ``liveness_ms``. A live replica that misses a write's ack timeout is marked
 *lagging*: it stops holding up ``ack=all`` writes until it has caught up
 with the partition head, but still counts for back-pressure.
+
+A consumer that stops on purpose (Leave: its shard replica was dropped, its
+process stops) is forgotten at once instead of aging out over ``liveness_ms``.
+Reports that arrive after it left (sent before, delayed) do not bring it back
+for the next ``liveness_ms``; a new Subscribe stream does, at once.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ class ReplicaRegistry:
     def __init__(self, liveness_ms: int) -> None:
         self.liveness_s = liveness_ms / 1000.0
         self._by_partition: dict[str, dict[str, ReplicaState]] = {}
+        # (partition, replica id) -> when it left (monotonic); pruned after liveness_s.
+        self._left: dict[tuple[str, str], float] = {}
 
     def _get(self, partition: str, replica_id: str, role: str) -> ReplicaState:
         replicas = self._by_partition.setdefault(partition, {})
@@ -88,7 +95,11 @@ class ReplicaRegistry:
 
     def subscribed(self, partition: str, replica_id: str, *, shards: Iterable[int], role: str,
                    from_offset: int) -> ReplicaState:
-        """A Subscribe stream opened; everything before ``from_offset`` is applied."""
+        """A Subscribe stream opened; everything before ``from_offset`` is applied.
+
+        A consumer that had left joins again.
+        """
+        self._left.pop((partition, replica_id), None)
         state = self._get(partition, replica_id, role)
         state.role = role
         state.shards = frozenset(shards)
@@ -98,22 +109,43 @@ class ReplicaRegistry:
         return state
 
     def unsubscribed(self, state: ReplicaState) -> None:
+        """A Subscribe stream closed (of a consumer that left: its forgotten state, no effect)."""
         state.streams = max(0, state.streams - 1)
         # Liveness runs on from the moment the stream closed.
         state.last_seen = time.monotonic()
 
-    def report(self, partition: str, replica_id: str, applied: int, head: int) -> ReplicaState:
+    def report(self, partition: str, replica_id: str, applied: int, head: int) -> ReplicaState | None:
         """Record an applied offset; a replica never seen before is registered serving every shard.
 
         Applied offsets only move forward: a report older than one already
         seen (a reordered or delayed call) changes nothing but liveness.
+
+        Returns:
+            The consumer's state; None (nothing recorded) when it left less than
+            ``liveness_s`` ago: a report sent before it left must not bring it back.
         """
+        left_at = self._left.get((partition, replica_id))
+        if left_at is not None:
+            if time.monotonic() - left_at <= self.liveness_s:
+                return None
+            del self._left[(partition, replica_id)]
         state = self._get(partition, replica_id, ROLE_REPLICA)
         state.applied = max(state.applied, applied)
         state.last_seen = time.monotonic()
         if state.lagging and state.applied >= head:
             state.lagging = False
         return state
+
+    def leave(self, partition: str, replica_id: str) -> bool:
+        """Forget a consumer that stops on purpose, whatever its streams; True if it was known.
+
+        From now on it is not live, not expected by writes, not in Stats; a stream of it still
+        open (closing) keeps only its forgotten state. It joins again by subscribing.
+        """
+        now = time.monotonic()
+        self._left = {key: at for key, at in self._left.items() if now - at <= self.liveness_s}
+        self._left[(partition, replica_id)] = now
+        return self._by_partition.get(partition, {}).pop(replica_id, None) is not None
 
     def mark_lagging(self, partition: str, replica_ids: Iterable[str]) -> None:
         replicas = self._by_partition.get(partition, {})

@@ -28,8 +28,9 @@ class Ownership(abc.ABC):
 
     @abc.abstractmethod
     def check_tracking(self, partition: str) -> None:
-        """Return if this instance should serve a Subscribe or ReportApplied of ``partition``: it owns it,
-        or no other owner is known (then it serves the stream itself rather than leave it unserved).
+        """Return if this instance should serve a Subscribe, ReportApplied or Leave of ``partition``: it
+        owns it, or no other owner is known (then it serves the stream itself rather than leave it
+        unserved).
 
         Raises:
             NotOwner: another instance owns it and its address is known.

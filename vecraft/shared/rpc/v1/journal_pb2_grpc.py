@@ -64,6 +64,11 @@ class JournalServiceStub:
                 request_serializer=vecraft_dot_v1_dot_journal__pb2.ReportAppliedRequest.SerializeToString,
                 response_deserializer=vecraft_dot_v1_dot_journal__pb2.ReportAppliedResponse.FromString,
                 _registered_method=True)
+        self.Leave = channel.unary_unary(
+                '/vecraft.v1.JournalService/Leave',
+                request_serializer=vecraft_dot_v1_dot_journal__pb2.LeaveRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_journal__pb2.LeaveResponse.FromString,
+                _registered_method=True)
         self.LookupRequest = channel.unary_unary(
                 '/vecraft.v1.JournalService/LookupRequest',
                 request_serializer=vecraft_dot_v1_dot_journal__pb2.LookupRequestRequest.SerializeToString,
@@ -129,6 +134,16 @@ class JournalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Leave(self, request, context):
+        """A consumer stops consuming a partition on purpose (its shard replica is
+        dropped, its process stops): the journal forgets it at once, so it no
+        longer holds up ack=one|all writes nor counts in replicas_expected.
+        Served by the partition's owner, like ReportApplied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LookupRequest(self, request, context):
         """Position of an earlier request by its request_id (operation tracking).
         """
@@ -175,6 +190,11 @@ def add_JournalServiceServicer_to_server(servicer, server):
                     servicer.ReportApplied,
                     request_deserializer=vecraft_dot_v1_dot_journal__pb2.ReportAppliedRequest.FromString,
                     response_serializer=vecraft_dot_v1_dot_journal__pb2.ReportAppliedResponse.SerializeToString,
+            ),
+            'Leave': grpc.unary_unary_rpc_method_handler(
+                    servicer.Leave,
+                    request_deserializer=vecraft_dot_v1_dot_journal__pb2.LeaveRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_journal__pb2.LeaveResponse.SerializeToString,
             ),
             'LookupRequest': grpc.unary_unary_rpc_method_handler(
                     servicer.LookupRequest,
@@ -349,6 +369,33 @@ class JournalService:
             '/vecraft.v1.JournalService/ReportApplied',
             vecraft_dot_v1_dot_journal__pb2.ReportAppliedRequest.SerializeToString,
             vecraft_dot_v1_dot_journal__pb2.ReportAppliedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Leave(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.JournalService/Leave',
+            vecraft_dot_v1_dot_journal__pb2.LeaveRequest.SerializeToString,
+            vecraft_dot_v1_dot_journal__pb2.LeaveResponse.FromString,
             options,
             channel_credentials,
             insecure,
