@@ -1,7 +1,10 @@
-"""Storage-node test harness: a real journal, real storage nodes, a journal writer (fixtures + helpers)."""
+"""Storage-node test harness: a real journal, real storage nodes, a journal writer, a meta manager and
+placement maps (fixtures + helpers)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -14,11 +17,13 @@ import pytest
 from tests.support.procs import ServiceProcess
 from tests.unit.storage import payloads
 from vecraft.services.journal_service.client import JournalClient
+from vecraft.services.meta_manager.client import MetaClient
 from vecraft.shared.common.service import grpc_channel
-from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, storage_pb2, storage_pb2_grpc
+from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, meta_pb2, storage_pb2, storage_pb2_grpc
 
 JOURNAL = "vecraft.services.journal_service"
 STORAGE = "vecraft.services.storage_node"
+META = "vecraft.services.meta_manager"
 # Lag tests slow the push stream on purpose: keep the journal from refusing writes meanwhile.
 JOURNAL_ARGS = ["--data-partitions", "1", "--backpressure-lag-ms", "600000",
                 "--backpressure-lag-ops", "10000000", "--backpressure-lag-bytes", str(1 << 40)]
@@ -88,3 +93,53 @@ def http_get(node: ServiceProcess, path: str) -> tuple[int, str]:
         return err.code, err.read().decode()
     except urllib.error.URLError:
         return 0, ""  # not listening yet
+
+
+@pytest.fixture
+def meta(start_service: Callable[..., ServiceProcess], journal: ServiceProcess,
+         tmp_path: Path) -> ServiceProcess:
+    """A meta manager on SQLite, for nodes that register and follow the placement map."""
+    return start_service(META, ["--backend", "sqlite", "--data-dir", str(tmp_path / "meta"),
+                                "--journal-address", journal.grpc_address, "--data-partitions", "1"],
+                         name="meta", ready_timeout=60)
+
+
+@pytest.fixture
+async def meta_client(meta: ServiceProcess) -> AsyncIterator[MetaClient]:
+    client = MetaClient(meta.grpc_address, timeout_s=5.0)
+    yield client
+    await client.close()
+
+
+class Placer:
+    """Writes placement maps the way the fail-over manager does (it holds the fenced lease)."""
+
+    def __init__(self, meta: MetaClient) -> None:
+        self.meta = meta
+
+    async def place(self, shards: dict[int, list[str]]) -> int:
+        lease = await self.meta.acquire_lease("failover-manager", "test", 60_000)
+        assert lease.held
+        current = await self.meta.get_placement_map()
+        placement = meta_pb2.PlacementMap(storage_replicas=1, shards=[
+            meta_pb2.ShardAssignment(shard=s, storage_nodes=nodes) for s, nodes in sorted(shards.items())])
+        written = await self.meta.update_placement_map(placement, expected_version=current.version,
+                                                       lease_name="failover-manager",
+                                                       fencing_token=lease.fencing_token)
+        return int(written.version)
+
+
+async def registered(meta: MetaClient, node_id: str, shards: list[int],
+                     timeout: float = 60.0) -> meta_pb2.NodeInfo:
+    """``node_id``'s registry entry once it serves exactly ``shards`` and loads nothing (``timeout``
+    only detects a hang)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = {n.node_id: n for n in await meta.list_nodes("storage")}.get(node_id)
+        except Exception:  # noqa: BLE001 - the meta manager may be restarting; ask again
+            found = None
+        if found is not None and list(found.shards) == shards and not found.loading_shards:
+            return found
+        assert time.monotonic() < deadline, f"registry: {found}"
+        await asyncio.sleep(0.05)

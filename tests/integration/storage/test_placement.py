@@ -9,17 +9,15 @@ map again once the meta manager is back, and a restart hosts the map's shards, n
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
-from tests.integration.storage.harness import Writer, http_get, node_stub, search_request
+from tests.integration.storage.harness import Placer, Writer, http_get, node_stub, registered, search_request
 from tests.support.procs import ServiceProcess
 from tests.support.waits import until
 from tests.unit.storage import payloads
@@ -29,27 +27,11 @@ from vecraft.shared.rpc.v1 import journal_pb2, meta_pb2, storage_pb2
 
 pytestmark = pytest.mark.integration
 
-META = "vecraft.services.meta_manager"
 DIM = 4
 SHARDS = 2
 NODE = "node-a"
 #: A hang detector only: every wait below ends on the condition it checks.
 WAIT_S = 60.0
-
-
-@pytest.fixture
-def meta(start_service: Callable[..., ServiceProcess], journal: ServiceProcess,
-         tmp_path: Path) -> ServiceProcess:
-    return start_service(META, ["--backend", "sqlite", "--data-dir", str(tmp_path / "meta"),
-                                "--journal-address", journal.grpc_address, "--data-partitions", "1"],
-                         name="meta", ready_timeout=60)
-
-
-@pytest.fixture
-async def meta_client(meta: ServiceProcess) -> AsyncIterator[MetaClient]:
-    client = MetaClient(meta.grpc_address, timeout_s=5.0)
-    yield client
-    await client.close()
 
 
 @pytest.fixture
@@ -60,36 +42,9 @@ def start_placed_node(start_node: Callable[..., ServiceProcess],
     return _start
 
 
-class Placer:
-    """Writes placement maps the way the fail-over manager does (it holds the fenced lease)."""
-
-    def __init__(self, meta: MetaClient) -> None:
-        self.meta = meta
-
-    async def place(self, shards: dict[int, list[str]]) -> int:
-        lease = await self.meta.acquire_lease("failover-manager", "test", 60_000)
-        assert lease.held
-        current = await self.meta.get_placement_map()
-        placement = meta_pb2.PlacementMap(storage_replicas=1, shards=[
-            meta_pb2.ShardAssignment(shard=s, storage_nodes=nodes) for s, nodes in sorted(shards.items())])
-        written = await self.meta.update_placement_map(placement, expected_version=current.version,
-                                                       lease_name="failover-manager",
-                                                       fencing_token=lease.fencing_token)
-        return int(written.version)
-
-
 async def _registered(meta: MetaClient, shards: list[int]) -> meta_pb2.NodeInfo:
     """The node's registry entry once it serves exactly ``shards`` and loads nothing."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        try:
-            found = {n.node_id: n for n in await meta.list_nodes("storage")}.get(NODE)
-        except Exception:  # noqa: BLE001 - the meta manager may be restarting; ask again
-            found = None
-        if found is not None and list(found.shards) == shards and not found.loading_shards:
-            return found
-        assert time.monotonic() < deadline, f"registry: {found}"
-        await asyncio.sleep(0.05)
+    return await registered(meta, NODE, shards, WAIT_S)
 
 
 def _health(node: ServiceProcess) -> dict:

@@ -4,8 +4,9 @@ The placement map (or, without one, the ``--shards`` flag) says which shards the
 node should host; :class:`ShardHosting` moves the hosted set there:
 
 - **one change at a time**: a load (open the replica's files, start its loops)
-  or a drop (stop routing to it, wait for its requests, stop its loops, final
-  snapshot, close; the files stay) runs to its end before the next begins;
+  or a drop (leave the journal's ack accounting, stop routing to it, wait for its
+  requests, stop its loops, final snapshot, close; the files stay) runs to its
+  end before the next begins;
 - **the newest wanted set wins**: after every step the next one is computed
   from the latest :meth:`ShardHosting.want`, so a map that arrives while a
   step runs supersedes any the node had not got to yet;
@@ -51,7 +52,7 @@ class ReplicaHost(Protocol):
         ...
 
     async def drop(self, shard: int) -> None:
-        """Stop serving ``shard``, stop its loops, snapshot and close it; its files stay."""
+        """Leave the journal, stop serving ``shard``, stop its loops, snapshot and close it (files stay)."""
         ...
 
 

@@ -23,8 +23,10 @@ snapshot and replay the local records after it; their followers start; each
 catches up to the journal head as of then by pulling; the node reports ready
 once all have. A replica with an empty directory therefore rebuilds itself
 from the journal. Later loads do not make the node unready; a halted replica
-does, while the other hosted replicas keep answering. Shutdown writes a final
-snapshot per replica.
+does, while the other hosted replicas keep answering. A replica dropped, or every
+replica at a shutdown on purpose, tells the journal it leaves (the journal stops
+counting it for acks at once; a killed node's replicas age out over the journal's
+``--replica-liveness-ms``). Shutdown writes a final snapshot per replica.
 """
 
 from __future__ import annotations
@@ -290,8 +292,13 @@ class StorageNode(Service):
         replica.start(self._journal, self.spawn, self._caught_up)
 
     async def drop(self, shard: int) -> None:
-        """Stop serving ``shard``, wait for its requests, stop its loops, snapshot and close it."""
-        replica = self.replicas.pop(shard)
+        """Leave the journal, stop serving ``shard``, wait for its requests, stop its loops, snapshot and
+        close it."""
+        replica = self.replicas[shard]
+        # First, while it still serves: once the registry stops listing the replica, no write waits
+        # for it or counts it (the journal would otherwise for --replica-liveness-ms).
+        await replica.leave_journal()
+        self.replicas.pop(shard)
         self._leaving.add(replica)
         self.registration_changed.set()
         self._check_initial()
@@ -303,6 +310,8 @@ class StorageNode(Service):
             except TimeoutError:
                 log.warning("dropping shard %d: still waiting for its requests to finish", shard)
         await replica.stop()
+        # Again now that its streams are closed: one that reconnected meanwhile joined again.
+        await replica.leave_journal()
         self._leaving.discard(replica)
         # Shielded: a shutdown meanwhile lets the close finish (on_stop waits for it).
         closing = asyncio.create_task(replica.close(), name=f"{self.role}:close:shard-{shard}")
@@ -338,8 +347,13 @@ class StorageNode(Service):
 
     async def on_stop(self) -> None:
         await asyncio.gather(*self._closing, return_exceptions=True)
-        for replica in [*self._leaving, *self.replicas.values()]:
+        replicas = [*self._leaving, *self.replicas.values()]
+        for replica in replicas:
             await replica.stop()
+        # Stopping on purpose: the journal forgets every replica now (a killed node's age out over
+        # --replica-liveness-ms), before the final snapshots.
+        await asyncio.gather(*(replica.leave_journal() for replica in replicas))
+        for replica in replicas:
             await replica.close()
         if self._journal is not None:
             await self._journal.close()

@@ -13,7 +13,8 @@ Lifecycle: :meth:`open` (recovery from the local files, in a worker thread),
 :meth:`start` (background loops, spawned by the process so one that dies takes
 the process with it, and the catch-up to the journal head as of now; the
 replica is *catching up* until it reached it, then *serving*), then to drop
-it: :meth:`drain` (wait for the requests using it), :meth:`stop` (cancel its
+it: :meth:`leave_journal` (the journal stops counting it for acks at once),
+:meth:`drain` (wait for the requests using it), :meth:`stop` (cancel its
 loops), :meth:`close` (final snapshot, close the stores; the files stay). A
 halted partition makes this replica's reads of it answer 503 and calls
 ``on_halt`` (the process then reports not ready); the node's other replicas
@@ -49,6 +50,10 @@ from vecraft.shared.replica import PartitionHalted, PartitionHalts
 log = logging.getLogger(__name__)
 
 _CATCH_UP_RETRY_S = 0.5
+#: How long telling the journal that a replica leaves may take; past it the node goes on without (the
+#: journal then stops counting the replica --replica-liveness-ms after its streams closed, as for a
+#: killed node).
+LEAVE_TIMEOUT_S = 1.0
 
 #: How the process starts a background loop: ``spawn(coro, name, forever=...)`` (Service.spawn).
 Spawn = Callable[..., "asyncio.Task[Any]"]
@@ -94,6 +99,7 @@ class ShardReplica:
         self._on_halt = on_halt
         self.halts = PartitionHalts(on_halt=self._halted)
         self._tasks: list[asyncio.Task[Any]] = []
+        self._journal: JournalClient | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -179,6 +185,7 @@ class ShardReplica:
         ``on_caught_up(self)`` is called once the catch-up reached the journal head as of now.
         """
         state = self.local
+        self._journal = journal
         reporter = AppliedReporter(journal, self.replica_id)
         applier = Applier(self.shard, state.records, state.locations, state.registry, state.applied)
         engine = ApplyEngine(applier, state.registry, state.snapshots, on_applied=reporter.applied,
@@ -226,6 +233,31 @@ class ShardReplica:
                 log.warning("catch-up failed; retrying", extra={"shard": self.shard, "partition": partition,
                                                                 "error": str(exc)})
                 await asyncio.sleep(_CATCH_UP_RETRY_S)
+
+    async def leave_journal(self) -> None:
+        """Tell the journal this replica stops consuming its partitions on purpose (after :meth:`start`).
+
+        The journal forgets it at once: ``ack=one|all`` writes stop waiting for it and no longer
+        count it, rather than for ``--replica-liveness-ms`` after its streams close. Its loops may
+        still run (a drop announces this before it waits for requests): what they report meanwhile
+        is ignored, and a stream that reconnects joins again, so the caller leaves once more after
+        :meth:`stop`. Best effort, each partition within :data:`LEAVE_TIMEOUT_S`; a failure is logged.
+        """
+        journal = self._journal
+        if journal is None:
+            return
+
+        async def leave(partition: str) -> None:
+            await journal.leave(partition, self.replica_id, timeout_s=LEAVE_TIMEOUT_S)
+
+        # Any failure is only logged: neither a drop nor a shutdown may fail for want of it.
+        results = await asyncio.gather(*(leave(p) for p in self.partitions), return_exceptions=True)
+        failed = {p: repr(r) for p, r in zip(self.partitions, results, strict=True)
+                  if isinstance(r, BaseException)}
+        if failed:
+            log.warning("could not tell the journal that shard %d's replica leaves; it stops counting "
+                        "for acks once its liveness runs out", self.shard,
+                        extra={"shard": self.shard, "replica_id": self.replica_id, "errors": failed})
 
     async def drain(self) -> None:
         """Wait until no request uses this replica (the caller stopped routing new ones to it)."""
