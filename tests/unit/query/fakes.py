@@ -94,6 +94,10 @@ class FakeJournal:
                   **_: object) -> AsyncIterator[journal_pb2.JournalEntry]:
         raise NotImplementedError("unit tests drive the cache without a push stream")
 
+    async def leave(self, partition: str, replica_id: str, **_: object) -> bool:
+        """A consumer stopping on purpose; nothing is tracked here."""
+        return False
+
 
 _FOLLOWERS: weakref.WeakKeyDictionary[ShardCache, dict[str, PartitionFollower]] = weakref.WeakKeyDictionary()
 
