@@ -61,8 +61,14 @@ def test_a_frozen_storage_node_is_replaced_while_reads_keep_answering(cluster: L
         written = http.post("/v1/vectors/batch", json={"collection": "fo", "ids": ids,
                                                         "vectors": vectors.tolist(), "ack": "all"})
         assert written.status_code == 201, written.text
-        before = placement(cluster)
-        assert all(len(nodes) == 2 for nodes in serving(before).values()), before
+        # The cluster is ready once the fail-over manager wrote the map; wait for every replica to serve.
+        deadline = time.monotonic() + 60
+        while True:
+            before = placement(cluster)
+            if serving(before) and all(len(nodes) == 2 for nodes in serving(before).values()):
+                break
+            assert time.monotonic() < deadline, before
+            time.sleep(0.1)
         victim = "storage-0"
         held = sorted(s for s, nodes in serving(before).items() if victim in nodes)
         assert held, before

@@ -104,7 +104,8 @@ async def test_bootstrap_mark_down_and_replace_after_the_grace_period(
     for node_id, shards in (("s0", (0, 1)), ("s1", (1, 2)), ("s2", (0, 2))):
         nodes.up(node_id, "storage", shards)
     nodes.up("q0", "query", (0, 1, 2))
-    start_service(FAILOVER, failover_args(meta, grace_ms=2000))
+    # Not waited for synchronously: this test's event loop must keep heartbeating the nodes.
+    start_service(FAILOVER, failover_args(meta, grace_ms=2000), wait_ready=False)
 
     first = await wait_map(client, lambda m: m.version > 0)
     assert storage_of(first) == {0: ["s0", "s2"], 1: ["s0", "s1"], 2: ["s1", "s2"]}
@@ -130,9 +131,11 @@ async def test_one_active_manager_and_a_takeover_after_kill_9(
     nodes.up("s0", "storage", (0,))
     nodes.up("s1", "storage", (0,))
     nodes.up("q0", "query", (0,))
-    a = start_service(FAILOVER, failover_args(meta, grace_ms=500))
-    b = start_service(FAILOVER, failover_args(meta, grace_ms=500))
+    a = start_service(FAILOVER, failover_args(meta, grace_ms=500), wait_ready=False)
+    b = start_service(FAILOVER, failover_args(meta, grace_ms=500), wait_ready=False)
     first = await wait_map(client, lambda m: m.version > 0)
+    # Both report ready once the map exists (waited for in threads: the loop keeps the nodes' leases).
+    await asyncio.gather(asyncio.to_thread(a.wait_ready), asyncio.to_thread(b.wait_ready))
     active = [p for p in (a, b) if health(p)["active"]]
     assert len(active) == 1, "exactly one fail-over manager acts"
     standby = b if active[0] is a else a
@@ -160,12 +163,13 @@ async def test_a_higher_replica_count_given_later_is_restored_on_nodes_without_t
     nodes.up("s0", "storage", (0, 1))
     nodes.up("s1", "storage", ())
     nodes.up("q0", "query", (0, 1))
-    first = start_service(FAILOVER, failover_args(meta, grace_ms=1000))
+    first = start_service(FAILOVER, failover_args(meta, grace_ms=1000), wait_ready=False)
     boot = await wait_map(client, lambda m: m.version > 0)
     assert storage_of(boot) == {0: ["s0"], 1: ["s0"]} and boot.storage_replicas == 1
     first.stop()
     # Restarted with --storage-replicas 2 (vecraft up --replicas 2 on the same data).
-    start_service(FAILOVER, [*failover_args(meta, grace_ms=1000), "--storage-replicas", "2"])
+    start_service(FAILOVER, [*failover_args(meta, grace_ms=1000), "--storage-replicas", "2"],
+                  wait_ready=False)
     more = await wait_map(client, lambda m: m.storage_replicas == 2 and storage_of(m) == {0: ["s0", "s1"],
                                                                                           1: ["s0", "s1"]})
     assert "set-replicas" in [a.action for a in more.history]

@@ -15,6 +15,9 @@ events), asks the planner (:mod:`.planner`) for the next map and writes it:
 Every write is compare-and-swap on the map version and fenced by the lease's
 token; a conflict means the map moved (the watch brings the new one, the next
 step starts from it); ``FencedOut`` means this instance was deposed.
+
+The process reports ready once a placement map exists (whoever wrote it), so
+``vecraft up`` starts the gateway only when there is a map to route by.
 """
 
 from __future__ import annotations
@@ -82,7 +85,6 @@ class FailoverManager(Service):
         self.spawn(self.leadership.run(), "leadership", forever=True)
         self.spawn(self.view.run(), "cluster-view", forever=True)
         self.spawn(self._manage(), "manage", forever=True)
-        self.set_ready()
 
     async def on_stop(self) -> None:
         await self._meta.close()
@@ -105,6 +107,10 @@ class FailoverManager(Service):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.view.changed.wait(), self.cfg.tick_ms / 1000)
             self.view.changed.clear()
+            if self.view.placement.version and not self.ready:
+                # Ready once a map exists (written by this instance or another): a cluster whose
+                # start waits for this process then routes by the map from its first request.
+                self.set_ready()
             if set(self.view.live) != seen_nodes:
                 seen_nodes = set(self.view.live)
                 self._registry_changed_ms = _now_ms()
