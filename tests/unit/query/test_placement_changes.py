@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.waits import until
 from tests.unit.query.fakes import FakeJournal, create_payload, write_payload
+from vecraft.services.meta_manager.client import MetaClient
 from vecraft.services.query_processor import main as query_main
 from vecraft.services.query_processor.membership import PlacementWatch
 from vecraft.shared.common.errors import Unavailable
@@ -60,7 +61,7 @@ async def processor(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(query_main, "JournalClient", lambda *_a, **_k: journal)
     monkeypatch.setattr(PartitionFollower, "run", _park)
     monkeypatch.setattr(HeadWatch, "run", _park)
-    monkeypatch.setattr(query_main, "keep_registered", _park)
+    monkeypatch.setattr(MetaClient, "keep_registered", _park)
     monkeypatch.setattr(PlacementWatch, "run", _settle_and_park)
     svc = query_main.QueryProcessor(query_main.QueryProcessorSettings(
         grpc_port=0, http_port=0, shard=[0], data_dir=tmp_path, meta_address="127.0.0.1:1", node_id=NODE))

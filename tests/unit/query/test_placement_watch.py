@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from tests.support.waits import until
-from vecraft.services.meta_manager.client import MetaClient
-from vecraft.services.query_processor.membership import PlacementWatch, assigned_shards
+from vecraft.services.meta_manager.client import MetaClient, assigned_shards
+from vecraft.services.query_processor.membership import PlacementWatch
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.rpc.v1 import meta_pb2
 
@@ -53,8 +53,8 @@ class ScriptedMeta(MetaClient):
 
 def test_assigned_shards_are_those_listing_the_node() -> None:
     m = placement(3, q1=[0, 2], q2=[1, 2])
-    assert assigned_shards(m, "q1") == [0, 2] and assigned_shards(m, "q2") == [1, 2]
-    assert assigned_shards(m, "q3") == []
+    assert assigned_shards(m, "q1", "query") == [0, 2] and assigned_shards(m, "q2", "query") == [1, 2]
+    assert assigned_shards(m, "q3", "query") == []
 
 
 def test_newer_versions_win_and_a_snapshot_replaces() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.unit.query.fakes import FakeJournal
+from vecraft.services.meta_manager.client import MetaClient
 from vecraft.services.query_processor import main as query_main
 from vecraft.services.storage_node import main as storage_main
 from vecraft.services.storage_node.journal_replay.reporter import AppliedReporter
@@ -79,7 +80,7 @@ async def _fails_with(svc: Service, task: str) -> None:
 
 
 QUERY_LOOPS = {"tail": (PartitionFollower, "run"), "head-watch": (HeadWatch, "run"),
-               "meta-registration": (query_main, "keep_registered")}
+               "meta-registration": (MetaClient, "keep_registered")}
 STORAGE_LOOPS = {"follow": (PartitionFollower, "run"), "head-watch": (HeadWatch, "run"),
                  "report-applied": (AppliedReporter, "run"),
                  "meta-registration": (storage_main, "register_with_meta")}

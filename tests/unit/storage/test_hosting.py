@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.waits import until
+from vecraft.services.meta_manager.client import assigned_shards
 from vecraft.services.storage_node.hosting import ShardHosting, next_step
 from vecraft.services.storage_node.main import StorageNode, StorageNodeSettings
-from vecraft.services.storage_node.placement import assigned_shards, follow_placement
+from vecraft.services.storage_node.placement import follow_placement
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.rpc.v1 import meta_pb2
 
@@ -80,9 +81,10 @@ def test_a_node_hosts_the_shards_whose_assignment_lists_it() -> None:
         meta_pb2.ShardAssignment(shard=0, storage_nodes=["a", "b"], query_nodes=["q"]),
         meta_pb2.ShardAssignment(shard=1, storage_nodes=["b"], query_nodes=["a"]),
         meta_pb2.ShardAssignment(shard=2, storage_nodes=["a"])])
-    assert assigned_shards(placement, "a") == {0, 2}  # a query node of shard 1 is not a storage one
-    assert assigned_shards(placement, "b") == {0, 1}
-    assert assigned_shards(placement, "c") == set()
+    # a query node of shard 1 is not a storage one
+    assert assigned_shards(placement, "a", "storage") == [0, 2]
+    assert assigned_shards(placement, "b", "storage") == [0, 1]
+    assert assigned_shards(placement, "c", "storage") == []
 
 
 async def test_nothing_changes_before_a_wanted_set(hosting: tuple[FakeHost, ShardHosting]) -> None:

@@ -24,6 +24,12 @@ from vecraft.shared.rpc.v1 import collection_pb2, meta_pb2, meta_pb2_grpc
 log = logging.getLogger(__name__)
 
 
+def assigned_shards(placement: meta_pb2.PlacementMap, node_id: str, role: str) -> list[int]:
+    """The shards a placement map gives ``node_id`` as a ``role`` ("storage" or "query") node, sorted."""
+    field = "storage_nodes" if role == "storage" else "query_nodes"
+    return sorted(a.shard for a in placement.shards if node_id in getattr(a, field))
+
+
 class MetaClient:
     """One gRPC channel to a meta manager; safe to share between tasks of one event loop."""
 

@@ -43,7 +43,7 @@ from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.meta_manager.client import MetaClient
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache import ShardCache, cache_followers, warm_up
-from vecraft.services.query_processor.membership import PlacementWatch, keep_registered
+from vecraft.services.query_processor.membership import PlacementWatch
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
 from vecraft.services.query_processor.vector_search.servicer import QueryProcessorServicer
@@ -285,8 +285,9 @@ class QueryProcessor(Service):
             self._shards_changed()
             if self._meta is not None:
                 # Registered once the shards are known: never a declaration the map then corrects.
-                self.spawn(keep_registered(self._meta, self._node_info, self.cfg.node_ttl_ms,
-                                           self._registration_changed), "meta-registration", forever=True)
+                self.spawn(self._meta.keep_registered(self._node_info, self.cfg.node_ttl_ms,
+                                                      changed=self._registration_changed),
+                           "meta-registration", forever=True)
             start = time.perf_counter()
             entries = await warm_up(self.followers)
             await self._follow()

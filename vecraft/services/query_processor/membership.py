@@ -4,9 +4,9 @@ Both are optional and never stop the processor from serving: with no meta
 manager, or one that does not answer, it serves the shards of its flags (or of
 the last map it saw) and keeps retrying in the background.
 
-- :func:`keep_registered`: the node registry entry (``MetaClient.keep_registered``:
-  register, heartbeat at a third of the lease TTL, register again at once when
-  ``changed`` is set, leave the registry on shutdown).
+- the node registry entry: ``MetaClient.keep_registered`` (register, heartbeat
+  at a third of the lease TTL, register again at once when ``changed`` is set,
+  leave the registry on shutdown).
 - :class:`PlacementWatch`: the placement map, followed from the meta manager's
   Watch stream; :meth:`PlacementWatch.assigned` is what this node must serve.
 """
@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.services.meta_manager.client import MetaClient, assigned_shards
 from vecraft.shared.common.errors import Unavailable, VecraftError
 from vecraft.shared.rpc.v1 import meta_pb2
 
@@ -25,17 +24,6 @@ log = logging.getLogger(__name__)
 
 #: Back-off of the Watch reconnects: doubles from the first to the last.
 WATCH_BACKOFF_S = (0.1, 2.0)
-
-
-async def keep_registered(meta: MetaClient, node: Callable[[], meta_pb2.NodeInfo], ttl_ms: int,
-                          changed: asyncio.Event) -> None:
-    """Stay in the node registry as ``node()`` until cancelled (then leave it); never raises."""
-    await meta.keep_registered(node, ttl_ms, changed=changed)
-
-
-def assigned_shards(placement: meta_pb2.PlacementMap, node_id: str) -> list[int]:
-    """The shards whose ``query_nodes`` list ``node_id`` (sorted; empty when none do)."""
-    return sorted({a.shard for a in placement.shards if node_id in a.query_nodes})
 
 
 class PlacementWatch:
@@ -65,7 +53,7 @@ class PlacementWatch:
 
     def assigned(self) -> list[int] | None:
         """The shards this node is assigned, or None while there is no map (flags apply)."""
-        return None if self.placement is None else assigned_shards(self.placement, self.node_id)
+        return None if self.placement is None else assigned_shards(self.placement, self.node_id, "query")
 
     def offer(self, placement: meta_pb2.PlacementMap, *, snapshot: bool = False) -> bool:
         """Take ``placement`` if it is newer (or, from a snapshot, different); True if taken."""

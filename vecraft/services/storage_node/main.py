@@ -47,10 +47,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.services.meta_manager.client import MetaClient, assigned_shards
 from vecraft.services.storage_node.hosting import ShardHosting
 from vecraft.services.storage_node.layout import LayoutError, migrate_single_shard_dir, replica_dir
-from vecraft.services.storage_node.placement import assigned_shards, follow_placement
+from vecraft.services.storage_node.placement import follow_placement
 from vecraft.services.storage_node.registration import register_with_meta
 from vecraft.services.storage_node.replica import ReplicaConfig, ShardReplica
 from vecraft.services.storage_node.servicer import StorageNodeServicer, status_payload
@@ -257,7 +257,7 @@ class StorageNode(Service):
         if placement.version == 0:
             return None
         self.placement_version = placement.version
-        shards = assigned_shards(placement, self.node_id)
+        shards = set(assigned_shards(placement, self.node_id, "storage"))
         log.info("hosting the shards of placement map version %d", placement.version,
                  extra={"shards": sorted(shards), "flag_shards": self.cfg.shards})
         return shards
@@ -267,7 +267,7 @@ class StorageNode(Service):
         if placement.version == self.placement_version:
             return
         self.placement_version = placement.version
-        shards = assigned_shards(placement, self.node_id)
+        shards = set(assigned_shards(placement, self.node_id, "storage"))
         log.info("placement map version %d assigns this node shards %s", placement.version,
                  ", ".join(map(str, sorted(shards))) or "none", extra={"shards": sorted(shards)})
         self.hosting.want(shards)

@@ -4,7 +4,7 @@
 snapshot, then every new version) and hands each map to a callback; when the
 stream breaks (the meta manager restarts, or fails over) it reconnects with
 back-off and the node keeps what it hosts meanwhile (the last map stands).
-:func:`assigned_shards` reads this node's shards out of a map.
+:func:`~vecraft.services.meta_manager.client.assigned_shards` reads this node's shards out of a map.
 """
 
 from __future__ import annotations
@@ -21,11 +21,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds between reconnects of a broken watch, growing to the last one.
 RETRY_S = (0.2, 0.5, 1.0, 2.0)
-
-
-def assigned_shards(placement: meta_pb2.PlacementMap, node_id: str) -> set[int]:
-    """The shards whose ``storage_nodes`` list ``node_id``."""
-    return {a.shard for a in placement.shards if node_id in a.storage_nodes}
 
 
 async def follow_placement(meta: MetaClient, on_map: Callable[[meta_pb2.PlacementMap], None], *,
