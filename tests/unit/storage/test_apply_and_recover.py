@@ -102,3 +102,27 @@ def test_drop_removes_rows_and_index(tmp_path: Path) -> None:
     restarted, _ = _open(tmp_path / "n")
     assert len(restarted.registry) == 0
     restarted.close()
+
+
+def test_applied_offset_moves_only_after_the_indexes_show_the_entries(tmp_path: Path) -> None:
+    """Readers on the event loop read the applied offset while an apply runs in a worker thread:
+    an offset that moved before the index update would let a read claim (index_version) a write
+    its search cannot see yet."""
+    rng = np.random.default_rng(4)
+    _log, entries = _history(rng)
+    state, applier = _open(tmp_path / "n")
+    applier.apply("data-0", entries[:2])
+    coll = state.registry.get("", "docs")
+    seen_during_index_update: list[int] = []
+    upsert = coll.index.upsert
+
+    def watching_upsert(*args: object, **kwargs: object) -> object:
+        seen_during_index_update.append(applier.applied_offset("data-0"))
+        return upsert(*args, **kwargs)
+
+    coll.index.upsert = watching_upsert  # type: ignore[method-assign]
+    result = applier.apply("data-0", entries[2:4])
+    assert result.applied_offset == 4
+    assert seen_during_index_update and set(seen_during_index_update) == {2}
+    assert applier.applied_offset("data-0") == 4
+    state.close()

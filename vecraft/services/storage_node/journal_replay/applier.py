@@ -128,13 +128,15 @@ class Applier:
             # Nothing committed: the blocks appended so far are overwritten by the next batch.
             self.records.end = start
             raise
-        self.applied[partition] = (result.applied_offset, result.applied_hlc)
         self.dropped = dropped
         try:
             self.records.set_status(superseded, STATUS_DELETED)
             self._apply_to_indexes(staged)
         except Exception as exc:
             raise PostCommitFailure(f"{partition} up to {result.applied_offset}") from exc
+        # Only now: readers on the event loop take this offset as what searches see
+        # (index_version, min_offset checks) while this runs in a worker thread.
+        self.applied[partition] = (result.applied_offset, result.applied_hlc)
         result.seconds = time.perf_counter() - began
         if stopped is not None:
             log.error("replica stopped: %s", stopped.message, extra=stopped.details)
