@@ -5,7 +5,10 @@ A service subclasses :class:`Service`, registers its gRPC servicers in
 with :meth:`Service.spawn`, and calls :meth:`Service.set_ready` once it can
 answer. The shell owns:
 
-- the ``grpc.aio`` server (with the VecraftError -> status interceptor);
+- the ``grpc.aio`` server (with the VecraftError -> status interceptor), which also
+  serves the standard ``grpc.health.v1.Health`` (SERVING exactly when ``/readyz``
+  answers 200, for ``""`` and each service :meth:`Service.register` added) and
+  server reflection (:mod:`vecraft.shared.common.grpc_health`);
 - an HTTP server (uvicorn) with ``/healthz`` (process alive), ``/readyz``
   (state is READY) and ``/metrics`` (Prometheus); services with an HTTP API of
   their own (the gateway) extend :meth:`Service.http_app`;
@@ -53,6 +56,7 @@ from starlette.routing import Route
 from vecraft.shared.common import metrics
 from vecraft.shared.common.config import ServiceSettings
 from vecraft.shared.common.grpc_errors import ErrorInterceptor
+from vecraft.shared.common.grpc_health import ReadinessHealth, add_health_and_reflection, service_names_of
 from vecraft.shared.model.limits import GRPC_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
@@ -142,6 +146,10 @@ class Service:
         self.failure: BackgroundTaskFailed | None = None
         self._failed = asyncio.Event()
         self._failure_shutdown: asyncio.Task[None] | None = None
+        #: grpc.health.v1.Health of this process: reports :attr:`ready`, the /readyz condition.
+        self.health = ReadinessHealth(lambda: self.ready)
+        #: Every service name the gRPC server lists through reflection (set by :meth:`start`).
+        self.grpc_service_names: list[str] = []
 
     # ---- hooks for subclasses -------------------------------------------------
     def register(self, server: grpc.aio.Server) -> None:
@@ -196,6 +204,7 @@ class Service:
             return
         if self.state in (ServiceState.STARTING, ServiceState.READY):
             self.state = ServiceState.READY if ready else ServiceState.STARTING
+            self.health.changed()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str, *, forever: bool = False) -> asyncio.Task[Any]:
         """Start a named background task owned by the service (cancelled on shutdown).
@@ -237,6 +246,7 @@ class Service:
             return  # the first failure is the one reported; the shutdown already runs
         self.failure = failure
         self._failed.set()
+        self.health.changed()
         self._failure_shutdown = asyncio.get_running_loop().create_task(
             self.shutdown(), name=f"{self.role}:shutdown-after-failure")
 
@@ -263,7 +273,8 @@ class Service:
     # ---- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=GRPC_SERVER_OPTIONS)
-        self.register(server)
+        self.grpc_service_names = add_health_and_reflection(
+            server, self.health, service_names_of(server, self.register))
         self.grpc_port = server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC port {self.settings.host}:{self.settings.grpc_port}")
@@ -290,6 +301,7 @@ class Service:
             return
         self._shutdown_started = True
         self.state = ServiceState.DRAINING
+        self.health.drain()
         try:
             if self._grpc_server is not None:
                 await self._grpc_server.stop(grace)
