@@ -1,0 +1,164 @@
+"""``vecraft backup create|list|verify|delete`` and ``vecraft restore`` (docs/backup.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from vecraft.local.topology import load_plan
+from vecraft.services.journal_service.client import JournalClient
+from vecraft.services.snapshot_service.archive import CorruptBackup
+from vecraft.services.snapshot_service.backups import create_backup, delete_backup, list_backups, verify
+from vecraft.services.snapshot_service.restore import Moment, parse_offset, restore
+from vecraft.services.snapshot_service.target import MissingFile, open_target
+from vecraft.shared.common.errors import InvalidRequest, VecraftError
+
+DEFAULT_DATA_DIR = "./vecraft-data"
+
+
+def _source(ns: argparse.Namespace) -> tuple[str, int | None]:
+    """The journal address(es) and the default shard count of the cluster to back up."""
+    if ns.journal:
+        return str(ns.journal), None
+    plan = load_plan(Path(ns.data_dir))
+    if plan is None:
+        raise InvalidRequest(f"no cluster in {Path(ns.data_dir).resolve()}: give --data-dir of a running "
+                             f"`vecraft up`, or --journal HOST:PORT")
+    return ",".join(p.grpc_address for p in plan.processes if p.role == "journal"), plan.params.shards
+
+
+def _create(ns: argparse.Namespace) -> int:
+    target = open_target(ns.target)
+
+    async def run() -> Any:
+        address, shards = _source(ns)
+        journal = JournalClient(address)
+        try:
+            return await create_backup(journal, target, default_shards=shards)
+        finally:
+            await journal.close()
+
+    backup = asyncio.run(run())
+    cut = ", ".join(f"{p} {off}" for p, (off, _) in sorted(backup.partitions.items()))
+    print(f"backup {backup.id} in {target.describe()}: journal up to {cut} (HLC {backup.max_hlc}), "
+          f"{backup.seconds:.1f}s")
+    return 0
+
+
+def _list(ns: argparse.Namespace) -> int:
+    backups = list_backups(open_target(ns.target))
+    if ns.json:
+        print(json.dumps([asdict(b) | {"hlc": b.max_hlc} for b in backups], indent=2))
+        return 0
+    if not backups:
+        print(f"no backups in {ns.target}")
+        return 0
+    for b in backups:
+        cut = ", ".join(f"{p}:{off}" for p, (off, _) in sorted(b.partitions.items()))
+        print(f"{b.id}  {b.created}  hlc {b.max_hlc}  {cut}")
+    return 0
+
+
+def _verify(ns: argparse.Namespace) -> int:
+    target = open_target(ns.target)
+    problems = verify(target, ns.backup)
+    for problem in problems:
+        print(f"vecraft backup verify: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    checked = ns.backup or f"{len(list_backups(target))} backups"
+    print(f"{checked} in {target.describe()}: every file present and its checksum correct")
+    return 0
+
+
+def _delete(ns: argparse.Namespace) -> int:
+    backup = delete_backup(open_target(ns.target), ns.backup)
+    print(f"deleted backup {backup.id}")
+    return 0
+
+
+def _restore(ns: argparse.Namespace) -> int:
+    moment = Moment(hlc=ns.to_hlc, time=ns.to_time,
+                    offset=None if ns.to_offset is None else parse_offset(ns.to_offset))
+    report = restore(open_target(ns.target), ns.backup, Path(ns.data_dir), moment)
+    print(f"restored backup {report.backup} up to HLC {report.target_hlc} into {report.data_dir}")
+    for partition, (entries, offset, hlc) in sorted(report.partitions.items()):
+        print(f"  {partition}: {entries} entries, last offset {offset}, last HLC {hlc}")
+    for name, rows in report.collections.items():
+        print(f"  collection {name}: {rows} rows")
+    print(f"start it with: vecraft up --data-dir {report.data_dir}")
+    return 0
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int], name: str) -> Callable[[argparse.Namespace], int]:
+    def run(ns: argparse.Namespace) -> int:
+        try:
+            return handler(ns)
+        except VecraftError as exc:
+            print(f"vecraft {name}: {exc.message}", file=sys.stderr)
+            return 1
+        except (CorruptBackup, MissingFile) as exc:
+            print(f"vecraft {name}: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
+def add_commands(sub: Any, formatter: type[argparse.HelpFormatter], wrap: Callable[[str], str]) -> None:
+    target_help = "backup target: a directory (default $VECRAFT_BACKUP_TARGET)"
+    env_target = os.environ.get("VECRAFT_BACKUP_TARGET")
+
+    def add_target(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", default=env_target, required=env_target is None, help=target_help)
+
+    backup = sub.add_parser(
+        "backup", formatter_class=formatter, help="create, list, verify and delete backups",
+        description=wrap("Backups of a cluster: the journal archived to a target in checksummed "
+                         "chunks, and base backups (a cut of every journal partition) that can be "
+                         "restored, or restored to any moment up to the newest one "
+                         "(docs/backup.md)."))
+    actions = backup.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", formatter_class=formatter, help="take a base backup now",
+                                description=wrap("Archive every journal partition up to its head "
+                                                 "and record the cut. Writes go on meanwhile."))
+    add_target(create)
+    create.add_argument("--data-dir", default=os.environ.get("VECRAFT_DATA_DIR", DEFAULT_DATA_DIR),
+                        help="data dir of the running `vecraft up` (finds the journal)")
+    create.add_argument("--journal", default=None, help="journal address(es), instead of --data-dir")
+    create.set_defaults(handler=_guarded(_create, "backup create"))
+    listing = actions.add_parser("list", formatter_class=formatter, help="list base backups")
+    add_target(listing)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_guarded(_list, "backup list"))
+    check = actions.add_parser("verify", formatter_class=formatter,
+                               help="read every file a backup needs and check its checksum",
+                               description=wrap("Exit code 0 when every backup (or BACKUP) can be "
+                                                "restored; 1 names each missing or damaged file."))
+    add_target(check)
+    check.add_argument("backup", nargs="?", metavar="BACKUP", help="one backup id (default: all)")
+    check.set_defaults(handler=_guarded(_verify, "backup verify"))
+    delete = actions.add_parser("delete", formatter_class=formatter, help="delete a base backup")
+    add_target(delete)
+    delete.add_argument("backup", metavar="BACKUP")
+    delete.set_defaults(handler=_guarded(_delete, "backup delete"))
+
+    rest = sub.add_parser(
+        "restore", formatter_class=formatter, help="restore a backup into a new data directory",
+        description=wrap("Write a new data directory holding exactly the writes up to BACKUP's cut, "
+                         "or up to a moment given by --to-hlc, --to-time or --to-offset (any moment "
+                         "up to the newest backup). Then start it with `vecraft up --data-dir NEW`. "
+                         "A transaction is restored whole or not at all."))
+    rest.add_argument("backup", metavar="BACKUP", help="backup id, or 'latest'")
+    add_target(rest)
+    rest.add_argument("--data-dir", required=True, help="a new (absent or empty) directory")
+    rest.add_argument("--to-hlc", type=int, default=None, help="keep the writes with HLC <= H")
+    rest.add_argument("--to-time", default=None, help="keep the writes up to this ISO 8601 time (UTC)")
+    rest.add_argument("--to-offset", default=None,
+                      help="PARTITION:N: up to that entry's HLC, in every partition")
+    rest.set_defaults(handler=_guarded(_restore, "restore"))
