@@ -152,7 +152,7 @@ def test_backup_during_writes_then_restore_to_moments(cluster: LocalCluster, tmp
     finally:
         stop.set()
         background.join()
-    assert "backup " in first.stdout
+    assert "2 of 2 shards' files" in first.stdout, first.stdout
 
     t_before = writer.insert(["t-keep"], seed=500)
     txn = writer.transaction(insert=["t1", "t2", "t3"], delete=["a2", "t-keep"], seed=600)
@@ -182,6 +182,14 @@ def test_backup_during_writes_then_restore_to_moments(cluster: LocalCluster, tmp
     done = vecraft("restore", "latest", "--target", target, "--data-dir", out3, "--to-hlc", str(txn))
     assert restored_entries(out3) == expect(txn)
     assert "collection default/docs" in done.stdout
+    # The second backup's shard files reflect entries past the transaction: the first backup's
+    # are restored instead, and the storage nodes replay the rest from the restored journal.
+    first_copies = {int(s): c for s, c in backups[0]["shards"].items()}
+    assert sorted(first_copies) == [0, 1]
+    for shard, copy in first_copies.items():
+        at = ", ".join(f"{p} {off}" for p, (off, _) in sorted(copy["applied"].items()))
+        assert f"shard {shard}: files at {at}" in done.stdout, done.stdout
+        assert (out3 / "storage" / f"node-{shard % 2}" / f"shard-{shard}" / "records.bin").is_file()
     # 3. By offset: the entry of the write before the transaction.
     data_partition = next(p for p, entries in source.items() if any(e[1] == t_before for e in entries))
     offset = next(e[0] for e in source[data_partition] if e[1] == t_before)
@@ -214,6 +222,13 @@ def test_backup_during_writes_then_restore_to_moments(cluster: LocalCluster, tmp
                     assert got.json()["vector"] == pytest.approx(expected[record_id]), record_id
                 else:
                     assert got.status_code == 404, (record_id, got.text)
+        # The storage nodes opened the restored files (index snapshots included), not an empty state.
+        logs = "".join((out3 / "logs" / f"{row['name']}.log").read_text() for row in restored.processes("storage"))
+        opened = [json.loads(line) for line in logs.splitlines() if '"local state open"' in line]
+        assert len(opened) == 2 and all(o["from_snapshot"] for o in opened), opened
+        assert sorted(o["applied"]["data-0"] for o in opened) == sorted(
+            c["applied"]["data-0"][0] for c in first_copies.values())
+        assert "damaged" not in logs
     finally:
         restored.stop()
 
@@ -237,3 +252,32 @@ def test_a_damaged_backup_file_is_named(cluster: LocalCluster, tmp_path: Path) -
     restored = vecraft("restore", "latest", "--target", target, "--data-dir", tmp_path / "out", check=False)
     assert restored.returncode == 1 and name in restored.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_backup_killed_at_any_point_leaves_a_restorable_target(cluster: LocalCluster, tmp_path: Path) -> None:
+    """kill -9 of `vecraft backup create` at spread-out moments: every listed backup verifies and
+    restores; the next backup completes over whatever the killed one left."""
+    target = tmp_path / "backups"
+    with httpx.Client(base_url=cluster.endpoint, timeout=30.0) as c:
+        c.post("/v1/collections", json={"name": "killed", "dim": DIM, "metric": "l2"})
+        for batch in range(10):
+            ids = [f"k{batch}-{i}" for i in range(200)]
+            r = c.post("/v1/vectors/batch", json={"collection": "killed", "ids": ids,
+                                                  "vectors": [vec(batch * 1000 + i, DIM) for i in range(200)]})
+            assert r.status_code == 201, r.text
+    command = [sys.executable, "-m", "vecraft", "backup", "create", "--target", str(target), "--data-dir",
+               str(cluster.data_dir)]
+    for delay_s in (0.3, 0.6, 0.9, 1.2):
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=delay_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        vecraft("backup", "verify", "--target", target)
+    vecraft("backup", "create", "--target", target, "--data-dir", cluster.data_dir)
+    vecraft("backup", "verify", "--target", target)
+    listed = json.loads(vecraft("backup", "list", "--target", target, "--json").stdout)
+    for i, backup in enumerate(listed):
+        vecraft("restore", backup["id"], "--target", target, "--data-dir", tmp_path / f"r{i}")

@@ -12,20 +12,22 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from vecraft.services.journal_service.client import JournalClient
+from vecraft.services.meta_manager.client import MetaClient
 from vecraft.services.snapshot_service.archive import (
     CorruptBackup,
     archive_partitions,
     load_archive,
     read_chunk,
 )
-from vecraft.services.snapshot_service.target import BackupTarget, MissingFile
+from vecraft.services.snapshot_service.layout import BACKUPS, BLOBS, backup_key, blob_key
+from vecraft.services.snapshot_service.shards import ShardFiles, backup_shards
+from vecraft.services.snapshot_service.target import BackupTarget, MissingFile, sha256
 from vecraft.shared.common.errors import NotFound
-
-BACKUPS = "backups"
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,14 @@ class BaseBackup:
     seconds: float
     #: The source cluster's default shard count for new collections (None: not known).
     default_shards: int | None = None
+    #: shard -> its replica's files (:class:`.shards.ShardFiles` as a dict); missing shards replay.
+    shards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Shards in the placement map when the backup was taken (0: no meta manager was asked).
+    shard_count: int = 0
 
     @property
     def key(self) -> str:
-        return f"{BACKUPS}/{self.id}.json"
+        return backup_key(self.id)
 
     @property
     def max_hlc(self) -> int:
@@ -48,19 +54,30 @@ class BaseBackup:
 
 
 def _new_id(now: datetime) -> str:
-    return f"{now.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+    return f"{now.strftime('%Y%m%dT%H%M%S%f')[:-3]}-{secrets.token_hex(2)}"
 
 
-async def create_backup(journal: JournalClient, target: BackupTarget, *,
-                        default_shards: int | None = None) -> BaseBackup:
-    """Cut every partition at its head now, archive up to the cut, then record the backup."""
+async def create_backup(journal: JournalClient, target: BackupTarget, *, location: str = "",
+                        meta: MetaClient | None = None, default_shards: int | None = None) -> BaseBackup:
+    """Checkpoint every shard (with ``meta``: through the placement map), then cut every partition
+    at its head, archive up to the cut, and record the backup.
+
+    The shard files come first: what they reflect is then at or below the cut, so
+    a restore of the cut replays the rest from the archive. ``location`` is the
+    target as the storage nodes open it (``--target``).
+    """
     began = time.perf_counter()
     now = datetime.now(UTC)
+    copies: list[ShardFiles] = []
+    shard_count = 0
+    if meta is not None:
+        known = {key.rsplit("/", 1)[1] for key in target.keys(BLOBS)}
+        copies, shard_count = await backup_shards(meta, location or target.describe(), known)
     heads = await journal.get_offsets()
     archived = await archive_partitions(journal, target, up_to={p: off for p, (off, _) in heads.items()})
     cut = {p: [archived[p][0], archived[p][1]] for p in sorted(heads)}
     backup = BaseBackup(_new_id(now), now.isoformat(timespec="seconds"), cut, time.perf_counter() - began,
-                        default_shards)
+                        default_shards, {str(c.shard): asdict(c) for c in copies}, shard_count)
     target.put(backup.key, json.dumps(asdict(backup), indent=1).encode())
     return backup
 
@@ -71,7 +88,8 @@ def list_backups(target: BackupTarget) -> list[BaseBackup]:
     for key in target.keys(BACKUPS):
         if key.endswith(".json"):
             found.append(BaseBackup(**json.loads(target.get(key))))
-    return sorted(found, key=lambda b: (b.created, b.id))
+    # By cut: two backups taken within one second have the same `created`.
+    return sorted(found, key=lambda b: (b.max_hlc, b.created, b.id))
 
 
 def get_backup(target: BackupTarget, backup_id: str) -> BaseBackup:
@@ -122,4 +140,26 @@ def verify(target: BackupTarget, backup_id: str | None = None) -> list[str]:
             except (CorruptBackup, MissingFile) as exc:
                 problems.append(str(exc))
             expected = chunk.last + 1
+    problems += _verify_blobs(target, backups)
+    return problems
+
+
+def _verify_blobs(target: BackupTarget, backups: list[BaseBackup]) -> list[str]:
+    """Every shard file the backups name is present with its checksum (each blob read once)."""
+    problems = []
+    checked: set[str] = set()
+    for backup in backups:
+        for shard, copy in sorted(backup.shards.items()):
+            for f in copy["files"]:
+                digest = str(f["sha256"])
+                if digest in checked:
+                    continue
+                checked.add(digest)
+                try:
+                    data = target.get(blob_key(digest))
+                except MissingFile:
+                    problems.append(f"{blob_key(digest)} (shard {shard}: {f['path']}) is missing")
+                    continue
+                if sha256(data) != digest:
+                    problems.append(f"{blob_key(digest)} (shard {shard}: {f['path']}): checksum mismatch")
     return problems

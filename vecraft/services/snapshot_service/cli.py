@@ -14,6 +14,7 @@ from typing import Any
 
 from vecraft.local.topology import load_plan
 from vecraft.services.journal_service.client import JournalClient
+from vecraft.services.meta_manager.client import MetaClient
 from vecraft.services.snapshot_service.archive import CorruptBackup
 from vecraft.services.snapshot_service.backups import create_backup, delete_backup, list_backups, verify
 from vecraft.services.snapshot_service.restore import Moment, parse_offset, restore
@@ -23,32 +24,40 @@ from vecraft.shared.common.errors import InvalidRequest, VecraftError
 DEFAULT_DATA_DIR = "./vecraft-data"
 
 
-def _source(ns: argparse.Namespace) -> tuple[str, int | None]:
-    """The journal address(es) and the default shard count of the cluster to back up."""
+def _source(ns: argparse.Namespace) -> tuple[str, str | None, int | None]:
+    """The journal address(es), the meta manager's address and the default shard count of the
+    cluster to back up."""
     if ns.journal:
-        return str(ns.journal), None
+        return str(ns.journal), ns.meta, None
     plan = load_plan(Path(ns.data_dir))
     if plan is None:
         raise InvalidRequest(f"no cluster in {Path(ns.data_dir).resolve()}: give --data-dir of a running "
                              f"`vecraft up`, or --journal HOST:PORT")
-    return ",".join(p.grpc_address for p in plan.processes if p.role == "journal"), plan.params.shards
+    journal = ",".join(p.grpc_address for p in plan.processes if p.role == "journal")
+    meta = next(p.grpc_address for p in plan.processes if p.role == "meta")
+    return journal, ns.meta or meta, plan.params.shards
 
 
 def _create(ns: argparse.Namespace) -> int:
     target = open_target(ns.target)
 
     async def run() -> Any:
-        address, shards = _source(ns)
+        address, meta_address, shards = _source(ns)
         journal = JournalClient(address)
+        meta = None if ns.journal_only or not meta_address else MetaClient(meta_address, timeout_s=30.0)
         try:
-            return await create_backup(journal, target, default_shards=shards)
+            return await create_backup(journal, target, location=ns.target, meta=meta, default_shards=shards)
         finally:
             await journal.close()
+            if meta is not None:
+                await meta.close()
 
     backup = asyncio.run(run())
     cut = ", ".join(f"{p} {off}" for p, (off, _) in sorted(backup.partitions.items()))
+    shards = (f"{len(backup.shards)} of {backup.shard_count} shards' files"
+              if backup.shard_count else "no shard files (restores replay the journal)")
     print(f"backup {backup.id} in {target.describe()}: journal up to {cut} (HLC {backup.max_hlc}), "
-          f"{backup.seconds:.1f}s")
+          f"{shards}, {backup.seconds:.1f}s")
     return 0
 
 
@@ -91,6 +100,9 @@ def _restore(ns: argparse.Namespace) -> int:
     print(f"restored backup {report.backup} up to HLC {report.target_hlc} into {report.data_dir}")
     for partition, (entries, offset, hlc) in sorted(report.partitions.items()):
         print(f"  {partition}: {entries} entries, last offset {offset}, last HLC {hlc}")
+    for shard, applied in sorted(report.shards.items()):
+        at = ", ".join(f"{p} {off}" for p, off in sorted(applied.items()))
+        print(f"  shard {shard}: files at {at or 'the start'} (the rest replays from the journal)")
     for name, rows in report.collections.items():
         print(f"  collection {name}: {rows} rows")
     print(f"start it with: vecraft up --data-dir {report.data_dir}")
@@ -131,6 +143,10 @@ def add_commands(sub: Any, formatter: type[argparse.HelpFormatter], wrap: Callab
     create.add_argument("--data-dir", default=os.environ.get("VECRAFT_DATA_DIR", DEFAULT_DATA_DIR),
                         help="data dir of the running `vecraft up` (finds the journal)")
     create.add_argument("--journal", default=None, help="journal address(es), instead of --data-dir")
+    create.add_argument("--meta", default=None,
+                        help="meta manager address (with --journal; the storage nodes are found through it)")
+    create.add_argument("--journal-only", action="store_true",
+                        help="archive the journal and record the cut, without shard files")
     create.set_defaults(handler=_guarded(_create, "backup create"))
     listing = actions.add_parser("list", formatter_class=formatter, help="list base backups")
     add_target(listing)

@@ -25,18 +25,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from vecraft.local.topology import prepare_plan
+from vecraft.local.topology import ClusterParams, prepare_plan
 from vecraft.services.journal_service.wal.records import encode
 from vecraft.services.journal_service.wal.segments import Segment, create_segment, fsync_dir
 from vecraft.services.snapshot_service.archive import (
+    CorruptBackup,
     PartitionArchive,
     iter_entries,
     load_archive,
     read_chunk,
 )
 from vecraft.services.snapshot_service.backups import BaseBackup, get_backup, list_backups
-from vecraft.services.snapshot_service.target import BackupTarget
+from vecraft.services.snapshot_service.layout import blob_key
+from vecraft.services.snapshot_service.target import BackupTarget, sha256
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.hlc import LOGICAL_BITS, MAX_LOGICAL
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
@@ -64,6 +67,9 @@ class RestoreReport:
     partitions: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     #: "tenant/name" -> live rows
     collections: dict[str, int] = field(default_factory=dict)
+    #: shard -> partition -> offset its restored files reflect (the rest is replayed on start);
+    #: shards not listed rebuild from the journal alone.
+    shards: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
 def parse_offset(text: str) -> tuple[str, int]:
@@ -222,8 +228,13 @@ def restore(target: BackupTarget, backup_id: str, data_dir: Path, moment: Moment
     staging = data_dir.with_name(f".{data_dir.name}.restoring")
     if staging.exists():
         raise InvalidRequest(f"{staging} exists (an interrupted restore?): remove it first")
+    # The chosen backup's shard copies first, then older ones (a PITR before its cut), then newer.
+    every = list_backups(target)
+    at = next(i for i, b in enumerate(every) if b.id == backup.id)
+    copies = choose_shard_copies(every[at::-1] + every[at + 1:], cut)
     try:
         _write(target, archives, cut, staging, report)
+        _place_shards(target, copies, staging, report)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -256,6 +267,39 @@ def _write(target: BackupTarget, archives: dict[str, PartitionArchive], cut: dic
     (staging / "restored-from.json").write_text(json.dumps({
         "backup": report.backup, "target": target.describe(), "hlc": report.target_hlc,
         "partitions": {p: list(v) for p, v in report.partitions.items()}}, indent=1) + "\n")
+
+
+def choose_shard_copies(backups: list[BaseBackup], cut: dict[str, int]) -> dict[int, dict[str, Any]]:
+    """Per shard, the first copy (in ``backups`` order) whose files reflect no entry past the cut."""
+    chosen: dict[int, dict[str, Any]] = {}
+    for backup in backups:
+        for shard, copy in backup.shards.items():
+            if int(shard) in chosen:
+                continue
+            applied = copy["applied"]
+            if all(p in cut and offset <= cut[p] for p, (offset, _) in applied.items()):
+                chosen[int(shard)] = copy
+    return chosen
+
+
+def _place_shards(target: BackupTarget, copies: dict[int, dict[str, Any]], staging: Path,
+                  report: RestoreReport) -> None:
+    """Each chosen shard copy into a storage node's directory, spread over the default node count."""
+    nodes = ClusterParams.storage_nodes
+    for shard, copy in sorted(copies.items()):
+        directory = staging / "storage" / f"node-{shard % nodes}" / f"shard-{shard}"
+        for f in copy["files"]:
+            key = blob_key(str(f["sha256"]))
+            data = target.get(key)
+            if sha256(data) != f["sha256"]:
+                raise CorruptBackup(f"{key} (shard {shard}: {f['path']}): checksum mismatch")
+            path = directory / str(f["path"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        report.shards[shard] = {p: offset for p, (offset, _) in copy["applied"].items()}
 
 
 def _entries(target: BackupTarget, archive: PartitionArchive,

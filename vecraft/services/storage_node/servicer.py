@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 
 from vecraft.services.storage_node import metrics
+from vecraft.services.storage_node.backup import backup_replica
 from vecraft.services.storage_node.indexes.registry import Collection
 from vecraft.services.storage_node.layout import local_shards
 from vecraft.services.storage_node.mmap import STATUS_LIVE, CorruptRecord
@@ -289,6 +290,11 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
                                        request.after, request.limit, options)
         return storage_pb2.ShardScanResponse(records=page.records, exhausted=page.exhausted,
                                              scanned_to=page.scanned_to, index_version=version)
+
+    async def BackupShard(self, request: storage_pb2.BackupShardRequest,
+                          context: grpc.aio.ServicerContext) -> storage_pb2.BackupShardResponse:
+        with self.node.serving(request.shard) as replica, _naming_shard(replica):
+            return await backup_replica(replica, request)
 
     async def Status(self, request: storage_pb2.NodeStatusRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:

@@ -7,6 +7,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class BackupShardRequest(_message.Message):
+    __slots__ = ("shard", "target", "known_blobs")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_BLOBS_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    target: str
+    known_blobs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, shard: _Optional[int] = ..., target: _Optional[str] = ..., known_blobs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BackupFile(_message.Message):
+    __slots__ = ("path", "sha256", "bytes")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    bytes: int
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class BackupShardResponse(_message.Message):
+    __slots__ = ("shard", "applied", "files", "uploaded_bytes", "seconds")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    UPLOADED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    applied: _containers.RepeatedCompositeFieldContainer[PartitionProgress]
+    files: _containers.RepeatedCompositeFieldContainer[BackupFile]
+    uploaded_bytes: int
+    seconds: float
+    def __init__(self, shard: _Optional[int] = ..., applied: _Optional[_Iterable[_Union[PartitionProgress, _Mapping]]] = ..., files: _Optional[_Iterable[_Union[BackupFile, _Mapping]]] = ..., uploaded_bytes: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+
 class SyncRequest(_message.Message):
     __slots__ = ("partition", "target_offset", "latest", "timeout_ms", "shard")
     PARTITION_FIELD_NUMBER: _ClassVar[int]

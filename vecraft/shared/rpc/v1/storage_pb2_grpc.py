@@ -59,6 +59,11 @@ class StorageNodeServiceStub:
                 request_serializer=vecraft_dot_v1_dot_storage__pb2.NodeStatusRequest.SerializeToString,
                 response_deserializer=vecraft_dot_v1_dot_storage__pb2.NodeStatusResponse.FromString,
                 _registered_method=True)
+        self.BackupShard = channel.unary_unary(
+                '/vecraft.v1.StorageNodeService/BackupShard',
+                request_serializer=vecraft_dot_v1_dot_storage__pb2.BackupShardRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_storage__pb2.BackupShardResponse.FromString,
+                _registered_method=True)
 
 
 class StorageNodeServiceServicer:
@@ -101,6 +106,15 @@ class StorageNodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BackupShard(self, request, context):
+        """Copy a consistent checkpoint of a hosted shard replica (record file,
+        location index, index snapshot with the HNSW graphs) to a backup target.
+        Applies of that replica pause while the files are copied locally; reads go on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageNodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +142,11 @@ def add_StorageNodeServiceServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=vecraft_dot_v1_dot_storage__pb2.NodeStatusRequest.FromString,
                     response_serializer=vecraft_dot_v1_dot_storage__pb2.NodeStatusResponse.SerializeToString,
+            ),
+            'BackupShard': grpc.unary_unary_rpc_method_handler(
+                    servicer.BackupShard,
+                    request_deserializer=vecraft_dot_v1_dot_storage__pb2.BackupShardRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_storage__pb2.BackupShardResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +284,33 @@ class StorageNodeService:
             '/vecraft.v1.StorageNodeService/Status',
             vecraft_dot_v1_dot_storage__pb2.NodeStatusRequest.SerializeToString,
             vecraft_dot_v1_dot_storage__pb2.NodeStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BackupShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.StorageNodeService/BackupShard',
+            vecraft_dot_v1_dot_storage__pb2.BackupShardRequest.SerializeToString,
+            vecraft_dot_v1_dot_storage__pb2.BackupShardResponse.FromString,
             options,
             channel_credentials,
             insecure,
