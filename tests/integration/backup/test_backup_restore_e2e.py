@@ -223,7 +223,8 @@ def test_backup_during_writes_then_restore_to_moments(cluster: LocalCluster, tmp
                 else:
                     assert got.status_code == 404, (record_id, got.text)
         # The storage nodes opened the restored files (index snapshots included), not an empty state.
-        logs = "".join((out3 / "logs" / f"{row['name']}.log").read_text() for row in restored.processes("storage"))
+        logs = "".join((out3 / "logs" / f"{row['name']}.log").read_text()
+                       for row in restored.processes("storage"))
         opened = [json.loads(line) for line in logs.splitlines() if '"local state open"' in line]
         assert len(opened) == 2 and all(o["from_snapshot"] for o in opened), opened
         assert sorted(o["applied"]["data-0"] for o in opened) == sorted(
@@ -254,7 +255,7 @@ def test_a_damaged_backup_file_is_named(cluster: LocalCluster, tmp_path: Path) -
     assert not (tmp_path / "out").exists()
 
 
-def test_a_backup_killed_at_any_point_leaves_a_restorable_target(cluster: LocalCluster, tmp_path: Path) -> None:
+def test_a_killed_backup_leaves_a_restorable_target(cluster: LocalCluster, tmp_path: Path) -> None:
     """kill -9 of `vecraft backup create` at spread-out moments: every listed backup verifies and
     restores; the next backup completes over whatever the killed one left."""
     target = tmp_path / "backups"
@@ -262,8 +263,8 @@ def test_a_backup_killed_at_any_point_leaves_a_restorable_target(cluster: LocalC
         c.post("/v1/collections", json={"name": "killed", "dim": DIM, "metric": "l2"})
         for batch in range(10):
             ids = [f"k{batch}-{i}" for i in range(200)]
-            r = c.post("/v1/vectors/batch", json={"collection": "killed", "ids": ids,
-                                                  "vectors": [vec(batch * 1000 + i, DIM) for i in range(200)]})
+            vectors = [vec(batch * 1000 + i, DIM) for i in range(200)]
+            r = c.post("/v1/vectors/batch", json={"collection": "killed", "ids": ids, "vectors": vectors})
             assert r.status_code == 201, r.text
     command = [sys.executable, "-m", "vecraft", "backup", "create", "--target", str(target), "--data-dir",
                str(cluster.data_dir)]
