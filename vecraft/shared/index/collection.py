@@ -7,7 +7,8 @@ holds the same rows for exact search, ``get`` and snapshots; a
 upsert of an existing id adds a new label and tombstones the old one, a delete
 only tombstones. Searches exclude tombstones with a faiss ``IDSelectorBitmap``
 evaluated inside the graph traversal, so k results come back after any number
-of deletes; :meth:`CollectionIndex.compact` rebuilds without the dead rows.
+of deletes; :meth:`CollectionIndex.optimize` rebuilds without the dead rows
+while reads and writes go on (see its docstring and docs/indexes.md).
 
 Planner: a filter is first evaluated to a candidate mask. When at most
 ``EXACT_SEARCH_MAX_CANDIDATES`` rows are candidates (measured crossover, see
@@ -26,7 +27,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,31 @@ _EF_RETRIES = 3
 MAX_EF = 4096
 # Rows per block of the exact scan (256 KB of float32 at dim 128: stays in cache).
 _EXACT_BLOCK = 512
+# Rows a rebuild adds to its new graph per call (a stop request is checked between them).
+_BUILD_CHUNK = 4096
+# A rebuild replays the changes that arrived meanwhile in rounds outside the writer
+# lock until at most this many ids are pending; those it replays in its final,
+# write-locked section (so writes wait for at most ~that many graph inserts).
+FINAL_CATCH_UP_ROWS = 256
+# ... or after this many rounds (writes outpacing the replay: the final section takes the rest).
+_MAX_CATCH_UP_ROUNDS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizeResult:
+    """What one :meth:`CollectionIndex.optimize` did."""
+
+    #: Graph nodes (labels) removed: tombstones, plus rows superseded during the rebuild.
+    dropped: int
+    #: Graph nodes before and after the swap.
+    nodes_before: int
+    nodes_after: int
+    #: Ids replayed from the changes that arrived during the rebuild, and in how many rounds.
+    replayed: int
+    rounds: int
+    #: Wall time of the whole rebuild, and of its final write-locked section.
+    seconds: float
+    final_section_seconds: float
 
 
 class CollectionIndex:
@@ -100,6 +127,10 @@ class CollectionIndex:
         # tests set it to force a path.
         self.exact_search_max_candidates: int | None = None
         self._alive_bits: np.ndarray | None = None  # packed alive mask, rebuilt lazily
+        # Ids upserted or deleted since a rebuild copied the rows (None: no rebuild runs).
+        # Written under self._writer only.
+        self._touched: set[str] | None = None
+        self._optimizing = threading.Lock()  # one rebuild at a time
 
     # --- introspection --------------------------------------------------------------------------
 
@@ -117,6 +148,24 @@ class CollectionIndex:
     def dead_fraction(self) -> float:
         """Share of graph nodes that are tombstones (the compactor rebuilds above a threshold)."""
         return 1.0 - len(self._label_of) / self._size if self._size else 0.0
+
+    @property
+    def dead_rows(self) -> int:
+        """Graph nodes that are tombstones (deleted or superseded rows)."""
+        return max(0, self._size - len(self._label_of))
+
+    @property
+    def graph_nodes(self) -> int:
+        """Nodes in the HNSW graph, tombstones included (labels in use)."""
+        return self._size
+
+    def memory_bytes(self) -> int:
+        """Approximate bytes held by the vector store and the graph (vectors, norms, links)."""
+        with self._rw.read():
+            # faiss stores each vector once more in the graph's flat storage, plus
+            # ~2*M neighbours (int32) on level 0 per node.
+            graph = self._size * (self.dim * 4 + 2 * self.m * 4)
+            return int(self._vectors.nbytes + self._norms.nbytes + self._alive.nbytes + graph)
 
     def set_ef_search(self, ef: int) -> None:
         """Default ef for searches that do not pass one (ALTER of hnsw.ef_search)."""
@@ -175,27 +224,40 @@ class CollectionIndex:
             vectors = vectors / np.where(norms > 0, norms, 1)[:, None]
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self._writer:
-            first = self._size
-            start = 0
-            while start < len(ids):
-                stop = min(len(ids), start + self._chunk)
-                with self._rw.write():
-                    began = time.perf_counter()  # the section itself, not the wait for readers
-                    self._append_rows(ids[start:stop], vectors[start:stop], norms[start:stop],
-                                      metadatas[start:stop])
-                    held = time.perf_counter() - began
-                self._tune_chunk(stop - start, held)
-                start = stop
+            if self._touched is not None:
+                self._touched.update(ids)
+            self._upsert_prepared(ids, vectors, norms, metadatas)
+
+    def _upsert_prepared(self, ids: list[str], vectors: np.ndarray, norms: np.ndarray,
+                         metadatas: Sequence[Mapping[str, Any] | None]) -> None:
+        """Upsert validated, unique, indexed-form rows (caller holds ``self._writer``)."""
+        first = self._size
+        start = 0
+        while start < len(ids):
+            stop = min(len(ids), start + self._chunk)
             with self._rw.write():
-                old = [self._label_of[i] for i in ids if i in self._label_of]
-                self._kill(np.asarray(old, dtype=np.int64))
-                self._alive[first:self._size] = True
-                self._label_of.update(zip(ids, range(first, self._size), strict=True))
-                self._alive_bits = None
+                began = time.perf_counter()  # the section itself, not the wait for readers
+                self._append_rows(ids[start:stop], vectors[start:stop], norms[start:stop],
+                                  metadatas[start:stop])
+                held = time.perf_counter() - began
+            self._tune_chunk(stop - start, held)
+            start = stop
+        with self._rw.write():
+            old = [self._label_of[i] for i in ids if i in self._label_of]
+            self._kill(np.asarray(old, dtype=np.int64))
+            self._alive[first:self._size] = True
+            self._label_of.update(zip(ids, range(first, self._size), strict=True))
+            self._alive_bits = None
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove the given ids; absent ids are ignored. Returns how many were present."""
-        with self._writer, self._rw.write():
+        with self._writer:
+            if self._touched is not None:
+                self._touched.update(ids)
+            return self._delete_locked(ids)
+
+    def _delete_locked(self, ids: Sequence[str]) -> int:
+        with self._rw.write():
             labels = [self._label_of.pop(i) for i in set(ids) if i in self._label_of]
             self._kill(np.asarray(labels, dtype=np.int64))
             self._alive_bits = None
@@ -240,33 +302,125 @@ class CollectionIndex:
         self._chunk = int(min(_MAX_CHUNK, max(_MIN_CHUNK, ADD_SECTION_SECONDS / per_row)))
 
     def compact(self) -> int:
-        """Rebuild the graph and metadata index from the alive rows only; returns rows dropped.
+        """Rebuild without the dead rows (:meth:`optimize`); returns the graph nodes dropped."""
+        result = self.optimize()
+        assert result is not None  # only a stop request ends a rebuild early
+        return result.dropped
 
-        Searches keep running on the old structures during the rebuild (writes
-        wait); the swap is one short write section. Search results may differ
-        slightly afterwards (a new graph).
+    def optimize(self, *, stop: threading.Event | None = None,
+                 on_phase: Callable[[str], None] | None = None,
+                 catch_up_rows: int = FINAL_CATCH_UP_ROWS) -> OptimizeResult | None:
+        """Rebuild the graph, vector store and metadata index from the alive rows, then swap them in.
+
+        Reads and writes go on meanwhile, on the current structures:
+
+        1. *copy*: under the writer lock (no graph work), take the row count and
+           references to the alive mask, ids and metadata, and start recording
+           the ids every upsert and delete touches from now on. Rows below
+           that count never change (labels are never reused), so the vectors
+           are read later without any lock.
+        2. *build*: a new index of the copied alive rows, in label order, with
+           no lock of this index held.
+        3. *replay*: under the writer lock, take the recorded ids and read their
+           current rows (or their absence); release it; apply them to the new
+           index. Repeated while more than ``catch_up_rows`` ids arrived during
+           the previous round (at most a few rounds).
+        4. *swap*: under the writer lock, replay the last few ids, then one
+           short write section replaces every structure at once.
+
+        Searches before the swap use the old structures, after it the new ones;
+        a snapshot (:meth:`save`, which takes the writer lock) sees one or the
+        other, never a mix. The answers afterwards are those of a fresh index
+        of the same rows (same vectors and metadata; a different graph).
+
+        ``stop``: set it to abandon the rebuild between chunks (returns None,
+        nothing changed). ``on_phase(name)`` is called, without any lock held,
+        after ``"copied"``, ``"built"`` and each ``"replayed"`` round (tests use
+        it to interleave writes deterministically). One rebuild runs at a time
+        per index (a second call waits).
         """
-        with self._writer:
-            with self._rw.read():
-                labels = np.flatnonzero(self._alive[: self._size])
-                dropped = self._size - len(labels)
-                vectors = np.ascontiguousarray(self._vectors[labels])
-                graph = self._new_graph()
-                faiss.omp_set_num_threads(self.add_threads)
-                graph.add(vectors)
-                metas = [self._metas[label] for label in labels.tolist()]
-                meta_index = MetadataIndex()
-                meta_index.add(range(len(labels)), metas)
-                ids = [self._ids[label] for label in labels.tolist()]
-                norms = self._norms[labels]
-            with self._rw.write():
-                self._graph, self._meta_index, self._size = graph, meta_index, len(labels)
-                self._vectors, self._norms = vectors, norms
-                self._alive = np.ones(len(labels), dtype=bool)
-                self._ids, self._metas = ids, metas
-                self._label_of = {id_: label for label, id_ in enumerate(ids) if id_ is not None}
-                self._alive_bits = None
-            return dropped
+        began = time.perf_counter()
+        with self._optimizing:
+            with self._writer:
+                size = self._size
+                alive = self._alive[:size].copy()
+                ids = self._ids[:size]
+                metas = self._metas[:size]
+                vectors, norms = self._vectors, self._norms  # rows < size are never rewritten
+                self._touched = set()
+            try:
+                return self._rebuild(size, alive, ids, metas, vectors, norms, began, stop,
+                                     on_phase or (lambda _phase: None), catch_up_rows)
+            finally:
+                with self._writer:
+                    self._touched = None
+
+    def _rebuild(self, size: int, alive: np.ndarray, ids: list[str | None],
+                 metas: list[Mapping[str, Any] | None], vectors: np.ndarray, norms: np.ndarray,
+                 began: float, stop: threading.Event | None, on_phase: Callable[[str], None],
+                 catch_up_rows: int) -> OptimizeResult | None:
+        on_phase("copied")
+        fresh = CollectionIndex(dim=self.dim, metric=self.metric, m=self.m,
+                                ef_construction=self.ef_construction, ef_search=self._ef_search,
+                                add_threads=self.add_threads)
+        labels = np.flatnonzero(alive)
+        fresh._grow(len(labels))  # sized for the alive rows, not for the tombstones
+        for start in range(0, len(labels), _BUILD_CHUNK):
+            if stop is not None and stop.is_set():
+                return None
+            part = labels[start:start + _BUILD_CHUNK]
+            rows = part.tolist()
+            fresh._upsert_prepared([ids[label] for label in rows],
+                                   vectors[part], norms[part], [metas[label] for label in rows])
+        on_phase("built")
+        replayed = rounds = 0
+        while True:
+            if stop is not None and stop.is_set():
+                return None
+            with self._writer:
+                assert self._touched is not None
+                pending, self._touched = self._touched, set()
+                if len(pending) <= catch_up_rows or rounds >= _MAX_CATCH_UP_ROUNDS:
+                    final_began = time.perf_counter()
+                    fresh._apply_changes(self._current_rows(pending))
+                    nodes_before = self._size
+                    self._swap_in(fresh)
+                    final = time.perf_counter() - final_began
+                    break
+                changes = self._current_rows(pending)
+            fresh._apply_changes(changes)
+            replayed += len(pending)
+            rounds += 1
+            on_phase("replayed")
+        return OptimizeResult(dropped=nodes_before - fresh._size, nodes_before=nodes_before,
+                              nodes_after=fresh._size, replayed=replayed + len(pending), rounds=rounds + 1,
+                              seconds=time.perf_counter() - began, final_section_seconds=final)
+
+    def _current_rows(self, ids: set[str]) -> tuple[list[str], np.ndarray, np.ndarray,
+                                                      list[Mapping[str, Any] | None], list[str]]:
+        """(present ids, their indexed vectors, norms, metadata; absent ids). Caller holds the writer lock."""
+        present = sorted(i for i in ids if i in self._label_of)
+        gone = sorted(i for i in ids if i not in self._label_of)
+        labels = np.fromiter((self._label_of[i] for i in present), dtype=np.int64, count=len(present))
+        return (present, self._vectors[labels], self._norms[labels],
+                [self._metas[label] for label in labels.tolist()], gone)
+
+    def _apply_changes(self, changes: tuple[list[str], np.ndarray, np.ndarray,
+                                            list[Mapping[str, Any] | None], list[str]]) -> None:
+        present, vectors, norms, metas, gone = changes
+        if gone:
+            self._delete_locked(gone)
+        if present:
+            self._upsert_prepared(present, vectors, norms, metas)
+
+    def _swap_in(self, fresh: CollectionIndex) -> None:
+        """Take every structure of ``fresh`` in one write section (caller holds the writer lock)."""
+        with self._rw.write():
+            fresh._graph.hnsw.efSearch = self._ef_search
+            self._graph, self._meta_index, self._size = fresh._graph, fresh._meta_index, fresh._size
+            self._vectors, self._norms, self._alive = fresh._vectors, fresh._norms, fresh._alive
+            self._ids, self._metas, self._label_of = fresh._ids, fresh._metas, fresh._label_of
+            self._alive_bits = None
 
     def _new_graph(self) -> faiss.IndexHNSWFlat:
         graph = faiss.IndexHNSWFlat(self.dim, self.m, _FAISS_METRIC[self.metric])
