@@ -206,11 +206,32 @@ class MetaClient:
         with translate_rpc_error():
             return await self._stub.GetLease(meta_pb2.LeaseRequest(name=name), timeout=self.timeout_s)
 
+    # ---- API keys --------------------------------------------------------------
+    async def create_api_key(self, *, role: str, tenant: str = "", collections: Sequence[str] = (),
+                             name: str = "") -> meta_pb2.CreateApiKeyResponse:
+        """A new key: its record and the key itself (returned this once; only its hash is kept)."""
+        req = meta_pb2.CreateApiKeyRequest(name=name, role=role, tenant=tenant, collections=list(collections))
+        with translate_rpc_error():
+            return await self._stub.CreateApiKey(req, timeout=self.timeout_s)
+
+    async def list_api_keys(self, *, include_revoked: bool = False) -> list[meta_pb2.ApiKeyInfo]:
+        """Key records without their hashes."""
+        with translate_rpc_error():
+            reply = await self._stub.ListApiKeys(meta_pb2.ListApiKeysRequest(include_revoked=include_revoked),
+                                                 timeout=self.timeout_s)
+        return list(reply.keys)
+
+    async def revoke_api_key(self, key_id: str) -> meta_pb2.ApiKeyInfo:
+        """Revoke a key (idempotent); NotFound when no key has ``key_id``."""
+        with translate_rpc_error():
+            return await self._stub.RevokeApiKey(meta_pb2.RevokeApiKeyRequest(id=key_id),
+                                                 timeout=self.timeout_s)
+
     # ---- watch and clocks ------------------------------------------------------
     async def watch(self, topics: Sequence[str] = (), *,
                     snapshot_end: bool = False) -> AsyncIterator[meta_pb2.WatchEvent]:
         """Snapshot (revision 0) then live changes of ``topics`` ("collections", "nodes",
-        "placement"; () = all).
+        "placement", "keys"; () = all).
 
         With ``snapshot_end`` the end-of-snapshot marker (an event with no item) is
         yielded between the two: a watcher that reconnects replaces its state with the

@@ -4,7 +4,7 @@ Handlers validate, delegate and convert; errors are ``VecraftError`` raised
 to the shared interceptor (400 / 404 / 409 / 503 on the wire).
 
 Watch streams send an initial snapshot first (one ``PUT`` per current
-collection and/or node, and the placement map when one exists, ``revision``
+collection, node and API key record, and the placement map when one exists, ``revision``
 0), then one end-of-snapshot marker (an event with no item, ``type``
 unspecified, ``revision`` 0; a watcher replaces its state with the snapshot
 there, so what was deleted while it was away goes too), then every change from
@@ -15,10 +15,12 @@ nodes arrive as ``DELETE`` with their last ``NodeInfo`` and ``state = "down"``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import grpc
 
+from vecraft.services.meta_manager import api_keys
 from vecraft.services.meta_manager.hlc_sync import HlcCoordinator
 from vecraft.services.meta_manager.placement import TenantMap, build_placement, validate_placement
 from vecraft.services.meta_manager.schema import DdlCoordinator
@@ -29,7 +31,7 @@ from vecraft.shared.model.routing import DEFAULT_TENANT
 from vecraft.shared.model.validation import validate_name
 from vecraft.shared.rpc.v1 import collection_pb2, meta_pb2, meta_pb2_grpc
 
-TOPICS = ("collections", "nodes", "placement")
+TOPICS = ("collections", "nodes", "placement", "keys")
 #: Leases shorter than this would expire between two heartbeats of a busy node.
 MIN_TTL_MS = 100
 MAX_TTL_MS = 3_600_000
@@ -41,6 +43,8 @@ def _watch_event(event: StoreEvent) -> meta_pb2.WatchEvent:
         return meta_pb2.WatchEvent(type=kind, collection=event.collection, revision=event.revision)
     if event.node is not None:
         return meta_pb2.WatchEvent(type=kind, node=event.node, revision=event.revision)
+    if event.api_key is not None:
+        return meta_pb2.WatchEvent(type=kind, api_key=event.api_key, revision=event.revision)
     return meta_pb2.WatchEvent(type=kind, placement=event.placement, revision=event.revision)
 
 
@@ -179,6 +183,34 @@ class MetaServicer(meta_pb2_grpc.MetaManagerServiceServicer):
                        context: grpc.aio.ServicerContext) -> meta_pb2.LeaseState:
         return _lease_state(await self._store.get_lease(_lease_name(request.name)))
 
+    # ---- API keys --------------------------------------------------------------
+    async def CreateApiKey(self, request: meta_pb2.CreateApiKeyRequest,
+                           context: grpc.aio.ServicerContext) -> meta_pb2.CreateApiKeyResponse:
+        tenant = request.tenant or DEFAULT_TENANT
+        collections = sorted(set(request.collections))
+        api_keys.validate_grant(request.role, tenant, collections, request.name)
+        key_id, key = api_keys.new_key()
+        info = meta_pb2.ApiKeyInfo(id=key_id, name=request.name, role=request.role, tenant=tenant,
+                                   collections=collections, created_unix_ms=time.time_ns() // 1_000_000,
+                                   key_sha256=api_keys.key_sha256(key))
+        await self._store.create_api_key(info)
+        return meta_pb2.CreateApiKeyResponse(info=api_keys.public(info), key=key)
+
+    async def ListApiKeys(self, request: meta_pb2.ListApiKeysRequest,
+                          context: grpc.aio.ServicerContext) -> meta_pb2.ListApiKeysResponse:
+        keys = await self._store.list_api_keys()
+        return meta_pb2.ListApiKeysResponse(keys=[api_keys.public(k) for k in keys
+                                                  if request.include_revoked or not k.revoked])
+
+    async def RevokeApiKey(self, request: meta_pb2.RevokeApiKeyRequest,
+                           context: grpc.aio.ServicerContext) -> meta_pb2.ApiKeyInfo:
+        if not request.id or "/" in request.id:
+            raise InvalidRequest("id is required and must not contain '/'")
+        info = await self._store.revoke_api_key(request.id, time.time_ns() // 1_000_000)
+        if info is None:
+            raise NotFound(f"no API key has id {request.id[:64]!r}", details={"id": request.id[:64]})
+        return api_keys.public(info)
+
     # ---- watch -----------------------------------------------------------------
     async def Watch(self, request: meta_pb2.WatchRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[meta_pb2.WatchEvent]:
@@ -200,6 +232,9 @@ class MetaServicer(meta_pb2_grpc.MetaManagerServiceServicer):
                     placement = await self._store.get_placement_map()
                     if placement.version:
                         yield meta_pb2.WatchEvent(type=meta_pb2.WatchEvent.PUT, placement=placement)
+                if "keys" in topics:
+                    for info in await self._store.list_api_keys():
+                        yield meta_pb2.WatchEvent(type=meta_pb2.WatchEvent.PUT, api_key=info)
                 yield meta_pb2.WatchEvent()  # end of the snapshot
                 async for event in sub:
                     if event.topic in topics:

@@ -23,7 +23,9 @@ The store holds four things:
   of a named lease whose fencing token the store checks in the same
   transaction (a deposed fail-over manager cannot overwrite its successor);
 - **named leases**: one holder at a time, each holding with a fencing token
-  larger than every earlier one of that name.
+  larger than every earlier one of that name;
+- **API keys**: one record per key (id, name, role, tenant and collection scope,
+  the SHA-256 of the key, never the key), revoked in place rather than deleted.
 
 Every change is published to subscribers (:meth:`MetaStore.subscribe`) as a
 :class:`StoreEvent`. A node whose lease expires is removed and published as a
@@ -58,13 +60,16 @@ class StoreEvent:
     collection: collection_pb2.CollectionSchema | None = None
     node: meta_pb2.NodeInfo | None = None
     placement: meta_pb2.PlacementMap | None = None
+    api_key: meta_pb2.ApiKeyInfo | None = None
 
     @property
     def topic(self) -> str:
-        """The Watch topic of the event: "collections", "nodes" or "placement"."""
+        """The Watch topic of the event: "collections", "nodes", "placement" or "keys"."""
         if self.collection is not None:
             return "collections"
-        return "nodes" if self.node is not None else "placement"
+        if self.node is not None:
+            return "nodes"
+        return "keys" if self.api_key is not None else "placement"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +233,24 @@ class MetaStore(abc.ABC):
     @abc.abstractmethod
     async def get_lease(self, name: str) -> LeaseHolding:
         """The current holding of ``name`` (``held`` is always False)."""
+
+    # ---- API keys --------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_api_key(self, info: meta_pb2.ApiKeyInfo) -> None:
+        """Store a new key record (``info.id`` fresh, ``key_sha256`` set) and publish it.
+
+        Raises:
+            Conflict: a key with ``info.id`` exists.
+        """
+
+    @abc.abstractmethod
+    async def list_api_keys(self) -> list[meta_pb2.ApiKeyInfo]:
+        """Every key record, revoked ones included, with its hash, sorted by id."""
+
+    @abc.abstractmethod
+    async def revoke_api_key(self, key_id: str, at_unix_ms: int) -> meta_pb2.ApiKeyInfo | None:
+        """Mark the key revoked (idempotent: an already revoked key keeps its first time) and
+        publish the record as a PUT; None when no key has ``key_id``."""
 
     # ---- change stream ---------------------------------------------------------
     @abc.abstractmethod

@@ -9,6 +9,7 @@ Key layout under the prefix (``--etcd-prefix``, default ``/vecraft``)::
     <prefix>/nodes/<node_id>                    NodeInfo JSON, attached to the node's etcd lease
     <prefix>/placement                          PlacementMap JSON; its etcd version is the map's
     <prefix>/leases/<name>                      {"holder": ...}, attached to the holder's etcd lease
+    <prefix>/keys/<id>                          ApiKeyInfo JSON (the key's hash, never the key)
 
 DDL materialization is one etcd transaction guarded by a compare on the
 watermark value, so several meta managers sharing the cluster apply the
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import socket
@@ -67,6 +69,10 @@ _CHANNEL_OPTIONS = {
     "grpc.min_reconnect_backoff_ms": 100,
     "grpc.max_reconnect_backoff_ms": 1000,
 }
+
+
+async def _transaction(client: aetcd.Client, *, compare: list[Any], success: list[Any]) -> Any:
+    return await client.transaction(compare=compare, success=success, failure=[])
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -349,6 +355,40 @@ class EtcdMetaStore(MetaStore):
         kv, current = await self._lease_kv(name)
         return LeaseHolding(name, current, int(kv.create_revision) if kv is not None else 0, held=False)
 
+    # ---- API keys --------------------------------------------------------------
+    async def create_api_key(self, info: meta_pb2.ApiKeyInfo) -> None:
+        assert self._client is not None
+        t = self._client.transactions
+        key = self._key("keys", info.id)
+        succeeded, _ = await self._call("put", lambda c: c.transaction(
+            compare=[t.version(key) == 0], success=[t.put(key, codec.encode_message(info))], failure=[]))
+        if not succeeded:
+            raise Conflict(f"an API key with id {info.id!r} exists")
+
+    async def list_api_keys(self) -> list[meta_pb2.ApiKeyInfo]:
+        rng = await self._call("list", lambda c: c.get_prefix(self._key("keys", ""), sort_order="ascend"))
+        keys = [codec.decode_message(kv.value, meta_pb2.ApiKeyInfo) for kv in rng.kvs]
+        return sorted(keys, key=lambda k: k.id)
+
+    async def revoke_api_key(self, key_id: str, at_unix_ms: int) -> meta_pb2.ApiKeyInfo | None:
+        assert self._client is not None
+        t = self._client.transactions
+        key = self._key("keys", key_id)
+        while True:
+            kv = await self._call("get", lambda c: c.get(key))
+            if kv is None:
+                return None
+            info = codec.decode_message(kv.value, meta_pb2.ApiKeyInfo)
+            if info.revoked:
+                return info
+            info.revoked, info.revoked_unix_ms = True, at_unix_ms
+            # Compare-and-swap on the record's version: a concurrent revoke keeps its first time.
+            compare, put = [t.version(key) == kv.version], [t.put(key, codec.encode_message(info))]
+            succeeded, _ = await self._call("revoke", functools.partial(
+                _transaction, compare=compare, success=put))
+            if succeeded:
+                return info
+
     # ---- change stream ---------------------------------------------------------
     def subscribe(self) -> Subscription[StoreEvent]:
         return self._hub.subscribe()
@@ -371,6 +411,8 @@ class EtcdMetaStore(MetaStore):
                 node.state = "down"
                 self._last_beat.pop(node.node_id, None)
             return StoreEvent(kind, revision, node=node)
+        if rel[0] == "keys" and len(rel) == 2 and not deleted:
+            return StoreEvent(kind, revision, api_key=codec.decode_message(value, meta_pb2.ApiKeyInfo))
         if rel == ["placement"] and not deleted:
             placement = codec.decode_message(value, meta_pb2.PlacementMap)
             placement.version = int(event.kv.version)

@@ -9,6 +9,7 @@ Layout (``<data-dir>/meta.sqlite3``)::
     nodes(node_id PRIMARY KEY, lease_id, ttl_ms, expires_unix_ms, last_heartbeat_unix_ms, info)
     placement(id = 1, version, map)              the one placement map
     leases(name PRIMARY KEY, holder, fencing_token, ttl_ms, expires_unix_ms)
+    api_keys(id PRIMARY KEY, info)               ApiKeyInfo JSON (the key's hash, never the key)
 
 Every statement runs on one worker thread (a single-thread executor), so the
 connection is never shared between threads and commits are serialized; the
@@ -68,6 +69,7 @@ CREATE TABLE IF NOT EXISTS placement (
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, fencing_token INTEGER NOT NULL, ttl_ms INTEGER NOT NULL,
     expires_unix_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, info TEXT NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('ddl_watermark', 0), ('revision', 0);
 """
 
@@ -398,6 +400,41 @@ class SqliteMetaStore(MetaStore):
 
     async def get_lease(self, name: str) -> LeaseHolding:
         return await self._run(lambda c: _lease_row(c, name, _now_ms()))
+
+    # ---- API keys --------------------------------------------------------------
+    async def create_api_key(self, info: meta_pb2.ApiKeyInfo) -> None:
+        def _create(conn: sqlite3.Connection) -> StoreEvent:
+            with conn:
+                if conn.execute("SELECT 1 FROM api_keys WHERE id = ?", (info.id,)).fetchone():
+                    raise Conflict(f"an API key with id {info.id!r} exists")
+                conn.execute("INSERT INTO api_keys (id, info) VALUES (?, ?)",
+                             (info.id, codec.encode_message(info).decode()))
+                return StoreEvent(EventType.PUT, self._next_revision(conn), api_key=info)
+
+        self._hub.publish(await self._run(_create))
+
+    async def list_api_keys(self) -> list[meta_pb2.ApiKeyInfo]:
+        rows = await self._run(lambda c: c.execute("SELECT info FROM api_keys ORDER BY id").fetchall())
+        return [codec.decode_message(r[0], meta_pb2.ApiKeyInfo) for r in rows]
+
+    async def revoke_api_key(self, key_id: str, at_unix_ms: int) -> meta_pb2.ApiKeyInfo | None:
+        def _revoke(conn: sqlite3.Connection) -> StoreEvent | None:
+            with conn:
+                row = conn.execute("SELECT info FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+                if row is None:
+                    return None
+                info = codec.decode_message(row[0], meta_pb2.ApiKeyInfo)
+                if not info.revoked:
+                    info.revoked, info.revoked_unix_ms = True, at_unix_ms
+                    conn.execute("UPDATE api_keys SET info = ? WHERE id = ?",
+                                 (codec.encode_message(info).decode(), key_id))
+                return StoreEvent(EventType.PUT, self._next_revision(conn), api_key=info)
+
+        event = await self._run(_revoke)
+        if event is None:
+            return None
+        self._hub.publish(event)
+        return event.api_key
 
     # ---- change stream ---------------------------------------------------------
     def subscribe(self) -> Subscription[StoreEvent]:

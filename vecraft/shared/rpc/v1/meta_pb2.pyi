@@ -222,6 +222,66 @@ class ListNodesResponse(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
 
+class ApiKeyInfo(_message.Message):
+    __slots__ = ("id", "name", "role", "tenant", "collections", "created_unix_ms", "revoked", "revoked_unix_ms", "key_sha256")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    KEY_SHA256_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    role: str
+    tenant: str
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    created_unix_ms: int
+    revoked: bool
+    revoked_unix_ms: int
+    key_sha256: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., tenant: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ..., created_unix_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., revoked_unix_ms: _Optional[int] = ..., key_sha256: _Optional[str] = ...) -> None: ...
+
+class CreateApiKeyRequest(_message.Message):
+    __slots__ = ("name", "role", "tenant", "collections")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: str
+    tenant: str
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., tenant: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateApiKeyResponse(_message.Message):
+    __slots__ = ("info", "key")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    info: ApiKeyInfo
+    key: str
+    def __init__(self, info: _Optional[_Union[ApiKeyInfo, _Mapping]] = ..., key: _Optional[str] = ...) -> None: ...
+
+class ListApiKeysRequest(_message.Message):
+    __slots__ = ("include_revoked",)
+    INCLUDE_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    include_revoked: bool
+    def __init__(self, include_revoked: _Optional[bool] = ...) -> None: ...
+
+class ListApiKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[ApiKeyInfo]
+    def __init__(self, keys: _Optional[_Iterable[_Union[ApiKeyInfo, _Mapping]]] = ...) -> None: ...
+
+class RevokeApiKeyRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
 class WatchRequest(_message.Message):
     __slots__ = ("topics",)
     TOPICS_FIELD_NUMBER: _ClassVar[int]
@@ -229,7 +289,7 @@ class WatchRequest(_message.Message):
     def __init__(self, topics: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("type", "collection", "node", "placement", "revision")
+    __slots__ = ("type", "collection", "node", "placement", "api_key", "revision")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_UNSPECIFIED: _ClassVar[WatchEvent.Type]
@@ -242,13 +302,15 @@ class WatchEvent(_message.Message):
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     type: WatchEvent.Type
     collection: _collection_pb2.CollectionSchema
     node: NodeInfo
     placement: PlacementMap
+    api_key: ApiKeyInfo
     revision: int
-    def __init__(self, type: _Optional[_Union[WatchEvent.Type, str]] = ..., collection: _Optional[_Union[_collection_pb2.CollectionSchema, _Mapping]] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., placement: _Optional[_Union[PlacementMap, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    def __init__(self, type: _Optional[_Union[WatchEvent.Type, str]] = ..., collection: _Optional[_Union[_collection_pb2.CollectionSchema, _Mapping]] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., placement: _Optional[_Union[PlacementMap, _Mapping]] = ..., api_key: _Optional[_Union[ApiKeyInfo, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class ReportHLCRequest(_message.Message):
     __slots__ = ("node_id", "hlc")

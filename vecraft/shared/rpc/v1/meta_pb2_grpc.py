@@ -125,6 +125,21 @@ class MetaManagerServiceStub:
                 request_serializer=vecraft_dot_v1_dot_meta__pb2.LeaseRequest.SerializeToString,
                 response_deserializer=vecraft_dot_v1_dot_meta__pb2.LeaseState.FromString,
                 _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/CreateApiKey',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/ListApiKeys',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/RevokeApiKey',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.ApiKeyInfo.FromString,
+                _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/vecraft.v1.MetaManagerService/Watch',
                 request_serializer=vecraft_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
@@ -257,8 +272,28 @@ class MetaManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateApiKey(self, request, context):
+        """API keys of the gateways (docs/security.md). Stored hashed: the key itself is returned
+        once, by CreateApiKey, and never stored or sent again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Watch(self, request, context):
-        """Change stream of collections, nodes and the placement map.
+        """Change stream of collections, nodes, the placement map and API keys.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -363,6 +398,21 @@ def add_MetaManagerServiceServicer_to_server(servicer, server):
                     servicer.GetLease,
                     request_deserializer=vecraft_dot_v1_dot_meta__pb2.LeaseRequest.FromString,
                     response_serializer=vecraft_dot_v1_dot_meta__pb2.LeaseState.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.ApiKeyInfo.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
@@ -861,6 +911,87 @@ class MetaManagerService:
             '/vecraft.v1.MetaManagerService/GetLease',
             vecraft_dot_v1_dot_meta__pb2.LeaseRequest.SerializeToString,
             vecraft_dot_v1_dot_meta__pb2.LeaseState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/CreateApiKey',
+            vecraft_dot_v1_dot_meta__pb2.CreateApiKeyRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/ListApiKeys',
+            vecraft_dot_v1_dot_meta__pb2.ListApiKeysRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/RevokeApiKey',
+            vecraft_dot_v1_dot_meta__pb2.RevokeApiKeyRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.ApiKeyInfo.FromString,
             options,
             channel_credentials,
             insecure,
