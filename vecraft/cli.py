@@ -117,6 +117,11 @@ class UpSettings(BaseSettings):
         f"{CLUSTER_SIZE} replicas), from the cluster extra's binaries. Fixed once the data "
         "directory exists. Default off"))
 
+    backup_target: str | None = Field(None, description=(
+        "run the snapshot service: archive the journal continuously to this directory (or s3:// "
+        "URL) and take base backups there on request (`vecraft backup create`); docs/backup.md. "
+        "Default: no snapshot service"))
+
     def plan_request(self) -> dict[str, Any]:
         """The cluster parameters as given (None = use the stored plan or the default)."""
         return {"host": self.host, "http_port": self.http_port, "grpc_port": self.grpc_port,
@@ -124,7 +129,14 @@ class UpSettings(BaseSettings):
                 "query_nodes": self.query_nodes, "replicas": self.replicas,
                 "query_replicas": self.query_replicas,
                 "data_partitions": self.data_partitions, "apply_delay_ms": self.apply_delay_ms,
-                "cluster": self.cluster}
+                "cluster": self.cluster, "backup_target": _absolute_target(self.backup_target)}
+
+
+def _absolute_target(target: str | None) -> str | None:
+    """A directory target as an absolute path: the plan stores it, and later runs may start elsewhere."""
+    if not target or "://" in target:
+        return target
+    return str(Path(target).expanduser().resolve())
 
 
 # ---- up ----------------------------------------------------------------------------------

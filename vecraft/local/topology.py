@@ -64,6 +64,7 @@ ROLE_MODULES: dict[str, str] = {
     "storage": "vecraft.services.storage_node",
     "query": "vecraft.services.query_processor",
     "failover": "vecraft.services.failover_manager",
+    "snapshot": "vecraft.services.snapshot_service",
     "gateway": "vecraft.services.api_gateway",
 }
 #: roles run from a program of their own in cluster mode -> the program's default name
@@ -73,7 +74,8 @@ CLUSTER_SIZE = 3
 #: journal instances in cluster mode: each partition is owned by one, the other takes over
 JOURNAL_INSTANCES = 2
 #: roles in start order; each is one start group
-START_ORDER: tuple[str, ...] = ("etcd", "nats", "journal", "meta", "storage", "query", "failover", "gateway")
+START_ORDER: tuple[str, ...] = ("etcd", "nats", "journal", "meta", "storage", "query", "failover", "snapshot",
+                                "gateway")
 #: parameters that fix where data lives; they cannot change once a directory holds a cluster
 FIXED_PARAMS: tuple[str, ...] = ("shards", "data_partitions", "cluster")
 #: process names of the layout before nodes (one storage process per shard replica, one
@@ -100,6 +102,8 @@ class ClusterParams:
     data_partitions: int = 1
     apply_delay_ms: int = 0
     cluster: bool = False
+    #: Where the snapshot service archives the journal and keeps base backups ("" = no service).
+    backup_target: str = ""
 
     def __post_init__(self) -> None:
         check_ranges(dataclasses.asdict(self))
@@ -288,7 +292,10 @@ def process_names(params: ClusterParams) -> list[PlannedProcess]:
               for p in place_shards(params.shards, params.storage_nodes, params.replicas)]
     names += [PlannedProcess(f"query-{p.node}", "query", p.shards, p.replica, p.node)
               for p in place_shards(params.shards, params.query_nodes, params.query_replicas)]
-    names += [PlannedProcess("failover", "failover"), PlannedProcess("gateway", "gateway")]
+    names.append(PlannedProcess("failover", "failover"))
+    if params.backup_target:
+        names.append(PlannedProcess("snapshot", "snapshot"))
+    names.append(PlannedProcess("gateway", "gateway"))
     return names
 
 
@@ -433,6 +440,10 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
             own_dir = data_dir / "failover"
             extra = ["--meta-address", meta, "--storage-replicas", str(params.replicas),
                      "--query-replicas", str(params.query_replicas)]
+        elif role == "snapshot":
+            own_dir = data_dir / "snapshot"
+            extra = ["--journal-address", journal, "--meta-address", meta, "--target", params.backup_target,
+                     "--default-shards", str(params.shards)]
         else:
             own_dir = data_dir / "gateway"
             # Routes come from the meta manager's registry, not from flags.

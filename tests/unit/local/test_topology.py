@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from pathlib import Path
@@ -36,11 +37,11 @@ def _fake_ports(params: ClusterParams) -> dict[str, PortPair]:
 
 def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     params = ClusterParams(shards=2, storage_nodes=4, query_nodes=2, replicas=2, data_partitions=3,
-                           apply_delay_ms=50, host="0.0.0.0")
+                           apply_delay_ms=50, host="0.0.0.0", backup_target="/backups")
     plan = topology.plan_cluster(tmp_path, params, _fake_ports(params), config_file=Path("/c.toml"))
     names = [p.name for p in plan.processes]
     assert names == ["journal", "meta", "storage-0", "storage-1", "storage-2", "storage-3",
-                     "query-0", "query-1", "failover", "gateway"]
+                     "query-0", "query-1", "failover", "snapshot", "gateway"]
     assert [g[0].role for g in plan.groups()] == [r for r in topology.START_ORDER
                                                   if r not in topology.CLUSTER_BINARIES]
     assert all(len({p.role for p in g}) == 1 for g in plan.groups())
@@ -50,6 +51,14 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert _flag(plan.get("journal").args, "--backpressure-lag-ms") == ["1100"]
     meta = plan.get("meta")
     assert _flag(meta.args, "--journal-address") == [journal]
+    snapshot = plan.get("snapshot")
+    assert _flag(snapshot.args, "--target") == ["/backups"]
+    assert _flag(snapshot.args, "--default-shards") == ["2"]
+    assert _flag(snapshot.args, "--journal-address") == [journal]
+    assert _flag(snapshot.args, "--meta-address") == [meta.grpc_address]
+    # No target, no snapshot service.
+    plain = dataclasses.replace(params, backup_target="")
+    assert "snapshot" not in [p.name for p in topology.process_names(plain)]
     assert _flag(meta.args, "--backend") == ["sqlite"]
     assert _flag(meta.args, "--default-shards") == ["2"] and _flag(meta.args, "--default-replicas") == ["2"]
 
@@ -91,7 +100,7 @@ def test_cluster_mode_adds_etcd_and_nats_and_points_meta_and_journal_at_them(tmp
     plan = topology.plan_cluster(tmp_path, params, ports, binaries={"etcd": "/bin/etcd", "nats": "/bin/nats"})
     assert [p.name for p in plan.processes][:9] == [
         "etcd-0", "etcd-1", "etcd-2", "nats-0", "nats-1", "nats-2", "journal-0", "journal-1", "meta"]
-    assert [g[0].role for g in plan.groups()] == list(topology.START_ORDER)
+    assert [g[0].role for g in plan.groups()] == [r for r in topology.START_ORDER if r != "snapshot"]
     etcd0, nats2 = plan.get("etcd-0"), plan.get("nats-2")
     assert etcd0.command("py")[0] == "/bin/etcd" and etcd0.data_dir == tmp_path / "etcd-0"
     assert _flag(etcd0.args, "--initial-cluster") == [",".join(

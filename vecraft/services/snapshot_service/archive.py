@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 from google.protobuf.message import DecodeError
@@ -30,6 +30,10 @@ _LEN = struct.Struct("<I")
 #: Entries and bytes per chunk file (whichever is reached first).
 CHUNK_ENTRIES = 10_000
 CHUNK_BYTES = 32 << 20
+
+
+#: progress(phase, done, total): called as a backup or an archiving pass advances.
+Progress = Callable[[str, int, int], None]
 
 
 class CorruptBackup(Exception):
@@ -147,13 +151,16 @@ def iter_entries(target: BackupTarget, archive: PartitionArchive,
 
 async def archive_partitions(journal: JournalClient, target: BackupTarget, *,
                              up_to: Mapping[str, int] | None = None,
-                             chunk_entries: int = CHUNK_ENTRIES,
-                             chunk_bytes: int = CHUNK_BYTES) -> dict[str, tuple[int, int]]:
+                             chunk_entries: int = CHUNK_ENTRIES, chunk_bytes: int = CHUNK_BYTES,
+                             progress: Progress | None = None) -> dict[str, tuple[int, int]]:
     """Copy every partition's entries past what the target holds, up to ``up_to`` (default: the
-    heads as of this call); returns (offset, hlc) archived per partition."""
+    heads as of this call, and then the horizon moves to them); returns (offset, hlc) archived per
+    partition."""
     heads = await journal.get_offsets()
     targets = {p: off for p, (off, _) in heads.items()} if up_to is None else dict(up_to)
     archives = load_archive(target)
+    todo = sum(max(0, end - archives[p].archived[0] if p in archives else end) for p, end in targets.items())
+    copied = 0
     done = {}
     for partition in sorted(targets):
         archive = archives.setdefault(partition, PartitionArchive(partition))
@@ -171,8 +178,29 @@ async def archive_partitions(journal: JournalClient, target: BackupTarget, *,
                 if size >= chunk_bytes:
                     break
             _write_chunk(target, archive, batch)
+            copied += len(batch)
+            if progress is not None:
+                progress("archive", copied, todo)
         done[partition] = archive.archived
+    if up_to is None and all(done[p][0] >= off for p, (off, _) in heads.items()):
+        save_horizon(target, max((hlc for _, hlc in heads.values()), default=0))
     return done
+
+
+HORIZON = "journal/horizon.json"
+
+
+def save_horizon(target: BackupTarget, hlc: int) -> None:
+    """Record that every partition is archived up to its head as of ``hlc`` (a restorable moment)."""
+    if hlc > load_horizon(target):
+        target.put(HORIZON, json.dumps({"hlc": hlc}).encode())
+
+
+def load_horizon(target: BackupTarget) -> int:
+    try:
+        return int(json.loads(target.get(HORIZON))["hlc"])
+    except MissingFile:
+        return 0
 
 
 def _write_chunk(target: BackupTarget, archive: PartitionArchive,

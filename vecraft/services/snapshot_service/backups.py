@@ -20,6 +20,7 @@ from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.meta_manager.client import MetaClient
 from vecraft.services.snapshot_service.archive import (
     CorruptBackup,
+    Progress,
     archive_partitions,
     load_archive,
     read_chunk,
@@ -58,7 +59,8 @@ def _new_id(now: datetime) -> str:
 
 
 async def create_backup(journal: JournalClient, target: BackupTarget, *, location: str = "",
-                        meta: MetaClient | None = None, default_shards: int | None = None) -> BaseBackup:
+                        meta: MetaClient | None = None, default_shards: int | None = None,
+                        progress: Progress | None = None) -> BaseBackup:
     """Checkpoint every shard (with ``meta``: through the placement map), then cut every partition
     at its head, archive up to the cut, and record the backup.
 
@@ -72,9 +74,10 @@ async def create_backup(journal: JournalClient, target: BackupTarget, *, locatio
     shard_count = 0
     if meta is not None:
         known = {key.rsplit("/", 1)[1] for key in target.keys(BLOBS)}
-        copies, shard_count = await backup_shards(meta, location or target.describe(), known)
+        copies, shard_count = await backup_shards(meta, location or target.describe(), known, progress)
     heads = await journal.get_offsets()
-    archived = await archive_partitions(journal, target, up_to={p: off for p, (off, _) in heads.items()})
+    archived = await archive_partitions(journal, target, up_to={p: off for p, (off, _) in heads.items()},
+                                        progress=progress)
     cut = {p: [archived[p][0], archived[p][1]] for p in sorted(heads)}
     backup = BaseBackup(_new_id(now), now.isoformat(timespec="seconds"), cut, time.perf_counter() - began,
                         default_shards, {str(c.shard): asdict(c) for c in copies}, shard_count)
@@ -107,9 +110,55 @@ def get_backup(target: BackupTarget, backup_id: str) -> BaseBackup:
 
 
 def delete_backup(target: BackupTarget, backup_id: str) -> BaseBackup:
+    """Delete a base backup and the shard files no other backup holds."""
     backup = get_backup(target, backup_id)
     target.delete(backup.key)
+    sweep_blobs(target)
     return backup
+
+
+def sweep_blobs(target: BackupTarget) -> int:
+    """Delete the shard files no recorded backup names; returns how many.
+
+    Not while a backup runs: its files are uploaded before its record is written
+    (the snapshot service runs both one after the other).
+    """
+    named = {str(f["sha256"]) for b in list_backups(target)
+             for copy in b.shards.values() for f in copy["files"]}
+    gone = 0
+    for key in target.keys(BLOBS):
+        if key.rsplit("/", 1)[1] not in named:
+            target.delete(key)
+            gone += 1
+    return gone
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Keep the newest ``keep`` backups (0 = all) and none older than ``keep_days`` (0 = any age);
+    the newest backup is always kept."""
+
+    keep: int = 0
+    keep_days: float = 0.0
+
+
+def prune(target: BackupTarget, retention: Retention, *, now: datetime | None = None) -> list[BaseBackup]:
+    """Delete the backups the retention policy does not keep (and their unshared files)."""
+    backups = list_backups(target)
+    now = now or datetime.now(UTC)
+    doomed = []
+    for i, backup in enumerate(backups[:-1]):
+        newer = len(backups) - 1 - i
+        too_many = retention.keep and newer >= retention.keep
+        too_old = retention.keep_days and \
+            (now - datetime.fromisoformat(backup.created)).total_seconds() > retention.keep_days * 86400
+        if too_many or too_old:
+            doomed.append(backup)
+    for backup in doomed:
+        target.delete(backup.key)
+    if doomed:
+        sweep_blobs(target)
+    return doomed
 
 
 def verify(target: BackupTarget, backup_id: str | None = None) -> list[str]:

@@ -7,19 +7,28 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from vecraft.local.topology import load_plan
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.meta_manager.client import MetaClient
 from vecraft.services.snapshot_service.archive import CorruptBackup
-from vecraft.services.snapshot_service.backups import create_backup, delete_backup, list_backups, verify
+from vecraft.services.snapshot_service.backups import (
+    BaseBackup,
+    create_backup,
+    delete_backup,
+    list_backups,
+    verify,
+)
 from vecraft.services.snapshot_service.restore import Moment, parse_offset, restore
 from vecraft.services.snapshot_service.target import MissingFile, open_target
-from vecraft.shared.common.errors import InvalidRequest, VecraftError
+from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftError
 
 DEFAULT_DATA_DIR = "./vecraft-data"
 
@@ -38,7 +47,64 @@ def _source(ns: argparse.Namespace) -> tuple[str, str | None, int | None]:
     return journal, ns.meta or meta, plan.params.shards
 
 
+def _service(ns: argparse.Namespace) -> tuple[str, str] | None:
+    """(HTTP address, target) of the cluster's snapshot service, when it runs one and ``--target``
+    names its target (or none): a backup then goes through it, the only writer of its target."""
+    if ns.journal:
+        return None
+    plan = load_plan(Path(ns.data_dir))
+    spec = next((p for p in plan.processes if p.role == "snapshot"), None) if plan else None
+    if plan is None or spec is None or ns.journal_only:
+        return None
+    if ns.target and ns.target != plan.params.backup_target:
+        return None
+    return spec.http_address, plan.params.backup_target
+
+
+def _create_through(address: str, target: str) -> int:
+    """POST /v1/backups to the snapshot service, then follow the operation to its end."""
+    with httpx.Client(base_url=f"http://{address}", timeout=30.0) as http:
+        started = http.post("/v1/backups")
+        if started.status_code != 202:
+            raise Unavailable(f"the snapshot service at {address} answered {started.status_code}: "
+                              f"{started.text}")
+        op_id = started.json()["operation"]["id"]
+        shown = ""
+        while True:
+            op = http.get(f"/v1/operations/{op_id}").json()
+            p = op["progress"]
+            line = f"{p['phase']} {p['done']}/{p['total']}" if p["phase"] else ""
+            if line and line != shown and sys.stderr.isatty():
+                print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
+            shown = line
+            if op["state"] != "running":
+                break
+            time.sleep(0.2)
+    if sys.stderr.isatty() and shown:
+        print(file=sys.stderr)
+    if op["state"] == "failed":
+        raise Unavailable(f"backup failed: {op['error']}")
+    _print_created(BaseBackup(**{k: v for k, v in op["result"]["backup"].items() if k != "hlc"}), target)
+    for gone in op["result"]["pruned"]:
+        print(f"deleted backup {gone} (retention)")
+    return 0
+
+
+def _print_created(backup: BaseBackup, target: str) -> None:
+    cut = ", ".join(f"{p} {off}" for p, (off, _) in sorted(backup.partitions.items()))
+    shards = (f"{len(backup.shards)} of {backup.shard_count} shards' files"
+              if backup.shard_count else "no shard files (restores replay the journal)")
+    print(f"backup {backup.id} in {target}: journal up to {cut} (HLC {backup.max_hlc}), "
+          f"{shards}, {backup.seconds:.1f}s")
+
+
 def _create(ns: argparse.Namespace) -> int:
+    service = _service(ns)
+    if service is not None:
+        return _create_through(*service)
+    if not ns.target:
+        raise InvalidRequest("--target is required (or $VECRAFT_BACKUP_TARGET, or a cluster started with "
+                             "--backup-target)")
     target = open_target(ns.target)
 
     async def run() -> Any:
@@ -52,12 +118,7 @@ def _create(ns: argparse.Namespace) -> int:
             if meta is not None:
                 await meta.close()
 
-    backup = asyncio.run(run())
-    cut = ", ".join(f"{p} {off}" for p, (off, _) in sorted(backup.partitions.items()))
-    shards = (f"{len(backup.shards)} of {backup.shard_count} shards' files"
-              if backup.shard_count else "no shard files (restores replay the journal)")
-    print(f"backup {backup.id} in {target.describe()}: journal up to {cut} (HLC {backup.max_hlc}), "
-          f"{shards}, {backup.seconds:.1f}s")
+    _print_created(asyncio.run(run()), target.describe())
     return 0
 
 
@@ -139,7 +200,9 @@ def add_commands(sub: Any, formatter: type[argparse.HelpFormatter], wrap: Callab
     create = actions.add_parser("create", formatter_class=formatter, help="take a base backup now",
                                 description=wrap("Archive every journal partition up to its head "
                                                  "and record the cut. Writes go on meanwhile."))
-    add_target(create)
+    create.add_argument("--target", default=env_target,
+                        help="backup target (default $VECRAFT_BACKUP_TARGET, else the target of the "
+                             "cluster's snapshot service, which then takes the backup)")
     create.add_argument("--data-dir", default=os.environ.get("VECRAFT_DATA_DIR", DEFAULT_DATA_DIR),
                         help="data dir of the running `vecraft up` (finds the journal)")
     create.add_argument("--journal", default=None, help="journal address(es), instead of --data-dir")

@@ -35,6 +35,7 @@ from vecraft.services.snapshot_service.archive import (
     PartitionArchive,
     iter_entries,
     load_archive,
+    load_horizon,
     read_chunk,
 )
 from vecraft.services.snapshot_service.backups import BaseBackup, get_backup, list_backups
@@ -92,9 +93,10 @@ def hlc_of_time(text: str) -> int:
 
 
 def horizon(target: BackupTarget) -> int:
-    """The newest restorable HLC: the newest base backup's cut."""
+    """The newest restorable HLC: the newest base backup's cut, or the newest archiving pass that
+    copied every partition up to its head."""
     backups = list_backups(target)
-    return max((b.max_hlc for b in backups), default=0)
+    return max(max((b.max_hlc for b in backups), default=0), load_horizon(target))
 
 
 def _offset_at_or_below(target: BackupTarget, archive: PartitionArchive, hlc: int) -> int:
@@ -145,8 +147,8 @@ def plan_cut(target: BackupTarget, backup: BaseBackup, moment: Moment) -> tuple[
         hlc = moment.hlc
     newest = horizon(target)
     if hlc > newest:
-        raise InvalidRequest(f"the archive can restore up to HLC {newest} (the newest backup's cut); "
-                             f"HLC {hlc} is later: create a backup first")
+        raise InvalidRequest(f"the archive can restore up to HLC {newest} (the newest backup's cut or "
+                             f"archiving pass); HLC {hlc} is later: create a backup first")
     cut = {p: _offset_at_or_below(target, archives[p], hlc) for p in backup.partitions}
     return hlc, cut
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 
 from vecraft.services.meta_manager.client import MetaClient
+from vecraft.services.snapshot_service.archive import Progress
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.rpc.v1 import meta_pb2, storage_pb2, storage_pb2_grpc
 
@@ -58,12 +59,16 @@ async def _backup_one(node: meta_pb2.NodeInfo, shard: int, target: str,
         return response
 
 
-async def backup_shards(meta: MetaClient, target: str, known_blobs: set[str]) -> tuple[list[ShardFiles], int]:
+async def backup_shards(meta: MetaClient, target: str, known_blobs: set[str],
+                        progress: Progress | None = None) -> tuple[list[ShardFiles], int]:
     """Checkpoint every shard of the placement map; returns the copies and the map's shard count."""
     placement = await meta.get_placement_map()
     nodes = await meta.list_nodes("storage")
     copies = []
-    for shard, replicas in sorted(serving_replicas(placement, nodes).items()):
+    serving = serving_replicas(placement, nodes)
+    for done, (shard, replicas) in enumerate(sorted(serving.items())):
+        if progress is not None:
+            progress("shards", done, len(serving))
         for node in replicas:
             try:
                 r = await _backup_one(node, shard, target, sorted(known_blobs))

@@ -1,0 +1,3 @@
+from vecraft.services.snapshot_service.main import main
+
+main()
