@@ -43,6 +43,7 @@ from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.meta_manager.client import MetaClient
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache import ShardCache, cache_followers, warm_up
+from vecraft.services.query_processor.cache.optimizer import cache_optimizer
 from vecraft.services.query_processor.membership import PlacementWatch
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
@@ -85,6 +86,9 @@ class QueryProcessorSettings(ServiceSettings):
     placement_wait_ms: int = Field(2000, ge=0, description="at start, how long to wait for the meta "
                                                            "manager's placement map before serving the "
                                                            "--shard flags")
+    optimize_threshold: float = Field(0.2, ge=0, le=1, description="rebuild a cached collection's index in "
+                                      "the background once this share of its graph is deleted rows "
+                                      "(0 = never)")
 
 
 class QueryProcessor(Service):
@@ -178,6 +182,8 @@ class QueryProcessor(Service):
             self.spawn(self._placement.run(), "placement-watch", forever=True)
             self.spawn(self._follow_placement(), "placement", forever=True)
         self.spawn(self._start_up(), "warm-up")
+        self.spawn(cache_optimizer(lambda: self.cache, self.cfg.optimize_threshold).run(), "optimize-indexes",
+                   forever=True)
 
     # ---- the cache -----------------------------------------------------------------------
     def _new_cache(self, shards: list[int], *,

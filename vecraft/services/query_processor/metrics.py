@@ -48,3 +48,13 @@ SHARD_LOADS = counter(AREA, "shard_loads", "Changes of the served shard set that
 SHARD_LOAD_SECONDS = latency_histogram(AREA, "shard_load", "Duration of loading the shards a placement "
                                        "change adds (warm-up from the journal, then catching up with the "
                                        "cache)")
+# Index optimization of the cache (vecraft.shared.index.optimizer, cache/optimizer.py).
+INDEX_REBUILDS = counter(AREA, "index_rebuilds", "Rebuilds of a cached collection's index without its "
+                         "tombstones, per shard and collection", ["shard", "collection"])
+INDEX_REBUILD_DROPPED = counter(AREA, "index_rebuild_dropped_rows", "Dead graph nodes removed by index "
+                                "rebuilds of the cache, per shard and collection", ["shard", "collection"])
+INDEX_REBUILD_SECONDS = latency_histogram(AREA, "index_rebuild", "Duration of one index rebuild of the cache "
+                                          "(searches and applies go on meanwhile)",
+                                          buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800))
+INDEX_DEAD_FRACTION = gauge(AREA, "index_dead", "ratio", "Share of a cached collection's graph nodes that "
+                            "are tombstones (rebuilt past --optimize-threshold)", ["shard", "collection"])

@@ -98,6 +98,8 @@ class StorageNodeSettings(ServiceSettings):
                                                         "(heartbeat every third of it)")
     head_poll_ms: int = Field(100, ge=10, description="interval of journal head reads (staleness bound)")
     index_threads: int = Field(1, ge=0, description="OpenMP threads for faiss (0 = library default)")
+    optimize_threshold: float = Field(0.2, ge=0, le=1, description="rebuild a collection's index in the "
+                                      "background once this share of its graph is deleted rows (0 = never)")
 
     @field_validator("shards", mode="before")
     @classmethod
@@ -149,7 +151,8 @@ class StorageNode(Service):
                                      apply_delay_ms=settings.apply_delay_ms,
                                      snapshot_every_ops=settings.snapshot_every_ops,
                                      snapshot_every_s=settings.snapshot_every_s,
-                                     head_poll_ms=settings.head_poll_ms)
+                                     head_poll_ms=settings.head_poll_ms,
+                                     optimize_threshold=settings.optimize_threshold)
         #: Hosted replicas, catching up or serving, by shard.
         self.replicas: dict[int, ShardReplica] = {s: self._new_replica(s) for s in settings.shards}
         #: The shards hosted from the start: the node is ready once these caught up.

@@ -38,6 +38,18 @@ SYNCS = counter("storage", "sync", "Pull-before-read syncs, by whether entries h
                 ["pulled"])
 SYNC_LATENCY = latency_histogram("storage", "sync", "Pull-before-read sync latency")
 SNAPSHOT_LATENCY = latency_histogram("storage", "snapshot", "Time to write an index snapshot")
+#: Index optimization (vecraft.shared.index.optimizer): rebuilds of a collection's graph without tombstones.
+INDEX_REBUILDS = counter("storage", "index_rebuilds", "Index rebuilds done (graph rebuilt without its "
+                         "tombstones and swapped in), per shard replica and collection",
+                         ["shard", "collection"])
+INDEX_REBUILD_DROPPED = counter("storage", "index_rebuild_dropped_rows", "Dead graph nodes removed by index "
+                                "rebuilds, per shard replica and collection", ["shard", "collection"])
+INDEX_REBUILD_LATENCY = latency_histogram("storage", "index_rebuild", "Duration of one index rebuild "
+                                          "(reads and writes go on meanwhile)",
+                                          buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800))
+INDEX_DEAD_FRACTION = gauge("storage", "index_dead", "ratio", "Share of a collection's graph nodes that are "
+                            "tombstones (rebuilt past --optimize-threshold), per shard replica",
+                            ["shard", "collection"])
 
 
 def forget_shard(shard: int, partitions: Iterable[str], collections: Iterable[str]) -> None:
@@ -51,5 +63,6 @@ def forget_shard(shard: int, partitions: Iterable[str], collections: Iterable[st
             with contextlib.suppress(KeyError):
                 per_partition.remove(label, partition)
     for collection in collections:
-        with contextlib.suppress(KeyError):
-            INDEX_RECORDS.remove(label, collection)
+        for per_collection in (INDEX_RECORDS, INDEX_DEAD_FRACTION):
+            with contextlib.suppress(KeyError):
+                per_collection.remove(label, collection)

@@ -5,9 +5,11 @@ A :class:`ShardReplica` owns everything that is per replica: its local state in
 apply engine, one follower per data partition, the reporter of what it applied
 (under its journal replica id, :func:`replica_id`, so the journal's ``ack=all``
 accounting counts each hosted replica), its head watch, its halts and its
-catch-up. The process (:mod:`.main`) owns what is shared: the gRPC server,
-probes, the journal client, the meta manager registration and which shards
-are hosted (:mod:`.hosting`).
+catch-up, and its index optimizer (:mod:`vecraft.shared.index.optimizer`: a
+collection whose graph is mostly tombstones is rebuilt in the background).
+The process (:mod:`.main`) owns what is shared: the gRPC server, probes, the
+journal client, the meta manager registration and which shards are hosted
+(:mod:`.hosting`).
 
 Lifecycle: :meth:`open` (recovery from the local files, in a worker thread),
 :meth:`start` (background loops, spawned by the process so one that dies takes
@@ -45,6 +47,16 @@ from vecraft.services.storage_node.journal_replay.recovery import LocalState, op
 from vecraft.services.storage_node.journal_replay.reporter import AppliedReporter
 from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
 from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftError
+from vecraft.shared.index.collection import OptimizeResult
+from vecraft.shared.index.optimizer import (
+    CHECK_INTERVAL_S,
+    DEFAULT_THRESHOLD,
+    MIN_DEAD_ROWS,
+    IndexOptimizer,
+    Label,
+    OptimizeObserver,
+    OptimizePolicy,
+)
 from vecraft.shared.replica import PartitionHalted, PartitionHalts
 
 log = logging.getLogger(__name__)
@@ -78,6 +90,26 @@ class ReplicaConfig:
     snapshot_every_ops: int = 50_000
     snapshot_every_s: float = 300.0
     head_poll_ms: int = 100
+    #: Rebuild a collection's index once this share of its graph is tombstones (0 = never).
+    optimize_threshold: float = DEFAULT_THRESHOLD
+    optimize_min_dead_rows: int = MIN_DEAD_ROWS
+    optimize_interval_s: float = CHECK_INTERVAL_S
+
+
+class _OptimizeMetrics(OptimizeObserver):
+    """The storage node's index-optimization metrics (labels: shard, collection)."""
+
+    def dead_fraction(self, label: Label, fraction: float) -> None:
+        metrics.INDEX_DEAD_FRACTION.labels(*label).set(fraction)
+
+    def forget(self, label: Label) -> None:
+        with contextlib.suppress(KeyError):
+            metrics.INDEX_DEAD_FRACTION.remove(*label)
+
+    def rebuilt(self, label: Label, result: OptimizeResult) -> None:
+        metrics.INDEX_REBUILDS.labels(*label).inc()
+        metrics.INDEX_REBUILD_DROPPED.labels(*label).inc(result.dropped)
+        metrics.INDEX_REBUILD_LATENCY.observe(result.seconds)
 
 
 class ShardReplica:
@@ -206,6 +238,13 @@ class ShardReplica:
             self._tasks.append(spawn(follower.run(), f"follow:{tag}:{partition}", forever=True))
         watch = HeadWatch(journal, self.followers, interval_s=self.config.head_poll_ms / 1000.0)
         self._tasks.append(spawn(watch.run(), f"head-watch:{tag}", forever=True))
+        tag_shard = str(self.shard)
+        # Rebuilds run beside the applies (which go on meanwhile); stop() stops one in progress.
+        optimizer = IndexOptimizer(
+            lambda: [((tag_shard, c.label), c.index) for c in state.registry.collections()],
+            OptimizePolicy(self.config.optimize_threshold, self.config.optimize_min_dead_rows),
+            _OptimizeMetrics(), interval_s=self.config.optimize_interval_s, name=tag)
+        self._tasks.append(spawn(optimizer.run(), f"optimize-indexes:{tag}", forever=True))
         self._tasks.append(spawn(self._catch_up(on_caught_up), f"catch-up:{tag}"))
 
     async def _catch_up(self, on_caught_up: Callable[[ShardReplica], None] | None) -> None:
