@@ -95,7 +95,17 @@ class DirectoryTarget:
 
 
 def open_target(location: str) -> BackupTarget:
-    """The target a ``--target`` value names (a directory path)."""
+    """The target a ``--target`` value names: a directory path (or ``file://``), or ``s3://BUCKET/PREFIX``.
+
+    Raises InvalidRequest for a malformed or unsupported location, and for ``s3://``
+    when boto3 (the optional ``s3`` extra) is not installed.
+    """
+    if location.startswith("s3://"):
+        # Imported here: boto3 is optional, and slow to import for directory targets.
+        from vecraft.services.snapshot_service.s3_target import S3Target
+
+        return S3Target.from_url(location)
     if "://" in location and not location.startswith("file://"):
-        raise InvalidRequest(f"unsupported backup target {location!r}: give a directory path")
+        raise InvalidRequest(f"unsupported backup target {location!r}: give a directory path or "
+                             f"s3://BUCKET/PREFIX")
     return DirectoryTarget(Path(location.removeprefix("file://")).expanduser())
