@@ -5,7 +5,9 @@ method here. This layer validates against the collection schema (dimension,
 ids, metadata), picks the read target of the requested consistency level,
 routes writes to the journal (:mod:`.journal_router`) and DDL to the meta
 manager, and fans searches out (:mod:`.fanout`). Nothing invalid reaches the
-journal: every check runs before the append.
+journal: every check runs before the append. Every operation first checks that the
+request's principal (its API key; everything is allowed with auth off) may run it on the
+collections it names (:mod:`.auth.principal`), so a denied request changes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import defaultdict
 import numpy as np
 import orjson
 
+from vecraft.services.api_gateway.auth.principal import Principal, Role
 from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.api_gateway.fanout import SearchFanout
 from vecraft.services.api_gateway.journal_router.payloads import summarize_entry
@@ -94,6 +97,7 @@ class Gateway:
         The implicit ``default`` collection exists, empty, before its first
         insert: searching it then answers no results rather than 404.
         """
+        ctx.principal.check_collections(Role.READ, "searching", [query.collection])
         vector = validate_vector(query.vector, None)
         max_staleness = 0
         if query.level is ConsistencyLevel.BOUNDED_STALENESS:
@@ -140,6 +144,7 @@ class Gateway:
         The implicit ``default`` collection is created at its first write with
         the batch's dimension and the cosine metric.
         """
+        ctx.principal.check_collections(Role.WRITE, "writing", [batch.collection])
         validate_name(batch.collection)
         vectors = validate_vectors(batch.vectors)
         ids = batch.ids if batch.ids is not None else generated_ids(ctx.journal_request_id, vectors.shape[0])
@@ -156,6 +161,7 @@ class Gateway:
         Every step is validated before anything is appended; ids a write step
         leaves out are derived from the request id and the step's position.
         """
+        ctx.principal.check_collections(Role.WRITE, "a transaction", [step.collection for step in txn.steps])
         if not 1 <= len(txn.steps) <= MAX_TXN_STEPS:
             raise InvalidRequest(f"a transaction has 1 to {MAX_TXN_STEPS} operations, got {len(txn.steps)}")
         validated: list[tuple[WriteBatch | DeleteBatch, RecordBatch | None, list[str]]] = []
@@ -207,6 +213,7 @@ class Gateway:
         A strong read before the append tells which ids existed
         (``deleted_ids``) and which did not (``missing_ids``).
         """
+        ctx.principal.check_collections(Role.WRITE, "deleting", [batch.collection])
         ids = validate_ids(batch.ids)
         schema = await self._schema(batch.collection, ctx)
         before = await self._get(schema, ids, include_vectors=False, level=ConsistencyLevel.STRONG,
@@ -219,6 +226,7 @@ class Gateway:
     # --- reads by id -------------------------------------------------------------------------------
     async def get(self, query: GetQuery, ctx: RequestContext) -> GetOutcome:
         """Records by id at ``query.level`` (eventual, read_your_writes or strong)."""
+        ctx.principal.check_collections(Role.READ, "reading", [query.collection])
         _check_read_level(query.level, "reads by id")
         ids = validate_ids(query.ids)
         schema = await self._schema(query.collection, ctx)
@@ -253,6 +261,7 @@ class Gateway:
         Every shard is read at the offset ``query.level`` needs, as reads by id are
         (eventual, read_your_writes or strong), raised to ``min_required_offset``.
         """
+        ctx.principal.check_collections(Role.READ, "listing records", [query.collection])
         _check_read_level(query.level, "record listings")
         if not 1 <= query.limit <= MAX_LIST_LIMIT:
             raise InvalidRequest(f"limit is {query.limit}; it must be between 1 and {MAX_LIST_LIMIT}",
@@ -282,6 +291,7 @@ class Gateway:
 
     # --- collections (DDL goes to the meta manager, which orders it through `system`) ---------------
     async def create_collection(self, spec: CollectionSpec, ctx: RequestContext) -> CollectionSchema:
+        ctx.principal.check_collections(Role.ADMIN, "creating a collection", [spec.name])
         # Validate here, so a bad schema is refused with the model's message before any RPC;
         # zeros stay zeros on the wire ("cluster default").
         user_hnsw = collection_pb2.HnswParams(m=spec.hnsw_m, ef_construction=spec.hnsw_ef_construction,
@@ -302,6 +312,7 @@ class Gateway:
         return schema
 
     async def get_collection(self, name: str, ctx: RequestContext) -> CollectionSchema:
+        ctx.principal.check_collections(Role.READ, "reading a collection", [name])
         validate_name(name)
         try:
             return await self._downstream.get_collection(ctx.tenant, name)
@@ -314,9 +325,13 @@ class Gateway:
             return cached
 
     async def list_collections(self, ctx: RequestContext) -> list[CollectionSchema]:
-        return await self._downstream.list_collections(ctx.tenant)
+        """The collections of ``ctx.tenant`` the principal may use."""
+        ctx.principal.require(Role.READ, "listing collections")
+        return [s for s in await self._downstream.list_collections(ctx.tenant)
+                if ctx.principal.may_use(s.name)]
 
     async def alter_collection(self, name: str, ef_search: int, ctx: RequestContext) -> CollectionSchema:
+        ctx.principal.check_collections(Role.ADMIN, "altering a collection", [name])
         validate_name(name)
         HnswParams(ef_search=ef_search)
         schema = await self._downstream.alter_collection(collection_pb2.AlterCollectionRequest(
@@ -326,6 +341,7 @@ class Gateway:
         return schema
 
     async def drop_collection(self, name: str, ctx: RequestContext) -> DropOutcome:
+        ctx.principal.check_collections(Role.ADMIN, "dropping a collection", [name])
         validate_name(name)
         answer = await self._downstream.drop_collection(collection_pb2.DropCollectionRequest(
             tenant=ctx.tenant, name=name, request_id=ctx.ddl_request_id("drop", name)))
@@ -335,6 +351,7 @@ class Gateway:
     # --- operations and audit ----------------------------------------------------------------------
     async def operation(self, request_id: str, ctx: RequestContext) -> OperationStatus:
         """Where data write ``request_id`` of ``ctx.tenant`` landed and which replicas applied it."""
+        ctx.principal.require(Role.READ, "looking up an operation")
         answer = await self._downstream.lookup_request(journal_request_id(ctx.tenant, request_id))
         if not answer.found:
             raise NotFound(f"no journal entry has request id {request_id!r}",
@@ -343,8 +360,18 @@ class Gateway:
                                hlc=answer.hlc, replicas_applied=list(answer.replicas_applied),
                                replicas_pending=list(answer.replicas_pending))
 
-    async def read_journal(self, partition: str, from_offset: int, limit: int) -> JournalPage:
-        """Summaries of entries ``from_offset`` .. ``from_offset + limit - 1`` of ``partition``."""
+    async def read_journal(self, partition: str, from_offset: int, limit: int,
+                           ctx: RequestContext | None = None) -> JournalPage:
+        """Summaries of entries ``from_offset`` .. ``from_offset + limit - 1`` of ``partition``.
+
+        Partitions are shared by tenants: a principal limited to a tenant or to collections
+        sees only the entries whose every mutation is on a live collection it may use (DDL:
+        of its tenant); the others are left out of the page (``latest_offset`` stays the
+        partition's head, so paging by offset goes on).
+        """
+        principal = ctx.principal if ctx is not None else None
+        if principal is not None:
+            principal.require(Role.READ, "reading the journal")
         partitions = all_partitions(self._downstream.data_partitions)
         if partition not in partitions:
             raise NotFound(f"journal partition {partition!r} does not exist; partitions: "
@@ -357,12 +384,35 @@ class Gateway:
         entries = [JournalEntrySummary(partition=e.partition or partition, offset=e.offset, hlc=e.hlc,
                                        request_id=e.request_id, summary=summarize_entry(e.payload))
                    for e in answer.entries]
+        if ctx is not None and principal is not None and not principal.unrestricted:
+            visible = await self._visible_collections(ctx)
+            entries = [e for e in entries if _entry_visible(e, principal, ctx.tenant, visible)]
         return JournalPage(entries=entries, latest_offset=answer.latest_offset)
+
+    async def _visible_collections(self, ctx: RequestContext) -> set[str]:
+        """Incarnation ids of the live collections of ``ctx.tenant`` the principal may use."""
+        return {s.collection_id for s in await self._downstream.list_collections(ctx.tenant)
+                if ctx.principal.may_use(s.name)}
 
     # --- helpers -----------------------------------------------------------------------------------
     async def _schema(self, collection: str, ctx: RequestContext) -> CollectionSchema:
         validate_name(collection)
         return await self._schemas.get(ctx.tenant, collection)
+
+
+def _entry_visible(entry: JournalEntrySummary, principal: Principal, tenant: str,
+                   collection_ids: set[str]) -> bool:
+    """Whether a restricted principal may see a journal entry (see :meth:`Gateway.read_journal`)."""
+    mutations = entry.summary.get("mutations") or []
+    if not mutations:
+        return False
+    for m in mutations:
+        if m.get("kind") in ("create_collection", "drop_collection", "alter_collection"):
+            if m.get("tenant") != tenant or not principal.may_use(str(m.get("collection", ""))):
+                return False
+        elif m.get("collection_id") not in collection_ids:
+            return False
+    return True
 
 
 def _check_read_level(level: ConsistencyLevel, what: str) -> None:

@@ -4,17 +4,24 @@ Serves the HTTP API (FastAPI, with /healthz /readyz /metrics and the OpenAPI
 document at /docs) and the public gRPC services on the shell's two ports.
 The collection schema cache and the routing table follow the meta manager's
 Watch streams in the background. Ready once the first snapshot of the node
-registry arrived (before it, no search could be routed); a later meta manager
-outage keeps it ready, routing from the last table.
+registry arrived (before it, no search could be routed) and, with ``--auth``, the
+API key records (before them, no key could be checked); a later meta manager
+outage keeps it ready, routing from the last table and checking the last keys.
+
+Without ``--auth`` it refuses to bind an address other than loopback unless given
+``--insecure`` (docs/security.md).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import grpc
 from starlette.applications import Starlette
 
+from vecraft.services.api_gateway.auth.bootstrap import check_bind, ensure_admin_key
+from vecraft.services.api_gateway.auth.keyring import KeyRing
 from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.api_gateway.downstream_grpc import GrpcDownstream
 from vecraft.services.api_gateway.gateway import Gateway, GatewayLimits
@@ -22,6 +29,7 @@ from vecraft.services.api_gateway.handlers.grpc_servicers import add_servicers
 from vecraft.services.api_gateway.handlers.http_app import create_app
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.services.api_gateway.settings import GatewaySettings
+from vecraft.services.meta_manager.client import MetaClient
 from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, run_service
@@ -42,37 +50,51 @@ class GatewayService(Service):
             journal_address=settings.journal_address, meta_address=settings.meta_address,
             data_partitions=settings.data_partitions)
         self.schemas = SchemaCache(self.downstream)
+        self.keys = KeyRing(MetaClient(settings.meta_address))
         self.gateway = Gateway(self.downstream, self.schemas, limits=GatewayLimits(
             default_timeout_ms=settings.search_timeout_ms,
             default_max_staleness_ms=settings.default_max_staleness_ms))
 
     def register(self, server: grpc.aio.Server) -> None:
-        add_servicers(server, self.gateway)
+        add_servicers(server, self.gateway, self.keys if self.settings.auth else None)
 
     def http_app(self) -> Starlette:
         return create_app(self.gateway, extra_routes=self.health_routes(),
-                          max_body_bytes=self.settings.max_body_bytes)
+                          max_body_bytes=self.settings.max_body_bytes, keys=self.keys,
+                          auth=self.settings.auth)
 
     async def on_start(self) -> None:
         await self.downstream.start()
         self.spawn(self.schemas.run_watch(), "schema-watch", forever=True)
         self.spawn(self.downstream.follow_registry(), "registry-watch", forever=True)
+        if self.settings.auth:
+            self.spawn(self.keys.run_watch(), "key-watch", forever=True)
+            self.spawn(ensure_admin_key(self.keys, self.settings.bootstrap_admin_key_file), "admin-key")
         self.spawn(self._ready_when_routable(), "routing-ready")
 
     async def _ready_when_routable(self) -> None:
         await self.downstream.wait_routable()
+        if self.settings.auth:
+            await self.keys.wait_loaded()
         self.set_ready()
         log.info("routing table received from the node registry; ready")
 
     async def on_stop(self) -> None:
         await self.downstream.stop()
+        await self.keys.meta.close()
 
     def health_payload(self) -> dict[str, object]:
         return {"schema_watch": self.schemas.watching, "data_partitions": self.settings.data_partitions,
-                "routing": self.downstream.routing_health()}
+                "routing": self.downstream.routing_health(),
+                "auth": {"enabled": self.settings.auth, "keys_loaded": self.keys.loaded}}
 
 
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings(GatewaySettings, argv, section="gateway")
     setup_logging("gateway", settings.log_level)
+    try:
+        check_bind(settings.host, auth=settings.auth, insecure=settings.insecure)
+    except ValueError as exc:
+        log.error("%s", exc)
+        sys.exit(f"vecraft gateway: {exc}")
     run_service(GatewayService(settings))

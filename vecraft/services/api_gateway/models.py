@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vecraft.services.api_gateway.auth.principal import OPEN, Principal
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import Filter
 from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
@@ -35,6 +36,8 @@ class RequestContext:
     session: dict[str, int] = field(default_factory=dict)
     #: the token's session identity ("" when none): pins READ_YOUR_WRITES reads to one processor
     session_id: str = ""
+    #: the API key the request runs as (OPEN when auth is off); ``tenant`` is already resolved
+    principal: Principal = OPEN
 
     @property
     def journal_request_id(self) -> str:

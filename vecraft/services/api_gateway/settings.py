@@ -22,3 +22,9 @@ class GatewaySettings(ServiceSettings):
     search_timeout_ms: int = Field(10_000, ge=1, description="default deadline of searches and reads")
     default_max_staleness_ms: int = Field(
         1000, ge=0, le=3_600_000, description="staleness bound of `bounded` searches that give none")
+    auth: bool = Field(False, description="require an API key (Authorization: Bearer) on every request "
+                                          "but the probes and the API docs (docs/security.md)")
+    insecure: bool = Field(False, description="allow binding a non-loopback --host without --auth")
+    bootstrap_admin_key_file: str = Field(
+        "", description="with --auth and no admin key for every tenant yet: write the one created at "
+                        "start to this file (mode 0600) instead of logging it once")

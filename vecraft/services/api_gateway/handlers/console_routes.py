@@ -43,6 +43,7 @@ def build_console_router(gateway: Gateway, probe: ClusterProbe | None) -> APIRou
                 summary="Nodes, shards, journal partitions, replica lag, counts and metrics (read-only)")
     async def cluster_overview(request: Request, x_tenant: TenantHeader = None) -> JSONResponse:
         ctx = codec.request_context(request)
+        ctx.principal.require_all_tenants("the cluster overview")
         snapshot_task = asyncio.ensure_future(probe.snapshot()) if probe is not None else None
         collections = await gateway.list_collections(ctx)
         snapshot = await snapshot_task if snapshot_task is not None else None

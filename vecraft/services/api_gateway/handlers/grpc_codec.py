@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from vecraft.services.api_gateway.auth.principal import OPEN, Principal
 from vecraft.services.api_gateway.journal_router.sessions import decode_token
 from vecraft.services.api_gateway.listing import DEFAULT_LIST_LIMIT, ListQuery, RecordPage
 from vecraft.services.api_gateway.middleware.request_id import (
@@ -41,7 +42,7 @@ from vecraft.services.api_gateway.models import (
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import parse_filter
-from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
+from vecraft.shared.model.routing import DEFAULT_COLLECTION
 from vecraft.shared.model.validation import validate_name
 from vecraft.shared.rpc.v1 import (
     collection_pb2,
@@ -56,16 +57,16 @@ DEFAULT_JOURNAL_LIMIT = 100
 
 
 def request_context(metadata: Iterable[tuple[str, Any]] | None, *, request_id: str = "", tenant: str = "",
-                    session_token: str = "") -> RequestContext:
-    """The context of one call from its message fields and call metadata."""
+                    session_token: str = "", principal: Principal = OPEN) -> RequestContext:
+    """The context of one call from its message fields and call metadata, run as ``principal``."""
     md = {key: value for key, value in metadata or () if isinstance(value, str)}
     rid = request_id or md.get("x-request-id", "")
     if rid and not REQUEST_ID_RE.match(rid):
         raise InvalidRequest(f"request_id must be {REQUEST_ID_RULE}")
-    tenant_name = tenant or md.get("x-tenant", "") or DEFAULT_TENANT
+    tenant_name = principal.resolve_tenant(tenant or md.get("x-tenant", ""))
     offsets, session_id = decode_token(session_token or md.get("x-session-token", ""))
     return RequestContext(request_id=rid or new_request_id(), tenant=validate_name(tenant_name, "tenant"),
-                          session=offsets, session_id=session_id)
+                          session=offsets, session_id=session_id, principal=principal)
 
 
 def _collection(name: str) -> str:

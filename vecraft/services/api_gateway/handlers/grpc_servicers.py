@@ -3,7 +3,9 @@ VectorService and OperationService twins of the HTTP API.
 
 Each method converts with :mod:`.grpc_codec` and calls the same :class:`Gateway`
 operation as the HTTP route; VecraftErrors become gRPC statuses in the shell's
-``ErrorInterceptor``.
+``ErrorInterceptor``. With auth on, every call needs the metadata
+``authorization: Bearer <key>`` (UNAUTHENTICATED otherwise), checked before the
+request is looked at; the domain layer checks the key's role and scope.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import TypeAlias
 
 import grpc
 
+from vecraft.services.api_gateway.auth.keyring import KeyRing
+from vecraft.services.api_gateway.auth.principal import OPEN
 from vecraft.services.api_gateway.gateway import Gateway
 from vecraft.services.api_gateway.handlers import grpc_codec as codec
 from vecraft.services.api_gateway.models import RequestContext
@@ -29,25 +33,33 @@ from vecraft.shared.rpc.v1 import (
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
-def _context(context: Context, **fields: str) -> RequestContext:
-    ctx = codec.request_context(context.invocation_metadata(), **fields)
-    request_id_var.set(ctx.request_id)
-    return ctx
+class _Authenticated:
+    """What every servicer shares: the gateway and the key check of each call."""
 
-
-class VectorSearchServicer(search_pb2_grpc.VectorSearchServiceServicer):
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, keys: KeyRing | None = None) -> None:
         self._gateway = gateway
+        self._keys = keys
+
+    def _context(self, context: Context, **fields: str) -> RequestContext:
+        metadata = context.invocation_metadata() or ()
+        principal = OPEN
+        if self._keys is not None:
+            header = next((v for k, v in metadata if k == "authorization" and isinstance(v, str)), None)
+            principal = self._keys.authenticate(header)
+        ctx = codec.request_context(metadata, principal=principal, **fields)
+        request_id_var.set(ctx.request_id)
+        return ctx
+
+
+class VectorSearchServicer(_Authenticated, search_pb2_grpc.VectorSearchServiceServicer):
 
     async def Search(self, request: search_pb2.SearchRequest, context: Context) -> search_pb2.SearchResponse:
-        ctx = _context(context, session_token=request.session_token)
+        ctx = self._context(context, session_token=request.session_token)
         outcome = await self._gateway.search(codec.search_query(request), ctx)
         return codec.search_response(outcome)
 
 
-class VectorServicer(gateway_pb2_grpc.VectorServiceServicer):
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+class VectorServicer(_Authenticated, gateway_pb2_grpc.VectorServiceServicer):
 
     async def Insert(self, request: gateway_pb2.WriteVectorsRequest,
                      context: Context) -> gateway_pb2.WriteVectorsResponse:
@@ -59,79 +71,76 @@ class VectorServicer(gateway_pb2_grpc.VectorServiceServicer):
 
     async def _write(self, request: gateway_pb2.WriteVectorsRequest, context: Context, *,
                      upsert: bool) -> gateway_pb2.WriteVectorsResponse:
-        ctx = _context(context, request_id=request.request_id, tenant=request.tenant,
+        ctx = self._context(context, request_id=request.request_id, tenant=request.tenant,
                        session_token=request.session_token)
         outcome = await self._gateway.write(codec.write_batch(request, upsert=upsert), ctx)
         return codec.write_response(outcome)
 
     async def Delete(self, request: gateway_pb2.DeleteVectorsRequest,
                      context: Context) -> gateway_pb2.WriteVectorsResponse:
-        ctx = _context(context, request_id=request.request_id, tenant=request.tenant,
+        ctx = self._context(context, request_id=request.request_id, tenant=request.tenant,
                        session_token=request.session_token)
         return codec.delete_response(await self._gateway.delete(codec.delete_batch(request), ctx))
 
     async def Get(self, request: gateway_pb2.GetVectorsRequest,
                   context: Context) -> gateway_pb2.GetVectorsResponse:
-        ctx = _context(context, tenant=request.tenant, session_token=request.session_token)
+        ctx = self._context(context, tenant=request.tenant, session_token=request.session_token)
         return codec.get_response(await self._gateway.get(codec.get_query(request), ctx))
 
     async def ListRecords(self, request: gateway_pb2.ListRecordsRequest,
                           context: Context) -> gateway_pb2.ListRecordsResponse:
-        ctx = _context(context, tenant=request.tenant, session_token=request.session_token)
+        ctx = self._context(context, tenant=request.tenant, session_token=request.session_token)
         return codec.list_response(await self._gateway.list_records(codec.list_query(request), ctx))
 
 
-class CollectionServicer(gateway_pb2_grpc.CollectionServiceServicer):
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+class CollectionServicer(_Authenticated, gateway_pb2_grpc.CollectionServiceServicer):
 
     async def CreateCollection(self, request: collection_pb2.CreateCollectionRequest,
                                context: Context) -> collection_pb2.CollectionSchema:
-        ctx = _context(context, request_id=request.request_id, tenant=request.tenant)
+        ctx = self._context(context, request_id=request.request_id, tenant=request.tenant)
         schema = await self._gateway.create_collection(codec.collection_spec(request), ctx)
         return schema.to_proto()
 
     async def GetCollection(self, request: collection_pb2.GetCollectionRequest,
                             context: Context) -> collection_pb2.CollectionSchema:
-        ctx = _context(context, tenant=request.tenant)
+        ctx = self._context(context, tenant=request.tenant)
         return (await self._gateway.get_collection(request.name or DEFAULT_COLLECTION, ctx)).to_proto()
 
     async def ListCollections(self, request: collection_pb2.ListCollectionsRequest,
                               context: Context) -> collection_pb2.ListCollectionsResponse:
-        ctx = _context(context, tenant=request.tenant)
+        ctx = self._context(context, tenant=request.tenant)
         schemas = await self._gateway.list_collections(ctx)
         return collection_pb2.ListCollectionsResponse(collections=[s.to_proto() for s in schemas])
 
     async def DropCollection(self, request: collection_pb2.DropCollectionRequest,
                              context: Context) -> collection_pb2.DropCollectionResponse:
-        ctx = _context(context, request_id=request.request_id, tenant=request.tenant)
+        ctx = self._context(context, request_id=request.request_id, tenant=request.tenant)
         return codec.drop_response(await self._gateway.drop_collection(request.name, ctx))
 
     async def AlterCollection(self, request: collection_pb2.AlterCollectionRequest,
                               context: Context) -> collection_pb2.CollectionSchema:
-        ctx = _context(context, request_id=request.request_id, tenant=request.tenant)
+        ctx = self._context(context, request_id=request.request_id, tenant=request.tenant)
         schema = await self._gateway.alter_collection(request.name, request.hnsw.ef_search, ctx)
         return schema.to_proto()
 
 
-class OperationServicer(gateway_pb2_grpc.OperationServiceServicer):
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+class OperationServicer(_Authenticated, gateway_pb2_grpc.OperationServiceServicer):
 
     async def GetOperation(self, request: gateway_pb2.GetOperationRequest,
                            context: Context) -> journal_pb2.LookupRequestResponse:
-        ctx = _context(context)
+        ctx = self._context(context)
         return codec.operation_response(await self._gateway.operation(request.request_id, ctx))
 
     async def ReadJournal(self, request: gateway_pb2.ReadJournalRequest,
                           context: Context) -> gateway_pb2.ReadJournalResponse:
+        ctx = self._context(context)
         partition, from_offset, limit = codec.journal_request(request)
-        return codec.journal_response(await self._gateway.read_journal(partition, from_offset, limit))
+        return codec.journal_response(await self._gateway.read_journal(partition, from_offset, limit, ctx))
 
 
-def add_servicers(server: grpc.aio.Server, gateway: Gateway) -> None:
-    """Register every public gRPC service of the gateway on ``server``."""
-    search_pb2_grpc.add_VectorSearchServiceServicer_to_server(VectorSearchServicer(gateway), server)
-    gateway_pb2_grpc.add_VectorServiceServicer_to_server(VectorServicer(gateway), server)
-    gateway_pb2_grpc.add_CollectionServiceServicer_to_server(CollectionServicer(gateway), server)
-    gateway_pb2_grpc.add_OperationServiceServicer_to_server(OperationServicer(gateway), server)
+def add_servicers(server: grpc.aio.Server, gateway: Gateway, keys: KeyRing | None = None) -> None:
+    """Register every public gRPC service of the gateway on ``server``; ``keys``: auth on."""
+    search_pb2_grpc.add_VectorSearchServiceServicer_to_server(VectorSearchServicer(gateway, keys), server)
+    gateway_pb2_grpc.add_VectorServiceServicer_to_server(VectorServicer(gateway, keys), server)
+    gateway_pb2_grpc.add_CollectionServiceServicer_to_server(CollectionServicer(gateway, keys), server)
+    gateway_pb2_grpc.add_OperationServiceServicer_to_server(OperationServicer(gateway, keys), server)

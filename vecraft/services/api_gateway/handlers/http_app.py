@@ -8,19 +8,23 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from vecraft.services.api_gateway.auth.keyring import KeyRing
 from vecraft.services.api_gateway.console import mount_console
 from vecraft.services.api_gateway.console.probe import ClusterProbe
 from vecraft.services.api_gateway.gateway import Gateway
 from vecraft.services.api_gateway.handlers.console_routes import build_console_router
 from vecraft.services.api_gateway.handlers.http_routes import build_router
 from vecraft.services.api_gateway.handlers.http_schemas import REQUEST_MODELS
+from vecraft.services.api_gateway.handlers.key_routes import CreateKeyRequest, build_key_router
 from vecraft.services.api_gateway.middleware.access_log import AccessLogMiddleware
+from vecraft.services.api_gateway.middleware.auth import AuthMiddleware
 from vecraft.services.api_gateway.middleware.body_limit import BodyLimitMiddleware
 from vecraft.services.api_gateway.middleware.errors import install_error_handlers
 from vecraft.services.api_gateway.middleware.request_id import RequestIdMiddleware
@@ -44,24 +48,34 @@ SWAGGER_ASSETS = "/docs-assets"
 
 def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               cluster_probe: ClusterProbe | None = None) -> FastAPI:
+               cluster_probe: ClusterProbe | None = None, keys: KeyRing | None = None,
+               auth: bool = False) -> FastAPI:
     """The HTTP app over ``gateway``; ``extra_routes`` are the shell's /healthz /readyz /metrics.
 
     ``cluster_probe`` feeds the web console's cluster overview (nodes, replicas, lag); without
-    it the overview says so and shows what the gateway reads itself.
+    it the overview says so and shows what the gateway reads itself. ``keys`` adds the key
+    management routes (/v1/keys); ``auth`` (needs ``keys``) requires a key on every request
+    but the probes and docs (docs/security.md).
     """
+    if auth and keys is None:
+        raise ValueError("auth needs the key ring")
     # /docs is served below from local files; FastAPI's own /docs and /redoc load from a CDN.
     app = FastAPI(title="Vecraft API", version="1.0.0", description=DESCRIPTION,
                   default_response_class=JSONResponse, docs_url=None, redoc_url=None)
     _serve_swagger_ui(app)
     app.include_router(build_router(gateway))
     app.include_router(build_console_router(gateway, cluster_probe))
+    if keys is not None:
+        app.include_router(build_key_router(keys))
     mount_console(app)
     app.router.routes.extend(extra_routes)
     install_error_handlers(app)
     # Outermost first at request time: request id (so every answer carries one), access log,
+    # the key check (a request without a valid key is answered 401 before its body is read),
     # then the body limit.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+    if auth and keys is not None:
+        app.add_middleware(AuthMiddleware, keys=keys)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
@@ -71,7 +85,8 @@ def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
                               routes=app.routes)
             # Request bodies are parsed by the codec, so FastAPI does not see their models;
             # add them to the components the routes' openapi_extra refers to.
-            _, defs = models_json_schema([(m, "validation") for m in REQUEST_MODELS],
+            models: tuple[type[BaseModel], ...] = (*REQUEST_MODELS, CreateKeyRequest)
+            _, defs = models_json_schema([(m, "validation") for m in models],
                                          ref_template="#/components/schemas/{model}")
             doc.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
             app.openapi_schema = doc

@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 from starlette.requests import Request
 
+from vecraft.services.api_gateway.auth.principal import OPEN, Principal
 from vecraft.services.api_gateway.journal_router.sessions import decode_token
 from vecraft.services.api_gateway.listing import ListQuery, RecordPage
 from vecraft.services.api_gateway.middleware.request_id import REQUEST_ID_RE, REQUEST_ID_RULE
@@ -48,7 +49,7 @@ from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import Filter, parse_filter
 from vecraft.shared.model.limits import MAX_DIM
-from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
+from vecraft.shared.model.routing import DEFAULT_COLLECTION
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.model.validation import (
     json_type_name,
@@ -180,10 +181,17 @@ def request_context(request: Request, body: Fields | None = None) -> RequestCont
     token = body.str("session_token") if body is not None else None
     if token is None:
         token = request.headers.get("x-session-token")
-    tenant = request.headers.get("x-tenant") or DEFAULT_TENANT
+    principal = principal_of(request)
+    tenant = principal.resolve_tenant(request.headers.get("x-tenant"))
     offsets, session_id = decode_token(token)
     return RequestContext(request_id=state["request_id"], tenant=validate_name(tenant, "tenant"),
-                          session=offsets, session_id=session_id)
+                          session=offsets, session_id=session_id, principal=principal)
+
+
+def principal_of(request: Request) -> Principal:
+    """Who the request runs as: set by the auth middleware; OPEN when auth is off."""
+    principal = request.scope.get("state", {}).get("principal")
+    return principal if isinstance(principal, Principal) else OPEN
 
 
 # --- requests ----------------------------------------------------------------------------------------

@@ -40,7 +40,9 @@ register_url_convertor("record_id", RecordIdConvertor())
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse, "description": text}
-    for status, text in [(400, "invalid request"), (404, "not found"), (409, "conflict"),
+    for status, text in [(400, "invalid request"), (401, "no valid API key (auth on)"),
+                         (403, "the API key's role, tenant or collection scope does not allow it"),
+                         (404, "not found"), (409, "conflict"),
                          (413, "payload too large"), (429, "journal back-pressure; see Retry-After"),
                          (503, "a downstream service or consistency level is unavailable"),
                          (504, "deadline exceeded")]
@@ -285,11 +287,11 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.get("/journal/{partition}", response_model=schemas.JournalPageResponse,
                 tags=["operations"], summary="Journal entries of a partition (audit, lineage)")
     async def read_journal(
-        partition: str,
+        request: Request, partition: str,
         from_offset: Annotated[int, Query(ge=1, le=2**63 - 1)] = 1,
         limit: Annotated[int, Query(ge=1, le=MAX_JOURNAL_PAGE)] = 100,
     ) -> JSONResponse:
-        page = await gateway.read_journal(partition, from_offset, limit)
+        page = await gateway.read_journal(partition, from_offset, limit, codec.request_context(request))
         return JSONResponse(codec.journal_json(partition, page, from_offset))
 
     return router

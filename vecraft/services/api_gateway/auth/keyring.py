@@ -1,0 +1,120 @@
+"""The API keys a gateway accepts, followed from the meta manager's Watch stream (topic ``keys``).
+
+The gateway holds every key record (id, role, scope, the key's SHA-256) in memory, so
+checking a key costs one hash and one dictionary lookup, and a revocation takes effect
+at the moment its event arrives. Until the first snapshot arrived no key can be checked
+(503, and the gateway is not ready). While the meta manager is unreachable the last
+records stay in force; the stream is re-opened with backoff and its next snapshot
+replaces them.
+
+The key itself is never stored or logged: only its hash is compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+
+from vecraft.services.api_gateway.auth.errors import Unauthenticated
+from vecraft.services.api_gateway.auth.principal import Principal, Role
+from vecraft.services.meta_manager.api_keys import key_sha256
+from vecraft.services.meta_manager.client import MetaClient
+from vecraft.shared.common.errors import Unavailable, VecraftError
+from vecraft.shared.rpc.v1 import meta_pb2
+
+log = logging.getLogger(__name__)
+
+_BACKOFF_MIN, _BACKOFF_MAX = 0.1, 2.0
+#: Longest Authorization header looked at (a key is 59 characters).
+MAX_HEADER = 512
+
+
+def bearer_token(header: str | None) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header value.
+
+    Raises:
+        Unauthenticated: no header, another scheme, or no key after it.
+    """
+    if not header:
+        raise Unauthenticated("an API key is required: send the header Authorization: Bearer <key> "
+                              "(gRPC: metadata authorization: Bearer <key>)")
+    scheme, _, token = header[:MAX_HEADER].strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be Bearer <key>")
+    return token.strip()
+
+
+class KeyRing:
+    """Key records by hash, kept current from the meta manager."""
+
+    def __init__(self, meta: MetaClient) -> None:
+        self.meta = meta
+        self._by_hash: dict[str, meta_pb2.ApiKeyInfo] = {}
+        self._loaded = asyncio.Event()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded.is_set()
+
+    async def wait_loaded(self) -> None:
+        await self._loaded.wait()
+
+    def records(self) -> list[meta_pb2.ApiKeyInfo]:
+        """Every record this gateway knows (with hashes), sorted by id."""
+        return sorted(self._by_hash.values(), key=lambda k: k.id)
+
+    def put(self, info: meta_pb2.ApiKeyInfo) -> None:
+        """Apply one record (a gateway that created or revoked a key applies it before the event)."""
+        if info.key_sha256:
+            self._by_hash[info.key_sha256] = info
+        else:
+            for record in self._by_hash.values():
+                if record.id == info.id and info.revoked:
+                    record.revoked, record.revoked_unix_ms = True, info.revoked_unix_ms
+
+    def authenticate(self, header: str | None) -> Principal:
+        """The principal of an Authorization header value.
+
+        Raises:
+            Unauthenticated: no key, a malformed header, an unknown or revoked key.
+            Unavailable: the key records have not arrived from the meta manager yet.
+        """
+        key = bearer_token(header)
+        if not self.loaded:
+            raise Unavailable("the gateway has not loaded the API keys from the meta manager yet")
+        digest = key_sha256(key)
+        info = self._by_hash.get(digest)
+        # compare_digest: the lookup above is by hash already; this keeps the final check constant-time.
+        if info is None or not hmac.compare_digest(info.key_sha256, digest) or info.revoked:
+            raise Unauthenticated("the API key is not valid (unknown or revoked)")
+        return Principal(key_id=info.id, role=Role.parse(info.role), tenant=info.tenant,
+                         collections=frozenset(info.collections))
+
+    async def run_watch(self) -> None:
+        """Follow the ``keys`` topic until cancelled; reconnect with backoff."""
+        backoff = _BACKOFF_MIN
+        while True:
+            snapshot: dict[str, meta_pb2.ApiKeyInfo] | None = {}
+            try:
+                async for event in self.meta.watch(["keys"], snapshot_end=True):
+                    if event.WhichOneof("item") is None:
+                        if snapshot is not None:
+                            self._by_hash, snapshot = snapshot, None
+                            self._loaded.set()
+                            backoff = _BACKOFF_MIN
+                            log.info("API keys loaded", extra={"keys": len(self._by_hash)})
+                        continue
+                    if event.WhichOneof("item") != "api_key" or not event.api_key.key_sha256:
+                        continue
+                    target = self._by_hash if snapshot is None else snapshot
+                    target[event.api_key.key_sha256] = event.api_key
+                log.warning("API key watch ended; the last %d key record(s) stay in force",
+                            len(self._by_hash))
+            except asyncio.CancelledError:
+                raise
+            except VecraftError as exc:
+                log.warning("API key watch interrupted; the last %d key record(s) stay in force: %s",
+                            len(self._by_hash), exc.message)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
