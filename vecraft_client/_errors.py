@@ -4,6 +4,8 @@
 
     VecraftError
     ├── InvalidRequest       400
+    ├── Unauthenticated      401  (no API key, a bad or a revoked one; gRPC UNAUTHENTICATED)
+    ├── PermissionDenied     403  (the key's role, tenant or collection scope; PERMISSION_DENIED)
     ├── NotFound             404
     ├── Conflict             409
     ├── PayloadTooLarge      413
@@ -23,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from vecraft.services.api_gateway.auth.errors import PermissionDenied, Unauthenticated
 from vecraft.shared.common.errors import (
     ClockSkew,
     Conflict,
@@ -40,13 +43,14 @@ from vecraft.shared.common.errors import (
 Timeout = DeadlineExceeded
 
 _BY_STATUS: dict[int, type[VecraftError]] = {
-    400: InvalidRequest, 404: NotFound, 409: Conflict, 413: PayloadTooLarge, 422: InvalidRequest,
+    400: InvalidRequest, 401: Unauthenticated, 403: PermissionDenied,
+    404: NotFound, 409: Conflict, 413: PayloadTooLarge, 422: InvalidRequest,
     429: RateLimited, 503: Unavailable, 504: DeadlineExceeded,
 }
 
-__all__ = ["ClockSkew", "Conflict", "InvalidRequest", "NotFound", "PayloadTooLarge", "RateLimited",
-           "Timeout", "Unavailable", "VecraftError", "error_from_http", "error_from_transport",
-           "retry_after_ms_of"]
+__all__ = ["ClockSkew", "Conflict", "InvalidRequest", "NotFound", "PayloadTooLarge", "PermissionDenied",
+           "RateLimited", "Timeout", "Unauthenticated", "Unavailable", "VecraftError", "error_from_http",
+           "error_from_transport", "retry_after_ms_of"]
 
 
 def retry_after_ms_of(headers: httpx.Headers) -> int | None:
