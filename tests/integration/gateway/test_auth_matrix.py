@@ -462,3 +462,53 @@ def test_non_loopback_bind_without_auth_is_refused(tmp_path: Path) -> None:
     check_bind("::1", auth=False, insecure=False)
     with pytest.raises(ValueError, match="without --auth"):
         check_bind("192.168.1.5", auth=False, insecure=False)
+
+
+# --- hostile input and schemathesis with auth on -------------------------------------------------
+
+def test_hostile_requests_still_get_their_4xx_with_auth_on(auth_cluster: tuple[Cluster, Path],
+                                                          keys: Keys) -> None:
+    from tests.chaos.gateway.test_hostile_requests import COLL, DIM, HOSTILE
+
+    cluster, _ = auth_cluster
+    with http(cluster, keys.admin) as c:
+        assert c.post("/v1/collections", json={"name": COLL, "dim": DIM}).status_code == 201
+        assert c.post("/v1/vectors/batch", json={"collection": COLL, "ids": ["r0", "r1"],
+                                                 "vectors": [[0.1] * DIM, [0.2] * DIM]}).status_code == 201
+        failures = []
+        checked = 0
+        for name, method, path, kwargs, status, _words in HOSTILE:
+            if "/journal/" in path:
+                continue  # partitions of the hostile suite's own cluster shape
+            r = c.request(method, path, **kwargs)
+            checked += 1
+            if r.status_code != status or r.json()["error"]["code"] in ("internal",):
+                failures.append(f"{name}: {r.status_code} (expected {status}) {r.text[:200]}")
+        assert checked >= 15 and not failures, "\n".join(failures)
+    assert cluster.healthy(), cluster.logs()
+
+
+def test_schemathesis_with_auth_on(auth_cluster: tuple[Cluster, Path], keys: Keys) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error, response_schema_conformance
+
+    cluster, _ = auth_cluster
+    with http(cluster, keys.star) as c:
+        fuzz_admin = c.post("/v1/keys", json={"role": "admin", "tenant": "fuzz"}).json()["key"]
+    schema = schemathesis.openapi.from_url(f"{cluster.url}/openapi.json")
+    statuses: list[int] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=3, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def fuzz(case: schemathesis.Case) -> None:
+            response = case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_admin}"}, timeout=60,
+                                              checks=[not_a_server_error, response_schema_conformance])
+            statuses.append(response.status_code)
+
+        fuzz()
+    assert sum(200 <= s < 300 for s in statuses) >= 5, sorted(statuses)
+    assert cluster.healthy(), cluster.logs()
