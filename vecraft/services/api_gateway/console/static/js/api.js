@@ -6,6 +6,9 @@
 const ROOT = new URL("../", document.baseURI);
 const TENANT_KEY = "vecraft.console.tenant";
 const SESSION_KEY = "vecraft.console.session";
+// The API key of a gateway started with --auth (docs/security.md), kept in this browser's
+// localStorage and sent as Authorization: Bearer with every call.
+const API_KEY_KEY = "vecraft.console.apiKey";
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -24,6 +27,15 @@ export function tenant() {
 export function setTenant(name) {
   if (name && name !== "default") localStorage.setItem(TENANT_KEY, name);
   else localStorage.removeItem(TENANT_KEY);
+}
+
+export function apiKey() {
+  return localStorage.getItem(API_KEY_KEY) || "";
+}
+
+export function setApiKey(key) {
+  if (key) localStorage.setItem(API_KEY_KEY, key);
+  else localStorage.removeItem(API_KEY_KEY);
 }
 
 // The read-your-writes token of the writes made from this tab for the current tenant (the
@@ -55,7 +67,10 @@ export async function api(path, { method = "GET", params = null, body = undefine
   for (const [k, v] of Object.entries(params || {})) {
     if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, String(v));
   }
-  const sent = { "X-Tenant": tenant(), ...headers };
+  // No X-Tenant for the default: a key of one tenant then acts for its own tenant.
+  const sent = { ...headers };
+  if (tenant() !== "default") sent["X-Tenant"] = tenant();
+  if (apiKey()) sent["Authorization"] = `Bearer ${apiKey()}`;
   const token = sessionToken();
   if (token && !("X-Session-Token" in sent)) sent["X-Session-Token"] = token;
   const init = { method, headers: sent };

@@ -1,6 +1,6 @@
 // The console's shell: hash routing (#/view?param=value) between the five views, and the tenant.
 
-import { setTenant, tenant } from "./api.js";
+import { apiKey, setApiKey, setTenant, tenant } from "./api.js";
 import { clear, notice } from "./dom.js";
 import * as collections from "./collections.js";
 import * as journal from "./journal.js";
@@ -46,6 +46,13 @@ tenantInput.value = tenant();
 tenantInput.addEventListener("change", () => {
   setTenant(tenantInput.value.trim());
   tenantInput.value = tenant();
+  render();
+});
+
+const keyInput = document.getElementById("api-key");
+keyInput.value = apiKey();
+keyInput.addEventListener("change", () => {
+  setApiKey(keyInput.value.trim());
   render();
 });
 
