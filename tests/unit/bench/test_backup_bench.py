@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,8 +38,10 @@ def result() -> dict[str, Any]:
                        "s3": step | {"s": 20.0, "incremental_s": 3.0, "incremental_bytes": 1000}},
             "restore": {"directory": step, "s3": step | {"s": 16.0}},
             "pitr": {"from": "s3", "to_time": "2026-01-01T00:00:10.000Z", "s": 5.0, "bytes": 30_000_000},
-            "serve_with_files": {"from": "s3", "ready_s": 6.0, "strong_search_s": 8.0},
-            "serve_rebuilt": {"ready_s": 6.0, "strong_search_s": 40.0}}
+            "serve_with_files": {"from": "s3", "ready_s": 6.0, "strong_search_s": 8.0,
+                                 "services_ready_s": {"storage": 2.0, "query": 5.0}},
+            "serve_rebuilt": {"ready_s": 6.0, "strong_search_s": 40.0,
+                              "services_ready_s": {"storage": 30.0, "query": 31.0}}}
 
 
 def test_the_report_holds_every_figure() -> None:
@@ -47,5 +51,16 @@ def test_the_report_holds_every_figure() -> None:
     assert "| s3 | 20.0 | 10,000 | 8.0 | 80.0 | 3.0 | 0.00 |" in text
     assert "| s3 | 16.0 | 10,000 | 8.0 | 80.0 |" in text
     assert "moto's server mode" in text and "--to-time 2026-01-01T00:00:10.000Z" in text
-    assert "| with the shard files (HNSW graphs) from s3 | 6.0 | 8.0 | 12,500 |" in text
+    assert "| with the shard files (HNSW graphs) from s3 | 2 | 5 | 6.0 | 8.0 |" in text
+    assert "| shard files removed: every shard rebuilt from the journal | 30 | 31 | 6.0 | 40.0 |" in text
     assert "Restore + serve with shard files: 24.0 s; the journal rebuild alone: 40.0 s (5.0x" in text
+
+
+def test_service_ready_times_come_from_the_up_log(tmp_path: Path) -> None:
+    spawned = datetime(2026, 1, 1, 23, 59, 58, 400_000).timestamp()
+    log = tmp_path / "bench-up.log"
+    log.write_text("\n".join([
+        "23:59:58 vecraft up: journal ready (pid 1)", "23:59:59 vecraft up: storage-0 ready (pid 2)",
+        "00:00:03 vecraft up: storage-1 ready (pid 3)", "00:00:09 vecraft up: query-0 ready",
+        "Vecraft is up: ...", "00:00:10 vecraft up: stopping"]))
+    assert backup.services_ready(log, spawned) == {"journal": 0.0, "storage": 5.0, "query": 11.0}
