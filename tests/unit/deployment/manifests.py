@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+from vecraft.shared.common.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOYMENT = ROOT / "deployment"
 K8S = DEPLOYMENT / "k8s"
+CHART = DEPLOYMENT / "helm" / "vecraft"
 #: Oldest Kubernetes release the manifests are written for (policy/v1 PDBs, StatefulSet PVCs).
 K8S_VERSION = "1.30.0"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
@@ -170,3 +177,82 @@ def pod_names(workload: dict[str, Any]) -> list[str]:
     if workload["kind"] == "StatefulSet":
         return [f"{name}-{i}" for i in range(replicas)]
     return [f"{name}-7d9c5b6f4-x2x8q"]
+
+
+# ---- the services' own parsers -----------------------------------------------------------------
+def parse_service_args(module: str, argv: list[str]) -> Any:
+    """The settings ``python -m module argv`` would run with (SystemExit on a bad flag)."""
+    name = module.rsplit(".", 1)[1]
+    if name == "storage_node":
+        from vecraft.services.storage_node.main import parse_settings as storage_settings
+        return storage_settings(argv)
+    if name == "query_processor":
+        from vecraft.services.query_processor.main import parse_settings as query_settings
+        return query_settings(argv)
+    from vecraft.services.api_gateway.settings import GatewaySettings
+    from vecraft.services.failover_manager.main import FailoverSettings
+    from vecraft.services.journal_service.settings import JournalSettings
+    from vecraft.services.meta_manager.main import MetaSettings
+    cls, section = {"journal_service": (JournalSettings, "journal"), "meta_manager": (MetaSettings, "meta"),
+                    "failover_manager": (FailoverSettings, "failover"),
+                    "api_gateway": (GatewaySettings, "gateway")}[name]
+    return load_settings(cls, argv, section=section)
+
+
+def pod_argv(objects: list[dict[str, Any]], container: Container, pod_name: str, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The container's args as the pod would get them: $(VAR)s expanded, the environment set,
+    mounted ConfigMaps (from ``objects``) written under ``tmp_path`` and their paths moved there."""
+    for key in [k for k in os.environ if k.startswith("VECRAFT_")]:
+        monkeypatch.delenv(key)
+    env = container.env(pod_name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    argv = container.expanded_args(env)
+    for mount_path, name in container.mounted_configmaps():
+        local = tmp_path / mount_path.strip("/")
+        local.mkdir(parents=True, exist_ok=True)
+        for key, text in find(objects, "ConfigMap", name)["data"].items():
+            (local / key).write_text(text)
+        argv = [a.replace(mount_path, str(local)) for a in argv]
+    return argv
+
+
+# ---- the Helm chart ------------------------------------------------------------------------------
+def helm_renderer() -> str | None:
+    """"helm" (the program on PATH), "helm_python" (Helm's Go SDK through the helm-python-sdk
+    package), or None when neither is there."""
+    if shutil.which("helm"):
+        return "helm"
+    try:
+        import helm_python  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return None
+    return "helm_python"
+
+
+def render_helm(values: dict[str, Any], release: str = "vecraft") -> list[dict[str, Any]]:
+    """The chart's objects for ``values`` (the caller checks :func:`helm_renderer`)."""
+    how = helm_renderer()
+    if how == "helm":
+        done = subprocess.run(["helm", "template", release, str(CHART), "--values", "-"],
+                              input=json.dumps(values), capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        text = done.stdout
+    else:
+        assert how == "helm_python"
+        from helm_python.chart import Chart
+        rendered = Chart.load(CHART).render(values, name=release, namespace="default", is_install=True)
+        text = "\n---\n".join(v for k, v in sorted(rendered.items()) if not k.endswith("NOTES.txt"))
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def placement_module() -> Any:
+    """deployment/k8s/placement.py, imported."""
+    sys.path.insert(0, str(K8S))
+    try:
+        import placement  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(K8S))
+    return placement

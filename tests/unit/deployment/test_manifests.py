@@ -11,7 +11,6 @@ settings parsers, so the manifests cannot drift from the code.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from tests.unit.deployment.manifests import (
     kubectl,
     kustomization,
     load_yaml_documents,
+    parse_service_args,
+    pod_argv,
     pod_names,
     raw_objects,
     render_kustomize,
@@ -42,7 +43,6 @@ from tests.unit.deployment.manifests import (
 )
 from vecraft.local.nats import MAX_PAYLOAD_BYTES, SYNC_INTERVAL
 from vecraft.local.topology import place_shards
-from vecraft.shared.common.config import load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -165,53 +165,15 @@ def test_every_workload_has_exactly_one_disruption_budget() -> None:
 
 
 # ---- the flags, parsed by the services themselves -------------------------------------------
-def _parse(module: str, argv: list[str]) -> Any:
-    """The settings ``python -m module argv`` would run with (SystemExit on a bad flag)."""
-    name = module.rsplit(".", 1)[1]
-    if name == "storage_node":
-        from vecraft.services.storage_node.main import parse_settings as storage_settings
-        return storage_settings(argv)
-    if name == "query_processor":
-        from vecraft.services.query_processor.main import parse_settings as query_settings
-        return query_settings(argv)
-    from vecraft.services.api_gateway.settings import GatewaySettings
-    from vecraft.services.failover_manager.main import FailoverSettings
-    from vecraft.services.journal_service.settings import JournalSettings
-    from vecraft.services.meta_manager.main import MetaSettings
-    cls, section = {"journal_service": (JournalSettings, "journal"), "meta_manager": (MetaSettings, "meta"),
-                    "failover_manager": (FailoverSettings, "failover"),
-                    "api_gateway": (GatewaySettings, "gateway")}[name]
-    return load_settings(cls, argv, section=section)
-
-
-def _pod_argv(container: Container, pod_name: str, tmp_path: Path,
-              monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The container's args as the pod would get them: $(VAR)s expanded, the environment set,
-    mounted ConfigMaps written under ``tmp_path`` (and their paths in the args moved there)."""
-    for key in [k for k in os.environ if k.startswith("VECRAFT_")]:
-        monkeypatch.delenv(key)
-    env = container.env(pod_name)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    argv = container.expanded_args(env)
-    for mount_path, name in container.mounted_configmaps():
-        local = tmp_path / mount_path.strip("/")
-        local.mkdir(parents=True, exist_ok=True)
-        for key, text in find(BASE, "ConfigMap", name)["data"].items():
-            (local / key).write_text(text)
-        argv = [a.replace(mount_path, str(local)) for a in argv]
-    return argv
-
-
 @pytest.mark.parametrize("container", SERVICE_CONTAINERS, ids=_ids(SERVICE_CONTAINERS))
 def test_service_flags_are_accepted_by_the_service(container: Container, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert container.module is not None and importlib.util.find_spec(container.module) is not None
     for pod_name in pod_names(container.workload):
-        argv = _pod_argv(container, pod_name, tmp_path, monkeypatch)
+        argv = pod_argv(BASE, container, pod_name, tmp_path, monkeypatch)
         try:
-            settings = _parse(container.module, argv)
+            settings = parse_service_args(container.module, argv)
         except SystemExit:
             pytest.fail(f"{container.id}: {container.module} refuses {argv}: {capsys.readouterr().err}")
         assert settings.node_id == pod_name
@@ -238,7 +200,8 @@ def test_storage_pods_declare_the_shards_vecraft_up_would_give_them(tmp_path: Pa
     configmap = find(BASE, "ConfigMap", "vecraft-storage-placement")
     for n in range(len(configmap["data"])):
         name = f"{sts['metadata']['name']}-{n}"
-        settings = _parse(storage.module or "", _pod_argv(storage, name, tmp_path, monkeypatch))
+        argv = pod_argv(BASE, storage, name, tmp_path, monkeypatch)
+        settings = parse_service_args(storage.module or "", argv)
         if n in planned:
             assert (settings.shards, settings.replica) == (list(planned[n].shards), planned[n].replica)
     # The committed ConfigMap is what the generator prints for the manifests' counts.

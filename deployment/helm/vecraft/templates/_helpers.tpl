@@ -1,0 +1,119 @@
+{{/* Names: <release>-<component>; a release named "vecraft" gets deployment/k8s's names. */}}
+{{- define "vecraft.fullname" -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "vecraft.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* Selector labels of one component; call with (dict "ctx" $ "component" "storage"). */}}
+{{- define "vecraft.selectorLabels" -}}
+app.kubernetes.io/name: vecraft
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "vecraft.labels" -}}
+{{ include "vecraft.selectorLabels" . }}
+app.kubernetes.io/part-of: vecraft
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version }}
+{{- end -}}
+
+{{/* Addresses every service is given. */}}
+{{- define "vecraft.metaAddress" -}}
+{{- printf "%s-meta:7200" (include "vecraft.fullname" .) -}}
+{{- end -}}
+
+{{- define "vecraft.journalAddresses" -}}
+{{- $name := printf "%s-journal" (include "vecraft.fullname" .) -}}
+{{- $out := list -}}
+{{- range $i := until (int .Values.journal.instances) -}}
+{{- $out = append $out (printf "%s-%d.%s:7100" $name $i $name) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
+
+{{- define "vecraft.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.runAsUser }}
+runAsGroup: {{ .Values.runAsUser }}
+fsGroup: {{ .Values.runAsUser }}
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{- define "vecraft.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities: {drop: [ALL]}
+{{- end -}}
+
+{{/* Pods of one component on different machines when possible; (dict "ctx" $ "component" ...). */}}
+{{- define "vecraft.antiAffinity" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "vecraft.selectorLabels" . | nindent 12 }}
+{{- end -}}
+
+{{/* POD_NAME and POD_IP, used in the args as $(POD_NAME) and $(POD_IP). */}}
+{{- define "vecraft.podEnv" -}}
+- name: POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: POD_IP
+  valueFrom: {fieldRef: {fieldPath: status.podIP}}
+{{- end -}}
+
+{{/* Probes of a Vecraft service on its HTTP port (named http); startup failureThreshold as argument. */}}
+{{- define "vecraft.serviceProbes" -}}
+startupProbe:
+  httpGet: {path: /healthz, port: http}
+  periodSeconds: 5
+  failureThreshold: {{ . }}
+livenessProbe:
+  httpGet: {path: /healthz, port: http}
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: /readyz, port: http}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 3
+{{- end -}}
+
+{{/* A volume claim template; (dict "ctx" $ "component" "etcd" "persistence" .Values.etcd.persistence). */}}
+{{- define "vecraft.dataClaim" -}}
+- metadata:
+    name: data
+    labels:
+      {{- include "vecraft.selectorLabels" . | nindent 6 }}
+  spec:
+    accessModes: [ReadWriteOnce]
+    {{- if .persistence.storageClass }}
+    storageClassName: {{ .persistence.storageClass | quote }}
+    {{- end }}
+    resources:
+      requests: {storage: {{ .persistence.size }}}
+{{- end -}}
+
+{{/* A PodDisruptionBudget of one component; (dict "ctx" $ "component" ...). */}}
+{{- define "vecraft.pdb" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "vecraft.fullname" .ctx }}-{{ .component }}
+  labels:
+    {{- include "vecraft.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      {{- include "vecraft.selectorLabels" . | nindent 6 }}
+{{- end -}}
