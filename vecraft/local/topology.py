@@ -428,6 +428,9 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
             own_dir = data_dir / "storage" / f"node-{planned.node}"
             extra = ["--shards", ",".join(map(str, planned.shards)), "--replica", str(planned.replica),
                      "--journal-address", journal, "--meta-address", meta, *partitions, *delay]
+            if params.backup_target:
+                # A replica placed here without files starts from its newest backed-up copy.
+                extra += ["--backup-target", params.backup_target]
         elif role == "query":
             own_dir = data_dir / "query" / f"node-{planned.node}"
             # Every storage node holding one of its shards: its fallback asks them (Status) which.

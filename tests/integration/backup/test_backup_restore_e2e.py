@@ -230,6 +230,11 @@ def test_backup_during_writes_then_restore_to_moments(cluster: LocalCluster, tmp
         assert sorted(o["applied"]["data-0"] for o in opened) == sorted(
             c["applied"]["data-0"][0] for c in first_copies.values())
         assert "damaged" not in logs
+        # The restored cluster's journal is another history than the target's archive (it ends
+        # before the archive does): backing it up to the same target is refused.
+        refused = vecraft("backup", "create", "--target", target, "--data-dir", out3, check=False)
+        assert refused.returncode == 1 and "another journal history" in refused.stderr, refused.stderr
+        assert len(json.loads(vecraft("backup", "list", "--target", target, "--json").stdout)) == 2
     finally:
         restored.stop()
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -105,3 +108,38 @@ def test_backups_through_the_service_retention_and_archived_moments(cluster: Loc
     metrics = admin.get("/metrics").text
     assert 'vecraft_snapshot_archived_offset_entries{partition="data-0"}' in metrics
     admin.close()
+
+
+def test_a_node_with_an_empty_disk_starts_from_the_newest_backup(cluster: LocalCluster) -> None:
+    with httpx.Client(base_url=cluster.endpoint, timeout=30.0) as c:
+        assert c.post("/v1/collections", json={"name": "disk", "dim": DIM, "metric": "l2"}).status_code == 201
+        ids = [f"d{i}" for i in range(300)]
+        r = c.post("/v1/vectors/batch", json={"collection": "disk", "ids": ids,
+                                              "vectors": [vec(5000 + i, DIM) for i in range(300)]})
+        assert r.status_code == 201, r.text
+        vecraft("backup", "create", "--data-dir", cluster.data_dir)
+        r = c.post("/v1/vectors/batch", json={"collection": "disk", "ids": ["after-1", "after-2"],
+                                              "vectors": [vec(1, DIM), vec(2, DIM)]})
+        assert r.status_code == 201, r.text
+
+        node = cluster.process("storage-0")
+        disk = cluster.data_dir / "storage" / "node-0"
+        shards = sorted(int(p.name.split("-")[1]) for p in disk.glob("shard-*"))
+        assert shards
+        # Freeze the node, wipe its disk, kill it: the supervisor restarts it on an empty disk.
+        os.kill(node["pid"], signal.SIGSTOP)
+        for child in disk.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        old = cluster.kill("storage-0")
+        cluster.wait_restarted("storage-0", old)
+
+        log = (cluster.data_dir / "logs" / "storage-0.log").read_text().splitlines()
+        seeded = [json.loads(line) for line in log if '"shard replica seeded from a backup"' in line]
+        assert sorted(s["shard"] for s in seeded) == shards, seeded
+        metrics = httpx.get(f"http://{cluster.process('storage-0')['http_address']}/metrics").text
+        assert f"vecraft_storage_seeded_replicas_total {float(len(shards))}" in metrics
+        # Every write is there, the ones after the backup replayed from the journal.
+        for record_id in [*ids[::37], "after-1", "after-2"]:
+            got = c.get(f"/v1/vectors/{record_id}",
+                        params={"collection": "disk", "consistency_level": "strong"})
+            assert got.status_code == 200, (record_id, got.text)

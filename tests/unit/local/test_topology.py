@@ -56,6 +56,7 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert _flag(snapshot.args, "--default-shards") == ["2"]
     assert _flag(snapshot.args, "--journal-address") == [journal]
     assert _flag(snapshot.args, "--meta-address") == [meta.grpc_address]
+    assert _flag(plan.get("storage-0").args, "--backup-target") == ["/backups"]
     # No target, no snapshot service.
     plain = dataclasses.replace(params, backup_target="")
     assert "snapshot" not in [p.name for p in topology.process_names(plain)]

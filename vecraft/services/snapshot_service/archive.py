@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.snapshot_service.target import BackupTarget, MissingFile, sha256
+from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.rpc.v1 import journal_pb2
 
 _LEN = struct.Struct("<I")
@@ -34,6 +35,10 @@ CHUNK_BYTES = 32 << 20
 
 #: progress(phase, done, total): called as a backup or an archiving pass advances.
 Progress = Callable[[str, int, int], None]
+
+
+class ForeignHistory(InvalidRequest):
+    """The target's archive is of another journal history than the journal being backed up."""
 
 
 class CorruptBackup(Exception):
@@ -164,6 +169,7 @@ async def archive_partitions(journal: JournalClient, target: BackupTarget, *,
     done = {}
     for partition in sorted(targets):
         archive = archives.setdefault(partition, PartitionArchive(partition))
+        await _check_same_history(journal, archive, heads.get(partition, (0, 0))[0])
         end = targets[partition]
         while archive.archived[0] < end:
             start = archive.archived[0] + 1
@@ -201,6 +207,27 @@ def load_horizon(target: BackupTarget) -> int:
         return int(json.loads(target.get(HORIZON))["hlc"])
     except MissingFile:
         return 0
+
+
+async def check_history(journal: JournalClient, target: BackupTarget) -> None:
+    """Raise ForeignHistory unless every archived partition's last entry is this journal's."""
+    heads = await journal.get_offsets()
+    for partition, archive in load_archive(target).items():
+        await _check_same_history(journal, archive, heads.get(partition, (0, 0))[0])
+
+
+async def _check_same_history(journal: JournalClient, archive: PartitionArchive, head: int) -> None:
+    """Refuse to extend an archive of another journal history (a restored cluster pointed at the
+    target of the cluster it was restored from, say): its last entry must be the journal's."""
+    offset, hlc = archive.archived
+    if not offset:
+        return
+    entries = await journal.pull(archive.partition, offset, offset) if head >= offset else []
+    if not entries or entries[0].hlc != hlc:
+        here = f"has HLC {entries[0].hlc} there" if entries else f"ends at {head}"
+        raise ForeignHistory(
+            f"the target archives another journal history of {archive.partition} (its entry {offset} has "
+            f"HLC {hlc}, this journal {here}): back this cluster up to a new target")
 
 
 def _write_chunk(target: BackupTarget, archive: PartitionArchive,

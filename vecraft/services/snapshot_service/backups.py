@@ -22,6 +22,7 @@ from vecraft.services.snapshot_service.archive import (
     CorruptBackup,
     Progress,
     archive_partitions,
+    check_history,
     load_archive,
     read_chunk,
 )
@@ -72,6 +73,7 @@ async def create_backup(journal: JournalClient, target: BackupTarget, *, locatio
     now = datetime.now(UTC)
     copies: list[ShardFiles] = []
     shard_count = 0
+    await check_history(journal, target)  # before any shard file is uploaded
     if meta is not None:
         known = {key.rsplit("/", 1)[1] for key in target.keys(BLOBS)}
         copies, shard_count = await backup_shards(meta, location or target.describe(), known, progress)

@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,11 +49,13 @@ from pydantic_settings import NoDecode
 
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.meta_manager.client import MetaClient, assigned_shards
+from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.hosting import ShardHosting
 from vecraft.services.storage_node.layout import LayoutError, migrate_single_shard_dir, replica_dir
 from vecraft.services.storage_node.placement import follow_placement
 from vecraft.services.storage_node.registration import register_with_meta
 from vecraft.services.storage_node.replica import ReplicaConfig, ShardReplica
+from vecraft.services.storage_node.seeding import seed_from_backup
 from vecraft.services.storage_node.servicer import StorageNodeServicer, status_payload
 from vecraft.shared.common.config import (
     ServiceSettings,
@@ -100,6 +103,9 @@ class StorageNodeSettings(ServiceSettings):
     index_threads: int = Field(1, ge=0, description="OpenMP threads for faiss (0 = library default)")
     optimize_threshold: float = Field(0.2, ge=0, le=1, description="rebuild a collection's index in the "
                                       "background once this share of its graph is deleted rows (0 = never)")
+    backup_target: str = Field("", description="backup target (docs/backup.md): a shard replica this node "
+                                               "has no files for starts from its newest backed-up copy "
+                                               "('' = from the journal alone)")
 
     @field_validator("shards", mode="before")
     @classmethod
@@ -241,6 +247,8 @@ class StorageNode(Service):
             self.spawn(register_with_meta(self, self._meta, self.cfg.node_ttl_ms, self.registration_changed),
                        "meta-registration", forever=True)
         for replica in self.replicas.values():
+            if self.cfg.backup_target:
+                await self._seed(replica)
             await replica.open()
         for replica in self.replicas.values():
             replica.start(self._journal, self.spawn, self._caught_up)
@@ -286,6 +294,8 @@ class StorageNode(Service):
         self.replicas[shard] = replica
         self.registration_changed.set()
         try:
+            if self.cfg.backup_target:
+                await self._seed(replica)
             await replica.open()
         except BaseException:
             if self.replicas.get(shard) is replica:
@@ -293,6 +303,29 @@ class StorageNode(Service):
             self.registration_changed.set()
             raise
         replica.start(self._journal, self.spawn, self._caught_up)
+
+    async def _seed(self, replica: ShardReplica) -> None:
+        """Start a replica without files from the newest backed-up copy (:mod:`.seeding`), if its
+        history is the journal's: the entry it last applied must be the journal's entry there."""
+        seeded = await asyncio.to_thread(seed_from_backup, self.cfg.backup_target, replica.shard,
+                                         replica.data_dir)
+        if seeded is None:
+            return
+        assert self._journal is not None
+        for partition, (offset, hlc) in seeded.applied.items():
+            if not offset:
+                continue
+            try:
+                entries = await self._journal.pull(partition, offset, offset)
+            except VecraftError:  # e.g. the journal is shorter: not this copy's history
+                entries = []
+            if not entries or entries[0].hlc != hlc:
+                log.warning("the backed-up copy of shard %d is of another journal history; rebuilding "
+                            "from the journal instead", replica.shard,
+                            extra={"shard": replica.shard, "backup": seeded.backup, "partition": partition})
+                await asyncio.to_thread(shutil.rmtree, replica.data_dir, True)
+                return
+        metrics.SEEDED_REPLICAS.inc()
 
     async def drop(self, shard: int) -> None:
         """Leave the journal, stop serving ``shard``, wait for its requests, stop its loops, snapshot and

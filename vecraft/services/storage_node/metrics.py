@@ -37,6 +37,8 @@ GET_LATENCY = latency_histogram("storage", "get", "Get-by-id latency (including 
 SYNCS = counter("storage", "sync", "Pull-before-read syncs, by whether entries had to be pulled",
                 ["pulled"])
 SYNC_LATENCY = latency_histogram("storage", "sync", "Pull-before-read sync latency")
+SEEDED_REPLICAS = counter("storage", "seeded_replicas",
+                          "Shard replicas started from a backed-up copy instead of an empty disk")
 SNAPSHOT_LATENCY = latency_histogram("storage", "snapshot", "Time to write an index snapshot")
 #: Index optimization (vecraft.shared.index.optimizer): rebuilds of a collection's graph without tombstones.
 INDEX_REBUILDS = counter("storage", "index_rebuilds", "Index rebuilds done (graph rebuilt without its "
