@@ -36,6 +36,7 @@ from vecraft import __version__
 from vecraft.local.placement_report import add_replica_lag, placement_report, report_text
 from vecraft.local.supervisor import ChildState, ClusterLock, Supervisor, read_status
 from vecraft.local.topology import (
+    ADMIN_KEY_FILE,
     CLUSTER_SIZE,
     ClusterParams,
     ClusterPlan,
@@ -123,6 +124,12 @@ class UpSettings(BaseSettings):
         "URL) and take base backups there on request (`vecraft backup create`); docs/backup.md. "
         "Default: no snapshot service"))
 
+    auth: bool | None = Field(None, description=(
+        "require API keys on every gateway request (docs/security.md); the first admin key is written "
+        "once to DATA/admin.key. Default off (open on loopback)"))
+    insecure: bool | None = Field(None, description=(
+        "let the gateway listen on a non-loopback --host without --auth (refused otherwise)"))
+
     def plan_request(self) -> dict[str, Any]:
         """The cluster parameters as given (None = use the stored plan or the default)."""
         return {"host": self.host, "http_port": self.http_port, "grpc_port": self.grpc_port,
@@ -130,7 +137,8 @@ class UpSettings(BaseSettings):
                 "query_nodes": self.query_nodes, "replicas": self.replicas,
                 "query_replicas": self.query_replicas,
                 "data_partitions": self.data_partitions, "apply_delay_ms": self.apply_delay_ms,
-                "cluster": self.cluster, "backup_target": _absolute_target(self.backup_target)}
+                "cluster": self.cluster, "backup_target": _absolute_target(self.backup_target),
+                "auth": self.auth, "insecure": self.insecure}
 
 
 def _absolute_target(target: str | None) -> str | None:
@@ -158,6 +166,14 @@ def _banner(sup: Supervisor) -> str:
                   f"  gRPC      {gateway.spec.grpc_address}"]
     else:
         lines.append("  The gateway is not installed in this build: no client endpoint is served.")
+    if p.auth:
+        key_file = plan.data_dir / ADMIN_KEY_FILE
+        lines.append(f"  auth      API keys required; first admin key in {key_file} (docs/security.md)")
+    else:
+        lines.append("  auth      off: anyone who reaches the gateway may read and write (--auth to require "
+                     "API keys)")
+    if p.backup_target:
+        lines.append(f"  backups   {p.backup_target} (vecraft backup create; docs/backup.md)")
     lines += [f"  data      {plan.data_dir}",
               f"  logs      {plan.logs_dir}",
               f"  status    vecraft status --data-dir {plan.data_dir}"]

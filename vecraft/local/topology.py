@@ -54,6 +54,8 @@ from vecraft.local.ports import LOOPBACK, PortPair, allocate_ports
 from vecraft.shared.common.errors import Conflict
 
 CLUSTER_FILE = "cluster.json"
+#: Where `vecraft up --auth` has the gateway write the first admin key (mode 0600, written once).
+ADMIN_KEY_FILE = "admin.key"
 PLAN_VERSION = 1
 LOGS_DIR = "logs"
 
@@ -104,6 +106,10 @@ class ClusterParams:
     cluster: bool = False
     #: Where the snapshot service archives the journal and keeps base backups ("" = no service).
     backup_target: str = ""
+    #: The gateway requires API keys; the first admin key is written to DATA/admin.key.
+    auth: bool = False
+    #: Let the gateway listen on a non-loopback --host without --auth.
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         check_ranges(dataclasses.asdict(self))
@@ -451,6 +457,10 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
             own_dir = data_dir / "gateway"
             # Routes come from the meta manager's registry, not from flags.
             extra = ["--journal-address", journal, "--meta-address", meta, *partitions]
+            if params.auth:
+                extra += ["--auth", "--bootstrap-admin-key-file", str(data_dir / ADMIN_KEY_FILE)]
+            if params.insecure:
+                extra += ["--insecure"]
         host = params.host if role == "gateway" else LOOPBACK
         pair = port_of[name]
         args = ("--grpc-port", str(pair.grpc), "--http-port", str(pair.http), "--host", host,

@@ -57,6 +57,11 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert _flag(snapshot.args, "--journal-address") == [journal]
     assert _flag(snapshot.args, "--meta-address") == [meta.grpc_address]
     assert _flag(plan.get("storage-0").args, "--backup-target") == ["/backups"]
+    gateway = plan.get("gateway")
+    assert "--auth" not in gateway.args and "--insecure" not in gateway.args
+    secured = topology.plan_cluster(tmp_path, dataclasses.replace(params, auth=True), _fake_ports(params))
+    assert _flag(secured.get("gateway").args, "--bootstrap-admin-key-file") == [str(tmp_path / "admin.key")]
+    assert "--auth" in secured.get("gateway").args
     # No target, no snapshot service.
     plain = dataclasses.replace(params, backup_target="")
     assert "snapshot" not in [p.name for p in topology.process_names(plain)]
