@@ -184,7 +184,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int], name: str) -> Callabl
 
 
 def add_commands(sub: Any, formatter: type[argparse.HelpFormatter], wrap: Callable[[str], str]) -> None:
-    target_help = "backup target: a directory (default $VECRAFT_BACKUP_TARGET)"
+    target_help = "backup target: a directory or s3://BUCKET[/PREFIX] (default $VECRAFT_BACKUP_TARGET)"
     env_target = os.environ.get("VECRAFT_BACKUP_TARGET")
 
     def add_target(p: argparse.ArgumentParser) -> None:
