@@ -31,7 +31,6 @@ from vecraft.local.topology import ClusterParams, prepare_plan
 from vecraft.services.journal_service.wal.records import encode
 from vecraft.services.journal_service.wal.segments import Segment, create_segment, fsync_dir
 from vecraft.services.snapshot_service.archive import (
-    CorruptBackup,
     PartitionArchive,
     iter_entries,
     load_archive,
@@ -39,8 +38,8 @@ from vecraft.services.snapshot_service.archive import (
     read_chunk,
 )
 from vecraft.services.snapshot_service.backups import BaseBackup, get_backup, list_backups
-from vecraft.services.snapshot_service.layout import blob_key
-from vecraft.services.snapshot_service.target import BackupTarget, sha256
+from vecraft.services.snapshot_service.shards import download_copy
+from vecraft.services.snapshot_service.target import BackupTarget
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.hlc import LOGICAL_BITS, MAX_LOGICAL
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
@@ -289,18 +288,7 @@ def _place_shards(target: BackupTarget, copies: dict[int, dict[str, Any]], stagi
     """Each chosen shard copy into a storage node's directory, spread over the default node count."""
     nodes = ClusterParams.storage_nodes
     for shard, copy in sorted(copies.items()):
-        directory = staging / "storage" / f"node-{shard % nodes}" / f"shard-{shard}"
-        for f in copy["files"]:
-            key = blob_key(str(f["sha256"]))
-            data = target.get(key)
-            if sha256(data) != f["sha256"]:
-                raise CorruptBackup(f"{key} (shard {shard}: {f['path']}): checksum mismatch")
-            path = directory / str(f["path"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
+        download_copy(target, shard, copy, staging / "storage" / f"node-{shard % nodes}" / f"shard-{shard}")
         report.shards[shard] = {p: offset for p, (offset, _) in copy["applied"].items()}
 
 

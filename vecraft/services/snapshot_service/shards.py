@@ -10,13 +10,18 @@ replaying the journal, as it does for every shard of a journal-only backup.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import grpc
 
 from vecraft.services.meta_manager.client import MetaClient
-from vecraft.services.snapshot_service.archive import Progress
+from vecraft.services.snapshot_service.archive import CorruptBackup, Progress
+from vecraft.services.snapshot_service.layout import blob_key
+from vecraft.services.snapshot_service.target import BackupTarget, sha256
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.rpc.v1 import meta_pb2, storage_pb2, storage_pb2_grpc
 
@@ -86,3 +91,22 @@ async def backup_shards(meta: MetaClient, target: str, known_blobs: set[str],
             log.warning("no replica of shard %d could be backed up; a restore replays it from the journal",
                         shard, extra={"shard": shard})
     return copies, len(placement.shards)
+
+
+def download_copy(target: BackupTarget, shard: int, copy: dict[str, Any], directory: Path) -> int:
+    """Write a shard copy's files (each checked against its SHA-256, fsynced) into ``directory``;
+    returns the bytes written. Raises CorruptBackup naming a damaged file."""
+    size = 0
+    for f in copy["files"]:
+        key = blob_key(str(f["sha256"]))
+        data = target.get(key)
+        if sha256(data) != f["sha256"]:
+            raise CorruptBackup(f"{key} (shard {shard}: {f['path']}): checksum mismatch")
+        path = directory / str(f["path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        size += len(data)
+    return size

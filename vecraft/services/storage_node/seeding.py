@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vecraft.services.snapshot_service.backups import list_backups
-from vecraft.services.snapshot_service.layout import blob_key
-from vecraft.services.snapshot_service.target import open_target, sha256
+from vecraft.services.snapshot_service.shards import download_copy
+from vecraft.services.snapshot_service.target import open_target
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,7 @@ def seed_from_backup(target_location: str, shard: int, directory: Path) -> Seede
             return None
         backup, copy = copies[0]
         shutil.rmtree(staging, ignore_errors=True)
-        size = 0
-        for f in copy["files"]:
-            data = target.get(blob_key(str(f["sha256"])))
-            if sha256(data) != f["sha256"]:
-                raise ValueError(f"{blob_key(str(f['sha256']))} ({f['path']}): checksum mismatch")
-            path = staging / str(f["path"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            size += len(data)
+        size = download_copy(target, shard, copy, staging)
         if directory.exists():
             directory.rmdir()
         os.replace(staging, directory)
