@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vecraft.shared.common.errors import InvalidRequest
+from vecraft.shared.index.snapshot_dir import fsync_path
 
 
 class MissingFile(Exception):
@@ -36,14 +37,6 @@ class BackupTarget(Protocol):
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DirectoryTarget:
@@ -70,7 +63,7 @@ class DirectoryTarget:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
 
     def get(self, key: str) -> bytes:
         try:
