@@ -3,9 +3,10 @@
 The operations are written once, in :class:`_Operations`: each method builds a
 :class:`~vecraft_client._calls.Call` and hands it to ``self._run``. The sync
 client's ``_run`` executes it and returns the result; the async client's
-returns a coroutine, so the same methods are awaited there. Sessions wrap a
-client: they add their token to every request and merge the token of every
-write they make.
+returns a coroutine, so the same methods are awaited there. A client merges
+the token of every write it makes and sends it with its requests; a read
+without a level then reads the client's own writes (``_read_level``).
+Sessions wrap a client and do the same with a token of their own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.limits import MAX_BATCH_ROWS
-from vecraft_client import _batching, _calls, _listing, _session_token
+from vecraft_client import _batching, _calls, _listing, _read_level, _session_token
 from vecraft_client._batching import Progress
 from vecraft_client._calls import Call
 from vecraft_client._models import DeleteResult, RecordPage, VectorRecord, WriteResult
@@ -36,8 +37,34 @@ Batches = Iterator[tuple[Call[Any], int]]
 W = TypeVar("W", bound=WriteResult)
 
 
+class _SessionState:
+    """Journal positions a session has written (merged token), thread-safe."""
+
+    def __init__(self, token: str = "") -> None:
+        self._token = token
+        self._lock = threading.Lock()
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    def record(self, result: WriteResult) -> None:
+        with self._lock:
+            self._token = _session_token.merge(self._token, result.session_token)
+
+    def offsets(self) -> dict[str, int]:
+        return _session_token.decode(self._token)
+
+
 class _Operations:
-    """Every public operation; subclasses decide how a Call is run."""
+    """Every public operation; subclasses decide how a Call is run.
+
+    ``_state`` holds the merged token of the writes made through this object (a
+    client's own writes, or a session's): reads without a level read them
+    (:mod:`vecraft_client._read_level`).
+    """
+
+    _state: _SessionState
 
     def _run(self, call: Call[Any]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -48,12 +75,17 @@ class _Operations:
         raise NotImplementedError
 
     def _token(self) -> str | None:
-        """The session token to send (sessions only)."""
-        return None
+        """The merged token of the writes made so far (None before the first)."""
+        return self._state.token or None
 
     def _written(self, call: Call[W]) -> Call[W]:
-        """Hook for sessions to record a write's position."""
+        """Record the write's position in the token when its answer arrives."""
+        call.on_result.append(self._state.record)
         return call
+
+    def _read(self, level: Level, max_staleness_ms: int | None = None) -> tuple[ConsistencyLevel, str | None]:
+        """The level and token a read sends: read-your-writes over our writes unless told otherwise."""
+        return _read_level.resolve(level, self._token(), max_staleness_ms)
 
     # ---- search --------------------------------------------------------------
     def vector_search(self, vector: Any, k: int = 10, consistency_level: Level = None,
@@ -65,7 +97,9 @@ class _Operations:
 
         Args:
             vector: query vector (list of floats or a 1-d numpy array).
-            consistency_level: ``ConsistencyLevel`` or its name; None = the server default (eventual).
+            consistency_level: ``ConsistencyLevel`` or its name; None = ``read_your_writes`` over this
+                client's (or session's) own writes once it has written, ``eventual`` before
+                (``bounded`` when only ``max_staleness_ms`` is given).
             max_staleness_ms: bound for BOUNDED_STALENESS.
             filters: metadata filter (``{"category": "documents"}``, ``$in``, ``$gte``, ``$and`` ...).
             collection: collection name; None = "default".
@@ -74,8 +108,9 @@ class _Operations:
         Returns:
             SearchResponse with ``.results`` and ``.consistency_info``.
         """
-        return self._run(_calls.search(vector, k, consistency_level, max_staleness_ms, filters, collection,
-                                       min_required_offset, self._token(), ef_search, timeout_ms,
+        level, token = self._read(consistency_level, max_staleness_ms)
+        return self._run(_calls.search(vector, k, level, max_staleness_ms, filters, collection,
+                                       min_required_offset, token, ef_search, timeout_ms,
                                        include_documents=include_documents))
 
     # ---- writes --------------------------------------------------------------
@@ -190,8 +225,11 @@ class _Operations:
 
     def get_vector(self, id: str, collection: str | None = None, consistency_level: Level = None,
                    include_vector: bool = True) -> Any:
-        """The record ``id`` (VectorRecord); raises NotFound if it does not exist."""
-        return self._run(_calls.get(id, collection, consistency_level, include_vector, self._token()))
+        """The record ``id`` (VectorRecord); raises NotFound if it does not exist.
+
+        ``consistency_level`` None: read-your-writes over this client's own writes, as searches."""
+        level, token = self._read(consistency_level)
+        return self._run(_calls.get(id, collection, level, include_vector, token))
 
     # ---- listing -------------------------------------------------------------
     def list_records(self, collection: str | None = None, *, after: str | None = None,
@@ -205,24 +243,26 @@ class _Operations:
             after: the previous page's ``next_cursor`` (None = from the first record).
             limit: records per page, 1..1000.
             filters: metadata filter, the grammar of searches.
-            consistency_level: eventual (default), read_your_writes (sessions) or strong.
+            consistency_level: eventual, read_your_writes or strong; None = read_your_writes over
+                this client's own writes once it has written, eventual before.
             min_required_offset: read at least this offset of the collection's journal partition.
         Returns:
             RecordPage(.records, .next_cursor (None at the end), .index_version, .partition).
         """
+        level, token = self._read(consistency_level)
         return self._run(_listing.list_records(
             collection, after=after, limit=limit, include_vectors=include_vectors,
             include_metadata=include_metadata, include_documents=include_documents, filters=filters,
-            consistency_level=consistency_level, min_required_offset=min_required_offset,
-            session_token=self._token()))
+            consistency_level=level, min_required_offset=min_required_offset, session_token=token))
 
     def _pager(self, collection: str | None, *, page_size: int, after: str | None, include_vectors: bool,
                include_metadata: bool, include_documents: bool, filters: Mapping[str, Any] | None,
                consistency_level: Level, min_required_offset: int | None) -> _listing.Pager:
+        level, token = self._read(consistency_level)
         return _listing.Pager(collection, page_size=page_size, after=after, include_vectors=include_vectors,
                               include_metadata=include_metadata, include_documents=include_documents,
-                              filters=filters, consistency_level=consistency_level,
-                              min_required_offset=min_required_offset, session_token=self._token())
+                              filters=filters, consistency_level=level,
+                              min_required_offset=min_required_offset, session_token=token)
 
     # ---- collections ---------------------------------------------------------
     def create_collection(self, name: str, dim: int, metric: str = "cosine", shards: int | None = None,
@@ -320,25 +360,6 @@ class _AsyncListing(_Operations):
     iter_records.__doc__ = _ITER_DOC
 
 
-class _SessionState:
-    """Journal positions a session has written (merged token), thread-safe."""
-
-    def __init__(self, token: str = "") -> None:
-        self._token = token
-        self._lock = threading.Lock()
-
-    @property
-    def token(self) -> str:
-        return self._token
-
-    def record(self, result: WriteResult) -> None:
-        with self._lock:
-            self._token = _session_token.merge(self._token, result.session_token)
-
-    def offsets(self) -> dict[str, int]:
-        return _session_token.decode(self._token)
-
-
 class _SessionOperations(_Operations):
     def __init__(self, client: _Operations, token: str = "") -> None:
         self._client = client
@@ -353,13 +374,6 @@ class _SessionOperations(_Operations):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(client={self._client!r}, offsets={self.offsets!r})"
-
-    def _token(self) -> str | None:
-        return self._state.token or None
-
-    def _written(self, call: Call[W]) -> Call[W]:
-        call.on_result.append(self._state.record)
-        return call
 
     def export_token(self) -> str:
         """The session as a string (e.g. for a web app's cookie); ``import_session`` restores it."""
@@ -406,6 +420,7 @@ class VecraftClient(_SyncListing):
         else:
             raise ValueError(f"transport must be 'http' or 'grpc', not {transport!r}")
         self._transport_name = transport
+        self._state = _SessionState()
 
     def _run(self, call: Call[Any]) -> Any:
         return self._transport.execute(call)
@@ -468,6 +483,7 @@ class AsyncVecraftClient(_AsyncListing):
         else:
             raise ValueError(f"transport must be 'http' or 'grpc', not {transport!r}")
         self._transport_name = transport
+        self._state = _SessionState()
 
     def _run(self, call: Call[Any]) -> Any:
         return self._transport.execute(call)

@@ -53,7 +53,7 @@ class ReadOptions:
     def get_level(self) -> ConsistencyLevel | None:
         """The level of a read by id: bounded staleness applies to searches only (eventual there)."""
         if self.consistency_level is ConsistencyLevel.BOUNDED_STALENESS:
-            return None
+            return ConsistencyLevel.EVENTUAL
         return self.consistency_level
 
 
@@ -73,8 +73,9 @@ def sessions(client: VecraftClient | None, async_client: AsyncVecraftClient | No
 def search_call(ops: Sync | Async, vector: Sequence[float], k: int, options: ReadOptions,
                 filters: Mapping[str, Any] | None, collection: str) -> _calls.Call[Any]:
     """A search whose hits carry their documents (the adapters keep the text there)."""
-    return _calls.search(list(vector), k, options.consistency_level, options.max_staleness_ms, filters,
-                         collection, None, ops._token(), None, None, include_documents=True)
+    level, token = ops._read(options.consistency_level, options.max_staleness_ms)
+    return _calls.search(list(vector), k, level, options.max_staleness_ms, filters,
+                         collection, None, token, None, None, include_documents=True)
 
 
 def search(ops: Sync, vector: Sequence[float], k: int, options: ReadOptions,
