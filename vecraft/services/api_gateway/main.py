@@ -89,12 +89,23 @@ class GatewayService(Service):
                 "auth": {"enabled": self.settings.auth, "keys_loaded": self.keys.loaded}}
 
 
+def build(argv: list[str] | None = None) -> GatewayService:
+    """The gateway of ``argv`` (flags as for ``main``), not started.
+
+    Raises:
+        ValueError: it would listen on a non-loopback address without ``--auth`` or ``--insecure``.
+    """
+    settings = load_settings(GatewaySettings, argv, section="gateway")
+    check_bind(settings.host, auth=settings.auth, insecure=settings.insecure)
+    return GatewayService(settings)
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings(GatewaySettings, argv, section="gateway")
     setup_logging("gateway", settings.log_level)
     try:
-        check_bind(settings.host, auth=settings.auth, insecure=settings.insecure)
+        service = build(argv)
     except ValueError as exc:
         log.error("%s", exc)
         sys.exit(f"vecraft gateway: {exc}")
-    run_service(GatewayService(settings))
+    run_service(service)

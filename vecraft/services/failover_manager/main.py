@@ -174,7 +174,12 @@ class FailoverManager(Service):
                 "detail": action.detail, "version": written.version})
 
 
+def build(argv: list[str] | None = None) -> FailoverManager:
+    """The service of ``argv`` (flags as for ``main``), not started."""
+    return FailoverManager(load_settings(FailoverSettings, argv, section="failover"))
+
+
 def main(argv: list[str] | None = None) -> None:
-    settings = load_settings(FailoverSettings, argv, section="failover")
-    setup_logging("failover", settings.log_level)
-    run_service(FailoverManager(settings))
+    service = build(argv)
+    setup_logging("failover", service.settings.log_level)
+    run_service(service)

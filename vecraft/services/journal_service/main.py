@@ -135,7 +135,12 @@ class JournalService(Service):
         return payload
 
 
+def build(argv: list[str] | None = None) -> JournalService:
+    """The service of ``argv`` (flags as for ``main``), not started."""
+    return JournalService(load_settings(JournalSettings, argv, section="journal"))
+
+
 def main(argv: list[str] | None = None) -> None:
-    settings = load_settings(JournalSettings, argv, section="journal")
-    setup_logging("journal", settings.log_level)
-    run_service(JournalService(settings))
+    service = build(argv)
+    setup_logging("journal", service.settings.log_level)
+    run_service(service)

@@ -117,7 +117,12 @@ class MetaManager(Service):
                 "flagged_clocks": self.hlc.flagged_nodes()}
 
 
+def build(argv: list[str] | None = None) -> MetaManager:
+    """The meta manager of ``argv`` (flags as for ``main``), not started."""
+    return MetaManager(load_settings(MetaSettings, argv, section="meta", description="Vecraft meta manager"))
+
+
 def main(argv: list[str] | None = None) -> None:
-    settings = load_settings(MetaSettings, argv, section="meta", description="Vecraft meta manager")
-    setup_logging("meta", settings.log_level)
-    run_service(MetaManager(settings))
+    service = build(argv)
+    setup_logging("meta", service.settings.log_level)
+    run_service(service)

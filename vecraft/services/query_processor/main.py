@@ -435,8 +435,13 @@ def parse_settings(argv: list[str] | None = None) -> QueryProcessorSettings:
     return settings_from_namespace(QueryProcessorSettings, parser.parse_args(argv), section="query")
 
 
+def build(argv: list[str] | None = None) -> QueryProcessor:
+    """The query processor of ``argv`` (flags as for ``main``), not started."""
+    return QueryProcessor(parse_settings(argv))
+
+
 def main(argv: list[str] | None = None) -> None:
-    settings = parse_settings(argv)
-    setup_logging("query", settings.log_level)
-    log.info("starting query processor", extra={"shards": settings.shard, "pid": os.getpid()})
-    run_service(QueryProcessor(settings))
+    service = build(argv)
+    setup_logging("query", service.cfg.log_level)
+    log.info("starting query processor", extra={"shards": service.cfg.shard, "pid": os.getpid()})
+    run_service(service)

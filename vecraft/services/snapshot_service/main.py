@@ -209,7 +209,12 @@ def _describe(backup: BaseBackup) -> dict[str, Any]:
     return asdict(backup) | {"hlc": backup.max_hlc}
 
 
+def build(argv: list[str] | None = None) -> SnapshotService:
+    """The service of ``argv`` (flags as for ``main``), not started."""
+    return SnapshotService(load_settings(SnapshotSettings, argv, section="snapshot"))
+
+
 def main(argv: list[str] | None = None) -> None:
-    settings = load_settings(SnapshotSettings, argv, section="snapshot")
-    setup_logging("snapshot", settings.log_level)
-    run_service(SnapshotService(settings))
+    service = build(argv)
+    setup_logging("snapshot", service.settings.log_level)
+    run_service(service)

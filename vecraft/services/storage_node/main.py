@@ -406,19 +406,26 @@ def parse_settings(argv: list[str] | None = None) -> StorageNodeSettings:
     return settings_from_namespace(StorageNodeSettings, parser.parse_args(argv), section="storage")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build(argv: list[str] | None = None) -> StorageNode:
+    """The storage node of ``argv`` (flags as for ``main``), not started."""
     settings = parse_settings(argv)
-    setup_logging("storage", settings.log_level)
     if settings.index_threads:
         # Measured (docs/storage-node.md): with OpenMP's default of one thread per
         # core, HNSW inserts of apply-sized batches on a busy 2-core host ran 10x
         # slower than single-threaded (threads spin against each other and the
         # other processes); applies and searches already run in parallel threads.
         faiss.omp_set_num_threads(settings.index_threads)
+    return StorageNode(settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    service = build(argv)
+    settings = service.cfg
+    setup_logging("storage", settings.log_level)
     log.info("starting storage node", extra={"shards": settings.shards, "replica": settings.replica,
                                              "meta_address": settings.meta_address, "pid": os.getpid()})
     try:
-        run_service(StorageNode(settings))
+        run_service(service)
     except LayoutError as exc:
         # The data dir does not fit the hosted shards: say so plainly (no traceback) and exit.
         log.critical("refusing to start: %s", exc)
