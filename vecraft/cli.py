@@ -129,6 +129,10 @@ class UpSettings(BaseSettings):
         "once to DATA/admin.key. Default off (open on loopback)"))
     insecure: bool | None = Field(None, description=(
         "let the gateway listen on a non-loopback --host without --auth (refused otherwise)"))
+    distributed: bool | None = Field(None, description=(
+        "run each service as its own process (as a real deployment does) instead of every service in "
+        "one process (standalone, the default: less memory, a search without an internal network hop). "
+        "--cluster is always distributed. May change between runs of one data directory. Default off"))
 
     def plan_request(self) -> dict[str, Any]:
         """The cluster parameters as given (None = use the stored plan or the default)."""
@@ -138,7 +142,7 @@ class UpSettings(BaseSettings):
                 "query_replicas": self.query_replicas,
                 "data_partitions": self.data_partitions, "apply_delay_ms": self.apply_delay_ms,
                 "cluster": self.cluster, "backup_target": _absolute_target(self.backup_target),
-                "auth": self.auth, "insecure": self.insecure}
+                "auth": self.auth, "insecure": self.insecure, "distributed": self.distributed}
 
 
 def _absolute_target(target: str | None) -> str | None:
@@ -154,16 +158,18 @@ def _banner(sup: Supervisor) -> str:
     p = plan.params
     skipped = [c.spec.name for c in sup.children.values() if c.state is ChildState.SKIPPED]
     mode = (f" Cluster mode: {CLUSTER_SIZE} etcd members, {CLUSTER_SIZE} NATS JetStream servers."
-            if p.cluster else "")
-    nodes = {role: sum(1 for s in plan.processes if s.role == role) for role in ("storage", "query")}
+            if p.cluster else " Standalone: every service in one process (--distributed for one process "
+            "per service)." if p.standalone else "")
+    nodes = {role: sum(1 for s in plan.services if s.role == role) for role in ("storage", "query")}
     lines = [(f"Vecraft is up: {p.shards} shard(s) x {p.replicas} replica(s) on {nodes['storage']} storage "
               f"node(s), {nodes['query']} query node(s), {p.data_partitions} journal data "
               f"partition(s).{mode}")]
-    gateway = sup.children.get("gateway")
+    gateway = sup.children.get(plan.process_of("gateway"))
     if gateway is not None and gateway.state is not ChildState.SKIPPED:
-        http = f"http://{gateway.spec.http_address}"
+        spec = plan.get("gateway")
+        http = f"http://{spec.http_address}"
         lines += [f"  HTTP API  {http}   (API docs: {http}/docs)",
-                  f"  gRPC      {gateway.spec.grpc_address}"]
+                  f"  gRPC      {spec.grpc_address}"]
     else:
         lines.append("  The gateway is not installed in this build: no client endpoint is served.")
     if p.auth:
@@ -302,11 +308,12 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
     async def probe_all() -> list[tuple[str, dict[str, Any]]]:
         async with httpx.AsyncClient(timeout=timeout) as client:
             return await asyncio.gather(*(_probe(client, f"{p.http_address}{p.health_path}")
-                                          for p in plan.processes))
+                                          for p in plan.services))
 
+    # One row per service; in standalone mode they share the one process's pid, state and restarts.
     rows = []
-    for spec, (health, body) in zip(plan.processes, asyncio.run(probe_all()), strict=True):
-        entry = procs.get(spec.name, {})
+    for spec, (health, body) in zip(plan.services, asyncio.run(probe_all()), strict=True):
+        entry = procs.get(plan.process_of(spec.name), {})
         state = entry.get("state")
         if health == "down" and state == ChildState.SKIPPED.value:
             health = "skipped"
@@ -318,7 +325,7 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
                      "health": health, "healthz": body, "log": str(plan.log_path(spec.name))})
     all_up = sup_running and all(r["health"] in ("up", "skipped") for r in rows) \
         and any(r["health"] == "up" for r in rows)
-    meta = next((p for p in plan.processes if p.role == "meta"), None)
+    meta = next((p for p in plan.services if p.role == "meta"), None)
     placement = placement_report(meta.grpc_address, timeout) if meta is not None and sup_running else None
     if placement is not None:
         add_replica_lag(placement, {r["name"]: r["healthz"] for r in rows if r["role"] == "storage"})
@@ -327,7 +334,8 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
             "params": {"shards": plan.params.shards, "storage_nodes": plan.params.storage_nodes,
                        "query_nodes": plan.params.query_nodes, "replicas": plan.params.replicas,
                        "query_replicas": plan.params.query_replicas,
-                       "data_partitions": plan.params.data_partitions, "cluster": plan.params.cluster},
+                       "data_partitions": plan.params.data_partitions, "cluster": plan.params.cluster,
+                       "standalone": plan.params.standalone},
             "processes": rows, "placement": placement, "all_up": all_up}
 
 

@@ -1,7 +1,8 @@
 """A whole local cluster started the way a user starts it: ``vecraft up``.
 
 ``LocalCluster`` runs ``vecraft up`` (the supervisor and every service as real
-processes) on free loopback ports in a temporary data directory, waits until
+processes; ``standalone=True``: every service in the one process of standalone
+mode, ``vecraft up``'s default) on free loopback ports in a temporary data directory, waits until
 the gateway is ready and every service is up, and gives tests the endpoints,
 ``vecraft status`` data, kill -9 of one service, and a clean stop.
 """
@@ -24,14 +25,15 @@ from vecraft.cli import cluster_status
 
 class LocalCluster:
     def __init__(self, data_dir: Path, *, shards: int = 3, replicas: int = 1, apply_delay_ms: int = 0,
-                 data_partitions: int = 1, extra_args: list[str] | None = None) -> None:
+                 data_partitions: int = 1, extra_args: list[str] | None = None,
+                 standalone: bool = False) -> None:
         self.data_dir = data_dir
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.args = ["--data-dir", str(data_dir), "--http-port", str(self.http_port),
                      "--grpc-port", str(self.grpc_port), "--shards", str(shards), "--replicas", str(replicas),
                      "--apply-delay-ms", str(apply_delay_ms), "--data-partitions", str(data_partitions),
-                     *(extra_args or [])]
+                     "--no-distributed" if standalone else "--distributed", *(extra_args or [])]
         self.log_path = data_dir.parent / f"vecraft-up-{self.http_port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -51,9 +51,14 @@ from typing import Any
 
 from vecraft.local.nats import nats_config
 from vecraft.local.ports import LOOPBACK, PortPair, allocate_ports
+from vecraft.local.standalone import ServiceEntry, write_services
 from vecraft.shared.common.errors import Conflict
 
 CLUSTER_FILE = "cluster.json"
+#: The process of standalone mode, its module, and the file listing the services it runs.
+STANDALONE_NAME = "vecraft"
+STANDALONE_MODULE = "vecraft.local.standalone"
+STANDALONE_SERVICES_FILE = "standalone-services.json"
 #: Where `vecraft up --auth` has the gateway write the first admin key (mode 0600, written once).
 ADMIN_KEY_FILE = "admin.key"
 PLAN_VERSION = 1
@@ -110,6 +115,14 @@ class ClusterParams:
     auth: bool = False
     #: Let the gateway listen on a non-loopback --host without --auth.
     insecure: bool = False
+    #: One process per service instead of every service in one process (standalone mode,
+    #: :mod:`vecraft.local.standalone`). Cluster mode is always distributed.
+    distributed: bool = False
+
+    @property
+    def standalone(self) -> bool:
+        """Every service runs in one process."""
+        return not (self.distributed or self.cluster)
 
     def __post_init__(self) -> None:
         check_ranges(dataclasses.asdict(self))
@@ -246,10 +259,29 @@ class ProcessSpec:
 
 @dataclass(frozen=True)
 class ClusterPlan:
+    """The supervised ``processes`` and the ``services`` they run.
+
+    Distributed, each service is a process (the two are the same). Standalone,
+    one process :data:`STANDALONE_NAME` runs every service (each still with its
+    ports and data directory as planned).
+    """
+
     data_dir: Path
     params: ClusterParams
     processes: tuple[ProcessSpec, ...]
     ports: Mapping[str, PortPair] = field(default_factory=dict)
+    services: tuple[ProcessSpec, ...] = ()
+
+    def process_of(self, service: str) -> str:
+        """Name of the process that runs ``service``."""
+        return STANDALONE_NAME if self.params.standalone else service
+
+    def get(self, name: str) -> ProcessSpec:
+        """The service ``name``."""
+        for spec in self.services:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
 
     @property
     def logs_dir(self) -> Path:
@@ -265,11 +297,6 @@ class ClusterPlan:
             by_group.setdefault(spec.group, []).append(spec)
         return [tuple(by_group[g]) for g in sorted(by_group)]
 
-    def get(self, name: str) -> ProcessSpec:
-        for spec in self.processes:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
 
 
 @dataclass(frozen=True)
@@ -469,7 +496,26 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
                                      grpc_port=pair.grpc, http_port=pair.http, data_dir=own_dir,
                                      group=START_ORDER.index(role), shards=planned.shards,
                                      replica=planned.replica))
-    return ClusterPlan(data_dir=data_dir, params=params, processes=tuple(processes), ports=dict(ports))
+    if params.standalone:
+        return ClusterPlan(data_dir=data_dir, params=params, ports=dict(ports), services=tuple(processes),
+                           processes=(_standalone_spec(data_dir, processes, log_level),))
+    return ClusterPlan(data_dir=data_dir, params=params, processes=tuple(processes), ports=dict(ports),
+                       services=tuple(processes))
+
+
+def _standalone_spec(data_dir: Path, services: list[ProcessSpec], log_level: str | None) -> ProcessSpec:
+    """The one process of standalone mode: it runs ``services`` as listed in a file written before each
+    start; it is ready, and answers probes, on the gateway's ports."""
+    listing = data_dir / STANDALONE_SERVICES_FILE
+    text = write_services([ServiceEntry(name=s.name, role=s.role, module=s.module, group=s.group, args=s.args)
+                           for s in services])
+    gateway = next(s for s in services if s.role == "gateway")
+    args = ["--services", str(listing)]
+    if log_level is not None:
+        args += ["--log-level", log_level]
+    return ProcessSpec(name=STANDALONE_NAME, role="standalone", module=STANDALONE_MODULE, args=tuple(args),
+                       host=gateway.host, grpc_port=gateway.grpc_port, http_port=gateway.http_port,
+                       data_dir=data_dir, group=0, files=((listing, text),))
 
 
 def resolve_params(stored: ClusterParams | None, requested: Mapping[str, Any], *,
@@ -536,7 +582,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def save_plan(plan: ClusterPlan) -> None:
-    """Write ``DATA/cluster.json``: parameters and ports (read back), processes (for people)."""
+    """Write ``DATA/cluster.json``: parameters and ports (read back), services and the process running
+    each (for people)."""
     plan.data_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(plan.data_dir / CLUSTER_FILE, {
         "version": PLAN_VERSION,
@@ -545,7 +592,8 @@ def save_plan(plan: ClusterPlan) -> None:
         "processes": [{"name": p.name, "role": p.role, "shards": list(p.shards), "replica": p.replica,
                        "module": p.module, "grpc_address": p.grpc_address,
                        "http_address": p.http_address, "data_dir": str(p.data_dir),
-                       "log": str(plan.log_path(p.name))} for p in plan.processes],
+                       "process": plan.process_of(p.name),
+                       "log": str(plan.log_path(plan.process_of(p.name)))} for p in plan.services],
     })
 
 

@@ -33,8 +33,9 @@ READY_TIMEOUT = 90.0  # two shared cores, other suites running: be generous
 def _plan(data_dir: Path, *, missing: tuple[str, ...] = ()) -> topology.ClusterPlan:
     modules = {role: FAKE_MODULE for role in topology.ROLE_MODULES}
     modules.update({role: "tests.integration.cli.no_such_service" for role in missing})
+    # The stand-in is a process of its own: the distributed layout.
     return topology.prepare_plan(data_dir, {"shards": 1, "http_port": free_port(),
-                                            "grpc_port": free_port()}, modules=modules)
+                                            "grpc_port": free_port(), "distributed": True}, modules=modules)
 
 
 async def _until(predicate, timeout: float = READY_TIMEOUT) -> None:  # type: ignore[no-untyped-def]

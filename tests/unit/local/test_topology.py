@@ -37,9 +37,10 @@ def _fake_ports(params: ClusterParams) -> dict[str, PortPair]:
 
 def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     params = ClusterParams(shards=2, storage_nodes=4, query_nodes=2, replicas=2, data_partitions=3,
-                           apply_delay_ms=50, host="0.0.0.0", backup_target="/backups")
+                           apply_delay_ms=50, host="0.0.0.0", backup_target="/backups",
+                           distributed=True)
     plan = topology.plan_cluster(tmp_path, params, _fake_ports(params), config_file=Path("/c.toml"))
-    names = [p.name for p in plan.processes]
+    names = [p.name for p in plan.services]
     assert names == ["journal", "meta", "storage-0", "storage-1", "storage-2", "storage-3",
                      "query-0", "query-1", "failover", "snapshot", "gateway"]
     assert [g[0].role for g in plan.groups()] == [r for r in topology.START_ORDER
@@ -69,7 +70,7 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert _flag(meta.args, "--default-shards") == ["2"] and _flag(meta.args, "--default-replicas") == ["2"]
 
     # Nodes 0 and 2 hold replica 0, nodes 1 and 3 replica 1; shard s on the group's node s % 2.
-    assert [(p.shards, p.replica) for p in plan.processes if p.role == "storage"] == [
+    assert [(p.shards, p.replica) for p in plan.services if p.role == "storage"] == [
         ((0,), 0), ((0,), 1), ((1,), 0), ((1,), 1)]
     s11 = plan.get("storage-3")
     assert s11.data_dir == tmp_path / "storage" / "node-3"
@@ -94,8 +95,8 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert _flag(gw.args, "--meta-address") == [meta.grpc_address]
     assert "--query-addresses" not in gw.args and "--storage-addresses" not in gw.args
     # Internal services never listen beyond loopback.
-    assert all(_flag(p.args, "--host") == ["127.0.0.1"] for p in plan.processes if p.role != "gateway")
-    assert all(_flag(p.args, "--node-id") == [p.name] for p in plan.processes)
+    assert all(_flag(p.args, "--host") == ["127.0.0.1"] for p in plan.services if p.role != "gateway")
+    assert all(_flag(p.args, "--node-id") == [p.name] for p in plan.services)
 
 
 def test_cluster_mode_adds_etcd_and_nats_and_points_meta_and_journal_at_them(tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_cluster_mode_adds_etcd_and_nats_and_points_meta_and_journal_at_them(tmp
     ports = {n: PortPair(grpc=30000 + 3 * i, http=30001 + 3 * i, peer=30002 + 3 * i)
              for i, n in enumerate(names)}
     plan = topology.plan_cluster(tmp_path, params, ports, binaries={"etcd": "/bin/etcd", "nats": "/bin/nats"})
-    assert [p.name for p in plan.processes][:9] == [
+    assert [p.name for p in plan.services][:9] == [
         "etcd-0", "etcd-1", "etcd-2", "nats-0", "nats-1", "nats-2", "journal-0", "journal-1", "meta"]
     assert [g[0].role for g in plan.groups()] == [r for r in topology.START_ORDER if r != "snapshot"]
     etcd0, nats2 = plan.get("etcd-0"), plan.get("nats-2")
@@ -130,7 +131,7 @@ def test_cluster_mode_adds_etcd_and_nats_and_points_meta_and_journal_at_them(tmp
     assert journal.data_dir == tmp_path / "journal" / "node-1"
     both = f"{plan.get('journal-0').grpc_address},{journal.grpc_address}"
     assert all(_flag(p.args, "--journal-address") == [both]
-               for p in plan.processes if p.role in ("meta", "storage", "query", "gateway"))
+               for p in plan.services if p.role in ("meta", "storage", "query", "gateway"))
 
 
 def test_cluster_mode_is_stored_and_cannot_be_switched(tmp_path: Path) -> None:
@@ -154,28 +155,28 @@ def test_ports_are_persisted_and_reused(tmp_path: Path) -> None:
     first = topology.prepare_plan(tmp_path, {"shards": 2, "http_port": free_port(), "grpc_port": free_port()})
     stored = json.loads((tmp_path / "cluster.json").read_text())
     assert stored["params"]["shards"] == 2
-    assert {p["name"] for p in stored["processes"]} == {p.name for p in first.processes}
+    assert {p["name"] for p in stored["processes"]} == {p.name for p in first.services}
 
-    ports = [port for p in first.processes for port in (p.grpc_port, p.http_port)]
+    ports = [port for p in first.services for port in (p.grpc_port, p.http_port)]
     assert len(ports) == len(set(ports))
 
     # No flags: everything comes from cluster.json.
     second = topology.prepare_plan(tmp_path, {"shards": None, "http_port": None})
     assert second.params == first.params
-    assert second.processes == first.processes
+    assert second.services == first.services
 
     # Changing what may change keeps every internal port; more nodes get new ones.
     new_http = free_port()
     third = topology.prepare_plan(tmp_path, {"replicas": 2, "storage_nodes": 4, "http_port": new_http,
                                              "apply_delay_ms": 200})
     assert third.params.shards == 2 and third.params.http_port == new_http
-    for p in first.processes:
+    for p in first.services:
         if p.role != "gateway":
             assert third.get(p.name).grpc_port == p.grpc_port
-    assert {"storage-2", "storage-3"} <= {p.name for p in third.processes}
+    assert {"storage-2", "storage-3"} <= {p.name for p in third.services}
     # Back to two nodes: the other nodes' ports stay reserved for later.
     fourth = topology.prepare_plan(tmp_path, {"replicas": 1, "storage_nodes": 2})
-    assert "storage-3" in fourth.ports and "storage-3" not in {p.name for p in fourth.processes}
+    assert "storage-3" in fourth.ports and "storage-3" not in {p.name for p in fourth.services}
 
 
 @pytest.mark.parametrize("flag", ["shards", "data_partitions"])
@@ -229,7 +230,7 @@ def test_allocated_ports_are_free_and_avoid_taken() -> None:
 def test_query_replicas_put_each_shard_on_that_many_query_nodes(tmp_path: Path) -> None:
     params = ClusterParams(shards=3, query_nodes=2, query_replicas=2)
     plan = topology.plan_cluster(tmp_path, params, _fake_ports(params))
-    queries = [p for p in plan.processes if p.role == "query"]
+    queries = [p for p in plan.services if p.role == "query"]
     assert [(p.name, p.shards) for p in queries] == [("query-0", (0, 1, 2)), ("query-1", (0, 1, 2))]
     assert len({p.data_dir for p in queries}) == 2
     assert _flag(plan.get("query-1").args, "--shard") == ["0", "1", "2"]
@@ -241,7 +242,7 @@ def test_query_nodes_change_on_restart_and_keep_ports(tmp_path: Path) -> None:
     same = topology.prepare_plan(tmp_path, {"query_nodes": None})
     assert same.params.query_nodes == 2
     fewer = topology.prepare_plan(tmp_path, {"query_nodes": 1})
-    assert [(p.name, p.shards) for p in fewer.processes if p.role == "query"] == [("query-0", (0, 1))]
+    assert [(p.name, p.shards) for p in fewer.services if p.role == "query"] == [("query-0", (0, 1))]
     again = topology.prepare_plan(tmp_path, {"query_nodes": 2})
     assert again.get("query-1").grpc_port == port
 
@@ -263,7 +264,7 @@ def test_a_stored_internal_port_taken_by_another_program_is_replaced(tmp_path: P
         second = topology.prepare_plan(tmp_path, {})
     moved = second.get("query-0")
     assert moved.grpc_port != query.grpc_port
-    others = [p.name for p in first.processes if p.name != "query-0"]
+    others = [p.name for p in first.services if p.name != "query-0"]
     assert all(second.get(n).grpc_port == first.get(n).grpc_port for n in others)
     # It listens on the new port (the gateway learns it from the registry when it registers).
     assert _flag(moved.args, "--grpc-port") == [str(moved.grpc_port)]
@@ -316,14 +317,14 @@ def test_placement_of_the_documented_shapes() -> None:
 def test_default_shape_is_two_storage_nodes_and_one_query_node(tmp_path: Path) -> None:
     params = ClusterParams()
     plan = topology.plan_cluster(tmp_path, params, _fake_ports(params))
-    assert [(p.name, p.shards, p.replica) for p in plan.processes if p.role in ("storage", "query")] == [
+    assert [(p.name, p.shards, p.replica) for p in plan.services if p.role in ("storage", "query")] == [
         ("storage-0", (0, 2), 0), ("storage-1", (1,), 0), ("query-0", (0, 1, 2), 0)]
     assert _flag(plan.get("storage-0").args, "--shards") == ["0,2"]
     assert _flag(plan.get("query-0").args, "--shard") == ["0", "1", "2"]
     assert _flag(plan.get("query-0").args, "--storage-addresses") == [
         plan.get("storage-0").grpc_address, plan.get("storage-1").grpc_address]
     # journal, meta, 2 storage nodes, 1 query node, fail-over manager, gateway.
-    assert len(plan.processes) == 7
+    assert len(plan.services) == 7
 
 
 def test_replicas_above_the_node_count_are_refused_naming_the_flags(tmp_path: Path) -> None:
@@ -351,7 +352,7 @@ def test_a_plan_of_the_layout_before_nodes_still_loads(tmp_path: Path) -> None:
     plan = topology.prepare_plan(tmp_path, NOTHING)
     # Enough nodes for the stored replica counts; the old names' ports are gone.
     assert (plan.params.storage_nodes, plan.params.query_nodes) == (3, 2)
-    assert [p.name for p in plan.processes if p.role == "storage"] == ["storage-0", "storage-1", "storage-2"]
+    assert [p.name for p in plan.services if p.role == "storage"] == ["storage-0", "storage-1", "storage-2"]
     assert not any(topology.LEGACY_NAME.fullmatch(n) for n in plan.ports)
     assert plan.ports["journal"] == PortPair(grpc=31000, http=31001)
     assert plan.get("storage-1").data_dir == tmp_path / "storage" / "node-1"
@@ -359,3 +360,35 @@ def test_a_plan_of_the_layout_before_nodes_still_loads(tmp_path: Path) -> None:
     assert stored["params"]["storage_nodes"] == 3
     assert {"name": "storage-1", "shards": [0, 1, 2], "replica": 1}.items() <= next(
         p for p in stored["processes"] if p["name"] == "storage-1").items()
+
+
+def test_standalone_is_the_default_one_process_running_every_planned_service(tmp_path: Path) -> None:
+    params = ClusterParams(shards=2, http_port=8100, grpc_port=8101)
+    assert params.standalone
+    plan = topology.plan_cluster(tmp_path, params, _fake_ports(params), log_level="debug")
+    distributed = topology.plan_cluster(tmp_path, dataclasses.replace(params, distributed=True),
+                                        _fake_ports(params), log_level="debug")
+    # The same services with the same flags, ports and data directories: a data directory can
+    # switch between the two layouts.
+    assert plan.services == distributed.services
+    assert [p.name for p in distributed.processes] == [s.name for s in distributed.services]
+    (process,) = plan.processes
+    assert process.name == topology.STANDALONE_NAME and process.module == topology.STANDALONE_MODULE
+    # Ready and probed where the gateway answers.
+    gateway = plan.get("gateway")
+    assert (process.http_port, process.grpc_port, process.host) == (8100, 8101, gateway.host)
+    ((listing, text),) = process.files
+    assert _flag(process.args, "--services") == [str(listing)]
+    assert _flag(process.args, "--log-level") == ["debug"]
+    entries = json.loads(text)
+    assert [(e["name"], e["module"], e["group"], tuple(e["args"])) for e in entries] == \
+        [(s.name, s.module, s.group, s.args) for s in plan.services]
+    assert {plan.process_of(s.name) for s in plan.services} == {topology.STANDALONE_NAME}
+    assert {distributed.process_of(s.name) for s in plan.services} == {s.name for s in plan.services}
+
+
+def test_cluster_mode_is_always_distributed(tmp_path: Path) -> None:
+    params = ClusterParams(cluster=True)
+    assert not params.standalone
+    plan = topology.plan_cluster(tmp_path, params, _fake_ports(params), binaries={"etcd": "e", "nats": "n"})
+    assert plan.processes == plan.services

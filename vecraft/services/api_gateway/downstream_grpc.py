@@ -26,6 +26,7 @@ from vecraft.services.api_gateway.query_routing import Node, Route, RoutingTable
 from vecraft.services.api_gateway.registry import NodeRegistry
 from vecraft.services.api_gateway.shard_calls import ShardCalls, shard_list
 from vecraft.services.journal_service.client import JournalClient
+from vecraft.shared.common import in_process
 from vecraft.shared.common.errors import DeadlineExceeded, NotFound, Unavailable
 from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
 from vecraft.shared.common.service import GRPC_OPTIONS
@@ -264,6 +265,10 @@ class GrpcDownstream(Downstream):
     async def _query_call(self, route: Route, request: query_pb2.QuerySearchRequest,
                           timeout_s: float) -> query_pb2.QuerySearchResponse:
         node = route.node
+        local = in_process.local_search(node.address)
+        if local is not None:
+            # Standalone mode: the node runs in this process; the same call without gRPC.
+            return await local.search_in_process(request, timeout_s)
         what = f"query node {node.node_id} at {node.address} ({shard_list(route.shards)})"
         return await self._call(what, self._query_stub(node.address).Search(request, timeout=timeout_s))
 

@@ -56,7 +56,7 @@ from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import data_partition
 from vecraft.shared.replica import PartitionHalted, StalenessSnapshot
 from vecraft.shared.replica.follower import HeadWatch, PartitionFollower
-from vecraft.shared.rpc.v1 import meta_pb2, query_pb2_grpc
+from vecraft.shared.rpc.v1 import meta_pb2, query_pb2, query_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,14 @@ class QueryProcessor(Service):
     @property
     def is_ready(self) -> bool:
         return self.state is ServiceState.READY
+
+    async def search_in_process(self, request: query_pb2.QuerySearchRequest,
+                                timeout_s: float | None) -> query_pb2.QuerySearchResponse:
+        """``QueryProcessorService.Search``: over gRPC, and directly from a gateway in this process
+        (standalone mode, :mod:`vecraft.shared.common.in_process`). ``timeout_s``: the caller's deadline."""
+        if self.searcher is None:
+            raise Unavailable("query processor is starting", retry_after_ms=200)
+        return await self.searcher.search(request, timeout_s)
 
     @property
     def shards(self) -> list[int]:

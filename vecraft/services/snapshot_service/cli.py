@@ -42,8 +42,8 @@ def _source(ns: argparse.Namespace) -> tuple[str, str | None, int | None]:
     if plan is None:
         raise InvalidRequest(f"no cluster in {Path(ns.data_dir).resolve()}: give --data-dir of a running "
                              f"`vecraft up`, or --journal HOST:PORT")
-    journal = ",".join(p.grpc_address for p in plan.processes if p.role == "journal")
-    meta = next(p.grpc_address for p in plan.processes if p.role == "meta")
+    journal = ",".join(p.grpc_address for p in plan.services if p.role == "journal")
+    meta = next(p.grpc_address for p in plan.services if p.role == "meta")
     return journal, ns.meta or meta, plan.params.shards
 
 
@@ -53,7 +53,7 @@ def _service(ns: argparse.Namespace) -> tuple[str, str] | None:
     if ns.journal:
         return None
     plan = load_plan(Path(ns.data_dir))
-    spec = next((p for p in plan.processes if p.role == "snapshot"), None) if plan else None
+    spec = next((p for p in plan.services if p.role == "snapshot"), None) if plan else None
     if plan is None or spec is None or ns.journal_only:
         return None
     if ns.target and ns.target != plan.params.backup_target:

@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
-from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.rpc.v1 import query_pb2, query_pb2_grpc, storage_pb2
 
 if TYPE_CHECKING:
@@ -20,15 +18,9 @@ class QueryProcessorServicer(query_pb2_grpc.QueryProcessorServiceServicer):
     def __init__(self, service: QueryProcessor) -> None:
         self.service = service
 
-    def _searcher(self) -> VectorSearcher:
-        searcher = self.service.searcher
-        if searcher is None:
-            raise Unavailable("query processor is starting", retry_after_ms=200)
-        return searcher
-
     async def Search(self, request: query_pb2.QuerySearchRequest,
                      context: grpc.aio.ServicerContext) -> query_pb2.QuerySearchResponse:
-        return await self._searcher().search(request, context.time_remaining())
+        return await self.service.search_in_process(request, context.time_remaining())
 
     async def Status(self, request: storage_pb2.NodeStatusRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:
