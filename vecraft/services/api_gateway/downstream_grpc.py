@@ -29,6 +29,7 @@ from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common import in_process
 from vecraft.shared.common.errors import DeadlineExceeded, NotFound, Unavailable
 from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
+from vecraft.shared.common.metrics import counter
 from vecraft.shared.common.service import GRPC_OPTIONS
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.rpc.v1 import (
@@ -56,6 +57,9 @@ META_LOOKUP_TIMEOUT_S = 3.0
 _CHANNEL_OPTIONS = [*GRPC_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 100),
                     ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
 
+
+_QUERY_CALLS = counter("gateway", "query_calls", "QuerySearch calls to query nodes by transport: in_process "
+                       "(the node runs in the gateway's process, standalone mode) or grpc", ["transport"])
 
 #: Seconds in-flight calls on a channel get to finish once its node left the routing table.
 _CHANNEL_CLOSE_GRACE_S = 10.0
@@ -268,7 +272,9 @@ class GrpcDownstream(Downstream):
         local = in_process.local_search(node.address)
         if local is not None:
             # Standalone mode: the node runs in this process; the same call without gRPC.
+            _QUERY_CALLS.labels("in_process").inc()
             return await local.search_in_process(request, timeout_s)
+        _QUERY_CALLS.labels("grpc").inc()
         what = f"query node {node.node_id} at {node.address} ({shard_list(route.shards)})"
         return await self._call(what, self._query_stub(node.address).Search(request, timeout=timeout_s))
 
