@@ -32,6 +32,8 @@ class Engine(ABC):
     """One vector store under test. ``setup`` before anything, ``close`` always."""
 
     name: str
+    #: Read consistency levels the engine offers beyond its default (timed separately).
+    levels: tuple[str, ...] = ()
 
     @abstractmethod
     def setup(self, dim: int, *, m: int, ef_construction: int, ef_search: int) -> None:
@@ -43,8 +45,10 @@ class Engine(ABC):
         """Write every row; returns when every batch is acknowledged."""
 
     @abstractmethod
-    def search(self, vector: np.ndarray, k: int, category: int | None = None) -> list[str]:
-        """Ids of the ``k`` nearest rows (only rows of ``category`` when given)."""
+    def search(self, vector: np.ndarray, k: int, category: int | None = None,
+               level: str | None = None) -> list[str]:
+        """Ids of the ``k`` nearest rows (only rows of ``category`` when given), at ``level`` (one of
+        :attr:`levels`; None = the engine's default)."""
 
     @abstractmethod
     def close(self) -> None:
@@ -60,15 +64,18 @@ class Engine(ABC):
 
 
 class VecraftEngine(Engine):
-    """A local Vecraft cluster (``vecraft up``) through its HTTP API; reads are eventual."""
+    """A local Vecraft cluster (``vecraft up``) through its HTTP API; reads are eventual unless a level
+    is asked. ``distributed``: one process per service instead of standalone mode (the default)."""
 
-    name = "vecraft"
     collection = "bench_peers"
+    levels = ("strong",)
 
-    def __init__(self, shards: int = 3) -> None:
+    def __init__(self, shards: int = 3, *, distributed: bool = False) -> None:
+        self.name = "vecraft-distributed" if distributed else "vecraft"
         self._work = Path(tempfile.mkdtemp(prefix="vecraft-bench-peers-"))
         self._spec = ClusterSpec(data_dir=self._work / "cluster", shards=shards, apply_delay_ms=0,
-                                 http_port=free_port(), grpc_port=free_port())
+                                 http_port=free_port(), grpc_port=free_port(),
+                                 extra_args=("--distributed",) if distributed else ("--no-distributed",))
         self._cluster = LocalCluster(self._spec)
         self._http: httpx.Client | None = None
         self.throttled = 0
@@ -95,9 +102,10 @@ class VecraftEngine(Engine):
 
         asyncio.run(load())
 
-    def search(self, vector: np.ndarray, k: int, category: int | None = None) -> list[str]:
+    def search(self, vector: np.ndarray, k: int, category: int | None = None,
+               level: str | None = None) -> list[str]:
         assert self._http is not None, "setup() first"
-        body = search_body(self.collection, vector, k=k, level="eventual",
+        body = search_body(self.collection, vector, k=k, level=level or "eventual",
                            filters={"category": category} if category is not None else None)
         resp = self._http.post("/v1/vectors/search", content=orjson.dumps(body),
                                headers={"content-type": "application/json"})
@@ -142,7 +150,8 @@ class ChromaEngine(Engine):
             self._col.add(ids=ids[lo:lo + step], embeddings=vectors[lo:lo + step],
                           metadatas=metadatas[lo:lo + step])
 
-    def search(self, vector: np.ndarray, k: int, category: int | None = None) -> list[str]:
+    def search(self, vector: np.ndarray, k: int, category: int | None = None,
+               level: str | None = None) -> list[str]:
         where = {"category": category} if category is not None else None
         res = self._col.query(query_embeddings=vector[None, :], n_results=k, where=where, include=[])
         return list(res["ids"][0])
@@ -188,7 +197,8 @@ class MilvusLiteEngine(Engine):
         # the HNSW index; without it every search scans the unindexed memtable.
         self._client.flush("bench_peers")
 
-    def search(self, vector: np.ndarray, k: int, category: int | None = None) -> list[str]:
+    def search(self, vector: np.ndarray, k: int, category: int | None = None,
+               level: str | None = None) -> list[str]:
         res = self._client.search("bench_peers", data=[vector.tolist()], limit=k,
                                   filter=f"category == {category}" if category is not None else "",
                                   search_params={"params": {"ef": max(self._ef, k)}})
@@ -200,13 +210,13 @@ class MilvusLiteEngine(Engine):
         shutil.rmtree(self._work, ignore_errors=True)
 
 
-ENGINE_NAMES = ("vecraft", "chroma", "milvus-lite")
+ENGINE_NAMES = ("vecraft", "vecraft-distributed", "chroma", "milvus-lite")
 
 
 def make_engine(name: str, *, vecraft_shards: int) -> Engine:
     """The engine called ``name`` (one of :data:`ENGINE_NAMES`)."""
-    if name == "vecraft":
-        return VecraftEngine(vecraft_shards)
+    if name in ("vecraft", "vecraft-distributed"):
+        return VecraftEngine(vecraft_shards, distributed=name == "vecraft-distributed")
     if name == "chroma":
         return ChromaEngine()
     if name == "milvus-lite":

@@ -361,7 +361,9 @@ async def run_chaos(cfg: ChaosConfig, work: Path) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     spec = ClusterSpec(data_dir=work / "cluster", shards=cfg.shards, apply_delay_ms=0, http_port=free_port(),
                        grpc_port=free_port(), extra_args=(
-                           "--storage-nodes", str(cfg.storage_nodes), "--replicas", str(cfg.replicas),
+                           # Faults hit one service process at a time: one process per service.
+                           "--distributed", "--storage-nodes", str(cfg.storage_nodes),
+                           "--replicas", str(cfg.replicas),
                            "--query-nodes", str(cfg.query_nodes), "--query-replicas", str(cfg.query_replicas),
                            *(("--cluster",) if cfg.cluster else ()), *cfg.extra_up_args))
     async with LocalCluster(spec) as cluster, httpx.AsyncClient(base_url=spec.base_url) as http:

@@ -12,12 +12,14 @@ cannot be imported or fails is reported as such and the others still run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import traceback
 from typing import Any
 
 import numpy as np
+import psutil
 
 from vecraft.bench._cluster import stop_leftovers, stop_on_sigterm
 from vecraft.bench._datasets import (
@@ -42,6 +44,7 @@ def measure(engine: Engine, data: Dataset, truth: np.ndarray, truth_filtered: np
             args: argparse.Namespace) -> dict[str, Any]:
     """Ingest, then time every query unfiltered and filtered. The engine is closed afterwards."""
     ids, metas = data.ids(), data.metadatas()
+    baseline = _tree_rss()
     try:
         engine.setup(data.dim, m=args.m, ef_construction=args.ef_construction, ef_search=args.ef)
         t0 = time.perf_counter()
@@ -62,25 +65,49 @@ def measure(engine: Engine, data: Dataset, truth: np.ndarray, truth_filtered: np
                 lat.append((time.perf_counter() - s) * 1000.0)
             out[label] = summarize(lat).to_dict()
             out[f"{label}_recall"] = recall_at_k(found, gt)
+        for level in engine.levels:
+            lat = []
+            for q in data.queries:
+                s = time.perf_counter()
+                engine.search(q, K, level=level)
+                lat.append((time.perf_counter() - s) * 1000.0)
+            out[f"search_{level}"] = summarize(lat).to_dict()
+        out["memory_mib"] = (_tree_rss() - baseline) / 2**20
         return out
     finally:
         engine.close()
 
 
+def _tree_rss() -> int:
+    """Resident bytes of this process and every process it started (a local cluster is one of them)."""
+    me = psutil.Process()
+    total = 0
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
+def _is_peer(name: str) -> bool:
+    return not name.startswith("vecraft")
+
+
 def _where_we_lose(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Vecraft's default (standalone) layout against each peer."""
     ours = results.get("vecraft", {})
     lines = []
     if "error" in ours or not ours:
         return ["- Vecraft did not complete; no comparison."]
     for peer, theirs in results.items():
-        if peer == "vecraft" or "error" in theirs:
+        if not _is_peer(peer) or "error" in theirs:
             continue
         checks = [("ingest until searchable", ours["ingest_vectors_per_s"], theirs["ingest_vectors_per_s"],
                    "vectors/s", True),
                   ("search P95", ours["search"]["p95"], theirs["search"]["p95"], "ms", False),
                   ("filtered search P95", ours["filtered"]["p95"], theirs["filtered"]["p95"], "ms", False),
                   ("recall@10", ours["search_recall"], theirs["search_recall"], "", True),
-                  ("filtered recall@10", ours["filtered_recall"], theirs["filtered_recall"], "", True)]
+                  ("filtered recall@10", ours["filtered_recall"], theirs["filtered_recall"], "", True),
+                  ("memory", ours["memory_mib"], theirs["memory_mib"], "MiB", False)]
         for what, a, b, unit, higher_better in checks:
             worse = a < b if higher_better else a > b
             if worse and abs(a - b) > 1e-3 * max(abs(b), 1e-9):
@@ -95,22 +122,30 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for name, r in res.items():
         if "error" in r:
-            rows.append([name, f"failed: {r['error']}", *["-"] * 7])
+            rows.append([name, f"failed: {r['error']}", *["-"] * 9])
             continue
+        strong = r.get("search_strong")
         rows.append([name, fmt(r["ingest_vectors_per_s"], 0), fmt(r["search"]["p50"], 2),
-                     fmt(r["search"]["p95"], 2), fmt(r["search_recall"], 3), fmt(r["filtered"]["p50"], 2),
-                     fmt(r["filtered"]["p95"], 2), fmt(r["filtered_recall"], 3), fmt(r["ingest_acked_s"], 1)])
+                     fmt(r["search"]["p95"], 2), fmt(strong["p95"], 2) if strong else "-",
+                     fmt(r["search_recall"], 3), fmt(r["filtered"]["p50"], 2),
+                     fmt(r["filtered"]["p95"], 2), fmt(r["filtered_recall"], 3), fmt(r["ingest_acked_s"], 1),
+                     fmt(r["memory_mib"], 0)])
     header = ["engine", "ingest until searchable (vectors/s)", "search P50 ms", "search P95 ms",
-              "recall@10", "filtered P50 ms", "filtered P95 ms", "filtered recall@10", "ingest acked (s)"]
+              "strong P95 ms", "recall@10", "filtered P50 ms", "filtered P95 ms", "filtered recall@10",
+              "ingest acked (s)", "memory MiB"]
     ratios = []
-    ours = res.get("vecraft", {})
-    for peer, theirs in res.items():
-        if peer == "vecraft" or "error" in theirs or "error" in ours or not ours:
+    for mine, ours in res.items():
+        if _is_peer(mine) or "error" in ours:
             continue
-        ratios.append([peer, fmt(ratio(ours["ingest_vectors_per_s"], theirs["ingest_vectors_per_s"]), 2),
-                       fmt(ratio(ours["search"]["p95"], theirs["search"]["p95"]), 2),
-                       fmt(ratio(ours["filtered"]["p95"], theirs["filtered"]["p95"]), 2),
-                       fmt(ratio(ours["search_recall"], theirs["search_recall"]), 3)])
+        for peer, theirs in res.items():
+            if not _is_peer(peer) or "error" in theirs:
+                continue
+            ratios.append([mine, peer,
+                           fmt(ratio(ours["ingest_vectors_per_s"], theirs["ingest_vectors_per_s"]), 2),
+                           fmt(ratio(ours["search"]["p95"], theirs["search"]["p95"]), 2),
+                           fmt(ratio(ours["filtered"]["p95"], theirs["filtered"]["p95"]), 2),
+                           fmt(ratio(ours["search_recall"], theirs["search_recall"]), 3),
+                           fmt(ratio(ours["memory_mib"], theirs["memory_mib"]), 2)])
     d = result["data"]
     return "\n".join([
         "# Peers benchmark: Vecraft vs Chroma vs Milvus Lite", "",
@@ -120,16 +155,19 @@ def render(result: dict[str, Any]) -> str:
         f"k={K}; filtered queries use `category == i % 10` (~10% selectivity). HNSW M={result['m']}, "
         f"ef_construction={result['ef_construction']}, ef_search={result['ef']} for every engine; "
         f"write batches of {result['batch']} rows."),
-        (f"- Vecraft: local cluster of {result['vecraft_shards']} shards through HTTP, eventual reads, "
+        (f"- Vecraft: local cluster of {result['vecraft_shards']} shards through HTTP (`vecraft`: standalone "
+        f"mode, every service in one process, `vecraft up`'s default; `vecraft-distributed`: one process "
+        f"per service), eventual reads (strong P95: the same queries at level strong), "
         f"writes with ack=all (every replica applied), one request at a time. Chroma: embedded in the "
         f"benchmark process (no network hop). Milvus Lite: pymilvus client to its embedded server "
         f"(milvus-lite 3.x serves gRPC from a thread of the benchmark's process); flush() after the load."),
         ("- Latency is per request, sequential (one in flight), after "
-        f"{WARMUP_QUERIES} warm-up queries."), "",
+        f"{WARMUP_QUERIES} warm-up queries. Memory: resident bytes of the benchmark process and every "
+        f"process it started, after the searches, minus those before the engine started."), "",
         table(header, rows), "",
         "## Vecraft / peer", "",
         "Ingest > 1 and latency < 1 favour Vecraft.", "",
-        table(["peer", "ingest", "search P95", "filtered P95", "recall@10"], ratios), "",
+        table(["vecraft", "peer", "ingest", "search P95", "filtered P95", "recall@10", "memory"], ratios), "",
         "## Where Vecraft loses", "", *_where_we_lose(res), "",
     ])
 

@@ -44,6 +44,10 @@ def _cache_state(shard: int) -> ShardState:
     return ShardState(shard, keep_documents=False)
 
 
+#: Most shards one search takes on the event loop's thread (see :meth:`ShardCache.search`).
+INLINE_SHARDS = 4
+
+
 class ShardCache:
     """In-memory state of the served shards of every collection: the processor's ShardApplier.
 
@@ -175,11 +179,13 @@ class ShardCache:
                      flt: Filter | None, ef_search: int | None) -> list[ShardHits]:
         """Top-``k`` of each shard in ``shards`` (all served).
 
-        One shard while no apply runs: searched on the event loop's thread. The
-        search takes a fraction of a millisecond and cannot wait for a write
-        lock, and the two thread hand-offs of the pool cost more than that on a
-        busy host (measured: see docs/performance.md). Otherwise in parallel in
-        the pool, so a search waiting for a write section never blocks the loop.
+        Up to :data:`INLINE_SHARDS` shards while no apply runs: searched one after
+        the other on the event loop's thread. Each search takes a fraction of a
+        millisecond and cannot wait for a write lock, and the pool's two thread
+        hand-offs per shard cost more than that (measured: one shard 1.0 -> 0.8 ms
+        of CPU; three shards in standalone mode P50 2.23 -> 1.84 ms, see
+        docs/performance.md). Otherwise in parallel in the pool, so a search
+        waiting for a write section never blocks the loop, nor do many shards.
 
         Raises whatever :meth:`ShardState.search` raises: NotFound (unknown
         collection), InvalidRequest (wrong dimension); Unavailable for a shard
@@ -197,7 +203,7 @@ class ShardCache:
             return ShardHits(ids=list(ids), scores=np.asarray(scores, dtype=np.float32),
                              metadata_json=list(meta))
 
-        if len(shards) == 1 and not self._applying:
-            return [one(shards[0])]
+        if len(shards) <= INLINE_SHARDS and not self._applying:
+            return [one(s) for s in shards]
         loop = asyncio.get_running_loop()
         return list(await asyncio.gather(*(loop.run_in_executor(self._executor, one, s) for s in shards)))
