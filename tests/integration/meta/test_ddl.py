@@ -28,7 +28,7 @@ async def test_create_get_list_alter_drop_in_journal_order(client: MetaClient,
     b = await client.create_collection("beta", 4)
     assert (a.dim, a.metric, a.shards, a.replicas) == (8, "l2", 2, 1)
     assert (b.shards, b.metric) == (3, "cosine")
-    assert (b.hnsw.m, b.hnsw.ef_construction, b.hnsw.ef_search) == (16, 200, 64)
+    assert (b.hnsw.m, b.hnsw.ef_construction, b.hnsw.ef_search) == (16, 200, 0)  # ef_search 0: dynamic
     assert 0 < a.ddl_offset < b.ddl_offset and a.collection_id != b.collection_id
     assert a.partition.startswith("data-")
     assert (await client.get_collection("alpha")).collection_id == a.collection_id

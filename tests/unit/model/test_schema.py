@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 def test_schema_defaults_and_metric_lowercased() -> None:
     schema = CollectionSchema(name="docs", dim=4, metric="COSINE")
     assert schema.metric == "cosine" and schema.tenant == "default"
-    assert schema.hnsw == HnswParams(m=16, ef_construction=200, ef_search=64)
+    assert schema.hnsw == HnswParams(m=16, ef_construction=200, ef_search=0)  # 0: dynamic ef
     assert schema.qualified_name == "default/docs"
 
 
@@ -49,7 +49,7 @@ def test_schema_rejected(kwargs: dict[str, Any], fragment: str) -> None:
     ({"m": 3}, "hnsw.m is 3; it must be between 4 and 128"),
     ({"m": 129}, "hnsw.m is 129"),
     ({"ef_construction": 7}, "hnsw.ef_construction is 7; it must be between 8 and 2000"),
-    ({"ef_search": 0}, "hnsw.ef_search is 0; it must be between 1 and 4096"),
+    ({"ef_search": -1}, "hnsw.ef_search is -1; it must be between 1 and 4096"),
     ({"ef_search": 4097}, "hnsw.ef_search is 4097"),
 ])
 def test_hnsw_rejected(kwargs: dict[str, Any], fragment: str) -> None:

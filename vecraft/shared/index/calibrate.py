@@ -27,6 +27,7 @@ import orjson
 
 from vecraft.shared.index.collection import MAX_EF, CollectionIndex
 from vecraft.shared.model.filters import parse_filter
+from vecraft.shared.model.limits import dynamic_ef
 
 _BUCKETS = 100_000
 
@@ -96,7 +97,7 @@ def measure_crossover(n: int = 50_000, dim: int = 128, k: int = 10, queries: int
         exact_ms, exact = _timed_ms(lambda q: index.search(q, k, flt)[0], qs)  # noqa: B023
         row: dict[str, Any] = {"candidates": count, "exact_ms": round(exact_ms, 3)}
         # Past the ef cap the HNSW path itself falls back to the exact scan: nothing to compare.
-        if math.ceil(index.ef_search * n / count) <= MAX_EF:
+        if math.ceil((index.ef_search or dynamic_ef(k)) * n / count) <= MAX_EF:
             index.exact_search_max_candidates = 0
             hnsw_ms, approx = _timed_ms(lambda q: index.search(q, k, flt)[0], qs)  # noqa: B023
             recall = np.mean([len(set(a) & set(e)) / max(1, len(e))

@@ -40,6 +40,7 @@ from vecraft.shared.index import persistence
 from vecraft.shared.index.metadata_index import MetadataIndex
 from vecraft.shared.index.rwlock import RWLock
 from vecraft.shared.model.filters import Filter
+from vecraft.shared.model.limits import DYNAMIC_EF_MIN, DYNAMIC_EF_SEARCH, dynamic_ef
 
 METRICS = ("cosine", "l2", "ip")
 _FAISS_METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2,
@@ -98,14 +99,16 @@ class CollectionIndex:
     """
 
     def __init__(self, *, dim: int, metric: str, m: int = 16, ef_construction: int = 200,
-                 ef_search: int = 64, add_threads: int = 1) -> None:
-        """``add_threads``: OpenMP threads faiss may use per graph insertion. One by
+                 ef_search: int = DYNAMIC_EF_SEARCH, add_threads: int = 1) -> None:
+        """``ef_search``: the default ef of a search; 0 = ``dynamic_ef(k)``.
+
+        ``add_threads``: OpenMP threads faiss may use per graph insertion. One by
         default: adds run in ~10 ms chunks where threads gain little, and on a
         shared machine OpenMP barriers under CPU contention make a 2-thread add
         4x slower than a single-threaded one (docs/indexes.md)."""
         if metric not in METRICS:
             raise InvalidRequest(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-        if dim < 1 or m < 2 or ef_construction < 1 or ef_search < 1:
+        if dim < 1 or m < 2 or ef_construction < 1 or ef_search < 0:
             raise InvalidRequest(f"invalid index parameters: dim={dim} m={m} "
                                  f"ef_construction={ef_construction} ef_search={ef_search}")
         self.dim, self.metric, self.m, self.ef_construction = dim, metric, m, ef_construction
@@ -168,9 +171,9 @@ class CollectionIndex:
             return int(self._vectors.nbytes + self._norms.nbytes + self._alive.nbytes + graph)
 
     def set_ef_search(self, ef: int) -> None:
-        """Default ef for searches that do not pass one (ALTER of hnsw.ef_search)."""
-        if ef < 1:
-            raise InvalidRequest(f"ef_search must be >= 1, got {ef}")
+        """Default ef for searches that do not pass one (ALTER of hnsw.ef_search); 0 = dynamic."""
+        if ef < 0:
+            raise InvalidRequest(f"ef_search must be >= 0, got {ef}")
         self._ef_search = ef
 
     def ids(self) -> list[str]:
@@ -416,7 +419,7 @@ class CollectionIndex:
     def _swap_in(self, fresh: CollectionIndex) -> None:
         """Take every structure of ``fresh`` in one write section (caller holds the writer lock)."""
         with self._rw.write():
-            fresh._graph.hnsw.efSearch = self._ef_search
+            fresh._graph.hnsw.efSearch = self._ef_search or DYNAMIC_EF_MIN
             self._graph, self._meta_index, self._size = fresh._graph, fresh._meta_index, fresh._size
             self._vectors, self._norms, self._alive = fresh._vectors, fresh._norms, fresh._alive
             self._ids, self._metas, self._label_of = fresh._ids, fresh._metas, fresh._label_of
@@ -425,7 +428,8 @@ class CollectionIndex:
     def _new_graph(self) -> faiss.IndexHNSWFlat:
         graph = faiss.IndexHNSWFlat(self.dim, self.m, _FAISS_METRIC[self.metric])
         graph.hnsw.efConstruction = self.ef_construction
-        graph.hnsw.efSearch = self._ef_search
+        # Searches pass their ef (SearchParametersHNSW); this is only the graph's own default.
+        graph.hnsw.efSearch = self._ef_search or DYNAMIC_EF_MIN
         return graph
 
     # --- search ---------------------------------------------------------------------------------
@@ -451,7 +455,7 @@ class CollectionIndex:
             raise InvalidRequest(f"k must be >= 1, got {k}")
         if ef_search is not None and ef_search < 1:
             raise InvalidRequest(f"ef_search must be >= 1, got {ef_search}")
-        ef = max(ef_search or self._ef_search, k)
+        ef = max(ef_search or self._ef_search or dynamic_ef(k), k)
         with self._rw.read():
             labels, scores = self._search_labels(q, k, flt, ef)
             label_list = labels.tolist()

@@ -62,7 +62,7 @@ def _index_for(schema: collection_pb2.CollectionSchema) -> CollectionIndex:
     hnsw = schema.hnsw
     return CollectionIndex(dim=schema.dim, metric=schema.metric or "cosine", m=hnsw.m or 16,
                            ef_construction=hnsw.ef_construction or 200,
-                           ef_search=hnsw.ef_search or 64)
+                           ef_search=hnsw.ef_search)
 
 
 def metadata_to_json(metadata: Mapping[str, Any] | None) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.limits import (
+    DYNAMIC_EF_SEARCH,
     HNSW_EF_CONSTRUCTION_RANGE,
     HNSW_EF_SEARCH_RANGE,
     HNSW_M_RANGE,
@@ -51,12 +52,14 @@ class HnswParams:
 
     m: int = 16
     ef_construction: int = 200
-    ef_search: int = 64
+    #: 0 (:data:`DYNAMIC_EF_SEARCH`, the default): each search's ef follows its k (:func:`dynamic_ef`).
+    ef_search: int = DYNAMIC_EF_SEARCH
 
     def __post_init__(self) -> None:
         _check_int("hnsw.m", self.m, *HNSW_M_RANGE)
         _check_int("hnsw.ef_construction", self.ef_construction, *HNSW_EF_CONSTRUCTION_RANGE)
-        _check_int("hnsw.ef_search", self.ef_search, *HNSW_EF_SEARCH_RANGE)
+        if self.ef_search != DYNAMIC_EF_SEARCH:
+            _check_int("hnsw.ef_search", self.ef_search, *HNSW_EF_SEARCH_RANGE)
 
     def to_proto(self) -> collection_pb2.HnswParams:
         return collection_pb2.HnswParams(m=self.m, ef_construction=self.ef_construction,
