@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -77,7 +78,11 @@ class VecraftEngine(Engine):
                                  http_port=free_port(), grpc_port=free_port(),
                                  extra_args=("--distributed",) if distributed else ("--no-distributed",))
         self._cluster = LocalCluster(self._spec)
-        self._http: httpx.Client | None = None
+        self._started = False
+        # One HTTP client per calling thread (the throughput run searches from many threads).
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
         self.throttled = 0
 
     def setup(self, dim: int, *, m: int, ef_construction: int, ef_search: int) -> None:
@@ -90,7 +95,15 @@ class VecraftEngine(Engine):
                                                    "ef_search": ef_search})
 
         asyncio.run(start())
-        self._http = httpx.Client(base_url=self._spec.base_url, timeout=60.0)
+        self._started = True
+
+    def _client(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = httpx.Client(base_url=self._spec.base_url, timeout=60.0)
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     def ingest(self, ids: list[str], vectors: np.ndarray, metadatas: list[dict[str, int]],
                batch: int) -> None:
@@ -104,10 +117,10 @@ class VecraftEngine(Engine):
 
     def search(self, vector: np.ndarray, k: int, category: int | None = None,
                level: str | None = None) -> list[str]:
-        assert self._http is not None, "setup() first"
+        assert self._started, "setup() first"
         body = search_body(self.collection, vector, k=k, level=level or "eventual",
                            filters={"category": category} if category is not None else None)
-        resp = self._http.post("/v1/vectors/search", content=orjson.dumps(body),
+        resp = self._client().post("/v1/vectors/search", content=orjson.dumps(body),
                                headers={"content-type": "application/json"})
         resp.raise_for_status()
         return [r["id"] for r in orjson.loads(resp.content)["results"]]
@@ -117,8 +130,8 @@ class VecraftEngine(Engine):
         return int(pid) if pid else None
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
+        for client in self._clients:
+            client.close()
         asyncio.run(self._cluster.stop())
         shutil.rmtree(self._work, ignore_errors=True)
 

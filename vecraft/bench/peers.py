@@ -16,6 +16,7 @@ import contextlib
 import sys
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -72,10 +73,30 @@ def measure(engine: Engine, data: Dataset, truth: np.ndarray, truth_filtered: np
                 engine.search(q, K, level=level)
                 lat.append((time.perf_counter() - s) * 1000.0)
             out[f"search_{level}"] = summarize(lat).to_dict()
+        out["throughput"] = _throughput(engine, data.queries, args.clients)
         out["memory_mib"] = (_tree_rss() - baseline) / 2**20
         return out
     finally:
         engine.close()
+
+
+def _throughput(engine: Engine, queries: np.ndarray, clients: int) -> dict[str, Any]:
+    """Searches/s with ``clients`` threads searching at once (each query twice), and their latencies."""
+    lat: list[list[float]] = [[] for _ in range(clients)]
+
+    def client(c: int) -> None:
+        for _ in range(2):
+            for q in queries[c::clients]:
+                s = time.perf_counter()
+                engine.search(q, K)
+                lat[c].append((time.perf_counter() - s) * 1000.0)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    wall = time.perf_counter() - t0
+    every = [x for per in lat for x in per]
+    return {"clients": clients, "searches_per_s": len(every) / wall, "latency": summarize(every).to_dict()}
 
 
 def _tree_rss() -> int:
@@ -107,6 +128,8 @@ def _where_we_lose(results: dict[str, dict[str, Any]]) -> list[str]:
                   ("filtered search P95", ours["filtered"]["p95"], theirs["filtered"]["p95"], "ms", False),
                   ("recall@10", ours["search_recall"], theirs["search_recall"], "", True),
                   ("filtered recall@10", ours["filtered_recall"], theirs["filtered_recall"], "", True),
+                  ("searches/s under load", ours["throughput"]["searches_per_s"],
+                   theirs["throughput"]["searches_per_s"], "", True),
                   ("memory", ours["memory_mib"], theirs["memory_mib"], "MiB", False)]
         for what, a, b, unit, higher_better in checks:
             worse = a < b if higher_better else a > b
@@ -125,14 +148,16 @@ def render(result: dict[str, Any]) -> str:
             rows.append([name, f"failed: {r['error']}", *["-"] * 9])
             continue
         strong = r.get("search_strong")
+        load = r["throughput"]
         rows.append([name, fmt(r["ingest_vectors_per_s"], 0), fmt(r["search"]["p50"], 2),
                      fmt(r["search"]["p95"], 2), fmt(strong["p95"], 2) if strong else "-",
                      fmt(r["search_recall"], 3), fmt(r["filtered"]["p50"], 2),
                      fmt(r["filtered"]["p95"], 2), fmt(r["filtered_recall"], 3), fmt(r["ingest_acked_s"], 1),
-                     fmt(r["memory_mib"], 0)])
+                     fmt(load["searches_per_s"], 0), fmt(load["latency"]["p99"], 1), fmt(r["memory_mib"], 0)])
     header = ["engine", "ingest until searchable (vectors/s)", "search P50 ms", "search P95 ms",
               "strong P95 ms", "recall@10", "filtered P50 ms", "filtered P95 ms", "filtered recall@10",
-              "ingest acked (s)", "memory MiB"]
+              "ingest acked (s)", f"searches/s, {result['clients']} clients", "P99 ms under load",
+              "memory MiB"]
     ratios = []
     for mine, ours in res.items():
         if _is_peer(mine) or "error" in ours:
@@ -145,6 +170,8 @@ def render(result: dict[str, Any]) -> str:
                            fmt(ratio(ours["search"]["p95"], theirs["search"]["p95"]), 2),
                            fmt(ratio(ours["filtered"]["p95"], theirs["filtered"]["p95"]), 2),
                            fmt(ratio(ours["search_recall"], theirs["search_recall"]), 3),
+                           fmt(ratio(ours["throughput"]["searches_per_s"],
+                                     theirs["throughput"]["searches_per_s"]), 2),
                            fmt(ratio(ours["memory_mib"], theirs["memory_mib"]), 2)])
     d = result["data"]
     return "\n".join([
@@ -162,12 +189,15 @@ def render(result: dict[str, Any]) -> str:
         f"benchmark process (no network hop). Milvus Lite: pymilvus client to its embedded server "
         f"(milvus-lite 3.x serves gRPC from a thread of the benchmark's process); flush() after the load."),
         ("- Latency is per request, sequential (one in flight), after "
-        f"{WARMUP_QUERIES} warm-up queries. Memory: resident bytes of the benchmark process and every "
-        f"process it started, after the searches, minus those before the engine started."), "",
+        f"{WARMUP_QUERIES} warm-up queries; under load, {result['clients']} threads of the benchmark search "
+        f"at once (each query twice; Vecraft: one HTTP client per thread). Memory: resident bytes of the "
+        f"benchmark process and every process it started, after the searches, minus those before the "
+        f"engine started."), "",
         table(header, rows), "",
         "## Vecraft / peer", "",
-        "Ingest > 1 and latency < 1 favour Vecraft.", "",
-        table(["vecraft", "peer", "ingest", "search P95", "filtered P95", "recall@10", "memory"], ratios), "",
+        "Ingest and searches/s > 1 and latency and memory < 1 favour Vecraft.", "",
+        table(["vecraft", "peer", "ingest", "search P95", "filtered P95", "recall@10", "searches/s",
+               "memory"], ratios), "",
         "## Where Vecraft loses", "", *_where_we_lose(res), "",
     ])
 
@@ -204,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ef", type=int, default=64, help="ef_search of every engine")
     p.add_argument("--batch", type=int, default=5000, help="rows per write request")
     p.add_argument("--seed", type=int, default=42, help="random seed of the data (default 42)")
+    p.add_argument("--clients", type=int, default=16,
+                   help="threads searching at once in the throughput run (default 16)")
     add_output_arguments(p)
     return p
 
@@ -226,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"environment": env, "data": {"name": data.name, "source": data.source, "n": data.n,
                                            "dim": data.dim, "queries": len(data.queries)},
               "m": args.m, "ef_construction": args.ef_construction, "ef": args.ef, "batch": args.batch,
-              "vecraft_shards": args.shards, "engines": results}
+              "vecraft_shards": args.shards, "clients": args.clients, "engines": results}
     if args.no_report:
         print(render(result))
     else:
