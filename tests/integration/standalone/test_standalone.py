@@ -45,10 +45,18 @@ def _unit(i: int) -> np.ndarray:
     return v
 
 
-def _query_calls(cluster: LocalCluster) -> dict[str, float]:
+def _counts(cluster: LocalCluster, metric: str, label: str) -> dict[str, float]:
     text = httpx.get(f"{cluster.endpoint}/metrics", timeout=10).text
     return {m[1]: float(m[2]) for m in re.finditer(
-        r'^vecraft_gateway_query_calls_total\{transport="(\w+)"\} ([0-9.e+]+)$', text, re.M)}
+        rf'^{metric}_total\{{{label}="(\w+)"\}} ([0-9.e+]+)$', text, re.M)}
+
+
+def _query_calls(cluster: LocalCluster) -> dict[str, float]:
+    return _counts(cluster, "vecraft_gateway_query_calls", "transport")
+
+
+def _in_process_calls(cluster: LocalCluster) -> dict[str, float]:
+    return _counts(cluster, "vecraft_common_in_process_calls", "method")
 
 
 def test_every_service_runs_in_one_process(cluster: LocalCluster) -> None:
@@ -66,7 +74,7 @@ def test_levels_hold_and_searches_skip_grpc(cluster: LocalCluster) -> None:
         client.create_collection(name, dim=DIM, metric="l2")
         # A lagging query node may not know the collection yet: a strong read brings it to the head.
         assert client.vector_search(_unit(0), k=1, collection=name, consistency_level="strong").results == []
-        before = _query_calls(cluster)
+        before, journal_before = _query_calls(cluster), _in_process_calls(cluster)
         ids = [f"v{i}" for i in range(12)]
         client.insert_vectors(np.stack([_unit(i) for i in range(12)]), ids=ids, collection=name,
                               ack="journal")
@@ -79,10 +87,14 @@ def test_levels_hold_and_searches_skip_grpc(cluster: LocalCluster) -> None:
         session.insert_vectors(_unit(20)[None, :], ids=["mine"], collection=name, ack="journal")
         mine = session.vector_search(_unit(20), k=1, collection=name, consistency_level="read_your_writes")
         assert [r.id for r in mine.results] == ["mine"]
-        after = _query_calls(cluster)
+        after, journal_after = _query_calls(cluster), _in_process_calls(cluster)
     # Each of those searches went to the query node in this process, none over gRPC.
     assert after.get("in_process", 0) - before.get("in_process", 0) >= 3
     assert after.get("grpc", 0) == before.get("grpc", 0)
+    # The strong and read-your-writes reads asked the journal in this process for the head and
+    # pulled the lagging entries from it, without gRPC.
+    assert journal_after.get("GetOffset", 0) > journal_before.get("GetOffset", 0)
+    assert journal_after.get("PullWAL", 0) > journal_before.get("PullWAL", 0)
 
 
 def test_kill_9_of_the_process_loses_no_acknowledged_write(cluster: LocalCluster) -> None:

@@ -30,6 +30,7 @@ from typing import Any, cast
 import grpc
 
 from vecraft.services.journal_service.instances import InstanceRouter, owner_hints, parse_addresses
+from vecraft.shared.common import in_process
 from vecraft.shared.common.errors import DeadlineExceeded, NotOwner, VecraftError, error_class
 from vecraft.shared.common.grpc_errors import from_rpc_error
 from vecraft.shared.common.service import grpc_channel
@@ -177,6 +178,17 @@ class JournalClient:
             if attempt <= 0:
                 raise self._deadline_error(method, timeout_s if timeout_s is not None else attempt_s, address)
             tried.add(address)
+            local = in_process.local_journal(address, method)
+            if local is not None:
+                # Standalone mode: the instance runs in this process; the same call without gRPC.
+                try:
+                    async with asyncio.timeout(attempt):
+                        response = await local.journal_call(method, request)
+                except TimeoutError:
+                    raise self._deadline_error(
+                        method, timeout_s if timeout_s is not None else attempt_s, address) from None
+                self.router.succeeded(address, partition, owner_bound=owner_bound)
+                return response
             try:
                 call = getattr(self._stub(address), method)(request, timeout=attempt)
                 response = await call

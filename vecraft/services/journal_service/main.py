@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -79,6 +79,15 @@ class JournalService(Service):
 
     def register(self, server: grpc.aio.Server) -> None:
         journal_pb2_grpc.add_JournalServiceServicer_to_server(JournalServicer(self.journal), server)
+
+    async def journal_call(self, method: str, request: Any) -> Any:
+        """``GetOffset`` / ``PullWAL`` for a client in this process (standalone mode,
+        :mod:`vecraft.shared.common.in_process`), as the servicer answers them."""
+        if method == "GetOffset":
+            return await self.journal.get_offsets(request.partitions)
+        if method == "PullWAL":
+            return await self.journal.pull(request)
+        raise ValueError(f"{method} is not served in process")
 
     async def on_start(self) -> None:
         await self.backend.open()

@@ -8,15 +8,26 @@ response messages, no serialization, no socket, no second event-loop hop.
 Routing is unchanged: the gateway still picks a node from the meta manager's
 registry, then looks its address up here.
 
-Only :class:`LocalSearch` is served this way today: a search is the one call
-whose cost is dominated by the transport (measured in docs/performance.md).
+Two kinds of callee are served this way: a query node's search
+(:class:`LocalSearch`), the call whose cost the transport dominated, and the
+journal's reads (:class:`LocalJournal`: the partition heads a strong read
+asks for, and the pulls of every replica's sync), which were the difference
+between a strong and an eventual search (measured in docs/performance.md).
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from vecraft.shared.common.metrics import counter
 from vecraft.shared.rpc.v1 import query_pb2
+
+_CALLS = counter("common", "in_process_calls", "calls answered by a service of this process without gRPC "
+                 "(standalone mode), by method", ["method"])
+
+#: Journal calls a client in this process may make directly (reads: any instance answers them,
+#: so no partition ownership is involved).
+LOCAL_JOURNAL_METHODS = frozenset({"GetOffset", "PullWAL"})
 
 
 @runtime_checkable
@@ -26,6 +37,15 @@ class LocalSearch(Protocol):
     async def search_in_process(self, request: query_pb2.QuerySearchRequest,
                                 timeout_s: float | None) -> query_pb2.QuerySearchResponse:
         """Answer as ``Search`` would, raising VecraftErrors; ``timeout_s`` is the caller's deadline."""
+
+
+@runtime_checkable
+class LocalJournal(Protocol):
+    """A journal instance reachable in this process."""
+
+    async def journal_call(self, method: str, request: Any) -> Any:
+        """The answer of ``JournalService.<method>`` (one of :data:`LOCAL_JOURNAL_METHODS`) to
+        ``request``, raising VecraftErrors as the gRPC call would."""
 
 
 _services: dict[str, object] = {}
@@ -43,4 +63,18 @@ def unregister(address: str) -> None:
 def local_search(address: str) -> LocalSearch | None:
     """The query node at ``address`` if it runs in this process, else None."""
     service = _services.get(address)
-    return service if isinstance(service, LocalSearch) else None
+    if isinstance(service, LocalSearch):
+        _CALLS.labels("Search").inc()
+        return service
+    return None
+
+
+def local_journal(address: str, method: str) -> LocalJournal | None:
+    """The journal instance at ``address`` if it runs in this process and may answer ``method`` directly."""
+    if method not in LOCAL_JOURNAL_METHODS:
+        return None
+    service = _services.get(address)
+    if isinstance(service, LocalJournal):
+        _CALLS.labels(method).inc()
+        return service
+    return None
