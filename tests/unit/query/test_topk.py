@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vecraft.services.query_processor.aggregation import ShardHits, merge_top_k
+from vecraft.services.query_processor.topk import ShardHits, merge_top_k
 from vecraft.shared.rpc.v1 import search_pb2
 
 pytestmark = pytest.mark.unit

@@ -1,9 +1,8 @@
 """Merging per-shard search answers: global top-k and one combined consistency report.
 
-Scores are "higher is better" for every metric (cosine similarity, inner
-product, negated squared L2), so the global top-k is the k highest scores over
-all shards' top-k lists. Ties are broken by id so the order does not depend
-on which shard answered first.
+The global top-k is ranked by :func:`~vecraft.shared.model.ranking.top_k_order`,
+the ranking the query processors merge their shards with (higher scores first,
+ties by id, non-finite scores last).
 
 Scores are clamped to the metric's documented range (:data:`SCORE_RANGE`)
 here, where results leave the system: float32 rounding can put a vector's
@@ -24,6 +23,7 @@ import numpy as np
 
 from vecraft.services.api_gateway.models import ConsistencyReport, SearchHit
 from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.model.ranking import top_k_order
 from vecraft.shared.rpc.v1 import query_pb2, search_pb2
 
 #: The range of each metric's score (docs/http-api.md "Scores"): cosine similarity is in
@@ -50,12 +50,10 @@ def merge_top_k(answers: Sequence[query_pb2.QuerySearchResponse], k: int, *, met
     # Clamp before ordering, so scores rounded past a bound tie on it and fall back to the id order.
     scores = np.clip(np.fromiter((r.score for r in rows), dtype=np.float32, count=len(rows)),
                      low, high)
-    ids = np.array([r.id for r in rows])
-    # lexsort sorts by the last key first: score descending, then id ascending.
-    order = np.lexsort((ids, -scores))[:k]
+    order = top_k_order([r.id for r in rows], scores, k)
     return [SearchHit(id=rows[i].id, score=float(scores[i]), metadata_json=rows[i].metadata_json,
                       document=rows[i].document if include_documents else "")
-            for i in order.tolist()]
+            for i in order]
 
 
 def combine_consistency(infos: Sequence[search_pb2.ConsistencyInfo], requested: ConsistencyLevel,

@@ -27,7 +27,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from vecraft.services.query_processor import metrics
-from vecraft.services.query_processor.aggregation import ShardHits
+from vecraft.services.query_processor.topk import ShardHits
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.common.metrics import timed
 from vecraft.shared.index import ShardState

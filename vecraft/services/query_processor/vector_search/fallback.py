@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vecraft.services.query_processor.aggregation import ShardHits, hits_from_proto
+from vecraft.services.query_processor.topk import ShardHits, hits_from_proto
 from vecraft.services.query_processor.vector_search.request import ParsedQuery
 from vecraft.shared.common.errors import InvalidRequest, NotFound, Unavailable, VecraftError
 from vecraft.shared.common.grpc_errors import translate_rpc_error

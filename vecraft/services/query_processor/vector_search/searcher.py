@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from vecraft.services.query_processor import metrics
-from vecraft.services.query_processor.aggregation import ShardHits, merge_top_k
 from vecraft.services.query_processor.cache import ShardCache
+from vecraft.services.query_processor.topk import ShardHits, merge_top_k
 from vecraft.services.query_processor.vector_search.consistency import (
     ReadRequirement,
     decide,

@@ -1,10 +1,6 @@
-"""Top-k merge across shards.
-
-Every shard answers with its own top-k, scores "higher is better" for every
-metric (cosine similarity, inner product, negated squared L2), so the global
-top-k is the k best of the union. Ties are broken by id so the same data gives
-the same answer whatever order the shards answered in.
-"""
+"""Top-k merge across the shards a query processor searched, ranked by
+:func:`~vecraft.shared.model.ranking.top_k_order` (the gateway merges the query
+nodes' answers with the same ranking)."""
 
 from __future__ import annotations
 
@@ -13,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vecraft.shared.model.ranking import top_k_order
 from vecraft.shared.rpc.v1 import search_pb2
 
 
@@ -41,12 +38,8 @@ def hits_from_proto(results: Sequence[search_pb2.ScoredVector]) -> ShardHits:
 
 
 def merge_top_k(parts: Sequence[ShardHits], k: int) -> list[search_pb2.ScoredVector]:
-    """The ``k`` best hits of all ``parts``, best first, as wire messages.
-
-    Contract: scores are compared as float32; equal scores order by id
-    ascending. ``k <= 0`` yields an empty list. Non-finite scores (a NaN from a
-    degenerate vector) rank last rather than poisoning the order.
-    """
+    """The ``k`` best hits of all ``parts``, best first, as wire messages (ranked as
+    :func:`~vecraft.shared.model.ranking.top_k_order` says)."""
     if k <= 0:
         return []
     ids: list[str] = []
@@ -59,9 +52,7 @@ def merge_top_k(parts: Sequence[ShardHits], k: int) -> list[search_pb2.ScoredVec
     if not ids:
         return []
     scores = np.concatenate([np.asarray(p.scores, dtype=np.float32) for p in parts])
-    ranked = np.where(np.isfinite(scores), scores, np.float32(-np.inf))
-    # np.lexsort sorts by the last key first: score descending, then id ascending.
-    order = np.lexsort((np.asarray(ids, dtype=object), -ranked))[:k]
+    order = top_k_order(ids, scores, k)
     return [search_pb2.ScoredVector(id=ids[i], score=float(scores[i]), metadata_json=metadata[i],
                                     document=documents[i])
             for i in order]
