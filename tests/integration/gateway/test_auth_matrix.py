@@ -129,6 +129,7 @@ def state(cluster: Cluster, keys: Keys) -> Any:
     with http(cluster, keys.star) as c:
         out["keys"] = sorted((k["id"], k["revoked"]) for k in
                              c.get("/v1/keys", params={"include_revoked": "true"}).json()["keys"])
+        out["quotas"] = c.get("/v1/quotas").json()["quotas"]
     return out
 
 
@@ -181,7 +182,21 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
     ("GET", "/v1/keys"): ("admin", lambda n, s: ("/v1/keys", {})),
     ("DELETE", "/v1/keys/{key_id}"): ("admin", lambda n, s: (
         f"/v1/keys/{s.post('/v1/keys', json={'role': 'read', 'tenant': TENANT}).json()['info']['id']}", {})),
+    # Quotas: only an admin key for every tenant sets and clears them; a tenant's admin reads its own.
+    ("PUT", "/v1/quotas/{tenant}"): ("star", lambda n, s: (f"/v1/quotas/q{n}", {
+        "json": {"read_requests_per_s": 100_000}})),
+    ("GET", "/v1/quotas"): ("admin", lambda n, s: ("/v1/quotas", {})),
+    ("GET", "/v1/quotas/{tenant}"): ("admin", lambda n, s: (_quota(s, TENANT), {})),
+    ("DELETE", "/v1/quotas/{tenant}"): ("star", lambda n, s: (_quota(s, f"q{n}"), {})),
 }
+
+
+def _quota(setup: httpx.Client, tenant: str) -> str:
+    r = setup.put(f"/v1/quotas/{tenant}", json={"read_requests_per_s": 100_000})
+    assert r.status_code == 200, r.text
+    return f"/v1/quotas/{tenant}"
+
+
 #: Served without a key.
 OPEN_ROUTES = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/docs"),
                ("GET", "/openapi.json")}

@@ -28,7 +28,7 @@ def parser_of(name: str) -> argparse.ArgumentParser:
 
 def test_every_benchmark_is_covered() -> None:
     assert NAMES == ["backup", "bulk", "chaos", "consistency", "ingest", "journal", "latency", "peers",
-                     "recall", "storage"]
+                     "quotas", "recall", "storage"]
 
 
 @pytest.mark.parametrize("name", NAMES)

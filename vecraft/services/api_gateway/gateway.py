@@ -7,7 +7,9 @@ routes writes to the journal (:mod:`.journal_router`) and DDL to the meta
 manager, and fans searches out (:mod:`.fanout`). Nothing invalid reaches the
 journal: every check runs before the append. Every operation first checks that the
 request's principal (its API key; everything is allowed with auth off) may run it on the
-collections it names (:mod:`.auth.principal`), so a denied request changes nothing.
+collections it names (:mod:`.auth.principal`), so a denied request changes nothing; then
+its tenant's and key's quotas and rate limits (:mod:`.quotas`), before anything is appended
+or created.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from vecraft.services.api_gateway.models import (
     WriteOutcome,
     journal_request_id,
 )
+from vecraft.services.api_gateway.quotas.book import QuotaBook
+from vecraft.services.api_gateway.quotas.limiter import Quotas
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel
@@ -83,10 +87,12 @@ class Gateway:
     """Every gateway operation; see the module doc."""
 
     def __init__(self, downstream: Downstream, schemas: SchemaCache, *,
-                 limits: GatewayLimits = GatewayLimits()) -> None:
+                 limits: GatewayLimits = GatewayLimits(), quotas: Quotas | None = None) -> None:
         self._downstream = downstream
         self._schemas = schemas
         self._limits = limits
+        #: Without quotas (tests, tools) an empty book: nothing is limited.
+        self.quotas = quotas or Quotas(QuotaBook())
         self._router = WriteRouter(downstream)
         self._fanout = SearchFanout(downstream, default_timeout_ms=limits.default_timeout_ms)
 
@@ -98,6 +104,7 @@ class Gateway:
         insert: searching it then answers no results rather than 404.
         """
         ctx.principal.check_collections(Role.READ, "searching", [query.collection])
+        self.quotas.admit_read(ctx)
         vector = validate_vector(query.vector, None)
         max_staleness = 0
         if query.level is ConsistencyLevel.BOUNDED_STALENESS:
@@ -151,9 +158,14 @@ class Gateway:
         # Everything is validated before the collection may be created implicitly: a
         # refused request leaves no trace.
         records = RecordBatch.validate(ids, vectors, metadata=batch.metadata, documents=batch.documents)
+        rows = len(records.ids)
+        self.quotas.admit_write(ctx, rows)
+        await self.quotas.check_new_vectors(ctx, rows)
         schema = await self._schema_for_write(batch.collection, records.dim, ctx)
         self._check_dim(schema, records.dim, "the")
-        return await self._router.write(schema, records, upsert=batch.upsert, ack=batch.ack, ctx=ctx)
+        outcome = await self._router.write(schema, records, upsert=batch.upsert, ack=batch.ack, ctx=ctx)
+        self.quotas.written(ctx, rows)
+        return outcome
 
     async def transact(self, txn: Transaction, ctx: RequestContext) -> WriteOutcome:
         """Apply writes and deletes to several collections atomically (one journal entry).
@@ -177,6 +189,9 @@ class Gateway:
             validated.append((step, records, list(records.ids)))
         total = sum(len(ids) for _, _, ids in validated)
         validate_batch_size(total, field="transaction rows")
+        added = sum(len(ids) for _, records, ids in validated if records is not None)
+        self.quotas.admit_write(ctx, total)
+        await self.quotas.check_new_vectors(ctx, added)
         steps: list[TxnStep] = []
         for n, (step, step_records, ids) in enumerate(validated):
             if step_records is None:
@@ -186,7 +201,9 @@ class Gateway:
             self._check_dim(schema, step_records.dim, f"operations[{n}]")
             steps.append(TxnStep(schema=schema, ids=step_records.ids, records=step_records,
                                  upsert=isinstance(step, WriteBatch) and step.upsert))
-        return await self._router.transact(steps, ack=txn.ack, ctx=ctx)
+        outcome = await self._router.transact(steps, ack=txn.ack, ctx=ctx)
+        self.quotas.written(ctx, added)
+        return outcome
 
     @staticmethod
     def _check_dim(schema: CollectionSchema, dim: int, where: str) -> None:
@@ -201,6 +218,7 @@ class Gateway:
         except NotFound:
             if collection != DEFAULT_COLLECTION:
                 raise
+        await self.quotas.check_new_collection(ctx, collection)
         schema = await self._downstream.create_collection(collection_pb2.CreateCollectionRequest(
             tenant=ctx.tenant, name=collection, dim=dim, metric="cosine", if_not_exists=True,
             request_id=ctx.ddl_request_id("create-default", collection)))
@@ -215,6 +233,7 @@ class Gateway:
         """
         ctx.principal.check_collections(Role.WRITE, "deleting", [batch.collection])
         ids = validate_ids(batch.ids)
+        self.quotas.admit_write(ctx, len(ids))
         schema = await self._schema(batch.collection, ctx)
         before = await self._get(schema, ids, include_vectors=False, level=ConsistencyLevel.STRONG,
                                  ctx=ctx)
@@ -227,6 +246,7 @@ class Gateway:
     async def get(self, query: GetQuery, ctx: RequestContext) -> GetOutcome:
         """Records by id at ``query.level`` (eventual, read_your_writes or strong)."""
         ctx.principal.check_collections(Role.READ, "reading", [query.collection])
+        self.quotas.admit_read(ctx)
         _check_read_level(query.level, "reads by id")
         ids = validate_ids(query.ids)
         schema = await self._schema(query.collection, ctx)
@@ -262,6 +282,7 @@ class Gateway:
         (eventual, read_your_writes or strong), raised to ``min_required_offset``.
         """
         ctx.principal.check_collections(Role.READ, "listing records", [query.collection])
+        self.quotas.admit_read(ctx)
         _check_read_level(query.level, "record listings")
         if not 1 <= query.limit <= MAX_LIST_LIMIT:
             raise InvalidRequest(f"limit is {query.limit}; it must be between 1 and {MAX_LIST_LIMIT}",
@@ -299,6 +320,8 @@ class Gateway:
         valid = CollectionSchema(name=spec.name, dim=spec.dim, tenant=ctx.tenant, metric=spec.metric,
                                  shards=spec.shards or 1, replicas=spec.replicas or 1,
                                  hnsw=HnswParams.from_proto(user_hnsw))
+        self.quotas.admit_write(ctx, 0)
+        await self.quotas.check_new_collection(ctx, valid.name)
         served = self._downstream.shard_groups
         if spec.shards > served:
             raise InvalidRequest(f"shards is {spec.shards}, but this cluster serves {served} shard(s); "
@@ -313,6 +336,7 @@ class Gateway:
 
     async def get_collection(self, name: str, ctx: RequestContext) -> CollectionSchema:
         ctx.principal.check_collections(Role.READ, "reading a collection", [name])
+        self.quotas.admit_read(ctx)
         validate_name(name)
         try:
             return await self._downstream.get_collection(ctx.tenant, name)
@@ -327,11 +351,13 @@ class Gateway:
     async def list_collections(self, ctx: RequestContext) -> list[CollectionSchema]:
         """The collections of ``ctx.tenant`` the principal may use."""
         ctx.principal.require(Role.READ, "listing collections")
+        self.quotas.admit_read(ctx)
         return [s for s in await self._downstream.list_collections(ctx.tenant)
                 if ctx.principal.may_use(s.name)]
 
     async def alter_collection(self, name: str, ef_search: int, ctx: RequestContext) -> CollectionSchema:
         ctx.principal.check_collections(Role.ADMIN, "altering a collection", [name])
+        self.quotas.admit_write(ctx, 0)
         validate_name(name)
         HnswParams(ef_search=ef_search)
         schema = await self._downstream.alter_collection(collection_pb2.AlterCollectionRequest(
@@ -342,6 +368,7 @@ class Gateway:
 
     async def drop_collection(self, name: str, ctx: RequestContext) -> DropOutcome:
         ctx.principal.check_collections(Role.ADMIN, "dropping a collection", [name])
+        self.quotas.admit_write(ctx, 0)
         validate_name(name)
         answer = await self._downstream.drop_collection(collection_pb2.DropCollectionRequest(
             tenant=ctx.tenant, name=name, request_id=ctx.ddl_request_id("drop", name)))
@@ -352,6 +379,7 @@ class Gateway:
     async def operation(self, request_id: str, ctx: RequestContext) -> OperationStatus:
         """Where data write ``request_id`` of ``ctx.tenant`` landed and which replicas applied it."""
         ctx.principal.require(Role.READ, "looking up an operation")
+        self.quotas.admit_read(ctx)
         answer = await self._downstream.lookup_request(journal_request_id(ctx.tenant, request_id))
         if not answer.found:
             raise NotFound(f"no journal entry has request id {request_id!r}",
@@ -372,6 +400,8 @@ class Gateway:
         principal = ctx.principal if ctx is not None else None
         if principal is not None:
             principal.require(Role.READ, "reading the journal")
+        if ctx is not None:
+            self.quotas.admit_read(ctx)
         partitions = all_partitions(self._downstream.data_partitions)
         if partition not in partitions:
             raise NotFound(f"journal partition {partition!r} does not exist; partitions: "

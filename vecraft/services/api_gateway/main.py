@@ -22,11 +22,16 @@ from starlette.applications import Starlette
 
 from vecraft.services.api_gateway.auth.bootstrap import check_bind, ensure_admin_key
 from vecraft.services.api_gateway.auth.keyring import KeyRing
+from vecraft.services.api_gateway.console.overview import record_counts
+from vecraft.services.api_gateway.console.probe import GrpcClusterProbe
 from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.api_gateway.downstream_grpc import GrpcDownstream
 from vecraft.services.api_gateway.gateway import Gateway, GatewayLimits
 from vecraft.services.api_gateway.handlers.grpc_servicers import add_servicers
 from vecraft.services.api_gateway.handlers.http_app import create_app
+from vecraft.services.api_gateway.quotas.book import QuotaBook
+from vecraft.services.api_gateway.quotas.counts import StoredVectors
+from vecraft.services.api_gateway.quotas.limiter import Quotas
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.services.api_gateway.settings import GatewaySettings
 from vecraft.services.meta_manager.client import MetaClient
@@ -51,9 +56,22 @@ class GatewayService(Service):
             data_partitions=settings.data_partitions)
         self.schemas = SchemaCache(self.downstream)
         self.keys = KeyRing(MetaClient(settings.meta_address))
+        self.quota_book = QuotaBook(MetaClient(settings.meta_address))
+        # Stored vector counts (max_vectors) from the storage nodes, as the console reads them.
+        self._counts_probe = GrpcClusterProbe(journal_address=settings.journal_address,
+                                              meta_address=settings.meta_address)
+        self.quotas = Quotas(self.quota_book, collection_names=self._collection_names,
+                             stored=StoredVectors(self._live_counts))
         self.gateway = Gateway(self.downstream, self.schemas, limits=GatewayLimits(
             default_timeout_ms=settings.search_timeout_ms,
-            default_max_staleness_ms=settings.default_max_staleness_ms))
+            default_max_staleness_ms=settings.default_max_staleness_ms), quotas=self.quotas)
+
+    async def _collection_names(self, tenant: str) -> set[str]:
+        return {s.name for s in await self.downstream.list_collections(tenant)}
+
+    async def _live_counts(self) -> dict[str, int]:
+        snapshot = await self._counts_probe.snapshot()
+        return {label: live for label, (live, _) in record_counts(snapshot).items()}
 
     def register(self, server: grpc.aio.Server) -> None:
         add_servicers(server, self.gateway, self.keys if self.settings.auth else None)
@@ -61,12 +79,13 @@ class GatewayService(Service):
     def http_app(self) -> Starlette:
         return create_app(self.gateway, extra_routes=self.health_routes(),
                           max_body_bytes=self.settings.max_body_bytes, keys=self.keys,
-                          auth=self.settings.auth)
+                          auth=self.settings.auth, quotas=self.quota_book)
 
     async def on_start(self) -> None:
         await self.downstream.start()
         self.spawn(self.schemas.run_watch(), "schema-watch", forever=True)
         self.spawn(self.downstream.follow_registry(), "registry-watch", forever=True)
+        self.spawn(self.quota_book.run_watch(), "quota-watch", forever=True)
         if self.settings.auth:
             self.spawn(self.keys.run_watch(), "key-watch", forever=True)
             self.spawn(ensure_admin_key(self.keys, self.settings.bootstrap_admin_key_file), "admin-key")
@@ -82,11 +101,15 @@ class GatewayService(Service):
     async def on_stop(self) -> None:
         await self.downstream.stop()
         await self.keys.meta.close()
+        if self.quota_book.meta is not None:
+            await self.quota_book.meta.close()
+        await self._counts_probe.close()
 
     def health_payload(self) -> dict[str, object]:
         return {"schema_watch": self.schemas.watching, "data_partitions": self.settings.data_partitions,
                 "routing": self.downstream.routing_health(),
-                "auth": {"enabled": self.settings.auth, "keys_loaded": self.keys.loaded}}
+                "auth": {"enabled": self.settings.auth, "keys_loaded": self.keys.loaded},
+                "quotas": {"loaded": self.quota_book.loaded, "records": len(self.quota_book.records())}}
 
 
 def build(argv: list[str] | None = None) -> GatewayService:

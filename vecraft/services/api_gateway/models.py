@@ -38,6 +38,8 @@ class RequestContext:
     session_id: str = ""
     #: the API key the request runs as (OPEN when auth is off); ``tenant`` is already resolved
     principal: Principal = OPEN
+    #: size of the request (HTTP body / gRPC message), for the ``max_request_bytes`` quota
+    request_bytes: int = 0
 
     @property
     def journal_request_id(self) -> str:

@@ -227,11 +227,30 @@ class MetaClient:
             return await self._stub.RevokeApiKey(meta_pb2.RevokeApiKeyRequest(id=key_id),
                                                  timeout=self.timeout_s)
 
+    # ---- quotas ----------------------------------------------------------------
+    async def set_quota(self, quota: meta_pb2.Quota) -> meta_pb2.Quota:
+        """Store ``quota`` as the record of its (tenant, key_id), replacing one; the stored record."""
+        with translate_rpc_error():
+            return await self._stub.SetQuota(quota, timeout=self.timeout_s)
+
+    async def list_quotas(self, tenant: str = "") -> list[meta_pb2.Quota]:
+        """Quota records of ``tenant`` ("" = every tenant), sorted by (tenant, key_id)."""
+        with translate_rpc_error():
+            reply = await self._stub.ListQuotas(meta_pb2.ListQuotasRequest(tenant=tenant),
+                                                timeout=self.timeout_s)
+        return list(reply.quotas)
+
+    async def delete_quota(self, tenant: str, key_id: str = "") -> meta_pb2.Quota:
+        """Remove a quota record; NotFound when there is none."""
+        with translate_rpc_error():
+            return await self._stub.DeleteQuota(meta_pb2.DeleteQuotaRequest(tenant=tenant, key_id=key_id),
+                                                timeout=self.timeout_s)
+
     # ---- watch and clocks ------------------------------------------------------
     async def watch(self, topics: Sequence[str] = (), *,
                     snapshot_end: bool = False) -> AsyncIterator[meta_pb2.WatchEvent]:
         """Snapshot (revision 0) then live changes of ``topics`` ("collections", "nodes",
-        "placement", "keys"; () = all).
+        "placement", "keys", "quotas"; () = all).
 
         With ``snapshot_end`` the end-of-snapshot marker (an event with no item) is
         yielded between the two: a watcher that reconnects replaces its state with the

@@ -4,7 +4,7 @@ Handlers validate, delegate and convert; errors are ``VecraftError`` raised
 to the shared interceptor (400 / 404 / 409 / 503 on the wire).
 
 Watch streams send an initial snapshot first (one ``PUT`` per current
-collection, node and API key record, and the placement map when one exists, ``revision``
+collection, node, API key and quota record, and the placement map when one exists, ``revision``
 0), then one end-of-snapshot marker (an event with no item, ``type``
 unspecified, ``revision`` 0; a watcher replaces its state with the snapshot
 there, so what was deleted while it was away goes too), then every change from
@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from vecraft.services.meta_manager import api_keys
+from vecraft.services.meta_manager import api_keys, quotas
 from vecraft.services.meta_manager.hlc_sync import HlcCoordinator
 from vecraft.services.meta_manager.placement import TenantMap, build_placement, validate_placement
 from vecraft.services.meta_manager.schema import DdlCoordinator
@@ -31,7 +31,7 @@ from vecraft.shared.model.routing import DEFAULT_TENANT
 from vecraft.shared.model.validation import validate_name
 from vecraft.shared.rpc.v1 import collection_pb2, meta_pb2, meta_pb2_grpc
 
-TOPICS = ("collections", "nodes", "placement", "keys")
+TOPICS = ("collections", "nodes", "placement", "keys", "quotas")
 #: Leases shorter than this would expire between two heartbeats of a busy node.
 MIN_TTL_MS = 100
 MAX_TTL_MS = 3_600_000
@@ -45,6 +45,8 @@ def _watch_event(event: StoreEvent) -> meta_pb2.WatchEvent:
         return meta_pb2.WatchEvent(type=kind, node=event.node, revision=event.revision)
     if event.api_key is not None:
         return meta_pb2.WatchEvent(type=kind, api_key=event.api_key, revision=event.revision)
+    if event.quota is not None:
+        return meta_pb2.WatchEvent(type=kind, quota=event.quota, revision=event.revision)
     return meta_pb2.WatchEvent(type=kind, placement=event.placement, revision=event.revision)
 
 
@@ -211,6 +213,30 @@ class MetaServicer(meta_pb2_grpc.MetaManagerServiceServicer):
             raise NotFound(f"no API key has id {request.id[:64]!r}", details={"id": request.id[:64]})
         return api_keys.public(info)
 
+    # ---- quotas ----------------------------------------------------------------
+    async def SetQuota(self, request: meta_pb2.Quota, context: grpc.aio.ServicerContext) -> meta_pb2.Quota:
+        quota = meta_pb2.Quota()
+        quota.CopyFrom(request)
+        quotas.validate_quota(quota)
+        quota.updated_unix_ms = time.time_ns() // 1_000_000
+        await self._store.set_quota(quota)
+        return quota
+
+    async def ListQuotas(self, request: meta_pb2.ListQuotasRequest,
+                         context: grpc.aio.ServicerContext) -> meta_pb2.ListQuotasResponse:
+        listed = await self._store.list_quotas()
+        return meta_pb2.ListQuotasResponse(quotas=[q for q in listed
+                                                   if not request.tenant or q.tenant == request.tenant])
+
+    async def DeleteQuota(self, request: meta_pb2.DeleteQuotaRequest,
+                          context: grpc.aio.ServicerContext) -> meta_pb2.Quota:
+        quotas.validate_subject(request.tenant, request.key_id)
+        removed = await self._store.delete_quota(request.tenant, request.key_id)
+        if removed is None:
+            raise NotFound(quotas.no_quota_message(request.tenant, request.key_id),
+                           details={"tenant": request.tenant, "key_id": request.key_id})
+        return removed
+
     # ---- watch -----------------------------------------------------------------
     async def Watch(self, request: meta_pb2.WatchRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[meta_pb2.WatchEvent]:
@@ -235,6 +261,9 @@ class MetaServicer(meta_pb2_grpc.MetaManagerServiceServicer):
                 if "keys" in topics:
                     for info in await self._store.list_api_keys():
                         yield meta_pb2.WatchEvent(type=meta_pb2.WatchEvent.PUT, api_key=info)
+                if "quotas" in topics:
+                    for quota in await self._store.list_quotas():
+                        yield meta_pb2.WatchEvent(type=meta_pb2.WatchEvent.PUT, quota=quota)
                 yield meta_pb2.WatchEvent()  # end of the snapshot
                 async for event in sub:
                     if event.topic in topics:

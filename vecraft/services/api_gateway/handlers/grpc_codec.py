@@ -57,7 +57,8 @@ DEFAULT_JOURNAL_LIMIT = 100
 
 
 def request_context(metadata: Iterable[tuple[str, Any]] | None, *, request_id: str = "", tenant: str = "",
-                    session_token: str = "", principal: Principal = OPEN) -> RequestContext:
+                    session_token: str = "", principal: Principal = OPEN,
+                    request_bytes: int = 0) -> RequestContext:
     """The context of one call from its message fields and call metadata, run as ``principal``."""
     md = {key: value for key, value in metadata or () if isinstance(value, str)}
     rid = request_id or md.get("x-request-id", "")
@@ -66,7 +67,8 @@ def request_context(metadata: Iterable[tuple[str, Any]] | None, *, request_id: s
     tenant_name = principal.resolve_tenant(tenant or md.get("x-tenant", ""))
     offsets, session_id = decode_token(session_token or md.get("x-session-token", ""))
     return RequestContext(request_id=rid or new_request_id(), tenant=validate_name(tenant_name, "tenant"),
-                          session=offsets, session_id=session_id, principal=principal)
+                          session=offsets, session_id=session_id, principal=principal,
+                          request_bytes=request_bytes)
 
 
 def _collection(name: str) -> str:

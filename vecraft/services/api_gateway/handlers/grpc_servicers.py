@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 import grpc
+from google.protobuf.message import Message
 
 from vecraft.services.api_gateway.auth.keyring import KeyRing
 from vecraft.services.api_gateway.auth.principal import OPEN
@@ -40,13 +41,15 @@ class _Authenticated:
         self._gateway = gateway
         self._keys = keys
 
-    def _context(self, context: Context, **fields: str) -> RequestContext:
+    def _context(self, context: Context, message: Message, **fields: str) -> RequestContext:
+        """The context of a call whose request is ``message`` (its size counts for quotas)."""
         metadata = context.invocation_metadata() or ()
         principal = OPEN
         if self._keys is not None:
             header = next((v for k, v in metadata if k == "authorization" and isinstance(v, str)), None)
             principal = self._keys.authenticate(header)
-        ctx = codec.request_context(metadata, principal=principal, **fields)
+        ctx = codec.request_context(metadata, principal=principal, request_bytes=message.ByteSize(),
+                                    **fields)
         request_id_var.set(ctx.request_id)
         return ctx
 
@@ -54,7 +57,7 @@ class _Authenticated:
 class VectorSearchServicer(_Authenticated, search_pb2_grpc.VectorSearchServiceServicer):
 
     async def Search(self, request: search_pb2.SearchRequest, context: Context) -> search_pb2.SearchResponse:
-        ctx = self._context(context, session_token=request.session_token)
+        ctx = self._context(context, request, session_token=request.session_token)
         outcome = await self._gateway.search(codec.search_query(request), ctx)
         return codec.search_response(outcome)
 
@@ -71,25 +74,25 @@ class VectorServicer(_Authenticated, gateway_pb2_grpc.VectorServiceServicer):
 
     async def _write(self, request: gateway_pb2.WriteVectorsRequest, context: Context, *,
                      upsert: bool) -> gateway_pb2.WriteVectorsResponse:
-        ctx = self._context(context, request_id=request.request_id, tenant=request.tenant,
+        ctx = self._context(context, request, request_id=request.request_id, tenant=request.tenant,
                        session_token=request.session_token)
         outcome = await self._gateway.write(codec.write_batch(request, upsert=upsert), ctx)
         return codec.write_response(outcome)
 
     async def Delete(self, request: gateway_pb2.DeleteVectorsRequest,
                      context: Context) -> gateway_pb2.WriteVectorsResponse:
-        ctx = self._context(context, request_id=request.request_id, tenant=request.tenant,
+        ctx = self._context(context, request, request_id=request.request_id, tenant=request.tenant,
                        session_token=request.session_token)
         return codec.delete_response(await self._gateway.delete(codec.delete_batch(request), ctx))
 
     async def Get(self, request: gateway_pb2.GetVectorsRequest,
                   context: Context) -> gateway_pb2.GetVectorsResponse:
-        ctx = self._context(context, tenant=request.tenant, session_token=request.session_token)
+        ctx = self._context(context, request, tenant=request.tenant, session_token=request.session_token)
         return codec.get_response(await self._gateway.get(codec.get_query(request), ctx))
 
     async def ListRecords(self, request: gateway_pb2.ListRecordsRequest,
                           context: Context) -> gateway_pb2.ListRecordsResponse:
-        ctx = self._context(context, tenant=request.tenant, session_token=request.session_token)
+        ctx = self._context(context, request, tenant=request.tenant, session_token=request.session_token)
         return codec.list_response(await self._gateway.list_records(codec.list_query(request), ctx))
 
 
@@ -97,29 +100,29 @@ class CollectionServicer(_Authenticated, gateway_pb2_grpc.CollectionServiceServi
 
     async def CreateCollection(self, request: collection_pb2.CreateCollectionRequest,
                                context: Context) -> collection_pb2.CollectionSchema:
-        ctx = self._context(context, request_id=request.request_id, tenant=request.tenant)
+        ctx = self._context(context, request, request_id=request.request_id, tenant=request.tenant)
         schema = await self._gateway.create_collection(codec.collection_spec(request), ctx)
         return schema.to_proto()
 
     async def GetCollection(self, request: collection_pb2.GetCollectionRequest,
                             context: Context) -> collection_pb2.CollectionSchema:
-        ctx = self._context(context, tenant=request.tenant)
+        ctx = self._context(context, request, tenant=request.tenant)
         return (await self._gateway.get_collection(request.name or DEFAULT_COLLECTION, ctx)).to_proto()
 
     async def ListCollections(self, request: collection_pb2.ListCollectionsRequest,
                               context: Context) -> collection_pb2.ListCollectionsResponse:
-        ctx = self._context(context, tenant=request.tenant)
+        ctx = self._context(context, request, tenant=request.tenant)
         schemas = await self._gateway.list_collections(ctx)
         return collection_pb2.ListCollectionsResponse(collections=[s.to_proto() for s in schemas])
 
     async def DropCollection(self, request: collection_pb2.DropCollectionRequest,
                              context: Context) -> collection_pb2.DropCollectionResponse:
-        ctx = self._context(context, request_id=request.request_id, tenant=request.tenant)
+        ctx = self._context(context, request, request_id=request.request_id, tenant=request.tenant)
         return codec.drop_response(await self._gateway.drop_collection(request.name, ctx))
 
     async def AlterCollection(self, request: collection_pb2.AlterCollectionRequest,
                               context: Context) -> collection_pb2.CollectionSchema:
-        ctx = self._context(context, request_id=request.request_id, tenant=request.tenant)
+        ctx = self._context(context, request, request_id=request.request_id, tenant=request.tenant)
         schema = await self._gateway.alter_collection(request.name, request.hnsw.ef_search, ctx)
         return schema.to_proto()
 
@@ -128,12 +131,12 @@ class OperationServicer(_Authenticated, gateway_pb2_grpc.OperationServiceService
 
     async def GetOperation(self, request: gateway_pb2.GetOperationRequest,
                            context: Context) -> journal_pb2.LookupRequestResponse:
-        ctx = self._context(context)
+        ctx = self._context(context, request)
         return codec.operation_response(await self._gateway.operation(request.request_id, ctx))
 
     async def ReadJournal(self, request: gateway_pb2.ReadJournalRequest,
                           context: Context) -> gateway_pb2.ReadJournalResponse:
-        ctx = self._context(context)
+        ctx = self._context(context, request)
         partition, from_offset, limit = codec.journal_request(request)
         return codec.journal_response(await self._gateway.read_journal(partition, from_offset, limit, ctx))
 

@@ -23,11 +23,13 @@ from vecraft.services.api_gateway.handlers.console_routes import build_console_r
 from vecraft.services.api_gateway.handlers.http_routes import build_router
 from vecraft.services.api_gateway.handlers.http_schemas import REQUEST_MODELS
 from vecraft.services.api_gateway.handlers.key_routes import CreateKeyRequest, build_key_router
+from vecraft.services.api_gateway.handlers.quota_routes import SetQuotaRequest, build_quota_router
 from vecraft.services.api_gateway.middleware.access_log import AccessLogMiddleware
 from vecraft.services.api_gateway.middleware.auth import AuthMiddleware
 from vecraft.services.api_gateway.middleware.body_limit import BodyLimitMiddleware
 from vecraft.services.api_gateway.middleware.errors import install_error_handlers
 from vecraft.services.api_gateway.middleware.request_id import RequestIdMiddleware
+from vecraft.services.api_gateway.quotas.book import QuotaBook
 from vecraft.services.api_gateway.responses import JSONResponse
 from vecraft.shared.model.limits import MAX_REQUEST_BYTES
 
@@ -49,13 +51,14 @@ SWAGGER_ASSETS = "/docs-assets"
 def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                cluster_probe: ClusterProbe | None = None, keys: KeyRing | None = None,
-               auth: bool = False) -> FastAPI:
+               auth: bool = False, quotas: QuotaBook | None = None) -> FastAPI:
     """The HTTP app over ``gateway``; ``extra_routes`` are the shell's /healthz /readyz /metrics.
 
     ``cluster_probe`` feeds the web console's cluster overview (nodes, replicas, lag); without
     it the overview says so and shows what the gateway reads itself. ``keys`` adds the key
     management routes (/v1/keys); ``auth`` (needs ``keys``) requires a key on every request
-    but the probes and docs (docs/security.md).
+    but the probes and docs (docs/security.md). ``quotas`` adds the quota routes (/v1/quotas,
+    docs/quotas.md).
     """
     if auth and keys is None:
         raise ValueError("auth needs the key ring")
@@ -67,6 +70,8 @@ def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
     app.include_router(build_console_router(gateway, cluster_probe))
     if keys is not None:
         app.include_router(build_key_router(keys))
+    if quotas is not None:
+        app.include_router(build_quota_router(quotas))
     mount_console(app)
     app.router.routes.extend(extra_routes)
     install_error_handlers(app)
@@ -85,7 +90,8 @@ def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
                               routes=app.routes)
             # Request bodies are parsed by the codec, so FastAPI does not see their models;
             # add them to the components the routes' openapi_extra refers to.
-            models: tuple[type[BaseModel], ...] = (*REQUEST_MODELS, CreateKeyRequest)
+            models: tuple[type[BaseModel], ...] = (*REQUEST_MODELS, CreateKeyRequest,
+                                                       SetQuotaRequest)
             _, defs = models_json_schema([(m, "validation") for m in models],
                                          ref_template="#/components/schemas/{model}")
             doc.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))

@@ -68,6 +68,7 @@ _MAX_INT64 = 2**63 - 1
 async def read_json(request: Request) -> dict[str, Any]:
     """The request body as a JSON object, or InvalidRequest saying what is wrong with it."""
     raw = await request.body()
+    request.scope.setdefault("state", {})["body_bytes"] = len(raw)
     if not raw.strip():
         raise InvalidRequest("request body is empty; send a JSON object")
     try:
@@ -185,7 +186,17 @@ def request_context(request: Request, body: Fields | None = None) -> RequestCont
     tenant = principal.resolve_tenant(request.headers.get("x-tenant"))
     offsets, session_id = decode_token(token)
     return RequestContext(request_id=state["request_id"], tenant=validate_name(tenant, "tenant"),
-                          session=offsets, session_id=session_id, principal=principal)
+                          session=offsets, session_id=session_id, principal=principal,
+                          request_bytes=_request_bytes(request))
+
+
+def _request_bytes(request: Request) -> int:
+    """The body's size: as read, else as declared (the body-limit middleware checked the header)."""
+    read = request.scope.get("state", {}).get("body_bytes")
+    if isinstance(read, int):
+        return read
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else 0
 
 
 def principal_of(request: Request) -> Principal:

@@ -25,7 +25,9 @@ The store holds four things:
 - **named leases**: one holder at a time, each holding with a fencing token
   larger than every earlier one of that name;
 - **API keys**: one record per key (id, name, role, tenant and collection scope,
-  the SHA-256 of the key, never the key), revoked in place rather than deleted.
+  the SHA-256 of the key, never the key), revoked in place rather than deleted;
+- **quotas**: one record per tenant (``key_id`` "") or per (tenant, API key), replaced
+  whole by :meth:`MetaStore.set_quota` and removed by :meth:`MetaStore.delete_quota`.
 
 Every change is published to subscribers (:meth:`MetaStore.subscribe`) as a
 :class:`StoreEvent`. A node whose lease expires is removed and published as a
@@ -61,14 +63,17 @@ class StoreEvent:
     node: meta_pb2.NodeInfo | None = None
     placement: meta_pb2.PlacementMap | None = None
     api_key: meta_pb2.ApiKeyInfo | None = None
+    quota: meta_pb2.Quota | None = None
 
     @property
     def topic(self) -> str:
-        """The Watch topic of the event: "collections", "nodes", "placement" or "keys"."""
+        """The Watch topic of the event: "collections", "nodes", "placement", "keys" or "quotas"."""
         if self.collection is not None:
             return "collections"
         if self.node is not None:
             return "nodes"
+        if self.quota is not None:
+            return "quotas"
         return "keys" if self.api_key is not None else "placement"
 
 
@@ -251,6 +256,21 @@ class MetaStore(abc.ABC):
     async def revoke_api_key(self, key_id: str, at_unix_ms: int) -> meta_pb2.ApiKeyInfo | None:
         """Mark the key revoked (idempotent: an already revoked key keeps its first time) and
         publish the record as a PUT; None when no key has ``key_id``."""
+
+    # ---- quotas ----------------------------------------------------------------
+    @abc.abstractmethod
+    async def set_quota(self, quota: meta_pb2.Quota) -> None:
+        """Store ``quota`` as the record of ``(quota.tenant, quota.key_id)`` (replacing one) and
+        publish it as a PUT."""
+
+    @abc.abstractmethod
+    async def list_quotas(self) -> list[meta_pb2.Quota]:
+        """Every quota record, sorted by (tenant, key_id)."""
+
+    @abc.abstractmethod
+    async def delete_quota(self, tenant: str, key_id: str) -> meta_pb2.Quota | None:
+        """Remove the record of ``(tenant, key_id)`` and publish it as a DELETE; None when there was
+        none."""
 
     # ---- change stream ---------------------------------------------------------
     @abc.abstractmethod

@@ -10,6 +10,7 @@ Key layout under the prefix (``--etcd-prefix``, default ``/vecraft``)::
     <prefix>/placement                          PlacementMap JSON; its etcd version is the map's
     <prefix>/leases/<name>                      {"holder": ...}, attached to the holder's etcd lease
     <prefix>/keys/<id>                          ApiKeyInfo JSON (the key's hash, never the key)
+    <prefix>/quotas/<tenant>/<key_id or "-">    Quota JSON
 
 DDL materialization is one etcd transaction guarded by a compare on the
 watermark value, so several meta managers sharing the cluster apply the
@@ -389,6 +390,28 @@ class EtcdMetaStore(MetaStore):
             if succeeded:
                 return info
 
+    # ---- quotas ----------------------------------------------------------------
+    def _quota_key(self, tenant: str, key_id: str) -> bytes:
+        # Key ids are hex and tenants are names ([A-Za-z0-9_-]), so "-" never is a key id.
+        return self._key("quotas", tenant, key_id or "-")
+
+    async def set_quota(self, quota: meta_pb2.Quota) -> None:
+        key = self._quota_key(quota.tenant, quota.key_id)
+        await self._call("put", lambda c: c.put(key, codec.encode_message(quota)))
+
+    async def list_quotas(self) -> list[meta_pb2.Quota]:
+        rng = await self._call("list", lambda c: c.get_prefix(self._key("quotas", ""), sort_order="ascend"))
+        quotas = [codec.decode_message(kv.value, meta_pb2.Quota) for kv in rng.kvs]
+        return sorted(quotas, key=lambda q: (q.tenant, q.key_id))
+
+    async def delete_quota(self, tenant: str, key_id: str) -> meta_pb2.Quota | None:
+        key = self._quota_key(tenant, key_id)
+        kv = await self._call("get", lambda c: c.get(key))
+        if kv is None:
+            return None
+        await self._call("delete", lambda c: c.delete(key))
+        return codec.decode_message(kv.value, meta_pb2.Quota)
+
     # ---- change stream ---------------------------------------------------------
     def subscribe(self) -> Subscription[StoreEvent]:
         return self._hub.subscribe()
@@ -413,6 +436,10 @@ class EtcdMetaStore(MetaStore):
             return StoreEvent(kind, revision, node=node)
         if rel[0] == "keys" and len(rel) == 2 and not deleted:
             return StoreEvent(kind, revision, api_key=codec.decode_message(value, meta_pb2.ApiKeyInfo))
+        if rel[0] == "quotas" and len(rel) == 3:
+            quota = (codec.decode_message(value, meta_pb2.Quota) if value
+                     else meta_pb2.Quota(tenant=rel[1], key_id="" if rel[2] == "-" else rel[2]))
+            return StoreEvent(kind, revision, quota=quota)
         if rel == ["placement"] and not deleted:
             placement = codec.decode_message(value, meta_pb2.PlacementMap)
             placement.version = int(event.kv.version)

@@ -10,6 +10,7 @@ Layout (``<data-dir>/meta.sqlite3``)::
     placement(id = 1, version, map)              the one placement map
     leases(name PRIMARY KEY, holder, fencing_token, ttl_ms, expires_unix_ms)
     api_keys(id PRIMARY KEY, info)               ApiKeyInfo JSON (the key's hash, never the key)
+    quotas(tenant, key_id, info)                 Quota JSON; PRIMARY KEY (tenant, key_id)
 
 Every statement runs on one worker thread (a single-thread executor), so the
 connection is never shared between threads and commits are serialized; the
@@ -70,6 +71,8 @@ CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, fencing_token INTEGER NOT NULL, ttl_ms INTEGER NOT NULL,
     expires_unix_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS quotas (
+    tenant TEXT NOT NULL, key_id TEXT NOT NULL, info TEXT NOT NULL, PRIMARY KEY (tenant, key_id));
 INSERT OR IGNORE INTO meta (key, value) VALUES ('ddl_watermark', 0), ('revision', 0);
 """
 
@@ -435,6 +438,38 @@ class SqliteMetaStore(MetaStore):
             return None
         self._hub.publish(event)
         return event.api_key
+
+    # ---- quotas ----------------------------------------------------------------
+    async def set_quota(self, quota: meta_pb2.Quota) -> None:
+        def _set(conn: sqlite3.Connection) -> StoreEvent:
+            with conn:
+                conn.execute("INSERT OR REPLACE INTO quotas (tenant, key_id, info) VALUES (?, ?, ?)",
+                             (quota.tenant, quota.key_id, codec.encode_message(quota).decode()))
+                return StoreEvent(EventType.PUT, self._next_revision(conn), quota=quota)
+
+        self._hub.publish(await self._run(_set))
+
+    async def list_quotas(self) -> list[meta_pb2.Quota]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT info FROM quotas ORDER BY tenant, key_id").fetchall())
+        return [codec.decode_message(r[0], meta_pb2.Quota) for r in rows]
+
+    async def delete_quota(self, tenant: str, key_id: str) -> meta_pb2.Quota | None:
+        def _delete(conn: sqlite3.Connection) -> StoreEvent | None:
+            with conn:
+                row = conn.execute("SELECT info FROM quotas WHERE tenant = ? AND key_id = ?",
+                                   (tenant, key_id)).fetchone()
+                if row is None:
+                    return None
+                conn.execute("DELETE FROM quotas WHERE tenant = ? AND key_id = ?", (tenant, key_id))
+                return StoreEvent(EventType.DELETE, self._next_revision(conn),
+                                  quota=codec.decode_message(row[0], meta_pb2.Quota))
+
+        event = await self._run(_delete)
+        if event is None:
+            return None
+        self._hub.publish(event)
+        return event.quota
 
     # ---- change stream ---------------------------------------------------------
     def subscribe(self) -> Subscription[StoreEvent]:

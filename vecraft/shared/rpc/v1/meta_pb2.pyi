@@ -282,6 +282,48 @@ class RevokeApiKeyRequest(_message.Message):
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
+class Quota(_message.Message):
+    __slots__ = ("tenant", "key_id", "write_requests_per_s", "write_vectors_per_s", "read_requests_per_s", "max_collections", "max_vectors", "max_request_bytes", "updated_unix_ms")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    WRITE_REQUESTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    WRITE_VECTORS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    READ_REQUESTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    key_id: str
+    write_requests_per_s: int
+    write_vectors_per_s: int
+    read_requests_per_s: int
+    max_collections: int
+    max_vectors: int
+    max_request_bytes: int
+    updated_unix_ms: int
+    def __init__(self, tenant: _Optional[str] = ..., key_id: _Optional[str] = ..., write_requests_per_s: _Optional[int] = ..., write_vectors_per_s: _Optional[int] = ..., read_requests_per_s: _Optional[int] = ..., max_collections: _Optional[int] = ..., max_vectors: _Optional[int] = ..., max_request_bytes: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ...) -> None: ...
+
+class ListQuotasRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class ListQuotasResponse(_message.Message):
+    __slots__ = ("quotas",)
+    QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    quotas: _containers.RepeatedCompositeFieldContainer[Quota]
+    def __init__(self, quotas: _Optional[_Iterable[_Union[Quota, _Mapping]]] = ...) -> None: ...
+
+class DeleteQuotaRequest(_message.Message):
+    __slots__ = ("tenant", "key_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    key_id: str
+    def __init__(self, tenant: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
+
 class WatchRequest(_message.Message):
     __slots__ = ("topics",)
     TOPICS_FIELD_NUMBER: _ClassVar[int]
@@ -289,7 +331,7 @@ class WatchRequest(_message.Message):
     def __init__(self, topics: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("type", "collection", "node", "placement", "api_key", "revision")
+    __slots__ = ("type", "collection", "node", "placement", "api_key", "quota", "revision")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_UNSPECIFIED: _ClassVar[WatchEvent.Type]
@@ -303,14 +345,16 @@ class WatchEvent(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     API_KEY_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     type: WatchEvent.Type
     collection: _collection_pb2.CollectionSchema
     node: NodeInfo
     placement: PlacementMap
     api_key: ApiKeyInfo
+    quota: Quota
     revision: int
-    def __init__(self, type: _Optional[_Union[WatchEvent.Type, str]] = ..., collection: _Optional[_Union[_collection_pb2.CollectionSchema, _Mapping]] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., placement: _Optional[_Union[PlacementMap, _Mapping]] = ..., api_key: _Optional[_Union[ApiKeyInfo, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    def __init__(self, type: _Optional[_Union[WatchEvent.Type, str]] = ..., collection: _Optional[_Union[_collection_pb2.CollectionSchema, _Mapping]] = ..., node: _Optional[_Union[NodeInfo, _Mapping]] = ..., placement: _Optional[_Union[PlacementMap, _Mapping]] = ..., api_key: _Optional[_Union[ApiKeyInfo, _Mapping]] = ..., quota: _Optional[_Union[Quota, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class ReportHLCRequest(_message.Message):
     __slots__ = ("node_id", "hlc")

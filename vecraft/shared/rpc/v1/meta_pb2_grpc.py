@@ -140,6 +140,21 @@ class MetaManagerServiceStub:
                 request_serializer=vecraft_dot_v1_dot_meta__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=vecraft_dot_v1_dot_meta__pb2.ApiKeyInfo.FromString,
                 _registered_method=True)
+        self.SetQuota = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/SetQuota',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.Quota.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.Quota.FromString,
+                _registered_method=True)
+        self.ListQuotas = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/ListQuotas',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.ListQuotasRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.ListQuotasResponse.FromString,
+                _registered_method=True)
+        self.DeleteQuota = channel.unary_unary(
+                '/vecraft.v1.MetaManagerService/DeleteQuota',
+                request_serializer=vecraft_dot_v1_dot_meta__pb2.DeleteQuotaRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_meta__pb2.Quota.FromString,
+                _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/vecraft.v1.MetaManagerService/Watch',
                 request_serializer=vecraft_dot_v1_dot_meta__pb2.WatchRequest.SerializeToString,
@@ -292,6 +307,27 @@ class MetaManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetQuota(self, request, context):
+        """Quotas and rate limits of tenants and API keys (docs/quotas.md), followed by gateways
+        through Watch topic "quotas". SetQuota replaces the record of (tenant, key_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQuotas(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteQuota(self, request, context):
+        """NOT_FOUND when (tenant, key_id) has no quota.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Watch(self, request, context):
         """Change stream of collections, nodes, the placement map and API keys.
         """
@@ -413,6 +449,21 @@ def add_MetaManagerServiceServicer_to_server(servicer, server):
                     servicer.RevokeApiKey,
                     request_deserializer=vecraft_dot_v1_dot_meta__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=vecraft_dot_v1_dot_meta__pb2.ApiKeyInfo.SerializeToString,
+            ),
+            'SetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQuota,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.Quota.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.Quota.SerializeToString,
+            ),
+            'ListQuotas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQuotas,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.ListQuotasRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.ListQuotasResponse.SerializeToString,
+            ),
+            'DeleteQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteQuota,
+                    request_deserializer=vecraft_dot_v1_dot_meta__pb2.DeleteQuotaRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_meta__pb2.Quota.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
@@ -992,6 +1043,87 @@ class MetaManagerService:
             '/vecraft.v1.MetaManagerService/RevokeApiKey',
             vecraft_dot_v1_dot_meta__pb2.RevokeApiKeyRequest.SerializeToString,
             vecraft_dot_v1_dot_meta__pb2.ApiKeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/SetQuota',
+            vecraft_dot_v1_dot_meta__pb2.Quota.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.Quota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQuotas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/ListQuotas',
+            vecraft_dot_v1_dot_meta__pb2.ListQuotasRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.ListQuotasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.MetaManagerService/DeleteQuota',
+            vecraft_dot_v1_dot_meta__pb2.DeleteQuotaRequest.SerializeToString,
+            vecraft_dot_v1_dot_meta__pb2.Quota.FromString,
             options,
             channel_credentials,
             insecure,
