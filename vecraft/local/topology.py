@@ -471,6 +471,10 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
                              key=list(addr.values()).index)
             extra = ["--shard", *map(str, planned.shards), "--journal-address", journal,
                      "--meta-address", meta, "--storage-addresses", *storage, *partitions, *delay]
+            if params.standalone:
+                # The storage nodes run in the same process: search their indexes instead of
+                # building a second copy of every shard (docs/operations.md#standalone-and-distributed).
+                extra.append("--no-cache")
         elif role == "failover":
             # Replica counts as planned: the first placement map keeps what the nodes were given.
             own_dir = data_dir / "failover"

@@ -69,6 +69,8 @@ def test_every_service_runs_in_one_process(cluster: LocalCluster) -> None:
 
 
 def test_levels_hold_and_searches_skip_grpc(cluster: LocalCluster) -> None:
+    """Every level through the one process: the gateway asks the query node, which asks the storage
+    nodes, which pull the journal, all without gRPC."""
     name = f"sa_{uuid.uuid4().hex[:8]}"
     with VecraftClient(cluster.endpoint, timeout=60.0) as client:
         client.create_collection(name, dim=DIM, metric="l2")
@@ -95,6 +97,8 @@ def test_levels_hold_and_searches_skip_grpc(cluster: LocalCluster) -> None:
     # pulled the lagging entries from it, without gRPC.
     assert journal_after.get("GetOffset", 0) > journal_before.get("GetOffset", 0)
     assert journal_after.get("PullWAL", 0) > journal_before.get("PullWAL", 0)
+    # The query node keeps no copy of the shards: the storage nodes of the process answered.
+    assert journal_after.get("ShardSearch", 0) - journal_before.get("ShardSearch", 0) >= 3
 
 
 def test_kill_9_of_the_process_loses_no_acknowledged_write(cluster: LocalCluster) -> None:

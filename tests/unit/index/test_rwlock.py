@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
+from vecraft.shared.index.collection import CollectionIndex
 from vecraft.shared.index.rwlock import RWLock
 
 pytestmark = pytest.mark.unit
@@ -92,3 +94,27 @@ def test_readers_share_and_writers_exclude() -> None:
     for t in threads:
         t.join(60)
     assert not violations and not any(t.is_alive() for t in threads)
+
+
+def test_try_acquire_read_never_waits_for_a_writer() -> None:
+    lock = RWLock()
+    assert lock.try_acquire_read() and lock.try_acquire_read()  # readers share
+    lock.release_read()
+    lock.release_read()
+    lock.acquire_write()
+    assert not lock.try_acquire_read()  # a writer holds it: refused at once, not waited for
+    lock.release_write()
+    assert lock.try_acquire_read()
+    lock.release_read()
+
+
+def test_search_now_declines_while_a_write_holds_the_index() -> None:
+    index = CollectionIndex(dim=2, metric="l2")
+    index.upsert(["a", "b"], np.array([[0, 0], [1, 1]], dtype=np.float32), [None, None])
+    query = np.zeros(2, dtype=np.float32)
+    found = index.search_records_now(query, 1)
+    assert found is not None and found[0] == ["a"]
+    with index._rw.write():
+        assert index.search_records_now(query, 1) is None
+    again = index.search_records_now(query, 1)
+    assert again is not None and again[0] == ["a"]

@@ -368,9 +368,15 @@ def test_standalone_is_the_default_one_process_running_every_planned_service(tmp
     plan = topology.plan_cluster(tmp_path, params, _fake_ports(params), log_level="debug")
     distributed = topology.plan_cluster(tmp_path, dataclasses.replace(params, distributed=True),
                                         _fake_ports(params), log_level="debug")
-    # The same services with the same flags, ports and data directories: a data directory can
-    # switch between the two layouts.
-    assert plan.services == distributed.services
+    # The same services with the same flags, ports and data directories (a data directory can
+    # switch between the two layouts), but for the query nodes: standalone, they keep no cache of
+    # their own and search the storage nodes of the same process.
+    for mine, theirs in zip(plan.services, distributed.services, strict=True):
+        if mine.role == "query":
+            assert [a for a in mine.args if a != "--no-cache"] == list(theirs.args)
+            assert "--no-cache" in mine.args and "--no-cache" not in theirs.args
+        else:
+            assert mine == theirs
     assert [p.name for p in distributed.processes] == [s.name for s in distributed.services]
     (process,) = plan.processes
     assert process.name == topology.STANDALONE_NAME and process.module == topology.STANDALONE_MODULE

@@ -53,6 +53,7 @@ from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftE
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.metrics import timed
 from vecraft.shared.common.service import Service, ServiceState, run_service
+from vecraft.shared.index import ShardState
 from vecraft.shared.model.routing import data_partition
 from vecraft.shared.replica import PartitionHalted, StalenessSnapshot
 from vecraft.shared.replica.follower import HeadWatch, PartitionFollower
@@ -86,6 +87,11 @@ class QueryProcessorSettings(ServiceSettings):
     placement_wait_ms: int = Field(2000, ge=0, description="at start, how long to wait for the meta "
                                                            "manager's placement map before serving the "
                                                            "--shard flags")
+    cache: bool = Field(True, description="keep an in-memory copy of the served shards, fed by the journal. "
+                                         "--no-cache answers every search from the storage nodes of "
+                                         "--storage-addresses instead, at the same consistency level "
+                                         "(standalone mode: they run in this process, so the shards are "
+                                         "indexed once)")
     optimize_threshold: float = Field(0.2, ge=0, le=1, description="rebuild a cached collection's index in "
                                       "the background once this share of its graph is deleted rows "
                                       "(0 = never)")
@@ -96,6 +102,9 @@ class QueryProcessor(Service):
 
     def __init__(self, settings: QueryProcessorSettings) -> None:
         super().__init__(settings)
+        if not settings.cache and not settings.storage_addresses:
+            raise ValueError("--no-cache needs --storage-addresses: without a cache, the storage nodes "
+                             "answer every search")
         self.cfg = settings
         self.partitions = [data_partition(i) for i in range(settings.data_partitions)]
         #: The cache of the served shards (one ShardState per shard; None until start-up picks them).
@@ -291,10 +300,15 @@ class QueryProcessor(Service):
                 shards = assigned
                 metrics.PLACEMENT_VERSION.set(self._placement.version)
         async with self._changes:
-            self.cache, self.followers = self._new_cache(shards)
+            if self.cfg.cache:
+                self.cache, self.followers = self._new_cache(shards)
+            else:
+                # Nothing to follow: the cache only names the served shards, the storage nodes answer.
+                assert self._executor is not None
+                self.cache, self.followers = ShardCache(shards, self.partitions, self._executor), {}
             self.searcher = VectorSearcher(self.cache, self.followers,
                                            sync_timeout_ms=self.cfg.sync_timeout_ms,
-                                           warm=lambda: self.warm, fallback=self._fallback,
+                                           warm=lambda: self.warm and self.cfg.cache, fallback=self._fallback,
                                            loading=lambda: self.loading_shards)
             self._shards_changed()
             if self._meta is not None:
@@ -353,7 +367,10 @@ class QueryProcessor(Service):
             log.info("placement map version %d: loading shards %s, dropping %s", version, add, remove,
                      extra={"version": version, "add": add, "remove": remove})
             start = time.perf_counter()
-            if add:
+            if not self.cfg.cache:
+                # No copy to load: the storage nodes answer for the new shards at once.
+                self.cache.replace_shards({s: ShardState(s, keep_documents=False) for s in add}, remove)
+            elif add:
                 self.loading = add
                 self._shards_changed()
                 try:

@@ -66,7 +66,7 @@ from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftErr
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import data_partition
-from vecraft.shared.rpc.v1 import meta_pb2, storage_pb2_grpc
+from vecraft.shared.rpc.v1 import meta_pb2, storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,7 @@ class StorageNode(Service):
     def __init__(self, settings: StorageNodeSettings) -> None:
         super().__init__(settings)
         self.cfg = settings
+        self.servicer = StorageNodeServicer(self)
         self.replica = settings.replica
         self.node_id = settings.node_id or default_node_id(settings.shards, settings.replica)
         self.partitions = [data_partition(i) for i in range(settings.data_partitions)]
@@ -229,7 +230,13 @@ class StorageNode(Service):
 
     # ---- Service hooks -------------------------------------------------------------------
     def register(self, server: grpc.aio.Server) -> None:
-        storage_pb2_grpc.add_StorageNodeServiceServicer_to_server(StorageNodeServicer(self), server)
+        storage_pb2_grpc.add_StorageNodeServiceServicer_to_server(self.servicer, server)
+
+    async def storage_search_in_process(self, request: storage_pb2.ShardSearchRequest
+                                        ) -> storage_pb2.ShardSearchResponse:
+        """``Search`` for a query node of this process (standalone mode,
+        :mod:`vecraft.shared.common.in_process`)."""
+        return await self.servicer.search(request)
 
     def health_payload(self) -> dict[str, Any]:
         return status_payload(self)

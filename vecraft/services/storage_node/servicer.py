@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,9 +52,9 @@ class _Budget:
     so a journal that stops answering fails the read in time instead of holding it (and the
     partition's shared pull) open."""
 
-    def __init__(self, timeout_ms: int, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, timeout_ms: int, context: grpc.aio.ServicerContext | None) -> None:
         limits = [timeout_ms / 1000] if timeout_ms > 0 else []
-        remaining = context.time_remaining()
+        remaining = context.time_remaining() if context is not None else None
         if remaining is not None:
             limits.append(remaining)
         self._end = time.monotonic() + min(limits) if limits else None
@@ -174,12 +174,18 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
 
     async def Search(self, request: storage_pb2.ShardSearchRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.ShardSearchResponse:
+        return await self.search(request, context)
+
+    async def search(self, request: storage_pb2.ShardSearchRequest,
+                     context: grpc.aio.ServicerContext | None = None) -> storage_pb2.ShardSearchResponse:
+        """``Search``, also called directly by a query node of this process (standalone mode): its
+        deadline is then the request's ``timeout_ms``."""
         began = time.perf_counter()
         with self._serving(request) as replica:
             return await self._search_replica(replica, request, context, began)
 
     async def _search_replica(self, replica: ShardReplica, request: storage_pb2.ShardSearchRequest,
-                              context: grpc.aio.ServicerContext,
+                              context: grpc.aio.ServicerContext | None,
                               began: float) -> storage_pb2.ShardSearchResponse:
         if not MIN_K <= request.k <= MAX_K:
             raise InvalidRequest(f"k must be between {MIN_K} and {MAX_K}, got {request.k}")
@@ -198,17 +204,29 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         # Read before searching: the index reflects at least this offset.
         version = follower.applied_offset
         staleness = follower.staleness_ms()
-        results = await asyncio.to_thread(self._search, replica, coll, query, request.k, flt,
-                                          request.ef_search or None)
+        ef = request.ef_search or None
+        # Without documents to read, on the event loop when no write holds the index (a thread
+        # hand-off costs more than the search); else in a thread, never waiting on the loop.
+        found = coll.index.search_records_now(query, request.k, flt, ef) if request.skip_documents else None
+        if found is not None:
+            results = self._hits(replica, coll, found, documents=False)
+        else:
+            results = await asyncio.to_thread(self._search, replica, coll, query, request.k, flt, ef,
+                                              not request.skip_documents)
         metrics.SEARCH_LATENCY.observe(time.perf_counter() - began)
         return storage_pb2.ShardSearchResponse(results=results, partition=coll.schema.partition,
                                                index_version=version, staleness_ms=staleness,
                                                sync_performed=synced, shard=replica.shard)
 
     def _search(self, replica: ShardReplica, coll: Collection, query: np.ndarray, k: int, flt: Filter | None,
-                ef: int | None) -> list[search_pb2.ScoredVector]:
-        ids, scores, metas = coll.index.search_records(query, k, flt, ef)
-        docs = self._documents(replica, coll.collection_id, ids)
+                ef: int | None, documents: bool) -> list[search_pb2.ScoredVector]:
+        return self._hits(replica, coll, coll.index.search_records(query, k, flt, ef), documents=documents)
+
+    def _hits(self, replica: ShardReplica, coll: Collection,
+              found: tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]], *,
+              documents: bool) -> list[search_pb2.ScoredVector]:
+        ids, scores, metas = found
+        docs = self._documents(replica, coll.collection_id, ids) if documents else {}
         return [search_pb2.ScoredVector(id=rid, score=float(score), metadata_json=metadata_to_json(meta),
                                         document=docs.get(rid, ""))
                 for rid, score, meta in zip(ids, scores.tolist(), metas, strict=True)]

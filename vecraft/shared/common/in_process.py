@@ -8,11 +8,13 @@ response messages, no serialization, no socket, no second event-loop hop.
 Routing is unchanged: the gateway still picks a node from the meta manager's
 registry, then looks its address up here.
 
-Two kinds of callee are served this way: a query node's search
-(:class:`LocalSearch`), the call whose cost the transport dominated, and the
-journal's reads (:class:`LocalJournal`: the partition heads a strong read
-asks for, and the pulls of every replica's sync), which were the difference
-between a strong and an eventual search (measured in docs/performance.md).
+Three kinds of callee are served this way: a query node's search
+(:class:`LocalSearch`), the call whose cost the transport dominated; a storage
+node's search (:class:`LocalStorageSearch`), which a query node without a
+cache of its own asks for every search; and the journal's reads
+(:class:`LocalJournal`: the partition heads a strong read asks for, and the
+pulls of every replica's sync), which were the difference between a strong and
+an eventual search (measured in docs/performance.md).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from vecraft.shared.common.metrics import counter
-from vecraft.shared.rpc.v1 import query_pb2
+from vecraft.shared.rpc.v1 import query_pb2, storage_pb2
 
 _CALLS = counter("common", "in_process_calls", "calls answered by a service of this process without gRPC "
                  "(standalone mode), by method", ["method"])
@@ -46,6 +48,15 @@ class LocalJournal(Protocol):
     async def journal_call(self, method: str, request: Any) -> Any:
         """The answer of ``JournalService.<method>`` (one of :data:`LOCAL_JOURNAL_METHODS`) to
         ``request``, raising VecraftErrors as the gRPC call would."""
+
+
+@runtime_checkable
+class LocalStorageSearch(Protocol):
+    """A storage node reachable in this process: ``StorageNodeService.Search`` without gRPC."""
+
+    async def storage_search_in_process(self, request: storage_pb2.ShardSearchRequest
+                                        ) -> storage_pb2.ShardSearchResponse:
+        """Answer as ``Search`` would, raising VecraftErrors; the deadline is ``request.timeout_ms``."""
 
 
 _services: dict[str, object] = {}
@@ -76,5 +87,14 @@ def local_journal(address: str, method: str) -> LocalJournal | None:
     service = _services.get(address)
     if isinstance(service, LocalJournal):
         _CALLS.labels(method).inc()
+        return service
+    return None
+
+
+def local_storage_search(address: str) -> LocalStorageSearch | None:
+    """The storage node at ``address`` if it runs in this process, else None."""
+    service = _services.get(address)
+    if isinstance(service, LocalStorageSearch):
+        _CALLS.labels("ShardSearch").inc()
         return service
     return None

@@ -44,6 +44,14 @@ class RWLock:
                     self._admitted -= 1
             self._readers += 1
 
+    def try_acquire_read(self) -> bool:
+        """Take the lock shared if no writer holds it or waits for it; False (not taken) otherwise."""
+        with self._cond:
+            if self._writer or self._writers_waiting:
+                return False
+            self._readers += 1
+            return True
+
     def release_read(self) -> None:
         with self._cond:
             self._readers -= 1

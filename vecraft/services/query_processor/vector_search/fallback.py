@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from vecraft.services.query_processor.topk import ShardHits, hits_from_proto
 from vecraft.services.query_processor.vector_search.request import ParsedQuery
-from vecraft.shared.common.errors import InvalidRequest, NotFound, Unavailable, VecraftError
+from vecraft.shared.common import in_process
+from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable, VecraftError
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.model.consistency import ConsistencyLevel
@@ -82,6 +83,19 @@ class StorageFallback:
             sync_performed=any(a.sync_performed for a in answers),
         )
 
+    async def _ask(self, address: str, request: storage_pb2.ShardSearchRequest,
+                   timeout_s: float) -> storage_pb2.ShardSearchResponse:
+        """One storage ``Search``: directly when the node runs in this process (standalone mode)."""
+        local = in_process.local_storage_search(address)
+        if local is None:
+            return await self._stubs[address].Search(request, timeout=timeout_s)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await local.storage_search_in_process(request)
+        except TimeoutError:
+            raise DeadlineExceeded(f"storage node {address} did not answer within {timeout_s:.3g} s") \
+                from None
+
     async def _search_shard(self, q: ParsedQuery, shard: int,
                             timeout_s: float) -> storage_pb2.ShardSearchResponse:
         addresses = self._by_shard.get(shard, [])
@@ -91,17 +105,18 @@ class StorageFallback:
         request = storage_pb2.ShardSearchRequest(
             collection=q.collection, tenant=q.tenant, vector=q.vector.astype("<f4").tobytes(), k=q.k,
             filter_json=q.filter_json, ef_search=q.ef_search or 0, min_offset=req.min_offset,
-            sync_latest=req.latest, timeout_ms=int(timeout_s * 1000), shard=shard)
+            sync_latest=req.latest, timeout_ms=int(timeout_s * 1000), shard=shard,
+            # The gateway reads the documents of the final top-k itself.
+            skip_documents=True)
         last: VecraftError | None = None
         for address in addresses:
-            stub = self._stubs[address]
             try:
                 with translate_rpc_error():
-                    resp = await stub.Search(request, timeout=timeout_s)
+                    resp = await self._ask(address, request, timeout_s)
                     if (req.level is ConsistencyLevel.BOUNDED_STALENESS
                             and resp.staleness_ms > req.max_staleness_ms):
                         request.sync_latest = True
-                        resp = await stub.Search(request, timeout=timeout_s)
+                        resp = await self._ask(address, request, timeout_s)
                 bounded = req.level is ConsistencyLevel.BOUNDED_STALENESS
                 if bounded and resp.staleness_ms > req.max_staleness_ms:
                     # Never a silent downgrade: the replica could not confirm it is that fresh.

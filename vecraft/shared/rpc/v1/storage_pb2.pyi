@@ -70,7 +70,7 @@ class SyncResponse(_message.Message):
     def __init__(self, partition: _Optional[str] = ..., applied_offset: _Optional[int] = ..., applied_hlc: _Optional[int] = ..., pulled: _Optional[bool] = ..., entries_pulled: _Optional[int] = ...) -> None: ...
 
 class ShardSearchRequest(_message.Message):
-    __slots__ = ("collection", "tenant", "vector", "k", "filter_json", "ef_search", "min_offset", "sync_latest", "timeout_ms", "shard")
+    __slots__ = ("collection", "tenant", "vector", "k", "filter_json", "ef_search", "min_offset", "sync_latest", "timeout_ms", "shard", "skip_documents")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class ShardSearchRequest(_message.Message):
     SYNC_LATEST_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
+    SKIP_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     tenant: str
     vector: bytes
@@ -91,7 +92,8 @@ class ShardSearchRequest(_message.Message):
     sync_latest: bool
     timeout_ms: int
     shard: int
-    def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., vector: _Optional[bytes] = ..., k: _Optional[int] = ..., filter_json: _Optional[str] = ..., ef_search: _Optional[int] = ..., min_offset: _Optional[int] = ..., sync_latest: _Optional[bool] = ..., timeout_ms: _Optional[int] = ..., shard: _Optional[int] = ...) -> None: ...
+    skip_documents: bool
+    def __init__(self, collection: _Optional[str] = ..., tenant: _Optional[str] = ..., vector: _Optional[bytes] = ..., k: _Optional[int] = ..., filter_json: _Optional[str] = ..., ef_search: _Optional[int] = ..., min_offset: _Optional[int] = ..., sync_latest: _Optional[bool] = ..., timeout_ms: _Optional[int] = ..., shard: _Optional[int] = ..., skip_documents: _Optional[bool] = ...) -> None: ...
 
 class ShardSearchResponse(_message.Message):
     __slots__ = ("results", "partition", "index_version", "staleness_ms", "sync_performed", "shard")
