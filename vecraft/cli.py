@@ -46,7 +46,7 @@ from vecraft.local.topology import (
     resolve_params,
     save_plan,
 )
-from vecraft.services.api_gateway import keys_cli, quotas_cli
+from vecraft.services.api_gateway import audit_cli, keys_cli, quotas_cli
 from vecraft.services.snapshot_service import cli as backup_cli
 from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.errors import VecraftError
@@ -587,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup_cli.add_commands(sub, formatter, _wrap)
     keys_cli.add_commands(sub, formatter, _wrap)
     quotas_cli.add_commands(sub, formatter, _wrap)
+    audit_cli.add_commands(sub, formatter, _wrap)
     return parser
 
 

@@ -188,6 +188,7 @@ ROUTES: dict[tuple[str, str], tuple[str, Builder]] = {
     ("GET", "/v1/quotas"): ("admin", lambda n, s: ("/v1/quotas", {})),
     ("GET", "/v1/quotas/{tenant}"): ("admin", lambda n, s: (_quota(s, TENANT), {})),
     ("DELETE", "/v1/quotas/{tenant}"): ("star", lambda n, s: (_quota(s, f"q{n}"), {})),
+    ("GET", "/v1/audit"): ("admin", lambda n, s: ("/v1/audit", {})),
 }
 
 

@@ -15,12 +15,15 @@ or created.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import orjson
 
+from vecraft.services.api_gateway.audit import AuditLog
 from vecraft.services.api_gateway.auth.principal import Principal, Role
 from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.services.api_gateway.fanout import SearchFanout
@@ -87,12 +90,15 @@ class Gateway:
     """Every gateway operation; see the module doc."""
 
     def __init__(self, downstream: Downstream, schemas: SchemaCache, *,
-                 limits: GatewayLimits = GatewayLimits(), quotas: Quotas | None = None) -> None:
+                 limits: GatewayLimits = GatewayLimits(), quotas: Quotas | None = None,
+                 audit: AuditLog | None = None) -> None:
         self._downstream = downstream
         self._schemas = schemas
         self._limits = limits
         #: Without quotas (tests, tools) an empty book: nothing is limited.
         self.quotas = quotas or Quotas(QuotaBook())
+        #: Admin actions (collection DDL) are recorded here (docs/audit.md); None: not recorded.
+        self.audit = audit
         self._router = WriteRouter(downstream)
         self._fanout = SearchFanout(downstream, default_timeout_ms=limits.default_timeout_ms)
 
@@ -218,10 +224,12 @@ class Gateway:
         except NotFound:
             if collection != DEFAULT_COLLECTION:
                 raise
-        await self.quotas.check_new_collection(ctx, collection)
-        schema = await self._downstream.create_collection(collection_pb2.CreateCollectionRequest(
-            tenant=ctx.tenant, name=collection, dim=dim, metric="cosine", if_not_exists=True,
-            request_id=ctx.ddl_request_id("create-default", collection)))
+        async with self._audited(ctx, "collection.create", collection,
+                                 {"dim": dim, "metric": "cosine", "implicit": True}):
+            await self.quotas.check_new_collection(ctx, collection)
+            schema = await self._downstream.create_collection(collection_pb2.CreateCollectionRequest(
+                tenant=ctx.tenant, name=collection, dim=dim, metric="cosine", if_not_exists=True,
+                request_id=ctx.ddl_request_id("create-default", collection)))
         self._schemas.put(schema)
         return schema
 
@@ -321,16 +329,18 @@ class Gateway:
                                  shards=spec.shards or 1, replicas=spec.replicas or 1,
                                  hnsw=HnswParams.from_proto(user_hnsw))
         self.quotas.admit_write(ctx, 0)
-        await self.quotas.check_new_collection(ctx, valid.name)
-        served = self._downstream.shard_groups
-        if spec.shards > served:
-            raise InvalidRequest(f"shards is {spec.shards}, but this cluster serves {served} shard(s); "
-                                 f"use at most {served} or leave shards out for the cluster default",
-                                 details={"max_shards": served})
-        schema = await self._downstream.create_collection(collection_pb2.CreateCollectionRequest(
-            tenant=ctx.tenant, name=valid.name, dim=valid.dim, metric=valid.metric, shards=spec.shards,
-            replicas=spec.replicas, hnsw=user_hnsw, if_not_exists=spec.if_not_exists,
-            request_id=ctx.ddl_request_id("create", valid.name)))
+        async with self._audited(ctx, "collection.create", valid.name,
+                                 {"dim": valid.dim, "metric": valid.metric, "shards": spec.shards}):
+            await self.quotas.check_new_collection(ctx, valid.name)
+            served = self._downstream.shard_groups
+            if spec.shards > served:
+                raise InvalidRequest(f"shards is {spec.shards}, but this cluster serves {served} shard(s); "
+                                     f"use at most {served} or leave shards out for the cluster default",
+                                     details={"max_shards": served})
+            schema = await self._downstream.create_collection(collection_pb2.CreateCollectionRequest(
+                tenant=ctx.tenant, name=valid.name, dim=valid.dim, metric=valid.metric, shards=spec.shards,
+                replicas=spec.replicas, hnsw=user_hnsw, if_not_exists=spec.if_not_exists,
+                request_id=ctx.ddl_request_id("create", valid.name)))
         self._schemas.put(schema)
         return schema
 
@@ -360,9 +370,10 @@ class Gateway:
         self.quotas.admit_write(ctx, 0)
         validate_name(name)
         HnswParams(ef_search=ef_search)
-        schema = await self._downstream.alter_collection(collection_pb2.AlterCollectionRequest(
-            tenant=ctx.tenant, name=name, hnsw=collection_pb2.HnswParams(ef_search=ef_search),
-            request_id=ctx.ddl_request_id("alter", name)))
+        async with self._audited(ctx, "collection.alter", name, {"hnsw": {"ef_search": ef_search}}):
+            schema = await self._downstream.alter_collection(collection_pb2.AlterCollectionRequest(
+                tenant=ctx.tenant, name=name, hnsw=collection_pb2.HnswParams(ef_search=ef_search),
+                request_id=ctx.ddl_request_id("alter", name)))
         self._schemas.put(schema)
         return schema
 
@@ -370,8 +381,9 @@ class Gateway:
         ctx.principal.check_collections(Role.ADMIN, "dropping a collection", [name])
         self.quotas.admit_write(ctx, 0)
         validate_name(name)
-        answer = await self._downstream.drop_collection(collection_pb2.DropCollectionRequest(
-            tenant=ctx.tenant, name=name, request_id=ctx.ddl_request_id("drop", name)))
+        async with self._audited(ctx, "collection.drop", name):
+            answer = await self._downstream.drop_collection(collection_pb2.DropCollectionRequest(
+                tenant=ctx.tenant, name=name, request_id=ctx.ddl_request_id("drop", name)))
         self._schemas.invalidate(ctx.tenant, name)
         return DropOutcome(name=answer.name or name, ddl_offset=answer.ddl_offset, ddl_hlc=answer.ddl_hlc)
 
@@ -425,6 +437,13 @@ class Gateway:
                 if ctx.principal.may_use(s.name)}
 
     # --- helpers -----------------------------------------------------------------------------------
+    def _audited(self, ctx: RequestContext, action: str, target: str,
+                 details: dict[str, Any] | None = None) -> contextlib.AbstractAsyncContextManager[None]:
+        """Record the admin action of the ``async with`` block in the audit log (when there is one)."""
+        if self.audit is None:
+            return contextlib.nullcontext()
+        return self.audit.action(ctx.principal, action, tenant=ctx.tenant, target=target, details=details)
+
     async def _schema(self, collection: str, ctx: RequestContext) -> CollectionSchema:
         validate_name(collection)
         return await self._schemas.get(ctx.tenant, collection)

@@ -20,6 +20,7 @@ import sys
 import grpc
 from starlette.applications import Starlette
 
+from vecraft.services.api_gateway.audit import AuditLog
 from vecraft.services.api_gateway.auth.bootstrap import check_bind, ensure_admin_key
 from vecraft.services.api_gateway.auth.keyring import KeyRing
 from vecraft.services.api_gateway.console.overview import record_counts
@@ -62,9 +63,11 @@ class GatewayService(Service):
                                               meta_address=settings.meta_address)
         self.quotas = Quotas(self.quota_book, collection_names=self._collection_names,
                              stored=StoredVectors(self._live_counts))
+        self.audit = AuditLog(self.downstream, key_name=self.keys.name_of)
         self.gateway = Gateway(self.downstream, self.schemas, limits=GatewayLimits(
             default_timeout_ms=settings.search_timeout_ms,
-            default_max_staleness_ms=settings.default_max_staleness_ms), quotas=self.quotas)
+            default_max_staleness_ms=settings.default_max_staleness_ms), quotas=self.quotas,
+            audit=self.audit)
 
     async def _collection_names(self, tenant: str) -> set[str]:
         return {s.name for s in await self.downstream.list_collections(tenant)}
@@ -79,7 +82,7 @@ class GatewayService(Service):
     def http_app(self) -> Starlette:
         return create_app(self.gateway, extra_routes=self.health_routes(),
                           max_body_bytes=self.settings.max_body_bytes, keys=self.keys,
-                          auth=self.settings.auth, quotas=self.quota_book)
+                          auth=self.settings.auth, quotas=self.quota_book, audit=self.audit)
 
     async def on_start(self) -> None:
         await self.downstream.start()

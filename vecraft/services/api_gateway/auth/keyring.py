@@ -64,6 +64,10 @@ class KeyRing:
         """Every record this gateway knows (with hashes), sorted by id."""
         return sorted(self._by_hash.values(), key=lambda k: k.id)
 
+    def name_of(self, key_id: str) -> str:
+        """The name of the key with public id ``key_id`` ("" when unknown)."""
+        return next((k.name for k in self._by_hash.values() if k.id == key_id), "")
+
     def put(self, info: meta_pb2.ApiKeyInfo) -> None:
         """Apply one record (a gateway that created or revoked a key applies it before the event)."""
         if info.key_sha256:

@@ -15,10 +15,12 @@ from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from vecraft.services.api_gateway.audit import AuditLog
 from vecraft.services.api_gateway.auth.keyring import KeyRing
 from vecraft.services.api_gateway.console import mount_console
 from vecraft.services.api_gateway.console.probe import ClusterProbe
 from vecraft.services.api_gateway.gateway import Gateway
+from vecraft.services.api_gateway.handlers.audit_routes import build_audit_router
 from vecraft.services.api_gateway.handlers.console_routes import build_console_router
 from vecraft.services.api_gateway.handlers.http_routes import build_router
 from vecraft.services.api_gateway.handlers.http_schemas import REQUEST_MODELS
@@ -51,14 +53,15 @@ SWAGGER_ASSETS = "/docs-assets"
 def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                cluster_probe: ClusterProbe | None = None, keys: KeyRing | None = None,
-               auth: bool = False, quotas: QuotaBook | None = None) -> FastAPI:
+               auth: bool = False, quotas: QuotaBook | None = None, audit: AuditLog | None = None) -> FastAPI:
     """The HTTP app over ``gateway``; ``extra_routes`` are the shell's /healthz /readyz /metrics.
 
     ``cluster_probe`` feeds the web console's cluster overview (nodes, replicas, lag); without
     it the overview says so and shows what the gateway reads itself. ``keys`` adds the key
     management routes (/v1/keys); ``auth`` (needs ``keys``) requires a key on every request
     but the probes and docs (docs/security.md). ``quotas`` adds the quota routes (/v1/quotas,
-    docs/quotas.md).
+    docs/quotas.md). ``audit`` adds ``GET /v1/audit`` and records key and quota changes
+    (docs/audit.md).
     """
     if auth and keys is None:
         raise ValueError("auth needs the key ring")
@@ -69,9 +72,11 @@ def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
     app.include_router(build_router(gateway))
     app.include_router(build_console_router(gateway, cluster_probe))
     if keys is not None:
-        app.include_router(build_key_router(keys))
+        app.include_router(build_key_router(keys, audit))
     if quotas is not None:
-        app.include_router(build_quota_router(quotas))
+        app.include_router(build_quota_router(quotas, audit))
+    if audit is not None:
+        app.include_router(build_audit_router(audit))
     mount_console(app)
     app.router.routes.extend(extra_routes)
     install_error_handlers(app)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
+from vecraft.services.api_gateway.audit import AuditLog
 from vecraft.services.api_gateway.auth.errors import PermissionDenied
 from vecraft.services.api_gateway.auth.keyring import KeyRing
 from vecraft.services.api_gateway.auth.principal import ALL_TENANTS, Principal, Role
@@ -24,7 +25,7 @@ from vecraft.services.api_gateway.handlers.http_routes import refuse_unknown_que
 from vecraft.services.api_gateway.handlers.http_schemas import ErrorResponse
 from vecraft.services.api_gateway.responses import JSONResponse
 from vecraft.services.meta_manager.api_keys import key_sha256
-from vecraft.shared.common.errors import InvalidRequest, NotFound
+from vecraft.shared.common.errors import InvalidRequest, NotFound, VecraftError
 from vecraft.shared.rpc.v1 import meta_pb2
 
 TenantHeader = Annotated[str | None, Header(alias="X-Tenant", description="tenant (keys for every "
@@ -100,8 +101,16 @@ def _grant(principal: Principal, fields: codec.Fields, request_tenant: str) -> t
     return tenant, collections
 
 
-def build_key_router(keys: KeyRing) -> APIRouter:
-    """``POST/GET /v1/keys`` and ``DELETE /v1/keys/{id}`` over the meta manager's key records."""
+def build_key_router(keys: KeyRing, audit: AuditLog | None = None) -> APIRouter:
+    """``POST/GET /v1/keys`` and ``DELETE /v1/keys/{id}`` over the meta manager's key records; creations
+    and revocations are recorded in ``audit`` (docs/audit.md)."""
+
+    async def record(principal: Principal, action: str, tenant: str, target: str, outcome: str,
+                     details: dict[str, Any] | None = None) -> None:
+        if audit is not None:
+            await audit.record(principal, action, tenant=tenant, target=target, outcome=outcome,
+                               details=details)
+
     router = APIRouter(prefix="/v1", tags=["keys"], responses=_ERRORS,
                        dependencies=[Depends(refuse_unknown_query_params)])
 
@@ -118,8 +127,14 @@ def build_key_router(keys: KeyRing) -> APIRouter:
         if role is None:
             raise InvalidRequest("role is required: admin, write or read")
         tenant, collections = _grant(principal, fields, ctx.tenant)
-        created = await keys.meta.create_api_key(role=role, tenant=tenant, collections=collections,
-                                                 name=fields.str("name") or "")
+        grant = {"role": role, "collections": collections, "name": fields.str("name") or ""}
+        try:
+            created = await keys.meta.create_api_key(role=role, tenant=tenant, collections=collections,
+                                                     name=fields.str("name") or "")
+        except VecraftError as err:
+            await record(principal, "key.create", tenant, "", err.wire_name, grant)
+            raise
+        await record(principal, "key.create", tenant, created.info.id, "ok", grant)
         # Usable on this gateway at once, before the meta manager's event arrives.
         info = meta_pb2.ApiKeyInfo()
         info.CopyFrom(created.info)
@@ -140,13 +155,18 @@ def build_key_router(keys: KeyRing) -> APIRouter:
     async def revoke_key(request: Request, key_id: str, x_tenant: TenantHeader = None) -> JSONResponse:
         principal = codec.principal_of(request)
         principal.require(Role.ADMIN, "managing API keys")
-        codec.request_context(request)  # a tenant other than the key's: 403
+        ctx = codec.request_context(request)  # a tenant other than the key's: 403
         if not principal.unrestricted:
             visible = {k.id for k in await keys.meta.list_api_keys(include_revoked=True)
                        if _manages(principal, k)}
             if key_id not in visible:
                 raise NotFound(f"no API key has id {key_id[:64]!r}", details={"id": key_id[:64]})
-        info = await keys.meta.revoke_api_key(key_id)
+        try:
+            info = await keys.meta.revoke_api_key(key_id)
+        except VecraftError as err:
+            await record(principal, "key.revoke", ctx.tenant, key_id[:64], err.wire_name)
+            raise
+        await record(principal, "key.revoke", info.tenant, info.id, "ok")
         keys.put(info)
         return JSONResponse(key_json(info))
 

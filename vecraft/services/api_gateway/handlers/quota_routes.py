@@ -11,11 +11,13 @@ gateway (Watch topic ``quotas``); the gateway that set one applies it at once.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from vecraft.services.api_gateway.audit import AuditLog
 from vecraft.services.api_gateway.auth.errors import PermissionDenied
 from vecraft.services.api_gateway.auth.principal import Principal, Role
 from vecraft.services.api_gateway.handlers import http_codec as codec
@@ -90,8 +92,16 @@ def _require_setter(principal: Principal) -> None:
                                "clears quotas")
 
 
-def build_quota_router(book: QuotaBook) -> APIRouter:
-    """``GET /v1/quotas`` and ``PUT/GET/DELETE /v1/quotas/{tenant}`` over the meta manager's records."""
+def build_quota_router(book: QuotaBook, audit: AuditLog | None = None) -> APIRouter:
+    """``GET /v1/quotas`` and ``PUT/GET/DELETE /v1/quotas/{tenant}`` over the meta manager's records;
+    sets and clears are recorded in ``audit`` (docs/audit.md)."""
+
+    def audited(principal: Principal, action: str, tenant: str, key_id: str,
+                details: dict[str, Any] | None = None) -> contextlib.AbstractAsyncContextManager[None]:
+        if audit is None:
+            return contextlib.nullcontext()
+        return audit.action(principal, action, tenant=tenant, target=key_id, details=details)
+
     router = APIRouter(prefix="/v1", tags=["quotas"], responses=_ERRORS,
                        dependencies=[Depends(refuse_unknown_query_params)])
 
@@ -104,7 +114,8 @@ def build_quota_router(book: QuotaBook) -> APIRouter:
                 openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/SetQuotaRequest"}}}}})
     async def set_quota(request: Request, tenant: str, key_id: KeyIdQuery = "") -> JSONResponse:
-        _require_setter(codec.principal_of(request))
+        principal = codec.principal_of(request)
+        _require_setter(principal)
         codec.request_context(request)  # an X-Tenant other than the key's: 403
         validate_subject(tenant, key_id)
         fields = codec.Fields(await codec.read_json(request), LIMITS)
@@ -112,7 +123,8 @@ def build_quota_router(book: QuotaBook) -> APIRouter:
         for name in LIMITS:
             setattr(quota, name, fields.int(name, 0, high=MAX_VALUES[name]) or 0)
         validate_quota(quota)
-        stored = await meta().set_quota(quota)
+        async with audited(principal, "quota.set", tenant, key_id, {n: getattr(quota, n) for n in LIMITS}):
+            stored = await meta().set_quota(quota)
         book.put(stored)
         return JSONResponse(quota_json(stored))
 
@@ -143,10 +155,12 @@ def build_quota_router(book: QuotaBook) -> APIRouter:
     @router.delete("/quotas/{tenant}", response_model=QuotaModel,
                    summary="Clear a tenant's or a key's quota (no limits)")
     async def delete_quota(request: Request, tenant: str, key_id: KeyIdQuery = "") -> JSONResponse:
-        _require_setter(codec.principal_of(request))
+        principal = codec.principal_of(request)
+        _require_setter(principal)
         codec.request_context(request)
         validate_subject(tenant, key_id)
-        removed = await meta().delete_quota(tenant, key_id)
+        async with audited(principal, "quota.clear", tenant, key_id):
+            removed = await meta().delete_quota(tenant, key_id)
         book.remove(tenant, key_id)
         return JSONResponse(quota_json(removed))
 

@@ -87,4 +87,8 @@ def _summarize_mutation(mutation: journal_pb2.Mutation) -> dict[str, Any]:
         return {"kind": _DDL_KINDS.get(mutation.ddl.kind, "ddl"), "collection": s.name,
                 "tenant": s.tenant, "collection_id": s.collection_id, "dim": s.dim,
                 "metric": s.metric, "shards": s.shards, "partition": s.partition}
+    if kind == "audit":  # an admin action (docs/audit.md): who, never a key
+        a = mutation.audit
+        return {"kind": "audit", "action": a.action, "tenant": a.tenant, "target": a.target,
+                "outcome": a.outcome, "actor_key_id": a.actor_key_id}
     return {"kind": "unknown"}

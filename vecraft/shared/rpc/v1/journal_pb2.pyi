@@ -42,14 +42,34 @@ class JournalPayload(_message.Message):
     def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ...) -> None: ...
 
 class Mutation(_message.Message):
-    __slots__ = ("write", "delete", "ddl")
+    __slots__ = ("write", "delete", "ddl", "audit")
     WRITE_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     DDL_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
     write: VectorWrite
     delete: VectorDelete
     ddl: CollectionDDL
-    def __init__(self, write: _Optional[_Union[VectorWrite, _Mapping]] = ..., delete: _Optional[_Union[VectorDelete, _Mapping]] = ..., ddl: _Optional[_Union[CollectionDDL, _Mapping]] = ...) -> None: ...
+    audit: AuditRecord
+    def __init__(self, write: _Optional[_Union[VectorWrite, _Mapping]] = ..., delete: _Optional[_Union[VectorDelete, _Mapping]] = ..., ddl: _Optional[_Union[CollectionDDL, _Mapping]] = ..., audit: _Optional[_Union[AuditRecord, _Mapping]] = ...) -> None: ...
+
+class AuditRecord(_message.Message):
+    __slots__ = ("action", "actor_key_id", "actor_key_name", "tenant", "target", "outcome", "details_json")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_KEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    actor_key_id: str
+    actor_key_name: str
+    tenant: str
+    target: str
+    outcome: str
+    details_json: str
+    def __init__(self, action: _Optional[str] = ..., actor_key_id: _Optional[str] = ..., actor_key_name: _Optional[str] = ..., tenant: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class VectorWrite(_message.Message):
     __slots__ = ("collection", "collection_id", "upsert", "ids", "dim", "vectors", "metadata_json", "documents")
