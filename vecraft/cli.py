@@ -48,6 +48,7 @@ from vecraft.local.topology import (
 )
 from vecraft.services.api_gateway import audit_cli, keys_cli, quotas_cli
 from vecraft.services.snapshot_service import cli as backup_cli
+from vecraft.shared.common import certs_cli
 from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.errors import VecraftError
 
@@ -588,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_cli.add_commands(sub, formatter, _wrap)
     quotas_cli.add_commands(sub, formatter, _wrap)
     audit_cli.add_commands(sub, formatter, _wrap)
+    certs_cli.add_commands(sub, formatter, _wrap)
     return parser
 
 
