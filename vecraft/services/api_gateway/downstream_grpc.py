@@ -26,7 +26,7 @@ from vecraft.services.api_gateway.query_routing import Node, Route, RoutingTable
 from vecraft.services.api_gateway.registry import NodeRegistry
 from vecraft.services.api_gateway.shard_calls import ShardCalls, shard_list
 from vecraft.services.journal_service.client import JournalClient
-from vecraft.shared.common import in_process
+from vecraft.shared.common import in_process, tls
 from vecraft.shared.common.errors import DeadlineExceeded, NotFound, Unavailable
 from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
 from vecraft.shared.common.metrics import counter
@@ -105,7 +105,7 @@ class GrpcDownstream(Downstream):
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            self._channels[address] = tls.channel(address, _CHANNEL_OPTIONS)  # TLS with --tls-ca
         return self._channels[address]
 
     def _query_stub(self, address: str) -> query_pb2_grpc.QueryProcessorServiceStub:

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 class GatewayService(Service):
     role = "gateway"
+    #: Public ports: a client certificate is asked for only with --tls-client-ca (docs/security.md#tls).
+    tls_public = True
 
     def __init__(self, settings: GatewaySettings, downstream: Downstream | None = None) -> None:
         super().__init__(settings)

@@ -41,6 +41,15 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Field(Path("./vecraft-data"), description="where this service keeps its files")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     meta_address: str = Field("", description="meta manager gRPC address host:port ('' = none)")
+    # TLS (docs/security.md#tls): files in PEM, as `vecraft certs init` writes them.
+    tls_cert: str = Field("", description="certificate (PEM) this service presents on its ports and to "
+                                          "the services it calls; with --tls-key, both ports speak TLS")
+    tls_key: str = Field("", description="private key (PEM) of --tls-cert")
+    tls_ca: str = Field("", description="CA that signs the cluster's service certificates: internal calls "
+                                        "use TLS and verify servers with it, and (but on the gateway) "
+                                        "callers must present a certificate it signed (mutual TLS)")
+    tls_client_ca: str = Field("", description="gateway: require client certificates signed by this CA on "
+                                               "the public ports (default: none, clients use API keys)")
 
 
 def _flag_type(annotation: Any) -> tuple[Any, list[str] | None, bool]:

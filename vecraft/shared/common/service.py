@@ -13,7 +13,9 @@ answer. The shell owns:
   (state is READY) and ``/metrics`` (Prometheus); services with an HTTP API of
   their own (the gateway) extend :meth:`Service.http_app`;
 - named background tasks, cancelled and drained on shutdown;
-- SIGTERM / SIGINT -> graceful :meth:`Service.shutdown` (idempotent).
+- SIGTERM / SIGINT -> graceful :meth:`Service.shutdown` (idempotent);
+- TLS on both ports with ``--tls-cert``/``--tls-key``, mutual TLS with ``--tls-ca``, and
+  certificate reload without restart (:mod:`vecraft.shared.common.tls`, docs/security.md#tls).
 
 Lifecycle: STARTING -> READY -> DRAINING -> STOPPED. ``run()`` blocks until
 shutdown completes.
@@ -53,7 +55,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from vecraft.shared.common import metrics
+from vecraft.shared.common import metrics, tls
 from vecraft.shared.common.config import ServiceSettings
 from vecraft.shared.common.grpc_errors import ErrorInterceptor
 from vecraft.shared.common.grpc_health import ReadinessHealth, add_health_and_reflection, service_names_of
@@ -129,6 +131,9 @@ class Service:
 
     #: short role name: "journal", "storage", "query", "gateway", "meta", ...
     role: str = "service"
+    #: Ports for the public (the gateway): clients need a certificate only with
+    #: ``--tls-client-ca``. Internal services require one signed by ``--tls-ca``.
+    tls_public: bool = False
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
@@ -150,6 +155,15 @@ class Service:
         self.health = ReadinessHealth(lambda: self.ready)
         #: Every service name the gRPC server lists through reflection (set by :meth:`start`).
         self.grpc_service_names: list[str] = []
+        #: TLS of this service's ports (None: plaintext); ``ca`` is what clients must be signed by.
+        client_ca = settings.tls_client_ca if self.tls_public else settings.tls_ca
+        self.tls_server = tls.files_of(settings.tls_cert, settings.tls_key, client_ca)
+        #: The HTTPS port's context, reloaded when the files change (set by :meth:`start`).
+        self.https_context: tls.ReloadingSslContext | None = None
+        if settings.tls_ca:
+            # Internal channels of this process: TLS, servers verified with --tls-ca, this
+            # service's certificate presented to them.
+            tls.configure_client(tls.files_of(settings.tls_cert, settings.tls_key, settings.tls_ca))
 
     # ---- hooks for subclasses -------------------------------------------------
     def register(self, server: grpc.aio.Server) -> None:
@@ -275,7 +289,11 @@ class Service:
         server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=GRPC_SERVER_OPTIONS)
         self.grpc_service_names = add_health_and_reflection(
             server, self.health, service_names_of(server, self.register))
-        self.grpc_port = server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
+        grpc_bind = f"{self.settings.host}:{self.settings.grpc_port}"
+        if self.tls_server is None:
+            self.grpc_port = server.add_insecure_port(grpc_bind)
+        else:
+            self.grpc_port = server.add_secure_port(grpc_bind, tls.server_credentials(self.tls_server))
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC port {self.settings.host}:{self.settings.grpc_port}")
         await server.start()
@@ -284,15 +302,28 @@ class Service:
         self.http_port = sock.getsockname()[1]
         if not self.node_id:
             self.node_id = f"{self.role}-{self.grpc_port}"
-        config = uvicorn.Config(self.http_app(), log_config=None, access_log=False, lifespan="off")
+        ssl_factory = None
+        if self.tls_server is not None:
+            https = self.https_context = tls.ReloadingSslContext(self.tls_server)
+            ssl_factory = lambda _config, _default: https.context  # noqa: E731
+            self.spawn(self._reload_tls(https), "tls-reload", forever=True)
+        config = uvicorn.Config(self.http_app(), log_config=None, access_log=False, lifespan="off",
+                                ssl_context_factory=ssl_factory)
         self._http_server = uvicorn.Server(config)
         self._http_task = asyncio.create_task(self._http_server.serve(sockets=[sock]), name="http")
         # The probes live on this server: if it ends on its own, nothing could report the
         # process as failed, so its end is a background-task failure like any other.
         self._http_task.add_done_callback(self._http_ended)
         log.info("listening", extra={"grpc": self.grpc_address, "http": self.http_address,
-                                     "node_id": self.node_id})
+                                     "node_id": self.node_id, "tls": self.tls_server is not None})
         await self.on_start()
+
+    async def _reload_tls(self, https: tls.ReloadingSslContext) -> None:
+        """New HTTPS connections present the files' certificate within RELOAD_CHECK_S of a change
+        (gRPC checks at each new connection by itself)."""
+        while True:
+            await asyncio.sleep(tls.RELOAD_CHECK_S)
+            https.reload_if_changed()
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop serving, cancel background tasks, close resources. Idempotent."""
@@ -374,5 +405,6 @@ def _exit_soon(code: int, delay_s: float) -> None:
 
 
 def grpc_channel(address: str) -> grpc.aio.Channel:
-    """An insecure aio channel with Vecraft's message-size limits."""
-    return grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+    """An aio channel with Vecraft's message-size limits: TLS (mutual) when the process's
+    service has ``--tls-ca`` (:func:`vecraft.shared.common.tls.configure_client`), else plaintext."""
+    return tls.channel(address, GRPC_OPTIONS)

@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.meta_manager.client import MetaClient
+from vecraft.shared.common import tls
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.common.metrics import metric_name
@@ -177,7 +178,8 @@ class GrpcClusterProbe(ClusterProbe):
         if not node.http_address:
             return QueryStatus(node.node_id, error=f"{what}: no HTTP address registered")
         try:
-            answer = await self._http().get(f"http://{node.http_address}/metrics", timeout=timeout_s)
+            answer = await self._http().get(f"{tls.http_scheme()}://{node.http_address}/metrics",
+                                            timeout=timeout_s)
             answer.raise_for_status()
         except httpx.HTTPError as exc:
             return QueryStatus(node.node_id, error=f"{what}: /metrics: {exc or type(exc).__name__}")
@@ -186,7 +188,7 @@ class GrpcClusterProbe(ClusterProbe):
     def _http(self) -> httpx.AsyncClient:
         if self._http_client is None:
             # Loopback and cluster-internal addresses: never through a proxy from the environment.
-            self._http_client = httpx.AsyncClient(trust_env=False)
+            self._http_client = httpx.AsyncClient(trust_env=False, verify=tls.httpx_verify())
         return self._http_client
 
     async def _close_channels(self, keep: Collection[str] = ()) -> None:
