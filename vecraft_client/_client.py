@@ -28,9 +28,12 @@ from vecraft_client._transport import (
     GrpcTransport,
     HttpTransport,
     RetryConfig,
+    TlsConfig,
 )
 
 Transport = Literal["http", "grpc"]
+#: A file path (TLS certificates and keys).
+PathArg = str | os.PathLike[str] | None
 Level = ConsistencyLevel | str | None
 #: (call, rows it carries), built lazily: a large input is never encoded all at once.
 Batches = Iterator[tuple[Call[Any], int]]
@@ -393,8 +396,13 @@ class AsyncSession(_AsyncListing, _SessionOperations):
     """A read-your-writes session of an :class:`AsyncVecraftClient`: same coroutines, writes tracked."""
 
 
-def _transport_args(api_key: str | None, timeout: float, retry: RetryConfig | None) -> dict[str, Any]:
-    return {"api_key": api_key, "timeout": timeout, "retry": retry or RetryConfig()}
+def _transport_args(api_key: str | None, timeout: float, retry: RetryConfig | None, ca_cert: PathArg,
+                    client_cert: PathArg, client_key: PathArg) -> dict[str, Any]:
+    def text(path: PathArg) -> str | None:
+        return os.fspath(path) if path is not None else None
+
+    tls = TlsConfig(ca_cert=text(ca_cert), client_cert=text(client_cert), client_key=text(client_key))
+    return {"api_key": api_key, "timeout": timeout, "retry": retry or RetryConfig(), "tls": tls}
 
 
 class VecraftClient(_SyncListing):
@@ -407,12 +415,21 @@ class VecraftClient(_SyncListing):
         timeout: per-request timeout in seconds.
         transport: ``"http"`` (default) or ``"grpc"``.
         retry: retry policy for 429 / 503 / connection failures.
+        ca_cert: path of the CA certificate (PEM) that signed the gateway's certificate, for
+            ``https://`` and ``grpcs://`` endpoints (default: the system's trust store). The
+            gateway's certificate is always verified.
+        client_cert, client_key: a client certificate and its key (PEM paths), for a gateway
+            that requires one.
+
+    A plaintext endpoint (``http://``, ``grpc://``) to a gateway that speaks TLS raises
+    :class:`InvalidRequest` saying so at the first call, without retrying.
     """
 
     def __init__(self, endpoint: str = "http://127.0.0.1:8000", api_key: str | None = None,
                  timeout: float = 30.0, transport: Transport = "http", *,
-                 retry: RetryConfig | None = None) -> None:
-        args = _transport_args(api_key, timeout, retry)
+                 retry: RetryConfig | None = None, ca_cert: PathArg = None, client_cert: PathArg = None,
+                 client_key: PathArg = None) -> None:
+        args = _transport_args(api_key, timeout, retry, ca_cert, client_cert, client_key)
         if transport == "http":
             self._transport: HttpTransport | GrpcTransport = HttpTransport(endpoint, **args)
         elif transport == "grpc":
@@ -431,7 +448,7 @@ class VecraftClient(_SyncListing):
 
     @property
     def endpoint(self) -> str:
-        """The server this client talks to (``http://host:port`` or ``grpc://host:port``)."""
+        """The server this client talks to (``http(s)://host:port`` or ``grpc(s)://host:port``)."""
         return self._transport.endpoint
 
     @property
@@ -474,8 +491,9 @@ class AsyncVecraftClient(_AsyncListing):
 
     def __init__(self, endpoint: str = "http://127.0.0.1:8000", api_key: str | None = None,
                  timeout: float = 30.0, transport: Transport = "http", *,
-                 retry: RetryConfig | None = None) -> None:
-        args = _transport_args(api_key, timeout, retry)
+                 retry: RetryConfig | None = None, ca_cert: PathArg = None, client_cert: PathArg = None,
+                 client_key: PathArg = None) -> None:
+        args = _transport_args(api_key, timeout, retry, ca_cert, client_cert, client_key)
         if transport == "http":
             self._transport: AsyncHttpTransport | AsyncGrpcTransport = AsyncHttpTransport(endpoint, **args)
         elif transport == "grpc":
@@ -494,7 +512,7 @@ class AsyncVecraftClient(_AsyncListing):
 
     @property
     def endpoint(self) -> str:
-        """The server this client talks to (``http://host:port`` or ``grpc://host:port``)."""
+        """The server this client talks to (``http(s)://host:port`` or ``grpc(s)://host:port``)."""
         return self._transport.endpoint
 
     @property

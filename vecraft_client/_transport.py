@@ -1,5 +1,10 @@
 """Transports: run a :class:`Call` over HTTP or gRPC, sync or async, with retries.
 
+TLS: ``https://`` (HTTP) and ``grpcs://`` (gRPC) endpoints verify the server's certificate,
+with the system's CAs or ``ca_cert`` (:class:`TlsConfig`). A plaintext endpoint whose server
+answers in TLS fails at once with a message that says so (:func:`tls_mismatch`), instead of
+being retried as an outage.
+
 Retries: a call marked idempotent (reads, searches, and writes, which always
 carry a request id the journal deduplicates) is retried on 429 / 503 and on
 connection failures, with exponential backoff and full jitter, never sooner
@@ -10,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,8 +26,8 @@ from urllib.parse import urlparse
 import grpc
 import httpx
 
-from vecraft.shared.common.errors import RateLimited, Unavailable, VecraftError
-from vecraft.shared.common.grpc_errors import from_rpc_error
+from vecraft.shared.common.errors import InvalidRequest, RateLimited, Unavailable, VecraftError
+from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
 from vecraft_client._calls import Call, dumps
 from vecraft_client._errors import error_from_http, error_from_transport
 
@@ -48,6 +55,68 @@ class RetryConfig:
         if err.retry_after_ms is not None:
             backoff = max(backoff, err.retry_after_ms / 1000.0)
         return backoff
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """Certificates of a TLS connection to the gateway (paths to PEM files)."""
+
+    #: CA that signed the gateway's certificate (default: the system's trust store).
+    ca_cert: str | None = None
+    #: A client certificate and its key, for a gateway that requires one (--tls-client-ca).
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return any((self.ca_cert, self.client_cert, self.client_key))
+
+    def check(self) -> None:
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("client_cert and client_key go together (one of them is missing)")
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Verifies the server's certificate and host name; presents the client certificate if any."""
+        context = ssl.create_default_context(cafile=self.ca_cert)
+        if self.client_cert:
+            context.load_cert_chain(self.client_cert, self.client_key)
+        return context
+
+    def grpc_credentials(self) -> grpc.ChannelCredentials:
+        def read(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+
+        return grpc.ssl_channel_credentials(root_certificates=read(self.ca_cert),
+                                            private_key=read(self.client_key),
+                                            certificate_chain=read(self.client_cert))
+
+
+def _speaks_tls(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether the server at host:port completes a TLS handshake (its certificate unchecked)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=host):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def tls_mismatch(host: str, port: int, endpoint: str, use: str) -> InvalidRequest | None:
+    """The error for a plaintext endpoint whose server speaks TLS, or None if it does not.
+
+    Called after a connection failure only (the probe costs one handshake).
+    """
+    if not _speaks_tls(host.strip("[]"), port):
+        return None
+    return InvalidRequest(f"the gateway at {endpoint} speaks TLS: use {use} (with ca_cert= if its "
+                          "certificate is not signed by a CA this machine trusts)",
+                          details={"reason": "tls_required"})
 
 
 def retry_delay(call: Call[Any], err: VecraftError, attempt: int, retry: RetryConfig) -> float | None:
@@ -107,10 +176,10 @@ def _auth_headers(api_key: str | None) -> dict[str, str]:
 
 
 HTTP_FORMS = "'http://host:port' or 'https://host:port'"
-GRPC_FORMS = "'grpc://host:port' or 'host:port'"
+GRPC_FORMS = "'grpc://host:port', 'grpcs://host:port' (TLS) or 'host:port'"
 
 
-def http_base_url(endpoint: str) -> str:
+def http_base_url(endpoint: str, tls: TlsConfig | None = None) -> str:
     """The base URL of an HTTP endpoint, checked at once (a typo is no outage to retry).
 
     Raises:
@@ -119,7 +188,7 @@ def http_base_url(endpoint: str) -> str:
     parsed = urlparse(endpoint) if "://" in endpoint else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
         hint = ""
-        if parsed is not None and parsed.scheme == "grpc":
+        if parsed is not None and parsed.scheme in ("grpc", "grpcs"):
             hint = " (for gRPC pass transport='grpc')"
         elif parsed is None:
             hint = f" (did you mean 'http://{endpoint}'?)"
@@ -129,13 +198,35 @@ def http_base_url(endpoint: str) -> str:
         parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
         raise ValueError(f"endpoint {endpoint!r} has an invalid port: use {HTTP_FORMS}") from exc
+    if tls is not None:
+        tls.check()
+        if tls.given and parsed.scheme != "https":
+            raise ValueError(f"ca_cert/client_cert are for TLS: use 'https://{parsed.netloc}', "
+                             f"not {endpoint!r}")
     return endpoint.rstrip("/")
 
 
+def _http_client_args(endpoint: str, api_key: str | None, timeout: float, tls: TlsConfig) -> dict[str, Any]:
+    args: dict[str, Any] = {"base_url": endpoint, "timeout": timeout, "headers": _auth_headers(api_key)}
+    if tls.given:
+        args["verify"] = tls.ssl_context()
+    return args
+
+
+def _plaintext_to_tls(endpoint: str, exc: httpx.HTTPError) -> InvalidRequest | None:
+    """An ``http://`` endpoint that failed below HTTP: the TLS error if the server speaks TLS."""
+    url = urlparse(endpoint)
+    if url.scheme != "http" or isinstance(exc, (httpx.TimeoutException, httpx.ConnectError)):
+        return None
+    return tls_mismatch(url.hostname or "", url.port or 80, endpoint,
+                        "https://" + endpoint.removeprefix("http://"))
+
+
 class HttpTransport:
-    def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig) -> None:
-        self.endpoint = http_base_url(endpoint)
-        self._client = httpx.Client(base_url=self.endpoint, timeout=timeout, headers=_auth_headers(api_key))
+    def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig,
+                 tls: TlsConfig = TlsConfig()) -> None:
+        self.endpoint = http_base_url(endpoint, tls)
+        self._client = httpx.Client(**_http_client_args(self.endpoint, api_key, timeout, tls))
         self._retry = retry
 
     def execute(self, call: Call[T]) -> T:
@@ -145,7 +236,7 @@ class HttpTransport:
             try:
                 response = self._client.request(call.method, call.path, **args)
             except httpx.HTTPError as exc:
-                raise error_from_transport(exc) from exc
+                raise (_plaintext_to_tls(self.endpoint, exc) or error_from_transport(exc)) from exc
             return _http_result(call, response)
 
         return run_with_retries(call, self._retry, send)
@@ -155,10 +246,10 @@ class HttpTransport:
 
 
 class AsyncHttpTransport:
-    def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig) -> None:
-        self.endpoint = http_base_url(endpoint)
-        self._client = httpx.AsyncClient(base_url=self.endpoint, timeout=timeout,
-                                         headers=_auth_headers(api_key))
+    def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig,
+                 tls: TlsConfig = TlsConfig()) -> None:
+        self.endpoint = http_base_url(endpoint, tls)
+        self._client = httpx.AsyncClient(**_http_client_args(self.endpoint, api_key, timeout, tls))
         self._retry = retry
 
     async def execute(self, call: Call[T]) -> T:
@@ -168,7 +259,8 @@ class AsyncHttpTransport:
             try:
                 response = await self._client.request(call.method, call.path, **args)
             except httpx.HTTPError as exc:
-                raise error_from_transport(exc) from exc
+                mismatch = await asyncio.to_thread(_plaintext_to_tls, self.endpoint, exc)
+                raise (mismatch or error_from_transport(exc)) from exc
             return _http_result(call, response)
 
         return await run_with_retries_async(call, self._retry, send)
@@ -178,7 +270,7 @@ class AsyncHttpTransport:
 
 
 def grpc_target(endpoint: str) -> str:
-    """``grpc://host:port``, ``http://host:port`` or ``host:port`` -> ``host:port``.
+    """``grpc://host:port``, ``grpcs://``, ``http(s)://host:port`` or ``host:port`` -> ``host:port``.
 
     Raises:
         ValueError: no host, or a port that is not a number; the message names the expected form.
@@ -195,6 +287,30 @@ def grpc_target(endpoint: str) -> str:
     return f"{host}:{port or 50051}"
 
 
+def grpc_endpoint(endpoint: str, tls: TlsConfig) -> tuple[str, bool]:
+    """(``host:port``, whether to use TLS): TLS for ``grpcs://`` and ``https://``.
+
+    Raises:
+        ValueError: see :func:`grpc_target`; TLS files with a plaintext endpoint.
+    """
+    target = grpc_target(endpoint)
+    secure = endpoint.startswith(("grpcs://", "https://"))
+    tls.check()
+    if tls.given and not secure:
+        raise ValueError(f"ca_cert/client_cert are for TLS: use 'grpcs://{target}', not {endpoint!r}")
+    return target, secure
+
+
+def _grpc_mismatch(exc: grpc.RpcError, target: str, secure: bool) -> InvalidRequest | None:
+    """A plaintext channel refused at the connection: the TLS error if the server speaks TLS."""
+    if secure or not isinstance(exc, grpc.Call) or exc.code() is not grpc.StatusCode.UNAVAILABLE:
+        return None
+    if any(key == ERROR_KEY for key, _ in exc.trailing_metadata() or ()):
+        return None  # the gateway itself answered "unavailable": it speaks plaintext
+    host, _, port = target.rpartition(":")
+    return tls_mismatch(host, int(port), f"grpc://{target}", f"grpcs://{target}")
+
+
 def _grpc_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key}"),) if api_key else ()
 
@@ -205,10 +321,12 @@ def _grpc_parse(call: Call[T], response: Any) -> T:
 
 
 class GrpcTransport:
-    def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig) -> None:
-        self.endpoint = f"grpc://{grpc_target(endpoint)}"
-        self._target = grpc_target(endpoint)
-        self._channel = grpc.insecure_channel(self._target, options=_GRPC_OPTIONS)
+    def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig,
+                 tls: TlsConfig = TlsConfig()) -> None:
+        self._target, self._secure = grpc_endpoint(endpoint, tls)
+        self.endpoint = f"{'grpcs' if self._secure else 'grpc'}://{self._target}"
+        self._channel = (grpc.secure_channel(self._target, tls.grpc_credentials(), options=_GRPC_OPTIONS)
+                         if self._secure else grpc.insecure_channel(self._target, options=_GRPC_OPTIONS))
         self._timeout = timeout
         self._metadata = _grpc_metadata(api_key)
         self._retry = retry
@@ -223,7 +341,7 @@ class GrpcTransport:
             try:
                 response = method(call.grpc_request, timeout=self._timeout, metadata=self._metadata)
             except grpc.RpcError as exc:
-                raise from_rpc_error(exc) from exc
+                raise (_grpc_mismatch(exc, self._target, self._secure) or from_rpc_error(exc)) from exc
             return _grpc_parse(call, response)
 
         return run_with_retries(call, self._retry, send)
@@ -233,10 +351,12 @@ class GrpcTransport:
 
 
 class AsyncGrpcTransport:
-    def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig) -> None:
+    def __init__(self, endpoint: str, *, api_key: str | None, timeout: float, retry: RetryConfig,
+                 tls: TlsConfig = TlsConfig()) -> None:
         # The aio channel binds to the running loop, so it is opened on first use.
-        self._target = grpc_target(endpoint)
-        self.endpoint = f"grpc://{self._target}"
+        self._target, self._secure = grpc_endpoint(endpoint, tls)
+        self.endpoint = f"{'grpcs' if self._secure else 'grpc'}://{self._target}"
+        self._credentials = tls.grpc_credentials() if self._secure else None
         self._channel: grpc.aio.Channel | None = None
         self._timeout = timeout
         self._metadata = _grpc_metadata(api_key)
@@ -245,7 +365,10 @@ class AsyncGrpcTransport:
     async def execute(self, call: Call[T]) -> T:
         assert call.grpc_request is not None and call.grpc_response is not None
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._target, options=_GRPC_OPTIONS)
+            self._channel = (
+                grpc.aio.secure_channel(self._target, self._credentials, options=_GRPC_OPTIONS)
+                if self._credentials is not None
+                else grpc.aio.insecure_channel(self._target, options=_GRPC_OPTIONS))
         method = self._channel.unary_unary(call.grpc_method,
                                            request_serializer=type(call.grpc_request).SerializeToString,
                                            response_deserializer=call.grpc_response.FromString)
@@ -254,7 +377,8 @@ class AsyncGrpcTransport:
             try:
                 response = await method(call.grpc_request, timeout=self._timeout, metadata=self._metadata)
             except grpc.RpcError as exc:
-                raise from_rpc_error(exc) from exc
+                mismatch = await asyncio.to_thread(_grpc_mismatch, exc, self._target, self._secure)
+                raise (mismatch or from_rpc_error(exc)) from exc
             return _grpc_parse(call, response)
 
         return await run_with_retries_async(call, self._retry, send)
