@@ -59,42 +59,48 @@ class LocalStorageSearch(Protocol):
         """Answer as ``Search`` would, raising VecraftErrors; the deadline is ``request.timeout_ms``."""
 
 
-_services: dict[str, object] = {}
+# One table per kind of callee, filled at registration: the lookups on the hot path are
+# dictionary reads (an isinstance check against a runtime Protocol costs microseconds).
+_searches: dict[str, LocalSearch] = {}
+_journals: dict[str, LocalJournal] = {}
+_storage_searches: dict[str, LocalStorageSearch] = {}
 
 
 def register(address: str, service: object) -> None:
     """``service`` answers at ``address`` (host:port) in this process."""
-    _services[address] = service
+    unregister(address)
+    if isinstance(service, LocalSearch):
+        _searches[address] = service
+    if isinstance(service, LocalJournal):
+        _journals[address] = service
+    if isinstance(service, LocalStorageSearch):
+        _storage_searches[address] = service
 
 
 def unregister(address: str) -> None:
-    _services.pop(address, None)
+    for table in (_searches, _journals, _storage_searches):
+        table.pop(address, None)
 
 
 def local_search(address: str) -> LocalSearch | None:
     """The query node at ``address`` if it runs in this process, else None."""
-    service = _services.get(address)
-    if isinstance(service, LocalSearch):
+    service = _searches.get(address)
+    if service is not None:
         _CALLS.labels("Search").inc()
-        return service
-    return None
+    return service
 
 
 def local_journal(address: str, method: str) -> LocalJournal | None:
     """The journal instance at ``address`` if it runs in this process and may answer ``method`` directly."""
-    if method not in LOCAL_JOURNAL_METHODS:
-        return None
-    service = _services.get(address)
-    if isinstance(service, LocalJournal):
+    service = _journals.get(address) if method in LOCAL_JOURNAL_METHODS else None
+    if service is not None:
         _CALLS.labels(method).inc()
-        return service
-    return None
+    return service
 
 
 def local_storage_search(address: str) -> LocalStorageSearch | None:
     """The storage node at ``address`` if it runs in this process, else None."""
-    service = _services.get(address)
-    if isinstance(service, LocalStorageSearch):
+    service = _storage_searches.get(address)
+    if service is not None:
         _CALLS.labels("ShardSearch").inc()
-        return service
-    return None
+    return service
