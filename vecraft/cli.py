@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import pkgutil
+import socket
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,7 @@ from vecraft.local.placement_report import add_replica_lag, placement_report, re
 from vecraft.local.supervisor import ChildState, ClusterLock, Supervisor, read_status
 from vecraft.local.topology import (
     ADMIN_KEY_FILE,
+    CERTS_DIR,
     CLUSTER_SIZE,
     ClusterParams,
     ClusterPlan,
@@ -49,6 +51,7 @@ from vecraft.local.topology import (
 from vecraft.services.api_gateway import audit_cli, keys_cli, quotas_cli
 from vecraft.services.snapshot_service import cli as backup_cli
 from vecraft.shared.common import certs_cli
+from vecraft.shared.common.certs import init_certs
 from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.errors import VecraftError
 
@@ -130,6 +133,10 @@ class UpSettings(BaseSettings):
         "once to DATA/admin.key. Default off (open on loopback)"))
     insecure: bool | None = Field(None, description=(
         "let the gateway listen on a non-loopback --host without --auth (refused otherwise)"))
+    tls: bool | None = Field(None, description=(
+        "TLS everywhere: mutual TLS between the services, HTTPS and gRPC TLS at the gateway, with the "
+        "certificates of DATA/certs (created if missing, as `vecraft certs init`; docs/security.md#tls). "
+        "Default off"))
     distributed: bool | None = Field(None, description=(
         "run each service as its own process (as a real deployment does) instead of every service in "
         "one process (standalone, the default: less memory, a search without an internal network hop). "
@@ -143,7 +150,8 @@ class UpSettings(BaseSettings):
                 "query_replicas": self.query_replicas,
                 "data_partitions": self.data_partitions, "apply_delay_ms": self.apply_delay_ms,
                 "cluster": self.cluster, "backup_target": _absolute_target(self.backup_target),
-                "auth": self.auth, "insecure": self.insecure, "distributed": self.distributed}
+                "auth": self.auth, "insecure": self.insecure, "distributed": self.distributed,
+                "tls": self.tls}
 
 
 def _absolute_target(target: str | None) -> str | None:
@@ -168,9 +176,9 @@ def _banner(sup: Supervisor) -> str:
     gateway = sup.children.get(plan.process_of("gateway"))
     if gateway is not None and gateway.state is not ChildState.SKIPPED:
         spec = plan.get("gateway")
-        http = f"http://{spec.http_address}"
+        http = f"{spec.http_scheme}://{spec.http_address}"
         lines += [f"  HTTP API  {http}   (API docs: {http}/docs)",
-                  f"  gRPC      {spec.grpc_address}"]
+                  f"  gRPC      {'grpcs://' if p.tls else ''}{spec.grpc_address}"]
     else:
         lines.append("  The gateway is not installed in this build: no client endpoint is served.")
     if p.auth:
@@ -179,6 +187,9 @@ def _banner(sup: Supervisor) -> str:
     else:
         lines.append("  auth      off: anyone who reaches the gateway may read and write (--auth to require "
                      "API keys)")
+    if p.tls:
+        lines.append(f"  tls       mutual TLS between services; clients verify with the CA "
+                     f"{plan.data_dir / CERTS_DIR / 'ca.pem'} (ca_cert= in the SDK; docs/security.md#tls)")
     if p.backup_target:
         lines.append(f"  backups   {p.backup_target} (vecraft backup create; docs/backup.md)")
     lines += [f"  data      {plan.data_dir}",
@@ -252,6 +263,15 @@ def run_up(settings: UpSettings, *, config_file: Path | None = None,
     except (VecraftError, OSError) as exc:
         print(f"vecraft up: {exc}", file=sys.stderr)
         return 2
+    if params.tls:
+        try:
+            # Kept when there (a restart, or files from `vecraft certs init --hosts ...`).
+            wildcard = params.host in ("0.0.0.0", "::", "")
+            init_certs(data_dir / CERTS_DIR, hosts=[socket.gethostname()] if wildcard else [params.host])
+        except (ValueError, OSError) as exc:
+            lock.release()
+            print(f"vecraft up: cannot create the TLS certificates: {exc}", file=sys.stderr)
+            return 2
     supervisor = Supervisor(plan, ready_timeout=settings.ready_timeout, lock=lock)
 
     def ready(sup: Supervisor) -> None:
@@ -278,9 +298,9 @@ def _cmd_up(ns: argparse.Namespace) -> int:
 
 # ---- status ------------------------------------------------------------------------------
 async def _probe(client: httpx.AsyncClient, url: str) -> tuple[str, dict[str, Any]]:
-    """("up" | "not ready" | "down", health body) of one service; ``url`` without the scheme."""
+    """("up" | "not ready" | "down", health body) of one service; ``url`` with its scheme."""
     try:
-        response = await client.get(f"http://{url}")
+        response = await client.get(url)
     except httpx.HTTPError:
         return "down", {}
     try:
@@ -307,8 +327,8 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
     procs = recorded.get("processes", {})
 
     async def probe_all() -> list[tuple[str, dict[str, Any]]]:
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            return await asyncio.gather(*(_probe(client, f"{p.http_address}{p.health_path}")
+        async with httpx.AsyncClient(timeout=timeout, verify=plan.http_verify()) as client:
+            return await asyncio.gather(*(_probe(client, f"{p.http_scheme}://{p.http_address}{p.health_path}")
                                           for p in plan.services))
 
     # One row per service; in standalone mode they share the one process's pid, state and restarts.

@@ -282,7 +282,7 @@ class Supervisor:
         for module, names in missing.items():
             log.warning("skipping %s: module %s is not installed", ", ".join(names), module)
         self._check_ports()
-        self._http = httpx.AsyncClient(timeout=1.0)
+        self._http = httpx.AsyncClient(timeout=1.0, verify=self.plan.http_verify())
         self._set_state("starting")
         for group in self.plan.groups():
             members = [self.children[s.name] for s in group
@@ -397,7 +397,7 @@ class Supervisor:
         """Poll the child's ready path until 200; raises _ChildExited / _ChildNotReady."""
         assert child.proc is not None and self._http is not None
         proc = child.proc
-        url = f"http://{child.spec.http_address}{child.spec.ready_path}"
+        url = f"{child.spec.http_scheme}://{child.spec.http_address}{child.spec.ready_path}"
         deadline = None if timeout is None else time.monotonic() + timeout
         # One waiter for the whole poll, so a dying child ends the wait at once.
         exited = asyncio.ensure_future(proc.wait())
@@ -449,7 +449,7 @@ class Supervisor:
         proc = child.proc
         if child.spec.executable is not None or self._http is None:
             return await proc.wait()  # etcd / NATS: their own health is not ours to act on
-        url = f"http://{child.spec.http_address}{child.spec.health_path}"
+        url = f"{child.spec.http_scheme}://{child.spec.http_address}{child.spec.health_path}"
         exited = asyncio.ensure_future(proc.wait())
         failing_since: float | None = None
         try:

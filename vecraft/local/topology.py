@@ -44,6 +44,7 @@ import json
 import os
 import re
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,8 @@ CLUSTER_FILE = "cluster.json"
 STANDALONE_NAME = "vecraft"
 STANDALONE_MODULE = "vecraft.local.standalone"
 STANDALONE_SERVICES_FILE = "standalone-services.json"
+#: Where `vecraft up --tls` keeps the CA and the services' certificates (`vecraft certs init`).
+CERTS_DIR = "certs"
 #: Where `vecraft up --auth` has the gateway write the first admin key (mode 0600, written once).
 ADMIN_KEY_FILE = "admin.key"
 PLAN_VERSION = 1
@@ -115,6 +118,9 @@ class ClusterParams:
     auth: bool = False
     #: Let the gateway listen on a non-loopback --host without --auth.
     insecure: bool = False
+    #: TLS with the certificates of DATA/certs (`vecraft certs init`): mutual TLS between the
+    #: services, HTTPS and gRPC TLS at the gateway (docs/security.md#tls).
+    tls: bool = False
     #: One process per service instead of every service in one process (standalone mode,
     #: :mod:`vecraft.local.standalone`). Cluster mode is always distributed.
     distributed: bool = False
@@ -237,6 +243,12 @@ class ProcessSpec:
     ready_path: str = "/readyz"
     health_path: str = "/healthz"
     files: tuple[tuple[Path, str], ...] = ()
+    #: Its HTTP port speaks TLS with a certificate this CA signed (None: plain HTTP).
+    tls_ca: Path | None = None
+
+    @property
+    def http_scheme(self) -> str:
+        return "http" if self.tls_ca is None else "https"
 
     @property
     def connect_host(self) -> str:
@@ -286,6 +298,13 @@ class ClusterPlan:
     @property
     def logs_dir(self) -> Path:
         return self.data_dir / LOGS_DIR
+
+    def http_verify(self) -> ssl.SSLContext | bool:
+        """``verify=`` of an httpx client probing the processes: the cluster's CA with --tls."""
+        ca = next((s.tls_ca for s in self.processes if s.tls_ca is not None), None)
+        if ca is None or not ca.is_file():
+            return True  # no TLS; or no CA yet, so probes find the processes down, never trusted
+        return ssl.create_default_context(cafile=str(ca))
 
     def log_path(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"
@@ -494,12 +513,18 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
                 extra += ["--insecure"]
         host = params.host if role == "gateway" else LOOPBACK
         pair = port_of[name]
+        tls_ca = None
+        if params.tls:
+            # Each service its own certificate; the gateway's public side asks clients for none.
+            certs, tls_ca = data_dir / CERTS_DIR, data_dir / CERTS_DIR / "ca.pem"
+            extra += ["--tls-cert", str(certs / f"{role}.pem"), "--tls-key", str(certs / f"{role}.key"),
+                      "--tls-ca", str(tls_ca)]
         args = ("--grpc-port", str(pair.grpc), "--http-port", str(pair.http), "--host", host,
                 "--node-id", name, "--data-dir", str(own_dir), *extra, *common_tail)
         processes.append(ProcessSpec(name=name, role=role, module=mods[role], args=args, host=host,
                                      grpc_port=pair.grpc, http_port=pair.http, data_dir=own_dir,
                                      group=START_ORDER.index(role), shards=planned.shards,
-                                     replica=planned.replica))
+                                     replica=planned.replica, tls_ca=tls_ca))
     if params.standalone:
         return ClusterPlan(data_dir=data_dir, params=params, ports=dict(ports), services=tuple(processes),
                            processes=(_standalone_spec(data_dir, processes, log_level),))
@@ -519,7 +544,7 @@ def _standalone_spec(data_dir: Path, services: list[ProcessSpec], log_level: str
         args += ["--log-level", log_level]
     return ProcessSpec(name=STANDALONE_NAME, role="standalone", module=STANDALONE_MODULE, args=tuple(args),
                        host=gateway.host, grpc_port=gateway.grpc_port, http_port=gateway.http_port,
-                       data_dir=data_dir, group=0, files=((listing, text),))
+                       data_dir=data_dir, group=0, files=((listing, text),), tls_ca=gateway.tls_ca)
 
 
 def resolve_params(stored: ClusterParams | None, requested: Mapping[str, Any], *,

@@ -1,0 +1,42 @@
+"""`vecraft up --tls` in the plan: every service gets its certificate, the CA and HTTPS probes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vecraft.local.ports import PortPair
+from vecraft.local.topology import ClusterParams, plan_cluster
+from vecraft.shared.common.certs import init_certs
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
+
+
+def _ports(names: list[str]) -> dict[str, PortPair]:
+    return {name: PortPair(grpc=20000 + 2 * i, http=20001 + 2 * i) for i, name in enumerate(names)}
+
+
+@pytest.mark.parametrize("distributed", [True, False])
+def test_every_service_gets_its_certificate_and_the_ca(tmp_path: Path, distributed: bool) -> None:
+    names = ["journal", "meta", "storage-0", "query-0", "failover", "gateway"]
+    init_certs(tmp_path / "certs")
+    plan = plan_cluster(tmp_path, ClusterParams(shards=1, storage_nodes=1, tls=True, distributed=distributed),
+                        _ports(names))
+    certs = tmp_path / "certs"
+    for spec in plan.services:
+        args = list(spec.args)
+        assert args[args.index("--tls-cert") + 1] == str(certs / f"{spec.role}.pem")
+        assert args[args.index("--tls-key") + 1] == str(certs / f"{spec.role}.key")
+        assert args[args.index("--tls-ca") + 1] == str(certs / "ca.pem")
+        assert "--tls-client-ca" not in args
+        assert spec.http_scheme == "https"
+    assert all(p.tls_ca == certs / "ca.pem" for p in plan.processes)
+    assert plan.http_verify() is not True
+
+
+def test_without_tls_nothing_changes(tmp_path: Path) -> None:
+    plan = plan_cluster(tmp_path, ClusterParams(shards=1, storage_nodes=1, distributed=True),
+                        _ports(["journal", "meta", "storage-0", "query-0", "failover", "gateway"]))
+    assert all("--tls-cert" not in s.args and s.http_scheme == "http" for s in plan.services)
+    assert plan.http_verify() is True
