@@ -120,12 +120,18 @@ class AuditLog:
     @contextlib.asynccontextmanager
     async def action(self, principal: Principal, action: str, *, tenant: str, target: str,
                      details: dict[str, Any] | None = None) -> AsyncIterator[None]:
-        """Record the action run in the ``async with`` block, with its outcome."""
+        """Record the action run in the ``async with`` block, with its outcome.
+
+        A request refused as the client's mistake (a 4xx: invalid, conflict, not found, over a
+        quota) is not recorded: a refused request changes nothing, the journal included. One that
+        failed on the system's side (unavailable, deadline, internal) may have happened: recorded.
+        """
         try:
             yield
         except VecraftError as err:
-            await self.record(principal, action, tenant=tenant, target=target, outcome=err.wire_name,
-                              details=details)
+            if err.http_status >= 500:
+                await self.record(principal, action, tenant=tenant, target=target, outcome=err.wire_name,
+                                  details=details)
             raise
         except Exception:
             await self.record(principal, action, tenant=tenant, target=target, outcome="internal",
