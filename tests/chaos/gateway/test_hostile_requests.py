@@ -1,5 +1,6 @@
 """Hostile requests against a real cluster: each gets the right 4xx with a useful message, nothing
-reaches the journal, stored data is unchanged and every process stays healthy."""
+reaches the journal, stored data is unchanged and every process stays healthy. Run twice: with the
+gateway open, and with ``--auth`` and a valid admin key (the key check must not change any answer)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,14 @@ N = 40
 PARTITIONS = ["data-0", "data-1", "system"]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with run_cluster(tmp_path_factory.mktemp("hostile"), shards=3, data_partitions=2) as c:
+@pytest.fixture(scope="module", params=["open", "auth"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp(f"hostile-{request.param}")
+    key_file = root / "admin.key"
+    auth = ["--auth", "--bootstrap-admin-key-file", str(key_file)] if request.param == "auth" else []
+    with run_cluster(root, shards=3, data_partitions=2, gateway_args=auth) as c:
+        if auth:
+            c.api_key = key_file.read_text().strip()
         with c.client() as client:
             assert client.post("/v1/collections", json={"name": COLL, "dim": DIM}).status_code == 201
             vectors = np.random.default_rng(5).normal(size=(N, DIM)).astype(np.float32)
@@ -167,8 +173,9 @@ def test_oversized_body_is_refused_before_it_is_read(cluster: Cluster) -> None:
     """A declared 70 MiB body is answered 413 without the gateway waiting for it."""
     host, port = cluster.gateway.http_address.split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
+        key = "".join(f"{k}: {v}\r\n" for k, v in cluster.auth_headers.items()).encode()
         sock.sendall(b"POST /v1/vectors/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 73400320\r\n\r\n" + b"[" * 1024)
+                     + key + b"Content-Length: 73400320\r\n\r\n" + b"[" * 1024)
         # The head and the JSON body may arrive in separate segments: read up to content-length.
         answer = b""
         while data := sock.recv(65536):

@@ -42,6 +42,12 @@ class Cluster:
     query: list[ServiceProcess]
     gateway: ServiceProcess
     processes: list[ServiceProcess] = field(default_factory=list)
+    #: Sent as ``Authorization: Bearer`` by :meth:`client` (a gateway started with ``--auth``).
+    api_key: str | None = None
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     @property
     def url(self) -> str:
@@ -52,7 +58,7 @@ class Cluster:
         return self.gateway.grpc_address
 
     def client(self, timeout: float = 60.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=self.auth_headers)
 
     def healthy(self) -> bool:
         """Every process alive and ready."""

@@ -14,6 +14,7 @@ Without ``--auth`` it refuses to bind an address other than loopback unless give
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
@@ -93,13 +94,17 @@ class GatewayService(Service):
         self.spawn(self.quota_book.run_watch(), "quota-watch", forever=True)
         if self.settings.auth:
             self.spawn(self.keys.run_watch(), "key-watch", forever=True)
-            self.spawn(ensure_admin_key(self.keys, self.settings.bootstrap_admin_key_file), "admin-key")
-        self.spawn(self._ready_when_routable(), "routing-ready")
+            admin_key = self.spawn(ensure_admin_key(self.keys, self.settings.bootstrap_admin_key_file),
+                                   "admin-key")
+        self.spawn(self._ready_when_routable(admin_key if self.settings.auth else None), "routing-ready")
 
-    async def _ready_when_routable(self) -> None:
+    async def _ready_when_routable(self, admin_key: asyncio.Task[None] | None) -> None:
         await self.downstream.wait_routable()
-        if self.settings.auth:
+        if admin_key is not None:
             await self.keys.wait_loaded()
+            # Ready only once the first admin key exists (and its file is written): `vecraft up
+            # --auth` points the user at that file as soon as the gateway is ready.
+            await asyncio.shield(admin_key)
         self.set_ready()
         log.info("routing table received from the node registry; ready")
 
