@@ -2,17 +2,21 @@
 
 Bounded run (a few examples per operation, positive generation, stateless
 checks only). Requests use their own tenant, so generated collection creates
-and drops never touch the data other tests in this package use.
+and drops never touch the data other tests in this package use. Run twice: against
+the package's open gateway, and against one started with ``--auth``, every request
+carrying its admin key (the key check must not turn any request into a 5xx).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from tests.integration.gateway.cluster import Cluster
+from tests.integration.gateway.cluster import Cluster, run_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +24,20 @@ FUZZ_TENANT = "fuzz"
 EXAMPLES_PER_OPERATION = 12
 
 
-def test_no_server_errors_and_conforming_responses(cluster: Cluster) -> None:
-    schema = schemathesis.openapi.from_url(f"{cluster.url}/openapi.json")
+@pytest.fixture(scope="module")
+def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("fuzz-auth")
+    key_file = root / "admin.key"
+    with run_cluster(root, shards=1, data_partitions=1,
+                     gateway_args=["--auth", "--bootstrap-admin-key-file", str(key_file)]) as c:
+        c.api_key = key_file.read_text().strip()
+        yield c
+
+
+@pytest.mark.parametrize("gateway", ["open", "auth"])
+def test_no_server_errors_and_conforming_responses(gateway: str, request: pytest.FixtureRequest) -> None:
+    cluster: Cluster = request.getfixturevalue("cluster" if gateway == "open" else "auth_cluster")
+    schema = schemathesis.openapi.from_url(f"{cluster.url}/openapi.json")  # open without a key
     labels: list[str] = []
     statuses: list[int] = []
     for result in schema.get_all_operations():
@@ -32,7 +48,8 @@ def test_no_server_errors_and_conforming_responses(cluster: Cluster) -> None:
         @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         def fuzz(case: schemathesis.Case) -> None:
-            response = case.call_and_validate(headers={"X-Tenant": FUZZ_TENANT}, timeout=60,
+            response = case.call_and_validate(headers={"X-Tenant": FUZZ_TENANT, **cluster.auth_headers},
+                                              timeout=60,
                                               checks=[not_a_server_error, response_schema_conformance])
             statuses.append(response.status_code)
 
