@@ -8,9 +8,13 @@ Processes are started by hand (not ``vecraft up``) so each test controls the cer
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,6 +169,18 @@ def test_certificates_are_verified_by_default(cluster: TlsCluster) -> None:
     with VecraftClient(cluster.grpcs, transport="grpc", ca_cert=foreign_ca) as client, \
             pytest.raises(Unavailable):
         client.list_collections()
+
+
+def test_admin_commands_reach_a_tls_gateway_with_its_ca(cluster: TlsCluster) -> None:
+    """``vecraft quotas`` (as ``keys`` and ``audit``) takes --ca-cert; without it the system's CAs refuse."""
+    base = [sys.executable, "-m", "vecraft", "quotas", "list", "--endpoint", cluster.https, "--json"]
+    ok = subprocess.run([*base, "--ca-cert", str(cluster.certs.ca.cert)], capture_output=True, text=True,
+                        timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == []
+    refused = subprocess.run(base, capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in os.environ.items() if k != "VECRAFT_CA_CERT"})
+    assert refused.returncode != 0 and "CERTIFICATE" in (refused.stdout + refused.stderr).upper()
 
 
 @pytest.mark.parametrize("transport", ["http", "grpc"])

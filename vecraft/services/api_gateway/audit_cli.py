@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from vecraft.services.api_gateway.keys_cli import DEFAULT_ENDPOINT, _call, _Failed, _guarded
+from vecraft.services.api_gateway.keys_cli import _call, _Failed, _guarded, add_gateway_arguments
 
 _PAGE = 1000
 
@@ -84,9 +83,5 @@ def add_commands(sub: Any, formatter: type[argparse.HelpFormatter], wrap: Callab
     p.add_argument("--tenant", default=None, help="only this tenant's entries")
     p.add_argument("--cursor", type=int, default=1, help="start at this offset (a previous next_cursor)")
     p.add_argument("--limit", type=int, default=100, help="print at most this many entries")
-    p.add_argument("--endpoint", default=os.environ.get("VECRAFT_ENDPOINT", DEFAULT_ENDPOINT),
-                   help="gateway HTTP address (default $VECRAFT_ENDPOINT, else %(default)s)")
-    p.add_argument("--api-key", default=os.environ.get("VECRAFT_API_KEY"),
-                   help="an admin API key (default $VECRAFT_API_KEY)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_gateway_arguments(p)
     p.set_defaults(handler=_guarded(_audit, "audit"), tenant_header=None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -21,11 +22,25 @@ import httpx
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 
 
+def add_gateway_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags every admin command (``vecraft keys``, ``quotas``, ``audit``) reaches the gateway with."""
+    p.add_argument("--endpoint", default=os.environ.get("VECRAFT_ENDPOINT", DEFAULT_ENDPOINT),
+                   help="gateway HTTP address, https:// for a gateway with TLS (default $VECRAFT_ENDPOINT, "
+                        "else %(default)s)")
+    p.add_argument("--api-key", default=os.environ.get("VECRAFT_API_KEY"),
+                   help="an admin API key (default $VECRAFT_API_KEY)")
+    p.add_argument("--ca-cert", default=os.environ.get("VECRAFT_CA_CERT"),
+                   help="CA certificate that signed the gateway's (a `vecraft up --tls` cluster: "
+                        "DATA/certs/ca.pem; default $VECRAFT_CA_CERT, else the system's CAs)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
 def _client(ns: argparse.Namespace) -> httpx.Client:
     headers = {"Authorization": f"Bearer {ns.api_key}"} if ns.api_key else {}
     if ns.tenant_header:
         headers["X-Tenant"] = ns.tenant_header
-    return httpx.Client(base_url=ns.endpoint.rstrip("/"), headers=headers, timeout=30)
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ns.ca_cert) if ns.ca_cert else True
+    return httpx.Client(base_url=ns.endpoint.rstrip("/"), headers=headers, timeout=30, verify=verify)
 
 
 def _call(ns: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
@@ -105,13 +120,9 @@ def add_commands(sub: Any, formatter: type[argparse.HelpFormatter], wrap: Callab
                          "collections. Needs an admin key (--api-key or $VECRAFT_API_KEY)."))
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--endpoint", default=os.environ.get("VECRAFT_ENDPOINT", DEFAULT_ENDPOINT),
-                       help="gateway HTTP address (default $VECRAFT_ENDPOINT, else %(default)s)")
-        p.add_argument("--api-key", default=os.environ.get("VECRAFT_API_KEY"),
-                       help="an admin API key (default $VECRAFT_API_KEY)")
+        add_gateway_arguments(p)
         p.add_argument("--as-tenant", dest="tenant_header", default=None,
                        help="X-Tenant of the call (an admin key for every tenant acting for one)")
-        p.add_argument("--json", action="store_true", help="print JSON")
 
     actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser("create", formatter_class=formatter, help="create a key (printed once)",

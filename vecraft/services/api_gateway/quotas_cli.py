@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
-from vecraft.services.api_gateway.keys_cli import DEFAULT_ENDPOINT, _call, _guarded
+from vecraft.services.api_gateway.keys_cli import _call, _guarded, add_gateway_arguments
 from vecraft.services.meta_manager.quotas import LIMITS
 
 _HELP = {
@@ -78,11 +77,7 @@ def add_commands(sub: Any, formatter: type[argparse.HelpFormatter], wrap: Callab
             p.add_argument("tenant", help="the tenant")
             p.add_argument("--key-id", default=None,
                            help="an API key's id: that key's quota within the tenant (default: the tenant's)")
-        p.add_argument("--endpoint", default=os.environ.get("VECRAFT_ENDPOINT", DEFAULT_ENDPOINT),
-                       help="gateway HTTP address (default $VECRAFT_ENDPOINT, else %(default)s)")
-        p.add_argument("--api-key", default=os.environ.get("VECRAFT_API_KEY"),
-                       help="an admin API key (default $VECRAFT_API_KEY)")
-        p.add_argument("--json", action="store_true", help="print JSON")
+        add_gateway_arguments(p)
         p.set_defaults(tenant_header=None)
 
     actions = quotas.add_subparsers(dest="action", metavar="ACTION", required=True)
