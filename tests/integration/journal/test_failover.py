@@ -33,6 +33,7 @@ import pytest
 
 from tests.support.procs import ServiceProcess
 from tests.support.waits import until
+from vecraft.local.etcd import EtcdCluster
 from vecraft.local.nats import NatsCluster
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.journal_service.wal.jetstream_io import Stored, StreamIO, connect
@@ -85,12 +86,27 @@ async def wait_owner(proc: ServiceProcess, timeout: float = HANG_S) -> None:
         await asyncio.sleep(0.02)
 
 
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"), size=1).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 async def cluster(nats_server: NatsCluster, start_service: Callable[..., ServiceProcess],
-                  tmp_path: Path) -> AsyncIterator[Cluster]:
-    """A meta manager and journal instances A and B on fresh streams; A owns every partition."""
+                  tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    """A meta manager (SQLite; ``etcd`` when the test's ``cluster`` parameter says so) and journal
+    instances A and B on fresh streams; A owns every partition."""
     prefix = f"fo{uuid.uuid4().hex[:8]}"
-    meta = start_service(META, ["--backend", "sqlite", "--data-dir", str(tmp_path / "meta")])
+    store = ["--backend", "sqlite"]
+    if getattr(request, "param", "sqlite") == "etcd":
+        etcd: EtcdCluster = request.getfixturevalue("etcd")
+        store = ["--backend", "etcd", "--etcd-endpoints", ",".join(etcd.endpoints),
+                 "--etcd-prefix", f"/{prefix}"]
+    meta = start_service(META, [*store, "--data-dir", str(tmp_path / "meta")])
 
     def journal(name: str) -> ServiceProcess:
         return start_service(JOURNAL, [
@@ -140,6 +156,7 @@ def check_stream(entries: list[Stored], acked: dict[str, journal_pb2.AppendRespo
     return markers
 
 
+@pytest.mark.parametrize("cluster", ["sqlite", "etcd"], indirect=True)
 async def test_appends_resume_after_kill_9_of_the_owner(cluster: Cluster) -> None:
     client = cluster.client()
     acked: dict[str, journal_pb2.AppendResponse] = {}
@@ -223,8 +240,12 @@ async def test_a_deposed_owner_cannot_append(cluster: Cluster) -> None:
     before = await raw_append(a.grpc_address, "a-before")
     assert before == ""
     os.kill(a.pid, signal.SIGSTOP)
+    stopped_at = time.monotonic()
     try:
         await wait_owner(b)  # A's lease ran out while it was stopped
+        # A paused owner still accepts connections: B did not break its lease, it waited it out
+        # (renewed at most a third of the TTL before the pause).
+        assert time.monotonic() - stopped_at >= LEASE_TTL_MS / 1000 / 2
         via_b = cluster.client(b)
         try:
             written = [await via_b.append("data-0", f"b{i}".encode(), request_id=f"b{i}",

@@ -58,6 +58,8 @@ OWNED = gauge(AREA, "partition_owned", "state", "1 while this instance owns the 
               "with partition ownership: --backend jetstream and --meta-address)", ["partition"])
 TAKE_OVERS = counter(AREA, "take_overs", "Partitions this instance took over (epoch marker written)",
                      ["partition"])
+LEASES_BROKEN = counter(AREA, "leases_broken", "Partition leases this instance broke because their holder's "
+                        "port refused connections (a dead owner), to take over before the TTL", ["partition"])
 
 
 def forget_replica(partition: str, replica_id: str) -> None:

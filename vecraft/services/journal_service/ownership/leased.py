@@ -7,7 +7,14 @@ token is the owner's *epoch*. Taking a partition over:
 
 1. acquire the lease (a candidate retries when the holder's lease runs out:
    the SQLite backend says how long it has left, so a candidate asks again
-   just after; otherwise every quarter of the TTL);
+   just after; otherwise every quarter of the TTL). Meanwhile it knocks on the
+   holder's gRPC port every :data:`PROBE_INTERVAL_S`: a port that refuses
+   connections has no process behind it (killed, crashed), so the candidate
+   breaks that holding (``ReleaseLease`` with the holder's name and token) and
+   takes over at once instead of waiting out the TTL. The holding of this
+   instance's own previous incarnation is broken likewise. A holder that is
+   alive, even paused, still accepts connections and is never broken; and
+   were a live owner ever broken, the stream's fencing refuses its writes;
 2. fence the stream: :meth:`JetStreamPartitionLog.take_over` publishes the
    epoch marker (conditional on the stream's last sequence, after catching up
    with it: the HLC moves above the stream's last entry, request ids of every
@@ -61,6 +68,10 @@ log = logging.getLogger(__name__)
 MIN_GUARD_S = 0.05
 #: An unknown holder's address is looked up in the registry at most this often.
 REGISTRY_REFRESH_S = 0.25
+#: How often a candidate checks that the holder's gRPC port still accepts connections.
+PROBE_INTERVAL_S = 0.1
+#: A connection attempt that neither succeeds nor is refused within this is "alive" (paused, busy).
+PROBE_TIMEOUT_S = 0.25
 
 
 @dataclass
@@ -205,7 +216,7 @@ class LeasedOwnership(Ownership):
             await self._note_owner(part, state.holder.split("/", 1)[0])
             # SQLite says how long the holder's lease has left: ask again just after it.
             left = state.ttl_ms / 1000.0 if state.ttl_ms > 0 else self._ttl_s
-            await self._sleep(part, min(self._ttl_s / 4, left + 0.02))
+            await self._wait_or_break(part, state, min(self._ttl_s / 4, left + 0.02))
             return
         holding = Holding(int(state.fencing_token), self.holder)
         until = sent + self._ttl_s - self._guard_s
@@ -272,6 +283,46 @@ class LeasedOwnership(Ownership):
                 return
             part.until, part.renewed_at = sent + self._ttl_s - self._guard_s, sent
             part.plog.extend(holding, part.until)
+
+    async def _wait_or_break(self, part: _Partition, state: meta_pb2.LeaseState, seconds: float) -> None:
+        """Wait ``seconds`` for the next attempt, or less: break the holding at once when its holder is
+        gone (see the module doc)."""
+        end = time.monotonic() + seconds
+        while True:
+            if state.holder and await self._holder_gone(part, state.holder):
+                with contextlib.suppress(VecraftError):
+                    await self._meta.release_lease(part.lease, state.holder, state.fencing_token)
+                    metrics.LEASES_BROKEN.labels(part.name).inc()
+                    log.warning("partition %s: its owner %s does not accept connections; broke its lease "
+                                "(epoch %d) to take over", part.name, state.holder, state.fencing_token,
+                                extra={"partition": part.name})
+                    return
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            generation = part.generation
+            await self._sleep(part, min(PROBE_INTERVAL_S, left))
+            if part.generation != generation:
+                return  # something changed (deposed, new owner): attempt again now
+
+    async def _holder_gone(self, part: _Partition, holder: str) -> bool:
+        """Whether the process holding ``part`` is certainly gone."""
+        if holder.split("/", 1)[0] == self.node_id:
+            return holder != self.holder  # our previous incarnation: this process replaced it
+        address = self._addresses.get(part.owner) if part.owner else None
+        if not address:
+            return False
+        host, _, port = address.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), PROBE_TIMEOUT_S)
+        except ConnectionRefusedError:
+            return True
+        except (OSError, TimeoutError, ValueError):
+            return False  # unreachable or slow: not proof that it is gone
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return False
 
     def _lose(self, part: _Partition, why: str, *, quiet: bool = False) -> None:
         if part.holding is None:
