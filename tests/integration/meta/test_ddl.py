@@ -11,7 +11,7 @@ import pytest
 from tests.support.procs import ServiceProcess
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.meta_manager.client import MetaClient
-from vecraft.services.meta_manager.schema import ddl_of, ddl_payload
+from vecraft.services.meta_manager.ddl import ddl_of, ddl_payload
 from vecraft.shared.common.errors import Conflict, InvalidRequest, NotFound
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.model.routing import SYSTEM_PARTITION

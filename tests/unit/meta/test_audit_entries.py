@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vecraft.services.api_gateway.journal_router.payloads import summarize_entry
-from vecraft.services.meta_manager.schema import ddl_of
+from vecraft.services.meta_manager.ddl import ddl_of
 from vecraft.shared.index import decode_entry
 from vecraft.shared.rpc.v1 import journal_pb2
 

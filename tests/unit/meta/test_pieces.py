@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 
+from vecraft.services.meta_manager.ddl import KeyedLocks, ddl_of, ddl_payload
 from vecraft.services.meta_manager.placement import partition_owner
-from vecraft.services.meta_manager.schema import ddl_of, ddl_payload
-from vecraft.services.meta_manager.schema.ddl import KeyedLocks
 from vecraft.services.meta_manager.store import DdlRecord, codec
 from vecraft.services.meta_manager.store.etcd import channel_target
 from vecraft.shared.common.errors import InvalidRequest

@@ -30,8 +30,8 @@ from typing import Any
 
 from pydantic import Field
 
+from vecraft.services.failover_manager.cluster_view import ClusterView
 from vecraft.services.failover_manager.leadership import LEASE_NAME, Leadership
-from vecraft.services.failover_manager.monitoring import ClusterView
 from vecraft.services.failover_manager.planner import Plan, bootstrap, reconcile
 from vecraft.services.meta_manager.client import MetaClient
 from vecraft.shared.common.config import ServiceSettings, load_settings

@@ -24,7 +24,7 @@ from vecraft.services.journal_service.distribution import (
     compute_lag,
 )
 from vecraft.services.journal_service.ownership import OwnAll, Ownership
-from vecraft.services.journal_service.partitioning import PartitionMap
+from vecraft.services.journal_service.partition_map import PartitionMap
 from vecraft.services.journal_service.wal import JournalBackend, JournalCorruption, LogWrite, PartitionLog
 from vecraft.shared.common.errors import HistoryMismatch, InvalidRequest, NotOwner, VecraftError
 from vecraft.shared.hlc import physical_ms, wall_clock_ms

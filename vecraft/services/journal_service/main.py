@@ -10,7 +10,7 @@ import grpc
 from vecraft.services.journal_service.distribution import BackPressure, ReplicaRegistry, Thresholds
 from vecraft.services.journal_service.journal import Journal, JournalLimits
 from vecraft.services.journal_service.ownership import Ownership
-from vecraft.services.journal_service.partitioning import PartitionMap
+from vecraft.services.journal_service.partition_map import PartitionMap
 from vecraft.services.journal_service.servicer import JournalServicer
 from vecraft.services.journal_service.settings import JournalSettings
 from vecraft.services.journal_service.wal import JournalBackend

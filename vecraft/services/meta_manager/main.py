@@ -18,9 +18,9 @@ from typing import Any, Literal
 import grpc
 from pydantic import Field
 
+from vecraft.services.meta_manager.ddl import DdlCoordinator
 from vecraft.services.meta_manager.hlc_sync import HlcCoordinator
 from vecraft.services.meta_manager.placement import TenantMap
-from vecraft.services.meta_manager.schema import DdlCoordinator
 from vecraft.services.meta_manager.servicer import MetaServicer
 from vecraft.services.meta_manager.store import MetaStore, open_store
 from vecraft.shared.common.config import ServiceSettings, load_settings

@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 import grpc
 
 from vecraft.services.meta_manager import api_keys, quotas
+from vecraft.services.meta_manager.ddl import DdlCoordinator
 from vecraft.services.meta_manager.hlc_sync import HlcCoordinator
 from vecraft.services.meta_manager.placement import TenantMap, build_placement, validate_placement
-from vecraft.services.meta_manager.schema import DdlCoordinator
 from vecraft.services.meta_manager.store import EventType, MetaStore, StoreEvent, Subscription
 from vecraft.services.meta_manager.store.base import LeaseHolding
 from vecraft.shared.common.errors import InvalidRequest, NotFound
