@@ -148,6 +148,12 @@ def test_other_counts_render_valid_consistent_objects(tmp_path: Path,
                 assert settings.journal_address.count("prod-journal-") == 3
     gateway = next(c for c in containers(objects) if c.id.endswith("gateway"))
     assert {"name": "tls", "mountPath": "/etc/vecraft/tls", "readOnly": True} in gateway.spec["volumeMounts"]
+    # tls.enabled: the gateway serves HTTPS and gRPC TLS with the Secret's files, probed over HTTPS.
+    assert gateway.spec["args"][-4:] == ["--tls-cert", "/etc/vecraft/tls/tls.crt",
+                                         "--tls-key", "/etc/vecraft/tls/tls.key"]
+    assert all(gateway.spec[probe]["httpGet"]["scheme"] == "HTTPS"
+               for probe in ("startupProbe", "livenessProbe", "readinessProbe"))
+    assert {"name": "VECRAFT_ENDPOINT", "value": "https://127.0.0.1:8000"} in gateway.spec["env"]
 
 
 @needs_helm

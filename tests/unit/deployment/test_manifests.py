@@ -11,14 +11,17 @@ settings parsers, so the manifests cannot drift from the code.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from tests.unit.deployment.manifests import (
     DEPLOYMENT,
@@ -98,6 +101,35 @@ def test_kustomize_renders_the_same_objects_valid_and_tagged() -> None:
         assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "vecraft"
     for container in containers(rendered):
         assert container.spec["image"] == f"vecraft:{tag}", container.id
+
+
+@pytest.mark.skipif(kubectl() is None, reason="kubectl is not on PATH: the TLS overlay is not rendered")
+def test_the_tls_overlay_of_the_docs_turns_tls_on_at_the_gateway(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/deployment.md's overlay, applied to the base as written there."""
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    block = re.search(r"```yaml\n( *# kustomization.yaml of your overlay\n.*?) *```", docs, re.S)
+    assert block is not None, "the TLS overlay is no longer in docs/deployment.md"
+    overlay = yaml.safe_load(textwrap.dedent(block.group(1)))
+    overlay["resources"] = [os.path.relpath(K8S, tmp_path)]  # kustomize refuses absolute roots
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    exe = kubectl()
+    assert exe is not None
+    done = subprocess.run([exe, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    rendered = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    gateway = next(c for c in containers(rendered) if c.id.endswith("gateway"))
+    for obj in rendered:
+        _validate(obj)
+    assert gateway.flag("tls-cert") == ["/etc/vecraft/tls/tls.crt"]
+    assert gateway.flag("tls-key") == ["/etc/vecraft/tls/tls.key"]
+    assert all(gateway.spec[probe]["httpGet"]["scheme"] == "HTTPS"
+               for probe in ("startupProbe", "livenessProbe", "readinessProbe"))
+    pod = pod_names(gateway.workload)[0]
+    argv = pod_argv(rendered, gateway, pod, tmp_path, monkeypatch)
+    settings = parse_service_args(gateway.module or "", argv)
+    assert (settings.tls_cert, settings.tls_key) == ("/etc/vecraft/tls/tls.crt", "/etc/vecraft/tls/tls.key")
 
 
 # ---- what every container needs -------------------------------------------------------------

@@ -72,17 +72,20 @@ podAntiAffinity:
 
 {{/* Probes of a Vecraft service on its HTTP port (named http); startup failureThreshold as argument. */}}
 {{- define "vecraft.serviceProbes" -}}
+{{- $failures := . -}}
+{{- $scheme := "HTTP" -}}
+{{- if kindIs "map" . }}{{ $failures = .failures }}{{ $scheme = .scheme }}{{ end -}}
 startupProbe:
-  httpGet: {path: /healthz, port: http}
+  httpGet: {path: /healthz, port: http{{ if eq $scheme "HTTPS" }}, scheme: HTTPS{{ end }}}
   periodSeconds: 5
-  failureThreshold: {{ . }}
+  failureThreshold: {{ $failures }}
 livenessProbe:
-  httpGet: {path: /healthz, port: http}
+  httpGet: {path: /healthz, port: http{{ if eq $scheme "HTTPS" }}, scheme: HTTPS{{ end }}}
   periodSeconds: 10
   timeoutSeconds: 5
   failureThreshold: 3
 readinessProbe:
-  httpGet: {path: /readyz, port: http}
+  httpGet: {path: /readyz, port: http{{ if eq $scheme "HTTPS" }}, scheme: HTTPS{{ end }}}
   periodSeconds: 5
   timeoutSeconds: 3
   failureThreshold: 3
