@@ -93,6 +93,14 @@ def test_backups_through_the_service_retention_and_archived_moments(cluster: Loc
         assert len(listed) == 2
         named = {f["sha256"] for b in listed for s in b["shards"].values() for f in s["files"]}
         assert {p.name for p in (target / "blobs").iterdir()} == named
+        # The audit log holds the three backups and the deletion by retention, by the snapshot service.
+        audit = c.get("/v1/audit", params={"action": "backup"}).json()["entries"]
+        assert [(e["action"], e["outcome"], e["actor"]["key_name"]) for e in audit] == \
+            [("backup.create", "ok", "snapshot service")] * 3 + [("backup.delete", "ok", "snapshot service")]
+        created = [e["target"] for e in audit[:3]]
+        assert audit[3]["target"] == created[0] and audit[3]["details"] == {"by": "retention"}
+        assert [b["id"] for b in listed] == created[1:]
+        assert all(e["details"]["trigger"] == "api" for e in audit[:3])
 
         # A write after the newest backup: restorable once the archiver has copied it.
         late = insert("late", 99)

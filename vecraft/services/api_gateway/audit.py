@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -36,13 +35,12 @@ from vecraft.services.api_gateway.downstream import Downstream
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.metrics import counter
 from vecraft.shared.hlc import physical_ms
+from vecraft.shared.model.audit import audit_payload, audit_request_id
 from vecraft.shared.model.routing import SYSTEM_PARTITION
 from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("key.create", "key.revoke", "collection.create", "collection.alter", "collection.drop",
-           "quota.set", "quota.clear")
 #: Entries of the system partition one read looks at, at most (a page may hold fewer matches).
 MAX_SCAN = 10_000
 MAX_PAGE = 1000
@@ -142,15 +140,12 @@ class AuditLog:
     async def record(self, principal: Principal, action: str, *, tenant: str, target: str, outcome: str,
                      details: dict[str, Any] | None = None) -> None:
         """Append one entry; never raises (a failure is logged and counted)."""
-        record = journal_pb2.AuditRecord(
-            action=action, actor_key_id=principal.key_id,
+        payload = audit_payload(
+            action, actor_key_id=principal.key_id,
             actor_key_name=self._key_name(principal.key_id) if principal.key_id else "",
-            tenant=tenant, target=target, outcome=outcome,
-            details_json=orjson.dumps(details).decode() if details else "")
-        payload = journal_pb2.JournalPayload(mutations=[journal_pb2.Mutation(audit=record)])
+            tenant=tenant, target=target, outcome=outcome, details=details)
         try:
-            await self._downstream.append(SYSTEM_PARTITION, payload.SerializeToString(),
-                                          request_id=f"~a{uuid.uuid4().hex}", shards=[],
+            await self._downstream.append(SYSTEM_PARTITION, payload, request_id=audit_request_id(), shards=[],
                                           ack=journal_pb2.ACK_JOURNAL, client_hlc=0)
         except VecraftError as err:
             FAILURES.inc()

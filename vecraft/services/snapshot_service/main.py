@@ -46,6 +46,9 @@ from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.metrics import counter, gauge, latency_histogram
 from vecraft.shared.common.service import Service, run_service
+from vecraft.shared.model.audit import audit_payload, audit_request_id
+from vecraft.shared.model.routing import SYSTEM_PARTITION
+from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +118,7 @@ class SnapshotService(Service):
                 time.monotonic() - self._last_backup_at >= self.cfg.backup_interval_s
             if due and self.operations.running() is None:
                 self._last_backup_at = time.monotonic()
-                self.operations.start("backup", self._backup)
+                self.operations.start("backup", lambda op: self._backup(op, trigger="schedule"))
             elif self.cfg.archive_interval_ms and not self.operations.writer.locked():
                 try:
                     async with self.operations.writer:
@@ -131,21 +134,36 @@ class SnapshotService(Service):
             _ARCHIVED.labels(partition).set(offset)
             _ARCHIVE_LAG.labels(partition).set(max(0, heads.get(partition, (0, 0))[0] - offset))
 
-    async def _backup(self, op: Operation) -> dict[str, Any]:
+    async def _backup(self, op: Operation, *, trigger: str = "api") -> dict[str, Any]:
         began = time.perf_counter()
         try:
             backup = await create_backup(self.journal, self.target, location=self.cfg.target, meta=self.meta,
                                          default_shards=self.cfg.default_shards or None, progress=op.progress)
-        except BaseException:
+        except BaseException as exc:
             _BACKUPS.labels("failed").inc()
+            await self._audit("backup.create", op.id, exc.wire_name if isinstance(exc, VecraftError)
+                              else "internal", {"trigger": trigger})
             raise
         _BACKUPS.labels("done").inc()
         _BACKUP_SECONDS.observe(time.perf_counter() - began)
         _LAST_BACKUP.set(time.time())
         pruned = prune(self.target, self.retention)
+        await self._audit("backup.create", backup.id, "ok", {"trigger": trigger, "hlc": backup.max_hlc})
+        for gone in pruned:
+            await self._audit("backup.delete", gone.id, "ok", {"by": "retention"})
         log.info("base backup taken", extra={"backup": backup.id, "hlc": backup.max_hlc,
                                              "shards": len(backup.shards), "pruned": [b.id for b in pruned]})
         return {"backup": _describe(backup), "pruned": [b.id for b in pruned]}
+
+    async def _audit(self, action: str, target: str, outcome: str, details: dict[str, Any]) -> None:
+        """Record a backup action in the audit log (docs/audit.md); never raises: the action stands."""
+        try:
+            await self.journal.append(SYSTEM_PARTITION, audit_payload(
+                action, actor_key_name="snapshot service", target=target, outcome=outcome, details=details),
+                request_id=audit_request_id(), ack=journal_pb2.ACK_JOURNAL, timeout_s=10.0)
+        except VecraftError as exc:
+            log.warning("audit entry not appended: %s", exc.message,
+                        extra={"action": action, "target": target})
 
     # ---- admin API --------------------------------------------------------------------
     def http_app(self) -> Starlette:
@@ -175,6 +193,7 @@ class SnapshotService(Service):
                 return JSONResponse(_describe(await asyncio.to_thread(get_backup, self.target, backup_id)))
             async with self.operations.writer:
                 gone = await asyncio.to_thread(delete_backup, self.target, backup_id)
+            await self._audit("backup.delete", gone.id, "ok", {"by": "api"})
             return JSONResponse({"deleted": gone.id})
         except VecraftError as exc:
             return _error(exc)

@@ -14,13 +14,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from vecraft.services.api_gateway.audit import ACTIONS, MAX_PAGE, AuditFilter, AuditLog
+from vecraft.services.api_gateway.audit import MAX_PAGE, AuditFilter, AuditLog
 from vecraft.services.api_gateway.auth.principal import Role
 from vecraft.services.api_gateway.handlers import http_codec as codec
 from vecraft.services.api_gateway.handlers.http_routes import refuse_unknown_query_params
 from vecraft.services.api_gateway.handlers.http_schemas import ErrorResponse
 from vecraft.services.api_gateway.responses import JSONResponse
 from vecraft.shared.common.errors import InvalidRequest
+from vecraft.shared.model.audit import ACTIONS
 from vecraft.shared.model.validation import validate_name
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
