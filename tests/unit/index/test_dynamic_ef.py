@@ -7,7 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.unit.index.journal_builders import ddl, entry, schema
+from vecraft.services.storage_node.indexes.registry import CollectionRegistry
 from vecraft.shared.index.collection import CollectionIndex
+from vecraft.shared.index.shard_state import ShardState
 from vecraft.shared.model.limits import dynamic_ef
 from vecraft.shared.model.schema import HnswParams
 
@@ -46,3 +49,15 @@ def test_a_default_collection_searches_with_the_dynamic_ef(monkeypatch: pytest.M
     index.search(np.zeros(4, dtype=np.float32), 10)
     index.search(np.zeros(4, dtype=np.float32), 80)
     assert seen[-2:] == [64, 80]
+
+
+def test_storage_nodes_and_query_caches_build_a_schema_s_index_alike() -> None:
+    """Both replicas of a collection search with the same ef: a storage node's index (standalone
+    mode searches it) once kept a fixed 64 where the schema asked for the dynamic ef."""
+    for ef in (0, 48):
+        sch = schema(f"id{ef}", ef_search=ef)
+        storage = CollectionRegistry().add(sch).index
+        cache = ShardState(0, keep_documents=False)
+        cache.apply(entry(1, ddl("create", sch)))
+        for index in (storage, cache.index(sch.tenant, sch.name)):
+            assert (index.m, index.ef_construction, index.ef_search) == (16, 100, ef)

@@ -40,7 +40,14 @@ from vecraft.shared.index import persistence
 from vecraft.shared.index.metadata_index import MetadataIndex
 from vecraft.shared.index.rwlock import RWLock
 from vecraft.shared.model.filters import Filter
-from vecraft.shared.model.limits import DYNAMIC_EF_MIN, DYNAMIC_EF_SEARCH, dynamic_ef
+from vecraft.shared.model.limits import (
+    DYNAMIC_EF_MIN,
+    DYNAMIC_EF_SEARCH,
+    HNSW_DEFAULT_EF_CONSTRUCTION,
+    HNSW_DEFAULT_M,
+    dynamic_ef,
+)
+from vecraft.shared.rpc.v1 import collection_pb2
 
 METRICS = ("cosine", "l2", "ip")
 _FAISS_METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2,
@@ -98,8 +105,9 @@ class CollectionIndex:
     mutation at a time (mutations are serialised internally).
     """
 
-    def __init__(self, *, dim: int, metric: str, m: int = 16, ef_construction: int = 200,
-                 ef_search: int = DYNAMIC_EF_SEARCH, add_threads: int = 1) -> None:
+    def __init__(self, *, dim: int, metric: str, m: int = HNSW_DEFAULT_M,
+                 ef_construction: int = HNSW_DEFAULT_EF_CONSTRUCTION, ef_search: int = DYNAMIC_EF_SEARCH,
+                 add_threads: int = 1) -> None:
         """``ef_search``: the default ef of a search; 0 = ``dynamic_ef(k)``.
 
         ``add_threads``: OpenMP threads faiss may use per graph insertion. One by
@@ -137,6 +145,16 @@ class CollectionIndex:
 
     # --- introspection --------------------------------------------------------------------------
 
+
+    @classmethod
+    def for_schema(cls, schema: collection_pb2.CollectionSchema) -> CollectionIndex:
+        """An empty index with a collection schema's dimension, metric and HNSW parameters (a 0 in the
+        schema: the default; ef_search 0 stays 0, the dynamic ef). Storage nodes and query caches
+        build their indexes with it, so both search a collection alike."""
+        hnsw = schema.hnsw
+        return cls(dim=schema.dim, metric=schema.metric or "cosine", m=hnsw.m or HNSW_DEFAULT_M,
+                   ef_construction=hnsw.ef_construction or HNSW_DEFAULT_EF_CONSTRUCTION,
+                   ef_search=hnsw.ef_search)
     def __len__(self) -> int:
         return len(self._label_of)
 

@@ -58,13 +58,6 @@ class _Collection:
     documents: dict[str, str] = field(default_factory=dict)  # only non-empty documents
 
 
-def _index_for(schema: collection_pb2.CollectionSchema) -> CollectionIndex:
-    hnsw = schema.hnsw
-    return CollectionIndex(dim=schema.dim, metric=schema.metric or "cosine", m=hnsw.m or 16,
-                           ef_construction=hnsw.ef_construction or 200,
-                           ef_search=hnsw.ef_search)
-
-
 def metadata_to_json(metadata: Mapping[str, Any] | None) -> str:
     """The wire form of a record's metadata ("" for none)."""
     if not metadata:
@@ -174,7 +167,7 @@ class ShardState:
         cid = schema.collection_id
         if cid in self._by_id or cid in self._dropped:
             return
-        self._by_id[cid] = _Collection(schema, _index_for(schema))
+        self._by_id[cid] = _Collection(schema, CollectionIndex.for_schema(schema))
         self._schemas[cid] = schema
         self._bind_name((schema.tenant, schema.name))
 

@@ -19,6 +19,9 @@ MIN_REPLICAS, MAX_REPLICAS = 1, 5
 HNSW_M_RANGE = (4, 128)
 HNSW_EF_CONSTRUCTION_RANGE = (8, 2000)
 HNSW_EF_SEARCH_RANGE = (1, 4096)
+#: HNSW parameters of a collection that does not set them (a schema's 0 means "not set").
+HNSW_DEFAULT_M = 16
+HNSW_DEFAULT_EF_CONSTRUCTION = 200
 #: A collection's ``hnsw.ef_search`` of 0 (the default): each search's ef follows its k, as
 #: Weaviate's dynamic ef does: clamp(8 x k, 100, 500). On hard data (`vecraft bench recall --data
 #: hard`, 20K x 64, 3 shards) the old fixed 64 gave recall@10 0.941, dynamic (100 at k=10) 0.982 for

@@ -14,6 +14,8 @@ from typing import Any
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.limits import (
     DYNAMIC_EF_SEARCH,
+    HNSW_DEFAULT_EF_CONSTRUCTION,
+    HNSW_DEFAULT_M,
     HNSW_EF_CONSTRUCTION_RANGE,
     HNSW_EF_SEARCH_RANGE,
     HNSW_M_RANGE,
@@ -50,8 +52,8 @@ def normalize_metric(metric: Any) -> str:
 class HnswParams:
     """HNSW graph parameters: ``m`` links per node, build and search breadth."""
 
-    m: int = 16
-    ef_construction: int = 200
+    m: int = HNSW_DEFAULT_M
+    ef_construction: int = HNSW_DEFAULT_EF_CONSTRUCTION
     #: 0 (:data:`DYNAMIC_EF_SEARCH`, the default): each search's ef follows its k (:func:`dynamic_ef`).
     ef_search: int = DYNAMIC_EF_SEARCH
 

@@ -14,11 +14,6 @@ from vecraft.shared.index.collection import CollectionIndex
 from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
 from vecraft.shared.rpc.v1 import collection_pb2
 
-# Used when a schema leaves an HNSW parameter at 0 (proto default).
-DEFAULT_M = 16
-DEFAULT_EF_CONSTRUCTION = 200
-DEFAULT_EF_SEARCH = 64
-
 
 @dataclass(slots=True)
 class Collection:
@@ -33,15 +28,6 @@ class Collection:
     def label(self) -> str:
         """``tenant/name``: the collection's label in metrics and stats."""
         return f"{self.schema.tenant or DEFAULT_TENANT}/{self.schema.name}"
-
-
-def new_index(schema: collection_pb2.CollectionSchema) -> CollectionIndex:
-    """An empty index with the schema's dimension, metric and HNSW parameters."""
-    hnsw = schema.hnsw
-    return CollectionIndex(dim=schema.dim, metric=schema.metric or "cosine",
-                           m=hnsw.m or DEFAULT_M,
-                           ef_construction=hnsw.ef_construction or DEFAULT_EF_CONSTRUCTION,
-                           ef_search=hnsw.ef_search or DEFAULT_EF_SEARCH)
 
 
 def _name_key(tenant: str, name: str) -> tuple[str, str]:
@@ -98,7 +84,7 @@ class CollectionRegistry:
     def add(self, schema: collection_pb2.CollectionSchema,
             index: CollectionIndex | None = None) -> Collection:
         """Register a created collection (with a fresh index unless one is given)."""
-        coll = Collection(schema, index if index is not None else new_index(schema))
+        coll = Collection(schema, index if index is not None else CollectionIndex.for_schema(schema))
         by_id = dict(self._by_id)
         by_id[schema.collection_id] = coll
         self._by_id, self._by_name = by_id, _bind_name(by_id, self._by_name, schema)
