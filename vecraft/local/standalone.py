@@ -119,7 +119,10 @@ class Standalone:
         for group in sorted({e.group for e in installed}):
             members = [e for e in installed if e.group == group]
             for entry in members:
-                service = build_service(entry)
+                try:
+                    service = build_service(entry)
+                except Exception as exc:  # bad flags: say which service, as its own process would
+                    raise StartupFailed(f"{entry.name} cannot be built: {exc}") from exc
                 self.services.append((entry, service))
                 try:
                     await service.start()
