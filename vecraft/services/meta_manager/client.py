@@ -23,6 +23,9 @@ from vecraft.shared.rpc.v1 import collection_pb2, meta_pb2, meta_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+#: Pauses between reconnections of :func:`follow_watch` (doubling from the first to the last).
+FOLLOW_BACKOFF_MIN_S, FOLLOW_BACKOFF_MAX_S = 0.1, 2.0
+
 
 def assigned_shards(placement: meta_pb2.PlacementMap, node_id: str, role: str) -> list[int]:
     """The shards a placement map gives ``node_id`` as a ``role`` ("storage" or "query") node, sorted."""
@@ -269,3 +272,30 @@ class MetaClient:
         with translate_rpc_error():
             return await self._stub.ReportHLC(meta_pb2.ReportHLCRequest(node_id=node_id, hlc=hlc),
                                               timeout=self.timeout_s)
+
+
+async def follow_watch(meta: MetaClient, topics: Sequence[str], *,
+                       snapshot: Callable[[list[meta_pb2.WatchEvent]], None],
+                       change: Callable[[meta_pb2.WatchEvent], None], what: str) -> None:
+    """Follow ``topics`` until cancelled: each connection's snapshot goes to ``snapshot`` in one call
+    (the follower replaces its state with it), the live events after it to ``change`` one by one.
+    A broken or ended stream is opened again with backoff; the follower's last state stays in force
+    meanwhile (``what`` names it in the logs)."""
+    backoff = FOLLOW_BACKOFF_MIN_S
+    while True:
+        pending: list[meta_pb2.WatchEvent] | None = []
+        try:
+            async for event in meta.watch(topics, snapshot_end=True):
+                if event.WhichOneof("item") is None:
+                    if pending is not None:
+                        snapshot(pending)
+                        pending, backoff = None, FOLLOW_BACKOFF_MIN_S
+                elif pending is not None:
+                    pending.append(event)
+                else:
+                    change(event)
+            log.warning("%s watch ended; the last state stays in force", what)
+        except VecraftError as exc:
+            log.warning("%s watch interrupted; the last state stays in force: %s", what, exc.message)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, FOLLOW_BACKOFF_MAX_S)

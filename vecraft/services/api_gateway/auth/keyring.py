@@ -19,13 +19,12 @@ import logging
 from vecraft.services.api_gateway.auth.errors import Unauthenticated
 from vecraft.services.api_gateway.auth.principal import Principal, Role
 from vecraft.services.meta_manager.api_keys import key_sha256
-from vecraft.services.meta_manager.client import MetaClient
-from vecraft.shared.common.errors import Unavailable, VecraftError
+from vecraft.services.meta_manager.client import MetaClient, follow_watch
+from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.rpc.v1 import meta_pb2
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_MIN, _BACKOFF_MAX = 0.1, 2.0
 #: Longest Authorization header looked at (a key is 59 characters).
 MAX_HEADER = 512
 
@@ -96,29 +95,19 @@ class KeyRing:
                          collections=frozenset(info.collections))
 
     async def run_watch(self) -> None:
-        """Follow the ``keys`` topic until cancelled; reconnect with backoff."""
-        backoff = _BACKOFF_MIN
-        while True:
-            snapshot: dict[str, meta_pb2.ApiKeyInfo] | None = {}
-            try:
-                async for event in self.meta.watch(["keys"], snapshot_end=True):
-                    if event.WhichOneof("item") is None:
-                        if snapshot is not None:
-                            self._by_hash, snapshot = snapshot, None
-                            self._loaded.set()
-                            backoff = _BACKOFF_MIN
-                            log.info("API keys loaded", extra={"keys": len(self._by_hash)})
-                        continue
-                    if event.WhichOneof("item") != "api_key" or not event.api_key.key_sha256:
-                        continue
-                    target = self._by_hash if snapshot is None else snapshot
-                    target[event.api_key.key_sha256] = event.api_key
-                log.warning("API key watch ended; the last %d key record(s) stay in force",
-                            len(self._by_hash))
-            except asyncio.CancelledError:
-                raise
-            except VecraftError as exc:
-                log.warning("API key watch interrupted; the last %d key record(s) stay in force: %s",
-                            len(self._by_hash), exc.message)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _BACKOFF_MAX)
+        """Follow the ``keys`` topic until cancelled (:func:`follow_watch`: reconnects with backoff)."""
+        await follow_watch(self.meta, ["keys"], snapshot=self._snapshot, change=self._change, what="API key")
+
+    def _snapshot(self, events: list[meta_pb2.WatchEvent]) -> None:
+        self._by_hash = {e.api_key.key_sha256: e.api_key for e in events if _key_record(e)}
+        self._loaded.set()
+        log.info("API keys loaded", extra={"keys": len(self._by_hash)})
+
+    def _change(self, event: meta_pb2.WatchEvent) -> None:
+        if _key_record(event):
+            self._by_hash[event.api_key.key_sha256] = event.api_key
+
+
+def _key_record(event: meta_pb2.WatchEvent) -> bool:
+    """An API key record the ring can look up (by its key's hash)."""
+    return event.WhichOneof("item") == "api_key" and bool(event.api_key.key_sha256)

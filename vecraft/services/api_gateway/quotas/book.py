@@ -13,13 +13,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from vecraft.services.meta_manager.client import MetaClient
-from vecraft.shared.common.errors import VecraftError
+from vecraft.services.meta_manager.client import MetaClient, follow_watch
 from vecraft.shared.rpc.v1 import meta_pb2
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_MIN, _BACKOFF_MAX = 0.1, 2.0
 
 Subject = tuple[str, str]  # (tenant, key_id); key_id "" = the tenant's quota
 
@@ -78,37 +76,19 @@ class QuotaBook:
             listener(subject)
 
     async def run_watch(self) -> None:
-        """Follow the ``quotas`` topic until cancelled; reconnect with backoff."""
+        """Follow the ``quotas`` topic until cancelled (:func:`follow_watch`: reconnects with backoff)."""
         assert self.meta is not None
-        backoff = _BACKOFF_MIN
-        while True:
-            snapshot: dict[Subject, meta_pb2.Quota] | None = {}
-            try:
-                async for event in self.meta.watch(["quotas"], snapshot_end=True):
-                    item = event.WhichOneof("item")
-                    if item is None:
-                        if snapshot is not None:
-                            self.replace_all(snapshot)
-                            snapshot = None
-                            backoff = _BACKOFF_MIN
-                            log.info("quotas loaded", extra={"quotas": len(self._records)})
-                        continue
-                    if item != "quota":
-                        continue
-                    quota = event.quota
-                    subject = (quota.tenant, quota.key_id)
-                    if snapshot is not None:
-                        snapshot[subject] = quota
-                    elif event.type == meta_pb2.WatchEvent.DELETE:
-                        self.remove(*subject)
-                    else:
-                        self.put(quota)
-                log.warning("quota watch ended; the last %d quota record(s) stay in force",
-                            len(self._records))
-            except asyncio.CancelledError:
-                raise
-            except VecraftError as exc:
-                log.warning("quota watch interrupted; the last %d quota record(s) stay in force: %s",
-                            len(self._records), exc.message)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _BACKOFF_MAX)
+        await follow_watch(self.meta, ["quotas"], snapshot=self._snapshot, change=self._change, what="quota")
+
+    def _snapshot(self, events: list[meta_pb2.WatchEvent]) -> None:
+        self.replace_all({(e.quota.tenant, e.quota.key_id): e.quota for e in events
+                          if e.WhichOneof("item") == "quota"})
+        log.info("quotas loaded", extra={"quotas": len(self._records)})
+
+    def _change(self, event: meta_pb2.WatchEvent) -> None:
+        if event.WhichOneof("item") != "quota":
+            return
+        if event.type == meta_pb2.WatchEvent.DELETE:
+            self.remove(event.quota.tenant, event.quota.key_id)
+        else:
+            self.put(event.quota)
