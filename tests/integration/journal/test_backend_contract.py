@@ -21,7 +21,7 @@ from vecraft.local.nats import NatsCluster
 from vecraft.services.journal_service.wal import JournalBackend, LogWrite
 from vecraft.services.journal_service.wal.local import LocalJournalBackend
 from vecraft.services.journal_service.wal.request_ids import RequestIdRetention
-from vecraft.shared.common.errors import ClockSkew, NotFound
+from vecraft.shared.common.errors import ClockSkew, NotFound, Trimmed
 from vecraft.shared.hlc import HybridLogicalClock, pack, physical_ms, wall_clock_ms
 from vecraft.shared.rpc.v1 import journal_pb2
 
@@ -41,12 +41,16 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
 @pytest.fixture(params=["local", pytest.param("jetstream", marks=pytest.mark.cluster)])
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     """``make(clock=None, **options)``: a new backend over this test's journal (same data on every
-    call); ``options`` are the constructor options both backends take (request-id retention, wall clock)."""
+    call); ``options`` are the constructor options both backends take (request-id retention, wall clock),
+    plus ``segment_bytes`` which only the local backend uses."""
     prefix = f"t{uuid.uuid4().hex[:12]}"
 
     def _make(clock: HybridLogicalClock | None = None, **options: Any) -> JournalBackend:
         clock = clock or HybridLogicalClock(max_clock_offset_ms=500)
+        segment_bytes = options.pop("segment_bytes", None)  # local files only: how finely a trim can cut
         if request.param == "local":
+            if segment_bytes:
+                options["segment_bytes"] = segment_bytes
             return LocalJournalBackend(tmp_path / "wal", PARTS, clock=clock, **options)
         from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
 
@@ -213,3 +217,40 @@ async def test_the_idempotency_window_bounds_request_ids_and_is_rebuilt_on_start
     b3 = await reopen()
     assert all(b3.lookup(rid) is None for rid in written)
     await b3.close()
+
+
+async def test_trim_removes_a_prefix_that_stays_removed_and_keeps_the_rest(make: Factory) -> None:
+    b = await opened(make, segment_bytes=2048)
+    plog = b.partition("data-0")
+    for i in range(200):
+        await plog.append(LogWrite(f"t{i}", b"x" * 40))
+    before = await read_all(b)
+    head = plog.head
+    done = await plog.trim(150)
+    first = done.first_offset
+    # Whole files (local) or exactly (JetStream): never past what was asked, and something went.
+    assert 100 < first <= 150 and plog.first_offset == first
+    assert done.entries == first - 1 and done.bytes > 0
+    assert plog.head == head
+    kept = await plog.read(first, head[0], max_entries=1000, max_bytes=1 << 20)
+    def shape(entries: list[journal_pb2.JournalEntry]) -> list[tuple[int, int, bytes]]:
+        return [(e.offset, e.hlc, e.payload) for e in entries]
+
+    assert shape(kept) == shape(before[first - 1:])
+    with pytest.raises(Trimmed, match="trimmed"):
+        await plog.read(first - 1, head[0], max_entries=10, max_bytes=1 << 20)
+    assert plog.hlc_at(first - 1) == 0 and plog.hlc_at(first) == before[first - 1].hlc
+    assert plog.bytes_after(first - 1) == plog.bytes_after(0) > plog.bytes_after(first) > 0
+    # A trim below the first offset changes nothing; one past the head keeps the head entry.
+    assert (await plog.trim(first - 5)).entries == 0
+    await b.close()
+
+    again = await opened(make, segment_bytes=2048)
+    plog = again.partition("data-0")
+    assert plog.first_offset == first and plog.head == head
+    appended = await plog.append(LogWrite("after-trim", b"y"))
+    assert appended.position.offset == head[0] + 1
+    last = await plog.trim(10_000)
+    assert plog.first_offset == last.first_offset <= head[0] + 1
+    assert (await plog.read(plog.head[0], plog.head[0], max_entries=1, max_bytes=1 << 20))[0].payload == b"y"
+    await again.close()

@@ -158,3 +158,53 @@ async def test_second_process_cannot_open_the_same_directory(tmp_path: Path) -> 
     with pytest.raises(RuntimeError, match="in use"):
         await backend(tmp_path).open()
     await b.close()
+
+
+async def test_trim_crashed_between_start_file_and_deletion_is_finished_at_start(tmp_path: Path) -> None:
+    b = backend(tmp_path, segment_bytes=1024)
+    await b.open()
+    plog = b.partition("data-0")
+    for i in range(100):
+        await plog.append(LogWrite(f"c{i}", b"z" * 30))
+    files = sorted((tmp_path / "data-0").glob("*.wal"))
+    assert len(files) > 3
+    keep_from = int(files[2].stem)
+    await b.close()
+    # What a trim leaves when killed right after writing START: the older files still there.
+    (tmp_path / "data-0" / "START").write_text(f"{keep_from}\n")
+    again = backend(tmp_path, segment_bytes=1024)
+    await again.open()
+    plog = again.partition("data-0")
+    assert plog.first_offset == keep_from and plog.head[0] == 100
+    assert sorted((tmp_path / "data-0").glob("*.wal")) == files[2:]
+    entries = await plog.read(keep_from, 100, max_entries=1000, max_bytes=1 << 20)
+    assert [e.offset for e in entries] == list(range(keep_from, 101))
+    await again.close()
+
+
+async def test_a_start_file_past_every_segment_is_refused(tmp_path: Path) -> None:
+    b = backend(tmp_path, segment_bytes=1024)
+    await b.open()
+    for i in range(40):
+        await b.partition("data-0").append(LogWrite(f"d{i}", b"z" * 30))
+    await b.close()
+    for path in (tmp_path / "data-0").glob("*.wal"):
+        path.unlink()
+    (tmp_path / "data-0" / "START").write_text("30\n")
+    with pytest.raises(JournalCorruption, match="no segment file is left"):
+        await backend(tmp_path, segment_bytes=1024).open()
+
+
+async def test_trim_waits_for_running_reads_before_closing_files(tmp_path: Path) -> None:
+    b = backend(tmp_path, segment_bytes=4096)
+    await b.open()
+    plog = b.partition("data-0")
+    for i in range(40):
+        await plog.append(LogWrite(f"big{i}", os.urandom(100_000)))  # reads over 1 MiB go to the pool
+    reading = asyncio.ensure_future(plog.read(1, 40, max_entries=40, max_bytes=16 << 20))
+    await asyncio.sleep(0)
+    await plog.trim(30)
+    entries = await reading
+    assert [e.offset for e in entries] == list(range(1, 41))
+    assert plog.first_offset == 30
+    await b.close()

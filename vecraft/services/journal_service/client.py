@@ -437,6 +437,13 @@ class JournalClient:
         return await self._call("Stats", journal_pb2.StatsRequest(), attempt_s=self.timeouts.stats_s,
                                 timeout_s=timeout_s)
 
+    async def trim(self, partition: str, before_offset: int, *,
+                   timeout_s: float | None = None) -> journal_pb2.TrimResponse:
+        """Ask the partition's owner to remove its stored entries below ``before_offset`` (the compactor)."""
+        req = journal_pb2.TrimRequest(partition=partition, before_offset=before_offset)
+        return await self._call("Trim", req, attempt_s=self.timeouts.stats_s, timeout_s=timeout_s,
+                                partition=partition, owner_bound=True)
+
     def _open_stream(self, req: journal_pb2.SubscribeRequest) -> tuple[grpc.aio.UnaryStreamCall, str]:
         """A Subscribe call to the partition's owner (as far as this client knows) and its address."""
         address = self.router.target(req.partition)

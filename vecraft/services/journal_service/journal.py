@@ -26,9 +26,11 @@ from vecraft.services.journal_service.distribution import (
 from vecraft.services.journal_service.ownership import OwnAll, Ownership
 from vecraft.services.journal_service.partition_map import PartitionMap
 from vecraft.services.journal_service.wal import JournalBackend, JournalCorruption, LogWrite, PartitionLog
+from vecraft.services.journal_service.wal.indexed import trimmed_error
 from vecraft.shared.common.errors import HistoryMismatch, InvalidRequest, NotOwner, VecraftError
 from vecraft.shared.hlc import physical_ms, wall_clock_ms
 from vecraft.shared.model.limits import MAX_REQUEST_BYTES
+from vecraft.shared.model.routing import SYSTEM_PARTITION
 from vecraft.shared.rpc.v1 import journal_pb2
 
 log = logging.getLogger(__name__)
@@ -188,6 +190,8 @@ class Journal:
     def _check_from_head(self, plog: PartitionLog, from_offset: int, head: int) -> int:
         if from_offset < 1:
             raise InvalidRequest(f"from_offset {from_offset} is invalid: offsets start at 1")
+        if from_offset < plog.first_offset:
+            raise trimmed_error(plog.name, from_offset, plog.first_offset)
         if from_offset > head + 1:
             raise InvalidRequest(f"from_offset {from_offset} is past the head of {plog.name}: "
                                  f"valid range is 1..{head + 1} (head offset {head})",
@@ -386,6 +390,24 @@ class Journal:
                     metrics.REPLICA_LAG_MS.labels(name, state.replica_id).set(state.lag.ms)
             await asyncio.sleep(self.limits.monitor_interval_ms / 1000.0)
 
+    async def trim(self, req: journal_pb2.TrimRequest) -> journal_pb2.TrimResponse:
+        """Trim ``req.partition`` below ``req.before_offset`` (see the Trim RPC).
+
+        Raises:
+            NotFound: unknown partition. InvalidRequest: the system partition, or before_offset < 1.
+            NotOwner: another instance owns the partition (it trims).
+        """
+        plog = self._log(req.partition)
+        self.ownership.check_tracking(plog.name)
+        if plog.name == SYSTEM_PARTITION:
+            raise InvalidRequest(f"the {SYSTEM_PARTITION} partition is never trimmed: the catalog and the "
+                                 f"audit log are rebuilt from its first entry")
+        if req.before_offset < 1:
+            raise InvalidRequest(f"before_offset is {req.before_offset}; offsets start at 1")
+        done = await plog.trim(req.before_offset)
+        return journal_pb2.TrimResponse(first_offset=done.first_offset, entries=done.entries,
+                                        bytes=done.bytes)
+
     def stats(self) -> journal_pb2.StatsResponse:
         """Partition heads and sizes, every consumer's lag, and the back-pressure state."""
         out = journal_pb2.StatsResponse()
@@ -395,7 +417,7 @@ class Journal:
             offset, hlc = plog.head
             size, segments = plog.size()
             out.partitions.add(partition=name, head_offset=offset, head_hlc=hlc, bytes=size,
-                               segments=segments)
+                               segments=segments, first_offset=plog.first_offset)
         now = time.monotonic()
         for state in sorted(self.registry.all(), key=lambda s: (s.partition, s.replica_id)):
             out.replicas.add(replica_id=state.replica_id, partition=state.partition,

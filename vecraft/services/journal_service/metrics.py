@@ -37,6 +37,10 @@ REQUEST_IDS_HELD = gauge(AREA, "request_ids", "entries", "Request ids remembered
                          "(inside the retention window)")
 REQUEST_IDS_EVICTED = counter(AREA, "request_ids_evicted", "Request ids forgotten, oldest first, because "
                               "they left the retention window (reason: age or count)", ["reason"])
+FIRST_OFFSET = gauge(AREA, "first_offset", "ops", "Lowest offset still stored (entries below it were "
+                     "trimmed by the compactor)", ["partition"])
+TRIMMED_BYTES = counter(AREA, "trimmed_bytes", "Bytes of entries trimmed by the compactor", ["partition"])
+TRIMMED_ENTRIES = counter(AREA, "trimmed_entries", "Entries trimmed by the compactor", ["partition"])
 TORN_TAIL_BYTES = counter(AREA, "torn_tail_bytes", "Bytes cut from torn segment tails on start",
                           ["partition"])
 

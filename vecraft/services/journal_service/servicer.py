@@ -123,3 +123,11 @@ class JournalServicer(journal_pb2_grpc.JournalServiceServicer):
     async def Stats(self, request: journal_pb2.StatsRequest,
                     context: grpc.aio.ServicerContext) -> journal_pb2.StatsResponse:
         return self._journal.stats()
+
+    async def Trim(self, request: journal_pb2.TrimRequest,
+                   context: grpc.aio.ServicerContext) -> journal_pb2.TrimResponse:
+        try:
+            return await self._journal.trim(request)
+        except NotOwner as err:
+            await abort_not_owner(context, err)
+            raise  # not reached: abort raises

@@ -125,10 +125,21 @@ class FencedOut(VecraftError):
     wire_name = "fenced_out"
 
 
+class Trimmed(VecraftError):
+    """A journal read below the partition's first stored offset: the compactor trimmed those entries.
+
+    Not retryable: the reader must rebuild from a copy that covers them (a backup, a peer replica).
+    """
+
+    http_status = 410
+    grpc_code = grpc.StatusCode.OUT_OF_RANGE
+    wire_name = "trimmed"
+
+
 ERROR_CLASSES: dict[str, type[VecraftError]] = {
     cls.wire_name: cls
     for cls in (VecraftError, InvalidRequest, NotFound, Conflict, PayloadTooLarge, RateLimited,
-                Unavailable, DeadlineExceeded, ClockSkew, HistoryMismatch, FencedOut)
+                Unavailable, DeadlineExceeded, ClockSkew, HistoryMismatch, FencedOut, Trimmed)
 }
 
 # gRPC codes that arrive without Vecraft metadata (from grpc itself).

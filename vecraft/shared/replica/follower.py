@@ -53,6 +53,7 @@ from vecraft.shared.common.errors import (
     DeadlineExceeded,
     HistoryMismatch,
     InvalidRequest,
+    Trimmed,
     Unavailable,
     VecraftError,
 )
@@ -263,7 +264,10 @@ class PartitionFollower:
         """
         self.halts.check(self.partition)
         applied, applied_hlc = self.applier.applied(self.partition)
-        reason = await diverged(self.journal, self.partition, applied, applied_hlc)
+        try:
+            reason = await diverged(self.journal, self.partition, applied, applied_hlc)
+        except Trimmed as err:
+            raise self._trimmed(err) from err
         if reason is not None:
             raise self.halts.halt(self.partition, "diverged", reason, action=self.action)
 
@@ -375,11 +379,14 @@ class PartitionFollower:
             applied, applied_hlc = self.applier.applied(self.partition)
             end = min(target, applied + PULL_WINDOW)
             left = None if deadline is None else deadline - loop.time()
-            if left is None:
-                entries = await self.journal.pull(self.partition, max(applied, 1), end)
-            else:
-                entries = await self.journal.pull(self.partition, max(applied, 1), end,
-                                                  timeout_s=max(left, 0.0))
+            try:
+                if left is None:
+                    entries = await self.journal.pull(self.partition, max(applied, 1), end)
+                else:
+                    entries = await self.journal.pull(self.partition, max(applied, 1), end,
+                                                      timeout_s=max(left, 0.0))
+            except Trimmed as err:
+                raise self._trimmed(err) from err
             if applied and entries:
                 if (reason := mismatch(self.partition, applied, applied_hlc, entries[0])) is not None:
                     raise self.halts.halt(self.partition, "diverged", reason, action=self.action)
@@ -407,6 +414,12 @@ class PartitionFollower:
             self.subscription.skip_to(*self.applied())
         return count
 
+    def _trimmed(self, err: Trimmed) -> PartitionHalted:
+        """Halt the partition: the journal no longer holds the entries this replica needs next."""
+        return self.halts.halt(
+            self.partition, "trimmed", f"{err.message} (this replica applied {self.applied_offset})",
+            action=self.action)
+
     def _lost_entries(self, head: int) -> PartitionHalted:
         """Halt the partition: the journal's head is below the applied offset."""
         return self.halts.halt(
@@ -433,6 +446,9 @@ class PartitionFollower:
                     await self._stream()
                     attempt = 0
                 except PartitionHalted:
+                    break
+                except Trimmed as err:
+                    self._trimmed(err)
                     break
                 except VecraftError as err:
                     delay = _RETRY_SECONDS[min(attempt, len(_RETRY_SECONDS) - 1)]

@@ -26,7 +26,7 @@ from vecraft.shared.common.metrics import counter, gauge
 
 log = logging.getLogger(__name__)
 
-HaltCause = Literal["apply_failed", "diverged"]
+HaltCause = Literal["apply_failed", "diverged", "trimmed"]
 
 HALTS = counter("replica", "halts", "partitions a replica stopped applying, by cause", ["partition", "cause"])
 DIVERGED = counter("replica", "diverged", "journal histories that no longer match what the replica applied",

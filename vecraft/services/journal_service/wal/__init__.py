@@ -16,7 +16,9 @@ so for it they answer at once from the index.
 
 Shared invariants every backend keeps:
 
-- offsets are gapless per partition, starting at 1, in commit order;
+- offsets are gapless per partition, starting at 1, in commit order; the
+  compactor may trim a prefix (:meth:`PartitionLog.trim`), after which the
+  stored entries are ``first_offset..head``;
 - each entry's HLC is strictly greater than the previous entry's in the same
   partition and than the ``client_hlc`` of its write;
 - an entry is visible to readers (:meth:`PartitionLog.read`, :attr:`head`)
@@ -62,6 +64,15 @@ class Appended:
     duplicate: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TrimResult:
+    """What :meth:`PartitionLog.trim` removed: the new first offset, and the entries and bytes freed."""
+
+    first_offset: int
+    entries: int
+    bytes: int
+
+
 class JournalCorruption(Exception):
     """Stored journal data is damaged somewhere other than a torn tail; refuse to serve it."""
 
@@ -75,6 +86,22 @@ class PartitionLog(abc.ABC):
     @abc.abstractmethod
     def head(self) -> tuple[int, int]:
         """``(offset, hlc)`` of the latest durable entry; ``(0, 0)`` when empty."""
+
+    @property
+    @abc.abstractmethod
+    def first_offset(self) -> int:
+        """Lowest offset still stored (1 until the compactor trimmed the partition)."""
+
+    @abc.abstractmethod
+    async def trim(self, before: int) -> TrimResult:
+        """Remove stored entries below ``before`` as far as the storage's granularity allows.
+
+        Never removes the head entry. The local backend removes whole segment
+        files only (so it may keep entries below ``before``); afterwards
+        :meth:`read` from an offset below :attr:`first_offset` raises
+        :class:`~vecraft.shared.common.errors.Trimmed`. Callers (the
+        compactor) decide which entries nobody needs any more.
+        """
 
     @abc.abstractmethod
     async def refresh(self) -> tuple[int, int]:
@@ -118,6 +145,7 @@ class PartitionLog(abc.ABC):
 
         Raises:
             JournalCorruption: a stored record does not verify.
+            Trimmed: ``from_offset`` is below :attr:`first_offset`.
         """
 
     @abc.abstractmethod
@@ -126,7 +154,7 @@ class PartitionLog(abc.ABC):
 
     @abc.abstractmethod
     def hlc_at(self, offset: int) -> int:
-        """HLC (commit time) of the committed entry at ``offset``; 0 outside ``1..head``."""
+        """HLC (commit time) of the committed entry at ``offset``; 0 outside ``first_offset..head``."""
 
     @abc.abstractmethod
     def bytes_after(self, offset: int) -> int:
@@ -189,4 +217,5 @@ class JournalBackend(abc.ABC):
         """Partitions whose writer failed (they refuse appends until a restart) -> the cause."""
 
 
-__all__ = ["Appended", "JournalBackend", "JournalCorruption", "LogWrite", "PartitionLog", "Position"]
+__all__ = ["Appended", "JournalBackend", "JournalCorruption", "LogWrite", "PartitionLog", "Position",
+           "TrimResult"]

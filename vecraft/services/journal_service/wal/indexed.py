@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from vecraft.services.journal_service import metrics
 from vecraft.services.journal_service.wal import Appended, JournalBackend, LogWrite, PartitionLog, Position
-from vecraft.shared.common.errors import NotFound, Unavailable
+from vecraft.shared.common.errors import NotFound, Trimmed, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,11 @@ class IndexedPartitionLog(PartitionLog):
         self.name = name
         self._rids = request_ids
         self._inflight = inflight
-        # Index by offset - 1.
+        # Index by offset - 1 - _base: offsets 1.._base were trimmed (:meth:`_forget_below`).
+        self._base = 0
         self._hlc = array("Q")
-        self._cum = array("Q")  # bytes of entries 1..offset
+        self._cum = array("Q")  # bytes of entries 1..offset (trimmed ones included: absolute)
+        self._cum_base = 0  # bytes of the trimmed entries 1.._base
         self._queue: list[PendingAppend] = []
         self._writing: list[PendingAppend] = []  # the batch the writer took last (see _take_queue)
         self._failed: BaseException | None = None
@@ -66,23 +68,33 @@ class IndexedPartitionLog(PartitionLog):
     @property
     def head(self) -> tuple[int, int]:
         n = len(self._hlc)
-        return (n, self._hlc[n - 1]) if n else (0, 0)
+        return (self._base + n, self._hlc[n - 1]) if n else (0, 0)
+
+    @property
+    def first_offset(self) -> int:
+        return self._base + 1
+
+    @property
+    def _last(self) -> int:
+        """The newest indexed offset (0 when empty)."""
+        return self._base + len(self._hlc)
 
     async def wait_for(self, offset: int, timeout: float) -> bool:
-        if len(self._hlc) >= offset:
+        if self._last >= offset:
             return True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._committed.wait(), timeout)
-        return len(self._hlc) >= offset
+        return self._last >= offset
 
     def hlc_at(self, offset: int) -> int:
-        return self._hlc[offset - 1] if 1 <= offset <= len(self._hlc) else 0
+        return self._hlc[offset - 1 - self._base] if self._base < offset <= self._last else 0
 
     def bytes_after(self, offset: int) -> int:
-        n = len(self._cum)
-        if offset >= n:
+        last = self._last
+        if offset >= last or not self._cum:
             return 0
-        return self._cum[n - 1] - (self._cum[offset - 1] if offset >= 1 else 0)
+        before = self._cum[offset - 1 - self._base] if offset > self._base else self._cum_base
+        return self._cum[-1] - before
 
     @property
     def failure(self) -> str | None:
@@ -166,18 +178,40 @@ class IndexedPartitionLog(PartitionLog):
 
     def _last_to_read(self, from_offset: int, to_offset: int, max_entries: int, max_bytes: int) -> int:
         """Last offset of a read starting at ``from_offset`` within the limits (always >= 1 entry);
-        0 when there is nothing to read."""
-        last = min(to_offset, from_offset + max(1, max_entries) - 1, len(self._hlc))
+        0 when there is nothing to read.
+
+        Raises:
+            Trimmed: ``from_offset`` is below :attr:`first_offset`.
+        """
+        self._check_not_trimmed(from_offset)
+        last = min(to_offset, from_offset + max(1, max_entries) - 1, self._last)
         if from_offset < 1 or last < from_offset:
             return 0
-        base = self._cum[from_offset - 2] if from_offset > 1 else 0
-        if self._cum[last - 1] - base > max_bytes:
-            last = max(from_offset, bisect.bisect_right(self._cum, base + max_bytes, from_offset - 1, last))
+        b = self._base
+        before = self._cum[from_offset - 2 - b] if from_offset - 1 > b else self._cum_base
+        if self._cum[last - 1 - b] - before > max_bytes:
+            found = bisect.bisect_right(self._cum, before + max_bytes, from_offset - 1 - b, last - b)
+            last = max(from_offset, found + b)
         return last
+
+    def _check_not_trimmed(self, from_offset: int) -> None:
+        if from_offset <= self._base:
+            raise trimmed_error(self.name, from_offset, self.first_offset)
+
+    def _forget_below(self, first: int) -> None:
+        """Drop the index of every offset below ``first`` (their entries were trimmed from storage)."""
+        n = min(first - 1, self._last - 1) - self._base  # the head entry always stays indexed
+        if n <= 0:
+            return
+        self._cum_base = self._cum[n - 1]
+        del self._hlc[:n]
+        del self._cum[:n]
+        self._base += n
+        metrics.FIRST_OFFSET.labels(self.name).set(self._base + 1)
 
     def _committed_now(self) -> None:
         """New entries are durable: update the head metric and wake ``wait_for`` callers."""
-        self._head_metric.set(len(self._hlc))
+        self._head_metric.set(self._last)
         event, self._committed = self._committed, asyncio.Event()
         event.set()
 
@@ -241,6 +275,14 @@ class IndexedJournalBackend(JournalBackend, Generic[L]):
             advice = "Start with the configuration that wrote them"
         raise RuntimeError(f"{where} holds entries of journal partitions this journal does not serve: "
                            f"{listed}; it serves {served}. {advice}; nothing was changed")
+
+
+def trimmed_error(partition: str, from_offset: int, first: int) -> Trimmed:
+    """The error of a read below the partition's first stored offset."""
+    return Trimmed(f"journal partition {partition} no longer holds offset {from_offset}: entries below "
+                   f"{first} were trimmed by the compactor (docs/compactor.md); a replica that needs them "
+                   f"rebuilds from a backup or a peer's copy", details={"partition": partition,
+                                                                        "first_offset": first})
 
 
 def _describe(exc: BaseException) -> str:

@@ -69,7 +69,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from vecraft.services.journal_service import metrics
-from vecraft.services.journal_service.wal import Appended, JournalCorruption, LogWrite, Position
+from vecraft.services.journal_service.wal import Appended, JournalCorruption, LogWrite, Position, TrimResult
 from vecraft.services.journal_service.wal.indexed import (
     IndexedJournalBackend,
     IndexedPartitionLog,
@@ -171,8 +171,13 @@ class JetStreamPartitionLog(IndexedPartitionLog):
         ``recovery_done`` once every partition is read), then start the writer."""
         first, last = await self._io.last_seq(self.stream)
         if last and first != 1:
-            raise Unavailable(f"stream {self.stream} starts at sequence {first}, not 1: entries were "
-                              f"removed outside the journal; refusing to serve a log with a hole")
+            kept = await self._io.trimmed_to(self.stream)
+            if first > kept:
+                raise Unavailable(f"stream {self.stream} starts at sequence {first}, but the journal trimmed "
+                                  f"it only below {kept}: entries were removed outside the journal; refusing "
+                                  f"to serve a log with a hole")
+            self._base = first - 1
+            metrics.FIRST_OFFSET.labels(self.name).set(first)
         self._loading = True
         try:
             await self._catch_up(last)
@@ -318,7 +323,7 @@ class JetStreamPartitionLog(IndexedPartitionLog):
                    max_bytes: int) -> list[journal_pb2.JournalEntry]:
         """As the interface says; a range reaching past the indexed head refreshes the index first
         (:meth:`refresh`), so entries another journal process wrote are read too."""
-        if to_offset > len(self._hlc):
+        if to_offset > self._last:
             await self.refresh()
         last = self._last_to_read(from_offset, to_offset, max_entries, max_bytes)
         if not last:
@@ -329,7 +334,27 @@ class JetStreamPartitionLog(IndexedPartitionLog):
                 for e in got]
 
     def size(self) -> tuple[int, int]:
-        return (self._cum[-1] if self._cum else 0), 1
+        return (self._cum[-1] - self._cum_base if self._cum else 0), 1
+
+    async def trim(self, before: int) -> TrimResult:
+        """Purge the stream's entries below ``before`` (the head entry always stays)."""
+        first = min(before, self._last)
+        if first <= self.first_offset:
+            return TrimResult(self.first_offset, 0, 0)
+        try:
+            await self._io.trim(self.stream, first)
+        except (PublishFailed, *TRANSIENT) as exc:
+            raise Unavailable(f"journal partition {self.name} cannot trim its stream {self.stream}: "
+                              f"{type(exc).__name__}: {exc}", retry_after_ms=500,
+                              details={"partition": self.name}) from exc
+        entries = first - self.first_offset
+        freed = self._cum[first - 2 - self._base] - self._cum_base
+        self._forget_below(first)
+        metrics.TRIMMED_ENTRIES.labels(self.name).inc(entries)
+        metrics.TRIMMED_BYTES.labels(self.name).inc(freed)
+        log.info("trimmed journal partition", extra={"partition": self.name, "first_offset": first,
+                                                     "entries": entries, "bytes": freed})
+        return TrimResult(first, entries, freed)
 
     async def wait_for(self, offset: int, timeout: float) -> bool:
         """As the interface says, and an entry another journal process wrote counts too.
@@ -348,7 +373,7 @@ class JetStreamPartitionLog(IndexedPartitionLog):
                     self.refresh(), name=f"journal-follow:{self.name}")
             with contextlib.suppress(Unavailable):
                 await asyncio.shield(self._follow)
-        return len(self._hlc) >= offset
+        return self._last >= offset
 
     # ---- the stream's own state --------------------------------------------------
     async def refresh(self) -> tuple[int, int]:
@@ -363,8 +388,10 @@ class JetStreamPartitionLog(IndexedPartitionLog):
             Unavailable: JetStream did not answer (naming the partition and the cause).
         """
         try:
-            _, last = await self._io.last_seq(self.stream)
-            if last > len(self._hlc):
+            first, last = await self._io.last_seq(self.stream)
+            if first > self.first_offset and last:  # another journal instance trimmed the stream
+                self._forget_below(first)
+            if last > self._last:
                 await self._catch_up(last)
         except (PublishFailed, *TRANSIENT) as exc:
             raise Unavailable(f"journal partition {self.name} cannot read its stream {self.stream} from "
@@ -376,11 +403,11 @@ class JetStreamPartitionLog(IndexedPartitionLog):
     def _index(self, offset: int, hlc: int, size: int, request_id: str, epoch: int = 0,
                owner: str = "") -> None:
         """Add the entry at ``offset``; one indexed already (by a concurrent catch-up) is skipped."""
-        if offset <= len(self._hlc):
+        if offset <= self._last:
             return
-        if offset != len(self._hlc) + 1:
+        if offset != self._last + 1:
             raise JournalCorruption(f"partition {self.name}: entry {offset} indexed after "
-                                    f"{len(self._hlc)}, a hole")
+                                    f"{self._last}, a hole")
         self._hlc.append(hlc)
         self._cum.append((self._cum[-1] if self._cum else 0) + size)
         if epoch > self._max_epoch:
@@ -401,10 +428,10 @@ class JetStreamPartitionLog(IndexedPartitionLog):
         """Index every entry after the head up to ``last`` (written by anyone); returns those it indexed."""
         new: list[Stored] = []
         async with self._catching_up:
-            while len(self._hlc) < last:
-                head = len(self._hlc)
+            while self._last < last:
+                head = self._last
                 for e in await self._io.fetch(self.stream, head + 1, min(last - head, MAX_BATCH_MESSAGES)):
-                    if e.seq <= len(self._hlc):  # the writer indexed its own batch meanwhile
+                    if e.seq <= self._last:  # the writer indexed its own batch meanwhile
                         continue
                     self._index(e.seq, e.hlc, entry_size(e.request_id, e.shards, e.payload), e.request_id,
                                 e.epoch, e.owner)
@@ -446,7 +473,7 @@ class JetStreamPartitionLog(IndexedPartitionLog):
         and, when fenced, every write while this process does not write the partition."""
         stamped: _Stamped = []
         accepted: list[PendingAppend] = []
-        offset = len(self._hlc)
+        offset = self._last
         for write, fut in batch:
             known = self._rids.get(write.request_id) if write.request_id else None
             try:
@@ -511,9 +538,9 @@ class JetStreamPartitionLog(IndexedPartitionLog):
             if any(self._seen_attempts.get(a) == stamped[0][0] for a in attempts):
                 self._answer(stamped, batch)
                 return
-            if len(self._hlc) > head:
+            if self._last > head:
                 log.warning("partition %s: entries %d..%d written by another journal; restamping",
-                            self.name, head + 1, len(self._hlc), extra={"partition": self.name})
+                            self.name, head + 1, self._last, extra={"partition": self.name})
                 stamped = []  # the old stamps can never be stored now: restamp after the new head
                 if time.monotonic() - began <= (CLOSING_WINDOW_S if self._closing else RETRY_WINDOW_S):
                     continue  # the stream moved on (it answers): no need to wait before restamping

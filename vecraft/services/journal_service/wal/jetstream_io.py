@@ -219,6 +219,25 @@ class StreamIO:
         info = await self.js.stream_info(stream)
         return int(info.state.first_seq), int(info.state.last_seq)
 
+    async def trimmed_to(self, stream: str) -> int:
+        """The first sequence the journal's last trim of ``stream`` kept (1 when never trimmed)."""
+        info = await self.js.stream_info(stream)
+        return int((info.config.metadata or {}).get(TRIMMED_TO_KEY, "1"))
+
+    async def trim(self, stream: str, before: int) -> None:
+        """Remove the entries of ``stream`` below sequence ``before``.
+
+        The kept first sequence goes into the stream's metadata first, so a
+        stream starting past 1 is known to be trimmed by the journal, not
+        damaged (:meth:`trimmed_to`); a crash between the two keeps entries the
+        metadata says may go, which is harmless.
+        """
+        info = await self.js.stream_info(stream)
+        config = info.config
+        config.metadata = {**(config.metadata or {}), TRIMMED_TO_KEY: str(before)}
+        await self.js.update_stream(config)
+        await self.js.purge_stream(stream, seq=before)
+
     async def fetch(self, stream: str, first: int, count: int) -> list[Stored]:
         """Entries ``first``, ``first + 1``, ... (at most ``count``), a non-empty gapless prefix.
 
@@ -262,6 +281,10 @@ class StreamIO:
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
+
+
+#: Stream metadata key naming the first sequence the journal's last trim kept.
+TRIMMED_TO_KEY = "vecraft_trimmed_to"
 
 
 async def connect(urls: Sequence[str], *, name: str, timeout: float) -> Client:

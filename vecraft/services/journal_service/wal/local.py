@@ -24,6 +24,7 @@ import bisect
 import fcntl
 import logging
 import os
+import threading
 import time
 from array import array
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from vecraft.services.journal_service.wal import (
     JournalCorruption,
     LogWrite,
     Position,
+    TrimResult,
 )
 from vecraft.services.journal_service.wal.indexed import (
     IndexedJournalBackend,
@@ -48,7 +50,14 @@ from vecraft.services.journal_service.wal.request_ids import (
     RequestIdIndex,
     RequestIdRetention,
 )
-from vecraft.services.journal_service.wal.segments import Segment, create_segment, recover, stored_bytes
+from vecraft.services.journal_service.wal.segments import (
+    Segment,
+    create_segment,
+    log_start,
+    recover,
+    stored_bytes,
+    trim_segments,
+)
 from vecraft.shared.common.errors import ClockSkew, Unavailable
 from vecraft.shared.hlc import HybridLogicalClock, wall_clock_ms
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -79,7 +88,12 @@ class LocalPartitionLog(IndexedPartitionLog):
         self._io = io
         self._segments: list[Segment] = []
         self._seg_firsts: list[int] = []
-        # Index by offset - 1.
+        # Guards the segment list between the writer's I/O thread (a new segment) and a trim.
+        self._seg_lock = threading.Lock()
+        # Trimmed segments still open because a read may use them; closed when no read is running.
+        self._retired: list[Segment] = []
+        self._reads = 0
+        # Index by offset - 1 - _base, as the base class's arrays.
         self._pos = array("Q")
         self._len = array("Q")
         self._fsync_metric = metrics.FSYNC_SECONDS.labels(name)
@@ -96,10 +110,12 @@ class LocalPartitionLog(IndexedPartitionLog):
             if rec.request_id:
                 self._rid_index.recovered(rec.request_id, Position(self.name, rec.offset, rec.hlc))
 
+        self._base = log_start(self._dir) - 1
         self._segments, cut = recover(self._dir, self.name, sink)
         metrics.TORN_TAIL_BYTES.labels(self.name).inc(cut)
+        metrics.FIRST_OFFSET.labels(self.name).set(self.first_offset)
         self._seg_firsts = [s.first_offset for s in self._segments]
-        self._head_metric.set(len(self._hlc))
+        self._head_metric.set(self._last)
         self._start_writer(self._write_loop())
 
     async def close(self) -> None:
@@ -112,9 +128,10 @@ class LocalPartitionLog(IndexedPartitionLog):
             if not fut.done():
                 fut.set_exception(Unavailable(f"journal partition {self.name} is shutting down"))
         self._queue.clear()
-        for seg in self._segments:
+        for seg in self._segments + self._retired:
             seg.close()
         self._segments.clear()
+        self._retired.clear()
 
     # ---- PartitionLog ------------------------------------------------------------
     async def refresh(self) -> tuple[int, int]:
@@ -134,13 +151,55 @@ class LocalPartitionLog(IndexedPartitionLog):
             return []
         ranges = self._ranges(from_offset, last)
         total = sum(length for _, _, length, _ in ranges)
-        if total > _INLINE_READ_BYTES:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._io, self._read_ranges, ranges)
-        return self._read_ranges(ranges)
+        if total <= _INLINE_READ_BYTES:
+            return self._read_ranges(ranges)
+        # The files stay open while the pool reads them, even if a trim removes them meanwhile.
+        self._reads += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._io, self._read_ranges, ranges)
+        finally:
+            self._reads -= 1
+            self._close_retired()
 
     def size(self) -> tuple[int, int]:
         return sum(s.size for s in self._segments), len(self._segments)
+
+    async def trim(self, before: int) -> TrimResult:
+        """Delete the segment files that hold only offsets below ``before`` (never the active one)."""
+        loop = asyncio.get_running_loop()
+        with self._seg_lock:
+            candidates = list(self._segments)
+        trimmed = await loop.run_in_executor(self._io, trim_segments, self._dir, candidates, before)
+        if not trimmed:
+            return TrimResult(self.first_offset, 0, 0)
+        first = candidates[len(trimmed)].first_offset
+        with self._seg_lock:
+            del self._segments[:len(trimmed)]
+            del self._seg_firsts[:len(trimmed)]
+        entries = first - self.first_offset
+        freed = sum(seg.size for seg in trimmed)
+        self._forget_below(first)
+        self._retired.extend(trimmed)
+        self._close_retired()
+        metrics.TRIMMED_ENTRIES.labels(self.name).inc(entries)
+        metrics.TRIMMED_BYTES.labels(self.name).inc(freed)
+        log.info("trimmed journal partition", extra={"partition": self.name, "first_offset": first,
+                                                     "entries": entries, "bytes": freed,
+                                                     "segments": len(trimmed)})
+        return TrimResult(first, entries, freed)
+
+    def _close_retired(self) -> None:
+        if self._reads == 0:
+            for seg in self._retired:
+                seg.close()
+            self._retired.clear()
+
+    def _forget_below(self, first: int) -> None:
+        n = min(first - 1, self._last - 1) - self._base
+        if n > 0:
+            del self._pos[:n]
+            del self._len[:n]
+        super()._forget_below(first)
 
     # ---- index and reads ---------------------------------------------------------
     def _index(self, pos: int, size: int, hlc: int) -> None:
@@ -160,8 +219,8 @@ class LocalPartitionLog(IndexedPartitionLog):
             next_first = (self._seg_firsts[seg_index + 1] if seg_index + 1 < len(self._seg_firsts)
                           else last + 1)
             end = min(last, next_first - 1)
-            start_pos = self._pos[offset - 1]
-            end_pos = self._pos[end - 1] + self._len[end - 1]
+            start_pos = self._pos[offset - 1 - self._base]
+            end_pos = self._pos[end - 1 - self._base] + self._len[end - 1 - self._base]
             out.append((seg, start_pos, end_pos - start_pos, offset))
             offset = end + 1
         return out
@@ -207,7 +266,7 @@ class LocalPartitionLog(IndexedPartitionLog):
         """Assign offsets and HLCs in queue order; refuse writes whose HLC is too far ahead."""
         stamped: list[_Stamped] = []
         accepted: list[PendingAppend] = []
-        offset = len(self._hlc)
+        offset = self._last
         for write, fut in batch:
             try:
                 hlc = self._clock.update(write.client_hlc) if write.client_hlc else self._clock.now()
@@ -251,7 +310,8 @@ class LocalPartitionLog(IndexedPartitionLog):
         exists, so only the newest file can ever hold a torn record.
         """
         placed: list[tuple[int, int]] = []
-        seg = self._segments[-1]
+        with self._seg_lock:
+            seg = self._segments[-1]
         chunk: list[bytes] = []
         chunk_bytes = 0
         for offset, hlc, rid, shards, payload in stamped:
@@ -262,8 +322,9 @@ class LocalPartitionLog(IndexedPartitionLog):
                 seg.size += chunk_bytes
                 new = create_segment(self._dir, offset)
                 # Publish the segment before the index points into it (readers only see committed offsets).
-                self._segments.append(new)
-                self._seg_firsts.append(offset)
+                with self._seg_lock:
+                    self._segments.append(new)
+                    self._seg_firsts.append(offset)
                 seg, chunk, chunk_bytes = new, [], 0
             placed.append((seg.size + chunk_bytes, size))
             chunk += (head, body)

@@ -6,7 +6,14 @@ file starting where the previous one ends. A record is never split across
 files, and a file is fsync'd before the next one is created, so only the last
 file can end in a torn record.
 
-Recovery reads every file, verifies every record and the offset chain, and:
+The compactor trims a partition by whole files (:func:`trim_segments`): the
+new first offset goes to ``START`` first (written to a temporary name, fsynced,
+renamed), then the files below it are deleted, so a crash between the two
+leaves files that the next start deletes, never a log that starts past its
+first file or a hole the journal would refuse.
+
+Recovery reads every file, verifies every record and the offset chain (from the
+first offset ``START`` names, 1 without it), and:
 
 - cuts a torn or corrupt *tail* of the last file (nothing valid follows the
   first bad record) back to the last whole record, logging how much was cut;
@@ -33,6 +40,8 @@ from vecraft.services.journal_service.wal.records import (
 log = logging.getLogger(__name__)
 
 SUFFIX = ".wal"
+#: The file naming a trimmed partition's first offset.
+START_FILE = "START"
 
 
 @dataclass(slots=True)
@@ -89,12 +98,57 @@ def stored_bytes(directory: Path) -> tuple[int, int]:
     return sum(path.stat().st_size for _, path in listed), len(listed)
 
 
+def log_start(directory: Path) -> int:
+    """The first offset the partition stores: ``START``'s, else 1."""
+    try:
+        text = (directory / START_FILE).read_text()
+    except FileNotFoundError:
+        return 1
+    try:
+        first = int(text.strip())
+    except ValueError as exc:
+        raise JournalCorruption(f"{directory / START_FILE} holds {text!r}, not an offset") from exc
+    if first < 1:
+        raise JournalCorruption(f"{directory / START_FILE} holds {first}; offsets start at 1")
+    return first
+
+
+def _write_start(directory: Path, first: int) -> None:
+    tmp = directory / f"{START_FILE}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{first}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / START_FILE)
+    fsync_dir(directory)
+
+
+def trim_segments(directory: Path, segments: list[Segment], before: int) -> list[Segment]:
+    """Persist the trim of the files of ``segments`` that hold only offsets below ``before``.
+
+    The active (last) file is never trimmed. Returns the trimmed segments (a
+    prefix of ``segments``), already unlinked but still open: the caller
+    closes them once no read uses them. Nothing is trimmed (``[]``) when the
+    first file holds ``before - 1`` or more.
+    """
+    count = 0
+    while count + 1 < len(segments) and segments[count + 1].first_offset <= before:
+        count += 1
+    if not count:
+        return []
+    _write_start(directory, segments[count].first_offset)
+    for seg in segments[:count]:
+        seg.path.unlink(missing_ok=True)
+    fsync_dir(directory)
+    return segments[:count]
+
+
 RecordSink = Callable[[int, Record], None]
 """Called as ``sink(position_in_its_segment, record)`` for each recovered record."""
 
 
 def recover(directory: Path, partition: str, sink: RecordSink) -> tuple[list[Segment], int]:
-    """Verify and index every record of ``directory``.
+    """Verify and index every record of ``directory`` (from :func:`log_start`).
 
     Returns its open segments (the last one is active) and how many bytes of
     torn tail were cut.
@@ -106,9 +160,16 @@ def recover(directory: Path, partition: str, sink: RecordSink) -> tuple[list[Seg
         JournalCorruption: damage that is not a torn tail (see module docstring).
     """
     directory.mkdir(parents=True, exist_ok=True)
+    expected = log_start(directory)
     listed = _list_segments(directory)
+    # Files wholly below the start: a trim that crashed after writing START (see module doc).
+    while len(listed) > 1 and listed[1][0] <= expected:
+        listed[0][1].unlink()
+        listed.pop(0)
+    if expected > 1 and not listed:
+        raise JournalCorruption(f"partition {partition}: {START_FILE} says offsets start at {expected} but "
+                                f"no segment file is left")
     segments: list[Segment] = []
-    expected = 1
     cut = 0
     for index, (first, path) in enumerate(listed):
         last_file = index == len(listed) - 1
@@ -145,5 +206,5 @@ def recover(directory: Path, partition: str, sink: RecordSink) -> tuple[list[Seg
         fd = os.open(path, os.O_RDWR)
         segments.append(Segment(first, path, fd, good_end))
     if not segments:
-        segments.append(create_segment(directory, 1))
+        segments.append(create_segment(directory, expected))
     return segments, cut

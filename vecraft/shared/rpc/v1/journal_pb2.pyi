@@ -330,18 +330,38 @@ class ReplicaLag(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., partition: _Optional[str] = ..., shards: _Optional[_Iterable[int]] = ..., applied_offset: _Optional[int] = ..., lag_ops: _Optional[int] = ..., lag_bytes: _Optional[int] = ..., lag_ms: _Optional[int] = ..., live: _Optional[bool] = ..., lagging: _Optional[bool] = ..., role: _Optional[str] = ...) -> None: ...
 
 class PartitionStats(_message.Message):
-    __slots__ = ("partition", "head_offset", "head_hlc", "bytes", "segments")
+    __slots__ = ("partition", "head_offset", "head_hlc", "bytes", "segments", "first_offset")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     HEAD_OFFSET_FIELD_NUMBER: _ClassVar[int]
     HEAD_HLC_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_OFFSET_FIELD_NUMBER: _ClassVar[int]
     partition: str
     head_offset: int
     head_hlc: int
     bytes: int
     segments: int
-    def __init__(self, partition: _Optional[str] = ..., head_offset: _Optional[int] = ..., head_hlc: _Optional[int] = ..., bytes: _Optional[int] = ..., segments: _Optional[int] = ...) -> None: ...
+    first_offset: int
+    def __init__(self, partition: _Optional[str] = ..., head_offset: _Optional[int] = ..., head_hlc: _Optional[int] = ..., bytes: _Optional[int] = ..., segments: _Optional[int] = ..., first_offset: _Optional[int] = ...) -> None: ...
+
+class TrimRequest(_message.Message):
+    __slots__ = ("partition", "before_offset")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    before_offset: int
+    def __init__(self, partition: _Optional[str] = ..., before_offset: _Optional[int] = ...) -> None: ...
+
+class TrimResponse(_message.Message):
+    __slots__ = ("first_offset", "entries", "bytes")
+    FIRST_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    first_offset: int
+    entries: int
+    bytes: int
+    def __init__(self, first_offset: _Optional[int] = ..., entries: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
     __slots__ = ("partitions", "replicas", "back_pressure", "back_pressure_reason")

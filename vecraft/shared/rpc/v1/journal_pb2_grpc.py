@@ -79,6 +79,11 @@ class JournalServiceStub:
                 request_serializer=vecraft_dot_v1_dot_journal__pb2.StatsRequest.SerializeToString,
                 response_deserializer=vecraft_dot_v1_dot_journal__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.Trim = channel.unary_unary(
+                '/vecraft.v1.JournalService/Trim',
+                request_serializer=vecraft_dot_v1_dot_journal__pb2.TrimRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_journal__pb2.TrimResponse.FromString,
+                _registered_method=True)
 
 
 class JournalServiceServicer:
@@ -158,6 +163,17 @@ class JournalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Trim(self, request, context):
+        """Removes a data partition's stored entries below before_offset as far as
+        the storage allows (whole segment files; never the head entry). Called by
+        the compactor once no consumer, backup or archive needs them; reads below
+        the new first offset then fail with OUT_OF_RANGE ("trimmed"). The system
+        partition is never trimmed (INVALID_ARGUMENT).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JournalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +221,11 @@ def add_JournalServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=vecraft_dot_v1_dot_journal__pb2.StatsRequest.FromString,
                     response_serializer=vecraft_dot_v1_dot_journal__pb2.StatsResponse.SerializeToString,
+            ),
+            'Trim': grpc.unary_unary_rpc_method_handler(
+                    servicer.Trim,
+                    request_deserializer=vecraft_dot_v1_dot_journal__pb2.TrimRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_journal__pb2.TrimResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -450,6 +471,33 @@ class JournalService:
             '/vecraft.v1.JournalService/Stats',
             vecraft_dot_v1_dot_journal__pb2.StatsRequest.SerializeToString,
             vecraft_dot_v1_dot_journal__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Trim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecraft.v1.JournalService/Trim',
+            vecraft_dot_v1_dot_journal__pb2.TrimRequest.SerializeToString,
+            vecraft_dot_v1_dot_journal__pb2.TrimResponse.FromString,
             options,
             channel_credentials,
             insecure,
