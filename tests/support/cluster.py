@@ -26,8 +26,11 @@ from vecraft.cli import cluster_status
 class LocalCluster:
     def __init__(self, data_dir: Path, *, shards: int = 3, replicas: int = 1, apply_delay_ms: int = 0,
                  data_partitions: int = 1, extra_args: list[str] | None = None,
-                 standalone: bool = False) -> None:
+                 standalone: bool = False, env: dict[str, str] | None = None) -> None:
+        """``env``: variables added to the environment of ``vecraft up`` (``VECRAFT_*`` settings reach
+        every service that has the setting)."""
         self.data_dir = data_dir
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.args = ["--data-dir", str(data_dir), "--http-port", str(self.http_port),
@@ -49,7 +52,7 @@ class LocalCluster:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen([sys.executable, "-m", "vecraft", "up", *self.args], stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env=self.env)
         log.close()
         self.wait_ready(timeout)
         return self

@@ -75,6 +75,7 @@ ROLE_MODULES: dict[str, str] = {
     "query": "vecraft.services.query_processor",
     "failover": "vecraft.services.failover_manager",
     "snapshot": "vecraft.services.snapshot_service",
+    "compactor": "vecraft.services.compactor",
     "gateway": "vecraft.services.api_gateway",
 }
 #: roles run from a program of their own in cluster mode -> the program's default name
@@ -85,7 +86,7 @@ CLUSTER_SIZE = 3
 JOURNAL_INSTANCES = 2
 #: roles in start order; each is one start group
 START_ORDER: tuple[str, ...] = ("etcd", "nats", "journal", "meta", "storage", "query", "failover", "snapshot",
-                                "gateway")
+                                "compactor", "gateway")
 #: parameters that fix where data lives; they cannot change once a directory holds a cluster
 FIXED_PARAMS: tuple[str, ...] = ("shards", "data_partitions", "cluster")
 #: process names of the layout before nodes (one storage process per shard replica, one
@@ -347,6 +348,7 @@ def process_names(params: ClusterParams) -> list[PlannedProcess]:
     names.append(PlannedProcess("failover", "failover"))
     if params.backup_target:
         names.append(PlannedProcess("snapshot", "snapshot"))
+    names.append(PlannedProcess("compactor", "compactor"))
     names.append(PlannedProcess("gateway", "gateway"))
     return names
 
@@ -503,6 +505,12 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
             own_dir = data_dir / "snapshot"
             extra = ["--journal-address", journal, "--meta-address", meta, "--target", params.backup_target,
                      "--default-shards", str(params.shards)]
+        elif role == "compactor":
+            own_dir = data_dir / "compactor"
+            extra = ["--journal-address", journal]
+            if params.backup_target:
+                # Only archived entries may be trimmed: a restore replays the archive.
+                extra += ["--backup-target", params.backup_target]
         else:
             own_dir = data_dir / "gateway"
             # Routes come from the meta manager's registry, not from flags.

@@ -42,7 +42,7 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     plan = topology.plan_cluster(tmp_path, params, _fake_ports(params), config_file=Path("/c.toml"))
     names = [p.name for p in plan.services]
     assert names == ["journal", "meta", "storage-0", "storage-1", "storage-2", "storage-3",
-                     "query-0", "query-1", "failover", "snapshot", "gateway"]
+                     "query-0", "query-1", "failover", "snapshot", "compactor", "gateway"]
     assert [g[0].role for g in plan.groups()] == [r for r in topology.START_ORDER
                                                   if r not in topology.CLUSTER_BINARIES]
     assert all(len({p.role for p in g}) == 1 for g in plan.groups())
@@ -58,6 +58,9 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert _flag(snapshot.args, "--journal-address") == [journal]
     assert _flag(snapshot.args, "--meta-address") == [meta.grpc_address]
     assert _flag(plan.get("storage-0").args, "--backup-target") == ["/backups"]
+    compactor = plan.get("compactor")
+    assert _flag(compactor.args, "--journal-address") == [journal]
+    assert _flag(compactor.args, "--backup-target") == ["/backups"]
     gateway = plan.get("gateway")
     assert "--auth" not in gateway.args and "--insecure" not in gateway.args
     secured = topology.plan_cluster(tmp_path, dataclasses.replace(params, auth=True), _fake_ports(params))
@@ -323,8 +326,8 @@ def test_default_shape_is_two_storage_nodes_and_one_query_node(tmp_path: Path) -
     assert _flag(plan.get("query-0").args, "--shard") == ["0", "1", "2"]
     assert _flag(plan.get("query-0").args, "--storage-addresses") == [
         plan.get("storage-0").grpc_address, plan.get("storage-1").grpc_address]
-    # journal, meta, 2 storage nodes, 1 query node, fail-over manager, gateway.
-    assert len(plan.services) == 7
+    # journal, meta, 2 storage nodes, 1 query node, fail-over manager, compactor, gateway.
+    assert len(plan.services) == 8
 
 
 def test_replicas_above_the_node_count_are_refused_naming_the_flags(tmp_path: Path) -> None:

@@ -55,6 +55,9 @@ class JournalLimits:
     pull_max_entries: int = 10_000
     pull_max_bytes: int = 16 << 20
     monitor_interval_ms: int = 100
+    #: Entries younger than this are never trimmed: a restart rebuilds the idempotency window
+    #: (``--request-id-retention-s``) from the stored entries, so trimming them would forget ids.
+    keep_entries_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_entry_bytes <= MAX_REQUEST_BYTES:
@@ -391,7 +394,8 @@ class Journal:
             await asyncio.sleep(self.limits.monitor_interval_ms / 1000.0)
 
     async def trim(self, req: journal_pb2.TrimRequest) -> journal_pb2.TrimResponse:
-        """Trim ``req.partition`` below ``req.before_offset`` (see the Trim RPC).
+        """Trim ``req.partition`` below ``req.before_offset`` (see the Trim RPC), but never an entry
+        younger than ``limits.keep_entries_s`` (the idempotency window).
 
         Raises:
             NotFound: unknown partition. InvalidRequest: the system partition, or before_offset < 1.
@@ -404,9 +408,21 @@ class Journal:
                                  f"audit log are rebuilt from its first entry")
         if req.before_offset < 1:
             raise InvalidRequest(f"before_offset is {req.before_offset}; offsets start at 1")
-        done = await plog.trim(req.before_offset)
+        done = await plog.trim(min(req.before_offset, self._oldest_to_keep(plog)))
         return journal_pb2.TrimResponse(first_offset=done.first_offset, entries=done.entries,
                                         bytes=done.bytes)
+
+    def _oldest_to_keep(self, plog: PartitionLog) -> int:
+        """The first offset written within ``keep_entries_s`` (head + 1 when none: HLCs only rise)."""
+        cutoff_ms = wall_clock_ms() - int(self.limits.keep_entries_s * 1000)
+        lo, hi = plog.first_offset, plog.head[0] + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if physical_ms(plog.hlc_at(mid)) >= cutoff_ms:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
 
     def stats(self) -> journal_pb2.StatsResponse:
         """Partition heads and sizes, every consumer's lag, and the back-pressure state."""

@@ -73,7 +73,8 @@ class JournalService(Service):
             JournalLimits(max_entry_bytes=settings.max_entry_bytes,
                           write_ack_timeout_ms=settings.write_ack_timeout_ms,
                           heartbeat_ms=settings.heartbeat_ms, pull_max_entries=settings.pull_max_entries,
-                          pull_max_bytes=settings.pull_max_bytes))
+                          pull_max_bytes=settings.pull_max_bytes,
+                          keep_entries_s=settings.request_id_retention_s))
         self.ownership: Ownership = self.journal.ownership
         self._meta: MetaClient | None = None
 

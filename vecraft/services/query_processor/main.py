@@ -114,6 +114,9 @@ class QueryProcessor(Service):
         self.followers: dict[str, PartitionFollower] = {}
         #: The start-up warm-up is done (the shards of the cache are then served from it).
         self.warm = False
+        #: The cache is built from the journal (False with --no-cache, or once the journal was found
+        #: trimmed below what the cache needs: the storage nodes then answer, see _on_halt).
+        self.journal_fed = settings.cache
         #: Shards a placement change is loading (served once loaded).
         self.loading: list[int] = []
         self._journal: JournalClient | None = None
@@ -229,10 +232,28 @@ class QueryProcessor(Service):
         """A halted partition takes readiness with it; a diverged journal rebuilds the cache."""
         if cache is not self.cache:
             return  # a cache already replaced
+        if err.details.get("cause") == "trimmed" and self._fallback is not None:
+            if self.journal_fed:
+                self.journal_fed = False
+                self.spawn(self._serve_from_storage(), "serve-from-storage")
+            return
         self.set_ready(False)
         if err.details.get("cause") == "diverged" and (self._rebuild is None or self._rebuild.done()):
             metrics.CACHE_REBUILDS.labels(partition).inc()
             self._rebuild = self.spawn(self._rebuild_cache(partition), f"rebuild:{partition}")
+
+    async def _serve_from_storage(self) -> None:
+        """The journal no longer holds what the cache needs (the compactor trimmed it while this process
+        was away): stop following it and answer every search through the storage nodes, as --no-cache."""
+        async with self._changes:
+            assert self._executor is not None and self.cache is not None
+            log.warning("the journal was trimmed below what this query processor's cache needs; the storage "
+                        "nodes answer its searches from now on (as with --no-cache)",
+                        extra={"shards": self.cache.shards, "halted": self.cache.halts.reasons()})
+            await self._install(ShardCache(self.cache.shards, self.partitions, self._executor), {})
+            self.warm = True
+            self._shards_changed()
+            self._refresh_ready()
 
     def _refresh_ready(self) -> None:
         """Ready once warm, unless a partition of the served cache is halted."""
@@ -308,7 +329,8 @@ class QueryProcessor(Service):
                 self.cache, self.followers = ShardCache(shards, self.partitions, self._executor), {}
             self.searcher = VectorSearcher(self.cache, self.followers,
                                            sync_timeout_ms=self.cfg.sync_timeout_ms,
-                                           warm=lambda: self.warm and self.cfg.cache, fallback=self._fallback,
+                                           warm=lambda: self.warm and self.journal_fed,
+                                           fallback=self._fallback,
                                            loading=lambda: self.loading_shards)
             self._shards_changed()
             if self._meta is not None:
@@ -367,7 +389,7 @@ class QueryProcessor(Service):
             log.info("placement map version %d: loading shards %s, dropping %s", version, add, remove,
                      extra={"version": version, "add": add, "remove": remove})
             start = time.perf_counter()
-            if not self.cfg.cache:
+            if not self.journal_fed:
                 # No copy to load: the storage nodes answer for the new shards at once.
                 self.cache.replace_shards({s: ShardState(s, keep_documents=False) for s in add}, remove)
             elif add:

@@ -1,0 +1,3 @@
+from vecraft.services.compactor.main import main
+
+main()
