@@ -18,9 +18,13 @@ An entry below a partition's floor is needed by nobody:
   storage replicas can stand in for. One that needs trimmed entries (it was
   down, or fell that far behind) stops following the journal and its
   processor answers through the storage nodes, as with ``--no-cache``.
-- **the archive** (when a backup target is configured): only archived entries
-  may go, and the last archived one stays (archiving re-reads it to check the
-  history before appending).
+- **the backup target** (``--backup-target``): only archived entries may go,
+  and the last archived one stays (archiving re-reads it to check the history
+  before appending); and none after what the newest backed-up copy of each
+  shard reflects, since a replica seeded from that copy (a re-placed replica,
+  a replaced disk) replays the journal from there. Without a target, nothing
+  is trimmed unless the operator says the storage replicas' files are the only
+  copy to keep (``--trim-without-backup``).
 - the journal itself keeps the entries inside the idempotency window and the
   head entry (``Journal.trim``), and never trims the ``system`` partition.
 """
@@ -79,9 +83,13 @@ class Memory:
 
 
 def floors(stats: journal_pb2.StatsResponse, memory: Memory, *,
-           archived: Mapping[str, int] | None) -> list[Floor]:
-    """The floor of every data partition ``stats`` lists (``archived``: last archived offset per
-    partition, None when nothing archives). A floor at or below the first stored offset trims nothing."""
+           bounds: Mapping[str, Mapping[str, int]]) -> list[Floor]:
+    """The floor of every data partition ``stats`` lists.
+
+    ``bounds``: more limits by name (``"archive"``: last archived offset per
+    partition, ``"backup"``: what the newest backed-up shard copies reflect); a
+    partition a bound does not list gets 0 from it (nothing may go). A floor at or
+    below the first stored offset trims nothing."""
     out = []
     for p in stats.partitions:
         if p.partition == SYSTEM_PARTITION:
@@ -89,8 +97,7 @@ def floors(stats: journal_pb2.StatsResponse, memory: Memory, *,
         limits: list[tuple[int, str]] = [(p.head_offset, "head")]
         limits += [(c.applied, f"replica {rid}") for (part, rid), c in memory.consumers.items()
                    if part == p.partition]
-        if archived is not None:
-            limits.append((archived.get(p.partition, 0), "archive"))
+        limits += [(bound.get(p.partition, 0), name) for name, bound in bounds.items()]
         offset, held_by = min(limits, key=lambda limit: limit[0])
         out.append(Floor(p.partition, offset, held_by))
     return out

@@ -27,6 +27,7 @@ from pydantic import Field
 from vecraft.services.compactor.floor import Consumer, Floor, Memory, floors, trimmable
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.snapshot_service.archive import load_archive
+from vecraft.services.snapshot_service.backups import list_backups
 from vecraft.services.snapshot_service.target import open_target
 from vecraft.shared.common.config import ServiceSettings, load_settings
 from vecraft.shared.common.errors import VecraftError
@@ -51,8 +52,11 @@ class CompactorSettings(ServiceSettings):
     """Compactor settings (flags, VECRAFT_* environment, [compactor] in the TOML file)."""
 
     journal_address: str = Field("", description="journal gRPC address(es), comma separated")
-    backup_target: str = Field("", description="the snapshot service's target: only archived entries are "
-                                               "trimmed ('' = no archive to wait for)")
+    backup_target: str = Field("", description="the snapshot service's target: only entries archived and "
+                                               "older than the newest backed-up shard copies are trimmed")
+    trim_without_backup: bool = Field(False, description="trim without a backup target: the storage "
+                                                         "replicas' files are then the only copy of older "
+                                                         "writes")
     gc_interval_s: float = Field(30.0, gt=0, description="how often the journal is garbage-collected")
     replica_retention_s: float = Field(86_400.0, ge=0, description="how long a replica that is down holds "
                                                                    "GC back; after it, it must be rebuilt "
@@ -106,8 +110,13 @@ class Compactor(Service):
                         "journal GC back; it is rebuilt from a backup or a peer when it returns",
                         replica_id, partition, extra={"partition": partition, "replica": replica_id})
         await asyncio.to_thread(_save_memory, self.cfg.data_dir / STATE_FILE, self.memory)
-        archived = await asyncio.to_thread(self._archived) if self.cfg.backup_target else None
-        found = floors(stats, self.memory, archived=archived)
+        if self.cfg.backup_target:
+            bounds = await asyncio.to_thread(self._backup_bounds)
+        elif self.cfg.trim_without_backup:
+            bounds = {}
+        else:
+            bounds = {"no backup target": {}}
+        found = floors(stats, self.memory, bounds=bounds)
         first = {p.partition: p.first_offset or 1 for p in stats.partitions}
         for f in found:
             _FLOOR.labels(f.partition).set(f.offset)
@@ -123,9 +132,19 @@ class Compactor(Service):
         self.last, self.last_pass_unix_ms = found, now_ms
         return found
 
-    def _archived(self) -> dict[str, int]:
-        archives = load_archive(open_target(self.cfg.backup_target))
-        return {name: archive.archived[0] for name, archive in archives.items()}
+    def _backup_bounds(self) -> dict[str, dict[str, int]]:
+        """What the target needs kept: entries not archived yet, and those after the newest copy of
+        each shard (a replica seeded from it replays from there)."""
+        target = open_target(self.cfg.backup_target)
+        archived = {name: a.archived[0] for name, a in load_archive(target).items()}
+        newest: dict[str, dict[str, Any]] = {}
+        for backup in list_backups(target):  # oldest first: the newest copy of each shard wins
+            newest.update(backup.shards)
+        backed_up: dict[str, int] = {}
+        for copy in newest.values():
+            for partition, (offset, _hlc) in copy["applied"].items():
+                backed_up[partition] = min(backed_up.get(partition, int(offset)), int(offset))
+        return {"archive": archived, "backup": backed_up}
 
 
 def _load_memory(path: Path) -> Memory:
