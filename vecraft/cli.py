@@ -127,6 +127,10 @@ class UpSettings(BaseSettings):
         "run the snapshot service: archive the journal continuously to this directory (or s3:// "
         "URL) and take base backups there on request (`vecraft backup create`); docs/backup.md. "
         "Default: no snapshot service"))
+    trim_without_backup: bool | None = Field(None, description=(
+        "let the compactor trim the journal without a backup target: entries every storage replica applied "
+        "(outside the idempotency window) are deleted, and the replicas' files are then the only copy of "
+        "them (docs/compactor.md). Default off: without --backup-target the journal is kept whole"))
 
     auth: bool | None = Field(None, description=(
         "require API keys on every gateway request (docs/security.md); the first admin key is written "
@@ -151,7 +155,7 @@ class UpSettings(BaseSettings):
                 "data_partitions": self.data_partitions, "apply_delay_ms": self.apply_delay_ms,
                 "cluster": self.cluster, "backup_target": _absolute_target(self.backup_target),
                 "auth": self.auth, "insecure": self.insecure, "distributed": self.distributed,
-                "tls": self.tls}
+                "tls": self.tls, "trim_without_backup": self.trim_without_backup}
 
 
 def _absolute_target(target: str | None) -> str | None:
@@ -192,6 +196,9 @@ def _banner(sup: Supervisor) -> str:
                      f"{plan.data_dir / CERTS_DIR / 'ca.pem'} (ca_cert= in the SDK; docs/security.md#tls)")
     if p.backup_target:
         lines.append(f"  backups   {p.backup_target} (vecraft backup create; docs/backup.md)")
+    elif not p.trim_without_backup:
+        lines.append("  journal   kept whole: no backup target to trim it against (--backup-target, or "
+                     "--trim-without-backup; docs/compactor.md)")
     lines += [f"  data      {plan.data_dir}",
               f"  logs      {plan.logs_dir}",
               f"  status    vecraft status --data-dir {plan.data_dir}"]

@@ -115,6 +115,8 @@ class ClusterParams:
     cluster: bool = False
     #: Where the snapshot service archives the journal and keeps base backups ("" = no service).
     backup_target: str = ""
+    #: The compactor trims the journal without a backup target (docs/compactor.md).
+    trim_without_backup: bool = False
     #: The gateway requires API keys; the first admin key is written to DATA/admin.key.
     auth: bool = False
     #: Let the gateway listen on a non-loopback --host without --auth.
@@ -511,6 +513,8 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
             if params.backup_target:
                 # Only archived entries may be trimmed: a restore replays the archive.
                 extra += ["--backup-target", params.backup_target]
+            elif params.trim_without_backup:
+                extra += ["--trim-without-backup"]
         else:
             own_dir = data_dir / "gateway"
             # Routes come from the meta manager's registry, not from flags.

@@ -110,7 +110,8 @@ def test_up_status_restart_and_clean_stop(fake_up: tuple[subprocess.Popen[str], 
     code, report = status(data_dir)
     assert code == 0, report
     names = [r["name"] for r in report["processes"]]
-    assert names == ["journal", "meta", "storage-0", "storage-1", "query-0", "query-1", "failover", "gateway"]
+    assert names == ["journal", "meta", "storage-0", "storage-1", "query-0", "query-1", "failover",
+                     "compactor", "gateway"]
     assert all(r["health"] == "up" and r["pid"] for r in report["processes"])
     assert report["supervisor"]["running"] and report["supervisor"]["pid"] == proc.pid
     query1 = next(r for r in report["processes"] if r["name"] == "query-1")

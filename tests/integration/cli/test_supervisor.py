@@ -53,7 +53,8 @@ async def test_start_skip_restart_and_stop(tmp_path: Path) -> None:
     try:
         assert sup.children["gateway"].state is ChildState.SKIPPED
         running = sup.running()
-        assert [c.spec.name for c in running] == ["journal", "meta", "storage-0", "query-0", "failover"]
+        assert [c.spec.name for c in running] == ["journal", "meta", "storage-0", "query-0", "failover",
+                                                  "compactor"]
         assert all(c.state is ChildState.RUNNING for c in running)
         # Start order: each group's process started after the previous group was ready.
         starts = [psutil.Process(c.pid).create_time() for c in running]

@@ -90,7 +90,7 @@ def test_64_shards_on_two_storage_nodes_and_one_query_node(tmp_path: Path,
     status = cluster.status()
     assert status is not None
     assert [r["name"] for r in status["processes"]] == [
-        "journal", "meta", "storage-0", "storage-1", "query-0", "failover", "gateway"]
+        "journal", "meta", "storage-0", "storage-1", "query-0", "failover", "compactor", "gateway"]
     _check_placement(cluster, 64, 2, 1, 1)
     _check_serves(cluster, 64, 1)
 

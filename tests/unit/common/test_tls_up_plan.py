@@ -19,7 +19,7 @@ def _ports(names: list[str]) -> dict[str, PortPair]:
 
 @pytest.mark.parametrize("distributed", [True, False])
 def test_every_service_gets_its_certificate_and_the_ca(tmp_path: Path, distributed: bool) -> None:
-    names = ["journal", "meta", "storage-0", "query-0", "failover", "gateway"]
+    names = ["journal", "meta", "storage-0", "query-0", "failover", "compactor", "gateway"]
     init_certs(tmp_path / "certs")
     plan = plan_cluster(tmp_path, ClusterParams(shards=1, storage_nodes=1, tls=True, distributed=distributed),
                         _ports(names))
@@ -37,6 +37,7 @@ def test_every_service_gets_its_certificate_and_the_ca(tmp_path: Path, distribut
 
 def test_without_tls_nothing_changes(tmp_path: Path) -> None:
     plan = plan_cluster(tmp_path, ClusterParams(shards=1, storage_nodes=1, distributed=True),
-                        _ports(["journal", "meta", "storage-0", "query-0", "failover", "gateway"]))
+                        _ports(["journal", "meta", "storage-0", "query-0", "failover", "compactor",
+                                "gateway"]))
     assert all("--tls-cert" not in s.args and s.http_scheme == "http" for s in plan.services)
     assert plan.http_verify() is True

@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 #: The certificates ``vecraft certs init`` writes by default: one per service role of a cluster.
-DEFAULT_SERVICES: tuple[str, ...] = ("gateway", "journal", "meta", "storage", "query", "failover", "snapshot")
+DEFAULT_SERVICES: tuple[str, ...] = ("gateway", "journal", "meta", "storage", "query", "failover", "snapshot",
+                                     "compactor")
 #: Names every certificate holds besides the hosts given.
 LOCAL_NAMES: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 CA_DAYS = 3650
