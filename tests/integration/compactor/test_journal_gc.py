@@ -91,6 +91,13 @@ def test_rewrites_keep_the_journal_bounded_and_nothing_is_lost(cluster: LocalClu
         assert float(re.search(r'vecraft_compactor_trimmed_entries_total\{partition="data-0"\} (\S+)',
                                metrics)[1]) > 0
         _check_every_record(client, name, last)
+        # Reading the journal from its start: the page starts where the log now does, and says so.
+        first = _first_offset(cluster)
+        page = httpx.get(f"{cluster.endpoint}/v1/journal/data-0",
+                         params={"from_offset": 1, "limit": 3}).json()
+        assert "trimmed_before" in page, page
+        assert page["trimmed_before"] >= first and page["entries"][0]["offset"] == page["trimmed_before"]
+        assert page["next_offset"] == page["trimmed_before"] + 3
 
         for role in ("storage", "query"):
             victim = cluster.processes(role)[0]["name"]

@@ -53,7 +53,7 @@ from vecraft.services.api_gateway.models import (
 from vecraft.services.api_gateway.quotas.book import QuotaBook
 from vecraft.services.api_gateway.quotas.limiter import Quotas
 from vecraft.services.api_gateway.schema_cache import SchemaCache
-from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
+from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Trimmed, Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import filter_to_obj
 from vecraft.shared.model.records import RecordBatch
@@ -407,7 +407,9 @@ class Gateway:
         Partitions are shared by tenants: a principal limited to a tenant or to collections
         sees only the entries whose every mutation is on a live collection it may use (DDL:
         of its tenant); the others are left out of the page (``latest_offset`` stays the
-        partition's head, so paging by offset goes on).
+        partition's head, so paging by offset goes on). A ``from_offset`` below what the
+        journal still stores (trimmed by the compactor) reads from its first stored entry,
+        named in ``trimmed_before``.
         """
         principal = ctx.principal if ctx is not None else None
         if principal is not None:
@@ -422,14 +424,22 @@ class Gateway:
             raise InvalidRequest(f"from_offset is {from_offset}; offsets start at 1")
         if not 1 <= limit <= MAX_JOURNAL_PAGE:
             raise InvalidRequest(f"limit is {limit}; it must be between 1 and {MAX_JOURNAL_PAGE}")
-        answer = await self._downstream.pull(partition, from_offset, from_offset + limit - 1, limit)
+        trimmed_before = None
+        try:
+            answer = await self._downstream.pull(partition, from_offset, from_offset + limit - 1, limit)
+        except Trimmed as err:
+            # The compactor removed the start of the partition: the page starts where the log does.
+            trimmed_before = int(err.details.get("first_offset", 0))
+            if trimmed_before <= from_offset:
+                raise
+            answer = await self._downstream.pull(partition, trimmed_before, trimmed_before + limit - 1, limit)
         entries = [JournalEntrySummary(partition=e.partition or partition, offset=e.offset, hlc=e.hlc,
                                        request_id=e.request_id, summary=summarize_entry(e.payload))
                    for e in answer.entries]
         if ctx is not None and principal is not None and not principal.unrestricted:
             visible = await self._visible_collections(ctx)
             entries = [e for e in entries if _entry_visible(e, principal, ctx.tenant, visible)]
-        return JournalPage(entries=entries, latest_offset=answer.latest_offset)
+        return JournalPage(entries=entries, latest_offset=answer.latest_offset, trimmed_before=trimmed_before)
 
     async def _visible_collections(self, ctx: RequestContext) -> set[str]:
         """Incarnation ids of the live collections of ``ctx.tenant`` the principal may use."""

@@ -282,4 +282,6 @@ class JournalEntrySummary:
 class JournalPage:
     entries: list[JournalEntrySummary]
     latest_offset: int
+    #: Set when the read started below the partition's first stored offset: that offset.
+    trimmed_before: int | None = None
 

@@ -2,7 +2,8 @@
 
 Servers: add :class:`ErrorInterceptor` to ``grpc.aio.server(interceptors=...)``;
 a handler raises a ``VecraftError`` and the client sees its gRPC code, message
-and the trailing metadata ``vecraft-error`` (wire name) and
+and the trailing metadata ``vecraft-error`` (wire name),
+``vecraft-error-details`` (the details as JSON, when small) and
 ``retry-after-ms``. Anything else becomes INTERNAL with the exception logged.
 
 Clients: wrap calls with :func:`translate_rpc_error` (context manager) or call
@@ -12,6 +13,7 @@ Clients: wrap calls with :func:`translate_rpc_error` (context manager) or call
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -29,14 +31,30 @@ from vecraft.shared.common.errors import (
 log = logging.getLogger(__name__)
 
 ERROR_KEY = "vecraft-error"
+DETAILS_KEY = "vecraft-error-details"
 RETRY_AFTER_KEY = "retry-after-ms"
+#: Details larger than this (as JSON) stay on the server: metadata is meant to be small.
+MAX_DETAILS_BYTES = 2048
 
 
 def _metadata(err: VecraftError) -> tuple[tuple[str, str], ...]:
     md: list[tuple[str, str]] = [(ERROR_KEY, err.wire_name)]
     if err.retry_after_ms is not None:
         md.append((RETRY_AFTER_KEY, str(int(err.retry_after_ms))))
+    if err.details:
+        with contextlib.suppress(TypeError, ValueError):
+            encoded = json.dumps(err.details, separators=(",", ":"), default=str)
+            if len(encoded) <= MAX_DETAILS_BYTES:
+                md.append((DETAILS_KEY, encoded))
     return tuple(md)
+
+
+def _details(md: dict[str, str]) -> dict[str, Any] | None:
+    try:
+        decoded = json.loads(md[DETAILS_KEY]) if DETAILS_KEY in md else None
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, dict) else None
 
 
 async def abort_with(context: grpc.aio.ServicerContext, err: VecraftError) -> None:
@@ -111,7 +129,7 @@ def from_rpc_error(exc: grpc.RpcError) -> VecraftError:
         # gRPC's own message-size refusal: the request is too big, not a server under load.
         cls = PayloadTooLarge
         details = f"message too large: {details} (split the request; see docs/operations.md)"
-    err = cls(details or code.name if code else "rpc failed", retry_after_ms=retry)
+    err = cls(details or code.name if code else "rpc failed", retry_after_ms=retry, details=_details(md))
     err.__cause__ = exc
     return err
 

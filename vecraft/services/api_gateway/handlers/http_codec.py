@@ -481,6 +481,9 @@ def operation_json(op: OperationStatus) -> dict[str, Any]:
 def journal_json(partition: str, page: JournalPage, from_offset: int) -> dict[str, Any]:
     entries = [{"offset": e.offset, "hlc": e.hlc, "request_id": e.request_id, "summary": e.summary}
                for e in page.entries]
-    next_offset = page.entries[-1].offset + 1 if page.entries else from_offset
-    return {"partition": partition, "entries": entries, "latest_offset": page.latest_offset,
-            "next_offset": next_offset}
+    next_offset = page.entries[-1].offset + 1 if page.entries else (page.trimmed_before or from_offset)
+    out = {"partition": partition, "entries": entries, "latest_offset": page.latest_offset,
+           "next_offset": next_offset}
+    if page.trimmed_before is not None:
+        out["trimmed_before"] = page.trimmed_before
+    return out

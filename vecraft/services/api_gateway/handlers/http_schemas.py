@@ -272,6 +272,9 @@ class JournalPageResponse(BaseModel):
     entries: list[JournalEntryResponse]
     latest_offset: int
     next_offset: int = Field(..., description="from_offset of the next page")
+    trimmed_before: int | None = Field(None, description="present when from_offset was below the first "
+                                                         "offset the journal still stores (the compactor "
+                                                         "trimmed the entries before it): that offset")
 
 
 class ErrorDetail(BaseModel):
