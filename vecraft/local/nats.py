@@ -7,8 +7,14 @@ client, a cluster-route and a monitoring port and its own store directory;
 :meth:`NatsCluster.start` waits until every server answers ``/healthz`` with
 200, which in a cluster needs an elected JetStream meta leader.
 
+With ``tls`` (a certificate, its key and the CA, as ``vecraft certs init``
+writes them) clients and routes are mutual TLS: the server presents the
+certificate and requires one the CA signed (``verify: true``) from every client
+and every other server. The monitoring port stays plain HTTP on loopback, so
+probes need no certificate.
+
     with NatsCluster(tmp_path / "nats", size=3) as nats:
-        urls = nats.urls                    # ["nats://127.0.0.1:P1", ...]
+        urls = nats.urls                    # ["nats://127.0.0.1:P1", ...] (with tls: tls://)
         nats.nodes[0].kill()                # kill -9
 """
 
@@ -27,6 +33,7 @@ from typing import Any
 import httpx
 
 from vecraft.local.process import ProcessHandle, free_port
+from vecraft.shared.common.tls import TlsFiles
 
 #: Largest message a server accepts. NATS advises at most 8 MiB; a journal entry above it
 #: is refused with PayloadTooLarge by the JetStream backend.
@@ -36,6 +43,8 @@ CLUSTER_NAME = "vecraft"
 #: minutes, so a crash of a quorum (or of a whole machine) inside that window loses writes it
 #: acknowledged: Jepsen's NATS 2.12.1 analysis lost acknowledged writes exactly that way.
 SYNC_INTERVAL = "always"
+#: Seconds a TLS handshake may take (NATS's default, 0.5 s, is short on a loaded machine).
+TLS_HANDSHAKE_S = 2
 
 
 def nats_binary() -> str:
@@ -53,24 +62,37 @@ def nats_binary() -> str:
     return found
 
 
+def tls_block(files: TlsFiles) -> str:
+    """A ``tls { ... }`` block: present ``files.cert``, require a peer certificate ``files.ca`` signed."""
+    if files.ca is None:
+        raise ValueError("NATS with TLS needs the CA that signs its clients' and routes' certificates")
+    return (f'tls {{ cert_file: "{files.cert}", key_file: "{files.key}", ca_file: "{files.ca}", '
+            f"verify: true, timeout: {TLS_HANDSHAKE_S} }}")
+
+
 def nats_config(*, name: str, client_port: int, monitor_port: int, store_dir: Path,
-                cluster_port: int | None = None, routes: Sequence[int] = ()) -> str:
+                cluster_port: int | None = None, routes: Sequence[int] = (),
+                tls: TlsFiles | None = None) -> str:
     """The configuration file of one server (JetStream on, fsync on every write, loopback only).
 
     Args:
         name: server name; JetStream identifies a node by it, so keep it across restarts.
-        client_port / monitor_port: client connections and ``/healthz`` ``/varz``.
+        client_port / monitor_port: client connections and ``/healthz`` ``/varz`` (plain HTTP).
         store_dir: JetStream file store.
         cluster_port: route port; None = a standalone server (no cluster block).
         routes: route ports of every member (its own is skipped).
+        tls: mutual TLS for clients and routes with these files (:func:`tls_block`); None = plain text.
     """
     lines = [f"server_name: {name}", f"listen: 127.0.0.1:{client_port}",
              f"http: 127.0.0.1:{monitor_port}", f"max_payload: {MAX_PAYLOAD_BYTES}",
              f'jetstream {{ store_dir: "{store_dir}", sync_interval: {SYNC_INTERVAL} }}']
+    if tls is not None:
+        lines.append(tls_block(tls))
     if cluster_port is not None:
         peers = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes if p != cluster_port)
+        route_tls = f"{tls_block(tls)}, " if tls is not None else ""
         lines.append(f"cluster {{ name: {CLUSTER_NAME}, listen: 127.0.0.1:{cluster_port}, "
-                     f"routes: [{peers}] }}")
+                     f"{route_tls}routes: [{peers}] }}")
     return "\n".join(lines) + "\n"
 
 
@@ -84,11 +106,12 @@ class NatsNode(ProcessHandle):
     monitor_port: int
     store_dir: Path
     log_path: Path
+    scheme: str = "nats"
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     def healthy(self) -> bool:
         """``/healthz`` answers 200: the server runs and JetStream is current (knows its meta leader)."""
@@ -104,16 +127,18 @@ class NatsNode(ProcessHandle):
 
 
 class NatsCluster:
-    """``size`` JetStream servers on loopback under ``base_dir``; one server runs standalone."""
+    """``size`` JetStream servers on loopback under ``base_dir``; one server runs standalone.
+    With ``tls`` clients and routes are mutual TLS with those files (:func:`tls_block`)."""
 
-    def __init__(self, base_dir: Path, size: int = 1) -> None:
+    def __init__(self, base_dir: Path, size: int = 1, *, tls: TlsFiles | None = None) -> None:
         if size < 1:
             raise ValueError("a NATS cluster needs at least one server")
         self.base_dir = Path(base_dir)
+        self.tls = tls
         self.nodes = [
             NatsNode(name=f"nats-{i}", client_port=free_port(), cluster_port=free_port(),
                      monitor_port=free_port(), store_dir=self.base_dir / f"nats-{i}",
-                     log_path=self.base_dir / f"nats-{i}.log")
+                     log_path=self.base_dir / f"nats-{i}.log", scheme="nats" if tls is None else "tls")
             for i in range(size)
         ]
 
@@ -137,7 +162,7 @@ class NatsCluster:
         self.config_path(node).write_text(nats_config(
             name=node.name, client_port=node.client_port, monitor_port=node.monitor_port,
             store_dir=node.store_dir, cluster_port=node.cluster_port if clustered else None,
-            routes=[n.cluster_port for n in self.nodes]))
+            routes=[n.cluster_port for n in self.nodes], tls=self.tls))
         with open(node.log_path, "ab") as log:
             node.proc = subprocess.Popen([nats_binary(), "-c", str(self.config_path(node))],
                                          stdout=log, stderr=subprocess.STDOUT)

@@ -34,7 +34,12 @@ Cluster mode (``ClusterParams.cluster``) adds a 3-member etcd cluster (the
 meta manager's store) and a 3-node NATS JetStream cluster (the journal's
 replicated log, streams with 3 replicas). They are programs, not Python
 modules: their :class:`ProcessSpec` names an ``executable``, a readiness path
-of their own and the configuration files to write before each start.
+of their own and the configuration files to write before each start. With
+``tls`` they too are mutual TLS with certificates of ``DATA/certs`` (``etcd``,
+``nats``): etcd's client and peer URLs are https, NATS's clients and routes
+have ``tls`` blocks, the meta manager reaches etcd at ``https://`` and the
+journal NATS at ``tls://`` with their own certificates. Their readiness ports
+(etcd's metrics URL, NATS's monitoring port) stay plain HTTP on loopback.
 """
 
 from __future__ import annotations
@@ -50,10 +55,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vecraft.local.etcd import tls_args as etcd_tls_args
 from vecraft.local.nats import nats_config
 from vecraft.local.ports import LOOPBACK, PortPair, allocate_ports
 from vecraft.local.standalone import ServiceEntry, write_services
 from vecraft.shared.common.errors import Conflict
+from vecraft.shared.common.tls import TlsFiles
 
 CLUSTER_FILE = "cluster.json"
 #: The process of standalone mode, its module, and the file listing the services it runs.
@@ -355,12 +362,23 @@ def process_names(params: ClusterParams) -> list[PlannedProcess]:
     return names
 
 
+def cluster_tls(data_dir: Path, role: str) -> TlsFiles:
+    """The certificate of ``role`` in ``DATA/certs`` and the CA that signed it (``vecraft up --tls``)."""
+    certs = data_dir / CERTS_DIR
+    return TlsFiles(cert=certs / f"{role}.pem", key=certs / f"{role}.key", ca=certs / "ca.pem")
+
+
 def _etcd_spec(name: str, data_dir: Path, port_of: Mapping[str, PortPair], executable: str,
-               members: list[str]) -> ProcessSpec:
-    """An etcd member: client URL on ``grpc``, /health (metrics URL) on ``http``, peers on ``peer``."""
+               members: list[str], tls: TlsFiles | None) -> ProcessSpec:
+    """An etcd member: client URL on ``grpc``, /health (metrics URL) on ``http``, peers on ``peer``.
+
+    With ``tls`` the client and peer URLs are https and mutual TLS (:func:`etcd_tls_args`);
+    the metrics URL stays plain HTTP on loopback: the supervisor's probe presents no certificate.
+    """
     pair = port_of[name]
-    client, peer = f"http://{LOOPBACK}:{pair.grpc}", f"http://{LOOPBACK}:{pair.peer}"
-    initial = ",".join(f"{m}=http://{LOOPBACK}:{port_of[m].peer}" for m in members)
+    scheme = "http" if tls is None else "https"
+    client, peer = f"{scheme}://{LOOPBACK}:{pair.grpc}", f"{scheme}://{LOOPBACK}:{pair.peer}"
+    initial = ",".join(f"{m}={scheme}://{LOOPBACK}:{port_of[m].peer}" for m in members)
     own_dir = data_dir / name
     # The initial-cluster flags only matter on the first start; etcd ignores them once its
     # data directory holds a member, so the same command line also resumes the cluster.
@@ -369,7 +387,8 @@ def _etcd_spec(name: str, data_dir: Path, port_of: Mapping[str, PortPair], execu
             "--initial-advertise-peer-urls", peer, "--initial-cluster", initial,
             "--initial-cluster-state", "new",
             "--initial-cluster-token", f"vecraft-{port_of[members[0]].peer}",
-            "--listen-metrics-urls", f"http://{LOOPBACK}:{pair.http}", "--log-level", "warn")
+            "--listen-metrics-urls", f"http://{LOOPBACK}:{pair.http}", "--log-level", "warn",
+            *(etcd_tls_args(tls) if tls is not None else ()))
     return ProcessSpec(name=name, role="etcd", module="", args=args, host=LOOPBACK, grpc_port=pair.grpc,
                        http_port=pair.http, data_dir=own_dir, group=START_ORDER.index("etcd"),
                        executable=executable, peer_port=pair.peer, ready_path="/health",
@@ -377,14 +396,18 @@ def _etcd_spec(name: str, data_dir: Path, port_of: Mapping[str, PortPair], execu
 
 
 def _nats_spec(name: str, data_dir: Path, port_of: Mapping[str, PortPair], executable: str,
-               members: list[str]) -> ProcessSpec:
-    """A NATS JetStream server: clients on ``grpc``, monitoring on ``http``, routes on ``peer``."""
+               members: list[str], tls: TlsFiles | None) -> ProcessSpec:
+    """A NATS JetStream server: clients on ``grpc``, monitoring on ``http``, routes on ``peer``.
+
+    With ``tls`` clients and routes are mutual TLS (``tls`` blocks, :func:`nats_config`); the
+    monitoring port stays plain HTTP on loopback: the supervisor's probe presents no certificate.
+    """
     pair = port_of[name]
     own_dir = data_dir / name
     config = own_dir / "nats.conf"
     text = nats_config(name=name, client_port=pair.grpc, monitor_port=pair.http,
                        store_dir=own_dir / "jetstream", cluster_port=pair.peer,
-                       routes=[port_of[m].peer for m in members])
+                       routes=[port_of[m].peer for m in members], tls=tls)
     # /healthz is 200 once JetStream is current: the cluster has elected its meta leader.
     return ProcessSpec(name=name, role="nats", module="", args=("-c", str(config), "--name", name),
                        host=LOOPBACK, grpc_port=pair.grpc, http_port=pair.http, data_dir=own_dir,
@@ -444,10 +467,13 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
     journal_backend: list[str] = []  # the journal's default backend: local files
     meta_backend = ["--backend", "sqlite"]
     if params.cluster:
+        # With --tls: NATS at tls:// and etcd at https://, both mutual TLS; the journal and the meta
+        # manager present their own certificates (--tls-cert/--tls-key below).
+        nats_scheme, etcd_scheme = ("tls://", "https://") if params.tls else ("nats://", "")
         journal_backend = ["--backend", "jetstream", "--nats-replicas", str(CLUSTER_SIZE), "--nats-url",
-                           ",".join(f"nats://{LOOPBACK}:{port_of[n].grpc}" for n in members["nats"])]
+                           ",".join(f"{nats_scheme}{LOOPBACK}:{port_of[n].grpc}" for n in members["nats"])]
         meta_backend = ["--backend", "etcd", "--etcd-endpoints",
-                        ",".join(f"{LOOPBACK}:{port_of[n].grpc}" for n in members["etcd"])]
+                        ",".join(f"{etcd_scheme}{LOOPBACK}:{port_of[n].grpc}" for n in members["etcd"])]
     partitions = ["--data-partitions", str(params.data_partitions)]
     delay = ["--apply-delay-ms", str(params.apply_delay_ms)]
     common_tail: list[str] = []
@@ -460,10 +486,12 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
     for planned in shape:
         name, role = planned.name, planned.role
         if role == "etcd":
-            processes.append(_etcd_spec(name, data_dir, port_of, programs["etcd"], members["etcd"]))
+            processes.append(_etcd_spec(name, data_dir, port_of, programs["etcd"], members["etcd"],
+                                        cluster_tls(data_dir, role) if params.tls else None))
             continue
         if role == "nats":
-            processes.append(_nats_spec(name, data_dir, port_of, programs["nats"], members["nats"]))
+            processes.append(_nats_spec(name, data_dir, port_of, programs["nats"], members["nats"],
+                                        cluster_tls(data_dir, role) if params.tls else None))
             continue
         if role == "journal":
             own_dir, extra = data_dir / "journal", [*journal_backend, *partitions]
@@ -528,9 +556,9 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
         tls_ca = None
         if params.tls:
             # Each service its own certificate; the gateway's public side asks clients for none.
-            certs, tls_ca = data_dir / CERTS_DIR, data_dir / CERTS_DIR / "ca.pem"
-            extra += ["--tls-cert", str(certs / f"{role}.pem"), "--tls-key", str(certs / f"{role}.key"),
-                      "--tls-ca", str(tls_ca)]
+            files = cluster_tls(data_dir, role)
+            tls_ca = files.ca
+            extra += ["--tls-cert", str(files.cert), "--tls-key", str(files.key), "--tls-ca", str(tls_ca)]
         args = ("--grpc-port", str(pair.grpc), "--http-port", str(pair.http), "--host", host,
                 "--node-id", name, "--data-dir", str(own_dir), *extra, *common_tail)
         processes.append(ProcessSpec(name=name, role=role, module=mods[role], args=args, host=host,

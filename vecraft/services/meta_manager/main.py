@@ -23,6 +23,7 @@ from vecraft.services.meta_manager.hlc_sync import HlcCoordinator
 from vecraft.services.meta_manager.placement import TenantMap
 from vecraft.services.meta_manager.servicer import MetaServicer
 from vecraft.services.meta_manager.store import MetaStore, open_store
+from vecraft.shared.common import tls
 from vecraft.shared.common.config import ServiceSettings, load_settings
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.logging import setup_logging
@@ -37,7 +38,8 @@ class MetaSettings(ServiceSettings):
 
     backend: Literal["sqlite", "etcd"] = Field("sqlite", description="where the catalog lives")
     etcd_endpoints: str = Field(
-        "", description="etcd client endpoints host:port[,host:port...] (etcd backend)")
+        "", description="etcd client endpoints [https://]host:port[,...] (etcd backend); TLS with https:// "
+                        "or, without a scheme, when --tls-cert/--tls-key are given (then also used for etcd)")
     etcd_prefix: str = Field("/vecraft", description="key prefix of this cluster in etcd")
     journal_address: str = Field("", description="journal gRPC address host:port (required for DDL)")
     data_partitions: int = Field(1, ge=1, le=1024, description="number of journal data partitions P")
@@ -59,8 +61,11 @@ class MetaManager(Service):
         super().__init__(settings)
         self.settings: MetaSettings = settings
         endpoints = [e for e in settings.etcd_endpoints.split(",") if e.strip()]
+        # etcd is reached with this service's own certificate and CA, as its internal calls are.
+        etcd_tls = tls.files_of(settings.tls_cert, settings.tls_key, settings.tls_ca)
         self.store: MetaStore = open_store(settings.backend, data_dir=settings.data_dir,
-                                           etcd_endpoints=endpoints, etcd_prefix=settings.etcd_prefix)
+                                           etcd_endpoints=endpoints, etcd_prefix=settings.etcd_prefix,
+                                           etcd_tls=etcd_tls)
         self.tenants = TenantMap(self.store, settings.data_partitions)
         self.hlc = HlcCoordinator(settings.max_clock_offset_ms)
         self._journal: Any = None

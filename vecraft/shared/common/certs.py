@@ -31,9 +31,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-#: The certificates ``vecraft certs init`` writes by default: one per service role of a cluster.
+#: The certificates ``vecraft certs init`` writes by default: one per service role of a cluster,
+#: etcd and NATS (cluster mode) included.
 DEFAULT_SERVICES: tuple[str, ...] = ("gateway", "journal", "meta", "storage", "query", "failover", "snapshot",
-                                     "compactor")
+                                     "compactor", "etcd", "nats")
 #: Names every certificate holds besides the hosts given.
 LOCAL_NAMES: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 CA_DAYS = 3650

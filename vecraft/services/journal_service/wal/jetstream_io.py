@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from vecraft.services.journal_service.wal import JournalCorruption
+from vecraft.shared.common import tls
 
 HLC_HEADER = "Vecraft-Hlc"
 RID_HEADER = "Vecraft-Rid"
@@ -287,8 +289,27 @@ class StreamIO:
 TRIMMED_TO_KEY = "vecraft_trimmed_to"
 
 
+def tls_context() -> ssl.SSLContext | None:
+    """The TLS context of NATS connections: the process's CA and certificate
+    (:func:`vecraft.shared.common.tls.configure_client`, i.e. the journal's ``--tls-ca`` with its
+    ``--tls-cert``/``--tls-key``), or None when the process has none."""
+    files = tls.client_files()
+    if files is None:
+        return None
+    context = ssl.create_default_context(cafile=str(files.ca) if files.ca is not None else None)
+    context.load_cert_chain(str(files.cert), str(files.key))
+    return context
+
+
 async def connect(urls: Sequence[str], *, name: str, timeout: float) -> Client:
-    """A client that keeps reconnecting to any of ``urls`` for as long as it lives."""
+    """A client that keeps reconnecting to any of ``urls`` for as long as it lives.
+
+    A server that requires TLS (``tls://`` URLs, ``vecraft up --cluster --tls``) is verified
+    with the process's CA and given its certificate (:func:`tls_context`); without one, nats-py
+    would verify with the system's trust store and present no certificate.
+    """
+    context = tls_context()
+    options: dict[str, Any] = {"tls": context} if context is not None else {}
     return await nats.connect(servers=list(urls), name=name, connect_timeout=timeout,
                               max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-                              allow_reconnect=True)
+                              allow_reconnect=True, **options)

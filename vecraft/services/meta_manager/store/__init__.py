@@ -12,6 +12,7 @@ from typing import Literal
 from vecraft.services.meta_manager.store.base import DdlRecord, EventType, MetaStore, StoreEvent
 from vecraft.services.meta_manager.store.events import EventHub, Subscription, SubscriptionOverflow
 from vecraft.shared.common.errors import InvalidRequest
+from vecraft.shared.common.tls import TlsFiles
 
 Backend = Literal["sqlite", "etcd"]
 
@@ -29,8 +30,8 @@ __all__ = [
 
 
 def open_store(backend: Backend, *, data_dir: Path, etcd_endpoints: list[str],
-               etcd_prefix: str) -> MetaStore:
-    """Build (not start) the store of ``backend``.
+               etcd_prefix: str, etcd_tls: TlsFiles | None = None) -> MetaStore:
+    """Build (not start) the store of ``backend``; ``etcd_tls``: the files of a TLS channel to etcd.
 
     Raises:
         InvalidRequest: etcd without endpoints, or an unknown backend.
@@ -45,5 +46,5 @@ def open_store(backend: Backend, *, data_dir: Path, etcd_endpoints: list[str],
         # Imported here: the embedded default must not need the cluster extra (aetcd).
         from vecraft.services.meta_manager.store.etcd import EtcdMetaStore
 
-        return EtcdMetaStore(etcd_endpoints, etcd_prefix)
+        return EtcdMetaStore(etcd_endpoints, etcd_prefix, tls_files=etcd_tls)
     raise InvalidRequest(f"unknown meta backend {backend!r} (sqlite | etcd)")

@@ -28,6 +28,13 @@ Several endpoints become one gRPC channel over all of them (``ipv4:`` target,
 pick-first), so when a member dies the channel reconnects to a live one; calls
 that fail meanwhile (or during a leader election) are retried for up to
 ``retry_seconds`` before :class:`Unavailable` is raised.
+
+The channel is TLS when the endpoints are ``https://``, or carry no scheme and
+the store is given TLS files (the meta manager's ``--tls-cert``/``--tls-key``/
+``--tls-ca``): the members are verified with the CA and the certificate is
+presented to them (etcd's ``--client-cert-auth``). ``http://`` endpoints are
+plain text whatever the files. aetcd dials only in plain text, so a TLS channel
+goes through :class:`_TlsClient`.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions
+import aetcd.rpc
+import aetcd.watcher
 import grpc
 import orjson
 
@@ -56,6 +65,7 @@ from vecraft.services.meta_manager.store.base import (
     StoreEvent,
 )
 from vecraft.services.meta_manager.store.events import EventHub, Subscription
+from vecraft.shared.common import tls
 from vecraft.shared.common.errors import Conflict, FencedOut, InvalidRequest, Unavailable
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, meta_pb2
 
@@ -84,6 +94,39 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(cause, grpc.aio.AioRpcError) and cause.code() in _TRANSIENT_CODES
 
 
+def endpoint_scheme(endpoints: list[str]) -> str | None:
+    """``"https"`` or ``"http"`` when the endpoints say so, None when none carries a scheme.
+
+    Raises:
+        InvalidRequest: endpoints with different schemes (one channel is TLS or not).
+    """
+    schemes = {e.strip().partition("://")[0] if "://" in e else None for e in endpoints}
+    if len(schemes) > 1:
+        raise InvalidRequest(f"etcd endpoints {endpoints} mix schemes: use https:// (or http://) for all")
+    scheme = schemes.pop() if schemes else None
+    if scheme not in (None, "http", "https"):
+        raise InvalidRequest(f"etcd endpoint scheme {scheme!r} is not http or https")
+    return scheme
+
+
+def host_ports(endpoints: list[str]) -> list[tuple[str, int]]:
+    """``(host, port)`` of each endpoint, its scheme dropped.
+
+    Raises:
+        InvalidRequest: no endpoint, or one that is not ``[http[s]://]host:port``.
+    """
+    parsed: list[tuple[str, int]] = []
+    for endpoint in endpoints:
+        bare = endpoint.strip().removeprefix("http://").removeprefix("https://")
+        host, sep, port = bare.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise InvalidRequest(f"etcd endpoint {endpoint!r} is not host:port")
+        parsed.append((host, int(port)))
+    if not parsed:
+        raise InvalidRequest("no etcd endpoints given")
+    return parsed
+
+
 def channel_target(endpoints: list[str]) -> tuple[str, int]:
     """``(host, port)`` for aetcd.Client whose ``host:port`` is a gRPC target over every endpoint.
 
@@ -92,16 +135,9 @@ def channel_target(endpoints: list[str]) -> tuple[str, int]:
     names are resolved here.
 
     Raises:
-        InvalidRequest: an endpoint is not ``host:port``.
+        InvalidRequest: an endpoint is not ``[http[s]://]host:port``.
     """
-    parsed: list[tuple[str, int]] = []
-    for endpoint in endpoints:
-        host, sep, port = endpoint.strip().removeprefix("http://").rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise InvalidRequest(f"etcd endpoint {endpoint!r} is not host:port")
-        parsed.append((host, int(port)))
-    if not parsed:
-        raise InvalidRequest("no etcd endpoints given")
+    parsed = host_ports(endpoints)
     if len(parsed) == 1:
         return parsed[0]
     ips = [socket.getaddrinfo(h, p, socket.AF_INET, socket.SOCK_STREAM)[0][4][0] for h, p in parsed]
@@ -109,13 +145,57 @@ def channel_target(endpoints: list[str]) -> tuple[str, int]:
     return f"ipv4:{head},{ips[-1]}", parsed[-1][1]
 
 
+def channel_credentials(endpoints: list[str], files: tls.TlsFiles | None) -> grpc.ChannelCredentials | None:
+    """TLS credentials of the channel to ``endpoints``, or None for plain text.
+
+    ``https://`` endpoints, or endpoints without a scheme when ``files`` are given, are TLS:
+    the members verified with ``files.ca`` (else the system's trust store), ``files.cert``
+    presented to them. ``http://`` endpoints are plain text.
+
+    Raises:
+        InvalidRequest: endpoints that mix schemes.
+    """
+    scheme = endpoint_scheme(endpoints)
+    if scheme == "http" or (scheme is None and files is None):
+        return None
+    return tls.channel_credentials(files) if files is not None else grpc.ssl_channel_credentials()
+
+
+class _TlsClient(aetcd.Client):
+    """aetcd's client over a TLS channel (aetcd 1.0 dials only in plain text).
+
+    Same stubs as :meth:`aetcd.Client.connect` builds, on a secure channel; no
+    user/password authentication (the certificate authenticates).
+    """
+
+    def __init__(self, *, credentials: grpc.ChannelCredentials, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        self.channel = grpc.aio.secure_channel(f"{self._host}:{self._port}", self._credentials,
+                                               options=list(self._options.items()))
+        self.kvstub = aetcd.rpc.KVStub(self.channel)
+        self.clusterstub = aetcd.rpc.ClusterStub(self.channel)
+        self.leasestub = aetcd.rpc.LeaseStub(self.channel)
+        self.maintenancestub = aetcd.rpc.MaintenanceStub(self.channel)
+        self._watcher = aetcd.watcher.Watcher(aetcd.rpc.WatchStub(self.channel), timeout=self._timeout,
+                                              metadata=self.metadata)
+        self._connected.set()
+
+
 class EtcdMetaStore(MetaStore):
-    """The etcd backend; ``endpoints`` are ``host:port`` client URLs of the members."""
+    """The etcd backend; ``endpoints`` are ``[http[s]://]host:port`` client URLs of the members,
+    ``tls`` the files of a TLS channel to them (:func:`channel_credentials`)."""
 
     backend = "etcd"
 
     def __init__(self, endpoints: list[str], prefix: str = "/vecraft", *, retry_seconds: float = 15.0,
-                 call_timeout_s: int = 5) -> None:
+                 call_timeout_s: int = 5, tls_files: tls.TlsFiles | None = None) -> None:
+        # Checked now: a bad scheme fails the start, not the first call.
+        self._credentials = channel_credentials(endpoints, tls_files)
         self._endpoints = endpoints
         self._prefix = prefix.rstrip("/")
         self._retry_seconds = retry_seconds
@@ -156,8 +236,17 @@ class EtcdMetaStore(MetaStore):
 
     async def start(self) -> None:
         host, port = channel_target(self._endpoints)
-        self._client = aetcd.Client(host=host, port=port, timeout=self._call_timeout_s,
-                                    options=_CHANNEL_OPTIONS)
+        if self._credentials is None:
+            self._client = aetcd.Client(host=host, port=port, timeout=self._call_timeout_s,
+                                        options=_CHANNEL_OPTIONS)
+        else:
+            # An ipv4: target over several members names no host to check their certificates
+            # against: each is checked against the first endpoint's host, which every member's
+            # certificate must therefore hold (127.0.0.1 and localhost in `vecraft certs init`'s).
+            server_name = {"grpc.ssl_target_name_override": host_ports(self._endpoints)[0][0]}
+            self._client = _TlsClient(host=host, port=port, timeout=self._call_timeout_s,
+                                      options={**_CHANNEL_OPTIONS, **server_name},
+                                      credentials=self._credentials)
         t = self._client.transactions
         wm = self._watermark_key
         # Create the watermark once, so commit_ddl can always compare its value.
