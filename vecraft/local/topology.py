@@ -10,8 +10,10 @@ same ports, the same data directories and therefore the same cluster.
 Parameters that are not given fall back to the stored ones (then to the
 defaults). The shard count and the number of journal data partitions decide
 where every record and every journal entry lives, so changing them on an
-existing directory is refused with :class:`PlanConflict`; the others (ports of
-the gateway, host, node counts, replicas, query replicas, apply delay) may
+existing directory is refused with :class:`PlanConflict`; so is turning TLS on
+or off for a cluster-mode directory (its etcd members store each other's peer
+URLs, ``http://`` or ``https://``). The others (ports of the gateway, host, node
+counts, replicas, query replicas, apply delay, TLS outside cluster mode) may
 change between runs.
 
 Processes are nodes, not shards: ``storage_nodes`` storage nodes
@@ -615,6 +617,17 @@ def resolve_params(stored: ClusterParams | None, requested: Mapping[str, Any], *
                 f"journal data partitions or the mode (--cluster) of existing data is not supported: "
                 f"{omit} to use the stored value, or choose a new --data-dir.",
                 details={"parameter": key, "stored": getattr(stored, key), "requested": given[key]})
+    if stored.cluster and given.get("tls", stored.tls) != stored.tls:
+        # etcd members keep each other's peer URLs in their data: members restarted with https
+        # peer URLs would still dial the others at http:// (or the reverse) and never elect a leader.
+        where = str(data_dir) if data_dir is not None else "the data directory"
+        raise PlanConflict(
+            f"{where} holds a cluster-mode cluster planned with {flag_text('tls', stored.tls)}, but "
+            f"{flag_text('tls', given['tls'])} was requested. Its etcd members store each other's peer "
+            f"URLs ({'https' if stored.tls else 'http'}://), so TLS cannot be turned "
+            f"{'off' if stored.tls else 'on'} for existing cluster-mode data: omit --tls and --no-tls to "
+            f"use the stored value, or choose a new --data-dir.",
+            details={"parameter": "tls", "stored": stored.tls, "requested": given["tls"]})
     return dataclasses.replace(stored, **given)
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from vecraft.local.ports import PortPair
 from vecraft.local.topology import ClusterParams, plan_cluster
-from vecraft.shared.common.certs import init_certs
+from vecraft.shared.common.certs import DEFAULT_SERVICES, init_certs
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
@@ -41,3 +42,17 @@ def test_without_tls_nothing_changes(tmp_path: Path) -> None:
                                 "gateway"]))
     assert all("--tls-cert" not in s.args and s.http_scheme == "http" for s in plan.services)
     assert plan.http_verify() is True
+
+
+def test_up_completes_a_certs_dir_made_before_etcd_and_nats_had_certificates(tmp_path: Path) -> None:
+    """`vecraft up --tls` calls init_certs with the defaults: what an older directory lacks is added,
+    signed by its CA; what it holds is kept."""
+    older = [s for s in DEFAULT_SERVICES if s not in ("etcd", "nats")]
+    first = init_certs(tmp_path / "certs", services=older)
+    kept = {p: p.read_bytes() for p in first.created}
+    again = init_certs(tmp_path / "certs")
+    assert sorted(p.name for p in again.created) == ["etcd.key", "etcd.pem", "nats.key", "nats.pem"]
+    assert all(p.read_bytes() == data for p, data in kept.items())
+    ca = x509.load_pem_x509_certificate(again.ca.cert.read_bytes())
+    for role in ("etcd", "nats"):
+        x509.load_pem_x509_certificate(again.services[role].cert.read_bytes()).verify_directly_issued_by(ca)
