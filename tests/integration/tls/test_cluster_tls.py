@@ -3,8 +3,8 @@
 One ``vecraft up --cluster --tls`` (3 etcd members, 3 NATS servers, two journal instances on
 JetStream, the meta manager on etcd): writes and strong reads work through the gateway; the
 journal's NATS connections and the meta manager's etcd channel are TLS; a plain-text client and a
-client presenting a certificate of another CA are refused by etcd and by NATS, while the same
-client code with the cluster's certificate gets through.
+client presenting no certificate or one of another CA are refused by etcd and by NATS, while the
+same client code with the cluster's certificate gets through.
 """
 
 from __future__ import annotations
@@ -127,6 +127,13 @@ async def test_etcd_takes_only_clients_with_a_certificate_of_the_cluster_ca(up: 
         await _etcd_get([f"http://127.0.0.1:{p}" for p in up.ports("etcd")], None)
     with pytest.raises(Unavailable):  # the CA trusts the server; the server does not trust the client
         await _etcd_get(https, up.files("meta", up.other.directory))
+    # No certificate at all: refused at the handshake (the client port's HTTP /health is a witness).
+    anonymous = ssl.create_default_context(cafile=str(up.ca))
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{https[0]}/health", verify=anonymous, timeout=5)
+    member = ssl.create_default_context(cafile=str(up.ca))
+    member.load_cert_chain(str(up.data / "certs" / "meta.pem"), str(up.data / "certs" / "meta.key"))
+    assert httpx.get(f"{https[0]}/health", verify=member, timeout=5).json()["health"] == "true"
 
 
 async def _nats_account(urls: list[str], context: ssl.SSLContext | None) -> object:
@@ -166,6 +173,8 @@ async def test_nats_takes_only_clients_with_a_certificate_of_the_cluster_ca(up: 
     foreign.load_cert_chain(str(up.other.services["journal"].cert), str(up.other.services["journal"].key))
     with pytest.raises((OSError, nats.errors.Error, asyncio.TimeoutError)):
         await _nats_account(urls, foreign)
+    with pytest.raises((OSError, nats.errors.Error, asyncio.TimeoutError)):  # no certificate at all
+        await _nats_account(urls, ssl.create_default_context(cafile=str(up.ca)))
     cluster = ssl.create_default_context(cafile=str(up.ca))
     cluster.load_cert_chain(str(up.data / "certs" / "journal.pem"), str(up.data / "certs" / "journal.key"))
     assert await _nats_account(urls, cluster) is not None
