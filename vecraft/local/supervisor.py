@@ -319,10 +319,13 @@ class Supervisor:
             for task in watchers:
                 task.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
-            for group in reversed(self.plan.groups()):
-                await asyncio.gather(*(self._terminate(self.children[s.name]) for s in group))
+            # Closed before the children stop: its idle keep-alive connections would otherwise make
+            # each HTTPS service wait for them at shutdown (seconds per service under --tls).
             if self._http is not None:
                 await self._http.aclose()
+                self._http = None
+            for group in reversed(self.plan.groups()):
+                await asyncio.gather(*(self._terminate(self.children[s.name]) for s in group))
             if self._lock.held:
                 self._set_state("stopped")
                 log.info("all services stopped")
