@@ -34,7 +34,6 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vecraft import __version__
-from vecraft.local.placement_report import add_replica_lag, placement_report, report_text
 from vecraft.local.supervisor import ChildState, ClusterLock, Supervisor, read_status
 from vecraft.local.topology import (
     ADMIN_KEY_FILE,
@@ -48,10 +47,6 @@ from vecraft.local.topology import (
     resolve_params,
     save_plan,
 )
-from vecraft.services.api_gateway import audit_cli, keys_cli, quotas_cli
-from vecraft.services.snapshot_service import cli as backup_cli
-from vecraft.shared.common import certs_cli
-from vecraft.shared.common.certs import init_certs
 from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.errors import VecraftError
 
@@ -273,6 +268,8 @@ def run_up(settings: UpSettings, *, config_file: Path | None = None,
     if params.tls:
         try:
             # Kept when there (a restart, or files from `vecraft certs init --hosts ...`).
+            from vecraft.shared.common.certs import init_certs
+
             wildcard = params.host in ("0.0.0.0", "::", "")
             init_certs(data_dir / CERTS_DIR, hosts=[socket.gethostname()] if wildcard else [params.host])
         except (ValueError, OSError) as exc:
@@ -353,6 +350,8 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
                      "health": health, "healthz": body, "log": str(plan.log_path(spec.name))})
     all_up = sup_running and all(r["health"] in ("up", "skipped") for r in rows) \
         and any(r["health"] == "up" for r in rows)
+    from vecraft.local.placement_report import add_replica_lag, placement_report
+
     meta = next((p for p in plan.services if p.role == "meta"), None)
     placement = placement_report(meta.grpc_address, timeout) if meta is not None and sup_running else None
     if placement is not None:
@@ -418,6 +417,8 @@ def _cmd_status(ns: argparse.Namespace) -> int:
                          r["grpc_address"], r["http_address"], r["health"], str(r["restarts"])])
         text = f"cluster {status['data_dir']}: supervisor {state}\n{_table(rows)}"
         if status["placement"] is not None:
+            from vecraft.local.placement_report import report_text
+
             text += "\n\n" + report_text(status["placement"])
         _print_out(text)
     return 0 if status["all_up"] else 1
@@ -556,7 +557,8 @@ def _wrap(text: str) -> str:
     return "\n\n".join(textwrap.fill(p, 88) for p in text.split("\n\n"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, only_up: bool = False) -> argparse.ArgumentParser:
+    """The ``vecraft`` parser with every command, or with ``up`` (and the global flags) only."""
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="vecraft", formatter_class=formatter, epilog=EXIT_CODES,
@@ -611,6 +613,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                        help="arguments for the benchmark (see `vecraft bench NAME --help`)")
     bench.set_defaults(handler=lambda ns: _cmd_bench(ns, bench))
+    if only_up:
+        return parser
+    # The admin commands import clients of the services (gRPC, numpy, faiss, cryptography): not
+    # for the `vecraft up` process, which supervises for hours (see main).
+    from vecraft.services.api_gateway import audit_cli, keys_cli, quotas_cli
+    from vecraft.services.snapshot_service import cli as backup_cli
+    from vecraft.shared.common import certs_cli
+
     _add_bulk_commands(sub, formatter)
     backup_cli.add_commands(sub, formatter, _wrap)
     keys_cli.add_commands(sub, formatter, _wrap)
@@ -622,8 +632,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vecraft`` console script; returns the exit code."""
-    parser = build_parser()
-    ns = parser.parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    # `vecraft up` stays resident as the supervisor: its parser registers only `up`, so the process
+    # never imports what the other commands need (about 35 MiB of resident memory).
+    parser = build_parser(only_up=bool(args) and args[0] == "up")
+    ns = parser.parse_args(args)
     if ns.command is None:
         parser.print_help(sys.stderr)
         return 2
