@@ -3,7 +3,9 @@
 Under the replica's apply lock (applies wait, reads go on) the three stores are
 copied into a staging directory beside the replica's files, all at the same
 applied offsets: an index snapshot (HNSW graphs and metadata, written fresh),
-the location index (SQLite's online backup) and the record file. The lock is
+the location index (SQLite's online backup) and the record file (stored as
+``records.bin`` whatever its compaction generation, so a restored or seeded copy
+opens it without knowing about compaction). The lock is
 then released and the files are uploaded to the target as content-addressed
 blobs (``blobs/<sha256>``): a file the target already holds is not uploaded
 again, so unchanged index files cost nothing in the next backup.
@@ -22,6 +24,7 @@ from pathlib import Path
 from vecraft.services.snapshot_service.layout import blob_key
 from vecraft.services.snapshot_service.target import BackupTarget, open_target
 from vecraft.services.storage_node.indexes.snapshots import SnapshotStore
+from vecraft.services.storage_node.record_compaction import LEGACY_NAME
 from vecraft.services.storage_node.replica import ShardReplica
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.rpc.v1 import storage_pb2
@@ -39,11 +42,16 @@ def _checkpoint(replica: ShardReplica, staging: Path, offsets: dict[str, tuple[i
         dest = sqlite3.connect(staging / "locations.sqlite")
         try:
             source.backup(dest)
+            # The copy is stored as records.bin whatever the compaction generation of the file
+            # (record_compaction.py): the copy's index names no file, which means that one. Its
+            # offsets stay as they are (meta records_base says where the file starts).
+            with dest:
+                dest.execute("DELETE FROM meta WHERE key = 'records_file'")
         finally:
             dest.close()
     finally:
         source.close()
-    shutil.copyfile(local.records.path, staging / "records.bin")
+    shutil.copyfile(local.records.path, staging / LEGACY_NAME)
 
 
 def _sha256(path: Path) -> str:

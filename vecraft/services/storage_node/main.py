@@ -103,6 +103,9 @@ class StorageNodeSettings(ServiceSettings):
     index_threads: int = Field(1, ge=0, description="OpenMP threads for faiss (0 = library default)")
     optimize_threshold: float = Field(0.2, ge=0, le=1, description="rebuild a collection's index in the "
                                       "background once this share of its graph is deleted rows (0 = never)")
+    compact_dead_fraction: float = Field(0.5, ge=0, le=1, description="compact a shard's record file once "
+                                         "this share of it is dead blocks (0 = never)")
+    compact_min_dead_bytes: int = Field(8 << 20, ge=0, description="... and at least this many bytes are")
     backup_target: str = Field("", description="backup target (docs/backup.md): a shard replica this node "
                                                "has no files for starts from its newest backed-up copy "
                                                "('' = from the journal alone)")
@@ -159,7 +162,9 @@ class StorageNode(Service):
                                      snapshot_every_ops=settings.snapshot_every_ops,
                                      snapshot_every_s=settings.snapshot_every_s,
                                      head_poll_ms=settings.head_poll_ms,
-                                     optimize_threshold=settings.optimize_threshold)
+                                     optimize_threshold=settings.optimize_threshold,
+                                     compact_dead_fraction=settings.compact_dead_fraction,
+                                     compact_min_dead_bytes=settings.compact_min_dead_bytes)
         #: Hosted replicas, catching up or serving, by shard.
         self.replicas: dict[int, ShardReplica] = {s: self._new_replica(s) for s in settings.shards}
         #: The shards hosted from the start: the node is ready once these caught up.

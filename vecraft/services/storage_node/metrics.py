@@ -53,6 +53,21 @@ INDEX_DEAD_FRACTION = gauge("storage", "index_dead", "ratio", "Share of a collec
                             "tombstones (rebuilt past --optimize-threshold), per shard replica",
                             ["shard", "collection"])
 
+#: Record file compaction and tombstone collection (record_compaction.py).
+RECORD_FILE_BYTES = gauge("storage", "record_file", "bytes", "Bytes of blocks in the current record file "
+                          "(live and dead), per shard replica", ["shard"])
+RECORD_FILE_DEAD_BYTES = gauge("storage", "record_file_dead", "bytes", "Bytes of the record file's dead "
+                               "blocks (superseded or deleted versions), per shard replica", ["shard"])
+COMPACTIONS = counter("storage", "compactions", "Record file compactions done (the live blocks rewritten "
+                      "into a new file), per shard replica", ["shard"])
+COMPACTION_RECLAIMED = counter("storage", "compaction_reclaimed_bytes", "Record file bytes reclaimed by "
+                               "compactions, per shard replica", ["shard"])
+COMPACTION_LATENCY = latency_histogram("storage", "compaction", "Duration of one record file compaction "
+                                       "(applies of the replica wait; reads go on)",
+                                       buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+TOMBSTONES_COLLECTED = counter("storage", "tombstones_collected", "Tombstone rows deleted from the location "
+                               "index (covered by the index snapshot), per shard replica", ["shard"])
+
 
 def forget_shard(shard: int, partitions: Iterable[str], collections: Iterable[str]) -> None:
     """Drop the gauges of a replica no longer hosted (a frozen offset or lag would mislead).
@@ -68,3 +83,6 @@ def forget_shard(shard: int, partitions: Iterable[str], collections: Iterable[st
         for per_collection in (INDEX_RECORDS, INDEX_DEAD_FRACTION):
             with contextlib.suppress(KeyError):
                 per_collection.remove(label, collection)
+    for per_shard in (RECORD_FILE_BYTES, RECORD_FILE_DEAD_BYTES):
+        with contextlib.suppress(KeyError):
+            per_shard.remove(label)

@@ -5,8 +5,10 @@ A :class:`ShardReplica` owns everything that is per replica: its local state in
 apply engine, one follower per data partition, the reporter of what it applied
 (under its journal replica id, :func:`replica_id`, so the journal's ``ack=all``
 accounting counts each hosted replica), its head watch, its halts and its
-catch-up, and its index optimizer (:mod:`vecraft.shared.index.optimizer`: a
-collection whose graph is mostly tombstones is rebuilt in the background).
+catch-up, its index optimizer (:mod:`vecraft.shared.index.optimizer`: a
+collection whose graph is mostly tombstones is rebuilt in the background) and
+its record compactor (:mod:`.record_compaction`: the record file rewritten
+without its dead blocks, tombstone rows collected once a snapshot covers them).
 The process (:mod:`.main`) owns what is shared: the gRPC server, probes, the
 journal client, the meta manager registration and which shards are hosted
 (:mod:`.hosting`).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,13 @@ from vecraft.services.storage_node.journal_replay.follower import (
 from vecraft.services.storage_node.journal_replay.recovery import LocalState, open_local_state
 from vecraft.services.storage_node.journal_replay.reporter import AppliedReporter
 from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
+from vecraft.services.storage_node.record_compaction import CHECK_INTERVAL_S as COMPACT_INTERVAL_S
+from vecraft.services.storage_node.record_compaction import (
+    DEFAULT_DEAD_FRACTION,
+    DEFAULT_MIN_DEAD_BYTES,
+    CompactionPolicy,
+    RecordCompactor,
+)
 from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftError
 from vecraft.shared.index.collection import OptimizeResult
 from vecraft.shared.index.optimizer import (
@@ -94,6 +104,11 @@ class ReplicaConfig:
     optimize_threshold: float = DEFAULT_THRESHOLD
     optimize_min_dead_rows: int = MIN_DEAD_ROWS
     optimize_interval_s: float = CHECK_INTERVAL_S
+    #: Compact the record file once this share of it is dead blocks (0 = never) ...
+    compact_dead_fraction: float = DEFAULT_DEAD_FRACTION
+    #: ... and at least this many bytes are.
+    compact_min_dead_bytes: int = DEFAULT_MIN_DEAD_BYTES
+    compact_interval_s: float = COMPACT_INTERVAL_S
 
 
 class _OptimizeMetrics(OptimizeObserver):
@@ -135,6 +150,10 @@ class ShardReplica:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        #: Requests in flight per epoch (:meth:`quiesce` starts a new epoch and waits for the older).
+        self._epoch = 0
+        self._users: Counter[int] = Counter()
+        self._epoch_ended = asyncio.Event()
 
     def _halted(self, partition: str, err: VecraftError) -> None:
         log.critical("shard %d replica halted %s", self.shard, partition,
@@ -161,15 +180,35 @@ class ShardReplica:
 
     @contextlib.contextmanager
     def use(self) -> Iterator[ShardReplica]:
-        """Mark a request using this replica's stores for its duration (:meth:`drain` waits for it)."""
+        """Mark a request using this replica's stores for its duration (:meth:`drain` and
+        :meth:`quiesce` wait for it)."""
         self._in_flight += 1
         self._idle.clear()
+        epoch = self._epoch
+        self._users[epoch] += 1
         try:
             yield self
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
+            self._users[epoch] -= 1
+            if not self._users[epoch]:
+                del self._users[epoch]
+                self._epoch_ended.set()
+
+    async def quiesce(self) -> None:
+        """Return once every request that uses this replica now has ended (later ones do not count).
+
+        After a record file compaction: such a request may have looked up a location in the old
+        file, which stays mapped until then. New requests keep coming meanwhile; they only see the
+        new file's locations.
+        """
+        mark = self._epoch
+        self._epoch += 1
+        while any(epoch <= mark for epoch in self._users):
+            self._epoch_ended.clear()
+            await self._epoch_ended.wait()
 
     @property
     def local(self) -> LocalState:
@@ -245,6 +284,11 @@ class ShardReplica:
             OptimizePolicy(self.config.optimize_threshold, self.config.optimize_min_dead_rows),
             _OptimizeMetrics(), interval_s=self.config.optimize_interval_s, name=tag)
         self._tasks.append(spawn(optimizer.run(), f"optimize-indexes:{tag}", forever=True))
+        compactor = RecordCompactor(
+            self.shard, state.records, state.locations, state.snapshots, engine,
+            CompactionPolicy(self.config.compact_dead_fraction, self.config.compact_min_dead_bytes),
+            self.quiesce, interval_s=self.config.compact_interval_s)
+        self._tasks.append(spawn(compactor.run(), f"compact-records:{tag}", forever=True))
         self._tasks.append(spawn(self._catch_up(on_caught_up), f"catch-up:{tag}"))
 
     async def _catch_up(self, on_caught_up: Callable[[ShardReplica], None] | None) -> None:

@@ -2,8 +2,9 @@
 
 Order (each step assumes the previous one):
 
-1. open the SQLite location index and the record file; refuse a data dir that
-   belongs to another shard;
+1. open the SQLite location index and the record file it names (deleting any
+   other record file, left by an interrupted compaction); refuse a data dir
+   that belongs to another shard;
 2. the consistency scan (:func:`check_consistency`) cuts an uncommitted tail
    and repairs status bytes; if a live block is damaged the local state cannot
    be trusted and the node starts empty (it then rebuilds from the journal);
@@ -39,6 +40,7 @@ from vecraft.services.storage_node.mmap import (
     RecordFile,
     check_consistency,
 )
+from vecraft.services.storage_node.record_compaction import open_record_file, record_files
 from vecraft.shared.index.collection import CollectionIndex
 from vecraft.shared.rpc.v1 import collection_pb2
 
@@ -71,7 +73,7 @@ def _open_stores(data_dir: Path, shard: int) -> tuple[RecordFile, LocationIndex]
     elif int(owner) != shard:
         locations.close()
         raise LayoutError(f"data dir {data_dir} belongs to shard {owner}, not {shard}")
-    return RecordFile(data_dir / "records.bin"), locations
+    return open_record_file(data_dir, locations), locations
 
 
 def open_local_state(data_dir: Path, shard: int) -> LocalState:
@@ -85,8 +87,10 @@ def open_local_state(data_dir: Path, shard: int) -> LocalState:
         log.exception("local state damaged; discarding it and rebuilding from the journal")
         locations.close()
         records.close()
-        for name in ("locations.sqlite", "locations.sqlite-wal", "locations.sqlite-shm", "records.bin"):
+        for name in ("locations.sqlite", "locations.sqlite-wal", "locations.sqlite-shm"):
             (data_dir / name).unlink(missing_ok=True)
+        for path in record_files(data_dir):
+            path.unlink()
         shutil.rmtree(data_dir / "snapshot", ignore_errors=True)
         records, locations = _open_stores(data_dir, shard)
     snapshots = SnapshotStore(data_dir / "snapshot")

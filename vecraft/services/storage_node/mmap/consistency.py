@@ -10,6 +10,9 @@ Run once at start-up, before anything reads or appends:
    journal) and carry status LIVE; any other block must carry DELETED. Status
    bytes that disagree (a crash between a commit and its status flips) are
    repaired in place.
+
+It also counts the file's dead bytes (blocks no live row points to), which the
+applier keeps up to date from then on and a compaction reclaims.
 """
 
 from __future__ import annotations
@@ -45,13 +48,15 @@ def check_consistency(records: RecordFile, index: LocationIndex) -> ScanReport:
     seen_live = 0
     to_live: list[int] = []
     to_deleted: list[int] = []
-    last_end = 0
+    live_bytes = 0
+    last_end = records.base
     for block in records.scan(committed_end):
         blocks += 1
         if block.offset in live:
             if not block.crc_ok:
                 raise CorruptRecord(f"live block at {block.offset} fails its CRC")
             seen_live += 1
+            live_bytes += block.length
             if block.status != STATUS_LIVE:
                 to_live.append(block.offset)
         elif block.status != STATUS_DELETED:
@@ -59,12 +64,13 @@ def check_consistency(records: RecordFile, index: LocationIndex) -> ScanReport:
         last_end = block.offset + block.length
     if blocks and last_end != committed_end:
         raise CorruptRecord(f"block chain ends at {last_end}, committed end is {committed_end}")
-    if not blocks and committed_end:
+    if not blocks and committed_end != records.base:
         raise CorruptRecord(f"no readable block before the committed end {committed_end}")
     if seen_live != len(live):
         raise CorruptRecord(f"{len(live) - seen_live} live rows point at no block")
     records.set_status(to_live, STATUS_LIVE)
     records.set_status(to_deleted, STATUS_DELETED)
+    records.dead_bytes = committed_end - records.base - live_bytes
     report = ScanReport(blocks, seen_live, cut, len(to_live) + len(to_deleted))
     if cut or report.repaired_status:
         log.warning("record file repaired", extra={"truncated_bytes": cut,

@@ -159,6 +159,51 @@ class LocationIndex:
             (STATUS_LIVE,)).fetchall()
         return [off for (off,) in found]
 
+    def commit_compaction(self, keys: Sequence[tuple[str, str]], offsets: Sequence[int], *, file_end: int,
+                          records_file: str, base: int) -> None:
+        """Point the live rows ``keys`` at their ``offsets`` in the compacted file, in ONE transaction.
+
+        The same transaction names the file (``records_file``, ``records_base``) and its committed
+        end: after a crash the index points either wholly into the old file or wholly into the new.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("UPDATE records SET file_offset = ? WHERE collection_id = ? AND id = ?",
+                           [(off, cid, rid) for (cid, rid), off in zip(keys, offsets, strict=True)])
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           [("file_end", str(file_end)), ("records_file", records_file),
+                            ("records_base", str(base))])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def delete_tombstones(self, ranges: dict[str, tuple[int, int]]) -> int:
+        """Delete the tombstone rows written by entries in ``(lo, hi]`` of each partition; returns how many.
+
+        One range read of the ``(partition, entry_offset)`` index per partition.
+        """
+        db = self._db
+        removed = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for partition, (lo, hi) in ranges.items():
+                removed += db.execute(
+                    "DELETE FROM records WHERE partition = ? AND entry_offset > ? AND entry_offset <= ? "
+                    "AND status != ?", (partition, lo, hi, STATUS_LIVE)).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return removed
+
+    def live_blocks(self) -> list[tuple[str, str, int, int]]:
+        """(collection_id, id, file_offset, length) of every live row, in file order (writer side)."""
+        return [(str(c), str(i), int(o), int(n)) for c, i, o, n in self._db.execute(
+            "SELECT collection_id, id, file_offset, length FROM records WHERE status = ? "
+            "ORDER BY file_offset", (STATUS_LIVE,))]
+
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
