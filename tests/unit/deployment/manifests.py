@@ -190,11 +190,13 @@ def parse_service_args(module: str, argv: list[str]) -> Any:
         from vecraft.services.query_processor.main import parse_settings as query_settings
         return query_settings(argv)
     from vecraft.services.api_gateway.settings import GatewaySettings
+    from vecraft.services.compactor.main import CompactorSettings
     from vecraft.services.failover_manager.main import FailoverSettings
     from vecraft.services.journal_service.settings import JournalSettings
     from vecraft.services.meta_manager.main import MetaSettings
     cls, section = {"journal_service": (JournalSettings, "journal"), "meta_manager": (MetaSettings, "meta"),
                     "failover_manager": (FailoverSettings, "failover"),
+                    "compactor": (CompactorSettings, "compactor"),
                     "api_gateway": (GatewaySettings, "gateway")}[name]
     return load_settings(cls, argv, section=section)
 

@@ -103,7 +103,7 @@ def test_defaults_render_the_kustomize_base() -> None:
         rendered = ours[container.id]
         for field in SAME_FIELDS:
             assert rendered.spec.get(field) == container.spec.get(field), (container.id, field)
-        for field in ("replicas", "serviceName", "podManagementPolicy", "minReadySeconds"):
+        for field in ("replicas", "serviceName", "podManagementPolicy", "minReadySeconds", "strategy"):
             assert rendered.workload["spec"].get(field) == container.workload["spec"].get(field)
     for configmap in by_kind(base, "ConfigMap"):
         assert find(helm, "ConfigMap", configmap["metadata"]["name"])["data"] == configmap["data"]
@@ -122,8 +122,9 @@ def test_other_counts_render_valid_consistent_objects(tmp_path: Path,
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     for workload in workloads(objects):
         labels = workload["spec"]["template"]["metadata"]["labels"]
-        assert any(selects(b["spec"]["selector"]["matchLabels"], labels)
-                   for b in by_kind(objects, "PodDisruptionBudget")), workload["metadata"]["name"]
+        budgets = [b for b in by_kind(objects, "PodDisruptionBudget")
+                   if selects(b["spec"]["selector"]["matchLabels"], labels)]
+        assert len(budgets) == (1 if workload["spec"]["replicas"] > 1 else 0), workload["metadata"]["name"]
     storage = find(objects, "StatefulSet", "prod-storage")
     assert storage["spec"]["replicas"] == 5
     expected = placement_module().placement_files(6, 5, 3, 12)
@@ -160,3 +161,43 @@ def test_other_counts_render_valid_consistent_objects(tmp_path: Path,
 def test_more_replicas_than_storage_nodes_is_refused() -> None:
     with pytest.raises(Exception, match="replicasPerShard"):
         render_helm({"storage": {"nodes": 2, "replicasPerShard": 3}})
+
+
+def _compactor(objects: list[dict[str, Any]]) -> Any:
+    return next(c for c in containers(objects) if c.module == "vecraft.services.compactor")
+
+
+@needs_helm
+def test_compactor_enabled_false_renders_everything_else_unchanged() -> None:
+    on, off = render_helm({}), render_helm({"compactor": {"enabled": False}})
+    assert [o for o in on if o["metadata"]["name"] != "vecraft-compactor"] == off
+    assert len(on) == len(off) + 1
+    assert not any(c.module == "vecraft.services.compactor" for c in containers(off))
+
+
+@needs_helm
+@pytest.mark.parametrize(("values", "target", "without_backup"), [
+    ({"backupTarget": "s3://backups/vecraft"}, "s3://backups/vecraft", False),
+    ({"trimWithoutBackup": True}, "", True),
+], ids=["backup-target", "trim-without-backup"])
+def test_compactor_values_reach_its_settings(values: dict[str, Any], target: str, without_backup: bool,
+                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    compactor_values = {"gcIntervalS": 5, "replicaRetentionS": 3600, **values}
+    objects = render_helm({"journal": {"instances": 3}, "compactor": compactor_values}, release="prod")
+    compactor = _compactor(objects)
+    for obj in objects:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    settings = parse_service_args("vecraft.services.compactor",
+                                  pod_argv(objects, compactor, pod_names(compactor.workload)[0], tmp_path,
+                                           monkeypatch))
+    journal = find(objects, "StatefulSet", "prod-journal")
+    assert settings.journal_address.split(",") == \
+        [f"prod-journal-{i}.prod-journal:7100" for i in range(journal["spec"]["replicas"])]
+    assert (settings.backup_target, settings.trim_without_backup) == (target, without_backup)
+    assert (settings.gc_interval_s, settings.replica_retention_s) == (5.0, 3600.0)
+
+
+@needs_helm
+def test_compactor_with_both_a_target_and_trim_without_backup_is_refused() -> None:
+    with pytest.raises(Exception, match="trimWithoutBackup"):
+        render_helm({"compactor": {"backupTarget": "s3://b/v", "trimWithoutBackup": True}})

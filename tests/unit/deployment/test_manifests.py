@@ -187,13 +187,15 @@ def test_statefulsets_have_a_headless_service_and_volume_claims() -> None:
             assert claims <= {m["name"] for m in c["volumeMounts"]}, sts["metadata"]["name"]
 
 
-def test_every_workload_has_exactly_one_disruption_budget() -> None:
+def test_every_workload_of_several_pods_has_exactly_one_disruption_budget() -> None:
     budgets = by_kind(BASE, "PodDisruptionBudget")
     for workload in workloads(BASE):
         labels = workload["spec"]["template"]["metadata"]["labels"]
         matching = [b for b in budgets if selects(b["spec"]["selector"]["matchLabels"], labels)]
-        assert len(matching) == 1, workload["metadata"]["name"]
-        assert workload["spec"]["replicas"] > 1, "a budget over one pod blocks every drain"
+        # A budget over one pod protects nothing (the compactor, one per cluster, has none).
+        assert len(matching) == (1 if workload["spec"]["replicas"] > 1 else 0), workload["metadata"]["name"]
+    assert all(any(selects(b["spec"]["selector"]["matchLabels"], w["spec"]["template"]["metadata"]["labels"])
+                   for w in workloads(BASE)) for b in budgets)
 
 
 # ---- the flags, parsed by the services themselves -------------------------------------------
@@ -260,6 +262,11 @@ def _shape() -> tuple[int, int]:
     return int(meta.flag("default-shards")[0]), replicas
 
 
+#: Services without --meta-address: the meta manager itself, and the compactor, which reads the
+#: journal's Stats only (as under `vecraft up`).
+NO_META_ADDRESS = {"vecraft.services.meta_manager", "vecraft.services.compactor"}
+
+
 def _pod_addresses(component: str) -> list[str]:
     """``<pod>.<headless service>:<gRPC port>`` of every pod of a StatefulSet."""
     c = _container(component)
@@ -279,12 +286,56 @@ def test_addresses_name_every_instance_and_the_right_ports() -> None:
     for c in SERVICE_CONTAINERS:
         if "--journal-address" in c.args:
             assert c.flag("journal-address") == [journals], c.id
-        if c.module != "vecraft.services.meta_manager":
+        if c.module not in NO_META_ADDRESS:
             assert c.flag("meta-address") == [meta_address], c.id
     storage = _pod_addresses("storage")
     assert _container("query").flag("storage-addresses") == storage
     etcd_client = find(BASE, "Service", "vecraft-etcd-client")
     assert meta.flag("etcd-endpoints") == [f"vecraft-etcd-client:{etcd_client['spec']['ports'][0]['port']}"]
+
+
+def test_each_component_has_ports_of_its_own() -> None:
+    """Ports are per pod, but one pair per component keeps addresses, docs and probes unambiguous."""
+    owner: dict[int, str] = {}
+    for c in CONTAINERS:
+        component = c.workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        for port in c.spec["ports"]:
+            number = int(port["containerPort"])
+            assert owner.setdefault(number, component) == component, (number, owner[number], component)
+    assert owner[7600] == owner[7601] == "compactor"
+
+
+def test_one_compactor_with_the_journal_instances_trimming_nothing(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    compactor = _container("compactor")
+    workload = compactor.workload
+    # One per cluster, and never two at once, not even during a rollout.
+    assert (workload["kind"], workload["spec"]["replicas"]) == ("Deployment", 1)
+    assert workload["spec"]["strategy"] == {"type": "Recreate"}
+    assert compactor.module == "vecraft.services.compactor"
+    settings = parse_service_args(compactor.module, pod_argv(BASE, compactor, pod_names(workload)[0],
+                                                             tmp_path, monkeypatch))
+    assert settings.journal_address.split(",") == _pod_addresses("journal")
+    # The base has no backup target: the journal stays whole until the operator picks how to trim.
+    assert (settings.backup_target, settings.trim_without_backup) == ("", False)
+    assert (settings.gc_interval_s, settings.replica_retention_s) == (30.0, 86_400.0)
+
+
+def test_the_docs_list_every_workload_with_its_pods_and_ports() -> None:
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    section = docs.split("## What runs", 1)[1].split("\n\n", 2)[1]
+    rows = {}
+    for line in section.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        name = re.search(r"`(vecraft-[\w-]+)`", cells[1])
+        assert name is not None, line
+        ports = {int(p) for p in re.findall(r"\b\d{4,5}\b", cells[3])}
+        rows[name.group(1)] = (int(cells[2].split()[0]), ports)
+    assert set(rows) == {w["metadata"]["name"] for w in workloads(BASE)}
+    for c in CONTAINERS:
+        pods, ports = rows[c.workload["metadata"]["name"]]
+        assert pods == c.workload["spec"]["replicas"], c.id
+        assert ports == {int(p["containerPort"]) for p in c.spec["ports"]}, c.id
 
 
 def test_replica_counts_agree() -> None:
