@@ -6,7 +6,9 @@ own, and against the journal prefix a replica holds (:func:`expected_rounds`).
 
 Run as a module it is the process the kill test kills while it compacts:
 ``python -m tests.unit.storage.rewrites DATA_DIR IDS`` applies rounds and compacts after each,
-printing ``compacting <round>`` just before a compaction starts.
+printing ``compacting <round>`` just before a compaction starts and ``compacted <round>`` once
+it is done. Restarted on the same directory it regenerates the same entries: those the replica
+holds already are skipped, as a replica skips what the journal delivers twice.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def main(data_dir: Path, count: int) -> None:
         print(f"compacting {round_}", flush=True)
         compact_record_file(state.records, state.locations)
         state.records.release_previous()
+        print(f"compacted {round_}", flush=True)
 
 
 if __name__ == "__main__":

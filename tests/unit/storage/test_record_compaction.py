@@ -16,6 +16,7 @@ import pytest
 
 from tests.unit.storage import payloads, rewrites
 from vecraft.services.storage_node import metrics, record_compaction
+from vecraft.services.storage_node.backup import _checkpoint
 from vecraft.services.storage_node.journal_replay.applier import Applier
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
 from vecraft.services.storage_node.journal_replay.recovery import LocalState, open_local_state
@@ -361,3 +362,23 @@ def test_the_policy_needs_both_the_dead_fraction_and_the_minimum(tmp_path: Path)
     records.close()
     with pytest.raises(ValueError, match="dead fraction"):
         CompactionPolicy(1.5)
+
+
+async def test_a_backup_of_a_compacted_replica_stores_records_bin_and_opens_as_a_replica(
+        tmp_path: Path) -> None:
+    replica = ShardReplica(0, 0, tmp_path / "n", ReplicaConfig(partitions=("data-0",)), node_id="node")
+    await replica.open()
+    local = replica.local
+    applier = Applier(0, local.records, local.locations, local.registry, local.applied)
+    _rounds(applier, payloads.EntryLog(), 1, 3, count=300)
+    compact_record_file(local.records, local.locations)
+    local.records.release_previous()
+    before = _full_records(local)
+    staging = tmp_path / "backup" / "shard-0"
+    _checkpoint(replica, staging, dict(local.applied))
+    await replica.close()
+    assert sorted(p.name for p in staging.iterdir()) == ["locations.sqlite", "records.bin", "snapshot"]
+    restored, _ = _open(staging)  # what a restore or a seeded replica opens
+    assert restored.records.path.name == "records.bin" and restored.records.base > 0
+    assert _full_records(restored) == before
+    restored.close()
