@@ -171,15 +171,18 @@ def _remove_replaced(path: Path) -> None:
                       extra={"path": str(path)})
 
 
-def collect_tombstones(locations: LocationIndex, snapshot: dict[str, int], collected: dict[str, int]) -> int:
-    """Delete the tombstone rows of entries in ``(collected[p], snapshot[p]]``; returns how many.
+def collect_tombstones(locations: LocationIndex, snapshots: SnapshotStore) -> int:
+    """Delete the tombstone rows of entries at or below the current snapshot's offsets; returns how many.
 
     A tombstone's only reader is start-up, re-applying the rows written after the snapshot; one
     at or below the snapshot's offset of its partition is already reflected by the snapshot's
-    indexes (and a rebuild without a snapshot uses the live rows only).
+    indexes (and a rebuild without a snapshot uses the live rows only). The caller holds the apply
+    lock, under which snapshots are written too.
     """
-    ranges = {p: (collected.get(p, 0), hi) for p, hi in snapshot.items() if hi > collected.get(p, 0)}
-    return locations.delete_tombstones(ranges) if ranges else 0
+    offsets = snapshots.offsets()
+    if not offsets:
+        return 0
+    return locations.delete_tombstones({p: o for p, (o, _h) in offsets.items()})
 
 
 class RecordCompactor:
@@ -200,9 +203,9 @@ class RecordCompactor:
         self.policy = policy
         self.quiesce = quiesce
         self.interval_s = interval_s
-        #: partition -> the snapshot offset up to which tombstones were collected.
-        self._collected: dict[str, int] = {}
         self._failed_until = 0.0
+        #: The snapshot offsets of the last collection (a check without a new snapshot takes no lock).
+        self._collected: dict[str, tuple[int, int]] | None = None
 
     async def run(self) -> None:
         """Check, compact and collect until cancelled."""
@@ -238,24 +241,20 @@ class RecordCompactor:
                 raise
 
     async def _collect(self) -> None:
-        def collect() -> tuple[int, dict[str, int]]:
-            current = self.snapshots.offsets() or {}
-            snapshot = {p: o for p, (o, _h) in current.items()}
-            return collect_tombstones(self.locations, snapshot, self._collected), snapshot
-
+        offsets = self.snapshots.offsets()
+        if offsets is None or offsets == self._collected:
+            return  # no snapshot, or none since the last collection: nothing to look at
         try:
-            done = await self._exclusive(collect)
+            removed = await self._exclusive(lambda: collect_tombstones(self.locations, self.snapshots))
         except Exception:  # tombstones are only space; retried at the next check
             log.exception("tombstone collection failed", extra={"shard": self.shard})
             return
-        if done is None:
+        if removed is None:
             return
-        removed, snapshot = done
-        self._collected = {p: max(o, self._collected.get(p, 0)) for p, o in snapshot.items()}
+        self._collected = offsets
         if removed:
             metrics.TOMBSTONES_COLLECTED.labels(self.shard).inc(removed)
-            log.info("tombstone rows collected", extra={"shard": self.shard, "rows": removed,
-                                                        "up_to": self._collected})
+            log.info("tombstone rows collected", extra={"shard": self.shard, "rows": removed})
 
     async def _compact(self) -> CompactionResult | None:
         try:

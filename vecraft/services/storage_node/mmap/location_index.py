@@ -26,6 +26,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from vecraft.services.storage_node.mmap.record_file import STATUS_LIVE
 
 _SCHEMA = """
@@ -179,19 +181,29 @@ class LocationIndex:
             db.execute("ROLLBACK")
             raise
 
-    def delete_tombstones(self, ranges: dict[str, tuple[int, int]]) -> int:
-        """Delete the tombstone rows written by entries in ``(lo, hi]`` of each partition; returns how many.
+    def delete_tombstones(self, upto: dict[str, int]) -> int:
+        """Delete the tombstone rows written by entries at or below ``upto[partition]``; returns how many.
 
-        One range read of the ``(partition, entry_offset)`` index per partition.
+        Only the entries past the previous call's bounds are looked at (one range read of the
+        ``(partition, entry_offset)`` index per partition): the bounds are kept in ``meta``
+        (``tombstones_collected``), in the same transaction, so a restart does not scan again.
         """
         db = self._db
         removed = 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            for partition, (lo, hi) in ranges.items():
+            row = db.execute("SELECT value FROM meta WHERE key = 'tombstones_collected'").fetchone()
+            done: dict[str, int] = orjson.loads(row[0]) if row else {}
+            for partition, hi in upto.items():
+                lo = done.get(partition, 0)
+                if hi <= lo:
+                    continue
                 removed += db.execute(
                     "DELETE FROM records WHERE partition = ? AND entry_offset > ? AND entry_offset <= ? "
                     "AND status != ?", (partition, lo, hi, STATUS_LIVE)).rowcount
+                done[partition] = hi
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('tombstones_collected', ?)",
+                       (orjson.dumps(done).decode(),))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
