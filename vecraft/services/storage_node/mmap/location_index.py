@@ -5,7 +5,9 @@ Everything one applied batch changes is committed in ONE transaction
 the tombstones of the ids it deleted, collection DDL, each partition's applied
 offset and HLC, and the record file's committed end. Hence after a crash at
 any instant the database describes exactly "every entry <= applied offset,
-nothing after", and the record file is cut back to the committed end.
+nothing after", and the record file is cut back to the committed end. A
+record file compaction moves every live row to the new file in one transaction
+too (:meth:`LocationIndex.commit_compaction`), naming the file in ``meta``.
 
 Durability: WAL mode with ``synchronous=NORMAL``. A process crash (kill -9)
 loses nothing that was committed; a power loss may roll back the last commits,
