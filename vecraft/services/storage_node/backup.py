@@ -1,4 +1,4 @@
-"""Shard replica checkpoints for base backups (the ``BackupShard`` RPC).
+"""Shard replica checkpoints for base backups (the ``BackupShard`` RPC) and peers (``CopyShard``).
 
 Under the replica's apply lock (applies wait, reads go on) the three stores are
 copied into a staging directory beside the replica's files, all at the same
@@ -8,17 +8,20 @@ the location index (SQLite's online backup) and the record file (stored as
 opens it without knowing about compaction). The lock is
 then released and the files are uploaded to the target as content-addressed
 blobs (``blobs/<sha256>``): a file the target already holds is not uploaded
-again, so unchanged index files cost nothing in the next backup.
+again, so unchanged index files cost nothing in the next backup. ``CopyShard``
+(:mod:`.peer_seeding`) streams the same checkpoint to a peer instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import shutil
 import sqlite3
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from vecraft.services.snapshot_service.layout import blob_key
@@ -54,7 +57,32 @@ def _checkpoint(replica: ShardReplica, staging: Path, offsets: dict[str, tuple[i
     shutil.copyfile(local.records.path, staging / LEGACY_NAME)
 
 
-def _sha256(path: Path) -> str:
+@contextlib.asynccontextmanager
+async def checkpoint(replica: ShardReplica, purpose: str
+                     ) -> AsyncIterator[tuple[Path, dict[str, tuple[int, int]]]]:
+    """A checkpoint of a serving replica in a staging directory, and the offsets it reflects.
+
+    The staging directory is deleted when the block ends, however it ends (a cancelled
+    stream included).
+
+    Raises:
+        Unavailable: the replica is not serving (``purpose`` says what to do instead).
+    """
+    engine = replica.engine
+    if engine is None or not replica.ready:
+        raise Unavailable(f"shard {replica.shard} of this node is not serving; {purpose} another replica")
+    staging = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=replica.data_dir))
+    try:
+        async with engine.lock:
+            offsets = dict(engine.applier.applied)
+            await asyncio.to_thread(_checkpoint, replica, staging, offsets)
+        yield staging, offsets
+    finally:
+        # Synchronous: a cancelled stream's clean-up must not wait for (or lose) a thread.
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_READ_CHUNK):
@@ -66,7 +94,7 @@ def _upload(target: BackupTarget, staging: Path, known: set[str]) -> tuple[list[
     files = []
     uploaded = 0
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-        digest = _sha256(path)
+        digest = sha256_file(path)
         size = path.stat().st_size
         if digest not in known:
             target.put(blob_key(digest), path.read_bytes())
@@ -80,18 +108,9 @@ def _upload(target: BackupTarget, staging: Path, known: set[str]) -> tuple[list[
 async def backup_replica(replica: ShardReplica, request: storage_pb2.BackupShardRequest
                          ) -> storage_pb2.BackupShardResponse:
     began = time.perf_counter()
-    engine = replica.engine
-    if engine is None or not replica.ready:
-        raise Unavailable(f"shard {replica.shard} of this node is not serving; back up another replica")
     target = open_target(request.target)
-    staging = Path(tempfile.mkdtemp(prefix=".backup-", dir=replica.data_dir))
-    try:
-        async with engine.lock:
-            offsets = dict(engine.applier.applied)
-            await asyncio.to_thread(_checkpoint, replica, staging, offsets)
+    async with checkpoint(replica, "back up") as (staging, offsets):
         files, uploaded = await asyncio.to_thread(_upload, target, staging, set(request.known_blobs))
-    finally:
-        await asyncio.to_thread(shutil.rmtree, staging, True)
     applied = [storage_pb2.PartitionProgress(partition=p, applied_offset=o, applied_hlc=h)
                for p, (o, h) in sorted(offsets.items())]
     return storage_pb2.BackupShardResponse(shard=replica.shard, applied=applied, files=files,

@@ -21,7 +21,9 @@ Start-up: the initial replicas (the map's, if the meta manager answers at once
 with one, else the flag's) open and check their local stores, load their index
 snapshot and replay the local records after it; their followers start; each
 catches up to the journal head as of then by pulling; the node reports ready
-once all have. A replica with an empty directory therefore rebuilds itself
+once all have. A replica with an absent or empty directory is first seeded
+from a copy: the newest base backup's (``--backup-target``), else a live peer
+replica's (``CopyShard``); only when neither can be had does it rebuild itself
 from the journal. Later loads do not make the node unready; a halted replica
 does, while the other hosted replicas keep answering. A replica dropped, or every
 replica at a shutdown on purpose, tells the journal it leaves (the journal stops
@@ -52,6 +54,7 @@ from vecraft.services.meta_manager.client import MetaClient, assigned_shards
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.hosting import ShardHosting
 from vecraft.services.storage_node.layout import LayoutError, migrate_single_shard_dir, replica_dir
+from vecraft.services.storage_node.peer_seeding import seed_from_peer
 from vecraft.services.storage_node.placement import follow_placement
 from vecraft.services.storage_node.registration import register_with_meta
 from vecraft.services.storage_node.replica import ReplicaConfig, ShardReplica
@@ -259,8 +262,7 @@ class StorageNode(Service):
             self.spawn(register_with_meta(self, self._meta, self.cfg.node_ttl_ms, self.registration_changed),
                        "meta-registration", forever=True)
         for replica in self.replicas.values():
-            if self.cfg.backup_target:
-                await self._seed(replica)
+            await self._seed(replica)
             await replica.open()
         for replica in self.replicas.values():
             replica.start(self._journal, self.spawn, self._caught_up)
@@ -306,8 +308,7 @@ class StorageNode(Service):
         self.replicas[shard] = replica
         self.registration_changed.set()
         try:
-            if self.cfg.backup_target:
-                await self._seed(replica)
+            await self._seed(replica)
             await replica.open()
         except BaseException:
             if self.replicas.get(shard) is replica:
@@ -317,12 +318,23 @@ class StorageNode(Service):
         replica.start(self._journal, self.spawn, self._caught_up)
 
     async def _seed(self, replica: ShardReplica) -> None:
-        """Start a replica without files from the newest backed-up copy (:mod:`.seeding`), if its
-        history is the journal's: the entry it last applied must be the journal's entry there."""
+        """Start a replica without files from a copy instead of the whole journal: the newest
+        backed-up copy first (it costs the cluster nothing, :mod:`.seeding`), else a live peer's
+        (:mod:`.peer_seeding`). A failed attempt leaves no files: the journal is the last resort."""
+        if replica.data_dir.exists() and any(replica.data_dir.iterdir()):
+            return
+        if self.cfg.backup_target and await self._seed_from_backup(replica):
+            return
+        await self._seed_from_peer(replica)
+
+    async def _seed_from_backup(self, replica: ShardReplica) -> bool:
+        """Seed from the newest backed-up copy, if its history is the journal's: the entry it last
+        applied must be the journal's entry there."""
         seeded = await asyncio.to_thread(seed_from_backup, self.cfg.backup_target, replica.shard,
                                          replica.data_dir)
         if seeded is None:
-            return
+            metrics.SEEDS.labels("backup", "failed").inc()
+            return False
         assert self._journal is not None
         for partition, (offset, hlc) in seeded.applied.items():
             if not offset:
@@ -336,8 +348,29 @@ class StorageNode(Service):
                             "from the journal instead", replica.shard,
                             extra={"shard": replica.shard, "backup": seeded.backup, "partition": partition})
                 await asyncio.to_thread(shutil.rmtree, replica.data_dir, True)
-                return
+                metrics.SEEDS.labels("backup", "other_history").inc()
+                return False
         metrics.SEEDED_REPLICAS.inc()
+        metrics.SEEDS.labels("backup", "seeded").inc()
+        return True
+
+    async def _seed_from_peer(self, replica: ShardReplica) -> None:
+        """Seed from a peer serving the shard (as the meta manager's registry lists them)."""
+        if self._meta is None:
+            return
+        try:
+            nodes = await asyncio.wait_for(self._meta.list_nodes("storage"), PLACEMENT_AT_START_S)
+        except (VecraftError, TimeoutError) as exc:
+            log.info("no peer list for seeding shard %d (%s); rebuilding from the journal", replica.shard,
+                     getattr(exc, "message", None) or type(exc).__name__)
+            return
+        peers = [(n.node_id, n.address) for n in nodes
+                 if n.node_id != self.node_id and n.address and replica.shard in n.shards]
+        if not peers:
+            metrics.SEEDS.labels("peer", "no_peer").inc()
+            return
+        seeded = await seed_from_peer(peers, replica.shard, replica.data_dir)
+        metrics.SEEDS.labels("peer", "failed" if seeded is None else "seeded").inc()
 
     async def drop(self, shard: int) -> None:
         """Leave the journal, stop serving ``shard``, wait for its requests, stop its loops, snapshot and

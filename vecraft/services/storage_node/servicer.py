@@ -1,4 +1,4 @@
-"""gRPC ``StorageNodeService``: Sync, Search, Get, Scan, Status.
+"""gRPC ``StorageNodeService``: Sync, Search, Get, Scan, Status, BackupShard, CopyShard.
 
 A request is for one serving shard replica (its ``shard`` field; absent: the
 node's only one, see :meth:`StorageNode.replica_for`); a shard not hosted, or
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +30,7 @@ from vecraft.services.storage_node.backup import backup_replica
 from vecraft.services.storage_node.indexes.registry import Collection
 from vecraft.services.storage_node.layout import local_shards
 from vecraft.services.storage_node.mmap import STATUS_LIVE, CorruptRecord
+from vecraft.services.storage_node.peer_seeding import stream_copy
 from vecraft.services.storage_node.scan import ScanOptions, scan
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
 from vecraft.shared.index import metadata_to_json
@@ -313,6 +314,12 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
                           context: grpc.aio.ServicerContext) -> storage_pb2.BackupShardResponse:
         with self.node.serving(request.shard) as replica, _naming_shard(replica):
             return await backup_replica(replica, request)
+
+    async def CopyShard(self, request: storage_pb2.CopyShardRequest,
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[storage_pb2.ShardFileChunk]:
+        with self.node.serving(request.shard) as replica, _naming_shard(replica):
+            async for chunk in stream_copy(replica):
+                yield chunk
 
     async def Status(self, request: storage_pb2.NodeStatusRequest,
                      context: grpc.aio.ServicerContext) -> storage_pb2.NodeStatusResponse:

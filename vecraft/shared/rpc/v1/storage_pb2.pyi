@@ -7,6 +7,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CopyShardRequest(_message.Message):
+    __slots__ = ("shard",)
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    def __init__(self, shard: _Optional[int] = ...) -> None: ...
+
+class ShardFileChunk(_message.Message):
+    __slots__ = ("applied", "files", "path", "offset", "data")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    applied: _containers.RepeatedCompositeFieldContainer[PartitionProgress]
+    files: _containers.RepeatedCompositeFieldContainer[BackupFile]
+    path: str
+    offset: int
+    data: bytes
+    def __init__(self, applied: _Optional[_Iterable[_Union[PartitionProgress, _Mapping]]] = ..., files: _Optional[_Iterable[_Union[BackupFile, _Mapping]]] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class BackupShardRequest(_message.Message):
     __slots__ = ("shard", "target", "known_blobs")
     SHARD_FIELD_NUMBER: _ClassVar[int]

@@ -64,6 +64,11 @@ class StorageNodeServiceStub:
                 request_serializer=vecraft_dot_v1_dot_storage__pb2.BackupShardRequest.SerializeToString,
                 response_deserializer=vecraft_dot_v1_dot_storage__pb2.BackupShardResponse.FromString,
                 _registered_method=True)
+        self.CopyShard = channel.unary_stream(
+                '/vecraft.v1.StorageNodeService/CopyShard',
+                request_serializer=vecraft_dot_v1_dot_storage__pb2.CopyShardRequest.SerializeToString,
+                response_deserializer=vecraft_dot_v1_dot_storage__pb2.ShardFileChunk.FromString,
+                _registered_method=True)
 
 
 class StorageNodeServiceServicer:
@@ -115,6 +120,16 @@ class StorageNodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CopyShard(self, request, context):
+        """Stream the same checkpoint of a hosted shard replica to a peer seeding its
+        own replica of the shard: a header (applied offsets and the file list),
+        then every file in chunks of at most 1 MiB. UNAVAILABLE when the replica
+        is not serving.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageNodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +162,11 @@ def add_StorageNodeServiceServicer_to_server(servicer, server):
                     servicer.BackupShard,
                     request_deserializer=vecraft_dot_v1_dot_storage__pb2.BackupShardRequest.FromString,
                     response_serializer=vecraft_dot_v1_dot_storage__pb2.BackupShardResponse.SerializeToString,
+            ),
+            'CopyShard': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyShard,
+                    request_deserializer=vecraft_dot_v1_dot_storage__pb2.CopyShardRequest.FromString,
+                    response_serializer=vecraft_dot_v1_dot_storage__pb2.ShardFileChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +331,33 @@ class StorageNodeService:
             '/vecraft.v1.StorageNodeService/BackupShard',
             vecraft_dot_v1_dot_storage__pb2.BackupShardRequest.SerializeToString,
             vecraft_dot_v1_dot_storage__pb2.BackupShardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vecraft.v1.StorageNodeService/CopyShard',
+            vecraft_dot_v1_dot_storage__pb2.CopyShardRequest.SerializeToString,
+            vecraft_dot_v1_dot_storage__pb2.ShardFileChunk.FromString,
             options,
             channel_credentials,
             insecure,
