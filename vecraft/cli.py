@@ -97,7 +97,8 @@ class UpSettings(BaseSettings):
         f"--query-replicas. Default {_D.query_nodes}"))
     replicas: int | None = Field(None, description=(
         f"storage replicas per shard, each on a different storage node; a node that newly hosts a "
-        f"replica rebuilds it from the journal. Default {_D.replicas}"))
+        f"replica copies it from the newest backup or a live peer, else rebuilds it from the journal. "
+        f"Default {_D.replicas}"))
     query_replicas: int | None = Field(None, description=(
         f"query nodes serving each shard; the gateway spreads eventual/bounded reads over them and "
         f"pins a read-your-writes session to one. Default {_D.query_replicas}"))
