@@ -47,7 +47,7 @@ from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.snapshots import SnapshotStore
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
 from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
-from vecraft.services.storage_node.mmap.record_file import fsync_dir
+from vecraft.shared.index.snapshot_dir import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def open_record_file(data_dir: Path, locations: LocationIndex) -> RecordFile:
         log.warning("removed a record file left by an interrupted compaction",
                     extra={"path": str(path), "current": name})
     if stray:
-        fsync_dir(data_dir)
+        fsync_path(data_dir)
     return RecordFile(data_dir / name, base)
 
 
@@ -165,7 +165,7 @@ def _remove_replaced(path: Path) -> None:
     """Delete the compacted-away file (its mapping lives on until released); start-up would otherwise."""
     try:
         path.unlink()
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
     except OSError:
         log.exception("could not delete the replaced record file; the next start-up removes it",
                       extra={"path": str(path)})

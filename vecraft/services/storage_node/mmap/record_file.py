@@ -40,6 +40,8 @@ from pathlib import Path
 import crc32c
 import numpy as np
 
+from vecraft.shared.index.snapshot_dir import fsync_path
+
 STATUS_EMPTY = 0
 STATUS_LIVE = 1
 STATUS_DELETED = 2
@@ -326,7 +328,7 @@ class RecordFile:
             f.truncate(max(_MIN_SIZE, -(-total // _MIN_SIZE) * _MIN_SIZE))
             f.flush()
             os.fsync(f.fileno())
-        fsync_dir(dest.parent)
+        fsync_path(dest.parent)
         return new_offsets
 
     def switch(self, path: Path, base: int, end: int) -> None:
@@ -403,12 +405,3 @@ class RecordFile:
                 if mapping is not None:
                     mapping.close()
             self._prev = None
-
-
-def fsync_dir(directory: Path) -> None:
-    """fsync a directory, so a file created, renamed or removed in it stays so after a power loss."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
