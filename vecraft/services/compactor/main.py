@@ -14,6 +14,7 @@ trim the same floors twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -73,6 +74,8 @@ class Compactor(Service):
             raise ValueError("--journal-address is required")
         self.journal = JournalClient(settings.journal_address)
         self.memory = _load_memory(settings.data_dir / STATE_FILE)
+        #: What consumers.json holds (rewritten only when it changed, not every pass).
+        self._saved = {key: dataclasses.replace(c) for key, c in self.memory.consumers.items()}
         self.last: list[Floor] = []
         self.last_pass_unix_ms = 0
 
@@ -109,7 +112,9 @@ class Compactor(Service):
             log.warning("replica %s of %s was down longer than --replica-retention-s and no longer holds "
                         "journal GC back; it is rebuilt from a backup or a peer when it returns",
                         replica_id, partition, extra={"partition": partition, "replica": replica_id})
-        await asyncio.to_thread(_save_memory, self.cfg.data_dir / STATE_FILE, self.memory)
+        if self.memory.consumers != self._saved:
+            await asyncio.to_thread(_save_memory, self.cfg.data_dir / STATE_FILE, self.memory)
+            self._saved = {key: dataclasses.replace(c) for key, c in self.memory.consumers.items()}
         if self.cfg.backup_target:
             bounds = await asyncio.to_thread(self._backup_bounds)
         elif self.cfg.trim_without_backup:

@@ -45,7 +45,7 @@ import numpy as np
 
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.snapshots import SnapshotStore
-from vecraft.services.storage_node.journal_replay.engine import ApplyEngine
+from vecraft.services.storage_node.journal_replay.engine import ApplyEngine, run_to_completion
 from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
 from vecraft.shared.index.snapshot_dir import fsync_path
 
@@ -232,13 +232,7 @@ class RecordCompactor:
         async with self.engine.lock:
             if self.engine.closed:
                 return None
-            work = asyncio.ensure_future(asyncio.to_thread(fn))
-            try:
-                return await asyncio.shield(work)
-            except asyncio.CancelledError:
-                # A thread cannot be stopped: keep the lock until it is done, as the engine does.
-                await asyncio.wait([work])
-                raise
+            return await run_to_completion(fn)
 
     async def _collect(self) -> None:
         offsets = self.snapshots.offsets()

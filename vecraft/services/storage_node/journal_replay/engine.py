@@ -12,10 +12,12 @@ one chunk of a big push batch. After each chunk it reports the applied offset
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.registry import CollectionRegistry
@@ -54,6 +56,20 @@ def chunks(entries: Sequence[journal_pb2.JournalEntry]) -> list[list[journal_pb2
     if current:
         out.append(current)
     return out
+
+
+T = TypeVar("T")
+
+
+async def run_to_completion(fn: Callable[[], T]) -> T:
+    """``fn()`` in a worker thread; a cancelled caller still waits for the thread to end (a thread
+    cannot be stopped), so a lock held around the call covers the whole run."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 class ApplyEngine:
@@ -111,14 +127,10 @@ class ApplyEngine:
                     raise Unavailable(f"shard {self._shard} is no longer hosted here; not applied")
                 self.halts.check(partition)
                 with timed(metrics.APPLY_LATENCY):
-                    work = asyncio.ensure_future(asyncio.to_thread(self._apply_chunk, partition, chunk))
                     try:
-                        result = await asyncio.shield(work)
-                    except asyncio.CancelledError:
-                        # A thread cannot be stopped: hold the lock until the chunk is
-                        # done, so a snapshot at shutdown never sees it half applied.
-                        await asyncio.wait([work])
-                        raise
+                        # Held to the end, so a snapshot at shutdown never sees a chunk half applied.
+                        result = await run_to_completion(
+                            functools.partial(self._apply_chunk, partition, chunk))
                     except JournalGap:
                         raise
                     except Exception as exc:
