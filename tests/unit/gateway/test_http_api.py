@@ -197,6 +197,34 @@ def test_operations_and_journal(client: TestClient) -> None:
     assert client.get("/v1/journal/data-99").status_code == 404
 
 
+def _b64(values: list[float]) -> str:
+    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode()
+
+
+def test_a_base64_query_vector_finds_what_the_list_finds(client: TestClient) -> None:
+    _seed(client, n=50)
+    q = [0.3, -0.1, 0.9, 0.2]
+    as_list = client.post("/v1/vectors/search", json={"vector": q, "k": 7}).json()
+    as_b64 = client.post("/v1/vectors/search", json={"vector_b64": _b64(q), "k": 7}).json()
+    assert [h["id"] for h in as_b64["results"]] == [h["id"] for h in as_list["results"]]
+    assert [h["score"] for h in as_b64["results"]] == [h["score"] for h in as_list["results"]]
+
+
+def test_searches_are_answered_by_the_lean_route_not_fastapis(client: TestClient) -> None:
+    """The first route matching POST /v1/vectors/search is the plain Starlette one (no FastAPI
+    parameter solving per search); the FastAPI route behind it still documents it."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Match
+    scope = {"type": "http", "path": "/v1/vectors/search", "method": "POST", "root_path": ""}
+    app = client.app
+    first = next(r for r in app.router.routes if r.matches(scope)[0] is Match.FULL)  # type: ignore[attr-defined]
+    assert not isinstance(first, APIRoute)
+    assert client.get("/v1/vectors/search").status_code == 405
+    r = client.post("/v1/vectors/search?colection=docs", json={"vector": [1, 0, 0, 0]})
+    assert r.status_code == 400
+    assert r.json()["error"]["details"] == {"unknown_query_parameters": ["colection"]}
+
+
 @pytest.mark.parametrize(("kwargs", "status", "fragment"), [
     ({"content": b"{not json"}, 400, "not valid JSON"),
     ({"content": b'{"vector": [NaN, 1, 2, 3]}'}, 400, "NaN and Infinity"),
@@ -210,6 +238,11 @@ def test_operations_and_journal(client: TestClient) -> None:
     ({"json": {"vector": [1, 2, 3, 4], "filters": {"a": {"$regex": "x"}}}}, 400, "$regex"),
     ({"json": {"k": 3}}, 400, "vector is required"),
     ({"json": {"vector": [1, 2, 3]}}, 400, "dimension"),
+    ({"json": {"vector_b64": _b64([1, 2, 3])}}, 400, "dimension"),
+    ({"json": {"vector_b64": _b64([1, 2, 3, 4]), "vector": [1, 2, 3, 4]}}, 400, "not both"),
+    ({"json": {"vector_b64": "not base64!"}}, 400, "vector_b64 is not valid base64"),
+    ({"json": {"vector_b64": base64.b64encode(b"12345").decode()}}, 400, "5 bytes"),
+    ({"json": {"vector_b64": _b64([1, float("nan"), 3, 4])}}, 400, "nan"),
 ])
 def test_bad_searches_are_400(client: TestClient, kwargs: dict, status: int, fragment: str) -> None:
     _seed(client)

@@ -22,7 +22,7 @@ from vecraft.services.api_gateway.console.probe import ClusterProbe
 from vecraft.services.api_gateway.gateway import Gateway
 from vecraft.services.api_gateway.handlers.audit_routes import build_audit_router
 from vecraft.services.api_gateway.handlers.console_routes import build_console_router
-from vecraft.services.api_gateway.handlers.http_routes import build_router
+from vecraft.services.api_gateway.handlers.http_routes import build_router, lean_search_route
 from vecraft.services.api_gateway.handlers.http_schemas import REQUEST_MODELS
 from vecraft.services.api_gateway.handlers.key_routes import CreateKeyRequest, build_key_router
 from vecraft.services.api_gateway.handlers.quota_routes import SetQuotaRequest, build_quota_router
@@ -69,6 +69,8 @@ def create_app(gateway: Gateway, *, extra_routes: Sequence[BaseRoute] = (),
     app = FastAPI(title="Vecraft API", version="1.0.0", description=DESCRIPTION,
                   default_response_class=JSONResponse, docs_url=None, redoc_url=None)
     _serve_swagger_ui(app)
+    # Before the FastAPI routes: the search route that answers (the FastAPI one documents it).
+    app.router.routes.append(lean_search_route(gateway))
     app.include_router(build_router(gateway))
     app.include_router(build_console_router(gateway, cluster_probe))
     if keys is not None:

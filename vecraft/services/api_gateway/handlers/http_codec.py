@@ -207,15 +207,22 @@ def principal_of(request: Request) -> Principal:
 
 # --- requests ----------------------------------------------------------------------------------------
 
-SEARCH_FIELDS = ("vector", "k", "consistency_level", "max_staleness_ms", "filters", "collection",
-                 "min_required_offset", "session_token", "ef_search", "timeout_ms", "allow_partial",
-                 "include_documents")
+SEARCH_FIELDS = ("vector", "vector_b64", "k", "consistency_level", "max_staleness_ms", "filters",
+                 "collection", "min_required_offset", "session_token", "ef_search", "timeout_ms",
+                 "allow_partial", "include_documents")
 
 
 def search_query(f: Fields, headers: Mapping[str, str], *, query_collection: str | None) -> SearchQuery:
     """The spec's search body (+ extensions) and its X-Consistency-Level / X-Max-Staleness-Ms headers."""
-    if not f.has("vector"):
-        raise InvalidRequest("vector is required: a list of numbers")
+    if f.has("vector") and f.has("vector_b64"):
+        raise InvalidRequest("give one of vector (a list of numbers) or vector_b64, not both")
+    if f.has("vector_b64"):
+        vector: Any = decode_b64_vectors(f.str("vector_b64") or "", None, field="vector_b64")[0]
+    elif f.has("vector"):
+        vector = f.raw("vector")
+    else:
+        raise InvalidRequest("vector is required: a list of numbers (or vector_b64: base64 of float32 "
+                             "little endian)")
     level_text = f.raw("consistency_level", headers.get("x-consistency-level"))
     staleness: Any = f.raw("max_staleness_ms")
     if staleness is None and headers.get("x-max-staleness-ms") is not None:
@@ -232,7 +239,7 @@ def search_query(f: Fields, headers: Mapping[str, str], *, query_collection: str
         # A staleness bound alone asks for bounded staleness.
         level = ConsistencyLevel.BOUNDED_STALENESS if staleness is not None else ConsistencyLevel.EVENTUAL
     return SearchQuery(
-        vector=f.raw("vector"), k=validate_k(f.raw("k", 10)), level=level, max_staleness_ms=staleness,
+        vector=vector, k=validate_k(f.raw("k", 10)), level=level, max_staleness_ms=staleness,
         min_required_offset=f.int("min_required_offset", 0) or 0,
         filter=parse_filter(f.object("filters")),
         collection=collection_of(f, query_collection),
@@ -287,14 +294,22 @@ def write_many(f: Fields, *, upsert: bool, query_ack: str | None,
         ack=_ack(f, query_ack))
 
 
-def decode_b64_vectors(text: str, dim: int | None) -> np.ndarray:
-    """rows x dim float32 from base64 of little-endian floats."""
-    if dim is None:
+def decode_b64_vectors(text: str, dim: int | None, *, field: str = "vectors_b64") -> np.ndarray:
+    """rows x dim float32 from base64 of little-endian floats; ``field`` "vector_b64" is one
+    vector whose dimension is its length (``dim`` None)."""
+    one = field == "vector_b64"
+    if dim is None and not one:
         raise InvalidRequest("dim is required with vectors_b64 (the number of floats per vector)")
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest("vectors_b64 is not valid base64 (standard alphabet, with padding)") from None
+        raise InvalidRequest(f"{field} is not valid base64 (standard alphabet, with padding)") from None
+    if one:
+        if not raw or len(raw) % 4 or len(raw) // 4 > MAX_DIM:
+            raise InvalidRequest(f"vector_b64 holds {len(raw)} bytes, not 1 to {MAX_DIM} float32 values "
+                                 "(4 bytes each)")
+        dim = len(raw) // 4
+    assert dim is not None
     row_bytes = 4 * dim
     if not raw or len(raw) % row_bytes:
         raise InvalidRequest(f"vectors_b64 holds {len(raw)} bytes, not a whole number of vectors of "

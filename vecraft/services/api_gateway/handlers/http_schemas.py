@@ -54,7 +54,10 @@ class _WriteOptions(_Request):
 class SearchRequest(_Request):
     """The spec's search body plus optional Vecraft extensions."""
 
-    vector: list[float] = Field(..., min_length=1, max_length=MAX_DIM)
+    vector: list[float] | None = Field(None, min_length=1, max_length=MAX_DIM,
+                                       description="the query vector (this or `vector_b64`)")
+    vector_b64: str | None = Field(None, description="the query vector as base64 of float32 little "
+                                                     "endian (this or `vector`)")
     k: int = Field(10, ge=MIN_K, le=MAX_K)
     consistency_level: LevelName | None = Field(
         None, description="eventual (default) | bounded | read_your_writes | strong; wins over "
