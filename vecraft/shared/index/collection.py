@@ -123,7 +123,6 @@ class CollectionIndex:
         self._ef_search = ef_search
         self.add_threads = max(1, add_threads)
         self._graph = self._new_graph()
-        self._vectors = np.empty((0, dim), dtype=np.float32)  # label -> indexed vector
         self._norms = np.empty(0, dtype=np.float32)  # label -> original norm (cosine only)
         self._alive = np.empty(0, dtype=bool)
         self._ids: list[str | None] = []  # label -> id (None once dead)
@@ -183,10 +182,10 @@ class CollectionIndex:
     def memory_bytes(self) -> int:
         """Approximate bytes held by the vector store and the graph (vectors, norms, links)."""
         with self._rw.read():
-            # faiss stores each vector once more in the graph's flat storage, plus
-            # ~2*M neighbours (int32) on level 0 per node.
+            # The vectors (held once, in the graph's flat storage) and ~2*M neighbours (int32)
+            # on level 0 per node.
             graph = self._size * (self.dim * 4 + 2 * self.m * 4)
-            return int(self._vectors.nbytes + self._norms.nbytes + self._alive.nbytes + graph)
+            return int(self._norms.nbytes + self._alive.nbytes + graph)
 
     def set_ef_search(self, ef: int) -> None:
         """Default ef for searches that do not pass one (ALTER of hnsw.ef_search); 0 = dynamic."""
@@ -210,7 +209,7 @@ class CollectionIndex:
         with self._rw.read():
             found = [i for i in ids if i in self._label_of]
             labels = np.fromiter((self._label_of[i] for i in found), dtype=np.int64, count=len(found))
-            vectors = self._vectors[labels]
+            vectors = self._stored_vectors()[labels]
             if self.metric == "cosine":
                 vectors *= self._norms[labels, None]
             return found, vectors, [self._metas[label] for label in labels.tolist()]
@@ -290,7 +289,6 @@ class CollectionIndex:
         first, end = self._size, self._size + len(ids)
         if end > len(self._alive):
             self._grow(end)
-        self._vectors[first:end] = vectors
         self._norms[first:end] = norms
         # OpenMP's thread count is per calling thread: set it where the add runs.
         faiss.omp_set_num_threads(self.add_threads)
@@ -302,13 +300,23 @@ class CollectionIndex:
 
     def _grow(self, needed: int) -> None:
         capacity = max(needed, 2 * len(self._alive), 1024)
-        vectors = np.empty((capacity, self.dim), dtype=np.float32)
-        vectors[: self._size] = self._vectors[: self._size]
         norms = np.empty(capacity, dtype=np.float32)
         norms[: self._size] = self._norms[: self._size]
         alive = np.zeros(capacity, dtype=bool)
         alive[: self._size] = self._alive[: self._size]
-        self._vectors, self._norms, self._alive = vectors, norms, alive
+        self._norms, self._alive = norms, alive
+
+    def _stored_vectors(self) -> np.ndarray:
+        """label -> indexed vector: a view of the graph's own flat storage, not a second copy.
+
+        faiss moves that storage when an add grows it, so the view is valid only while no add
+        can run: under the read lock or ``self._writer``, and never kept past it.
+        """
+        if self._size == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        storage = faiss.downcast_index(self._graph.storage)
+        xb = storage.get_xb()  # type: ignore[attr-defined]  # IndexFlat's, missing from faiss's .pyi
+        return faiss.rev_swig_ptr(xb, self._size * self.dim).reshape(self._size, self.dim)
 
     def _kill(self, labels: np.ndarray) -> None:
         self._alive[labels] = False
@@ -367,7 +375,9 @@ class CollectionIndex:
                 alive = self._alive[:size].copy()
                 ids = self._ids[:size]
                 metas = self._metas[:size]
-                vectors, norms = self._vectors, self._norms  # rows < size are never rewritten
+                # A copy: the graph's storage moves when a write grows it during the rebuild
+                # (norm rows < size are never rewritten, the array itself is replaced).
+                vectors, norms = self._stored_vectors().copy(), self._norms
                 self._touched = set()
             try:
                 return self._rebuild(size, alive, ids, metas, vectors, norms, began, stop,
@@ -423,7 +433,7 @@ class CollectionIndex:
         present = sorted(i for i in ids if i in self._label_of)
         gone = sorted(i for i in ids if i not in self._label_of)
         labels = np.fromiter((self._label_of[i] for i in present), dtype=np.int64, count=len(present))
-        return (present, self._vectors[labels], self._norms[labels],
+        return (present, self._stored_vectors()[labels], self._norms[labels],
                 [self._metas[label] for label in labels.tolist()], gone)
 
     def _apply_changes(self, changes: tuple[list[str], np.ndarray, np.ndarray,
@@ -439,7 +449,7 @@ class CollectionIndex:
         with self._rw.write():
             fresh._graph.hnsw.efSearch = self._ef_search or DYNAMIC_EF_MIN
             self._graph, self._meta_index, self._size = fresh._graph, fresh._meta_index, fresh._size
-            self._vectors, self._norms, self._alive = fresh._vectors, fresh._norms, fresh._alive
+            self._norms, self._alive = fresh._norms, fresh._alive
             self._ids, self._metas, self._label_of = fresh._ids, fresh._metas, fresh._label_of
             self._alive_bits = None
 
@@ -592,10 +602,11 @@ class CollectionIndex:
         scores = np.empty(len(labels), dtype=np.float32)
         buffer = np.empty((min(_EXACT_BLOCK, len(labels)), self.dim), dtype=np.float32)
         query = q[0]
+        stored = self._stored_vectors()
         for start in range(0, len(labels), _EXACT_BLOCK):
             block = labels[start:start + _EXACT_BLOCK]
             rows = buffer[: len(block)]
-            np.take(self._vectors, block, axis=0, out=rows, mode="clip")  # clip: no out copy
+            np.take(stored, block, axis=0, out=rows, mode="clip")  # clip: no out copy
             out = scores[start:start + len(block)]
             if self.metric == "l2":
                 np.subtract(rows, query, out=rows)
@@ -616,7 +627,7 @@ class CollectionIndex:
         """Snapshot to ``directory`` atomically (temp dir, fsync, rename); searches keep running."""
         with self._writer, self._rw.read():
             persistence.save_collection(
-                Path(directory), graph=self._graph, vectors=self._vectors[: self._size],
+                Path(directory), graph=self._graph,
                 norms=self._norms[: self._size], alive=self._alive[: self._size],
                 ids=self._ids, metas=self._metas,
                 params={"dim": self.dim, "metric": self.metric, "m": self.m,
@@ -631,7 +642,7 @@ class CollectionIndex:
                     ef_construction=params["ef_construction"], ef_search=params["ef_search"])
         size = len(loaded.alive)
         index._graph, index._size = loaded.graph, size
-        index._vectors, index._norms, index._alive = loaded.vectors, loaded.norms, loaded.alive
+        index._norms, index._alive = loaded.norms, loaded.alive
         index._ids, index._metas = loaded.ids, loaded.metas
         live = np.flatnonzero(loaded.alive).tolist()
         index._label_of = {loaded.ids[label]: label for label in live}  # type: ignore[misc]

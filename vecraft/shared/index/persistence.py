@@ -2,14 +2,16 @@
 
 One directory, replaced atomically (:mod:`vecraft.shared.index.snapshot_dir`)::
 
-    graph.faiss     faiss.write_index of the HNSW graph (tombstoned nodes included)
-    vectors.npy     float32 (labels, dim): the indexed vectors (unit length for cosine)
+    graph.faiss     faiss.write_index of the HNSW graph (tombstoned nodes included); it holds
+                    the indexed vectors (unit length for cosine) in its flat storage
     norms.npy       float32 (labels,): original norms (cosine), else ones
     alive.npy       bool (labels,): which labels are records, not tombstones
     records.json    {"format", "params", "labels", "ids", "metadata"} of alive labels only
 
 The graph is saved as is, tombstones included, so a loaded index walks the
-same graph and gives exactly the same answers.
+same graph and gives exactly the same answers. Snapshots written before the
+vectors were held once also have a ``vectors.npy``, the same rows again; it is
+not read.
 """
 
 from __future__ import annotations
@@ -33,14 +35,13 @@ FORMAT = 1
 class LoadedCollection:
     params: dict[str, Any]
     graph: faiss.IndexHNSWFlat
-    vectors: np.ndarray
     norms: np.ndarray
     alive: np.ndarray
     ids: list[str | None]
     metas: list[Mapping[str, Any] | None]
 
 
-def save_collection(directory: Path, *, graph: faiss.Index, vectors: np.ndarray, norms: np.ndarray,
+def save_collection(directory: Path, *, graph: faiss.Index, norms: np.ndarray,
                     alive: np.ndarray, ids: Sequence[str | None],
                     metas: Sequence[Mapping[str, Any] | None], params: dict[str, Any]) -> None:
     """Write one snapshot; replaces ``directory`` only once everything is durable."""
@@ -49,7 +50,6 @@ def save_collection(directory: Path, *, graph: faiss.Index, vectors: np.ndarray,
                "ids": [ids[label] for label in live], "metadata": [metas[label] for label in live]}
     with atomic_directory(directory) as tmp:
         faiss.write_index(graph, str(tmp / "graph.faiss"))
-        np.save(tmp / "vectors.npy", vectors)
         np.save(tmp / "norms.npy", norms)
         np.save(tmp / "alive.npy", alive)
         (tmp / "records.json").write_bytes(_dumps(records))
@@ -72,19 +72,17 @@ def load_collection(directory: Path) -> LoadedCollection:
     records = orjson.loads((source / "records.json").read_bytes())
     if records.get("format") != FORMAT:
         raise ValueError(f"{source}: unsupported snapshot format {records.get('format')!r}")
-    vectors = np.load(source / "vectors.npy")
     norms = np.load(source / "norms.npy")
     alive = np.load(source / "alive.npy")
     graph = faiss.read_index(str(source / "graph.faiss"))
     if not isinstance(graph, faiss.IndexHNSWFlat):
         raise ValueError(f"{source}: graph is a {type(graph).__name__}, not an IndexHNSWFlat")
     size = len(alive)
-    if graph.ntotal != size or len(vectors) != size or len(norms) != size:
-        raise ValueError(f"{source}: graph has {graph.ntotal} nodes, vectors {len(vectors)}, "
-                         f"norms {len(norms)}, alive {size}")
+    if graph.ntotal != size or len(norms) != size:
+        raise ValueError(f"{source}: graph has {graph.ntotal} nodes, norms {len(norms)}, alive {size}")
     ids: list[str | None] = [None] * size
     metas: list[Mapping[str, Any] | None] = [None] * size
     for label, id_, meta in zip(records["labels"], records["ids"], records["metadata"], strict=True):
         ids[label], metas[label] = id_, meta
-    return LoadedCollection(params=records["params"], graph=graph, vectors=vectors, norms=norms,
+    return LoadedCollection(params=records["params"], graph=graph, norms=norms,
                             alive=alive, ids=ids, metas=metas)
