@@ -29,18 +29,17 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
-import json
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import uvloop
 
+from vecraft.local.standalone_services import ServiceEntry, read_services
 from vecraft.shared.common import in_process
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import (
@@ -54,27 +53,6 @@ log = logging.getLogger(__name__)
 
 #: How often start-up looks at the services of a group for readiness.
 READY_POLL_S = 0.05
-
-
-@dataclass(frozen=True)
-class ServiceEntry:
-    """One service of the standalone process: what its own process would have been run with."""
-
-    name: str
-    role: str
-    module: str
-    group: int
-    args: tuple[str, ...]
-
-
-def write_services(entries: Sequence[ServiceEntry]) -> str:
-    """The ``--services`` file's text."""
-    return json.dumps([asdict(e) for e in entries], indent=1)
-
-
-def read_services(path: Path) -> list[ServiceEntry]:
-    return [ServiceEntry(name=e["name"], role=e["role"], module=e["module"], group=int(e["group"]),
-                         args=tuple(e["args"])) for e in json.loads(path.read_text())]
 
 
 def build_service(entry: ServiceEntry) -> Service:

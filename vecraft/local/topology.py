@@ -60,7 +60,7 @@ from typing import Any
 from vecraft.local.etcd import tls_args as etcd_tls_args
 from vecraft.local.nats import nats_config
 from vecraft.local.ports import LOOPBACK, PortPair, allocate_ports
-from vecraft.local.standalone import ServiceEntry, write_services
+from vecraft.local.standalone_services import ServiceEntry, write_services
 from vecraft.shared.common.errors import Conflict
 from vecraft.shared.common.tls import TlsFiles
 

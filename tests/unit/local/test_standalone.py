@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vecraft.local.standalone import ServiceEntry, read_services, run, write_services
+from vecraft.local.standalone import run
+from vecraft.local.standalone_services import ServiceEntry, read_services, write_services
 
 pytestmark = pytest.mark.unit
 
