@@ -21,9 +21,12 @@ server's message and details. Transport failures are translated once, here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import orjson
+import urllib3
 
 from vecraft.services.api_gateway.auth.errors import PermissionDenied, Unauthenticated
 from vecraft.shared.common.errors import (
@@ -50,10 +53,10 @@ _BY_STATUS: dict[int, type[VecraftError]] = {
 
 __all__ = ["ClockSkew", "Conflict", "InvalidRequest", "NotFound", "PayloadTooLarge", "PermissionDenied",
            "RateLimited", "Timeout", "Unauthenticated", "Unavailable", "VecraftError", "error_from_http",
-           "error_from_transport", "retry_after_ms_of"]
+           "error_from_transport", "error_from_urllib3", "retry_after_ms_of"]
 
 
-def retry_after_ms_of(headers: httpx.Headers) -> int | None:
+def retry_after_ms_of(headers: Mapping[str, str]) -> int | None:
     """Retry-After (seconds, possibly fractional) as milliseconds, if present and numeric."""
     value = headers.get("retry-after")
     if value is None:
@@ -64,24 +67,26 @@ def retry_after_ms_of(headers: httpx.Headers) -> int | None:
         return None
 
 
-def error_from_http(response: httpx.Response) -> VecraftError:
-    """The VecraftError an HTTP error response stands for (server message kept)."""
+def error_from_http(status: int, headers: Mapping[str, str], content: bytes) -> VecraftError:
+    """The VecraftError an HTTP error response stands for (server message kept); ``headers``
+    must look names up case-insensitively (httpx's and urllib3's both do)."""
     code: str | None = None
-    message = f"HTTP {response.status_code}"
+    message = f"HTTP {status}"
     details: dict[str, Any] = {}
     try:
-        body = response.json()
+        body = orjson.loads(content)
         error = body.get("error", {}) if isinstance(body, dict) else {}
         code = error.get("code")
         message = error.get("message") or message
         details = error.get("details") or {}
-    except ValueError:
-        if response.text:
-            message = f"HTTP {response.status_code}: {response.text[:200]}"
-    cls = error_class(code) if code else _BY_STATUS.get(response.status_code, VecraftError)
-    if cls is VecraftError and response.status_code in _BY_STATUS:
-        cls = _BY_STATUS[response.status_code]
-    return cls(message, details=details, retry_after_ms=retry_after_ms_of(response.headers))
+    except orjson.JSONDecodeError:
+        text = content.decode("utf-8", "replace")
+        if text:
+            message = f"HTTP {status}: {text[:200]}"
+    cls = error_class(code) if code else _BY_STATUS.get(status, VecraftError)
+    if cls is VecraftError and status in _BY_STATUS:
+        cls = _BY_STATUS[status]
+    return cls(message, details=details, retry_after_ms=retry_after_ms_of(headers))
 
 
 def error_from_transport(exc: httpx.HTTPError) -> VecraftError:
@@ -91,7 +96,20 @@ def error_from_transport(exc: httpx.HTTPError) -> VecraftError:
         where = f" {url.scheme}://{url.netloc.decode()} ({exc.request.method} {url.raw_path.decode()})"
     except RuntimeError:  # no request attached
         where = ""
-    if isinstance(exc, httpx.TimeoutException):
+    return _transport_error(exc, where, timed_out=isinstance(exc, httpx.TimeoutException))
+
+
+def error_from_urllib3(exc: urllib3.exceptions.HTTPError, method: str, base_url: str,
+                       path: str) -> VecraftError:
+    """:func:`error_from_transport` for the sync client's urllib3 failures."""
+    # NewConnectionError (refused, unreachable) subclasses ConnectTimeoutError in urllib3 2.
+    timed_out = (isinstance(exc, urllib3.exceptions.TimeoutError)
+                 and not isinstance(exc, urllib3.exceptions.NewConnectionError))
+    return _transport_error(exc, f" {base_url} ({method} {path})", timed_out=timed_out)
+
+
+def _transport_error(exc: Exception, where: str, *, timed_out: bool) -> VecraftError:
+    if timed_out:
         err: VecraftError = DeadlineExceeded(f"request to{where} timed out: {exc}")
     else:
         err = Unavailable(f"cannot reach the server at{where}: {exc}" if where

@@ -1,7 +1,7 @@
 """The engines of the peers benchmark behind one small interface.
 
 Each engine is driven the way its users drive it on one machine: Vecraft as a
-local cluster through its HTTP gateway, Chroma embedded in the benchmark's
+local cluster through its HTTP gateway with the SDK (``VecraftClient``), Chroma embedded in the benchmark's
 process (``PersistentClient``, HNSW), Milvus Lite through ``pymilvus`` (milvus-lite
 3.x is a Python engine serving gRPC from a thread of this process). All get the same vectors,
 ids, metadata, HNSW parameters (M, ef_construction, ef_search) and queries,
@@ -20,13 +20,12 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
-import orjson
 
 from vecraft.bench._cluster import ClusterSpec, LocalCluster
-from vecraft.bench._http import BenchHttp, load_dataset, search_body
+from vecraft.bench._http import BenchHttp, load_dataset
 from vecraft.local.process import free_port
+from vecraft_client import VecraftClient
 
 
 class Engine(ABC):
@@ -65,8 +64,9 @@ class Engine(ABC):
 
 
 class VecraftEngine(Engine):
-    """A local Vecraft cluster (``vecraft up``) through its HTTP API; reads are eventual unless a level
-    is asked. ``distributed``: one process per service instead of standalone mode (the default)."""
+    """A local Vecraft cluster (``vecraft up``) through its HTTP API and the SDK; reads are eventual
+    unless a level is asked. ``distributed``: one process per service instead of standalone mode
+    (the default)."""
 
     collection = "bench_peers"
     levels = ("strong",)
@@ -79,9 +79,9 @@ class VecraftEngine(Engine):
                                  extra_args=("--distributed",) if distributed else ("--no-distributed",))
         self._cluster = LocalCluster(self._spec)
         self._started = False
-        # One HTTP client per calling thread (the throughput run searches from many threads).
+        # One SDK client per calling thread (the throughput run searches from many threads).
         self._local = threading.local()
-        self._clients: list[httpx.Client] = []
+        self._clients: list[VecraftClient] = []
         self._clients_lock = threading.Lock()
         self.throttled = 0
 
@@ -97,10 +97,10 @@ class VecraftEngine(Engine):
         asyncio.run(start())
         self._started = True
 
-    def _client(self) -> httpx.Client:
-        client: httpx.Client | None = getattr(self._local, "client", None)
+    def _client(self) -> VecraftClient:
+        client: VecraftClient | None = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = httpx.Client(base_url=self._spec.base_url, timeout=60.0)
+            client = self._local.client = VecraftClient(self._spec.base_url, timeout=60.0)
             with self._clients_lock:
                 self._clients.append(client)
         return client
@@ -118,12 +118,10 @@ class VecraftEngine(Engine):
     def search(self, vector: np.ndarray, k: int, category: int | None = None,
                level: str | None = None) -> list[str]:
         assert self._started, "setup() first"
-        body = search_body(self.collection, vector, k=k, level=level or "eventual",
-                           filters={"category": category} if category is not None else None)
-        resp = self._client().post("/v1/vectors/search", content=orjson.dumps(body),
-                               headers={"content-type": "application/json"})
-        resp.raise_for_status()
-        return [r["id"] for r in orjson.loads(resp.content)["results"]]
+        answer = self._client().vector_search(
+            vector, k=k, consistency_level=level or "eventual", collection=self.collection,
+            filters={"category": category} if category is not None else None)
+        return [hit.id for hit in answer.results]
 
     def gateway_pid(self) -> int | None:
         pid = self._cluster.pids().get("gateway")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,6 +16,7 @@ import orjson
 import pytest
 
 from tests.support.procs import free_port
+from tests.unit.sdk.mock_http import Handler, mock_sync_client
 from vecraft.shared.model.limits import MAX_BATCH_ROWS
 from vecraft.shared.rpc.v1 import gateway_pb2, search_pb2
 from vecraft_client import (
@@ -33,7 +33,6 @@ from vecraft_client import (
 
 pytestmark = pytest.mark.unit
 
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def _rows(body: dict[str, Any]) -> int:
@@ -68,10 +67,7 @@ class Recorder:
 
 
 def mock_client(handler: Handler, **kwargs: Any) -> VecraftClient:
-    client = VecraftClient(endpoint="http://vecraft.test:8000", **kwargs)
-    client._transport._client = httpx.Client(base_url="http://vecraft.test:8000",  # type: ignore[union-attr]
-                                             transport=httpx.MockTransport(handler))
-    return client
+    return mock_sync_client(handler, **kwargs)
 
 
 def mock_async_client(handler: Handler) -> AsyncVecraftClient:

@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.unit.sdk.mock_http import mock_sync_client
 from vecraft.shared.rpc.v1 import gateway_pb2, search_pb2, storage_pb2
 from vecraft_client import AsyncVecraftClient, RecordPage, VecraftClient, _listing, _session_token
 
@@ -37,10 +38,7 @@ class PagingServer:
 
 
 def _client(server: PagingServer) -> VecraftClient:
-    client = VecraftClient(endpoint="http://vecraft.test:8000")
-    client._transport._client = httpx.Client(base_url="http://vecraft.test:8000",  # type: ignore[union-attr]
-                                             transport=httpx.MockTransport(server))
-    return client
+    return mock_sync_client(server)
 
 
 def test_list_records_sends_every_option_as_a_query_parameter() -> None:
