@@ -115,3 +115,26 @@ def test_a_frozen_storage_node_is_replaced_while_reads_keep_answering(cluster: L
             got = http.get(f"/v1/vectors/{ids[i]}",
                            params={"collection": "fo", "consistency_level": "strong"})
             assert got.status_code == 200 and np.allclose(got.json()["vector"], vectors[i], atol=1e-6)
+
+        # kill -9 of a node that serves replicas (refused connections, not a hang): every read and
+        # search keeps answering from the other replica until the supervisor has it back.
+        second = next(n for nodes in serving(placement(cluster)).values() for n in nodes)
+        old_pid = cluster.kill(second)
+        killed = time.monotonic()
+        errors = reads = 0
+        restarted = False
+        while not restarted or time.monotonic() - killed < 3:
+            assert time.monotonic() - killed < 120, f"{second} never came back: {cluster.tail()}"
+            for i in range(0, ROWS, 3):
+                got = http.get(f"/v1/vectors/{ids[i]}", params={"collection": "fo",
+                                                                "consistency_level": "strong"})
+                found = http.post("/v1/vectors/search", json={
+                    "collection": "fo", "vector": vectors[i].tolist(), "k": 1, "consistency_level": "strong"})
+                reads += 2
+                errors += (got.status_code != 200) + (found.status_code != 200
+                                                      or found.json()["results"][0]["id"] != ids[i])
+            row = cluster.process(second)
+            restarted = bool(row["pid"]) and row["pid"] != old_pid and row["health"] == "up"
+        print(f"storage node {second} killed: {reads} strong reads and searches until it was back, "
+              f"{errors} errors")
+        assert errors == 0, f"{errors} of {reads} reads failed while a replica of every shard was live"
