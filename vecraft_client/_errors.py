@@ -28,7 +28,6 @@ import httpx
 import orjson
 import urllib3
 
-from vecraft.services.api_gateway.auth.errors import PermissionDenied, Unauthenticated
 from vecraft.shared.common.errors import (
     ClockSkew,
     Conflict,
@@ -36,7 +35,9 @@ from vecraft.shared.common.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
     RateLimited,
+    Unauthenticated,
     Unavailable,
     VecraftError,
     error_class,

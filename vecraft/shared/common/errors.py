@@ -136,10 +136,41 @@ class Trimmed(VecraftError):
     wire_name = "trimmed"
 
 
+class Unauthenticated(VecraftError):
+    """401: no API key, or one that is not valid (unknown, malformed or revoked)."""
+
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    wire_name = "unauthenticated"
+
+
+class PermissionDenied(VecraftError):
+    """403: the key is valid but its role or scope does not allow the request."""
+
+    http_status = 403
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    wire_name = "permission_denied"
+
+
+class NotOwner(Unavailable):
+    """A journal instance was asked to write (or track) a partition another instance owns.
+
+    Nothing was written. Retry at the owner: its address is in ``details["owner_address"]`` when
+    known (the journal also sends it as the ``vecraft-journal-owner`` trailing metadata), else at
+    another instance (docs/journal.md, "Fail-over"). A subclass of ``Unavailable``: a caller that
+    does not know it retries it like any unavailable journal.
+    """
+
+    wire_name = "not_owner"
+
+
+#: Every error class by wire name: any process (a service, the SDK) rebuilds the class a
+#: server raised from the name it sent.
 ERROR_CLASSES: dict[str, type[VecraftError]] = {
     cls.wire_name: cls
     for cls in (VecraftError, InvalidRequest, NotFound, Conflict, PayloadTooLarge, RateLimited,
-                Unavailable, DeadlineExceeded, ClockSkew, HistoryMismatch, FencedOut, Trimmed)
+                Unavailable, DeadlineExceeded, ClockSkew, HistoryMismatch, FencedOut, Trimmed,
+                Unauthenticated, PermissionDenied, NotOwner)
 }
 
 # gRPC codes that arrive without Vecraft metadata (from grpc itself).
@@ -163,17 +194,3 @@ def error_class(wire_name: str | None, grpc_code: grpc.StatusCode | None = None)
         return _BY_GRPC_CODE[grpc_code]
     return VecraftError
 
-
-class NotOwner(Unavailable):
-    """A journal instance was asked to write (or track) a partition another instance owns.
-
-    Nothing was written. Retry at the owner: its address is in ``details["owner_address"]`` when
-    known (the journal also sends it as the ``vecraft-journal-owner`` trailing metadata), else at
-    another instance (docs/journal.md, "Fail-over"). A subclass of ``Unavailable``: a caller that
-    does not know it retries it like any unavailable journal.
-    """
-
-    wire_name = "not_owner"
-
-
-ERROR_CLASSES[NotOwner.wire_name] = NotOwner

@@ -59,7 +59,7 @@ from vecraft.shared.common import metrics, tls
 from vecraft.shared.common.config import ServiceSettings
 from vecraft.shared.common.grpc_errors import ErrorInterceptor
 from vecraft.shared.common.grpc_health import ReadinessHealth, add_health_and_reflection, service_names_of
-from vecraft.shared.model.limits import GRPC_MAX_MESSAGE_BYTES
+from vecraft.shared.common.message_size import GRPC_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ BACKGROUND_TASK_FAILURES = metrics.counter(
     "background_task", "failures", "Background tasks that raised (or returned though meant to run "
     "forever); each one ends its process", ["service", "task"])
 
-# Largest request a server accepts, GRPC_MAX_MESSAGE_BYTES (limits.py): the HTTP body limit
+# Largest request a server accepts, GRPC_MAX_MESSAGE_BYTES (message_size.py): the HTTP body limit
 # plus a gRPC envelope, so the public gRPC API takes what the HTTP API takes, while the
 # largest internal request (an Append of one entry of max_entry_bytes) and response page (a
 # PullWAL page or Subscribe event: at most pull_max_bytes, 16 MiB, or one entry) still fit.

@@ -7,6 +7,12 @@ that breaks one is refused with ``InvalidRequest`` (400) or ``PayloadTooLarge``
 
 from __future__ import annotations
 
+# Re-exported: the request and message sizes live with the service shell (shared/common), which
+# sets them on every port; they are listed here with every other limit.
+from vecraft.shared.common.message_size import GRPC_ENVELOPE_BYTES as GRPC_ENVELOPE_BYTES
+from vecraft.shared.common.message_size import GRPC_MAX_MESSAGE_BYTES as GRPC_MAX_MESSAGE_BYTES
+from vecraft.shared.common.message_size import MAX_REQUEST_BYTES as MAX_REQUEST_BYTES
+
 # Names (tenants, collections).
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$"
 MAX_NAME_LEN = 128
@@ -42,17 +48,8 @@ MAX_METADATA_DEPTH = 8
 MAX_METADATA_KEY_LEN = 256
 MAX_DOCUMENT_BYTES = 1024 * 1024
 
-# Requests.
-#: Largest request: an HTTP body (413 above), a public gRPC request message and a journal
-#: entry (JournalLimits.max_entry_bytes must not exceed it). 64 MiB holds a 10,000 x 1,536
-#: float32 batch in binary form.
-MAX_REQUEST_BYTES = 64 << 20
-#: gRPC wraps a payload in an envelope (field tags and lengths, request id, shard list,
-#: partition name, offsets; a PullWAL page or Subscribe event around a single entry); 1 MiB
-#: is far above any of them, so an entry of MAX_REQUEST_BYTES still travels between services.
-GRPC_ENVELOPE_BYTES = 1 << 20
-#: Largest gRPC message any Vecraft server accepts (RESOURCE_EXHAUSTED above).
-GRPC_MAX_MESSAGE_BYTES = MAX_REQUEST_BYTES + GRPC_ENVELOPE_BYTES
+# Requests: MAX_REQUEST_BYTES and the gRPC message sizes (imported above from the service shell,
+# which enforces them on every port).
 MIN_K, MAX_K = 1, 1024
 MAX_STALENESS_MS = 3_600_000
 MAX_BATCH_ROWS = 10_000

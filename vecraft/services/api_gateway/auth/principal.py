@@ -21,7 +21,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vecraft.services.api_gateway.auth.errors import PermissionDenied
+from vecraft.shared.common.errors import PermissionDenied
 from vecraft.shared.model.routing import DEFAULT_TENANT
 
 ALL_TENANTS = "*"

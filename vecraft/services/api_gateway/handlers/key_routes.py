@@ -17,7 +17,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
 from vecraft.services.api_gateway.audit import AuditLog
-from vecraft.services.api_gateway.auth.errors import PermissionDenied
 from vecraft.services.api_gateway.auth.keyring import KeyRing
 from vecraft.services.api_gateway.auth.principal import ALL_TENANTS, Principal, Role
 from vecraft.services.api_gateway.handlers import http_codec as codec
@@ -25,7 +24,7 @@ from vecraft.services.api_gateway.handlers.http_routes import refuse_unknown_que
 from vecraft.services.api_gateway.handlers.http_schemas import ErrorResponse
 from vecraft.services.api_gateway.responses import JSONResponse
 from vecraft.services.meta_manager.api_keys import key_sha256
-from vecraft.shared.common.errors import InvalidRequest, NotFound, VecraftError
+from vecraft.shared.common.errors import InvalidRequest, NotFound, PermissionDenied, VecraftError
 from vecraft.shared.rpc.v1 import meta_pb2
 
 TenantHeader = Annotated[str | None, Header(alias="X-Tenant", description="tenant (keys for every "

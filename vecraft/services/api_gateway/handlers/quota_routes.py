@@ -18,7 +18,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from vecraft.services.api_gateway.audit import AuditLog
-from vecraft.services.api_gateway.auth.errors import PermissionDenied
 from vecraft.services.api_gateway.auth.principal import Principal, Role
 from vecraft.services.api_gateway.handlers import http_codec as codec
 from vecraft.services.api_gateway.handlers.http_routes import refuse_unknown_query_params
@@ -32,7 +31,7 @@ from vecraft.services.meta_manager.quotas import (
     validate_quota,
     validate_subject,
 )
-from vecraft.shared.common.errors import NotFound, Unavailable
+from vecraft.shared.common.errors import NotFound, PermissionDenied, Unavailable
 from vecraft.shared.rpc.v1 import meta_pb2
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
