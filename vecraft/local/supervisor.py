@@ -204,6 +204,14 @@ class _ChildNotReady(Exception):
         self.child = child
 
 
+#: glibc malloc settings of the children, unless the environment sets them: two arenas instead of
+#: up to eight per core. Freed memory stays in the arena of the thread that used it, so with faiss's
+#: and the I/O pools' threads each arena kept its own peak; with two, a standalone process holding
+#: 100K x 128 stays at 351 - 367 MiB instead of 398 - 402 (`vecraft bench peers --engines vecraft`,
+#: two runs each, ingest and search unchanged; docs/performance.md).
+CHILD_MALLOC_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
 class Supervisor:
     """Starts, watches and stops the processes of one :class:`ClusterPlan`.
 
@@ -229,7 +237,7 @@ class Supervisor:
         self.plan = plan
         self.python = python
         # Unbuffered children: a crash leaves its last words in the log.
-        self.env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
+        self.env = {**CHILD_MALLOC_ENV, **(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
         self.ready_timeout = ready_timeout
         self.stop_grace = stop_grace
         self.backoff = backoff

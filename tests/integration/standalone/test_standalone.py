@@ -10,9 +10,11 @@ moment can only be survived through the journal.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -66,6 +68,10 @@ def test_every_service_runs_in_one_process(cluster: LocalCluster) -> None:
     assert {r["role"] for r in rows} >= {"journal", "meta", "storage", "query", "failover", "gateway"}
     assert len({r["pid"] for r in rows}) == 1 and rows[0]["pid"]
     assert all(r["health"] == "up" for r in rows)
+    # The supervisor's malloc setting reaches the process (unless the environment had its own).
+    environ = dict(item.split("=", 1) for item in
+                   Path(f"/proc/{rows[0]['pid']}/environ").read_text().split("\0") if "=" in item)
+    assert environ["MALLOC_ARENA_MAX"] == os.environ.get("MALLOC_ARENA_MAX", "2")
 
 
 def test_levels_hold_and_searches_skip_grpc(cluster: LocalCluster) -> None:
