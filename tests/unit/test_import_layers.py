@@ -72,6 +72,8 @@ def _package(module: str) -> str:
     if parts[0] == "vecraft_client":
         return "vecraft_client"
     depth = 3 if len(parts) > 2 and parts[1] in ("shared", "services") else 2
+    if parts[:4] == ["vecraft", "shared", "rpc", "v1"]:
+        depth = 4  # the generated stubs: a leaf under everything, the conversions beside them included
     return ".".join(parts[:depth])
 
 

@@ -20,7 +20,8 @@ from vecraft.services.api_gateway.downstream import DELETE, PUT, SNAPSHOT_END, D
 from vecraft.shared.common.errors import Conflict, NotFound, VecraftError
 from vecraft.shared.model.filters import matches, parse_filter
 from vecraft.shared.model.routing import shard_of, tenant_partition
-from vecraft.shared.model.schema import CollectionSchema, HnswParams
+from vecraft.shared.model.schema import CollectionSchema
+from vecraft.shared.rpc.convert import hnsw_from_proto
 from vecraft.shared.rpc.v1 import (
     collection_pb2,
     journal_pb2,
@@ -69,7 +70,7 @@ class FakeDownstream(Downstream):
         schema = CollectionSchema(
             tenant=tenant, name=request.name, dim=request.dim, metric=request.metric or "cosine",
             shards=request.shards or self.default_shards, replicas=request.replicas or 1,
-            hnsw=HnswParams.from_proto(request.hnsw),
+            hnsw=hnsw_from_proto(request.hnsw),
             partition=tenant_partition(tenant, self.data_partitions),
             collection_id=f"c{self._next_id}", created_unix_ms=int(time.time() * 1000))
         self.collections[(tenant, request.name)] = schema

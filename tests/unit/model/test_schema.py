@@ -1,4 +1,4 @@
-"""Collection schema validation and proto conversion; consistency level names; record batches."""
+"""Collection schema validation; consistency level names; record batches (proto forms: rpc/test_convert)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from vecraft.shared.common.errors import InvalidRequest, PayloadTooLarge
 from vecraft.shared.model.consistency import ACCEPTED_NAMES, ConsistencyLevel
 from vecraft.shared.model.records import Record, RecordBatch
 from vecraft.shared.model.schema import CollectionSchema, HnswParams
-from vecraft.shared.rpc.v1 import collection_pb2, search_pb2
 
 pytestmark = pytest.mark.unit
 
@@ -58,35 +57,11 @@ def test_hnsw_rejected(kwargs: dict[str, Any], fragment: str) -> None:
     assert fragment in err.value.message
 
 
-def test_schema_proto_round_trip() -> None:
-    schema = CollectionSchema(tenant="acme", name="docs", dim=128, metric="l2", shards=3, replicas=2,
-                              hnsw=HnswParams(m=32, ef_construction=100, ef_search=50),
-                              partition="data-1", collection_id="c-42", ddl_offset=7,
-                              ddl_hlc=(1_700_000_000_000 << 16) | 3, created_unix_ms=1_700_000_000_000)
-    msg = schema.to_proto()
-    assert msg.hnsw.m == 32 and msg.partition == "data-1"
-    back = CollectionSchema.from_proto(collection_pb2.CollectionSchema.FromString(msg.SerializeToString()))
-    assert back == schema
+def test_replace_keeps_the_schema_valid() -> None:
+    schema = CollectionSchema(name="docs", dim=4)
     assert dataclasses.replace(schema, partition="data-2").partition == "data-2"
-
-
-def test_schema_from_proto_validates_and_defaults() -> None:
-    msg = collection_pb2.CollectionSchema(name="docs", dim=4, metric="IP", shards=1, replicas=1)
-    schema = CollectionSchema.from_proto(msg)
-    assert schema.tenant == "default" and schema.metric == "ip" and schema.hnsw == HnswParams()
     with pytest.raises(InvalidRequest, match="dim is 0"):
-        CollectionSchema.from_proto(collection_pb2.CollectionSchema(name="docs", shards=1, replicas=1))
-
-
-def test_schema_from_create_request() -> None:
-    req = collection_pb2.CreateCollectionRequest(name="docs", dim=8,
-                                                 hnsw=collection_pb2.HnswParams(ef_search=10))
-    schema = CollectionSchema.from_create_request(req, default_shards=3, default_replicas=1)
-    assert (schema.tenant, schema.metric, schema.shards, schema.replicas) == ("default", "cosine", 3, 1)
-    assert schema.hnsw == HnswParams(ef_search=10)
-    bad = collection_pb2.CreateCollectionRequest(name="docs", dim=8, shards=99)
-    with pytest.raises(InvalidRequest, match="shards is 99"):
-        CollectionSchema.from_create_request(bad, default_shards=3, default_replicas=1)
+        dataclasses.replace(schema, dim=0)
 
 
 # --- consistency levels --------------------------------------------------------------------------
@@ -114,14 +89,15 @@ def test_consistency_parse_rejects(bad: Any) -> None:
         assert all(name in err.value.message for name in ACCEPTED_NAMES)
 
 
-def test_consistency_wire_names_and_proto() -> None:
+def test_consistency_wire_names_and_values() -> None:
+    # The values are the proto enum's (tests/unit/rpc/test_convert.py checks them against it).
     assert [lv.wire_name for lv in ConsistencyLevel] == ["eventual", "bounded", "read_your_writes", "strong"]
+    assert [int(lv) for lv in ConsistencyLevel] == [0, 1, 2, 3]
     for level in ConsistencyLevel:
-        assert search_pb2.ConsistencyLevel.Name(level.to_proto()) == level.name
-        assert ConsistencyLevel.from_proto(search_pb2.ConsistencyLevel.Value(level.name)) is level
+        assert ConsistencyLevel.from_int(int(level)) is level
         assert ConsistencyLevel.parse(level.wire_name) is level
-    req = search_pb2.SearchRequest(consistency_level=ConsistencyLevel.READ_YOUR_WRITES)
-    assert ConsistencyLevel(req.consistency_level) is ConsistencyLevel.READ_YOUR_WRITES
+    with pytest.raises(InvalidRequest, match="unknown consistency level 7"):
+        ConsistencyLevel.from_int(7)
 
 
 # --- records -------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
 from vecraft.shared.common.metrics import counter
 from vecraft.shared.common.service import GRPC_OPTIONS
 from vecraft.shared.model.schema import CollectionSchema
+from vecraft.shared.rpc.convert import schema_from_proto
 from vecraft.shared.rpc.v1 import (
     collection_pb2,
     journal_pb2,
@@ -183,17 +184,17 @@ class GrpcDownstream(Downstream):
         await self._meta_preflight(request.tenant, request.name, "create")
         answer = await self._call(self._meta_name,
                                   self._meta_stub.CreateCollection(request, timeout=META_TIMEOUT_S))
-        return CollectionSchema.from_proto(answer)
+        return schema_from_proto(answer)
 
     async def get_collection(self, tenant: str, name: str) -> CollectionSchema:
         answer = await self._call(self._meta_name, self._meta_stub.GetCollection(
             collection_pb2.GetCollectionRequest(tenant=tenant, name=name), timeout=META_LOOKUP_TIMEOUT_S))
-        return CollectionSchema.from_proto(answer)
+        return schema_from_proto(answer)
 
     async def list_collections(self, tenant: str) -> list[CollectionSchema]:
         answer = await self._call(self._meta_name, self._meta_stub.ListCollections(
             collection_pb2.ListCollectionsRequest(tenant=tenant), timeout=META_LOOKUP_TIMEOUT_S))
-        return [CollectionSchema.from_proto(c) for c in answer.collections]
+        return [schema_from_proto(c) for c in answer.collections]
 
     async def drop_collection(self, request: collection_pb2.DropCollectionRequest
                               ) -> collection_pb2.DropCollectionResponse:
@@ -205,7 +206,7 @@ class GrpcDownstream(Downstream):
         await self._meta_preflight(request.tenant, request.name, "alter")
         answer = await self._call(self._meta_name,
                                   self._meta_stub.AlterCollection(request, timeout=META_TIMEOUT_S))
-        return CollectionSchema.from_proto(answer)
+        return schema_from_proto(answer)
 
     async def watch_collections(self) -> AsyncIterator[tuple[int, CollectionSchema | None]]:
         call = self._meta_stub.Watch(meta_pb2.WatchRequest(topics=["collections"]))
@@ -213,7 +214,7 @@ class GrpcDownstream(Downstream):
             async for event in call:
                 item = event.WhichOneof("item")
                 if item == "collection":
-                    yield event.type, CollectionSchema.from_proto(event.collection)
+                    yield event.type, schema_from_proto(event.collection)
                 elif item is None and event.type == SNAPSHOT_END:
                     yield SNAPSHOT_END, None
         except grpc.RpcError as exc:

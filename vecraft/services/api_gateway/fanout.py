@@ -40,7 +40,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
-import orjson
 
 from vecraft.services.api_gateway.downstream import Downstream, SearchPart
 from vecraft.services.api_gateway.merge import combine_consistency, max_allowed_staleness, merge_top_k
@@ -48,9 +47,9 @@ from vecraft.services.api_gateway.models import RequestContext, SearchHit, Searc
 from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
 from vecraft.shared.common.metrics import counter, latency_histogram, timed
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft.shared.model.filters import filter_to_obj
 from vecraft.shared.model.routing import shard_of
 from vecraft.shared.model.schema import CollectionSchema
+from vecraft.shared.rpc.convert import level_to_proto
 from vecraft.shared.rpc.v1 import query_pb2, storage_pb2
 
 _SEARCH_SECONDS = latency_histogram("gateway", "search", "search latency by requested level",
@@ -96,12 +95,11 @@ class SearchFanout:
         """
         timeout_s = (query.timeout_ms or self._default_timeout_ms) / 1000.0
         deadline = time.monotonic() + timeout_s
-        filter_json = orjson.dumps(filter_to_obj(query.filter)).decode() if query.filter else ""
         affinity = affinity_key(query, ctx, schema)
         base = query_pb2.QuerySearchRequest(
             collection=schema.name, tenant=schema.tenant,
             vector=np.ascontiguousarray(vector, dtype="<f4").tobytes(), k=query.k,
-            filter_json=filter_json, ef_search=query.ef_search, level=query.level.to_proto(),
+            filter_json=query.filter_json, ef_search=query.ef_search, level=level_to_proto(query.level),
             max_staleness_ms=max_staleness_ms, min_offset=min_offset)
         with timed(_SEARCH_SECONDS.labels(query.level.wire_name)):
             parts: list[SearchPart] = await self._downstream.search(range(schema.shards), base, deadline,

@@ -68,6 +68,7 @@ from vecraft.shared.model.validation import (
     validate_vector,
     validate_vectors,
 )
+from vecraft.shared.rpc.convert import hnsw_from_proto
 from vecraft.shared.rpc.v1 import collection_pb2, storage_pb2
 
 #: Journal reads return at most this many entries per call.
@@ -84,6 +85,9 @@ class GatewayLimits:
     default_timeout_ms: int = 10_000
     #: Staleness bound of BOUNDED_STALENESS searches that give none.
     default_max_staleness_ms: int = 1_000
+
+    def __post_init__(self) -> None:
+        validate_max_staleness_ms(self.default_max_staleness_ms)
 
 
 class Gateway:
@@ -114,9 +118,9 @@ class Gateway:
         vector = validate_vector(query.vector, None)
         max_staleness = 0
         if query.level is ConsistencyLevel.BOUNDED_STALENESS:
-            max_staleness = validate_max_staleness_ms(
-                self._limits.default_max_staleness_ms if query.max_staleness_ms is None
-                else query.max_staleness_ms)
+            # The codecs validated a bound the request gave; the default was validated with the limits.
+            max_staleness = (self._limits.default_max_staleness_ms if query.max_staleness_ms is None
+                             else query.max_staleness_ms)
         try:
             schema = await self._schema(query.collection, ctx)
         except NotFound:
@@ -163,7 +167,7 @@ class Gateway:
         ids = batch.ids if batch.ids is not None else generated_ids(ctx.journal_request_id, vectors.shape[0])
         # Everything is validated before the collection may be created implicitly: a
         # refused request leaves no trace.
-        records = RecordBatch.validate(ids, vectors, metadata=batch.metadata, documents=batch.documents)
+        records = RecordBatch.with_vectors(ids, vectors, metadata=batch.metadata, documents=batch.documents)
         rows = len(records.ids)
         self.quotas.admit_write(ctx, rows)
         await self.quotas.check_new_vectors(ctx, rows)
@@ -191,7 +195,7 @@ class Gateway:
             vectors = validate_vectors(step.vectors, field=f"operations[{n}].vectors")
             ids = (step.ids if step.ids is not None
                    else generated_ids(f"{ctx.journal_request_id}/{n}", vectors.shape[0]))
-            records = RecordBatch.validate(ids, vectors, metadata=step.metadata, documents=step.documents)
+            records = RecordBatch.with_vectors(ids, vectors, metadata=step.metadata, documents=step.documents)
             validated.append((step, records, list(records.ids)))
         total = sum(len(ids) for _, _, ids in validated)
         validate_batch_size(total, field="transaction rows")
@@ -327,7 +331,7 @@ class Gateway:
                                               ef_search=spec.hnsw_ef_search)
         valid = CollectionSchema(name=spec.name, dim=spec.dim, tenant=ctx.tenant, metric=spec.metric,
                                  shards=spec.shards or 1, replicas=spec.replicas or 1,
-                                 hnsw=HnswParams.from_proto(user_hnsw))
+                                 hnsw=hnsw_from_proto(user_hnsw))
         self.quotas.admit_write(ctx, 0)
         async with self._audited(ctx, "collection.create", valid.name,
                                  {"dim": valid.dim, "metric": valid.metric, "shards": spec.shards}):

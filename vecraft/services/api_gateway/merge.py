@@ -21,9 +21,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vecraft.services.api_gateway.models import ConsistencyReport, SearchHit
-from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.services.api_gateway.models import SearchHit
+from vecraft.shared.model.consistency import ConsistencyLevel, ConsistencyReport
 from vecraft.shared.model.ranking import top_k_order
+from vecraft.shared.rpc.convert import hits_from_proto, level_from_proto
 from vecraft.shared.rpc.v1 import query_pb2, search_pb2
 
 #: The range of each metric's score (docs/http-api.md "Scores"): cosine similarity is in
@@ -43,17 +44,18 @@ def merge_top_k(answers: Sequence[query_pb2.QuerySearchResponse], k: int, *, met
         KeyError: ``metric`` is not one of :data:`SCORE_RANGE` (schemas are validated
             before a search, so this is a programming error).
     """
-    rows = [r for answer in answers for r in answer.results]
-    if not rows:
+    parts = [hits_from_proto(answer.results) for answer in answers]
+    ids = [i for part in parts for i in part.ids]
+    if not ids:
         return []
     low, high = SCORE_RANGE[metric]
     # Clamp before ordering, so scores rounded past a bound tie on it and fall back to the id order.
-    scores = np.clip(np.fromiter((r.score for r in rows), dtype=np.float32, count=len(rows)),
-                     low, high)
-    order = top_k_order([r.id for r in rows], scores, k)
-    return [SearchHit(id=rows[i].id, score=float(scores[i]), metadata_json=rows[i].metadata_json,
-                      document=rows[i].document if include_documents else "")
-            for i in order]
+    scores = np.clip(np.concatenate([part.scores for part in parts]), low, high)
+    metadata = [m for part in parts for m in part.metadata_json]
+    documents = [d for part in parts for d in part.documents] if include_documents else None
+    return [SearchHit(id=ids[i], score=float(scores[i]), metadata_json=metadata[i],
+                      document=documents[i] if documents is not None else "")
+            for i in top_k_order(ids, scores, k)]
 
 
 def combine_consistency(infos: Sequence[search_pb2.ConsistencyInfo], requested: ConsistencyLevel,
@@ -68,7 +70,7 @@ def combine_consistency(infos: Sequence[search_pb2.ConsistencyInfo], requested: 
         raise ValueError("combine_consistency needs at least one shard's consistency_info")
     achieved = requested
     for info in infos:
-        level = ConsistencyLevel.from_proto(info.level_achieved)
+        level = level_from_proto(info.level_achieved)
         if level != requested and level < achieved:
             achieved = level
     return ConsistencyReport(

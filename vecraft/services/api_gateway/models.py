@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vecraft.services.api_gateway.auth.principal import OPEN, Principal
-from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.model.consistency import ConsistencyLevel, ConsistencyReport
 from vecraft.shared.model.filters import Filter
 from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
 from vecraft.shared.rpc.v1 import journal_pb2
@@ -107,6 +107,8 @@ class SearchQuery:
     max_staleness_ms: int | None = None
     min_required_offset: int = 0
     filter: Filter | None = None
+    #: The filter as the edge validated it, forwarded as is (``convert.filter_to_json``); "" for none.
+    filter_json: str = ""
     collection: str = DEFAULT_COLLECTION
     ef_search: int = 0
     #: 0 = the gateway's default deadline.
@@ -122,20 +124,6 @@ class SearchHit:
     #: Compact JSON text of the record's metadata, "" when it has none.
     metadata_json: str
     document: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConsistencyReport:
-    """The spec's ``consistency_info``, combined over every shard that answered."""
-
-    level_requested: ConsistencyLevel
-    level_achieved: ConsistencyLevel
-    staleness_ms: int
-    #: None when the level bounds no time (eventual, read-your-writes).
-    max_allowed_staleness_ms: int | None
-    index_version: int
-    cache_hit: bool
-    sync_performed: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from vecraft.shared.model.limits import HNSW_EF_SEARCH_RANGE
 from vecraft.shared.model.routing import DEFAULT_TENANT, SYSTEM_PARTITION
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.model.validation import validate_name
+from vecraft.shared.rpc.convert import schema_from_create_request, schema_to_proto
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class DdlCoordinator:
             Conflict: the name is taken (unless ``if_not_exists`` and same dim + metric).
             Unavailable: no journal, or the journal / store cannot answer.
         """
-        wanted = CollectionSchema.from_create_request(
+        wanted = schema_from_create_request(
             req, default_shards=self._default_shards, default_replicas=self._default_replicas)
         journal = self._require_journal()
         request_id = req.request_id or uuid.uuid4().hex
@@ -156,7 +157,7 @@ class DdlCoordinator:
             proposal = dataclasses.replace(
                 wanted, partition=await self._tenants.partition_of(wanted.tenant),
                 collection_id=uuid.uuid4().hex, created_unix_ms=time.time_ns() // 1_000_000)
-            record = await self._append_and_apply(journal, Kind.CREATE, proposal.to_proto(), request_id)
+            record = await self._append_and_apply(journal, Kind.CREATE, schema_to_proto(proposal), request_id)
             return await self._create_outcome(record, wanted, req.if_not_exists)
 
     async def drop(self, req: collection_pb2.DropCollectionRequest) -> collection_pb2.DropCollectionResponse:

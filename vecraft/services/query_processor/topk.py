@@ -5,36 +5,15 @@ nodes' answers with the same ranking)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from vecraft.shared.model.ranking import top_k_order
+from vecraft.shared.model.records import ShardHits
+from vecraft.shared.rpc.convert import hits_to_proto
 from vecraft.shared.rpc.v1 import search_pb2
 
-
-@dataclass(frozen=True, slots=True)
-class ShardHits:
-    """One shard's answer: parallel ids, scores (float32, higher better) and metadata JSON."""
-
-    ids: list[str]
-    scores: np.ndarray
-    metadata_json: list[str]
-    documents: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not (len(self.ids) == len(self.scores) == len(self.metadata_json)):
-            raise ValueError("ids, scores and metadata_json must have the same length")
-        if self.documents and len(self.documents) != len(self.ids):
-            raise ValueError("documents must be empty or as long as ids")
-
-
-def hits_from_proto(results: Sequence[search_pb2.ScoredVector]) -> ShardHits:
-    """A shard answer received over gRPC (storage node) as :class:`ShardHits`."""
-    return ShardHits(ids=[r.id for r in results],
-                     scores=np.fromiter((r.score for r in results), dtype=np.float32, count=len(results)),
-                     metadata_json=[r.metadata_json for r in results],
-                     documents=[r.document for r in results])
+__all__ = ["ShardHits", "merge_top_k"]
 
 
 def merge_top_k(parts: Sequence[ShardHits], k: int) -> list[search_pb2.ScoredVector]:
@@ -53,6 +32,6 @@ def merge_top_k(parts: Sequence[ShardHits], k: int) -> list[search_pb2.ScoredVec
         return []
     scores = np.concatenate([np.asarray(p.scores, dtype=np.float32) for p in parts])
     order = top_k_order(ids, scores, k)
-    return [search_pb2.ScoredVector(id=ids[i], score=float(scores[i]), metadata_json=metadata[i],
-                                    document=documents[i])
-            for i in order]
+    return hits_to_proto(ShardHits(ids=[ids[i] for i in order], scores=scores[order],
+                                   metadata_json=[metadata[i] for i in order],
+                                   documents=[documents[i] for i in order]))

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import numpy as np
-import orjson
 
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.backup import backup_replica
@@ -34,10 +33,11 @@ from vecraft.services.storage_node.peer_seeding import stream_copy
 from vecraft.services.storage_node.scan import ScanOptions, scan
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
 from vecraft.shared.index import metadata_to_json
-from vecraft.shared.model.filters import Filter, parse_filter
+from vecraft.shared.model.filters import Filter
 from vecraft.shared.model.limits import HNSW_EF_SEARCH_RANGE, MAX_BATCH_ROWS, MAX_K, MIN_K
 from vecraft.shared.model.validation import validate_id
 from vecraft.shared.replica import PartitionHalted
+from vecraft.shared.rpc.convert import filter_from_json
 from vecraft.shared.rpc.v1 import search_pb2, storage_pb2, storage_pb2_grpc
 
 if TYPE_CHECKING:
@@ -85,18 +85,6 @@ def parse_query_vector(raw: bytes, dim: int, collection: str) -> np.ndarray:
     if not np.isfinite(vector).all():
         raise InvalidRequest("query vector must be finite (no NaN or infinity)")
     return vector
-
-
-def parse_filter_json(text: str) -> Filter | None:
-    if not text:
-        return None
-    try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"filter is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise InvalidRequest("filter must be a JSON object")
-    return parse_filter(obj)
 
 
 @contextlib.contextmanager
@@ -193,7 +181,7 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         lo, hi = HNSW_EF_SEARCH_RANGE
         if request.ef_search and not lo <= request.ef_search <= hi:
             raise InvalidRequest(f"ef_search must be between {lo} and {hi}, got {request.ef_search}")
-        flt = parse_filter_json(request.filter_json)
+        flt = filter_from_json(request.filter_json)
         budget = _Budget(request.timeout_ms, context)
         will_sync = request.sync_latest or request.min_offset > 0
         with _naming_shard(replica):
@@ -297,7 +285,7 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         options = ScanOptions(include_vectors=request.include_vectors,
                               include_metadata=request.include_metadata,
                               include_documents=request.include_documents,
-                              filter=parse_filter_json(request.filter_json))
+                              filter=filter_from_json(request.filter_json))
         budget = _Budget(request.timeout_ms, context)
         will_sync = request.sync_latest or request.min_offset > 0
         with _naming_shard(replica):

@@ -1,8 +1,11 @@
-"""Read consistency levels: one enum for HTTP, gRPC, the SDK and the query processor.
+"""Read consistency levels (one enum for HTTP, gRPC, the SDK and the query processor) and the
+report of the consistency a read achieved.
 
 The integer values are the proto's (``vecraft.v1.ConsistencyLevel``), so
-``ConsistencyLevel(req.consistency_level)`` and ``int(level)`` convert without
-a table. Text accepted by :meth:`ConsistencyLevel.parse` (case-insensitive,
+``int(level)`` and :meth:`ConsistencyLevel.from_int` convert without a table
+(:mod:`vecraft.shared.rpc.convert` does it at the gRPC edges, and
+tests/unit/model/test_schema.py checks the values against the proto). Text accepted by
+:meth:`ConsistencyLevel.parse` (case-insensitive,
 ``-`` and ``_`` interchangeable): ``eventual``; ``bounded``,
 ``bounded_staleness``; ``read_your_writes``, ``ryw``, ``session``; ``strong``,
 ``linearizable``. Responses use :attr:`ConsistencyLevel.wire_name`
@@ -12,20 +15,23 @@ spec's HTTP example shows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from vecraft.shared.common.errors import InvalidRequest
-from vecraft.shared.rpc.v1 import search_pb2
+
+if TYPE_CHECKING:
+    from vecraft.shared.rpc.v1 import search_pb2
 
 
 class ConsistencyLevel(IntEnum):
     """How fresh a read must be (spec 4.3); values equal the proto enum's."""
 
-    EVENTUAL = search_pb2.EVENTUAL
-    BOUNDED_STALENESS = search_pb2.BOUNDED_STALENESS
-    READ_YOUR_WRITES = search_pb2.READ_YOUR_WRITES
-    STRONG = search_pb2.STRONG
+    EVENTUAL = 0
+    BOUNDED_STALENESS = 1
+    READ_YOUR_WRITES = 2
+    STRONG = 3
 
     @property
     def wire_name(self) -> str:
@@ -50,7 +56,7 @@ class ConsistencyLevel(IntEnum):
         if isinstance(value, cls):
             return value
         if isinstance(value, int) and not isinstance(value, bool):
-            return cls.from_proto(value)
+            return cls.from_int(value)
         if isinstance(value, str):
             key = value.strip().lower().replace("-", "_")
             if key in _ALIASES:
@@ -60,8 +66,8 @@ class ConsistencyLevel(IntEnum):
             details={"accepted": list(ACCEPTED_NAMES)})
 
     @classmethod
-    def from_proto(cls, value: int) -> ConsistencyLevel:
-        """The level of a ``search_pb2.ConsistencyLevel`` value; InvalidRequest if unknown."""
+    def from_int(cls, value: int) -> ConsistencyLevel:
+        """The level of its integer (the proto enum's value); InvalidRequest if unknown."""
         try:
             return cls(value)
         except ValueError:
@@ -69,9 +75,16 @@ class ConsistencyLevel(IntEnum):
                 f"unknown consistency level {value}; accepted: "
                 f"{', '.join(f'{m.value} ({m.name})' for m in cls)}") from None
 
+
+    # The SDK (vecraft_client/_calls.py) converts with these two; the services use
+    # vecraft.shared.rpc.convert.level_to_proto / level_from_proto.
+    @classmethod
+    def from_proto(cls, value: int) -> ConsistencyLevel:
+        """:meth:`from_int` of a ``search_pb2.ConsistencyLevel`` value."""
+        return cls.from_int(value)
+
     def to_proto(self) -> search_pb2.ConsistencyLevel:
         """The ``search_pb2.ConsistencyLevel`` value (an int, as protobuf enums are)."""
-        # protoc's .pyi types enum fields as the enum class, which is a plain int at run time.
         return cast("search_pb2.ConsistencyLevel", int(self))
 
 
@@ -95,3 +108,18 @@ _ALIASES: dict[str, ConsistencyLevel] = {
 
 #: Every name :meth:`ConsistencyLevel.parse` accepts (lower-case form).
 ACCEPTED_NAMES: tuple[str, ...] = tuple(_ALIASES)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyReport:
+    """The consistency a read achieved, true of every result it returned."""
+
+    level_requested: ConsistencyLevel
+    level_achieved: ConsistencyLevel
+    staleness_ms: int
+    #: The bound the level promised: bounded staleness its bound, strong 0, others None.
+    max_allowed_staleness_ms: int | None
+    #: The applied journal offset the index reflected (the smallest over the shards).
+    index_version: int
+    cache_hit: bool
+    sync_performed: bool

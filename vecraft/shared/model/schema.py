@@ -1,9 +1,10 @@
-"""Collection schema: what a collection is, validated, and its proto form.
+"""Collection schema: what a collection is, validated.
 
 A :class:`CollectionSchema` is immutable; the meta manager fills in placement
 (``partition``, ``collection_id``) and the DDL position (``ddl_offset``,
 ``ddl_hlc``) with :func:`dataclasses.replace`. Constructing one with a bad
-value raises :class:`InvalidRequest` naming the field and the allowed range.
+value raises :class:`InvalidRequest` naming the field and the allowed range. Its
+proto form and back: :mod:`vecraft.shared.rpc.convert`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from vecraft.shared.model.limits import (
 )
 from vecraft.shared.model.routing import DEFAULT_TENANT
 from vecraft.shared.model.validation import validate_name
-from vecraft.shared.rpc.v1 import collection_pb2
 
 DEFAULT_METRIC = "cosine"
 
@@ -62,20 +62,6 @@ class HnswParams:
         _check_int("hnsw.ef_construction", self.ef_construction, *HNSW_EF_CONSTRUCTION_RANGE)
         if self.ef_search != DYNAMIC_EF_SEARCH:
             _check_int("hnsw.ef_search", self.ef_search, *HNSW_EF_SEARCH_RANGE)
-
-    def to_proto(self) -> collection_pb2.HnswParams:
-        return collection_pb2.HnswParams(m=self.m, ef_construction=self.ef_construction,
-                                         ef_search=self.ef_search)
-
-    @classmethod
-    def from_proto(cls, msg: collection_pb2.HnswParams | None) -> HnswParams:
-        """Zero fields (unset in proto3) take the defaults."""
-        if msg is None:
-            return cls()
-        default = cls()
-        return cls(m=msg.m or default.m,
-                   ef_construction=msg.ef_construction or default.ef_construction,
-                   ef_search=msg.ef_search or default.ef_search)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,30 +103,3 @@ class CollectionSchema:
     def qualified_name(self) -> str:
         """``tenant/name``: unique across the cluster."""
         return f"{self.tenant}/{self.name}"
-
-    def to_proto(self) -> collection_pb2.CollectionSchema:
-        return collection_pb2.CollectionSchema(
-            tenant=self.tenant, name=self.name, dim=self.dim, metric=self.metric,
-            shards=self.shards, replicas=self.replicas, hnsw=self.hnsw.to_proto(),
-            partition=self.partition, collection_id=self.collection_id,
-            ddl_offset=self.ddl_offset, ddl_hlc=self.ddl_hlc, created_unix_ms=self.created_unix_ms)
-
-    @classmethod
-    def from_proto(cls, msg: collection_pb2.CollectionSchema) -> CollectionSchema:
-        """Validate and convert; an empty tenant means ``default``."""
-        return cls(
-            tenant=msg.tenant or DEFAULT_TENANT, name=msg.name, dim=msg.dim, metric=msg.metric,
-            shards=msg.shards, replicas=msg.replicas,
-            hnsw=HnswParams.from_proto(msg.hnsw if msg.HasField("hnsw") else None),
-            partition=msg.partition, collection_id=msg.collection_id, ddl_offset=msg.ddl_offset,
-            ddl_hlc=msg.ddl_hlc, created_unix_ms=msg.created_unix_ms)
-
-    @classmethod
-    def from_create_request(cls, req: collection_pb2.CreateCollectionRequest, *,
-                            default_shards: int, default_replicas: int) -> CollectionSchema:
-        """A validated schema (no placement yet) from a create request and its "0 = default" fields."""
-        return cls(
-            tenant=req.tenant or DEFAULT_TENANT, name=req.name, dim=req.dim,
-            metric=req.metric or DEFAULT_METRIC, shards=req.shards or default_shards,
-            replicas=req.replicas or default_replicas,
-            hnsw=HnswParams.from_proto(req.hnsw if req.HasField("hnsw") else None))

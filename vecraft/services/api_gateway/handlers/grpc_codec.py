@@ -43,7 +43,8 @@ from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.filters import parse_filter
 from vecraft.shared.model.routing import DEFAULT_COLLECTION
-from vecraft.shared.model.validation import validate_name
+from vecraft.shared.model.validation import validate_max_staleness_ms, validate_name
+from vecraft.shared.rpc.convert import consistency_to_proto, filter_to_json, level_from_proto
 from vecraft.shared.rpc.v1 import (
     collection_pb2,
     gateway_pb2,
@@ -85,15 +86,21 @@ def _filter_json(text: str) -> Any:
 
 
 def search_query(req: search_pb2.SearchRequest) -> SearchQuery:
+    """The search, its filter and staleness bound validated here, once (the domain layer trusts them)."""
     # Without filter_json, the spec's map<string, string>: equality on each field.
     filter_obj = _filter_json(req.filter_json) if req.filter_json else dict(req.filters)
     if req.k < 0:
         raise InvalidRequest(f"k is {req.k}; it must be between 1 and 1024")
+    level = level_from_proto(req.consistency_level)
+    # Only a bounded read has a bound: the field is ignored at the other levels.
+    bounded = level is ConsistencyLevel.BOUNDED_STALENESS and req.max_staleness_ms
+    flt = parse_filter(filter_obj)
     return SearchQuery(
-        vector=np.asarray(req.vector, dtype=np.float32), k=req.k or DEFAULT_K,
-        level=ConsistencyLevel.from_proto(req.consistency_level),
-        max_staleness_ms=req.max_staleness_ms or None, min_required_offset=_offset(req.min_required_offset),
-        filter=parse_filter(filter_obj), collection=_collection(req.collection), ef_search=req.ef_search,
+        vector=np.asarray(req.vector, dtype=np.float32), k=req.k or DEFAULT_K, level=level,
+        max_staleness_ms=validate_max_staleness_ms(req.max_staleness_ms) if bounded else None,
+        min_required_offset=_offset(req.min_required_offset),
+        filter=flt, filter_json=filter_to_json(filter_obj) if flt is not None else "",
+        collection=_collection(req.collection), ef_search=req.ef_search,
         timeout_ms=req.timeout_ms, allow_partial=req.allow_partial,
         include_documents=req.include_documents)
 
@@ -105,14 +112,10 @@ def _offset(value: int) -> int:
 
 
 def search_response(out: SearchOutcome) -> search_pb2.SearchResponse:
-    c = out.consistency
     return search_pb2.SearchResponse(
         results=[search_pb2.ScoredVector(id=h.id, score=h.score, metadata_json=h.metadata_json,
                                          document=h.document) for h in out.hits],
-        consistency_info=search_pb2.ConsistencyInfo(
-            level_requested=c.level_requested.to_proto(), level_achieved=c.level_achieved.to_proto(),
-            staleness_ms=c.staleness_ms, max_allowed_staleness_ms=c.max_allowed_staleness_ms or 0,
-            index_version_used=c.index_version, cache_hit=c.cache_hit, sync_performed=c.sync_performed),
+        consistency_info=consistency_to_proto(out.consistency),
         missing_shards=out.missing_shards, partition=out.partition)
 
 
@@ -202,7 +205,7 @@ def list_query(req: gateway_pb2.ListRecordsRequest) -> ListQuery:
         include_metadata=req.include_metadata if req.HasField("include_metadata") else True,
         include_documents=req.include_documents if req.HasField("include_documents") else True,
         filter=parse_filter(_filter_json(req.filter_json)) if req.filter_json else None,
-        level=ConsistencyLevel.from_proto(req.consistency_level),
+        level=level_from_proto(req.consistency_level),
         min_required_offset=req.min_required_offset)
 
 

@@ -22,6 +22,7 @@ from vecraft.services.api_gateway.handlers import grpc_codec as codec
 from vecraft.services.api_gateway.models import RequestContext
 from vecraft.shared.common.logging import request_id_var
 from vecraft.shared.model.routing import DEFAULT_COLLECTION
+from vecraft.shared.rpc.convert import schema_to_proto
 from vecraft.shared.rpc.v1 import (
     collection_pb2,
     gateway_pb2,
@@ -102,18 +103,18 @@ class CollectionServicer(_Authenticated, gateway_pb2_grpc.CollectionServiceServi
                                context: Context) -> collection_pb2.CollectionSchema:
         ctx = self._context(context, request, request_id=request.request_id, tenant=request.tenant)
         schema = await self._gateway.create_collection(codec.collection_spec(request), ctx)
-        return schema.to_proto()
+        return schema_to_proto(schema)
 
     async def GetCollection(self, request: collection_pb2.GetCollectionRequest,
                             context: Context) -> collection_pb2.CollectionSchema:
         ctx = self._context(context, request, tenant=request.tenant)
-        return (await self._gateway.get_collection(request.name or DEFAULT_COLLECTION, ctx)).to_proto()
+        return schema_to_proto(await self._gateway.get_collection(request.name or DEFAULT_COLLECTION, ctx))
 
     async def ListCollections(self, request: collection_pb2.ListCollectionsRequest,
                               context: Context) -> collection_pb2.ListCollectionsResponse:
         ctx = self._context(context, request, tenant=request.tenant)
         schemas = await self._gateway.list_collections(ctx)
-        return collection_pb2.ListCollectionsResponse(collections=[s.to_proto() for s in schemas])
+        return collection_pb2.ListCollectionsResponse(collections=[schema_to_proto(s) for s in schemas])
 
     async def DropCollection(self, request: collection_pb2.DropCollectionRequest,
                              context: Context) -> collection_pb2.DropCollectionResponse:
@@ -124,7 +125,7 @@ class CollectionServicer(_Authenticated, gateway_pb2_grpc.CollectionServiceServi
                               context: Context) -> collection_pb2.CollectionSchema:
         ctx = self._context(context, request, request_id=request.request_id, tenant=request.tenant)
         schema = await self._gateway.alter_collection(request.name, request.hnsw.ef_search, ctx)
-        return schema.to_proto()
+        return schema_to_proto(schema)
 
 
 class OperationServicer(_Authenticated, gateway_pb2_grpc.OperationServiceServicer):

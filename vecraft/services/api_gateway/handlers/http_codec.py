@@ -57,6 +57,7 @@ from vecraft.shared.model.validation import (
     validate_max_staleness_ms,
     validate_name,
 )
+from vecraft.shared.rpc.convert import filter_to_json
 from vecraft.shared.rpc.v1 import journal_pb2
 
 ACK_MODES = {"journal": journal_pb2.ACK_JOURNAL, "one": journal_pb2.ACK_ONE, "all": journal_pb2.ACK_ALL}
@@ -238,10 +239,12 @@ def search_query(f: Fields, headers: Mapping[str, str], *, query_collection: str
     else:
         # A staleness bound alone asks for bounded staleness.
         level = ConsistencyLevel.BOUNDED_STALENESS if staleness is not None else ConsistencyLevel.EVENTUAL
+    filter_obj = f.object("filters")
+    flt = parse_filter(filter_obj)
     return SearchQuery(
         vector=vector, k=validate_k(f.raw("k", 10)), level=level, max_staleness_ms=staleness,
         min_required_offset=f.int("min_required_offset", 0) or 0,
-        filter=parse_filter(f.object("filters")),
+        filter=flt, filter_json=filter_to_json(filter_obj) if flt is not None else "",
         collection=collection_of(f, query_collection),
         ef_search=f.int("ef_search", 0, low=1, high=4096) or 0,
         timeout_ms=f.int("timeout_ms", 0, low=1, high=300_000) or 0,

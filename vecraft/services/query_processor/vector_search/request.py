@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 
 from vecraft.services.query_processor.vector_search.consistency import ReadRequirement, requirement
 from vecraft.shared.common.errors import InvalidRequest, Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft.shared.model.filters import Filter, parse_filter
+from vecraft.shared.model.filters import Filter
 from vecraft.shared.model.limits import HNSW_EF_SEARCH_RANGE, MAX_DIM, MAX_K, MIN_K
 from vecraft.shared.model.routing import DEFAULT_COLLECTION, DEFAULT_TENANT
+from vecraft.shared.rpc.convert import filter_from_json, level_from_proto
 from vecraft.shared.rpc.v1 import query_pb2
 
 
@@ -53,7 +53,7 @@ def parse_query(req: query_pb2.QuerySearchRequest, served_shards: Sequence[int],
         InvalidRequest: any malformed field (see module doc).
         Unavailable: a shard of ``req`` is not served here (no shard is, when ``req`` names none).
     """
-    level = ConsistencyLevel.from_proto(req.level)
+    level = level_from_proto(req.level)
     if len(req.vector) == 0 or len(req.vector) % 4:
         raise InvalidRequest("vector must be non-empty float32 little-endian bytes, "
                              f"got {len(req.vector)} bytes")
@@ -71,7 +71,7 @@ def parse_query(req: query_pb2.QuerySearchRequest, served_shards: Sequence[int],
             raise InvalidRequest(f"ef_search must be within {lo}..{hi} (0 = collection default), "
                                  f"got {req.ef_search}")
         ef_search = req.ef_search
-    flt = _parse_filter_json(req.filter_json)
+    flt = filter_from_json(req.filter_json)
     if req.timeout_ms < 0:
         raise InvalidRequest(f"timeout_ms must be >= 0, got {req.timeout_ms}")
     read = requirement(level, max_staleness_ms=req.max_staleness_ms, min_offset=req.min_offset)
@@ -98,13 +98,3 @@ def parse_query(req: query_pb2.QuerySearchRequest, served_shards: Sequence[int],
         requirement=read,
         timeout_ms=req.timeout_ms,
     )
-
-
-def _parse_filter_json(text: str) -> Filter | None:
-    if not text.strip():
-        return None
-    try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError as err:
-        raise InvalidRequest(f"filter_json is not valid JSON: {err}") from None
-    return parse_filter(obj)

@@ -38,9 +38,10 @@ from vecraft.services.query_processor.vector_search.consistency import (
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.request import ParsedQuery, parse_query
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable, VecraftError
-from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.model.consistency import ConsistencyLevel, ConsistencyReport
 from vecraft.shared.replica.follower import PartitionFollower
-from vecraft.shared.rpc.v1 import collection_pb2, query_pb2, search_pb2
+from vecraft.shared.rpc.convert import consistency_to_proto
+from vecraft.shared.rpc.v1 import collection_pb2, query_pb2
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,16 +179,17 @@ class VectorSearcher:
     @staticmethod
     def _response(q: ParsedQuery, partition: str, shards: list[int], parts: list[ShardHits], state: MetState,
                   *, cache_hit: bool) -> query_pb2.QuerySearchResponse:
-        info = search_pb2.ConsistencyInfo(
-            level_requested=q.level.to_proto(),
-            level_achieved=q.level.to_proto(),
+        info = ConsistencyReport(
+            level_requested=q.level,
+            level_achieved=q.level,
             staleness_ms=state.staleness_ms,
             max_allowed_staleness_ms=q.requirement.max_staleness_ms,
-            index_version_used=state.applied,
+            index_version=state.applied,
             cache_hit=cache_hit,
             sync_performed=state.synced,
         )
-        return query_pb2.QuerySearchResponse(results=merge_top_k(parts, q.k), consistency_info=info,
+        return query_pb2.QuerySearchResponse(results=merge_top_k(parts, q.k),
+                                             consistency_info=consistency_to_proto(info),
                                              partition=partition, shards=shards)
 
 
