@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft.shared.model.limits import MAX_STALENESS_MS
+from vecraft.shared.model.validation import validate_max_staleness_ms
 
 #: max_staleness_ms used when a bounded request gives 0.
 DEFAULT_MAX_STALENESS_MS = 1000
@@ -56,8 +56,7 @@ def requirement(level: ConsistencyLevel, *, max_staleness_ms: int = 0,
     Raises:
         InvalidRequest: negative or too large ``max_staleness_ms``.
     """
-    if max_staleness_ms < 0 or max_staleness_ms > MAX_STALENESS_MS:
-        raise InvalidRequest(f"max_staleness_ms must be within 0..{MAX_STALENESS_MS}, got {max_staleness_ms}")
+    validate_max_staleness_ms(max_staleness_ms)  # this service's edge: the one check of the bound here
     if min_offset < 0:
         raise InvalidRequest(f"min_offset must be >= 0, got {min_offset}")
     if level is ConsistencyLevel.BOUNDED_STALENESS:
