@@ -14,7 +14,9 @@ from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.index import ShardState, UnknownCollection, decode_entry
 from vecraft.shared.model.filters import parse_filter
 from vecraft.shared.model.routing import shard_of
-from vecraft.shared.rpc.v1 import journal_pb2
+from vecraft.shared.model.schema import CollectionSchema
+from vecraft.shared.rpc.convert import schema_from_proto
+from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
 from .journal_builders import PARTITION, ddl, delete, entry, schema, write
 
@@ -247,3 +249,33 @@ def test_the_name_resolves_to_the_latest_created_incarnation_whatever_the_arriva
     assert state.schema("default", "docs").collection_id == "inc-2"
     state.apply(entry(2, ddl("drop", old)))
     assert state.schema("default", "docs").collection_id == "inc-2"
+
+
+def test_schemas_are_the_domain_type_altered_and_snapshotted_as_such(tmp_path: Path) -> None:
+    sch = schema("dom", shards=1, dim=4, metric="cosine", ef_search=0)
+    state = ShardState(0)
+    state.apply(entry(1, ddl("create", sch)))
+    got = state.schema("default", "docs")
+    assert isinstance(got, CollectionSchema) and got == schema_from_proto(sch)
+    altered = collection_pb2.CollectionSchema()
+    altered.CopyFrom(sch)
+    altered.hnsw.ef_search, altered.ddl_offset, altered.ddl_hlc = 77, 9, 99
+    state.apply(entry(2, ddl("alter", altered)))
+    now = state.schema("default", "docs")
+    assert (now.hnsw.ef_search, now.ddl_offset, now.ddl_hlc) == (77, 9, 99)
+    assert got.hnsw.ef_search == 0  # the schema read before the ALTER is not changed under its reader
+    state.save(tmp_path / "s")
+    assert ShardState.load(tmp_path / "s").schema("default", "docs") == now
+
+
+@pytest.mark.parametrize("change", [{"metric": "hamming"}, {"name": "9bad"}, {"replicas": 0}, {"dim": 0}])
+def test_a_create_the_model_refuses_is_skipped_by_every_replica_alike(change: dict[str, Any]) -> None:
+    bad = schema("bad", shards=1, dim=4)
+    for field, value in change.items():
+        setattr(bad, field, value)
+    e = entry(1, ddl("create", bad), ddl("alter", schema("huge-ef", ef_search=4097)))
+    # decode_entry is what storage nodes apply too: no op, so no replica creates it.
+    assert decode_entry(e, 0, {}) == []
+    state = ShardState(0)
+    state.apply(e)
+    assert state.collections() == [] and state.applied_offset(PARTITION) == 1

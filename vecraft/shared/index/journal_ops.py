@@ -17,9 +17,13 @@ state (docs/journal.md, "Order across partitions"):
   journal or replica that is not what it should be, and applying past it would
   silently lose the write. The replica stops there, loudly.
 
-Malformed mutations (wrong vector size, bad metadata) are logged and skipped:
-the gateway refuses them, so they can only come from a foreign writer, and
-every replica skips them alike.
+Malformed mutations (wrong vector size, bad metadata, a CREATE whose schema
+the model refuses, an ALTER of ef_search out of range) are logged and skipped:
+the gateway and the meta manager refuse them, so they can only come from a
+foreign writer, and every replica skips them alike. DDL ops carry the schema
+as the entry has it (its proto: storage nodes persist that form); a CREATE's
+passed :func:`~vecraft.shared.rpc.convert.schema_from_proto`, so a replica
+that keeps the domain schema converts it without fail.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ import json
 import logging
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import orjson
 
-from vecraft.shared.common.errors import Unavailable
+from vecraft.shared.common.errors import InvalidRequest, Unavailable
+from vecraft.shared.model.limits import HNSW_EF_SEARCH_RANGE
 from vecraft.shared.model.routing import shards_of
+from vecraft.shared.rpc.convert import schema_from_proto
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,16 @@ _DDL_KINDS: dict[int, OpKind] = {
     journal_pb2.CollectionDDL.DROP: "drop",
     journal_pb2.CollectionDDL.ALTER: "alter",
 }
+
+
+class SchemaShape(Protocol):
+    """What decoding needs of a known collection: the domain schema and its proto both have it."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def shards(self) -> int: ...
 
 
 class UnknownCollection(Unavailable):
@@ -104,7 +120,7 @@ def decode_payload(entry: journal_pb2.JournalEntry) -> journal_pb2.JournalPayloa
 
 
 def decode_entry(entry: journal_pb2.JournalEntry, shard: int,
-                 known: Mapping[str, collection_pb2.CollectionSchema],
+                 known: Mapping[str, SchemaShape],
                  dropped: Container[str] = ()) -> list[ShardOp]:
     """This shard's operations of one entry, in order.
 
@@ -120,7 +136,7 @@ def decode_entry(entry: journal_pb2.JournalEntry, shard: int,
     payload = decode_payload(entry)
     if payload is None:
         return []
-    schemas: Mapping[str, collection_pb2.CollectionSchema] = known
+    schemas: Mapping[str, SchemaShape] = known
     dropped_here: set[str] = set()
     ops: list[ShardOp] = []
     where = {"partition": entry.partition, "offset": entry.offset}
@@ -164,18 +180,26 @@ def _ddl_op(ddl: journal_pb2.CollectionDDL, where: dict[str, Any]) -> ShardOp | 
     if kind is None or not ddl.schema.collection_id:
         log.warning("DDL without a kind or collection_id skipped", extra=where)
         return None
-    if kind == "create" and (ddl.schema.dim < 1 or ddl.schema.shards < 1):
-        log.warning("CREATE with dim or shards < 1 skipped",
-                    extra={**where, "collection_id": ddl.schema.collection_id})
+    if kind == "create":
+        try:
+            schema_from_proto(ddl.schema)
+        except InvalidRequest as err:
+            log.warning("CREATE with an invalid schema skipped",
+                        extra={**where, "collection_id": ddl.schema.collection_id, "error": err.message})
+            return None
+    if kind == "alter" and ddl.schema.hnsw.ef_search > HNSW_EF_SEARCH_RANGE[1]:
+        log.warning("ALTER with ef_search above the limit skipped",
+                    extra={**where, "collection_id": ddl.schema.collection_id,
+                           "ef_search": ddl.schema.hnsw.ef_search})
         return None
     schema = collection_pb2.CollectionSchema()
     schema.CopyFrom(ddl.schema)
     return ShardOp(kind, schema.collection_id, schema=schema)
 
 
-def _schema_for(entry: journal_pb2.JournalEntry, schemas: Mapping[str, collection_pb2.CollectionSchema],
+def _schema_for(entry: journal_pb2.JournalEntry, schemas: Mapping[str, SchemaShape],
                 dropped: Container[str], dropped_here: set[str], collection_id: str,
-                name: str) -> collection_pb2.CollectionSchema | None:
+                name: str) -> SchemaShape | None:
     """The schema of a written collection; None (logged) if it was dropped. Raises UnknownCollection."""
     schema = schemas.get(collection_id)
     if schema is not None:
@@ -188,7 +212,7 @@ def _schema_for(entry: journal_pb2.JournalEntry, schemas: Mapping[str, collectio
     raise UnknownCollection(entry, name, collection_id)
 
 
-def _write_op(write: journal_pb2.VectorWrite, schema: collection_pb2.CollectionSchema, shard: int,
+def _write_op(write: journal_pb2.VectorWrite, schema: SchemaShape, shard: int,
               where: dict[str, Any]) -> ShardOp | None:
     ids = list(write.ids)
     n = len(ids)

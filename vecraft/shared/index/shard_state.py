@@ -21,11 +21,15 @@ Replay rules (so a data partition alone rebuilds every collection):
   raises :class:`UnknownCollection` after applying every entry before it.
 - ``applied[partition]`` moves only after an entry's effects are visible to
   searches, so a reader that checks it first never misses them.
+
+Schemas are kept as the domain's :class:`CollectionSchema`, converted from the
+entry's proto once, when a CREATE applies (snapshots store the proto form).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import threading
@@ -42,6 +46,8 @@ from vecraft.shared.index.collection import CollectionIndex
 from vecraft.shared.index.journal_ops import ShardOp, UnknownCollection, decode_entry
 from vecraft.shared.index.snapshot_dir import atomic_directory, existing_snapshot
 from vecraft.shared.model.filters import Filter
+from vecraft.shared.model.schema import CollectionSchema
+from vecraft.shared.rpc.convert import schema_from_proto, schema_to_proto
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
 log = logging.getLogger(__name__)
@@ -53,7 +59,7 @@ _MANIFEST_FORMAT = 1
 
 @dataclass(slots=True)
 class _Collection:
-    schema: collection_pb2.CollectionSchema
+    schema: CollectionSchema
     index: CollectionIndex
     documents: dict[str, str] = field(default_factory=dict)  # only non-empty documents
 
@@ -82,7 +88,7 @@ class ShardState:
         self.applied: dict[str, tuple[int, int]] = {}
         self._by_id: dict[str, _Collection] = {}
         self._by_name: dict[tuple[str, str], str] = {}  # (tenant, name) -> collection_id
-        self._schemas: dict[str, collection_pb2.CollectionSchema] = {}
+        self._schemas: dict[str, CollectionSchema] = {}
         self._dropped: set[str] = set()
         self._apply_lock = threading.Lock()
 
@@ -163,11 +169,13 @@ class ShardState:
             else:
                 self._alter(op.schema)
 
-    def _create(self, schema: collection_pb2.CollectionSchema) -> None:
-        cid = schema.collection_id
+    def _create(self, msg: collection_pb2.CollectionSchema) -> None:
+        cid = msg.collection_id
         if cid in self._by_id or cid in self._dropped:
             return
-        self._by_id[cid] = _Collection(schema, CollectionIndex.for_schema(schema))
+        # decode_entry validated the CREATE's schema: the conversion does not fail here.
+        schema = schema_from_proto(msg)
+        self._by_id[cid] = _Collection(schema, CollectionIndex.for_schema(msg))
         self._schemas[cid] = schema
         self._bind_name((schema.tenant, schema.name))
 
@@ -179,15 +187,19 @@ class ShardState:
         else:
             self._by_name.pop(key, None)
 
-    def _alter(self, schema: collection_pb2.CollectionSchema) -> None:
-        coll = self._by_id.get(schema.collection_id)
-        ef = schema.hnsw.ef_search
+    def _alter(self, msg: collection_pb2.CollectionSchema) -> None:
+        coll = self._by_id.get(msg.collection_id)
+        ef = msg.hnsw.ef_search
         if coll is None or ef <= 0:
             return
         coll.index.set_ef_search(ef)
-        coll.schema.hnsw.ef_search = ef
-        if schema.ddl_offset:
-            coll.schema.ddl_offset, coll.schema.ddl_hlc = schema.ddl_offset, schema.ddl_hlc
+        old = coll.schema
+        moved = msg.ddl_offset > 0  # the ALTER's position in `system`, when the entry has it
+        coll.schema = dataclasses.replace(
+            old, hnsw=dataclasses.replace(old.hnsw, ef_search=ef),
+            ddl_offset=msg.ddl_offset if moved else old.ddl_offset,
+            ddl_hlc=msg.ddl_hlc if moved else old.ddl_hlc)
+        self._schemas[msg.collection_id] = coll.schema
 
     def _drop(self, collection_id: str) -> None:
         self._dropped.add(collection_id)
@@ -207,7 +219,7 @@ class ShardState:
                            details={"tenant": tenant, "collection": name})
         return coll
 
-    def schema(self, tenant: str, name: str) -> collection_pb2.CollectionSchema:
+    def schema(self, tenant: str, name: str) -> CollectionSchema:
         """Schema of a collection; NotFound if this shard does not know it."""
         return self._collection(tenant, name).schema
 
@@ -215,7 +227,7 @@ class ShardState:
         """This shard's index of a collection; NotFound if unknown."""
         return self._collection(tenant, name).index
 
-    def collections(self) -> list[collection_pb2.CollectionSchema]:
+    def collections(self) -> list[CollectionSchema]:
         return [coll.schema for coll in list(self._by_id.values())]
 
     def applied_offset(self, partition: str) -> int:
@@ -252,7 +264,7 @@ class ShardState:
                 "format": _MANIFEST_FORMAT, "shard": self.shard,
                 "applied": {p: list(v) for p, v in self.applied.items()},
                 "dropped": sorted(self._dropped),
-                "collections": [base64.b64encode(c.schema.SerializeToString()).decode()
+                "collections": [base64.b64encode(schema_to_proto(c.schema).SerializeToString()).decode()
                                 for c in self._by_id.values()],
             }
             for cid, coll in self._by_id.items():
@@ -271,7 +283,7 @@ class ShardState:
         state.applied = {p: (v[0], v[1]) for p, v in manifest["applied"].items()}
         state._dropped = set(manifest["dropped"])
         for encoded in manifest["collections"]:
-            schema = collection_pb2.CollectionSchema.FromString(base64.b64decode(encoded))
+            schema = schema_from_proto(collection_pb2.CollectionSchema.FromString(base64.b64decode(encoded)))
             cid = schema.collection_id
             folder = source / "collections" / cid
             documents = orjson.loads((folder / "documents.json").read_bytes()) if keep_documents else {}

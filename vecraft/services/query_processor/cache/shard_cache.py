@@ -32,10 +32,11 @@ from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.common.metrics import timed
 from vecraft.shared.index import ShardState
 from vecraft.shared.model.filters import Filter
+from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.replica import PartitionHalts
 from vecraft.shared.replica.follower import JournalGap
 from vecraft.shared.replica.halt import describe
-from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
+from vecraft.shared.rpc.v1 import journal_pb2
 
 
 def _cache_state(shard: int) -> ShardState:
@@ -164,7 +165,7 @@ class ShardCache:
         self.shards = sorted(states)
 
     # ---- reading -------------------------------------------------------------------------
-    def schema(self, tenant: str, name: str) -> collection_pb2.CollectionSchema:
+    def schema(self, tenant: str, name: str) -> CollectionSchema:
         """The collection's schema as of the applied state; NotFound if unknown.
 
         Raises:

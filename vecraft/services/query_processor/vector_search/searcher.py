@@ -39,9 +39,10 @@ from vecraft.services.query_processor.vector_search.fallback import StorageFallb
 from vecraft.services.query_processor.vector_search.request import ParsedQuery, parse_query
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable, VecraftError
 from vecraft.shared.model.consistency import ConsistencyLevel, ConsistencyReport
+from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.replica.follower import PartitionFollower
 from vecraft.shared.rpc.convert import consistency_to_proto
-from vecraft.shared.rpc.v1 import collection_pb2, query_pb2
+from vecraft.shared.rpc.v1 import query_pb2
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,7 @@ class VectorSearcher:
         parts = await self.cache.search(shards, q.tenant, q.collection, q.vector, q.k, q.filter, q.ef_search)
         return self._response(q, partition, shards, parts, state, cache_hit=True)
 
-    async def _schema(self, q: ParsedQuery, deadline: float) -> tuple[collection_pb2.CollectionSchema, bool]:
+    async def _schema(self, q: ParsedQuery, deadline: float) -> tuple[CollectionSchema, bool]:
         """The collection's schema and whether finding it needed a sync."""
         try:
             return self.cache.schema(q.tenant, q.collection), False
