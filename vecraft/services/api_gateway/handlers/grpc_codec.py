@@ -93,12 +93,13 @@ def search_query(req: search_pb2.SearchRequest) -> SearchQuery:
         raise InvalidRequest(f"k is {req.k}; it must be between 1 and 1024")
     level = level_from_proto(req.consistency_level)
     # Only a bounded read has a bound: the field is ignored at the other levels.
-    bounded = level is ConsistencyLevel.BOUNDED_STALENESS and req.max_staleness_ms
+    bounded = level is ConsistencyLevel.BOUNDED_STALENESS and req.max_staleness_ms != 0
+    max_staleness = validate_max_staleness_ms(req.max_staleness_ms) if bounded else None
+    min_offset = _offset(req.min_required_offset)
     flt = parse_filter(filter_obj)
     return SearchQuery(
         vector=np.asarray(req.vector, dtype=np.float32), k=req.k or DEFAULT_K, level=level,
-        max_staleness_ms=validate_max_staleness_ms(req.max_staleness_ms) if bounded else None,
-        min_required_offset=_offset(req.min_required_offset),
+        max_staleness_ms=max_staleness, min_required_offset=min_offset,
         filter=flt, filter_json=filter_to_json(filter_obj) if flt is not None else "",
         collection=_collection(req.collection), ef_search=req.ef_search,
         timeout_ms=req.timeout_ms, allow_partial=req.allow_partial,

@@ -239,11 +239,12 @@ def search_query(f: Fields, headers: Mapping[str, str], *, query_collection: str
     else:
         # A staleness bound alone asks for bounded staleness.
         level = ConsistencyLevel.BOUNDED_STALENESS if staleness is not None else ConsistencyLevel.EVENTUAL
+    k = validate_k(f.raw("k", 10))
+    min_offset = f.int("min_required_offset", 0) or 0
     filter_obj = f.object("filters")
     flt = parse_filter(filter_obj)
     return SearchQuery(
-        vector=vector, k=validate_k(f.raw("k", 10)), level=level, max_staleness_ms=staleness,
-        min_required_offset=f.int("min_required_offset", 0) or 0,
+        vector=vector, k=k, level=level, max_staleness_ms=staleness, min_required_offset=min_offset,
         filter=flt, filter_json=filter_to_json(filter_obj) if flt is not None else "",
         collection=collection_of(f, query_collection),
         ef_search=f.int("ef_search", 0, low=1, high=4096) or 0,
