@@ -285,10 +285,11 @@ def matches(flt: Filter | None, metadata: Mapping[str, Any] | None) -> bool:
 
 
 def filter_to_obj(flt: Filter | None) -> dict[str, Any]:
-    """A JSON object that :func:`parse_filter` turns back into an equal filter.
+    """A JSON object that :func:`parse_filter` turns back into an equal filter; ``{}`` for None.
 
-    Used to forward a parsed filter over the wire (``filter_json``) and as a
-    stable cache key; ``{}`` for None.
+    A search forwards the text its edge validated instead
+    (:func:`vecraft.shared.rpc.convert.filter_to_json`); a record listing, whose
+    query keeps only the parsed filter, is still sent this object's text.
     """
     if flt is None:
         return {}
