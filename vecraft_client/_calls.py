@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.rpc.convert import level_from_proto, level_to_proto
 from vecraft.shared.rpc.v1 import collection_pb2, gateway_pb2, journal_pb2, search_pb2, storage_pb2
 from vecraft_client._models import (
     Collection,
@@ -140,7 +141,7 @@ def _ack_proto(ack: str | None) -> journal_pb2.AckMode:
 
 def _level_proto(level: ConsistencyLevel | str | int | None) -> search_pb2.ConsistencyLevel:
     # Unset: the proto3 default (0, EVENTUAL), the same bytes as leaving the field out.
-    return ConsistencyLevel.parse(level).to_proto() if level is not None else search_pb2.EVENTUAL
+    return level_to_proto(ConsistencyLevel.parse(level)) if level is not None else search_pb2.EVENTUAL
 
 
 # ---- parsers -------------------------------------------------------------------
@@ -200,10 +201,10 @@ def _search_response(obj: dict[str, Any]) -> SearchResponse:
 
 def _search_response_pb(msg: search_pb2.SearchResponse) -> SearchResponse:
     ci = msg.consistency_info
-    requested = ConsistencyLevel.from_proto(ci.level_requested)
+    requested = level_from_proto(ci.level_requested)
     info = ConsistencyInfo(
         level_requested=requested,
-        level_achieved=ConsistencyLevel.from_proto(ci.level_achieved),
+        level_achieved=level_from_proto(ci.level_achieved),
         staleness_ms=ci.staleness_ms,
         max_allowed_staleness_ms=allowed_staleness(requested, ci.max_allowed_staleness_ms),
         index_version=ci.index_version_used, cache_hit=ci.cache_hit, sync_performed=ci.sync_performed)

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.cluster import LocalCluster
 from tests.support.e2e import vec
 from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.rpc.convert import level_to_proto
 from vecraft.shared.rpc.v1 import query_pb2, query_pb2_grpc
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -150,7 +151,7 @@ def test_a_session_reads_from_one_processor_and_syncs_once_per_write(cluster: Lo
         request = query_pb2.QuerySearchRequest(
             collection=COLL, tenant="default", k=100, shards=[0], timeout_ms=10_000,
             vector=np.asarray(vec(1, DIM), dtype="<f4").tobytes(),
-            level=ConsistencyLevel.READ_YOUR_WRITES.to_proto(), min_offset=int(str(answer["offset"])))
+            level=level_to_proto(ConsistencyLevel.READ_YOUR_WRITES), min_offset=int(str(answer["offset"])))
         addresses = sorted(processors(cluster))
         for i in range(READS):
             with grpc.insecure_channel(addresses[i % len(addresses)]) as channel:
@@ -169,7 +170,7 @@ def strong_on_every_processor(cluster: LocalCluster) -> None:
     """
     request = query_pb2.QuerySearchRequest(
         collection=COLL, tenant="default", k=1, shards=[0], timeout_ms=10_000,
-        vector=np.asarray(vec(1, DIM), dtype="<f4").tobytes(), level=ConsistencyLevel.STRONG.to_proto())
+        vector=np.asarray(vec(1, DIM), dtype="<f4").tobytes(), level=level_to_proto(ConsistencyLevel.STRONG))
     for address in sorted(processors(cluster)):
         with grpc.insecure_channel(address) as channel:
             query_pb2_grpc.QueryProcessorServiceStub(channel).Search(request, timeout=TIMEOUT_S)

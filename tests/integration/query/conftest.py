@@ -18,6 +18,7 @@ from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.rpc.convert import level_to_proto
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, query_pb2, query_pb2_grpc
 
 JOURNAL = "vecraft.services.journal_service"
@@ -64,7 +65,7 @@ class QueryClient:
                      timeout_ms: int = 0) -> query_pb2.QuerySearchResponse:
         req = query_pb2.QuerySearchRequest(
             collection=coll, tenant="default", vector=np.asarray(vector, dtype="<f4").tobytes(), k=k,
-            filter_json=filter_json, level=level.to_proto(), max_staleness_ms=max_staleness_ms,
+            filter_json=filter_json, level=level_to_proto(level), max_staleness_ms=max_staleness_ms,
             min_offset=min_offset, timeout_ms=timeout_ms)
         with translate_rpc_error():
             return await self.stub.Search(req, timeout=30)

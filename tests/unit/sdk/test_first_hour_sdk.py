@@ -18,6 +18,7 @@ import pytest
 from tests.support.procs import free_port
 from tests.unit.sdk.mock_http import Handler, mock_sync_client
 from vecraft.shared.model.limits import MAX_BATCH_ROWS
+from vecraft.shared.rpc.convert import level_to_proto
 from vecraft.shared.rpc.v1 import gateway_pb2, search_pb2
 from vecraft_client import (
     AsyncVecraftClient,
@@ -134,7 +135,7 @@ def test_max_allowed_staleness_is_the_same_over_http_and_grpc(level: str, http_v
     rec = Recorder()
     rec.answers = [(200, _search_answer(level, http_value))]
     over_http = mock_client(rec).vector_search([0.1], k=1, consistency_level=level).consistency_info
-    proto_level = ConsistencyLevel.parse(level).to_proto()
+    proto_level = level_to_proto(ConsistencyLevel.parse(level))
     msg = search_pb2.SearchResponse(consistency_info=search_pb2.ConsistencyInfo(
         level_requested=proto_level, level_achieved=proto_level, max_allowed_staleness_ms=http_value or 0))
     call = _calls.search([0.1], 1, level, None, None, None, None, None, None, None)

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from vecraft.shared.common.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from vecraft.shared.rpc.v1 import search_pb2
 
 
 class ConsistencyLevel(IntEnum):
@@ -74,18 +71,6 @@ class ConsistencyLevel(IntEnum):
             raise InvalidRequest(
                 f"unknown consistency level {value}; accepted: "
                 f"{', '.join(f'{m.value} ({m.name})' for m in cls)}") from None
-
-
-    # The SDK (vecraft_client/_calls.py) converts with these two; the services use
-    # vecraft.shared.rpc.convert.level_to_proto / level_from_proto.
-    @classmethod
-    def from_proto(cls, value: int) -> ConsistencyLevel:
-        """:meth:`from_int` of a ``search_pb2.ConsistencyLevel`` value."""
-        return cls.from_int(value)
-
-    def to_proto(self) -> search_pb2.ConsistencyLevel:
-        """The ``search_pb2.ConsistencyLevel`` value (an int, as protobuf enums are)."""
-        return cast("search_pb2.ConsistencyLevel", int(self))
 
 
 _WIRE_NAMES = {

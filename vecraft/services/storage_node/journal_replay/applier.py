@@ -183,11 +183,8 @@ class Applier:
                 superseded.append(written.pop(key))
             result.ddl += 1
         elif op.kind == "upsert":
+            # decode_entry already dropped non-finite rows (journal_ops).
             if op.vectors is None or not len(op.ids):
-                return
-            if not np.isfinite(op.vectors).all():
-                log.error("skipping a write with non-finite vectors",
-                          extra={"partition": partition, "offset": entry.offset, "collection_id": cid})
                 return
             data, lengths = encode_records(cid, op.ids, op.vectors, op.metadata_json, op.documents,
                                            entry.offset, entry.hlc)
