@@ -21,6 +21,7 @@ from pydantic import Field
 from vecraft.services.meta_manager.ddl import DdlCoordinator
 from vecraft.services.meta_manager.hlc_sync import HlcCoordinator
 from vecraft.services.meta_manager.placement import TenantMap
+from vecraft.services.meta_manager.restore_audit import record_restore
 from vecraft.services.meta_manager.servicer import MetaServicer
 from vecraft.services.meta_manager.store import MetaStore, open_store
 from vecraft.shared.common import tls
@@ -89,6 +90,7 @@ class MetaManager(Service):
             # readiness must not wait for the journal, which may be starting too.
             self.spawn(self.ddl.follow(self.settings.ddl_follow_interval_ms / 1000), "ddl-follow",
                        forever=True)
+            self.spawn(self._record_restore(), "restore-audit")
         self.spawn(self._stay_registered(), "self-registration", forever=True)
         self.set_ready()
 
@@ -106,6 +108,21 @@ class MetaManager(Service):
                 log.warning("self-registration failed: %s", exc.message)
                 lease_id = ""
             await asyncio.sleep(ttl / 3000)
+
+    async def _record_restore(self) -> None:
+        """A restored cluster's first start records the restore in the audit log (docs/backup.md).
+
+        ``vecraft up`` puts this manager's files in ``<data-dir>/meta``; the restore's
+        ``restored-from.json`` is in ``<data-dir>``. Retried until the journal takes the entry: the
+        request id makes a retry (or a start after a crash before the marker) append nothing new.
+        """
+        while True:
+            try:
+                await record_restore(self._journal, self.settings.data_dir.parent)
+                return
+            except VecraftError as exc:
+                log.warning("restore audit entry not appended yet: %s", exc.message)
+                await asyncio.sleep(1.0)
 
     async def shutdown(self, grace: float = 5.0) -> None:
         # Watch streams never end by themselves: close them so the gRPC drain is quick.

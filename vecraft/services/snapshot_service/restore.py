@@ -17,10 +17,12 @@ after those heads were read got higher HLCs.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -235,6 +237,7 @@ def restore(target: BackupTarget, backup_id: str, data_dir: Path, moment: Moment
     copies = choose_shard_copies(every[at::-1] + every[at + 1:], cut)
     try:
         _write(target, archives, cut, staging, report)
+        _record_origin(target, report, moment, staging)
         _place_shards(target, copies, staging, report)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -265,8 +268,24 @@ def _write(target: BackupTarget, archives: dict[str, PartitionArchive], cut: dic
         report.partitions[partition] = (entries, *last)
     report.collections = census.collections()
     fsync_dir(journal_dir)
+
+
+def _record_origin(target: BackupTarget, report: RestoreReport, moment: Moment, staging: Path) -> None:
+    """``restored-from.json``: where the data came from, and who restored it when (for its audit entry)."""
+    asked: dict[str, Any] = {}
+    if moment.hlc is not None:
+        asked["hlc"] = moment.hlc
+    if moment.time is not None:
+        asked["time"] = moment.time
+    if moment.offset is not None:
+        asked["offset"] = f"{moment.offset[0]}:{moment.offset[1]}"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        user = str(os.getuid())
     (staging / "restored-from.json").write_text(json.dumps({
-        "backup": report.backup, "target": target.describe(), "hlc": report.target_hlc,
+        "backup": report.backup, "target": target.describe(), "hlc": report.target_hlc, "moment": asked,
+        "restored_by": user, "restored_at_ms": int(time.time() * 1000),
         "partitions": {p: list(v) for p, v in report.partitions.items()}}, indent=1) + "\n")
 
 

@@ -1,7 +1,8 @@
 """Audit records: entries of the journal's ``system`` partition that record admin actions.
 
 One place builds them for every service that records actions: the gateway (API keys,
-collections, quotas) and the snapshot service (base backups). The format and what reads them:
+collections, quotas), the snapshot service (base backups) and a restored cluster's
+meta manager (its restore). The format and what reads them:
 docs/audit.md, :mod:`vecraft.services.api_gateway.audit`.
 """
 
@@ -19,7 +20,9 @@ from vecraft.shared.rpc.v1 import journal_pb2
 GATEWAY_ACTIONS = ("key.create", "key.revoke", "collection.create", "collection.alter", "collection.drop",
                    "quota.set", "quota.clear")
 SNAPSHOT_ACTIONS = ("backup.create", "backup.delete")
-ACTIONS = GATEWAY_ACTIONS + SNAPSHOT_ACTIONS
+#: Appended by a restored cluster's meta manager at its first start (meta_manager/restore_audit.py).
+RESTORE_ACTIONS = ("backup.restore",)
+ACTIONS = GATEWAY_ACTIONS + SNAPSHOT_ACTIONS + RESTORE_ACTIONS
 
 
 def audit_payload(action: str, *, actor_key_id: str = "", actor_key_name: str = "", tenant: str = "",
