@@ -82,3 +82,15 @@ def test_up_settings_leave_unset_parameters_empty(tmp_path: Path, monkeypatch: p
     assert request["shards"] == 5 and request["http_port"] == 9100 and request["replicas"] == 2
     assert request["grpc_port"] is None and request["data_partitions"] is None
     assert s.data_dir == Path("./vecraft-data") and s.cluster is None and request["cluster"] is None
+
+
+def test_other_tables_and_unknown_keys_stay_out(tmp_path: Path) -> None:
+    """One file serves every program: another program's table and keys no field has are not errors."""
+    config = _toml(tmp_path, 'replicas = 2\nno_such_setting = 1\n[journal]\nreplicas = 7\nbackend = "x"\n')
+    s = load_settings(DemoSettings, ["--config", str(config)], section="demo")
+    assert (s.replicas, s.backend) == (2, "sqlite")
+
+
+def test_a_named_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such configuration file"):
+        load_settings(DemoSettings, ["--config", str(tmp_path / "missing.toml")], section="demo")

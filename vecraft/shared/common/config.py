@@ -1,11 +1,23 @@
 """Service configuration: flags > environment (``VECRAFT_*``) > one TOML file > defaults.
 
 Each service declares one ``pydantic-settings`` class derived from
-:class:`ServiceSettings`; :func:`load_settings` turns its fields into command
-line flags (``--grpc-port``), reads ``VECRAFT_GRPC_PORT`` from the environment
-and ``--config FILE`` (or ``VECRAFT_CONFIG``) as TOML. A TOML file may hold the
-keys at top level or in a table named after the service (``[journal]``).
-Backend choices are ``Literal`` fields, so a typo fails at start-up.
+:class:`ServiceSettings` (in its ``settings.py``); :func:`load_settings` turns
+its fields into command line flags (``--grpc-port``) and builds it from three
+layers: the flags given, pydantic-settings' own environment source
+(``VECRAFT_GRPC_PORT``) and its TOML source reading ``--config FILE`` (or
+``VECRAFT_CONFIG``). A TOML file may hold the keys at top level or in a table
+named after the service (``[journal]``), which :class:`TableTomlSettingsSource`
+adds to the library's source. Backend choices are ``Literal`` fields, so a typo
+fails at start-up.
+
+The flags stay on argparse rather than pydantic-settings' ``CliSettingsSource``,
+because that source cannot keep the command lines and their errors as they are:
+it gives ``Literal`` fields no argparse choices (a typo becomes a validation
+error instead of the usage error "invalid choice", exit 2), hands a bad number to
+pydantic instead of failing it as a usage error, takes a list as repeated flags
+or JSON but not as ``--peers a b`` (unless every list field is marked
+``CliVariadicArg``), and rewrites every help text (``(default: ...)`` appended,
+type names as metavars, ``%`` escaped a second time).
 
 Commands with sub-commands (``vecraft up``) use the two halves of
 :func:`load_settings` directly: :func:`add_settings_arguments` on their own
@@ -15,15 +27,16 @@ parser, then :func:`settings_from_namespace`.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
-import tomllib
 import types
 import typing
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 S = TypeVar("S", bound="ServiceSettings")
 B = TypeVar("B", bound=BaseSettings)
@@ -52,6 +65,29 @@ class ServiceSettings(BaseSettings):
                                                "the public ports (default: none, clients use API keys)")
 
 
+class TableTomlSettingsSource(TomlConfigSettingsSource):
+    """The library's TOML source, reading one file shared by every program of a cluster.
+
+    Keys at top level apply to every program; the program's own table (``[journal]``)
+    overrides them, and the other programs' tables are not its business.
+    ``toml_table_header`` cannot say this: it selects a table alone and refuses a file
+    without it. A file that was named but does not exist is an error (the library's
+    source would skip it silently, running the service on defaults).
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], toml_file: Path | None, table: str) -> None:
+        if toml_file is not None and not Path(toml_file).is_file():
+            raise FileNotFoundError(errno.ENOENT, "no such configuration file", str(toml_file))
+        self.table = table
+        super().__init__(settings_cls, toml_file=toml_file)
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        merged = {k: v for k, v in data.items() if not isinstance(v, dict)}
+        merged.update(data.get(self.table, {}))
+        return merged
+
+
 def _flag_type(annotation: Any) -> tuple[Any, list[str] | None, bool]:
     """(argparse type, choices, is_list) for a field annotation."""
     origin = get_origin(annotation)
@@ -69,13 +105,6 @@ def _flag_type(annotation: Any) -> tuple[Any, list[str] | None, bool]:
     if annotation in (int, float, str):
         return annotation, None, False
     return str, None, False
-
-
-def _read_toml(path: Path, section: str) -> dict[str, Any]:
-    data = tomllib.loads(path.read_text())
-    merged = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    merged.update(data.get(section, {}))
-    return merged
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
@@ -101,16 +130,17 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettin
 
 def settings_from_namespace(cls: type[B], ns: argparse.Namespace, *, section: str = "") -> B:
     """Build ``cls`` from parsed flags (see :func:`add_settings_arguments`), the environment
-    and the TOML file named by ``ns.config``, in that priority."""
-    values: dict[str, Any] = {}
-    if getattr(ns, "config", None):
-        file_values = _read_toml(Path(ns.config), section)
-        # The environment outranks the file: drop file keys that are set in the env.
-        values.update({k: v for k, v in file_values.items()
-                       if f"VECRAFT_{k.upper()}" not in os.environ and k in cls.model_fields})
-    values.update({k: v for k, v in vars(ns).items() if k in cls.model_fields and v is not None})
-    # Init kwargs outrank env in pydantic-settings; file values must not, hence the filter above.
-    return cls(**values)
+    and the TOML file named by ``ns.config`` (its ``[section]`` over its top-level keys).
+
+    Each layer is a mapping of field values; a later one overrides an earlier one.
+    ``cls`` reads the environment again when built, below the values passed: it
+    finds the same values there, so the file cannot beat the environment that way.
+    """
+    config = getattr(ns, "config", None)
+    file_values = TableTomlSettingsSource(cls, Path(config) if config else None, section)()
+    env_values = EnvSettingsSource(cls)()
+    flags = {k: v for k, v in vars(ns).items() if k in cls.model_fields and v is not None}
+    return cls(**{**file_values, **env_values, **flags})
 
 
 def load_settings(cls: type[S], argv: list[str] | None = None, *, section: str = "",
