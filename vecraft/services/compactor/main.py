@@ -23,14 +23,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from vecraft.services.compactor.floor import Consumer, Floor, Memory, floors, trimmable
+from vecraft.services.compactor.settings import CompactorSettings
 from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.snapshot_service.archive import load_archive
 from vecraft.services.snapshot_service.backups import list_backups
 from vecraft.services.snapshot_service.target import open_target
-from vecraft.shared.common.config import ServiceSettings, load_settings
+from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.metrics import counter, gauge
@@ -47,21 +46,6 @@ _EXPIRED = counter("compactor", "consumers_expired", "replicas down longer than 
                                                      "no longer hold GC back", ["partition"])
 
 STATE_FILE = "consumers.json"
-
-
-class CompactorSettings(ServiceSettings):
-    """Compactor settings (flags, VECRAFT_* environment, [compactor] in the TOML file)."""
-
-    journal_address: str = Field("", description="journal gRPC address(es), comma separated")
-    backup_target: str = Field("", description="the snapshot service's target: only entries archived and "
-                                               "older than the newest backed-up shard copies are trimmed")
-    trim_without_backup: bool = Field(False, description="trim without a backup target: the storage "
-                                                         "replicas' files are then the only copy of older "
-                                                         "writes")
-    gc_interval_s: float = Field(30.0, gt=0, description="how often the journal is garbage-collected")
-    replica_retention_s: float = Field(86_400.0, ge=0, description="how long a replica that is down holds "
-                                                                   "GC back; after it, it must be rebuilt "
-                                                                   "from a backup or a peer")
 
 
 class Compactor(Service):
