@@ -20,7 +20,6 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,8 +39,9 @@ from vecraft.services.snapshot_service.backups import (
     verify,
 )
 from vecraft.services.snapshot_service.operations import Operation, Operations
+from vecraft.services.snapshot_service.settings import SnapshotSettings
 from vecraft.services.snapshot_service.target import BackupTarget, open_target
-from vecraft.shared.common.config import ServiceSettings, load_settings
+from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.metrics import counter, gauge, latency_histogram
@@ -58,22 +58,6 @@ _BACKUPS = counter("snapshot", "backups", "base backups taken, by outcome", ["ou
 _BACKUP_SECONDS = latency_histogram("snapshot", "backup", "time to take a base backup",
                                     buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200))
 _LAST_BACKUP = gauge("snapshot", "last_backup", "unix_seconds", "when the newest base backup was taken")
-
-
-class SnapshotSettings(ServiceSettings):
-    """Snapshot service settings (flags, VECRAFT_* environment, [snapshot] in the TOML file)."""
-
-    journal_address: str = Field("", description="journal gRPC address(es), comma separated")
-    target: str = Field("", description="backup target: a directory or an s3:// URL (docs/backup.md)")
-    archive_interval_ms: int = Field(5000, ge=0, description="how often new journal entries are archived "
-                                                             "(0 = only with base backups)")
-    backup_interval_s: float = Field(0, ge=0, description="take a base backup this often (0 = only on "
-                                                          "request)")
-    keep_backups: int = Field(0, ge=0, description="keep the newest N base backups (0 = all)")
-    default_shards: int = Field(0, ge=0, description="the cluster's default shard count, recorded in each "
-                                                     "backup for the restored cluster (0 = unknown)")
-    keep_days: float = Field(0, ge=0, description="delete base backups older than this many days "
-                                                  "(0 = any age); the newest is always kept")
 
 
 def _error(exc: VecraftError) -> JSONResponse:
