@@ -2,9 +2,10 @@
 
 ``vecraft restore`` (snapshot_service/restore.py) is offline and writes exactly the entries up
 to the cut, so it cannot append its own audit entry without breaking that property
-(docs/backup.md). Instead the meta manager, at start, calls :func:`record_restore`: while the cluster's data directory holds
-``restored-from.json`` and no ``restore-audited.json``, it appends one ``backup.restore`` entry to
-``system`` (after the cut: a higher offset) and then writes the marker.
+(docs/backup.md). Instead the meta manager, at start, calls :func:`record_restore`: while
+the cluster's data directory holds ``restored-from.json`` and no ``restore-audited.json``, it
+appends one ``backup.restore`` entry to ``system`` (after the cut: a higher offset) and then
+writes the marker.
 
 Exactly once, also across a crash between the append and the marker: the entry's request id is
 derived from ``restored-from.json``'s bytes, so a retried start is answered by the journal's
