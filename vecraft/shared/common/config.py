@@ -77,7 +77,7 @@ class TableTomlSettingsSource(TomlConfigSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings], toml_file: Path | None, table: str) -> None:
         if toml_file is not None and not Path(toml_file).is_file():
-            raise FileNotFoundError(errno.ENOENT, "no such configuration file", str(toml_file))
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(toml_file))
         self.table = table
         super().__init__(settings_cls, toml_file=toml_file)
 
@@ -132,9 +132,9 @@ def settings_from_namespace(cls: type[B], ns: argparse.Namespace, *, section: st
     """Build ``cls`` from parsed flags (see :func:`add_settings_arguments`), the environment
     and the TOML file named by ``ns.config`` (its ``[section]`` over its top-level keys).
 
-    Each layer is a mapping of field values; a later one overrides an earlier one.
-    ``cls`` reads the environment again when built, below the values passed: it
-    finds the same values there, so the file cannot beat the environment that way.
+    The file and the environment are read by the library's sources into mappings,
+    merged in priority order with the flags, and passed to ``cls``; its own
+    environment source ranks below values passed, and finds nothing new to add.
     """
     config = getattr(ns, "config", None)
     file_values = TableTomlSettingsSource(cls, Path(config) if config else None, section)()
