@@ -15,14 +15,19 @@ name or an IP address).
 Files already there are kept (an existing CA signs new service certificates), so
 ``init`` can run again to add a service; ``force=True`` replaces every file of
 the given names (a new CA invalidates every certificate signed by the old one).
+
+For Kubernetes (deployment/k8s, the Helm chart) :func:`k8s_names` gives the names a
+service's pods are reached by, so that mutual TLS between pods verifies host names, and
+:func:`k8s_secrets` turns the files into one Secret per service (docs/deployment.md).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +45,20 @@ LOCAL_NAMES: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 CA_DAYS = 3650
 CERT_DAYS = 825
 CA_NAME = "ca"
+
+#: The Kubernetes Services of each certificate in deployment/k8s and the Helm chart, without the
+#: ``<release>-`` prefix (``vecraft-`` in deployment/k8s). A test checks that every address a pod
+#: is given there is one of :func:`k8s_names`.
+K8S_SERVICES: dict[str, tuple[str, ...]] = {
+    "gateway": ("gateway",), "journal": ("journal",), "meta": ("meta",), "storage": ("storage",),
+    "query": ("query",), "failover": ("failover",), "compactor": ("compactor",),
+    "etcd": ("etcd", "etcd-client"), "nats": ("nats",)}
+#: Headless Services of StatefulSets: their pods are dialed as ``<service>-<n>.<service>``.
+K8S_HEADLESS: frozenset[str] = frozenset({"journal", "storage", "etcd", "nats"})
+#: Pods per StatefulSet named in full. A one-label wildcard (``*.vecraft-storage``) is refused
+#: by TLS host checks (gRPC, OpenSSL), so the short per-pod names are listed one by one.
+K8S_MAX_PODS = 16
+K8S_DOMAIN = "cluster.local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +189,32 @@ def _check_name(name: str) -> None:
         raise ValueError(f"invalid service name {name!r}: letters, digits, '-' and '_' only, not {CA_NAME!r}")
 
 
+def k8s_names(service: str, namespace: str, release: str = "vecraft",
+              pods: int = K8S_MAX_PODS) -> list[str]:
+    """The DNS names pods reach ``service`` by in namespace ``namespace``.
+
+    For each of its Services (:data:`K8S_SERVICES`) ``<svc>``, ``<svc>.<ns>``, ``<svc>.<ns>.svc``
+    and ``<svc>.<ns>.svc.cluster.local``; for a StatefulSet's headless Service also the pods'
+    names ``<svc>-<n>.<svc>`` (``n < pods``) and ``*.<svc>.<ns>[.svc[.cluster.local]]``.
+    A service without a Service (``snapshot``) gets none.
+    """
+    names: list[str] = []
+    for suffix in K8S_SERVICES.get(service, ()):
+        svc = f"{release}-{suffix}"
+        zones = (namespace, f"{namespace}.svc", f"{namespace}.svc.{K8S_DOMAIN}")
+        names += [svc, *(f"{svc}.{zone}" for zone in zones)]
+        if suffix in K8S_HEADLESS:
+            names += [f"{svc}-{n}.{svc}" for n in range(pods)]
+            names += [f"*.{svc}.{zone}" for zone in zones]
+    return names
+
+
 def init_certs(directory: str | os.PathLike[str], *, hosts: Sequence[str] = (),
-               services: Sequence[str] = DEFAULT_SERVICES, force: bool = False) -> CertSet:
+               services: Sequence[str] = DEFAULT_SERVICES, force: bool = False,
+               service_hosts: Mapping[str, Sequence[str]] | None = None) -> CertSet:
     """Create (or complete) the CA and the service certificates in ``directory``.
+
+    ``service_hosts`` adds names to one service's certificate only (:func:`k8s_names`).
 
     Raises:
         ValueError: a service name that is not a plain word, or a CA file whose other half
@@ -201,8 +243,40 @@ def init_certs(directory: str | os.PathLike[str], *, hosts: Sequence[str] = (),
         pair = pairs[name] = pair_paths(root, name)
         if not force and pair.cert.exists() and pair.key.exists():
             continue
-        cert, key = make_service_cert(name, hosts, ca_cert, ca_key)
+        own = (service_hosts or {}).get(name, ())
+        cert, key = make_service_cert(name, [*hosts, *own], ca_cert, ca_key)
         _write_key(pair.key, key)
         _write_cert(pair.cert, cert)
         created += [pair.cert, pair.key]
     return CertSet(directory=root, ca=ca, services=pairs, created=tuple(created))
+
+
+def k8s_secret_name(service: str, release: str = "vecraft") -> str:
+    """The Secret holding ``service``'s certificate, key and the CA (deployment/k8s/overlays/mtls)."""
+    return f"{release}-{service}-mtls"
+
+
+def k8s_secrets(directory: str | os.PathLike[str], namespace: str, *, release: str = "vecraft",
+                services: Sequence[str] | None = None) -> str:
+    """One ``kubernetes.io/tls`` Secret per service as YAML: ``tls.crt``, ``tls.key`` and ``ca.crt``.
+
+    ``services`` defaults to every certificate in ``directory`` that has a Kubernetes Service.
+
+    Raises:
+        FileNotFoundError: the CA or a named service's certificate or key is missing.
+    """
+    root = Path(directory)
+    ca = pair_paths(root, CA_NAME).cert.read_bytes()
+    names = list(services) if services is not None else [
+        n for n in K8S_SERVICES if pair_paths(root, n).cert.exists()]
+    docs = []
+    for name in names:
+        pair = pair_paths(root, name)
+        data = {"tls.crt": pair.cert.read_bytes(), "tls.key": pair.key.read_bytes(), "ca.crt": ca}
+        lines = ["apiVersion: v1", "kind: Secret", "metadata:", f"  name: {k8s_secret_name(name, release)}",
+                 f"  namespace: {namespace}",
+                 "  labels: {app.kubernetes.io/name: vecraft, app.kubernetes.io/component: " + name + "}",
+                 "type: kubernetes.io/tls", "data:"]
+        lines += [f"  {key}: {base64.b64encode(value).decode()}" for key, value in data.items()]
+        docs.append("\n".join(lines) + "\n")
+    return "---\n".join(docs)
