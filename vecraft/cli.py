@@ -585,7 +585,8 @@ def build_parser(*, only_up: bool = False) -> argparse.ArgumentParser:
         epilog=_wrap("Settings also come from VECRAFT_<FLAG> variables (e.g. VECRAFT_SHARDS=5) and from "
                "the [up] table of the --config TOML file; flags win over the environment, the "
                "environment over the file. The same --config file is passed to every service, "
-               "which reads its own table ([journal], [meta], [storage], [query], [gateway]).")
+               "which reads its own table ([journal], [meta], [storage], [query], [gateway], [failover], "
+               "[snapshot], [compactor]).")
         + "\n\n" + EXIT_CODES.split("\n  status")[0])
     add_settings_arguments(up, UpSettings)
     up.set_defaults(handler=lambda ns: _cmd_up(ns))
