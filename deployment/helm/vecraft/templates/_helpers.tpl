@@ -120,3 +120,29 @@ spec:
     matchLabels:
       {{- include "vecraft.selectorLabels" . | nindent 6 }}
 {{- end -}}
+
+{{/* Mutual TLS between pods (tls.internal.enabled): a service's certificate, key and the CA from
+its Secret <fullname>-<component>-mtls (`vecraft certs k8s-secrets --release <fullname>`). */}}
+{{- define "vecraft.mtlsArgs" -}}
+- --tls-cert
+- /etc/vecraft/mtls/tls.crt
+- --tls-key
+- /etc/vecraft/mtls/tls.key
+- --tls-ca
+- /etc/vecraft/mtls/ca.crt
+{{- end -}}
+
+{{- define "vecraft.mtlsMount" -}}
+- {name: mtls, mountPath: /etc/vecraft/mtls, readOnly: true}
+{{- end -}}
+
+{{/* (dict "ctx" $ "component" ...) */}}
+{{- define "vecraft.mtlsVolume" -}}
+- name: mtls
+  secret: {secretName: {{ include "vecraft.fullname" .ctx }}-{{ .component }}-mtls, defaultMode: 0440}
+{{- end -}}
+
+{{/* A TLS block of nats.conf with the mounted files (as vecraft.local.nats.tls_block). */}}
+{{- define "vecraft.natsTls" -}}
+tls { cert_file: "/etc/vecraft/mtls/tls.crt", key_file: "/etc/vecraft/mtls/tls.key", ca_file: "/etc/vecraft/mtls/ca.crt", verify: true, timeout: 2 }
+{{- end -}}

@@ -1,7 +1,8 @@
-"""deployment/overlays/mtls: mutual TLS between every pod of deployment/k8s.
+"""Mutual TLS between every pod: deployment/overlays/mtls and the chart's ``tls.internal.enabled``.
 
 The overlay is rendered with ``kubectl kustomize`` (skipped without kubectl, as the base's
-rendering tests are) and every object validated. Then: every Vecraft service runs with
+rendering tests are), the chart as test_helm_chart.py renders it (release ``db``, so names
+other than the base's), and every object validated. Then: every Vecraft service runs with
 ``--tls-cert/--tls-key/--tls-ca`` pointing into its own mounted Secret and its settings parser
 accepts them; every probe's scheme is the one its port speaks; certificates from ``vecraft certs
 init --k8s-namespace`` name every address a pod is given (flags, etcd URLs, NATS routes), as a TLS
@@ -29,33 +30,51 @@ from tests.unit.deployment.manifests import (
     Container,
     by_kind,
     containers,
+    helm_renderer,
     kubectl,
     parse_service_args,
     pod_argv,
     pod_names,
+    render_helm,
     workloads,
 )
 from vecraft.shared.common import certs_cli
 from vecraft.shared.common.certs import DEFAULT_SERVICES, init_certs, k8s_names
 
-pytestmark = [pytest.mark.unit, pytest.mark.skipif(kubectl() is None, reason="kubectl is not installed")]
+pytestmark = pytest.mark.unit
 
 OVERLAY = DEPLOYMENT / "overlays" / "mtls"
 MOUNT = "/etc/vecraft/mtls"
 NAMESPACE = "vecraft-prod"
 #: Ports of etcd and NATS that stay plain HTTP under TLS (as `vecraft up --cluster --tls` runs them).
 PLAIN_PORTS = {"etcd": {"metrics"}, "nats": {"monitor"}}
-_ADDRESS = re.compile(r"(vecraft-[a-z0-9.-]+):\d+")
+_ADDRESS = r"({release}-[a-z0-9.-]+):\d+"
 
 
-@pytest.fixture(scope="module")
-def rendered() -> list[dict[str, Any]]:
+@pytest.fixture(scope="module", params=["overlay", "helm"])
+def source(request: pytest.FixtureRequest) -> tuple[list[dict[str, Any]], str]:
+    """The rendered objects and the prefix of their names (the release)."""
+    if request.param == "helm":
+        if helm_renderer() is None:
+            pytest.skip("no Helm renderer (neither helm nor helm-python-sdk)")
+        return render_helm({"tls": {"internal": {"enabled": True}}}, release="db"), "db"
     exe = kubectl()
-    assert exe is not None
+    if exe is None:
+        pytest.skip("kubectl is not installed")
     done = subprocess.run([exe, "kustomize", str(OVERLAY)], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc], "vecraft"
+
+
+@pytest.fixture(scope="module")
+def rendered(source: tuple[list[dict[str, Any]], str]) -> list[dict[str, Any]]:
+    return source[0]
+
+
+@pytest.fixture(scope="module")
+def release(source: tuple[list[dict[str, Any]], str]) -> str:
+    return source[1]
 
 
 def _component(c: Container) -> str:
@@ -80,11 +99,12 @@ def test_every_object_is_valid_kubernetes(rendered: list[dict[str, Any]]) -> Non
 
 
 def test_every_service_runs_with_its_own_certificate_and_the_ca(
-        rendered: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        rendered: list[dict[str, Any]], release: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     services = [c for c in containers(rendered) if c.module is not None]
     assert len(services) == 7
     for c in services:
-        assert _secret_mount(c) == f"vecraft-{_component(c)}-mtls", c.id
+        assert _secret_mount(c) == f"{release}-{_component(c)}-mtls", c.id
         assert (c.flag("tls-cert"), c.flag("tls-key"), c.flag("tls-ca")) == (
             [f"{MOUNT}/tls.crt"], [f"{MOUNT}/tls.key"], [f"{MOUNT}/ca.crt"]), c.id
         argv = pod_argv(rendered, c, pod_names(c.workload)[0], tmp_path, monkeypatch)
@@ -95,10 +115,10 @@ def test_every_service_runs_with_its_own_certificate_and_the_ca(
     assert all(url.startswith("tls://") for url in journal.flag("nats-url")[0].split(","))
 
 
-def test_etcd_and_nats_require_client_certificates(rendered: list[dict[str, Any]]) -> None:
+def test_etcd_and_nats_require_client_certificates(rendered: list[dict[str, Any]], release: str) -> None:
     by_name = {_component(c): c for c in containers(rendered) if c.module is None}
     etcd = by_name["etcd"]
-    assert _secret_mount(etcd) == "vecraft-etcd-mtls"
+    assert _secret_mount(etcd) == f"{release}-etcd-mtls"
     args = etcd.args
     for flag in ("--client-cert-auth", "--peer-client-cert-auth", f"--trusted-ca-file={MOUNT}/ca.crt",
                  f"--peer-trusted-ca-file={MOUNT}/ca.crt", f"--cert-file={MOUNT}/tls.crt"):
@@ -108,8 +128,9 @@ def test_etcd_and_nats_require_client_certificates(rendered: list[dict[str, Any]
     assert [u for u in urls if u.startswith("http:")] == ["http://0.0.0.0:2381"]
     assert "=http://" not in next(a for a in args if a.startswith("--initial-cluster="))
     nats = by_name["nats"]
-    assert _secret_mount(nats) == "vecraft-nats-mtls"
-    conf = next(m for m in by_kind(rendered, "ConfigMap") if m["metadata"]["name"] == "vecraft-nats-config")
+    assert _secret_mount(nats) == f"{release}-nats-mtls"
+    conf = next(m for m in by_kind(rendered, "ConfigMap")
+                if m["metadata"]["name"] == f"{release}-nats-config")
     text = conf["data"]["nats.conf"]
     block = (f'tls {{ cert_file: "{MOUNT}/tls.crt", key_file: "{MOUNT}/tls.key", '
              f'ca_file: "{MOUNT}/ca.crt", verify: true')
@@ -141,9 +162,9 @@ def _san_matches(pattern: str, host: str) -> bool:
 
 
 def test_every_address_a_pod_is_given_is_named_in_the_certificate_it_reaches(
-        rendered: list[dict[str, Any]], tmp_path: Path) -> None:
+        rendered: list[dict[str, Any]], release: str, tmp_path: Path) -> None:
     made = init_certs(tmp_path, services=DEFAULT_SERVICES,
-                      service_hosts={s: k8s_names(s, NAMESPACE) for s in DEFAULT_SERVICES})
+                      service_hosts={s: k8s_names(s, NAMESPACE, release) for s in DEFAULT_SERVICES})
     sans = {name: x509.load_pem_x509_certificate(pair.cert.read_bytes()).extensions
             .get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
             for name, pair in made.services.items()}
@@ -155,9 +176,10 @@ def test_every_address_a_pod_is_given_is_named_in_the_certificate_it_reaches(
         for pod in pod_names(c.workload):
             texts += c.expanded_args(c.env(pod))
     texts += [v for m in by_kind(rendered, "ConfigMap") for v in m["data"].values()]
-    addresses = {m.group(1) for text in texts for m in _ADDRESS.finditer(text)}
-    assert {"vecraft-meta", "vecraft-etcd-client", "vecraft-etcd-2.vecraft-etcd",
-            "vecraft-nats-1.vecraft-nats", "vecraft-storage-0.vecraft-storage"} <= addresses
+    pattern = re.compile(_ADDRESS.format(release=release))
+    addresses = {m.group(1) for text in texts for m in pattern.finditer(text)}
+    expected = {"meta", "etcd-client", "etcd-2.{r}-etcd", "nats-1.{r}-nats", "storage-0.{r}-storage"}
+    assert {f"{release}-{e.format(r=release)}" for e in expected} <= addresses
     for host in sorted(addresses):
         service = host.split(".")[-1]
         component = owner[service]
@@ -172,7 +194,8 @@ def test_san_matching_refuses_a_one_label_wildcard() -> None:
 
 
 def test_k8s_secrets_are_the_secrets_the_overlay_mounts(
-        rendered: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        rendered: list[dict[str, Any]], release: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="vecraft")
     certs_cli.add_commands(parser.add_subparsers(), argparse.HelpFormatter, str)
 
@@ -183,9 +206,11 @@ def test_k8s_secrets_are_the_secrets_the_overlay_mounts(
     certs = tmp_path / "certs"
     assert run(["certs", "k8s-secrets", "--dir", str(certs), "--namespace", NAMESPACE]) == 1
     assert "vecraft certs init --k8s-namespace" in capsys.readouterr().err
-    assert run(["certs", "init", "--dir", str(certs), "--k8s-namespace", NAMESPACE]) == 0
+    assert run(["certs", "init", "--dir", str(certs), "--k8s-namespace", NAMESPACE,
+                "--k8s-release", release]) == 0
     capsys.readouterr()
-    assert run(["certs", "k8s-secrets", "--dir", str(certs), "--namespace", NAMESPACE]) == 0
+    assert run(["certs", "k8s-secrets", "--dir", str(certs), "--namespace", NAMESPACE,
+                "--release", release]) == 0
     secrets = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
     mounted = {v["secret"]["secretName"] for w in workloads(rendered)
                for v in w["spec"]["template"]["spec"].get("volumes", [])
@@ -200,5 +225,5 @@ def test_k8s_secrets_are_the_secrets_the_overlay_mounts(
         assert data == {"tls.crt": (certs / f"{name}.pem").read_bytes(),
                         "tls.key": (certs / f"{name}.key").read_bytes(), "ca.crt": ca}
         cert = x509.load_pem_x509_certificate(data["tls.crt"])
-        assert f"vecraft-{name}.{NAMESPACE}.svc" in cert.extensions.get_extension_for_class(
+        assert f"{release}-{name}.{NAMESPACE}.svc" in cert.extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
