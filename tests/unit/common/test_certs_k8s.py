@@ -21,16 +21,17 @@ def _dns(path: Path) -> list[str]:
 
 
 def test_names_of_a_service_and_of_a_statefulset() -> None:
-    assert k8s_names("meta", "prod") == ["vecraft-meta", "vecraft-meta.prod", "vecraft-meta.prod.svc",
-                                         "vecraft-meta.prod.svc.cluster.local"]
+    assert k8s_names("meta", "prod") == ["vecraft-peer", "vecraft-meta", "vecraft-meta.prod",
+                                         "vecraft-meta.prod.svc", "vecraft-meta.prod.svc.cluster.local"]
     storage = k8s_names("storage", "prod", release="db", pods=3)
-    assert storage[:4] == ["db-storage", "db-storage.prod", "db-storage.prod.svc",
+    assert storage[:5] == ["db-peer", "db-storage", "db-storage.prod", "db-storage.prod.svc",
                            "db-storage.prod.svc.cluster.local"]
-    assert storage[4:] == ["db-storage-0.db-storage", "db-storage-1.db-storage", "db-storage-2.db-storage",
+    assert storage[5:] == ["db-storage-0.db-storage", "db-storage-1.db-storage", "db-storage-2.db-storage",
                            "*.db-storage.prod", "*.db-storage.prod.svc",
                            "*.db-storage.prod.svc.cluster.local"]
     assert "vecraft-etcd-client.prod.svc" in k8s_names("etcd", "prod")
-    assert k8s_names("snapshot", "prod") == []
+    assert k8s_names("snapshot", "prod") == ["vecraft-peer"]
+    assert "vecraft-peer" not in k8s_names("etcd", "prod") + k8s_names("nats", "prod")
 
 
 def test_init_adds_each_services_own_names_only(tmp_path: Path) -> None:

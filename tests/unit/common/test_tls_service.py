@@ -130,3 +130,32 @@ async def test_replaced_files_serve_new_connections_without_restart(service: Ser
     # HTTPS: the live context loads them (the service's reload task does it every RELOAD_CHECK_S).
     assert service.https_context.reload_if_changed() or service.https_context.reloads == 1
     assert "CN=vecraft-next" in await asyncio.to_thread(_presented, service.http_port, certs)
+
+
+async def test_a_peer_dialed_at_an_address_its_certificate_does_not_name_is_checked_by_the_peer_name(
+        tmp_path: Path) -> None:
+    """Kubernetes: peers register pod IPs, which no certificate names; with --tls-server-name the
+    client checks that name instead (every certificate of the release holds it)."""
+    made = init_certs(tmp_path, services=["server", "client"],
+                      service_hosts={"server": ["db-peer"], "client": ["db-peer"]})
+    server = Service(ServiceSettings(host="127.0.0.2", tls_cert=str(made.services["server"].cert),
+                                     tls_key=str(made.services["server"].key), tls_ca=str(made.ca.cert)))
+    await server.start()
+    client = made.services["client"]
+    address = f"127.0.0.2:{server.grpc_port}"  # not in the server's certificate (127.0.0.1 is)
+    try:
+        for server_name, expected in (("", grpc.StatusCode.UNAVAILABLE), ("db-peer", grpc.StatusCode.OK),
+                                      ("other-peer", grpc.StatusCode.UNAVAILABLE)):
+            tls.configure_client(tls.TlsFiles(client.cert, client.key, made.ca.cert), server_name=server_name)
+            channel = grpc_channel(address)
+            code = grpc.StatusCode.OK
+            try:
+                await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            except grpc.RpcError as exc:
+                code = exc.code()
+            finally:
+                await channel.close()
+            assert code is expected, server_name
+    finally:
+        tls.configure_client(None)
+        await server.shutdown(grace=1.0)

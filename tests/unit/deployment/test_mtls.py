@@ -39,7 +39,7 @@ from tests.unit.deployment.manifests import (
     workloads,
 )
 from vecraft.shared.common import certs_cli
-from vecraft.shared.common.certs import DEFAULT_SERVICES, init_certs, k8s_names
+from vecraft.shared.common.certs import DEFAULT_SERVICES, init_certs, k8s_names, k8s_peer_name
 
 pytestmark = pytest.mark.unit
 
@@ -107,10 +107,12 @@ def test_every_service_runs_with_its_own_certificate_and_the_ca(
         assert _secret_mount(c) == f"{release}-{_component(c)}-mtls", c.id
         assert (c.flag("tls-cert"), c.flag("tls-key"), c.flag("tls-ca")) == (
             [f"{MOUNT}/tls.crt"], [f"{MOUNT}/tls.key"], [f"{MOUNT}/ca.crt"]), c.id
+        # Peers register their pod IPs: every service checks the release's peer name instead.
+        assert c.flag("tls-server-name") == [k8s_peer_name(release)], c.id
         argv = pod_argv(rendered, c, pod_names(c.workload)[0], tmp_path, monkeypatch)
         settings = parse_service_args(c.module or "", argv)
-        assert (settings.tls_cert, settings.tls_key, settings.tls_ca) == (
-            f"{MOUNT}/tls.crt", f"{MOUNT}/tls.key", f"{MOUNT}/ca.crt"), c.id
+        assert (settings.tls_cert, settings.tls_key, settings.tls_ca, settings.tls_server_name) == (
+            f"{MOUNT}/tls.crt", f"{MOUNT}/tls.key", f"{MOUNT}/ca.crt", k8s_peer_name(release)), c.id
     journal = next(c for c in services if _component(c) == "journal")
     assert all(url.startswith("tls://") for url in journal.flag("nats-url")[0].split(","))
 
@@ -185,6 +187,10 @@ def test_every_address_a_pod_is_given_is_named_in_the_certificate_it_reaches(
         component = owner[service]
         for form in (host, *(f"{host}.{NAMESPACE}{zone}" for zone in ("", ".svc", ".svc.cluster.local"))):
             assert any(_san_matches(p, form) for p in sans[component]), f"{form} not in {component}'s cert"
+    # What services dial by registered pod IP is checked against the peer name: every Vecraft
+    # service's certificate holds it.
+    for name in DEFAULT_SERVICES:
+        assert (k8s_peer_name(release) in sans[name]) is (name not in ("etcd", "nats")), name
 
 
 def test_san_matching_refuses_a_one_label_wildcard() -> None:

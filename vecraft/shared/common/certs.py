@@ -189,6 +189,13 @@ def _check_name(name: str) -> None:
         raise ValueError(f"invalid service name {name!r}: letters, digits, '-' and '_' only, not {CA_NAME!r}")
 
 
+def k8s_peer_name(release: str = "vecraft") -> str:
+    """The name every service certificate of a release holds and every service verifies
+    (``--tls-server-name``): services dial the pod IPs peers registered, which no certificate
+    made in advance can name."""
+    return f"{release}-peer"
+
+
 def k8s_names(service: str, namespace: str, release: str = "vecraft",
               pods: int = K8S_MAX_PODS) -> list[str]:
     """The DNS names pods reach ``service`` by in namespace ``namespace``.
@@ -196,9 +203,10 @@ def k8s_names(service: str, namespace: str, release: str = "vecraft",
     For each of its Services (:data:`K8S_SERVICES`) ``<svc>``, ``<svc>.<ns>``, ``<svc>.<ns>.svc``
     and ``<svc>.<ns>.svc.cluster.local``; for a StatefulSet's headless Service also the pods'
     names ``<svc>-<n>.<svc>`` (``n < pods``) and ``*.<svc>.<ns>[.svc[.cluster.local]]``.
-    A service without a Service (``snapshot``) gets none.
+    Every Vecraft service (not etcd or NATS, which are dialed by name) also gets
+    :func:`k8s_peer_name`; ``snapshot``, which has no Service, only that.
     """
-    names: list[str] = []
+    names: list[str] = [] if service in ("etcd", "nats") else [k8s_peer_name(release)]
     for suffix in K8S_SERVICES.get(service, ()):
         svc = f"{release}-{suffix}"
         zones = (namespace, f"{namespace}.svc", f"{namespace}.svc.{K8S_DOMAIN}")

@@ -63,6 +63,10 @@ class ServiceSettings(BaseSettings):
                                         "callers must present a certificate it signed (mutual TLS)")
     tls_client_ca: str = Field("", description="gateway: require client certificates signed by this CA on "
                                                "the public ports (default: none, clients use API keys)")
+    tls_server_name: str = Field("", description="name to verify in the certificate of every service this "
+                                                 "one calls, instead of the host of its address (Kubernetes: "
+                                                 "pods register their IPs, which no certificate names; "
+                                                 "`vecraft certs init --k8s-namespace` adds <release>-peer)")
 
 
 class TableTomlSettingsSource(TomlConfigSettingsSource):

@@ -163,7 +163,8 @@ class Service:
         if settings.tls_ca:
             # Internal channels of this process: TLS, servers verified with --tls-ca, this
             # service's certificate presented to them.
-            tls.configure_client(tls.files_of(settings.tls_cert, settings.tls_key, settings.tls_ca))
+            tls.configure_client(tls.files_of(settings.tls_cert, settings.tls_key, settings.tls_ca),
+                                 server_name=settings.tls_server_name)
 
     # ---- hooks for subclasses -------------------------------------------------
     def register(self, server: grpc.aio.Server) -> None:

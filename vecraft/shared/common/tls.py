@@ -178,18 +178,24 @@ class ReloadingSslContext:
 
 _client_files: TlsFiles | None = None
 _client_credentials: tuple[tuple[int, ...], grpc.ChannelCredentials] | None = None
+_server_name = ""
 
 
-def configure_client(files: TlsFiles | None) -> None:
+def configure_client(files: TlsFiles | None, *, server_name: str = "") -> None:
     """Make every internal channel of this process TLS with ``files`` (None: plaintext).
 
     ``files.ca`` verifies the servers, ``files.cert``/``files.key`` is the certificate the
-    process presents (mutual TLS). Services call it at construction; in a process that
-    runs several services they share one configuration, the last one given.
+    process presents (mutual TLS). ``server_name``, when given, is the name checked in every
+    server's certificate instead of the host of the address dialed: services register the
+    address they bind, in Kubernetes a pod IP no certificate can name, so every certificate
+    of the cluster names one peer name instead (docs/deployment.md, mutual TLS between pods).
+    Services call it at construction; in a process that runs several services they share one
+    configuration, the last one given.
     """
-    global _client_files, _client_credentials
+    global _client_files, _client_credentials, _server_name
     _client_files = files
     _client_credentials = None
+    _server_name = server_name
 
 
 def client_files() -> TlsFiles | None:
@@ -218,6 +224,8 @@ def channel(address: str, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
     files = _client_files
     if files is None:
         return grpc.aio.insecure_channel(address, options=options)
+    if _server_name:
+        options = [*options, ("grpc.ssl_target_name_override", _server_name)]
     return grpc.aio.secure_channel(address, _current_credentials(files), options=options)
 
 

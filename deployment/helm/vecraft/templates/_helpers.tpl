@@ -130,6 +130,8 @@ its Secret <fullname>-<component>-mtls (`vecraft certs k8s-secrets --release <fu
 - /etc/vecraft/mtls/tls.key
 - --tls-ca
 - /etc/vecraft/mtls/ca.crt
+- --tls-server-name
+- {{ include "vecraft.fullname" . }}-peer
 {{- end -}}
 
 {{- define "vecraft.mtlsMount" -}}
