@@ -126,3 +126,20 @@ def test_applied_offset_moves_only_after_the_indexes_show_the_entries(tmp_path: 
     assert seen_during_index_update and set(seen_during_index_update) == {2}
     assert applier.applied_offset("data-0") == 4
     state.close()
+
+
+def test_opening_removes_checkpoint_staging_a_dead_process_left(tmp_path: Path) -> None:
+    """A node killed while it streamed a checkpoint (CopyShard, a backup) leaves its staging dir."""
+    state, applier = _open(tmp_path)
+    _, entries = _history(np.random.default_rng(3))
+    applier.apply("data-0", entries)
+    state.close()
+    stale = tmp_path / ".checkpoint-abc123"
+    (stale / "snapshot").mkdir(parents=True)
+    (stale / "records.bin").write_bytes(b"x" * 4096)
+    state, _ = _open(tmp_path)
+    try:
+        assert not stale.exists()
+        assert state.applied, "the replica's own files are untouched"
+    finally:
+        state.close()

@@ -27,6 +27,7 @@ from pathlib import Path
 from vecraft.services.snapshot_service.layout import blob_key
 from vecraft.services.snapshot_service.target import BackupTarget, open_target
 from vecraft.services.storage_node.indexes.snapshots import SnapshotStore
+from vecraft.services.storage_node.layout import CHECKPOINT_PREFIX
 from vecraft.services.storage_node.record_compaction import LEGACY_NAME
 from vecraft.services.storage_node.replica import ShardReplica
 from vecraft.shared.common.errors import Unavailable
@@ -71,7 +72,7 @@ async def checkpoint(replica: ShardReplica, purpose: str
     engine = replica.engine
     if engine is None or not replica.ready:
         raise Unavailable(f"shard {replica.shard} of this node is not serving; {purpose} another replica")
-    staging = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=replica.data_dir))
+    staging = Path(tempfile.mkdtemp(prefix=CHECKPOINT_PREFIX, dir=replica.data_dir))
     try:
         async with engine.lock:
             offsets = dict(engine.applier.applied)

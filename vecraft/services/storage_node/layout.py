@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,19 @@ _LEGACY_NAMES = ("records.bin", "locations.sqlite", "locations.sqlite-wal", "loc
                  "snapshot", "snapshot.old")
 _LEGACY_GLOBS = (".snapshot.tmp-*",)
 _STAGING_PREFIX = ".migrating-shard-"
+#: Staging directories of checkpoints a replica serves (backups, CopyShard to a peer), inside its
+#: directory; one left by a process that died mid-stream is deleted at the replica's next open.
+CHECKPOINT_PREFIX = ".checkpoint-"
+
+
+def remove_stale_checkpoints(replica_dir: Path) -> int:
+    """Delete checkpoint staging directories left in ``replica_dir``; how many there were."""
+    stale = [p for p in replica_dir.glob(CHECKPOINT_PREFIX + "*") if p.is_dir()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    if stale:
+        log.info("removed checkpoint staging left by an earlier run", extra={"count": len(stale)})
+    return len(stale)
 
 
 class LayoutError(Exception):

@@ -31,7 +31,7 @@ import orjson
 
 from vecraft.services.storage_node.indexes.registry import CollectionRegistry
 from vecraft.services.storage_node.indexes.snapshots import SnapshotStore
-from vecraft.services.storage_node.layout import LayoutError
+from vecraft.services.storage_node.layout import LayoutError, remove_stale_checkpoints
 from vecraft.services.storage_node.mmap import (
     STATUS_LIVE,
     CorruptRecord,
@@ -79,6 +79,7 @@ def _open_stores(data_dir: Path, shard: int) -> tuple[RecordFile, LocationIndex]
 def open_local_state(data_dir: Path, shard: int) -> LocalState:
     """Open, check and rebuild the node's local state (see the module docstring)."""
     began = time.perf_counter()
+    remove_stale_checkpoints(data_dir)
     records, locations = _open_stores(data_dir, shard)
     try:
         report = check_consistency(records, locations)
