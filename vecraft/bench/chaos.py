@@ -94,6 +94,18 @@ class Fault:
     recovered_s: float | None = None
 
 
+#: Error of an operation the server answered 429 (back-pressure, retried after Retry-After).
+THROTTLED = "429"
+
+
+def _retry_after_ms(header: str | None) -> float:
+    """Retry-After (seconds, possibly fractional) in ms; 200 ms when absent or not a number."""
+    try:
+        return max(float(header or ""), 0.0) * 1000 or 200.0
+    except ValueError:
+        return 200.0
+
+
 @dataclasses.dataclass
 class OpRecord:
     kind: str
@@ -146,6 +158,13 @@ class Session:
                     return Outcome.OK, answer
                 if 400 <= resp.status_code < 500 and resp.status_code != 429:
                     return Outcome.FAILED, {}
+                if resp.status_code == 429:
+                    # Throttled, not failed: wait as long as the server asked, as the SDK does.
+                    retry_ms = _retry_after_ms(resp.headers.get("Retry-After"))
+                    if time.monotonic() + retry_ms / 1000 >= deadline:
+                        return Outcome.UNKNOWN, {}
+                    await asyncio.sleep(retry_ms / 1000)
+                    continue
             if time.monotonic() >= deadline:
                 return Outcome.UNKNOWN, {}
             await asyncio.sleep(0.2)
@@ -315,7 +334,8 @@ def summarize(sessions: list[Session], faults: list[Fault], verdict: Verdict, *,
         return {"operations": len(selected), "succeeded": sum(o.ok for o in selected),
                 "availability": (sum(o.ok for o in selected) / len(selected)) if selected else None,
                 "read_p99_ms": _p99([(o.end - o.start) * 1000 for o in reads if o.ok]),
-                "errors": dict(Counter(o.error for o in selected if not o.ok))}
+                "errors": dict(Counter(o.error for o in selected if not o.ok and o.error != THROTTLED)),
+                "throttled": sum(not o.ok and o.error == THROTTLED for o in selected)}
 
     return {
         "operations": dict(Counter(o.kind for o in ops)),
@@ -399,9 +419,9 @@ def render(result: dict[str, Any]) -> str:
         f"**Violations: {sum(hist['violations'].values())}** {hist['violations'] or ''}", "",
         f"Changes: {result['changes']}; reads judged: {hist['reads']} {hist['reads_by_level']}; "
         f"ids tainted by an unknown outcome: {hist['tainted_keys']}.", "",
-        table(["window", "operations", "availability", "read P99 ms", "errors"], [
+        table(["window", "operations", "availability", "read P99 ms", "throttled (429)", "errors"], [
             [name, w["operations"], fmt(w["availability"] * 100 if w["availability"] is not None else None, 2)
-             + " %", fmt(w["read_p99_ms"]), w["errors"] or ""]
+             + " %", fmt(w["read_p99_ms"]), w.get("throttled", 0), w["errors"] or ""]
             for name, w in (("during faults", result["during_faults"]),
                             ("outside faults", result["outside_faults"]))]), "",
         table(["fault", "target", "recovered after s"],
