@@ -37,6 +37,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from vecraft.bench._history import ABSENT, Change, Outcome, Read, Verdict, check
 from vecraft.bench._report import add_output_arguments, fmt, table, write_outputs
 from vecraft.local.process import free_port
 from vecraft.local.supervisor import read_status
+from vecraft_client._errors import retry_after_ms_of
 
 COLLECTION = "chaos"
 DIM = 4
@@ -98,12 +100,10 @@ class Fault:
 THROTTLED = "429"
 
 
-def _retry_after_ms(header: str | None) -> float:
-    """Retry-After (seconds, possibly fractional) in ms; 200 ms when absent or not a number."""
-    try:
-        return max(float(header or ""), 0.0) * 1000 or 200.0
-    except ValueError:
-        return 200.0
+def _retry_after_ms(headers: Mapping[str, str]) -> float:
+    """How long a 429 asks to wait (the SDK's reading of Retry-After); 200 ms when absent, zero or
+    not a number."""
+    return float(retry_after_ms_of(headers) or 200)
 
 
 @dataclasses.dataclass
@@ -160,7 +160,7 @@ class Session:
                     return Outcome.FAILED, {}
                 if resp.status_code == 429:
                     # Throttled, not failed: wait as long as the server asked, as the SDK does.
-                    retry_ms = _retry_after_ms(resp.headers.get("Retry-After"))
+                    retry_ms = _retry_after_ms(resp.headers)
                     if time.monotonic() + retry_ms / 1000 >= deadline:
                         return Outcome.UNKNOWN, {}
                     await asyncio.sleep(retry_ms / 1000)

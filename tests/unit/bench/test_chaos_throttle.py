@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from vecraft.bench._history import Verdict
@@ -13,7 +14,8 @@ from vecraft.bench.chaos import THROTTLED, OpRecord, _retry_after_ms, summarize
 @pytest.mark.parametrize(("header", "ms"), [("1", 1000.0), ("0.25", 250.0), (None, 200.0),
                                            ("soon", 200.0), ("0", 200.0)])
 def test_retry_after_is_honoured_in_ms(header: str | None, ms: float) -> None:
-    assert _retry_after_ms(header) == ms
+    headers = httpx.Headers({"Retry-After": header} if header is not None else {})
+    assert _retry_after_ms(headers) == ms
 
 
 def test_throttled_operations_are_counted_apart_from_errors() -> None:

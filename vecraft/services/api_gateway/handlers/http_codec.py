@@ -218,7 +218,7 @@ def search_query(f: Fields, headers: Mapping[str, str], *, query_collection: str
     if f.has("vector") and f.has("vector_b64"):
         raise InvalidRequest("give one of vector (a list of numbers) or vector_b64, not both")
     if f.has("vector_b64"):
-        vector: Any = decode_b64_vectors(f.str("vector_b64") or "", None, field="vector_b64")[0]
+        vector: Any = decode_b64_vector(f.str("vector_b64") or "")
     elif f.has("vector"):
         vector = f.raw("vector")
     else:
@@ -298,27 +298,33 @@ def write_many(f: Fields, *, upsert: bool, query_ack: str | None,
         ack=_ack(f, query_ack))
 
 
-def decode_b64_vectors(text: str, dim: int | None, *, field: str = "vectors_b64") -> np.ndarray:
-    """rows x dim float32 from base64 of little-endian floats; ``field`` "vector_b64" is one
-    vector whose dimension is its length (``dim`` None)."""
-    one = field == "vector_b64"
-    if dim is None and not one:
-        raise InvalidRequest("dim is required with vectors_b64 (the number of floats per vector)")
+def _b64_floats(text: str, field: str) -> bytes:
+    """The bytes of a base64 field of little-endian float32 values."""
     try:
-        raw = base64.b64decode(text, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest(f"{field} is not valid base64 (standard alphabet, with padding)") from None
-    if one:
-        if not raw or len(raw) % 4 or len(raw) // 4 > MAX_DIM:
-            raise InvalidRequest(f"vector_b64 holds {len(raw)} bytes, not 1 to {MAX_DIM} float32 values "
-                                 "(4 bytes each)")
-        dim = len(raw) // 4
-    assert dim is not None
+
+
+def decode_b64_vectors(text: str, dim: int | None) -> np.ndarray:
+    """rows x dim float32 from base64 of little-endian floats."""
+    if dim is None:
+        raise InvalidRequest("dim is required with vectors_b64 (the number of floats per vector)")
+    raw = _b64_floats(text, "vectors_b64")
     row_bytes = 4 * dim
     if not raw or len(raw) % row_bytes:
         raise InvalidRequest(f"vectors_b64 holds {len(raw)} bytes, not a whole number of vectors of "
                              f"dim {dim} ({row_bytes} bytes each)")
     return np.frombuffer(raw, dtype="<f4").reshape(-1, dim)
+
+
+def decode_b64_vector(text: str) -> np.ndarray:
+    """A search's ``vector_b64``: one vector, its dimension its length."""
+    raw = _b64_floats(text, "vector_b64")
+    if not raw or len(raw) % 4 or len(raw) // 4 > MAX_DIM:
+        raise InvalidRequest(f"vector_b64 holds {len(raw)} bytes, not 1 to {MAX_DIM} float32 values "
+                             "(4 bytes each)")
+    return np.frombuffer(raw, dtype="<f4")
 
 
 def delete_batch(f: Fields, *, query_ack: str | None, query_collection: str | None) -> DeleteBatch:
