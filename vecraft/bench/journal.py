@@ -29,8 +29,8 @@ import numpy as np
 import psutil
 
 from vecraft.bench._report import add_output_arguments
+from vecraft.clients.journal import JournalClient
 from vecraft.local.process import ServiceProcess
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.rpc.v1 import journal_pb2
 
 DIM = 128

@@ -38,8 +38,8 @@ from vecraft.bench._datasets import exact_topk, gaussian_mixture, recall_at_k
 from vecraft.bench._env import environment, environment_markdown
 from vecraft.bench._report import add_output_arguments, fmt, table, write_outputs
 from vecraft.bench._stats import summarize
+from vecraft.clients.journal import JournalClient
 from vecraft.local.process import ServiceProcess
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.storage_node.journal_replay.applier import Applier
 from vecraft.services.storage_node.journal_replay.engine import chunks
 from vecraft.services.storage_node.journal_replay.recovery import open_local_state

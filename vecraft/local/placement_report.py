@@ -15,7 +15,7 @@ import asyncio
 import datetime
 from typing import Any
 
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.rpc.v1 import meta_pb2
 

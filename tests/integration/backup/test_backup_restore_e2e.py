@@ -26,7 +26,7 @@ import pytest
 from tests.support.cluster import LocalCluster
 from tests.support.e2e import vec
 from tests.support.waits import until
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 from vecraft.services.journal_service.wal.records import iter_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]

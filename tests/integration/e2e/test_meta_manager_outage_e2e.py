@@ -30,8 +30,8 @@ import pytest
 
 from tests.support.cluster import LocalCluster
 from tests.support.e2e import vec
+from vecraft.clients.journal import JournalClient
 from vecraft.services.api_gateway.journal_router import payloads
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.model.records import RecordBatch
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.rpc.v1 import journal_pb2

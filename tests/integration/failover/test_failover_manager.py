@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.support.procs import ServiceProcess
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.rpc.v1 import meta_pb2
 
 pytestmark = [pytest.mark.integration]

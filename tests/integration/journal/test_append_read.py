@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.journal.waits import wait_subscribed
 from tests.support.procs import ServiceProcess
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.rpc.v1 import journal_pb2, journal_pb2_grpc
 

@@ -33,9 +33,9 @@ import pytest
 
 from tests.support.procs import ServiceProcess
 from tests.support.waits import until
+from vecraft.clients.journal import JournalClient
 from vecraft.local.etcd import EtcdCluster
 from vecraft.local.nats import NatsCluster
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.journal_service.wal.jetstream_io import Stored, StreamIO, connect
 from vecraft.shared.common.errors import NotOwner, error_class
 from vecraft.shared.common.grpc_errors import from_rpc_error

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from vecraft.clients.journal import JournalClient
 from vecraft.local.nats import NatsCluster
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.journal_service.main import JournalService
 from vecraft.services.journal_service.settings import JournalSettings
 from vecraft.shared.rpc.v1 import journal_pb2

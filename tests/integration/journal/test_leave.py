@@ -14,7 +14,7 @@ import pytest
 from tests.integration.journal.test_subscribe_acks import apply_loop
 from tests.integration.journal.waits import consumers, wait_subscribed, wait_until
 from tests.support.procs import ServiceProcess
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.rpc.v1 import journal_pb2
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import ServiceProcess
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 from vecraft.services.journal_service.wal import LogWrite
 from vecraft.services.journal_service.wal.local import LocalJournalBackend
 from vecraft.shared.hlc import HybridLogicalClock

@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.journal.waits import wait_not_live, wait_subscribed, wait_until
 from tests.support.procs import ServiceProcess
-from vecraft.services.journal_service.client import JournalClient, Subscription
+from vecraft.clients.journal import JournalClient, Subscription
 from vecraft.shared.hlc import physical_ms, wall_clock_ms
 from vecraft.shared.rpc.v1 import journal_pb2
 

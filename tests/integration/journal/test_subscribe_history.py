@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import ServiceProcess
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 from vecraft.shared.common.errors import HistoryMismatch
 from vecraft.shared.rpc.v1 import journal_pb2
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import ServiceProcess
+from vecraft.clients.journal import JournalClient
 from vecraft.local.nats import NatsCluster
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.journal_service.wal import JournalBackend, LogWrite
 from vecraft.services.journal_service.wal.local import LocalJournalBackend
 from vecraft.shared.hlc import HybridLogicalClock

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from vecraft.clients.journal import JournalClient
 from vecraft.local.nats import NatsCluster
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.journal_service.main import JournalService
 from vecraft.services.journal_service.settings import JournalSettings
 from vecraft.shared.common.errors import Unavailable

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import ServiceProcess
+from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.local.etcd import EtcdCluster
-from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient
 
 META = "vecraft.services.meta_manager"
 JOURNAL = "vecraft.services.journal_service"

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.procs import ServiceProcess
+from vecraft.clients.meta import MetaClient
 from vecraft.services.meta_manager.api_keys import key_sha256, looks_like_key
-from vecraft.services.meta_manager.client import MetaClient
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.rpc.v1 import meta_pb2
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.support.procs import ServiceProcess
-from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.services.meta_manager.ddl import ddl_of, ddl_payload
 from vecraft.shared.common.errors import Conflict, InvalidRequest, NotFound
 from vecraft.shared.common.grpc_errors import translate_rpc_error

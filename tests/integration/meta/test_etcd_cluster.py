@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import ServiceProcess
+from vecraft.clients.meta import MetaClient
 from vecraft.local.etcd import EtcdCluster
-from vecraft.services.meta_manager.client import MetaClient
 from vecraft.shared.common.errors import Conflict
 from vecraft.shared.rpc.v1 import collection_pb2, meta_pb2
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.meta.watching import Events, node
 from tests.support.procs import ServiceProcess
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.common.errors import Conflict, FencedOut, InvalidRequest
 from vecraft.shared.rpc.v1 import meta_pb2
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from tests.support.procs import ServiceProcess
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.rpc.v1 import meta_pb2
 

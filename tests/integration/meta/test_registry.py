@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.meta.watching import Events, node
 from tests.support.procs import ServiceProcess
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.common.errors import Conflict, InvalidRequest, NotFound
 from vecraft.shared.hlc import pack
 from vecraft.shared.model.routing import tenant_partition

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.procs import ServiceProcess
 from tests.unit.query.fakes import PARTITION, create_payload, write_payload
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.model.consistency import ConsistencyLevel

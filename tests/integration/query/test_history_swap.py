@@ -24,7 +24,7 @@ import pytest
 from tests.integration.query.conftest import JOURNAL, PARTITION, QueryClient, metric_value
 from tests.support.procs import ServiceProcess
 from tests.unit.query.fakes import create_payload, write_payload
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel as L
 from vecraft.shared.rpc.v1 import journal_pb2

@@ -23,8 +23,8 @@ from tests.integration.query.conftest import QueryClient
 from tests.support.procs import ServiceProcess
 from tests.support.waits import until
 from tests.unit.query.fakes import PARTITION, create_payload, write_payload
-from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.model.consistency import ConsistencyLevel as L

@@ -12,7 +12,7 @@ import pytest
 from tests.integration.query.conftest import Writer
 from tests.support.procs import ServiceProcess
 from tests.unit.query.fakes import PARTITION, followers_for
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 from vecraft.services.query_processor.cache import ShardCache
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher

@@ -16,8 +16,8 @@ import pytest
 
 from tests.support.procs import ServiceProcess
 from tests.unit.storage import payloads
-from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, meta_pb2, storage_pb2, storage_pb2_grpc
 

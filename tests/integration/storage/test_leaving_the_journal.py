@@ -30,8 +30,8 @@ from tests.integration.storage.harness import (
 )
 from tests.support.procs import ServiceProcess
 from tests.unit.storage import payloads
-from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.model.routing import shard_of
 from vecraft.shared.rpc.v1 import journal_pb2
 

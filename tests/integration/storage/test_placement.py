@@ -21,7 +21,7 @@ from tests.integration.storage.harness import Placer, Writer, http_get, node_stu
 from tests.support.procs import ServiceProcess
 from tests.support.waits import until
 from tests.unit.storage import payloads
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.model.routing import shard_of
 from vecraft.shared.rpc.v1 import journal_pb2, meta_pb2, storage_pb2
 

@@ -28,7 +28,7 @@ from cryptography import x509
 
 from tests.support.procs import ServiceProcess
 from tests.support.waits import until
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.common import tls
 from vecraft.shared.common.certs import CertSet, init_certs
 from vecraft_client import (

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
-from vecraft.services.journal_service.client import JournalClient, JournalTimeouts, Subscription
+from vecraft.clients.journal import JournalClient, JournalTimeouts, Subscription
 from vecraft.shared.common.errors import DeadlineExceeded, VecraftError
 from vecraft.shared.rpc.v1 import journal_pb2, journal_pb2_grpc
 

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.unit.gateway.fakes import FakeDownstream
+from vecraft.clients.meta import MetaClient
 from vecraft.services.api_gateway.auth.principal import Principal, Role
 from vecraft.services.api_gateway.gateway import Gateway
 from vecraft.services.api_gateway.handlers.grpc_servicers import VectorServicer
@@ -20,7 +21,6 @@ from vecraft.services.api_gateway.quotas.book import QuotaBook
 from vecraft.services.api_gateway.quotas.counts import StoredVectors
 from vecraft.services.api_gateway.quotas.limiter import THROTTLED, Quotas
 from vecraft.services.api_gateway.schema_cache import SchemaCache
-from vecraft.services.meta_manager.client import MetaClient
 from vecraft.shared.common.errors import InvalidRequest, NotFound, PayloadTooLarge, RateLimited
 from vecraft.shared.rpc.v1 import gateway_pb2, meta_pb2
 

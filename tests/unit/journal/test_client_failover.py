@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 import pytest
 
+from vecraft.clients.journal import JournalClient
 from vecraft.local.process import free_port
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.journal_service.servicer import abort_not_owner, owner_metadata
 from vecraft.shared.common.errors import DeadlineExceeded, NotOwner, Unavailable
 from vecraft.shared.rpc.v1 import journal_pb2, journal_pb2_grpc

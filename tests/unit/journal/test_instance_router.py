@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vecraft.services.journal_service.instances import InstanceRouter, owner_hints, parse_addresses
+from vecraft.clients.journal_instances import InstanceRouter, owner_hints, parse_addresses
 
 pytestmark = pytest.mark.unit
 

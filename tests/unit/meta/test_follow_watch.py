@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from vecraft.services.meta_manager import client as meta_client
-from vecraft.services.meta_manager.client import follow_watch
+from vecraft.clients import meta as meta_client
+from vecraft.clients.meta import follow_watch
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.rpc.v1 import meta_pb2
 

@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.waits import until
 from tests.unit.query.fakes import PARTITION, FakeJournal, create_payload, followers_for, warm, write_payload
-from vecraft.services.journal_service.client import JournalClient, JournalTimeouts
+from vecraft.clients.journal import JournalClient, JournalTimeouts
 from vecraft.services.query_processor.cache import ShardCache
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
 from vecraft.shared.common.errors import DeadlineExceeded

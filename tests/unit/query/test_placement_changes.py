@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.waits import until
 from tests.unit.query.fakes import FakeJournal, create_payload, write_payload
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.services.query_processor import main as query_main
 from vecraft.services.query_processor.membership import PlacementWatch
 from vecraft.shared.common.errors import Unavailable

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from tests.support.waits import until
-from vecraft.services.meta_manager.client import MetaClient, assigned_shards
+from vecraft.clients.meta import MetaClient, assigned_shards
 from vecraft.services.query_processor.membership import PlacementWatch
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.rpc.v1 import meta_pb2

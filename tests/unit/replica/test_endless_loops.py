@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.unit.query.fakes import FakeJournal
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.services.query_processor import main as query_main
 from vecraft.services.storage_node import main as storage_main
 from vecraft.services.storage_node.journal_replay.reporter import AppliedReporter

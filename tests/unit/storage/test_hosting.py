@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.waits import until
-from vecraft.services.meta_manager.client import assigned_shards
+from vecraft.clients.meta import assigned_shards
 from vecraft.services.storage_node.hosting import ShardHosting, next_step
 from vecraft.services.storage_node.main import StorageNode, StorageNodeSettings
 from vecraft.services.storage_node.placement import follow_placement

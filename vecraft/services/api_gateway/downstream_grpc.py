@@ -21,11 +21,11 @@ from typing import TypeVar
 
 import grpc
 
+from vecraft.clients.journal import JournalClient
 from vecraft.services.api_gateway.downstream import SNAPSHOT_END, Downstream, SearchPart
 from vecraft.services.api_gateway.query_routing import Node, Route, RoutingTable, ShardRouter
 from vecraft.services.api_gateway.registry import NodeRegistry
 from vecraft.services.api_gateway.shard_calls import ShardCalls, shard_list
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.shared.common import in_process, tls
 from vecraft.shared.common.errors import DeadlineExceeded, NotFound, Unavailable
 from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error

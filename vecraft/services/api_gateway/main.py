@@ -21,6 +21,7 @@ import sys
 import grpc
 from starlette.applications import Starlette
 
+from vecraft.clients.meta import MetaClient
 from vecraft.services.api_gateway.audit import AuditLog
 from vecraft.services.api_gateway.auth.bootstrap import check_bind, ensure_admin_key
 from vecraft.services.api_gateway.auth.keyring import KeyRing
@@ -36,7 +37,6 @@ from vecraft.services.api_gateway.quotas.counts import StoredVectors
 from vecraft.services.api_gateway.quotas.limiter import Quotas
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.services.api_gateway.settings import GatewaySettings
-from vecraft.services.meta_manager.client import MetaClient
 from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, run_service

@@ -23,9 +23,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vecraft.clients.journal import JournalClient
 from vecraft.services.compactor.floor import Consumer, Floor, Memory, floors, trimmable
 from vecraft.services.compactor.settings import CompactorSettings
-from vecraft.services.journal_service.client import JournalClient
 from vecraft.services.snapshot_service.archive import load_archive
 from vecraft.services.snapshot_service.backups import list_backups
 from vecraft.services.snapshot_service.target import open_target

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.metrics import gauge
 

@@ -28,11 +28,11 @@ import logging
 import time
 from typing import Any
 
+from vecraft.clients.meta import MetaClient
 from vecraft.services.failover_manager.cluster_view import ClusterView
 from vecraft.services.failover_manager.leadership import LEASE_NAME, Leadership
 from vecraft.services.failover_manager.planner import Plan, bootstrap, reconcile
 from vecraft.services.failover_manager.settings import FailoverSettings
-from vecraft.services.meta_manager.client import MetaClient
 from vecraft.shared.common.config import load_settings
 from vecraft.shared.common.errors import Conflict, FencedOut, VecraftError
 from vecraft.shared.common.logging import setup_logging

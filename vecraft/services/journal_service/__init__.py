@@ -4,6 +4,6 @@ Modules and packages: ``partition_map`` (the partitions and the routing rule), `
 interface and its local file backend), ``distribution`` (consumers, acks,
 lag, back-pressure), ``ownership`` (which instance writes which partition:
 leases and fenced streams in cluster mode); ``journal`` holds the verbs,
-``servicer`` the gRPC adapter, ``client`` (with ``instances``) the client every
-other service uses.
+``servicer`` the gRPC adapter. The client every other service uses is
+``vecraft.clients.journal``.
 """

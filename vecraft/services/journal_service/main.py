@@ -23,7 +23,7 @@ from vecraft.shared.hlc import HybridLogicalClock
 from vecraft.shared.rpc.v1 import journal_pb2_grpc
 
 if TYPE_CHECKING:
-    from vecraft.services.meta_manager.client import MetaClient
+    from vecraft.clients.meta import MetaClient
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,9 @@ class JournalService(Service):
 
     async def _start_ownership(self) -> None:
         # Imported here: the jetstream backend needs nats-py (the cluster extra).
+        from vecraft.clients.meta import MetaClient
         from vecraft.services.journal_service.ownership.leased import LeasedOwnership
         from vecraft.services.journal_service.wal.jetstream import JetStreamJournalBackend
-        from vecraft.services.meta_manager.client import MetaClient
 
         assert isinstance(self.backend, JetStreamJournalBackend)
         ttl_ms = self.settings.partition_lease_ttl_ms

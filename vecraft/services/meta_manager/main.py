@@ -63,7 +63,7 @@ class MetaManager(Service):
         await self.store.start()
         if self.settings.journal_address:
             # Imported here: the journal package is only needed when DDL is enabled.
-            from vecraft.services.journal_service.client import JournalClient
+            from vecraft.clients.journal import JournalClient
 
             self._journal = JournalClient(self.settings.journal_address)
             self.ddl.journal = self._journal

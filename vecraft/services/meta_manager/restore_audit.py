@@ -26,7 +26,7 @@ from vecraft.shared.model.routing import SYSTEM_PARTITION
 from vecraft.shared.rpc.v1 import journal_pb2
 
 if TYPE_CHECKING:
-    from vecraft.services.journal_service.client import JournalClient
+    from vecraft.clients.journal import JournalClient
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from typing import Any
 
 import grpc
 
-from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache import ShardCache, cache_followers, warm_up
 from vecraft.services.query_processor.cache.optimizer import cache_optimizer

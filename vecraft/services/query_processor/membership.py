@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from vecraft.services.meta_manager.client import MetaClient, assigned_shards
+from vecraft.clients.meta import MetaClient, assigned_shards
 from vecraft.shared.common.errors import Unavailable, VecraftError
 from vecraft.shared.rpc.v1 import meta_pb2
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from google.protobuf.message import DecodeError
 
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 from vecraft.services.snapshot_service.target import BackupTarget, MissingFile, sha256
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.rpc.v1 import journal_pb2

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 
+from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.local.topology import load_plan
-from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient
 from vecraft.services.snapshot_service.archive import CorruptBackup
 from vecraft.services.snapshot_service.backups import (
     BaseBackup,

@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.services.snapshot_service.archive import CorruptBackup, archive_partitions
 from vecraft.services.snapshot_service.backups import (
     BaseBackup,

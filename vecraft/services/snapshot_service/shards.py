@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.services.snapshot_service.archive import CorruptBackup, Progress
 from vecraft.services.snapshot_service.layout import blob_key
 from vecraft.services.snapshot_service.target import BackupTarget, sha256

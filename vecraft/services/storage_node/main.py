@@ -46,8 +46,8 @@ from typing import Any
 import faiss
 import grpc
 
-from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient, assigned_shards
+from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient, assigned_shards
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.hosting import ShardHosting
 from vecraft.services.storage_node.layout import LayoutError, migrate_single_shard_dir, replica_dir

@@ -4,7 +4,7 @@
 snapshot, then every new version) and hands each map to a callback; when the
 stream breaks (the meta manager restarts, or fails over) it reconnects with
 back-off and the node keeps what it hosts meanwhile (the last map stands).
-:func:`~vecraft.services.meta_manager.client.assigned_shards` reads this node's shards out of a map.
+:func:`~vecraft.clients.meta.assigned_shards` reads this node's shards out of a map.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.rpc.v1 import meta_pb2
 

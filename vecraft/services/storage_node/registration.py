@@ -1,7 +1,7 @@
 """Registration of the storage node with the meta manager (node registry with leases).
 
 The node stays registered through :meth:`MetaClient.keep_registered
-<vecraft.services.meta_manager.client.MetaClient.keep_registered>` (heartbeat at a
+<vecraft.clients.meta.MetaClient.keep_registered>` (heartbeat at a
 third of the lease, registered again at once when ``changed`` is set, deregistered
 when the node stops on purpose). What it declares (:func:`node_info`):
 
@@ -26,7 +26,7 @@ from vecraft.services.storage_node.layout import local_shards
 from vecraft.shared.rpc.v1 import meta_pb2
 
 if TYPE_CHECKING:
-    from vecraft.services.meta_manager.client import MetaClient
+    from vecraft.clients.meta import MetaClient
     from vecraft.services.storage_node.main import StorageNode
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vecraft.services.journal_service.client import JournalClient
+from vecraft.clients.journal import JournalClient
 from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.registry import CollectionRegistry
 from vecraft.services.storage_node.journal_replay.applier import Applier

@@ -16,9 +16,9 @@ import asyncio
 import hmac
 import logging
 
+from vecraft.clients.meta import MetaClient, follow_watch
 from vecraft.services.api_gateway.auth.principal import Principal, Role
 from vecraft.services.meta_manager.api_keys import key_sha256
-from vecraft.services.meta_manager.client import MetaClient, follow_watch
 from vecraft.shared.common.errors import Unauthenticated, Unavailable
 from vecraft.shared.rpc.v1 import meta_pb2
 

@@ -32,8 +32,8 @@ import grpc
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from vecraft.services.journal_service.client import JournalClient
-from vecraft.services.meta_manager.client import MetaClient
+from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.shared.common import tls
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.grpc_errors import translate_rpc_error

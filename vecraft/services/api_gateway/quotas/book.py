@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from vecraft.services.meta_manager.client import MetaClient, follow_watch
+from vecraft.clients.meta import MetaClient, follow_watch
 from vecraft.shared.rpc.v1 import meta_pb2
 
 log = logging.getLogger(__name__)

@@ -59,7 +59,7 @@ from vecraft.shared.common.errors import FencedOut, NotOwner, Unavailable, Vecra
 from vecraft.shared.rpc.v1 import meta_pb2
 
 if TYPE_CHECKING:
-    from vecraft.services.meta_manager.client import MetaClient
+    from vecraft.clients.meta import MetaClient
 
 log = logging.getLogger(__name__)
 

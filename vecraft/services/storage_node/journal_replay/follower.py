@@ -16,7 +16,7 @@ from vecraft.shared.replica.follower import FollowerObserver, HeadWatch, Partiti
 from vecraft.shared.replica.history import STORAGE_ACTION
 
 if TYPE_CHECKING:
-    from vecraft.services.journal_service.client import JournalClient
+    from vecraft.clients.journal import JournalClient
 
 __all__ = ["HeadWatch", "PartitionFollower", "StorageObserver", "SyncOutcome", "storage_follower"]
 

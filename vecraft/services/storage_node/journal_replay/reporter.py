@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vecraft.services.journal_service.client import JournalClient
+    from vecraft.clients.journal import JournalClient
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import Any, cast
 
 import grpc
 
-from vecraft.services.journal_service.instances import InstanceRouter, owner_hints, parse_addresses
+from vecraft.clients.journal_instances import InstanceRouter, owner_hints, parse_addresses
 from vecraft.shared.common import in_process
 from vecraft.shared.common.errors import DeadlineExceeded, NotOwner, VecraftError, error_class
 from vecraft.shared.common.grpc_errors import from_rpc_error
