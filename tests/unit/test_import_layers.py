@@ -83,7 +83,7 @@ def _imports(prefix: str) -> list[tuple[str, str]]:
 
 
 def _under(module: str, *packages: str) -> bool:
-    """Whether ``module`` is one of ``packages`` or inside one (``vecraft.cli`` is not ``vecraft.clients``)."""
+    """``module`` is one of ``packages`` or inside one (``vecraft.cli`` is not ``vecraft.clients``)."""
     return any(module == p or module.startswith(p + ".") for p in packages)
 
 

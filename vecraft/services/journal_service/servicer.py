@@ -18,7 +18,7 @@ import grpc
 
 from vecraft.services.journal_service.journal import Journal
 from vecraft.shared.common.errors import InvalidRequest, NotOwner, VecraftError
-from vecraft.shared.common.grpc_errors import ERROR_KEY, RETRY_AFTER_KEY
+from vecraft.shared.common.grpc_errors import ERROR_KEY, RETRY_AFTER_KEY, status_code
 from vecraft.shared.common.logging import request_id_var
 from vecraft.shared.rpc.v1 import journal_pb2, journal_pb2_grpc
 
@@ -41,7 +41,7 @@ async def abort_not_owner(context: grpc.aio.ServicerContext, err: NotOwner) -> N
     metadata = [(ERROR_KEY, err.wire_name), *owner_metadata([err])]
     if err.retry_after_ms is not None:
         metadata.append((RETRY_AFTER_KEY, str(int(err.retry_after_ms))))
-    await context.abort(err.grpc_code, err.message, trailing_metadata=tuple(metadata))
+    await context.abort(status_code(err), err.message, trailing_metadata=tuple(metadata))
 
 
 class JournalServicer(journal_pb2_grpc.JournalServiceServicer):

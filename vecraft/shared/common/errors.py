@@ -13,7 +13,8 @@
     ├── ClockSkew                     503  FAILED_PRECONDITION
     └── HistoryMismatch               503  FAILED_PRECONDITION
 
-Every class knows its HTTP status, gRPC status code and a stable wire name, so
+Every class knows its HTTP status, gRPC status code (by name: this module does not
+load grpc, so the SDK's HTTP client and the CLI start without it) and a stable wire name, so
 the gateway maps errors to HTTP in one place, gRPC servers map them in one
 place (`vecraft.shared.common.grpc_errors`), and the SDK rebuilds the same class
 from a response.
@@ -23,14 +24,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 
 class VecraftError(Exception):
     """Root of every error Vecraft raises on purpose."""
 
     http_status: int = 500
-    grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    grpc_status: str = "INTERNAL"  #: the name of its gRPC StatusCode
     wire_name: str = "internal"
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None,
@@ -49,25 +48,25 @@ class InvalidRequest(VecraftError):
     """The request is malformed or violates a limit; nothing was changed."""
 
     http_status = 400
-    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    grpc_status = "INVALID_ARGUMENT"
     wire_name = "invalid_request"
 
 
 class NotFound(VecraftError):
     http_status = 404
-    grpc_code = grpc.StatusCode.NOT_FOUND
+    grpc_status = "NOT_FOUND"
     wire_name = "not_found"
 
 
 class Conflict(VecraftError):
     http_status = 409
-    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+    grpc_status = "ALREADY_EXISTS"
     wire_name = "conflict"
 
 
 class PayloadTooLarge(VecraftError):
     http_status = 413
-    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    grpc_status = "INVALID_ARGUMENT"
     wire_name = "payload_too_large"
 
 
@@ -75,7 +74,7 @@ class RateLimited(VecraftError):
     """Back-pressure: retry after ``retry_after_ms``."""
 
     http_status = 429
-    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    grpc_status = "RESOURCE_EXHAUSTED"
     wire_name = "rate_limited"
 
 
@@ -83,13 +82,13 @@ class Unavailable(VecraftError):
     """A needed service or replica cannot answer now (or a consistency level cannot be met)."""
 
     http_status = 503
-    grpc_code = grpc.StatusCode.UNAVAILABLE
+    grpc_status = "UNAVAILABLE"
     wire_name = "unavailable"
 
 
 class DeadlineExceeded(VecraftError):
     http_status = 504
-    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    grpc_status = "DEADLINE_EXCEEDED"
     wire_name = "deadline_exceeded"
 
 
@@ -97,7 +96,7 @@ class ClockSkew(VecraftError):
     """A peer's hybrid logical clock is further ahead than max_clock_offset_ms allows."""
 
     http_status = 503
-    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    grpc_status = "FAILED_PRECONDITION"
     wire_name = "clock_skew"
 
 
@@ -109,7 +108,7 @@ class HistoryMismatch(VecraftError):
     """
 
     http_status = 503
-    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    grpc_status = "FAILED_PRECONDITION"
     wire_name = "history_mismatch"
 
 
@@ -121,7 +120,7 @@ class FencedOut(VecraftError):
     """
 
     http_status = 409
-    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    grpc_status = "FAILED_PRECONDITION"
     wire_name = "fenced_out"
 
 
@@ -132,7 +131,7 @@ class Trimmed(VecraftError):
     """
 
     http_status = 410
-    grpc_code = grpc.StatusCode.OUT_OF_RANGE
+    grpc_status = "OUT_OF_RANGE"
     wire_name = "trimmed"
 
 
@@ -140,7 +139,7 @@ class Unauthenticated(VecraftError):
     """401: no API key, or one that is not valid (unknown, malformed or revoked)."""
 
     http_status = 401
-    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    grpc_status = "UNAUTHENTICATED"
     wire_name = "unauthenticated"
 
 
@@ -148,7 +147,7 @@ class PermissionDenied(VecraftError):
     """403: the key is valid but its role or scope does not allow the request."""
 
     http_status = 403
-    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    grpc_status = "PERMISSION_DENIED"
     wire_name = "permission_denied"
 
 
@@ -174,23 +173,23 @@ ERROR_CLASSES: dict[str, type[VecraftError]] = {
 }
 
 # gRPC codes that arrive without Vecraft metadata (from grpc itself).
-_BY_GRPC_CODE: dict[grpc.StatusCode, type[VecraftError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
-    grpc.StatusCode.OUT_OF_RANGE: InvalidRequest,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: Conflict,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: RateLimited,
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
-    grpc.StatusCode.FAILED_PRECONDITION: ClockSkew,
+_BY_GRPC_STATUS: dict[str, type[VecraftError]] = {
+    "INVALID_ARGUMENT": InvalidRequest,
+    "OUT_OF_RANGE": InvalidRequest,
+    "NOT_FOUND": NotFound,
+    "ALREADY_EXISTS": Conflict,
+    "RESOURCE_EXHAUSTED": RateLimited,
+    "UNAVAILABLE": Unavailable,
+    "DEADLINE_EXCEEDED": DeadlineExceeded,
+    "FAILED_PRECONDITION": ClockSkew,
 }
 
 
-def error_class(wire_name: str | None, grpc_code: grpc.StatusCode | None = None) -> type[VecraftError]:
-    """The class for a wire name, else for a gRPC code, else the root."""
+def error_class(wire_name: str | None, grpc_status: str | None = None) -> type[VecraftError]:
+    """The class for a wire name, else for a gRPC status code's name, else the root."""
     if wire_name and wire_name in ERROR_CLASSES:
         return ERROR_CLASSES[wire_name]
-    if grpc_code is not None and grpc_code in _BY_GRPC_CODE:
-        return _BY_GRPC_CODE[grpc_code]
+    if grpc_status is not None and grpc_status in _BY_GRPC_STATUS:
+        return _BY_GRPC_STATUS[grpc_status]
     return VecraftError
 

@@ -57,10 +57,15 @@ def _details(md: dict[str, str]) -> dict[str, Any] | None:
     return decoded if isinstance(decoded, dict) else None
 
 
+def status_code(err: VecraftError) -> grpc.StatusCode:
+    """The gRPC status of ``err``'s class."""
+    return grpc.StatusCode[err.grpc_status]
+
+
 async def abort_with(context: grpc.aio.ServicerContext, err: VecraftError) -> None:
     """Abort the current RPC with the status and metadata of ``err``."""
     context.set_trailing_metadata(_metadata(err))
-    await context.abort(err.grpc_code, err.message)
+    await context.abort(status_code(err), err.message)
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -118,7 +123,7 @@ def from_rpc_error(exc: grpc.RpcError) -> VecraftError:
     trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
     for key, value in trailing or ():
         md[key] = value if isinstance(value, str) else value.decode()
-    cls = error_class(md.get(ERROR_KEY), code)
+    cls = error_class(md.get(ERROR_KEY), code.name if code is not None else None)
     details = exc.details() if hasattr(exc, "details") else str(exc)
     retry = int(md[RETRY_AFTER_KEY]) if RETRY_AFTER_KEY in md else None
     if cls is Unavailable and ERROR_KEY not in md:

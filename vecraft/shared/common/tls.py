@@ -26,9 +26,10 @@ import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class _CertificateFetcher:
         self.reloads = 0
 
     def configuration(self) -> Any:
+        import grpc  # here: `vecraft up` and the CLI plan with this module and never need grpc
+
         ca = self.files.ca.read_bytes() if self.files.ca is not None else None
         return grpc.ssl_server_certificate_configuration(
             [(self.files.key.read_bytes(), self.files.cert.read_bytes())], root_certificates=ca)
@@ -127,6 +130,8 @@ class _CertificateFetcher:
 def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
     """gRPC server credentials of ``files`` that follow changes of the files; a client
     certificate signed by ``files.ca`` is required when ``files.ca`` is set."""
+    import grpc
+
     fetcher = _CertificateFetcher(files)
     return grpc.dynamic_ssl_server_credentials(fetcher.configuration(), fetcher,
                                                require_client_authentication=files.ca is not None)
@@ -205,6 +210,8 @@ def client_files() -> TlsFiles | None:
 
 def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
     """Channel credentials of ``files`` (read now: a channel keeps them for its life)."""
+    import grpc
+
     ca = files.ca.read_bytes() if files.ca is not None else None
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=files.key.read_bytes(),
                                         certificate_chain=files.cert.read_bytes())
@@ -221,6 +228,8 @@ def _current_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
 
 def channel(address: str, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
     """An aio channel to ``address``: TLS with the process's files, else plaintext."""
+    import grpc
+
     files = _client_files
     if files is None:
         return grpc.aio.insecure_channel(address, options=options)

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
 from pyrate_limiter import Rate, RateItem, StateBucket, TokenBucket
 
 from vecraft.services.api_gateway.models import RequestContext
@@ -50,7 +49,7 @@ class QuotaExceeded(RateLimited):
     """429 without Retry-After: a tenant's stored collections or vectors are at its quota."""
 
     wire_name = "quota_exceeded"
-    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 ERROR_CLASSES[QuotaExceeded.wire_name] = QuotaExceeded
