@@ -84,8 +84,8 @@ def _model(entries: list[journal_pb2.JournalEntry]) -> Snapshot:
     return out
 
 
-def _records(ids: list[str], vectors: np.ndarray, metas: list) -> Records:
-    return {rid: (tuple(vectors[n].tolist()), dict(metas[n]) if metas[n] else None)
+def _records(ids: list[str], vectors: np.ndarray, metas: list[str]) -> Records:
+    return {rid: (tuple(vectors[n].tolist()), json.loads(metas[n]) if metas[n] else None)
             for n, rid in enumerate(ids)}
 
 

@@ -279,3 +279,22 @@ def test_a_create_the_model_refuses_is_skipped_by_every_replica_alike(change: di
     state = ShardState(0)
     state.apply(e)
     assert state.collections() == [] and state.applied_offset(PARTITION) == 1
+
+
+def test_metadata_is_kept_as_its_json_text_through_snapshots(tmp_path: Path) -> None:
+    """Rows keep the text they arrived as (exact: a parse would turn 2**70 into a float), and so
+    does a snapshot; a loaded one answers with the same text and filters on it."""
+    state = ShardState(0)
+    sch = schema("c", shards=1, dim=2)
+    metas = [{"t": "a", "n": 2**70}, None, {"t": "b"}]
+    state.apply(entry(1, ddl("create", sch), write(sch, ["x", "y", "z"], np.eye(3)[:, :2], metas)))
+    before = state.get("default", "docs", ["x", "y", "z"])[2]
+    assert [json.loads(m) if m else None for m in before] == metas
+    state.save(tmp_path / "snap")
+    records = [json.loads(p.read_text()) for p in (tmp_path / "snap").rglob("records.json")]
+    assert len(records) == 1 and records[0]["metadata_json"] == before
+    loaded = ShardState.load(tmp_path / "snap")
+    assert loaded.get("default", "docs", ["x", "y", "z"])[2] == before
+    flt = parse_filter({"t": "b"})
+    ids, _, found = loaded.search("default", "docs", np.array([1, 0], np.float32), 5, flt)
+    assert ids == ["z"] and found == [before[2]]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,7 +32,6 @@ from vecraft.services.storage_node.mmap import STATUS_LIVE, CorruptRecord
 from vecraft.services.storage_node.peer_seeding import stream_copy
 from vecraft.services.storage_node.scan import ScanOptions, scan
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
-from vecraft.shared.index import metadata_to_json
 from vecraft.shared.model.filters import Filter
 from vecraft.shared.model.limits import HNSW_EF_SEARCH_RANGE, MAX_BATCH_ROWS, MAX_K, MIN_K
 from vecraft.shared.model.validation import validate_id
@@ -212,11 +211,11 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
         return self._hits(replica, coll, coll.index.search_records(query, k, flt, ef), documents=documents)
 
     def _hits(self, replica: ShardReplica, coll: Collection,
-              found: tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]], *,
+              found: tuple[list[str], np.ndarray, list[str]], *,
               documents: bool) -> list[search_pb2.ScoredVector]:
         ids, scores, metas = found
         docs = self._documents(replica, coll.collection_id, ids) if documents else {}
-        return [search_pb2.ScoredVector(id=rid, score=float(score), metadata_json=metadata_to_json(meta),
+        return [search_pb2.ScoredVector(id=rid, score=float(score), metadata_json=meta,
                                         document=docs.get(rid, ""))
                 for rid, score, meta in zip(ids, scores.tolist(), metas, strict=True)]
 

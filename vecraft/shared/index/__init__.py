@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from vecraft.shared.index.collection import EXACT_SEARCH_MAX_CANDIDATES, CollectionIndex
 from vecraft.shared.index.journal_ops import ShardOp, UnknownCollection, decode_entry
-from vecraft.shared.index.shard_state import ShardState, metadata_to_json
+from vecraft.shared.index.metadata_text import metadata_to_json
+from vecraft.shared.index.shard_state import ShardState
 
 __all__ = [
     "EXACT_SEARCH_MAX_CANDIDATES",

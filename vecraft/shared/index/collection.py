@@ -1,14 +1,15 @@
 """CollectionIndex: the vectors and metadata of one shard of one collection, in memory.
 
 Rows get int64 *labels* in insertion order. A faiss ``IndexHNSWFlat`` holds
-every label's vector (L2-normalised for cosine); a contiguous float32 store
-holds the same rows for exact search, ``get`` and snapshots; a
-:class:`MetadataIndex` maps metadata to labels. Labels are never reused: an
-upsert of an existing id adds a new label and tombstones the old one, a delete
-only tombstones. Searches exclude tombstones with a faiss ``IDSelectorBitmap``
-evaluated inside the graph traversal, so k results come back after any number
-of deletes; :meth:`CollectionIndex.optimize` rebuilds without the dead rows
-while reads and writes go on (see its docstring and docs/indexes.md).
+every label's vector (L2-normalised for cosine), read in place for exact search,
+``get`` and snapshots; a :class:`MetadataIndex` maps metadata to labels, and each
+row keeps its metadata as the compact JSON text it travels as
+(:mod:`.metadata_text`). Labels are never reused: an upsert of an existing id
+adds a new label and tombstones the old one, a delete only tombstones. Searches
+exclude tombstones with a faiss ``IDSelectorBitmap`` evaluated inside the graph
+traversal, so k results come back after any number of deletes;
+:meth:`CollectionIndex.optimize` rebuilds without the dead rows while reads and
+writes go on (see its docstring and docs/indexes.md).
 
 Planner: a filter is first evaluated to a candidate mask. When at most
 ``EXACT_SEARCH_MAX_CANDIDATES`` rows are candidates (measured crossover, see
@@ -38,6 +39,7 @@ import numpy as np
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.index import persistence
 from vecraft.shared.index.metadata_index import MetadataIndex
+from vecraft.shared.index.metadata_text import metadata_to_json, parse_metadata
 from vecraft.shared.index.rwlock import RWLock
 from vecraft.shared.model.filters import Filter
 from vecraft.shared.model.limits import (
@@ -126,7 +128,7 @@ class CollectionIndex:
         self._norms = np.empty(0, dtype=np.float32)  # label -> original norm (cosine only)
         self._alive = np.empty(0, dtype=bool)
         self._ids: list[str | None] = []  # label -> id (None once dead)
-        self._metas: list[Mapping[str, Any] | None] = []  # label -> metadata (None once dead)
+        self._metas: list[str | None] = []  # label -> metadata JSON ("" for none; None once dead)
         self._label_of: dict[str, int] = {}
         self._meta_index = MetadataIndex()
         self._size = 0  # labels in use == graph.ntotal
@@ -202,31 +204,36 @@ class CollectionIndex:
         """Metadata of an id; None when the id has none or is absent (tell apart with ``in``)."""
         with self._rw.read():
             label = self._label_of.get(id)
-            return self._metas[label] if label is not None else None
+            text = self._metas[label] if label is not None else None
+        return parse_metadata(text) if text else None
 
-    def get(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]]:
-        """(present ids in the order asked, their original vectors (n, dim), their metadata)."""
+    def get(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray, list[str]]:
+        """(present ids in the order asked, their original vectors (n, dim), their metadata JSON)."""
         with self._rw.read():
             found = [i for i in ids if i in self._label_of]
             labels = np.fromiter((self._label_of[i] for i in found), dtype=np.int64, count=len(found))
             vectors = self._stored_vectors()[labels]
             if self.metric == "cosine":
                 vectors *= self._norms[labels, None]
-            return found, vectors, [self._metas[label] for label in labels.tolist()]
+            return found, vectors, [self._metas[label] or "" for label in labels.tolist()]
 
     # --- mutations ------------------------------------------------------------------------------
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray,
-               metadatas: Sequence[Mapping[str, Any] | None]) -> None:
+               metadatas: Sequence[Mapping[str, Any] | None],
+               metadata_json: Sequence[str] | None = None) -> None:
         """Insert or replace records; the whole batch becomes visible to searches at once.
 
-        ``vectors`` is (len(ids), dim) float32. When an id repeats in the batch
+        ``vectors`` is (len(ids), dim) float32. ``metadata_json``, when the caller has it,
+        is the text each of ``metadatas`` was parsed from (:func:`metadata_to_json`'s form),
+        kept instead of encoding the objects again. When an id repeats in the batch
         the last row wins. Raises InvalidRequest on a shape mismatch or a
         non-finite value (nothing is changed then).
         """
         vectors = np.asarray(vectors, dtype=np.float32)
         n = len(ids)
-        if vectors.ndim != 2 or vectors.shape != (n, self.dim) or len(metadatas) != n:
+        if (vectors.ndim != 2 or vectors.shape != (n, self.dim) or len(metadatas) != n
+                or (metadata_json is not None and len(metadata_json) != n)):
             raise InvalidRequest(f"upsert of {n} ids needs vectors of shape ({n}, {self.dim}) and "
                                  f"{n} metadata entries, got {vectors.shape} and {len(metadatas)}")
         if n == 0:
@@ -234,10 +241,16 @@ class CollectionIndex:
         if not np.isfinite(vectors).all():
             raise InvalidRequest("vectors must be finite (no NaN or infinity)")
         ids = list(ids)
+        if metadata_json is not None:  # "" where the text did not parse to an object
+            texts = [text if meta is not None else ""
+                     for text, meta in zip(metadata_json, metadatas, strict=True)]
+        else:
+            texts = [metadata_to_json(m) for m in metadatas]
         if len(set(ids)) != n:
             keep = sorted({id_: row for row, id_ in enumerate(ids)}.values())
             ids = [ids[row] for row in keep]
             vectors, metadatas = vectors[keep], [metadatas[row] for row in keep]
+            texts = [texts[row] for row in keep]
         norms = np.ones(len(ids), dtype=np.float32)
         if self.metric == "cosine":
             norms = np.linalg.norm(vectors, axis=1).astype(np.float32)
@@ -246,11 +259,16 @@ class CollectionIndex:
         with self._writer:
             if self._touched is not None:
                 self._touched.update(ids)
-            self._upsert_prepared(ids, vectors, norms, metadatas)
+            self._upsert_prepared(ids, vectors, norms, texts, metadatas)
 
-    def _upsert_prepared(self, ids: list[str], vectors: np.ndarray, norms: np.ndarray,
-                         metadatas: Sequence[Mapping[str, Any] | None]) -> None:
-        """Upsert validated, unique, indexed-form rows (caller holds ``self._writer``)."""
+    def _upsert_prepared(self, ids: list[str], vectors: np.ndarray, norms: np.ndarray, texts: list[str],
+                         metadatas: Sequence[Mapping[str, Any] | None] | None = None) -> None:
+        """Upsert validated, unique, indexed-form rows (caller holds ``self._writer``).
+
+        ``texts`` is each row's metadata JSON; ``metadatas`` the same parsed (parsed here if None).
+        """
+        if metadatas is None:
+            metadatas = [parse_metadata(text) for text in texts]
         first = self._size
         start = 0
         while start < len(ids):
@@ -258,7 +276,7 @@ class CollectionIndex:
             with self._rw.write():
                 began = time.perf_counter()  # the section itself, not the wait for readers
                 self._append_rows(ids[start:stop], vectors[start:stop], norms[start:stop],
-                                  metadatas[start:stop])
+                                  texts[start:stop], metadatas[start:stop])
                 held = time.perf_counter() - began
             self._tune_chunk(stop - start, held)
             start = stop
@@ -283,7 +301,7 @@ class CollectionIndex:
             self._alive_bits = None
             return len(labels)
 
-    def _append_rows(self, ids: list[str], vectors: np.ndarray, norms: np.ndarray,
+    def _append_rows(self, ids: list[str], vectors: np.ndarray, norms: np.ndarray, texts: list[str],
                      metadatas: Sequence[Mapping[str, Any] | None]) -> None:
         """Add rows as new, not yet alive labels (caller holds the write lock)."""
         first, end = self._size, self._size + len(ids)
@@ -294,7 +312,7 @@ class CollectionIndex:
         faiss.omp_set_num_threads(self.add_threads)
         self._graph.add(vectors)
         self._ids.extend(ids)
-        self._metas.extend(metadatas)
+        self._metas.extend(texts)
         self._meta_index.add(range(first, end), metadatas)
         self._size = end
 
@@ -387,7 +405,7 @@ class CollectionIndex:
                     self._touched = None
 
     def _rebuild(self, size: int, alive: np.ndarray, ids: list[str | None],
-                 metas: list[Mapping[str, Any] | None], vectors: np.ndarray, norms: np.ndarray,
+                 metas: list[str | None], vectors: np.ndarray, norms: np.ndarray,
                  began: float, stop: threading.Event | None, on_phase: Callable[[str], None],
                  catch_up_rows: int) -> OptimizeResult | None:
         on_phase("copied")
@@ -402,7 +420,7 @@ class CollectionIndex:
             part = labels[start:start + _BUILD_CHUNK]
             rows = part.tolist()
             fresh._upsert_prepared([ids[label] for label in rows],
-                                   vectors[part], norms[part], [metas[label] for label in rows])
+                                   vectors[part], norms[part], [metas[label] or "" for label in rows])
         on_phase("built")
         replayed = rounds = 0
         while True:
@@ -428,16 +446,16 @@ class CollectionIndex:
                               seconds=time.perf_counter() - began, final_section_seconds=final)
 
     def _current_rows(self, ids: set[str]) -> tuple[list[str], np.ndarray, np.ndarray,
-                                                      list[Mapping[str, Any] | None], list[str]]:
+                                                      list[str], list[str]]:
         """(present ids, their indexed vectors, norms, metadata; absent ids). Caller holds the writer lock."""
         present = sorted(i for i in ids if i in self._label_of)
         gone = sorted(i for i in ids if i not in self._label_of)
         labels = np.fromiter((self._label_of[i] for i in present), dtype=np.int64, count=len(present))
         return (present, self._stored_vectors()[labels], self._norms[labels],
-                [self._metas[label] for label in labels.tolist()], gone)
+                [self._metas[label] or "" for label in labels.tolist()], gone)
 
     def _apply_changes(self, changes: tuple[list[str], np.ndarray, np.ndarray,
-                                            list[Mapping[str, Any] | None], list[str]]) -> None:
+                                            list[str], list[str]]) -> None:
         present, vectors, norms, metas, gone = changes
         if gone:
             self._delete_locked(gone)
@@ -476,15 +494,15 @@ class CollectionIndex:
 
     def search_records(self, query: np.ndarray, k: int, flt: Filter | None = None,
                        ef_search: int | None = None
-                       ) -> tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]]:
-        """Like :meth:`search`, plus each hit's metadata read under the same lock."""
+                       ) -> tuple[list[str], np.ndarray, list[str]]:
+        """Like :meth:`search`, plus each hit's metadata JSON read under the same lock."""
         q, ef = self._search_arguments(query, k, ef_search)
         with self._rw.read():
             return self._search_records_locked(q, k, flt, ef)
 
     def search_records_now(self, query: np.ndarray, k: int, flt: Filter | None = None,
                            ef_search: int | None = None
-                           ) -> tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]] | None:
+                           ) -> tuple[list[str], np.ndarray, list[str]] | None:
         """:meth:`search_records` if no write holds or waits for the index, else None at once.
 
         For a caller on an event loop: a search takes a fraction of a millisecond, a
@@ -507,11 +525,11 @@ class CollectionIndex:
         return q, max(ef_search or self._ef_search or dynamic_ef(k), k)
 
     def _search_records_locked(self, q: np.ndarray, k: int, flt: Filter | None, ef: int
-                               ) -> tuple[list[str], np.ndarray, list[Mapping[str, Any] | None]]:
+                               ) -> tuple[list[str], np.ndarray, list[str]]:
         labels, scores = self._search_labels(q, k, flt, ef)
         label_list = labels.tolist()
         return ([self._ids[label] for label in label_list], scores,
-                [self._metas[label] for label in label_list])
+                [self._metas[label] or "" for label in label_list])
 
     def _prepare_query(self, query: np.ndarray) -> np.ndarray:
         q = np.asarray(query, dtype=np.float32)
@@ -643,8 +661,8 @@ class CollectionIndex:
         size = len(loaded.alive)
         index._graph, index._size = loaded.graph, size
         index._norms, index._alive = loaded.norms, loaded.alive
-        index._ids, index._metas = loaded.ids, loaded.metas
         live = np.flatnonzero(loaded.alive).tolist()
+        index._ids, index._metas = loaded.ids, loaded.metas
         index._label_of = {loaded.ids[label]: label for label in live}  # type: ignore[misc]
-        index._meta_index.add(live, [loaded.metas[label] for label in live])
+        index._meta_index.add(live, [parse_metadata(loaded.metas[label] or "") for label in live])
         return index

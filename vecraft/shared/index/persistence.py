@@ -6,18 +6,20 @@ One directory, replaced atomically (:mod:`vecraft.shared.index.snapshot_dir`)::
                     the indexed vectors (unit length for cosine) in its flat storage
     norms.npy       float32 (labels,): original norms (cosine), else ones
     alive.npy       bool (labels,): which labels are records, not tombstones
-    records.json    {"format", "params", "labels", "ids", "metadata"} of alive labels only
+    records.json    {"format": 2, "params", "labels", "ids", "metadata_json"} of alive labels
+                    only: each row's metadata as the JSON text the index keeps ("" for none)
 
 The graph is saved as is, tombstones included, so a loaded index walks the
 same graph and gives exactly the same answers. Snapshots written before the
 vectors were held once also have a ``vectors.npy``, the same rows again; it is
-not read.
+not read. Format 1 (before the index kept metadata as text) stored the objects
+under ``"metadata"``; it still loads. The text is exact where a parse is not:
+orjson reads an integer beyond 64 bits as a float.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,11 @@ import faiss
 import numpy as np
 import orjson
 
+from vecraft.shared.index.metadata_text import metadata_to_json
 from vecraft.shared.index.snapshot_dir import atomic_directory, existing_snapshot
 
-FORMAT = 1
+FORMAT = 2
+_READABLE_FORMATS = (1, 2)
 
 
 @dataclass(slots=True)
@@ -38,28 +42,24 @@ class LoadedCollection:
     norms: np.ndarray
     alive: np.ndarray
     ids: list[str | None]
-    metas: list[Mapping[str, Any] | None]
+    metas: list[str | None]  #: label -> metadata JSON of alive labels ("" for none), None for dead
 
 
 def save_collection(directory: Path, *, graph: faiss.Index, norms: np.ndarray,
                     alive: np.ndarray, ids: Sequence[str | None],
-                    metas: Sequence[Mapping[str, Any] | None], params: dict[str, Any]) -> None:
-    """Write one snapshot; replaces ``directory`` only once everything is durable."""
+                    metas: Sequence[str | None], params: dict[str, Any]) -> None:
+    """Write one snapshot; replaces ``directory`` only once everything is durable.
+
+    ``metas`` is each label's metadata JSON ("" for none).
+    """
     live = np.flatnonzero(alive).tolist()
-    records = {"format": FORMAT, "params": params, "labels": live,
-               "ids": [ids[label] for label in live], "metadata": [metas[label] for label in live]}
+    records = {"format": FORMAT, "params": params, "labels": live, "ids": [ids[label] for label in live],
+               "metadata_json": [metas[label] or "" for label in live]}
     with atomic_directory(directory) as tmp:
         faiss.write_index(graph, str(tmp / "graph.faiss"))
         np.save(tmp / "norms.npy", norms)
         np.save(tmp / "alive.npy", alive)
-        (tmp / "records.json").write_bytes(_dumps(records))
-
-
-def _dumps(obj: Any) -> bytes:
-    try:
-        return orjson.dumps(obj)
-    except TypeError:  # an integer beyond 64 bits in some metadata: the slow encoder takes it
-        return json.dumps(obj, separators=(",", ":")).encode()
+        (tmp / "records.json").write_bytes(orjson.dumps(records))
 
 
 def load_collection(directory: Path) -> LoadedCollection:
@@ -70,7 +70,7 @@ def load_collection(directory: Path) -> LoadedCollection:
     """
     source = existing_snapshot(directory)
     records = orjson.loads((source / "records.json").read_bytes())
-    if records.get("format") != FORMAT:
+    if records.get("format") not in _READABLE_FORMATS:
         raise ValueError(f"{source}: unsupported snapshot format {records.get('format')!r}")
     norms = np.load(source / "norms.npy")
     alive = np.load(source / "alive.npy")
@@ -81,8 +81,10 @@ def load_collection(directory: Path) -> LoadedCollection:
     if graph.ntotal != size or len(norms) != size:
         raise ValueError(f"{source}: graph has {graph.ntotal} nodes, norms {len(norms)}, alive {size}")
     ids: list[str | None] = [None] * size
-    metas: list[Mapping[str, Any] | None] = [None] * size
-    for label, id_, meta in zip(records["labels"], records["ids"], records["metadata"], strict=True):
-        ids[label], metas[label] = id_, meta
+    metas: list[str | None] = [None] * size
+    texts = (records["metadata_json"] if records["format"] == 2
+             else [metadata_to_json(meta) for meta in records["metadata"]])
+    for label, id_, text in zip(records["labels"], records["ids"], texts, strict=True):
+        ids[label], metas[label] = id_, text
     return LoadedCollection(params=records["params"], graph=graph, norms=norms,
                             alive=alive, ids=ids, metas=metas)

@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
@@ -62,16 +60,6 @@ class _Collection:
     schema: CollectionSchema
     index: CollectionIndex
     documents: dict[str, str] = field(default_factory=dict)  # only non-empty documents
-
-
-def metadata_to_json(metadata: Mapping[str, Any] | None) -> str:
-    """The wire form of a record's metadata ("" for none)."""
-    if not metadata:
-        return ""
-    try:
-        return orjson.dumps(metadata).decode()
-    except TypeError:  # integers beyond 64 bits
-        return json.dumps(metadata, separators=(",", ":"))
 
 
 class ShardState:
@@ -143,7 +131,8 @@ class ShardState:
             ids = [i for op in batch for i in op.ids]
             vectors = batch[0].upsert_vectors() if len(batch) == 1 else np.concatenate(
                 [op.upsert_vectors() for op in batch])
-            coll.index.upsert(ids, vectors, [m for op in batch for m in op.metadatas])
+            coll.index.upsert(ids, vectors, [m for op in batch for m in op.metadatas],
+                              [t for op in batch for t in op.metadata_json])
             if self.keep_documents:
                 for op in batch:
                     for id_, doc in zip(op.ids, op.documents, strict=True):
@@ -244,16 +233,14 @@ class ShardState:
         of the wrong dimension or k < 1.
         """
         index = self._collection(tenant, collection).index
-        ids, scores, metas = index.search_records(query, k, flt, ef_search)
-        return ids, scores, [metadata_to_json(m) for m in metas]
+        return index.search_records(query, k, flt, ef_search)
 
     def get(self, tenant: str, collection: str, ids: Sequence[str]
             ) -> tuple[list[str], np.ndarray, list[str], list[str]]:
         """Present ids (in the order asked), their vectors, metadata JSON and documents."""
         coll = self._collection(tenant, collection)
         found, vectors, metas = coll.index.get(ids)
-        return (found, vectors, [metadata_to_json(m) for m in metas],
-                [coll.documents.get(i, "") for i in found])
+        return found, vectors, metas, [coll.documents.get(i, "") for i in found]
 
     # --- snapshots ------------------------------------------------------------------------------
 

@@ -235,8 +235,8 @@ class Applier:
                     ids = [rid for o in run for rid in o.ids]
                     vectors = (run[0].upsert_vectors() if len(run) == 1
                                else np.concatenate([o.upsert_vectors() for o in run]))
-                    metas = [m for o in run for m in o.metadatas]
-                    coll.index.upsert(ids, vectors, metas)
+                    coll.index.upsert(ids, vectors, [m for o in run for m in o.metadatas],
+                                      [t for o in run for t in o.metadata_json])
                 i = j
                 continue
             i += 1

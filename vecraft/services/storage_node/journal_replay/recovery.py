@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 from vecraft.services.storage_node.indexes.registry import CollectionRegistry
 from vecraft.services.storage_node.indexes.snapshots import SnapshotStore
@@ -42,6 +41,7 @@ from vecraft.services.storage_node.mmap import (
 )
 from vecraft.services.storage_node.record_compaction import open_record_file, record_files
 from vecraft.shared.index.collection import CollectionIndex
+from vecraft.shared.index.metadata_text import parse_metadata
 from vecraft.shared.rpc.v1 import collection_pb2
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,6 @@ def replay_rows(index: CollectionIndex, records: RecordFile, rows: list[Location
         chunk = live[start:start + _REPLAY_CHUNK]
         views = [records.read(r.file_offset, r.length) for r in chunk]
         vectors = np.stack([v.vector for v in views])
-        metas = [orjson.loads(v.metadata_json) if v.metadata_json else None for v in views]
-        index.upsert([v.id for v in views], vectors, metas)
+        texts = [v.metadata_json for v in views]
+        index.upsert([v.id for v in views], vectors, [parse_metadata(t) for t in texts], texts)
     return len(rows)
