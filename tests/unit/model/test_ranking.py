@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vecraft.services.api_gateway.merge import merge_top_k as gateway_merge
-from vecraft.services.query_processor.topk import ShardHits
-from vecraft.services.query_processor.topk import merge_top_k as processor_merge
+from vecraft.shared.model.ranking import merge_top_k as processor_merge
 from vecraft.shared.model.ranking import top_k_order
+from vecraft.shared.model.records import ShardHits
 from vecraft.shared.rpc.v1 import query_pb2
 
 pytestmark = pytest.mark.unit
@@ -39,4 +39,4 @@ def test_the_gateway_and_the_query_processor_rank_alike() -> None:
         answer.results.add(id=i, score=s)
     shard = ShardHits(ids, np.array(values, dtype=np.float32), [""] * 4)
     assert [h.id for h in gateway_merge([answer], 4, metric="ip")] == ["d", "a", "b", "c"]
-    assert [h.id for h in processor_merge([shard], 4)] == ["d", "a", "b", "c"]
+    assert processor_merge([shard], 4).ids == ["d", "a", "b", "c"]

@@ -1,8 +1,8 @@
 """Merging per-shard search answers: global top-k and one combined consistency report.
 
-The global top-k is ranked by :func:`~vecraft.shared.model.ranking.top_k_order`,
-the ranking the query processors merge their shards with (higher scores first,
-ties by id, non-finite scores last).
+The global top-k is :func:`~vecraft.shared.model.ranking.merge_top_k`, the merge
+the query processors use for their shards (higher scores first, ties by id,
+non-finite scores last).
 
 Scores are clamped to the metric's documented range (:data:`SCORE_RANGE`)
 here, where results leave the system: float32 rounding can put a vector's
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from vecraft.services.api_gateway.models import SearchHit
+from vecraft.shared.model import ranking
 from vecraft.shared.model.consistency import ConsistencyLevel, ConsistencyReport
-from vecraft.shared.model.ranking import top_k_order
 from vecraft.shared.rpc.convert import hits_from_proto, level_from_proto
 from vecraft.shared.rpc.v1 import query_pb2, search_pb2
 
@@ -44,18 +44,11 @@ def merge_top_k(answers: Sequence[query_pb2.QuerySearchResponse], k: int, *, met
         KeyError: ``metric`` is not one of :data:`SCORE_RANGE` (schemas are validated
             before a search, so this is a programming error).
     """
-    parts = [hits_from_proto(answer.results) for answer in answers]
-    ids = [i for part in parts for i in part.ids]
-    if not ids:
-        return []
-    low, high = SCORE_RANGE[metric]
-    # Clamp before ordering, so scores rounded past a bound tie on it and fall back to the id order.
-    scores = np.clip(np.concatenate([part.scores for part in parts]), low, high)
-    metadata = [m for part in parts for m in part.metadata_json]
-    documents = [d for part in parts for d in part.documents] if include_documents else None
-    return [SearchHit(id=ids[i], score=float(scores[i]), metadata_json=metadata[i],
-                      document=documents[i] if documents is not None else "")
-            for i in top_k_order(ids, scores, k)]
+    best = ranking.merge_top_k([hits_from_proto(answer.results) for answer in answers], k,
+                               score_range=SCORE_RANGE[metric])
+    documents = best.documents if include_documents and best.documents else [""] * len(best.ids)
+    return [SearchHit(id=i, score=s, metadata_json=m, document=d)
+            for i, s, m, d in zip(best.ids, best.scores.tolist(), best.metadata_json, documents, strict=True)]
 
 
 def combine_consistency(infos: Sequence[search_pb2.ConsistencyInfo], requested: ConsistencyLevel,

@@ -5,7 +5,6 @@
   staleness), and the warm-up;
 - :mod:`.vector_search`: request validation, the consistency decision, the search
   itself and the gRPC servicer;
-- :mod:`.topk`: top-k merge across the served shards;
 - :mod:`.membership`: the node registration and the placement map, which says
   which shards this processor serves.
 

@@ -27,11 +27,11 @@ from concurrent.futures import Executor
 import numpy as np
 
 from vecraft.services.query_processor import metrics
-from vecraft.services.query_processor.topk import ShardHits
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.common.metrics import timed
 from vecraft.shared.index import ShardState
 from vecraft.shared.model.filters import Filter
+from vecraft.shared.model.records import ShardHits
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.replica import PartitionHalts
 from vecraft.shared.replica.follower import JournalGap

@@ -16,13 +16,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vecraft.services.query_processor.topk import ShardHits
 from vecraft.services.query_processor.vector_search.request import ParsedQuery
 from vecraft.shared.common import in_process
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable, VecraftError
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.model.consistency import ConsistencyLevel
+from vecraft.shared.model.records import ShardHits
 from vecraft.shared.rpc.convert import hits_from_proto
 from vecraft.shared.rpc.v1 import storage_pb2, storage_pb2_grpc
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache import ShardCache
-from vecraft.services.query_processor.topk import ShardHits, merge_top_k
 from vecraft.services.query_processor.vector_search.consistency import (
     ReadRequirement,
     decide,
@@ -39,9 +38,11 @@ from vecraft.services.query_processor.vector_search.fallback import StorageFallb
 from vecraft.services.query_processor.vector_search.request import ParsedQuery, parse_query
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable, VecraftError
 from vecraft.shared.model.consistency import ConsistencyLevel, ConsistencyReport
+from vecraft.shared.model.ranking import merge_top_k
+from vecraft.shared.model.records import ShardHits
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.replica.follower import PartitionFollower
-from vecraft.shared.rpc.convert import consistency_to_proto
+from vecraft.shared.rpc.convert import consistency_to_proto, hits_to_proto
 from vecraft.shared.rpc.v1 import query_pb2
 
 
@@ -189,7 +190,7 @@ class VectorSearcher:
             cache_hit=cache_hit,
             sync_performed=state.synced,
         )
-        return query_pb2.QuerySearchResponse(results=merge_top_k(parts, q.k),
+        return query_pb2.QuerySearchResponse(results=hits_to_proto(merge_top_k(parts, q.k)),
                                              consistency_info=consistency_to_proto(info),
                                              partition=partition, shards=shards)
 
