@@ -68,6 +68,20 @@ async def abort_with(context: grpc.aio.ServicerContext, err: VecraftError) -> No
     await context.abort(status_code(err), err.message)
 
 
+@contextlib.asynccontextmanager
+async def _as_status(context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
+    """Abort with a VecraftError's status, or INTERNAL (logged) for anything unexpected."""
+    try:
+        yield
+    except VecraftError as err:
+        await abort_with(context, err)
+    except (grpc.aio.AbortError, grpc.aio.AioRpcError, KeyboardInterrupt):
+        raise
+    except Exception:
+        log.exception("unhandled error in %s", method)
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns VecraftError raised by any handler into its gRPC status."""
 
@@ -84,15 +98,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner_uu = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
+                async with _as_status(context, method):
                     return await inner_uu(request, context)
-                except VecraftError as err:
-                    await abort_with(context, err)
-                except (grpc.aio.AbortError, grpc.aio.AioRpcError, KeyboardInterrupt):
-                    raise
-                except Exception:
-                    log.exception("unhandled error in %s", method)
-                    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer)
@@ -100,16 +107,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             inner_us = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                try:
+                async with _as_status(context, method):
                     async for item in inner_us(request, context):
                         yield item
-                except VecraftError as err:
-                    await abort_with(context, err)
-                except (grpc.aio.AbortError, grpc.aio.AioRpcError, KeyboardInterrupt):
-                    raise
-                except Exception:
-                    log.exception("unhandled error in %s", method)
-                    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer)
