@@ -16,3 +16,12 @@ async def until(predicate: Callable[[], bool], timeout: float = 30.0, *, interva
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(interval)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, *, what: str = "condition",
+             interval: float = 0.2) -> None:
+    """:func:`until` for synchronous tests (a LocalCluster is driven synchronously)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what}: not reached in {timeout:g} s"
+        time.sleep(interval)

@@ -24,7 +24,10 @@ catches up to the journal head as of then by pulling; the node reports ready
 once all have. A replica with an absent or empty directory is first seeded
 from a copy: the newest base backup's (``--backup-target``), else a live peer
 replica's (``CopyShard``); only when neither can be had does it rebuild itself
-from the journal. Later loads do not make the node unready; a halted replica
+from the journal, and if the journal was trimmed (it can no longer rebuild the
+replica) the replica is not opened: it waits for a seed source (a peer that
+serves the shard, a backup), tried again as a failed load is, and the node's
+other replicas serve meanwhile. Later loads do not make the node unready; a halted replica
 does, while the other hosted replicas keep answering. A replica dropped, or every
 replica at a shutdown on purpose, tells the journal it leaves (the journal stops
 counting it for acks at once; a killed node's replicas age out over the journal's
@@ -55,10 +58,10 @@ from vecraft.services.storage_node.peer_seeding import seed_from_peer
 from vecraft.services.storage_node.placement import follow_placement
 from vecraft.services.storage_node.registration import register_with_meta
 from vecraft.services.storage_node.replica import ReplicaConfig, ShardReplica
-from vecraft.services.storage_node.seeding import seed_from_backup
+from vecraft.services.storage_node.seeding import NoSeedSource, seed_from_backup
 from vecraft.services.storage_node.servicer import StorageNodeServicer, status_payload
 from vecraft.services.storage_node.settings import StorageNodeSettings, parse_settings
-from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftError
+from vecraft.shared.common.errors import InvalidRequest, Trimmed, Unavailable, VecraftError
 from vecraft.shared.common.logging import setup_logging
 from vecraft.shared.common.service import Service, ServiceState, run_service
 from vecraft.shared.model.routing import data_partition
@@ -202,12 +205,21 @@ class StorageNode(Service):
             # Registered before opening: the shards show as loading meanwhile.
             self.spawn(register_with_meta(self, self._meta, self.cfg.node_ttl_ms, self.registration_changed),
                        "meta-registration", forever=True)
-        for replica in self.replicas.values():
-            await self._seed(replica)
+        waiting: dict[int, str] = {}
+        for replica in list(self.replicas.values()):
+            try:
+                await self._seed(replica)
+            except NoSeedSource as exc:
+                del self.replicas[replica.shard]  # not hosted: loaded once a seed source appears
+                waiting[replica.shard] = f"could not load it: {exc.message}"
+                continue
             await replica.open()
         for replica in self.replicas.values():
             replica.start(self._journal, self.spawn, self._caught_up)
         self._check_initial()
+        if waiting:
+            self.hosting.want(set(self.replicas) | set(waiting))
+            self.hosting.failed.update(waiting)
         self.spawn(self.hosting.run(), "hosting", forever=True)
         if self._meta is not None:
             self.spawn(follow_placement(self._meta, self._on_placement), "placement-watch", forever=True)
@@ -261,12 +273,41 @@ class StorageNode(Service):
     async def _seed(self, replica: ShardReplica) -> None:
         """Start a replica without files from a copy instead of the whole journal: the newest
         backed-up copy first (it costs the cluster nothing, :mod:`.seeding`), else a live peer's
-        (:mod:`.peer_seeding`). A failed attempt leaves no files: the journal is the last resort."""
+        (:mod:`.peer_seeding`). A failed attempt leaves no files: the journal is the last resort.
+
+        Raises:
+            NoSeedSource: no copy could be had and the journal was trimmed, so replaying it
+                cannot rebuild the replica (its follower would halt with ``trimmed``).
+        """
         if replica.data_dir.exists() and any(replica.data_dir.iterdir()):
             return
         if self.cfg.backup_target and await self._seed_from_backup(replica):
             return
-        await self._seed_from_peer(replica)
+        if await self._seed_from_peer(replica):
+            return
+        trimmed = await self._trimmed_partitions(replica)
+        if trimmed:
+            metrics.SEEDS.labels("journal", "trimmed").inc()
+            raise NoSeedSource(
+                f"shard {replica.shard} has no files, the journal no longer holds the start of "
+                f"{', '.join(trimmed)}, and no backup or serving peer replica could seed it; waiting for "
+                f"one (tried again every {self.hosting.retry_s:g} s)",
+                details={"shard": replica.shard, "trimmed": trimmed})
+
+    async def _trimmed_partitions(self, replica: ShardReplica) -> list[str]:
+        """The partitions of ``replica`` whose first entries the journal no longer holds (a journal
+        that does not answer now is left to the replica's follower, as for any replica)."""
+        assert self._journal is not None
+        trimmed = []
+        for partition in replica.partitions:
+            try:
+                await self._journal.pull(partition, 1, 1, timeout_s=PLACEMENT_AT_START_S)
+            except Trimmed:
+                trimmed.append(partition)
+            except VecraftError as exc:
+                log.warning("could not ask the journal whether %s was trimmed: %s", partition, exc.message,
+                            extra={"shard": replica.shard})
+        return trimmed
 
     async def _seed_from_backup(self, replica: ShardReplica) -> bool:
         """Seed from the newest backed-up copy, if its history is the journal's: the entry it last
@@ -295,23 +336,24 @@ class StorageNode(Service):
         metrics.SEEDS.labels("backup", "seeded").inc()
         return True
 
-    async def _seed_from_peer(self, replica: ShardReplica) -> None:
+    async def _seed_from_peer(self, replica: ShardReplica) -> bool:
         """Seed from a peer serving the shard (as the meta manager's registry lists them)."""
         if self._meta is None:
-            return
+            return False
         try:
             nodes = await asyncio.wait_for(self._meta.list_nodes("storage"), PLACEMENT_AT_START_S)
         except (VecraftError, TimeoutError) as exc:
-            log.info("no peer list for seeding shard %d (%s); rebuilding from the journal", replica.shard,
+            log.info("no peer list for seeding shard %d (%s)", replica.shard,
                      getattr(exc, "message", None) or type(exc).__name__)
-            return
+            return False
         peers = [(n.node_id, n.address) for n in nodes
                  if n.node_id != self.node_id and n.address and replica.shard in n.shards]
         if not peers:
             metrics.SEEDS.labels("peer", "no_peer").inc()
-            return
+            return False
         seeded = await seed_from_peer(peers, replica.shard, replica.data_dir)
         metrics.SEEDS.labels("peer", "failed" if seeded is None else "seeded").inc()
+        return seeded is not None
 
     async def drop(self, shard: int) -> None:
         """Leave the journal, stop serving ``shard``, wait for its requests, stop its loops, snapshot and

@@ -40,9 +40,10 @@ SYNC_LATENCY = latency_histogram("storage", "sync", "Pull-before-read sync laten
 SEEDED_REPLICAS = counter("storage", "seeded_replicas",
                           "Shard replicas started from a backed-up copy instead of an empty disk")
 SEEDS = counter("storage", "seeds", "Attempts to start a shard replica without files from a copy instead of "
-                "the whole journal, by source (backup, peer) and outcome (seeded; failed: no copy could be "
-                "had; other_history: a backed-up copy of another journal history; no_peer: no peer serves "
-                "the shard)", ["source", "outcome"])
+                "the whole journal, by source (backup, peer, journal) and outcome (seeded; failed: no copy "
+                "could be had; other_history: a backed-up copy of another journal history; no_peer: no peer "
+                "serves the shard; trimmed: the journal was trimmed too, the replica waits for a source)",
+                ["source", "outcome"])
 SNAPSHOT_LATENCY = latency_histogram("storage", "snapshot", "Time to write an index snapshot")
 #: Index optimization (vecraft.shared.index.optimizer): rebuilds of a collection's graph without tombstones.
 INDEX_REBUILDS = counter("storage", "index_rebuilds", "Index rebuilds done (graph rebuilt without its "

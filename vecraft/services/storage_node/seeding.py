@@ -22,8 +22,14 @@ from pathlib import Path
 from vecraft.services.snapshot_service.backups import list_backups
 from vecraft.services.snapshot_service.shards import download_copy
 from vecraft.services.snapshot_service.target import open_target
+from vecraft.shared.common.errors import Unavailable
 
 log = logging.getLogger(__name__)
+
+
+class NoSeedSource(Unavailable):
+    """A replica without files that nothing can rebuild now: no backup or serving peer has a copy,
+    and the journal was trimmed below what it would need. It waits for a source to appear."""
 
 
 @dataclass(frozen=True)
