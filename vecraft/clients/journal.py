@@ -21,7 +21,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import grpc
 
 from vecraft.clients.journal_instances import InstanceRouter, owner_hints, parse_addresses
 from vecraft.shared.common import in_process
+from vecraft.shared.common.backoff import Backoff
 from vecraft.shared.common.errors import DeadlineExceeded, NotOwner, VecraftError, error_class
 from vecraft.shared.common.grpc_errors import from_rpc_error
 from vecraft.shared.common.service import grpc_channel
@@ -47,6 +47,7 @@ _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.05, 2.0
 # Between rounds of "not the owner" answers (a take-over under way): short, the owner is
 # about to appear and a refusal costs the journal nothing.
 _OWNER_BACKOFF_MIN_S, _OWNER_BACKOFF_MAX_S = 0.02, 0.05
+_OWNER_BACKOFF = Backoff(_OWNER_BACKOFF_MIN_S, _OWNER_BACKOFF_MAX_S)  # stateless use: nth(tries)
 # Concurrent appends of small entries share AppendBatch calls: at most this many calls are in
 # flight, and appends made meanwhile wait and go out together in the next one ("natural batching":
 # no added delay for a lone writer, few calls for many).
@@ -167,7 +168,8 @@ class JournalClient:
         deadline = None if timeout_s is None else start + max(timeout_s, 0.0)
         if deadline is not None:
             retry_until = min(retry_until, deadline)
-        backoff, owner_backoff = _BACKOFF_MIN_S, _OWNER_BACKOFF_MIN_S
+        backoff = Backoff(_BACKOFF_MIN_S, _BACKOFF_MAX_S)
+        owner_backoff = Backoff(_OWNER_BACKOFF_MIN_S, _OWNER_BACKOFF_MAX_S)
         bound = partition if owner_bound else None
         address = prefer or self.router.target(bound)
         tried: set[str] = set()  # instances asked since the last pause
@@ -214,14 +216,10 @@ class JournalClient:
                     raise err from exc
             address = self.router.target(bound)
             if address in tried:  # every instance worth asking was asked: wait before the next round
-                if time.monotonic() + pause > retry_until:
+                if time.monotonic() + pause.current > retry_until:
                     raise err from cause
-                await asyncio.sleep(pause)
+                await pause.sleep()
                 tried.clear()
-                if isinstance(err, NotOwner):
-                    owner_backoff = min(_OWNER_BACKOFF_MAX_S, owner_backoff * 2)
-                else:
-                    backoff = min(_BACKOFF_MAX_S, backoff * 2)
                 address = self.router.target(bound)
             elif time.monotonic() > retry_until:
                 raise err from cause
@@ -338,7 +336,7 @@ class JournalClient:
         time is up."""
         loop = asyncio.get_running_loop()
         if delay is None:
-            delay = min(_OWNER_BACKOFF_MAX_S, _OWNER_BACKOFF_MIN_S * 2 ** item.tries)
+            delay = _OWNER_BACKOFF.nth(item.tries)
             item.tries += 1
         if loop.time() + delay > item.retry_until:
             return False
@@ -566,7 +564,7 @@ class Subscription:
             self._changed.set()
 
     async def _stream(self) -> None:
-        backoff = _BACKOFF_MIN_S
+        backoff = Backoff(_BACKOFF_MIN_S, _BACKOFF_MAX_S, jitter=0.5)
         router = self._client.router
         while not self._closed:
             req = journal_pb2.SubscribeRequest(partition=self.partition, from_offset=self._received + 1,
@@ -593,7 +591,7 @@ class Subscription:
                     if not answered:  # this instance serves the partition's stream
                         answered = True
                         router.succeeded(address, self.partition, owner_bound=True)
-                    backoff = _BACKOFF_MIN_S
+                    backoff.reset()
                     await self._accept(event)
             except _StreamGap as gap:
                 log.warning("journal subscription saw a gap; resubscribing", extra={
@@ -626,8 +624,7 @@ class Subscription:
             if pause is not None:
                 await asyncio.sleep(pause)
                 continue
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(_BACKOFF_MAX_S, backoff * 2)
+            await backoff.sleep()
 
     async def _accept(self, event: journal_pb2.SubscribeEvent) -> None:
         if event.head_offset >= self.head_offset:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
+from vecraft.shared.common.backoff import Backoff
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.common.service import grpc_channel
@@ -281,7 +282,7 @@ async def follow_watch(meta: MetaClient, topics: Sequence[str], *,
     (the follower replaces its state with it), the live events after it to ``change`` one by one.
     A broken or ended stream is opened again with backoff; the follower's last state stays in force
     meanwhile (``what`` names it in the logs)."""
-    backoff = FOLLOW_BACKOFF_MIN_S
+    backoff = Backoff(FOLLOW_BACKOFF_MIN_S, FOLLOW_BACKOFF_MAX_S)
     while True:
         pending: list[meta_pb2.WatchEvent] | None = []
         try:
@@ -289,7 +290,8 @@ async def follow_watch(meta: MetaClient, topics: Sequence[str], *,
                 if event.WhichOneof("item") is None:
                     if pending is not None:
                         snapshot(pending)
-                        pending, backoff = None, FOLLOW_BACKOFF_MIN_S
+                        pending = None
+                        backoff.reset()
                 elif pending is not None:
                     pending.append(event)
                 else:
@@ -297,5 +299,4 @@ async def follow_watch(meta: MetaClient, topics: Sequence[str], *,
             log.warning("%s watch ended; the last state stays in force", what)
         except VecraftError as exc:
             log.warning("%s watch interrupted; the last state stays in force: %s", what, exc.message)
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, FOLLOW_BACKOFF_MAX_S)
+        await backoff.sleep()

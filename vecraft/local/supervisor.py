@@ -13,7 +13,7 @@ Contract of :class:`Supervisor`:
   A child that is a program (etcd, nats-server) has its configuration files
   (``ProcessSpec.files``) written before every start.
 - **Watch**: a child that exits on its own is restarted with exponential
-  backoff (``Backoff``); the backoff resets once a child has stayed up for
+  backoff (``RestartBackoff``); the backoff resets once a child has stayed up for
   ``reset_after`` seconds. A Vecraft service whose background task died
   exits by itself (code 70, see :mod:`vecraft.shared.common.service`); as a
   backstop for a drain that hangs, each running Vecraft child's liveness path
@@ -61,6 +61,7 @@ import httpx
 import psutil
 
 from vecraft.local.topology import ROLE_MODULES, ClusterPlan, ProcessSpec, write_json_atomic
+from vecraft.shared.common.backoff import Backoff
 from vecraft.shared.common.errors import Conflict, Unavailable
 
 log = logging.getLogger("vecraft.supervisor")
@@ -91,7 +92,7 @@ class ClusterBusy(Conflict):
 
 
 @dataclass(frozen=True)
-class Backoff:
+class RestartBackoff:
     """Restart delays: ``initial`` doubled per consecutive quick crash, capped at ``maximum``.
 
     A child that ran at least ``reset_after`` seconds before exiting counts as a
@@ -103,7 +104,7 @@ class Backoff:
     reset_after: float = 30.0
 
     def delay(self, failures: int) -> float:
-        return float(min(self.initial * 2 ** max(failures - 1, 0), self.maximum))
+        return Backoff(self.initial, self.maximum).nth(failures - 1)
 
 
 def module_available(module: str) -> bool:
@@ -230,7 +231,7 @@ class Supervisor:
 
     def __init__(self, plan: ClusterPlan, *, python: str = sys.executable,
                  env: dict[str, str] | None = None, ready_timeout: float = 120.0,
-                 stop_grace: float = 10.0, backoff: Backoff = Backoff(),
+                 stop_grace: float = 10.0, backoff: RestartBackoff = RestartBackoff(),
                  health_interval: float = 2.0, unhealthy_grace: float = 15.0,
                  is_available: Callable[[str], bool] = module_available,
                  lock: ClusterLock | None = None) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import free_port
-from vecraft.local.supervisor import Backoff, ChildState, Supervisor
+from vecraft.local.supervisor import ChildState, RestartBackoff, Supervisor
 from vecraft.local.topology import ClusterParams, ClusterPlan, ProcessSpec
 from vecraft.shared.common.config import ServiceSettings, load_settings
 from vecraft.shared.common.service import EXIT_BACKGROUND_TASK_FAILED, Service, run_service
@@ -81,7 +81,7 @@ async def _until(predicate, timeout: float = READY_TIMEOUT) -> None:  # type: ig
 async def test_a_dead_background_task_exits_the_child_and_the_supervisor_restarts_it(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     sup = Supervisor(plan, ready_timeout=READY_TIMEOUT, stop_grace=10,
-                     backoff=Backoff(initial=0.1, maximum=1.0, reset_after=60))
+                     backoff=RestartBackoff(initial=0.1, maximum=1.0, reset_after=60))
     await sup.start()
     try:
         child = sup.children["dying-0"]
@@ -101,7 +101,7 @@ async def test_a_dead_background_task_exits_the_child_and_the_supervisor_restart
 async def test_a_child_whose_drain_hangs_is_stopped_on_its_failed_liveness(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "--hang-on-stop")
     sup = Supervisor(plan, ready_timeout=READY_TIMEOUT, stop_grace=2,
-                     backoff=Backoff(initial=0.1, maximum=1.0, reset_after=60),
+                     backoff=RestartBackoff(initial=0.1, maximum=1.0, reset_after=60),
                      health_interval=0.2, unhealthy_grace=1.0)
     await sup.start()
     try:

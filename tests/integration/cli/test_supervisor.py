@@ -17,9 +17,9 @@ from tests.integration.cli.fake_cluster import FAKE_MODULE
 from tests.support.procs import free_port
 from vecraft.local import topology
 from vecraft.local.supervisor import (
-    Backoff,
     ChildState,
     ClusterBusy,
+    RestartBackoff,
     StartupError,
     Supervisor,
     read_status,
@@ -48,7 +48,7 @@ async def _until(predicate, timeout: float = READY_TIMEOUT) -> None:  # type: ig
 async def test_start_skip_restart_and_stop(tmp_path: Path) -> None:
     plan = _plan(tmp_path, missing=("gateway",))
     sup = Supervisor(plan, ready_timeout=READY_TIMEOUT, stop_grace=10,
-                     backoff=Backoff(initial=0.1, maximum=1.0, reset_after=60))
+                     backoff=RestartBackoff(initial=0.1, maximum=1.0, reset_after=60))
     await sup.start()
     try:
         assert sup.children["gateway"].state is ChildState.SKIPPED
@@ -143,5 +143,5 @@ async def test_run_stops_on_request_and_kills_on_a_second_one(tmp_path: Path) ->
 
 
 def test_backoff_doubles_and_caps() -> None:
-    b = Backoff(initial=0.5, maximum=4.0)
+    b = RestartBackoff(initial=0.5, maximum=4.0)
     assert [b.delay(n) for n in range(6)] == [0.5, 0.5, 1.0, 2.0, 4.0, 4.0]

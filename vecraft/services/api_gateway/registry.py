@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable
 
 from vecraft.services.api_gateway.downstream import DELETE, PUT, SNAPSHOT_END
 from vecraft.services.api_gateway.query_routing import RoutingTable
+from vecraft.shared.common.backoff import Backoff
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.metrics import counter, gauge
 from vecraft.shared.rpc.v1 import meta_pb2
@@ -158,7 +159,7 @@ class NodeRegistry:
 
     async def run(self) -> None:
         """Follow the registry until cancelled; reconnect with back-off (never raises)."""
-        backoff = _BACKOFF_MIN
+        backoff = Backoff(_BACKOFF_MIN, _BACKOFF_MAX)
         while True:
             # The snapshot of the stream being read, collected aside until its end marker.
             snapshot: _Registry | None = _Registry()
@@ -173,7 +174,7 @@ class NodeRegistry:
                             self._rebuild()
                             self._set_watching(True)
                             self._ready.set()
-                            backoff = _BACKOFF_MIN
+                            backoff.reset()
                             log.info("node registry watch connected", extra={
                                 "nodes": len(self._state.nodes), "shard_count": self._table.shard_count,
                                 "placement_version": self._table.placement_version})
@@ -193,8 +194,7 @@ class NodeRegistry:
             if self._watching:
                 _DISCONNECTS.inc()
             self._set_watching(False)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _BACKOFF_MAX)
+            await backoff.sleep()
 
     def describe(self) -> dict[str, object]:
         """For ``/healthz``: whether the watch is connected, and the table."""

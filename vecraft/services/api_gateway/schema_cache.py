@@ -35,6 +35,7 @@ import asyncio
 import logging
 
 from vecraft.services.api_gateway.downstream import DELETE, PUT, SNAPSHOT_END, Downstream
+from vecraft.shared.common.backoff import Backoff
 from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
 from vecraft.shared.common.metrics import counter, gauge
 from vecraft.shared.model.schema import CollectionSchema
@@ -143,7 +144,7 @@ class SchemaCache:
 
     async def run_watch(self) -> None:
         """Apply the meta manager's collection events until cancelled; reconnect with backoff."""
-        backoff = _BACKOFF_MIN
+        backoff = Backoff(_BACKOFF_MIN, _BACKOFF_MAX)
         while True:
             # The snapshot of the stream being read, collected aside until its end marker.
             snapshot: dict[Key, CollectionSchema] | None = {}
@@ -153,7 +154,7 @@ class SchemaCache:
                         if snapshot is not None:
                             self._schemas, snapshot = snapshot, None
                             self._set_watching(True)
-                            backoff = _BACKOFF_MIN
+                            backoff.reset()
                             log.info("collection watch connected; %d schema(s) cached", len(self._schemas))
                         continue
                     if schema is None:
@@ -177,5 +178,4 @@ class SchemaCache:
             if self._watching:
                 _DISCONNECTS.inc()
             self._set_watching(False)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _BACKOFF_MAX)
+            await backoff.sleep()

@@ -19,6 +19,7 @@ import logging
 import time
 
 from vecraft.clients.meta import MetaClient
+from vecraft.shared.common.backoff import Backoff
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.rpc.v1 import meta_pb2
 
@@ -56,7 +57,7 @@ class ClusterView:
 
     async def run(self) -> None:
         """Follow the Watch stream until cancelled."""
-        delay = _BACKOFF_MIN_S
+        backoff = Backoff(_BACKOFF_MIN_S, _BACKOFF_MAX_S)
         while True:
             snapshot: dict[str, meta_pb2.NodeInfo] = {}
             placement: meta_pb2.PlacementMap | None = None
@@ -67,7 +68,8 @@ class ClusterView:
                     if item is None:  # end of the snapshot: replace what we knew
                         self.live = snapshot
                         self.placement = placement or self.placement
-                        in_snapshot, self.current, delay = False, True, _BACKOFF_MIN_S
+                        in_snapshot, self.current = False, True
+                        backoff.reset()
                         self.first_seen_ms = self.first_seen_ms or _now_ms()
                         self._touch()
                         continue
@@ -87,5 +89,4 @@ class ClusterView:
             except VecraftError as exc:
                 log.warning("meta manager watch broke; keeping the last view", extra={"error": exc.message})
             self.current = False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _BACKOFF_MAX_S)
+            await backoff.sleep()

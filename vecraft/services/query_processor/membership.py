@@ -17,6 +17,7 @@ import asyncio
 import logging
 
 from vecraft.clients.meta import MetaClient, assigned_shards
+from vecraft.shared.common.backoff import Backoff
 from vecraft.shared.common.errors import Unavailable, VecraftError
 from vecraft.shared.rpc.v1 import meta_pb2
 
@@ -45,7 +46,7 @@ class PlacementWatch:
         #: Set once the first Watch attempt ended its snapshot or failed: start-up waits on it.
         self.settled = asyncio.Event()
         self.connected = False
-        self._delay = WATCH_BACKOFF_S[0]
+        self._backoff = Backoff(*WATCH_BACKOFF_S)
 
     @property
     def version(self) -> int:
@@ -82,8 +83,7 @@ class PlacementWatch:
                             self.version, err.message)
             self.connected = False
             self.settled.set()
-            await asyncio.sleep(self._delay)
-            self._delay = min(self._delay * 2, WATCH_BACKOFF_S[1])
+            await self._backoff.sleep()
 
     async def _stream(self) -> None:
         snapshot: meta_pb2.PlacementMap | None = None
@@ -91,7 +91,8 @@ class PlacementWatch:
         async for event in self.meta.watch(["placement"], snapshot_end=True):
             item = event.WhichOneof("item")
             if item is None:  # end of the snapshot
-                in_snapshot, self.connected, self._delay = False, True, WATCH_BACKOFF_S[0]
+                in_snapshot, self.connected = False, True
+                self._backoff.reset()
                 if snapshot is not None:
                     self.offer(snapshot, snapshot=True)
                 self.settled.set()
