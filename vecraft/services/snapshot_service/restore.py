@@ -31,7 +31,7 @@ from typing import Any
 
 from vecraft.local.topology import ClusterParams, prepare_plan
 from vecraft.services.journal_service.wal.records import encode
-from vecraft.services.journal_service.wal.segments import Segment, create_segment, fsync_dir
+from vecraft.services.journal_service.wal.segments import Segment, create_segment
 from vecraft.services.snapshot_service.archive import (
     PartitionArchive,
     iter_entries,
@@ -43,6 +43,7 @@ from vecraft.services.snapshot_service.backups import BaseBackup, get_backup, li
 from vecraft.services.snapshot_service.shards import download_copy
 from vecraft.services.snapshot_service.target import BackupTarget
 from vecraft.shared.common.errors import InvalidRequest, NotFound
+from vecraft.shared.common.fsync import fsync_path
 from vecraft.shared.hlc import LOGICAL_BITS, MAX_LOGICAL
 from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
 
@@ -183,7 +184,7 @@ class _SegmentWriter:
             os.fsync(self.segment.fd)
             self.segment.close()
             self.segment = None
-        fsync_dir(self.directory)
+        fsync_path(self.directory)
 
 
 class _Census:
@@ -267,7 +268,7 @@ def _write(target: BackupTarget, archives: dict[str, PartitionArchive], cut: dic
         writer.close()
         report.partitions[partition] = (entries, *last)
     report.collections = census.collections()
-    fsync_dir(journal_dir)
+    fsync_path(journal_dir)
 
 
 def _record_origin(target: BackupTarget, report: RestoreReport, moment: Moment, staging: Path) -> None:

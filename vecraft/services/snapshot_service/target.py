@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vecraft.shared.common.errors import InvalidRequest
-from vecraft.shared.index.snapshot_dir import fsync_path
+from vecraft.shared.common.fsync import fsync_path
 
 
 class MissingFile(Exception):

@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from vecraft.shared.index.snapshot_dir import fsync_path
+from vecraft.shared.common.fsync import fsync_path
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.indexes.snapshots import SnapshotStore
 from vecraft.services.storage_node.journal_replay.engine import ApplyEngine, run_to_completion
 from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
-from vecraft.shared.index.snapshot_dir import fsync_path
+from vecraft.shared.common.fsync import fsync_path
 
 log = logging.getLogger(__name__)
 

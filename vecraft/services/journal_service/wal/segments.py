@@ -36,6 +36,7 @@ from vecraft.services.journal_service.wal.records import (
     find_valid_record,
     iter_records,
 )
+from vecraft.shared.common.fsync import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +62,11 @@ def segment_path(directory: Path, first_offset: int) -> Path:
     return directory / f"{first_offset:020d}{SUFFIX}"
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make file creations in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def create_segment(directory: Path, first_offset: int) -> Segment:
     """Create an empty segment file (and make its directory entry durable)."""
     path = segment_path(directory, first_offset)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    fsync_dir(directory)
+    fsync_path(directory)
     return Segment(first_offset, path, fd, 0)
 
 
@@ -120,7 +112,7 @@ def _write_start(directory: Path, first: int) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, directory / START_FILE)
-    fsync_dir(directory)
+    fsync_path(directory)
 
 
 def trim_segments(directory: Path, segments: list[Segment], before: int) -> list[Segment]:
@@ -139,7 +131,7 @@ def trim_segments(directory: Path, segments: list[Segment], before: int) -> list
     _write_start(directory, segments[count].first_offset)
     for seg in segments[:count]:
         seg.path.unlink(missing_ok=True)
-    fsync_dir(directory)
+    fsync_path(directory)
     return segments[:count]
 
 

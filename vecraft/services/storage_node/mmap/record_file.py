@@ -40,7 +40,7 @@ from pathlib import Path
 import crc32c
 import numpy as np
 
-from vecraft.shared.index.snapshot_dir import fsync_path
+from vecraft.shared.common.fsync import fsync_path
 
 STATUS_EMPTY = 0
 STATUS_LIVE = 1
