@@ -40,6 +40,8 @@ class MetaClient:
     def __init__(self, address: str, *, timeout_s: float = 30.0) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        #: How errors name this meta manager when it cannot be reached ("... is unavailable: ...").
+        self.service = f"meta manager at {address}"
         self._channel: grpc.aio.Channel | None = None
         self._stub_obj: meta_pb2_grpc.MetaManagerServiceStub | None = None
 
@@ -61,81 +63,84 @@ class MetaClient:
     async def create_collection(self, name: str, dim: int, *, tenant: str = "", metric: str = "",
                                 shards: int = 0, replicas: int = 0,
                                 hnsw: collection_pb2.HnswParams | None = None, if_not_exists: bool = False,
-                                request_id: str = "") -> collection_pb2.CollectionSchema:
+                                request_id: str = "", timeout_s: float | None = None
+                                ) -> collection_pb2.CollectionSchema:
         """Create a collection; Conflict when the name is taken, InvalidRequest on bad input."""
         req = collection_pb2.CreateCollectionRequest(
             tenant=tenant, name=name, dim=dim, metric=metric, shards=shards, replicas=replicas, hnsw=hnsw,
             if_not_exists=if_not_exists, request_id=request_id)
-        with translate_rpc_error():
-            return await self._stub.CreateCollection(req, timeout=self.timeout_s)
+        with translate_rpc_error(self.service):
+            return await self._stub.CreateCollection(req, timeout=timeout_s or self.timeout_s)
 
-    async def get_collection(self, name: str, *, tenant: str = "") -> collection_pb2.CollectionSchema:
+    async def get_collection(self, name: str, *, tenant: str = "",
+                             timeout_s: float | None = None) -> collection_pb2.CollectionSchema:
         """The collection's schema; NotFound when it does not exist."""
-        with translate_rpc_error():
-            return await self._stub.GetCollection(
-                collection_pb2.GetCollectionRequest(tenant=tenant, name=name), timeout=self.timeout_s)
+        with translate_rpc_error(self.service):
+            request = collection_pb2.GetCollectionRequest(tenant=tenant, name=name)
+            return await self._stub.GetCollection(request, timeout=timeout_s or self.timeout_s)
 
-    async def list_collections(self, *, tenant: str = "") -> list[collection_pb2.CollectionSchema]:
-        with translate_rpc_error():
+    async def list_collections(self, *, tenant: str = "",
+                               timeout_s: float | None = None) -> list[collection_pb2.CollectionSchema]:
+        with translate_rpc_error(self.service):
             reply = await self._stub.ListCollections(
-                collection_pb2.ListCollectionsRequest(tenant=tenant), timeout=self.timeout_s)
+                collection_pb2.ListCollectionsRequest(tenant=tenant), timeout=timeout_s or self.timeout_s)
         return list(reply.collections)
 
-    async def drop_collection(self, name: str, *, tenant: str = "",
-                              request_id: str = "") -> collection_pb2.DropCollectionResponse:
+    async def drop_collection(self, name: str, *, tenant: str = "", request_id: str = "",
+                              timeout_s: float | None = None) -> collection_pb2.DropCollectionResponse:
         """Drop a collection; NotFound when it does not exist."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.DropCollection(
                 collection_pb2.DropCollectionRequest(tenant=tenant, name=name, request_id=request_id),
-                timeout=self.timeout_s)
+                timeout=timeout_s or self.timeout_s)
 
-    async def alter_collection(self, name: str, *, ef_search: int, tenant: str = "",
-                               request_id: str = "") -> collection_pb2.CollectionSchema:
+    async def alter_collection(self, name: str, *, ef_search: int, tenant: str = "", request_id: str = "",
+                               timeout_s: float | None = None) -> collection_pb2.CollectionSchema:
         """Change the collection's HNSW ef_search."""
         req = collection_pb2.AlterCollectionRequest(
             tenant=tenant, name=name, hnsw=collection_pb2.HnswParams(ef_search=ef_search),
             request_id=request_id)
-        with translate_rpc_error():
-            return await self._stub.AlterCollection(req, timeout=self.timeout_s)
+        with translate_rpc_error(self.service):
+            return await self._stub.AlterCollection(req, timeout=timeout_s or self.timeout_s)
 
     # ---- tenants and placement -------------------------------------------------
     async def get_tenant_partition(self, tenant: str) -> meta_pb2.TenantPartition:
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.GetTenantPartition(meta_pb2.TenantPartitionRequest(tenant=tenant),
                                                        timeout=self.timeout_s)
 
     async def set_tenant_partition(self, tenant: str, partition: str) -> meta_pb2.TenantPartition:
         """Pin a tenant to a data partition; Conflict when it already has collections elsewhere."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.SetTenantPartition(
                 meta_pb2.TenantPartition(tenant=tenant, partition=partition), timeout=self.timeout_s)
 
     async def get_placement(self, collection: str, *, tenant: str = "") -> meta_pb2.Placement:
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.GetPlacement(
                 meta_pb2.GetPlacementRequest(tenant=tenant, collection=collection), timeout=self.timeout_s)
 
     # ---- node registry ---------------------------------------------------------
     async def register_node(self, node: meta_pb2.NodeInfo, ttl_ms: int = 0) -> meta_pb2.RegisterNodeResponse:
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.RegisterNode(meta_pb2.RegisterNodeRequest(node=node, ttl_ms=ttl_ms),
                                                  timeout=self.timeout_s)
 
     async def heartbeat(self, node_id: str, lease_id: str) -> bool:
         """Renew a lease; False when it expired (register again)."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             reply = await self._stub.Heartbeat(meta_pb2.HeartbeatRequest(node_id=node_id, lease_id=lease_id),
                                                timeout=self.timeout_s)
         return reply.ok
 
     async def list_nodes(self, role: str = "") -> list[meta_pb2.NodeInfo]:
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             reply = await self._stub.ListNodes(meta_pb2.ListNodesRequest(role=role), timeout=self.timeout_s)
         return list(reply.nodes)
 
     async def deregister_node(self, node_id: str, lease_id: str) -> bool:
         """Leave the registry now; False when ``lease_id`` was no longer the node's lease."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             reply = await self._stub.DeregisterNode(
                 meta_pb2.HeartbeatRequest(node_id=node_id, lease_id=lease_id), timeout=self.timeout_s)
         return reply.ok
@@ -177,7 +182,7 @@ class MetaClient:
     # ---- placement map and leases ----------------------------------------------
     async def get_placement_map(self) -> meta_pb2.PlacementMap:
         """The current placement map (``version`` 0 when none was written yet)."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.GetPlacementMap(meta_pb2.GetPlacementMapRequest(), timeout=self.timeout_s)
 
     async def update_placement_map(self, placement: meta_pb2.PlacementMap, *, expected_version: int,
@@ -185,29 +190,29 @@ class MetaClient:
         """Write the next version; ``Conflict`` when the map moved, ``FencedOut`` when deposed."""
         req = meta_pb2.UpdatePlacementMapRequest(map=placement, expected_version=expected_version,
                                                  lease_name=lease_name, fencing_token=fencing_token)
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.UpdatePlacementMap(req, timeout=self.timeout_s)
 
     async def acquire_lease(self, name: str, holder: str, ttl_ms: int) -> meta_pb2.LeaseState:
         """Take (or renew) the named lease; ``held`` says whether ``holder`` has it."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.AcquireLease(
                 meta_pb2.AcquireLeaseRequest(name=name, holder=holder, ttl_ms=ttl_ms), timeout=self.timeout_s)
 
     async def renew_lease(self, name: str, holder: str, fencing_token: int) -> meta_pb2.LeaseState:
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.RenewLease(
                 meta_pb2.LeaseRequest(name=name, holder=holder, fencing_token=fencing_token),
                 timeout=self.timeout_s)
 
     async def release_lease(self, name: str, holder: str, fencing_token: int) -> meta_pb2.LeaseState:
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.ReleaseLease(
                 meta_pb2.LeaseRequest(name=name, holder=holder, fencing_token=fencing_token),
                 timeout=self.timeout_s)
 
     async def get_lease(self, name: str) -> meta_pb2.LeaseState:
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.GetLease(meta_pb2.LeaseRequest(name=name), timeout=self.timeout_s)
 
     # ---- API keys --------------------------------------------------------------
@@ -215,38 +220,38 @@ class MetaClient:
                              name: str = "") -> meta_pb2.CreateApiKeyResponse:
         """A new key: its record and the key itself (returned this once; only its hash is kept)."""
         req = meta_pb2.CreateApiKeyRequest(name=name, role=role, tenant=tenant, collections=list(collections))
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.CreateApiKey(req, timeout=self.timeout_s)
 
     async def list_api_keys(self, *, include_revoked: bool = False) -> list[meta_pb2.ApiKeyInfo]:
         """Key records without their hashes."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             reply = await self._stub.ListApiKeys(meta_pb2.ListApiKeysRequest(include_revoked=include_revoked),
                                                  timeout=self.timeout_s)
         return list(reply.keys)
 
     async def revoke_api_key(self, key_id: str) -> meta_pb2.ApiKeyInfo:
         """Revoke a key (idempotent); NotFound when no key has ``key_id``."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.RevokeApiKey(meta_pb2.RevokeApiKeyRequest(id=key_id),
                                                  timeout=self.timeout_s)
 
     # ---- quotas ----------------------------------------------------------------
     async def set_quota(self, quota: meta_pb2.Quota) -> meta_pb2.Quota:
         """Store ``quota`` as the record of its (tenant, key_id), replacing one; the stored record."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.SetQuota(quota, timeout=self.timeout_s)
 
     async def list_quotas(self, tenant: str = "") -> list[meta_pb2.Quota]:
         """Quota records of ``tenant`` ("" = every tenant), sorted by (tenant, key_id)."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             reply = await self._stub.ListQuotas(meta_pb2.ListQuotasRequest(tenant=tenant),
                                                 timeout=self.timeout_s)
         return list(reply.quotas)
 
     async def delete_quota(self, tenant: str, key_id: str = "") -> meta_pb2.Quota:
         """Remove a quota record; NotFound when there is none."""
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.DeleteQuota(meta_pb2.DeleteQuotaRequest(tenant=tenant, key_id=key_id),
                                                 timeout=self.timeout_s)
 
@@ -262,7 +267,7 @@ class MetaClient:
         """
         call = self._stub.Watch(meta_pb2.WatchRequest(topics=list(topics)))
         try:
-            with translate_rpc_error():
+            with translate_rpc_error(self.service):
                 async for event in call:
                     if snapshot_end or event.WhichOneof("item") is not None:
                         yield event
@@ -270,7 +275,7 @@ class MetaClient:
             call.cancel()
 
     async def report_hlc(self, node_id: str, hlc: int) -> meta_pb2.ReportHLCResponse:
-        with translate_rpc_error():
+        with translate_rpc_error(self.service):
             return await self._stub.ReportHLC(meta_pb2.ReportHLCRequest(node_id=node_id, hlc=hlc),
                                               timeout=self.timeout_s)
 

@@ -22,22 +22,22 @@ from typing import TypeVar
 import grpc
 
 from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.services.api_gateway.downstream import SNAPSHOT_END, Downstream, SearchPart
 from vecraft.services.api_gateway.query_routing import Node, Route, RoutingTable, ShardRouter
 from vecraft.services.api_gateway.registry import NodeRegistry
 from vecraft.services.api_gateway.shard_calls import ShardCalls, shard_list
 from vecraft.shared.common import in_process, tls
 from vecraft.shared.common.errors import DeadlineExceeded, NotFound, Unavailable
-from vecraft.shared.common.grpc_errors import ERROR_KEY, from_rpc_error
+from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.common.metrics import counter
-from vecraft.shared.common.service import GRPC_OPTIONS
+from vecraft.shared.common.service import CHANNEL_OPTIONS
 from vecraft.shared.model.schema import CollectionSchema
 from vecraft.shared.rpc.convert import schema_from_proto
 from vecraft.shared.rpc.v1 import (
     collection_pb2,
     journal_pb2,
     meta_pb2,
-    meta_pb2_grpc,
     query_pb2,
     query_pb2_grpc,
     storage_pb2,
@@ -53,10 +53,6 @@ META_TIMEOUT_S = 30.0
 #: with 503 after this, not after META_TIMEOUT_S.
 META_LOOKUP_TIMEOUT_S = 3.0
 
-#: A restarted shard service is used again within about a second: gRPC's default reconnect
-#: backoff grows to two minutes, during which every search of that shard would fail fast.
-_CHANNEL_OPTIONS = [*GRPC_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 100),
-                    ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 _QUERY_CALLS = counter("gateway", "query_calls", "QuerySearch calls to query nodes by transport: in_process "
@@ -77,7 +73,7 @@ class GrpcDownstream(Downstream):
         self._journal: JournalClient | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._closing: set[asyncio.Task[None]] = set()
-        self._meta: meta_pb2_grpc.MetaManagerServiceStub | None = None
+        self._meta: MetaClient | None = None
         self._query: dict[str, query_pb2_grpc.QueryProcessorServiceStub] = {}
         self._storage: dict[str, storage_pb2_grpc.StorageNodeServiceStub] = {}
         self.router = router or ShardRouter()
@@ -88,9 +84,12 @@ class GrpcDownstream(Downstream):
     async def start(self) -> None:
         # Channels connect lazily; creating them here binds them to the running loop.
         self._journal = JournalClient(self._journal_address)
-        self._meta = meta_pb2_grpc.MetaManagerServiceStub(self._channel(self._meta_address))
+        self._meta = MetaClient(self._meta_address)
 
     async def stop(self) -> None:
+        if self._meta is not None:
+            await self._meta.close()
+            self._meta = None
         if self._journal is not None:
             await self._journal.close()
             self._journal = None
@@ -106,7 +105,7 @@ class GrpcDownstream(Downstream):
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = tls.channel(address, _CHANNEL_OPTIONS)  # TLS with --tls-ca
+            self._channels[address] = tls.channel(address, CHANNEL_OPTIONS)  # TLS with --tls-ca
         return self._channels[address]
 
     def _query_stub(self, address: str) -> query_pb2_grpc.QueryProcessorServiceStub:
@@ -124,7 +123,7 @@ class GrpcDownstream(Downstream):
     def _prune_channels(self, table: RoutingTable) -> None:
         """Close the channels of addresses no node of ``table`` has any more (a node that left,
         or restarted elsewhere), after a grace period for calls in flight."""
-        keep = table.addresses() | {self._meta_address}
+        keep = table.addresses()
         for address in [a for a in self._channels if a not in keep]:
             channel = self._channels.pop(address)
             self._query.pop(address, None)
@@ -135,7 +134,7 @@ class GrpcDownstream(Downstream):
             task.add_done_callback(self._closing.discard)
 
     @property
-    def _meta_stub(self) -> meta_pb2_grpc.MetaManagerServiceStub:
+    def _meta_client(self) -> MetaClient:
         if self._meta is None:
             raise Unavailable("the gateway is not connected yet")
         return self._meta
@@ -149,20 +148,10 @@ class GrpcDownstream(Downstream):
     @staticmethod
     async def _call(what: str, call: Awaitable[T]) -> T:
         """Await one RPC; errors become the VecraftError the service raised, naming ``what``."""
-        try:
+        with translate_rpc_error(what):
             return await call
-        except grpc.RpcError as exc:
-            err = from_rpc_error(exc)
-            if type(err) in (Unavailable, DeadlineExceeded) and not _is_vecraft_error(exc):
-                # A transport failure: say which service could not be reached.
-                err = type(err)(f"{what} {'is unavailable' if isinstance(err, Unavailable) else 'timed out'}"
-                                f": {exc.details() or exc.code().name}", details={"service": what})
-            raise err from exc
 
     # --- meta manager ------------------------------------------------------------------------------
-    @property
-    def _meta_name(self) -> str:
-        return f"meta manager at {self._meta_address}"
 
     async def _meta_preflight(self, tenant: str, name: str, verb: str) -> None:
         """Before a DDL: check within META_LOOKUP_TIMEOUT_S that the meta manager answers.
@@ -176,51 +165,47 @@ class GrpcDownstream(Downstream):
         except NotFound:
             pass
         except (Unavailable, DeadlineExceeded) as exc:
-            raise Unavailable(f"cannot {verb} collection {name!r}: DDL needs the {self._meta_name}, which "
+            service = self._meta_client.service
+            raise Unavailable(f"cannot {verb} collection {name!r}: DDL needs the {service}, which "
                               f"did not answer ({exc.message}); nothing was changed, retry once it is back",
-                              details={"service": self._meta_name}) from exc
+                              details={"service": service}) from exc
 
     async def create_collection(self, request: collection_pb2.CreateCollectionRequest) -> CollectionSchema:
         await self._meta_preflight(request.tenant, request.name, "create")
-        answer = await self._call(self._meta_name,
-                                  self._meta_stub.CreateCollection(request, timeout=META_TIMEOUT_S))
+        answer = await self._meta_client.create_collection(
+            request.name, request.dim, tenant=request.tenant, metric=request.metric, shards=request.shards,
+            replicas=request.replicas, hnsw=request.hnsw if request.HasField("hnsw") else None,
+            if_not_exists=request.if_not_exists, request_id=request.request_id, timeout_s=META_TIMEOUT_S)
         return schema_from_proto(answer)
 
     async def get_collection(self, tenant: str, name: str) -> CollectionSchema:
-        answer = await self._call(self._meta_name, self._meta_stub.GetCollection(
-            collection_pb2.GetCollectionRequest(tenant=tenant, name=name), timeout=META_LOOKUP_TIMEOUT_S))
+        answer = await self._meta_client.get_collection(name, tenant=tenant, timeout_s=META_LOOKUP_TIMEOUT_S)
         return schema_from_proto(answer)
 
     async def list_collections(self, tenant: str) -> list[CollectionSchema]:
-        answer = await self._call(self._meta_name, self._meta_stub.ListCollections(
-            collection_pb2.ListCollectionsRequest(tenant=tenant), timeout=META_LOOKUP_TIMEOUT_S))
-        return [schema_from_proto(c) for c in answer.collections]
+        answer = await self._meta_client.list_collections(tenant=tenant, timeout_s=META_LOOKUP_TIMEOUT_S)
+        return [schema_from_proto(c) for c in answer]
 
     async def drop_collection(self, request: collection_pb2.DropCollectionRequest
                               ) -> collection_pb2.DropCollectionResponse:
         await self._meta_preflight(request.tenant, request.name, "drop")
-        return await self._call(self._meta_name,
-                                self._meta_stub.DropCollection(request, timeout=META_TIMEOUT_S))
+        return await self._meta_client.drop_collection(
+            request.name, tenant=request.tenant, request_id=request.request_id, timeout_s=META_TIMEOUT_S)
 
     async def alter_collection(self, request: collection_pb2.AlterCollectionRequest) -> CollectionSchema:
         await self._meta_preflight(request.tenant, request.name, "alter")
-        answer = await self._call(self._meta_name,
-                                  self._meta_stub.AlterCollection(request, timeout=META_TIMEOUT_S))
+        answer = await self._meta_client.alter_collection(
+            request.name, ef_search=request.hnsw.ef_search, tenant=request.tenant,
+            request_id=request.request_id, timeout_s=META_TIMEOUT_S)
         return schema_from_proto(answer)
 
     async def watch_collections(self) -> AsyncIterator[tuple[int, CollectionSchema | None]]:
-        call = self._meta_stub.Watch(meta_pb2.WatchRequest(topics=["collections"]))
-        try:
-            async for event in call:
-                item = event.WhichOneof("item")
-                if item == "collection":
-                    yield event.type, schema_from_proto(event.collection)
-                elif item is None and event.type == SNAPSHOT_END:
-                    yield SNAPSHOT_END, None
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        finally:
-            call.cancel()
+        async for event in self._meta_client.watch(["collections"], snapshot_end=True):
+            item = event.WhichOneof("item")
+            if item == "collection":
+                yield event.type, schema_from_proto(event.collection)
+            elif item is None and event.type == SNAPSHOT_END:
+                yield SNAPSHOT_END, None
 
     # --- journal (JournalClient already raises VecraftErrors) ---------------------------------------
     async def append(self, partition: str, payload: bytes, *, request_id: str, shards: Sequence[int],
@@ -241,14 +226,8 @@ class GrpcDownstream(Downstream):
 
     # --- shards ------------------------------------------------------------------------------------
     async def _watch_registry(self) -> AsyncIterator[meta_pb2.WatchEvent]:
-        call = self._meta_stub.Watch(meta_pb2.WatchRequest(topics=["nodes", "placement"]))
-        try:
-            async for event in call:
-                yield event
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        finally:
-            call.cancel()
+        async for event in self._meta_client.watch(["nodes", "placement"], snapshot_end=True):
+            yield event
 
     async def follow_registry(self) -> None:
         await self.registry.run()
@@ -300,7 +279,3 @@ def _storage_name(node: Node, shard: int) -> str:
     return f"storage node {node.node_id} at {node.address} (shard {shard})"
 
 
-def _is_vecraft_error(exc: grpc.RpcError) -> bool:
-    """True when the server raised the error on purpose (it carries Vecraft's metadata)."""
-    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-    return any(key == ERROR_KEY for key, _ in trailing or ())

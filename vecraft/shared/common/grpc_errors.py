@@ -139,10 +139,28 @@ def from_rpc_error(exc: grpc.RpcError) -> VecraftError:
     return err
 
 
+def _raised_on_purpose(exc: grpc.RpcError) -> bool:
+    """True when the server raised the error itself (it carries Vecraft's metadata)."""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    return any(key == ERROR_KEY for key, _ in trailing or ())
+
+
+def from_call_error(exc: grpc.RpcError, service: str | None = None) -> VecraftError:
+    """:func:`from_rpc_error`; with ``service`` (e.g. "meta manager at host:port"), a transport failure
+    (unavailable or timed out, not raised by the server) says which service could not be reached."""
+    err = from_rpc_error(exc)
+    if service and type(err) in (Unavailable, DeadlineExceeded) and not _raised_on_purpose(exc):
+        verb = "is unavailable" if isinstance(err, Unavailable) else "timed out"
+        err = type(err)(f"{service} {verb}: {exc.details() or exc.code().name}", details={"service": service})
+        err.__cause__ = exc
+    return err
+
+
 @contextlib.contextmanager
-def translate_rpc_error() -> Iterator[None]:
-    """``with translate_rpc_error(): await stub.X(...)`` raises VecraftError, never grpc.RpcError."""
+def translate_rpc_error(service: str | None = None) -> Iterator[None]:
+    """``with translate_rpc_error(): await stub.X(...)`` raises VecraftError, never grpc.RpcError
+    (see :func:`from_call_error` for ``service``)."""
     try:
         yield
     except grpc.RpcError as exc:
-        raise from_rpc_error(exc) from exc
+        raise from_call_error(exc, service) from exc

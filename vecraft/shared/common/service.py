@@ -92,6 +92,11 @@ GRPC_OPTIONS = [
     ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", GRPC_MAX_RESPONSE_BYTES),
 ]
+#: Internal channels: :data:`GRPC_OPTIONS`, and a restarted service is used again within about a
+#: second (gRPC's default reconnect backoff grows to two minutes, during which every call to it
+#: would fail fast).
+CHANNEL_OPTIONS = [*GRPC_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 100),
+                   ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 class BackgroundTaskFailed(RuntimeError):
@@ -408,4 +413,4 @@ def _exit_soon(code: int, delay_s: float) -> None:
 def grpc_channel(address: str) -> grpc.aio.Channel:
     """An aio channel with Vecraft's message-size limits: TLS (mutual) when the process's
     service has ``--tls-ca`` (:func:`vecraft.shared.common.tls.configure_client`), else plaintext."""
-    return tls.channel(address, GRPC_OPTIONS)
+    return tls.channel(address, CHANNEL_OPTIONS)
