@@ -21,7 +21,7 @@ from vecraft.services.api_gateway.models import MAX_JOURNAL_KEY_BYTES, ddl_reque
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.shared.common.errors import InvalidRequest, NotFound
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft.shared.model.filters import filter_to_obj
+from vecraft.shared.model.filters import parse_filter
 from vecraft.shared.model.routing import DEFAULT_TENANT
 from vecraft.shared.rpc.v1 import collection_pb2, gateway_pb2, search_pb2
 
@@ -33,10 +33,10 @@ def test_spec_search_request_converts_with_proto3_defaults() -> None:
         vector=[0.1, 0.2], consistency_level=search_pb2.BOUNDED_STALENESS, filters={"category": "documents"}))
     assert q.k == 10 and q.level is ConsistencyLevel.BOUNDED_STALENESS and q.max_staleness_ms is None
     assert q.collection == "default" and q.vector.dtype == np.float32
-    assert filter_to_obj(q.filter) == {"category": {"$eq": "documents"}}
+    assert q.filter == parse_filter({"category": {"$eq": "documents"}})
     full = grpc_codec.search_query(search_pb2.SearchRequest(
         vector=[1], k=3, filter_json='{"year": {"$gte": 2020}}', filters={"ignored": "x"}, collection="c"))
-    assert filter_to_obj(full.filter) == {"year": {"$gte": 2020}} and full.k == 3
+    assert full.filter == parse_filter({"year": {"$gte": 2020}}) and full.k == 3
     for bad in (search_pb2.SearchRequest(vector=[1], k=-1),
                 search_pb2.SearchRequest(vector=[1], filter_json="{"),
                 search_pb2.SearchRequest(vector=[1], consistency_level=9),

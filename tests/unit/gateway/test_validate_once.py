@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 from tests.unit.gateway.fakes import FakeDownstream
 from vecraft.services.api_gateway import gateway as gateway_module
 from vecraft.services.api_gateway.gateway import Gateway
-from vecraft.services.api_gateway.handlers import grpc_codec
+from vecraft.services.api_gateway.handlers import grpc_codec, http_codec
 from vecraft.services.api_gateway.handlers.http_app import create_app
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model import records, validation
-from vecraft.shared.rpc.v1 import query_pb2, search_pb2
+from vecraft.shared.rpc.v1 import gateway_pb2, query_pb2, search_pb2
 
 pytestmark = pytest.mark.unit
 
@@ -79,6 +79,19 @@ def test_grpc_search_forwards_the_filter_text_compact() -> None:
     by_map = grpc_codec.search_query(search_pb2.SearchRequest(vector=[1.0], filters={"tag": "a"}))
     assert by_map.filter_json == '{"tag":"a"}'
     assert grpc_codec.search_query(search_pb2.SearchRequest(vector=[1.0])).filter_json == ""
+
+
+def test_listings_forward_the_filter_text_they_validated() -> None:
+    spaced = '{ "i" : { "$gte" : 2 } }'
+    assert grpc_codec.list_query(gateway_pb2.ListRecordsRequest(filter_json=spaced)).filter_json \
+        == '{"i":{"$gte":2}}'
+    assert grpc_codec.list_query(gateway_pb2.ListRecordsRequest()).filter_json == ""
+    assert http_codec.filter_param(spaced) == '{"i":{"$gte":2}}' and http_codec.filter_param(None) == ""
+    for bad in ('{"i": {"$near": 2}}', "[1]", "{"):
+        with pytest.raises(InvalidRequest):
+            grpc_codec.list_query(gateway_pb2.ListRecordsRequest(filter_json=bad))
+        with pytest.raises(InvalidRequest):
+            http_codec.filter_param(bad)
 
 
 @pytest.mark.parametrize("bound, refused", [(-1, True), (3_600_001, True), (0, False), (250, False)])

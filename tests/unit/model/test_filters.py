@@ -14,7 +14,6 @@ from vecraft.shared.model.filters import (
     FieldCondition,
     Not,
     Or,
-    filter_to_obj,
     matches,
     parse_filter,
 )
@@ -210,11 +209,3 @@ def _oracle(obj: dict[str, Any], md: dict[str, Any]) -> bool:
 def test_matches_agrees_with_direct_evaluation(obj: dict[str, Any], md: dict[str, Any]) -> None:
     assert matches(parse_filter(obj), md) is _oracle(obj, md)
 
-
-@settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from([*FIELDS, "$or"]), st.just(None), min_size=1).flatmap(
-    lambda keys: st.fixed_dictionaries({
-        k: (st.lists(filters, min_size=1, max_size=2) if k == "$or" else scalars) for k in keys})))
-def test_filter_to_obj_round_trips(obj: dict[str, Any]) -> None:
-    flt = parse_filter(obj)
-    assert parse_filter(filter_to_obj(flt)) == flt

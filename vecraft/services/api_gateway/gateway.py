@@ -21,7 +21,6 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-import orjson
 
 from vecraft.services.api_gateway.audit import AuditLog
 from vecraft.services.api_gateway.auth.principal import Principal, Role
@@ -55,7 +54,6 @@ from vecraft.services.api_gateway.quotas.limiter import Quotas
 from vecraft.services.api_gateway.schema_cache import SchemaCache
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Trimmed, Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft.shared.model.filters import filter_to_obj
 from vecraft.shared.model.records import RecordBatch
 from vecraft.shared.model.routing import DEFAULT_COLLECTION, all_partitions, shard_of
 from vecraft.shared.model.schema import CollectionSchema, HnswParams
@@ -303,7 +301,6 @@ class Gateway:
             validate_id(query.after, field="after")
         schema = await self._schema(query.collection, ctx)
         min_offset = await self._read_target(schema, query.level, query.min_required_offset, ctx)
-        filter_json = orjson.dumps(filter_to_obj(query.filter)).decode() if query.filter else ""
         timeout_ms = self._limits.default_timeout_ms
         answers = await asyncio.gather(*(
             self._downstream.scan_records(shard, storage_pb2.ShardScanRequest(
@@ -311,7 +308,7 @@ class Gateway:
                 limit=query.limit,
                 min_offset=min_offset, include_vectors=query.include_vectors,
                 include_metadata=query.include_metadata, include_documents=query.include_documents,
-                filter_json=filter_json, timeout_ms=timeout_ms), timeout_ms / 1000.0)
+                filter_json=query.filter_json, timeout_ms=timeout_ms), timeout_ms / 1000.0)
             for shard in range(schema.shards)))
         records, cursor = merge_scans(answers, query.limit)
         return RecordPage(

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from vecraft.services.api_gateway.models import RecordView
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft.shared.model.filters import Filter
 from vecraft.shared.model.routing import DEFAULT_COLLECTION
 from vecraft.shared.rpc.v1 import storage_pb2
 
@@ -41,7 +40,8 @@ class ListQuery:
     include_vectors: bool = False
     include_metadata: bool = True
     include_documents: bool = True
-    filter: Filter | None = None
+    #: The filter as the edge validated it (``convert.filter_to_json``), forwarded as is; "" for none.
+    filter_json: str = ""
     #: EVENTUAL, READ_YOUR_WRITES or STRONG, as for reads by id.
     level: ConsistencyLevel = ConsistencyLevel.EVENTUAL
     min_required_offset: int = 0

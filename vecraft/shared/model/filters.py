@@ -97,8 +97,7 @@ class _Parser:
 
     def parse_object(self, obj: Mapping[str, Any], where: str, depth: int) -> Filter:
         """``depth`` counts the And/Or/Not nodes above ``obj``; several clauses in one
-        object form an implicit And, which counts as a level too (so re-encoding a
-        parsed filter with :func:`filter_to_obj` never changes its depth)."""
+        object form an implicit And, which counts as a level too."""
         n_clauses = sum(len(v) if isinstance(v, Mapping) and not str(k).startswith("$") else 1
                         for k, v in obj.items())
         inner = depth
@@ -284,20 +283,4 @@ def matches(flt: Filter | None, metadata: Mapping[str, Any] | None) -> bool:
     return not matches(flt.clause, metadata)
 
 
-def filter_to_obj(flt: Filter | None) -> dict[str, Any]:
-    """A JSON object that :func:`parse_filter` turns back into an equal filter; ``{}`` for None.
 
-    A search forwards the text its edge validated instead
-    (:func:`vecraft.shared.rpc.convert.filter_to_json`); a record listing, whose
-    query keeps only the parsed filter, is still sent this object's text.
-    """
-    if flt is None:
-        return {}
-    if isinstance(flt, FieldCondition):
-        value = list(flt.value) if flt.op in SET_OPS else flt.value
-        return {flt.field: {flt.op: value}}
-    if isinstance(flt, And):
-        return {"$and": [filter_to_obj(c) for c in flt.clauses]}
-    if isinstance(flt, Or):
-        return {"$or": [filter_to_obj(c) for c in flt.clauses]}
-    return {"$not": filter_to_obj(flt.clause)}

@@ -198,6 +198,15 @@ def get_response(out: GetOutcome) -> gateway_pb2.GetVectorsResponse:
 
 # --- listing -----------------------------------------------------------------------------------------
 
+def _validated_filter(text: str) -> str:
+    """``filter_json`` of a listing, checked against the filter grammar, as forwarded ("" for none)."""
+    if not text:
+        return ""
+    obj = _filter_json(text)
+    parse_filter(obj)
+    return filter_to_json(obj)
+
+
 def list_query(req: gateway_pb2.ListRecordsRequest) -> ListQuery:
     """``ListRecords``: ``limit`` 0 = the default page; unset include_metadata/documents = true."""
     return ListQuery(
@@ -205,7 +214,7 @@ def list_query(req: gateway_pb2.ListRecordsRequest) -> ListQuery:
         include_vectors=req.include_vectors,
         include_metadata=req.include_metadata if req.HasField("include_metadata") else True,
         include_documents=req.include_documents if req.HasField("include_documents") else True,
-        filter=parse_filter(_filter_json(req.filter_json)) if req.filter_json else None,
+        filter_json=_validated_filter(req.filter_json),
         level=level_from_proto(req.consistency_level),
         min_required_offset=req.min_required_offset)
 

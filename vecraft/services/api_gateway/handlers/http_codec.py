@@ -47,7 +47,7 @@ from vecraft.services.api_gateway.models import (
 from vecraft.services.api_gateway.responses import fragment
 from vecraft.shared.common.errors import InvalidRequest
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft.shared.model.filters import Filter, parse_filter
+from vecraft.shared.model.filters import parse_filter
 from vecraft.shared.model.limits import MAX_DIM
 from vecraft.shared.model.routing import DEFAULT_COLLECTION
 from vecraft.shared.model.schema import CollectionSchema
@@ -394,10 +394,11 @@ def _query_parameter(name: str, exc: InvalidRequest) -> InvalidRequest:
                           details={**exc.details, "parameter": name})
 
 
-def filter_param(text: str | None) -> Filter | None:
-    """``?filter=`` (a JSON object in the search filter grammar), or None."""
+def filter_param(text: str | None) -> str:
+    """``?filter=`` (a JSON object in the search filter grammar), validated, as the compact text
+    forwarded to the storage nodes ("" for none)."""
     if text is None:
-        return None
+        return ""
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -407,9 +408,10 @@ def filter_param(text: str | None) -> Filter | None:
         raise InvalidRequest(f"query parameter 'filter' must be a JSON object, got {json_type_name(obj)}",
                              details={"parameter": "filter"})
     try:
-        return parse_filter(obj)
+        parse_filter(obj)
     except InvalidRequest as exc:
         raise _query_parameter("filter", exc) from None
+    return filter_to_json(obj)
 
 
 def list_query(collection: str, *, after: str | None, limit: int, include_vectors: bool,
@@ -422,7 +424,8 @@ def list_query(collection: str, *, after: str | None, limit: int, include_vector
         raise _query_parameter("consistency_level", exc) from None
     return ListQuery(collection=collection, after=after or "", limit=limit, include_vectors=include_vectors,
                      include_metadata=include_metadata, include_documents=include_documents,
-                     filter=filter_param(filter_text), level=level, min_required_offset=min_required_offset)
+                     filter_json=filter_param(filter_text), level=level,
+                     min_required_offset=min_required_offset)
 
 
 # --- responses ---------------------------------------------------------------------------------------
