@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,13 @@ from vecraft.services.storage_node.journal_replay.follower import (
 )
 from vecraft.services.storage_node.journal_replay.recovery import LocalState, open_local_state
 from vecraft.services.storage_node.journal_replay.reporter import AppliedReporter
-from vecraft.services.storage_node.mmap import LocationIndex, RecordFile
+from vecraft.services.storage_node.mmap import (
+    STATUS_LIVE,
+    CorruptRecord,
+    LocationIndex,
+    RecordFile,
+    RecordView,
+)
 from vecraft.services.storage_node.record_compaction import CHECK_INTERVAL_S as COMPACT_INTERVAL_S
 from vecraft.services.storage_node.record_compaction import (
     DEFAULT_DEAD_FRACTION,
@@ -56,6 +62,7 @@ from vecraft.services.storage_node.record_compaction import (
     CompactionPolicy,
     RecordCompactor,
 )
+from vecraft.services.storage_node.scan import ScanOptions, ScanPage, scan
 from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftError
 from vecraft.shared.index.collection import OptimizeResult
 from vecraft.shared.index.optimizer import (
@@ -227,6 +234,28 @@ class ShardReplica:
     @property
     def records(self) -> RecordFile:
         return self.local.records
+
+    def read_live(self, collection_id: str, ids: Sequence[str], *,
+                  skip_corrupt: bool = False) -> dict[str, RecordView]:
+        """The live records of ``ids`` from the record file (absent and deleted ids left out).
+
+        Raises CorruptRecord for a record whose bytes fail their check, unless ``skip_corrupt``
+        (then it is left out too).
+        """
+        out: dict[str, RecordView] = {}
+        for rid, loc in self.locations.lookup(collection_id, ids).items():
+            if loc.status != STATUS_LIVE:
+                continue
+            try:
+                out[rid] = self.records.read(loc.file_offset, loc.length)
+            except CorruptRecord:
+                if not skip_corrupt:
+                    raise
+        return out
+
+    def scan(self, collection_id: str, after: str, limit: int, options: ScanOptions) -> ScanPage:
+        """One page of the collection's live records in id order after ``after`` (:func:`.scan.scan`)."""
+        return scan(self.locations, self.records, collection_id, after, limit, options)
 
     def follower(self, partition: str) -> PartitionFollower:
         follower = self.followers.get(partition)

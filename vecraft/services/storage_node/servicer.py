@@ -28,9 +28,8 @@ from vecraft.services.storage_node import metrics
 from vecraft.services.storage_node.backup import backup_replica
 from vecraft.services.storage_node.indexes.registry import Collection
 from vecraft.services.storage_node.layout import local_shards
-from vecraft.services.storage_node.mmap import STATUS_LIVE, CorruptRecord
 from vecraft.services.storage_node.peer_seeding import stream_copy
-from vecraft.services.storage_node.scan import ScanOptions, scan
+from vecraft.services.storage_node.scan import ScanOptions
 from vecraft.shared.common.errors import DeadlineExceeded, InvalidRequest, NotFound, Unavailable
 from vecraft.shared.model.filters import Filter
 from vecraft.shared.model.limits import HNSW_EF_SEARCH_RANGE, MAX_BATCH_ROWS, MAX_K, MIN_K
@@ -221,14 +220,8 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
 
     @staticmethod
     def _documents(replica: ShardReplica, collection_id: str, ids: list[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for rid, loc in replica.locations.lookup(collection_id, ids).items():
-            if loc.status == STATUS_LIVE:
-                try:
-                    out[rid] = replica.records.read(loc.file_offset, loc.length).document
-                except CorruptRecord:
-                    continue
-        return out
+        found = replica.read_live(collection_id, ids, skip_corrupt=True)
+        return {rid: view.document for rid, view in found.items()}
 
     async def Get(self, request: storage_pb2.ShardGetRequest,
                   context: grpc.aio.ServicerContext) -> storage_pb2.ShardGetResponse:
@@ -255,15 +248,14 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
     @staticmethod
     def _get(replica: ShardReplica, coll: Collection, ids: list[str],
              include_vectors: bool) -> tuple[list[storage_pb2.StoredRecord], list[str]]:
-        found = replica.locations.lookup(coll.collection_id, ids)
+        found = replica.read_live(coll.collection_id, ids)
         records: list[storage_pb2.StoredRecord] = []
         missing: list[str] = []
         for rid in ids:
-            loc = found.get(rid)
-            if loc is None or loc.status != STATUS_LIVE:
+            view = found.get(rid)
+            if view is None:
                 missing.append(rid)
                 continue
-            view = replica.records.read(loc.file_offset, loc.length)
             records.append(storage_pb2.StoredRecord(
                 id=rid, vector=view.vector.tobytes() if include_vectors else b"",
                 metadata_json=view.metadata_json, document=view.document,
@@ -292,8 +284,8 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServiceServicer):
                                           budget=budget)
             await self._reach(replica, coll, request.min_offset, request.sync_latest, budget)
         version = replica.follower(coll.schema.partition).applied_offset
-        page = await asyncio.to_thread(scan, replica.locations, replica.records, coll.collection_id,
-                                       request.after, request.limit, options)
+        page = await asyncio.to_thread(replica.scan, coll.collection_id, request.after, request.limit,
+                                       options)
         return storage_pb2.ShardScanResponse(records=page.records, exhausted=page.exhausted,
                                              scanned_to=page.scanned_to, index_version=version)
 

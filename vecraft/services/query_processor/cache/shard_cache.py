@@ -165,6 +165,12 @@ class ShardCache:
         self.shards = sorted(states)
 
     # ---- reading -------------------------------------------------------------------------
+    def collections(self) -> list[CollectionSchema]:
+        """Every collection of the applied state (all served shards hold the same catalog); none
+        while no shard is served."""
+        state = next(iter(self.states.values()), None)
+        return list(state.collections()) if state is not None else []
+
     def schema(self, tenant: str, name: str) -> CollectionSchema:
         """The collection's schema as of the applied state; NotFound if unknown.
 

@@ -35,7 +35,6 @@ class QueryProcessorServicer(query_pb2_grpc.QueryProcessorServiceServicer):
             resp.partitions.append(storage_pb2.PartitionProgress(
                 partition=snap.partition, applied_offset=snap.applied_offset, applied_hlc=snap.applied_hlc,
                 head_offset=snap.head_offset, staleness_ms=snap.staleness_ms))
-        state = next(iter(cache.states.values()), None)
-        for schema in state.collections() if state is not None else []:
+        for schema in cache.collections():
             resp.collections.append(storage_pb2.CollectionStats(collection=schema.name))
         return resp
