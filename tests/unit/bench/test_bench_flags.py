@@ -27,8 +27,8 @@ def parser_of(name: str) -> argparse.ArgumentParser:
 
 
 def test_every_benchmark_is_covered() -> None:
-    assert NAMES == ["backup", "bulk", "chaos", "compaction", "consistency", "ingest", "journal", "latency",
-                     "peers", "quotas", "recall", "storage"]
+    assert NAMES == ["backup", "bulk", "calibrate", "chaos", "compaction", "consistency", "ingest", "journal",
+                     "latency", "peers", "quotas", "recall", "storage"]
 
 
 @pytest.mark.parametrize("name", NAMES)

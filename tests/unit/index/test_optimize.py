@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vecraft.bench._datasets import exact_topk
+from vecraft.bench.calibrate import clustered_vectors
 from vecraft.shared.index import CollectionIndex
-from vecraft.shared.index.calibrate import clustered_vectors, exact_top_k
 from vecraft.shared.model.filters import parse_filter
 
 pytestmark = pytest.mark.unit
@@ -54,7 +55,7 @@ def test_half_deleted_then_optimized_keeps_recall_and_lowers_memory() -> None:
     assert index.memory_bytes() < before_bytes
     # Recall@10 of the new graph against brute force over the alive rows.
     alive = np.arange(1, n, 2)
-    truth = exact_top_k(vectors[alive], queries, k, "cosine")
+    truth = exact_topk(vectors[alive], queries, k, "cosine")
     hits = 0
     for query, expected in zip(queries, truth, strict=True):
         found, _ = index.search(query, k)

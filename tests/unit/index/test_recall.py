@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vecraft.bench._datasets import exact_topk
+from vecraft.bench.calibrate import clustered_vectors
 from vecraft.shared.index import CollectionIndex
-from vecraft.shared.index.calibrate import clustered_vectors, exact_top_k
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
@@ -23,7 +24,7 @@ def test_recall_at_10_with_default_parameters(data: tuple[np.ndarray, np.ndarray
     vectors, queries = data
     index = CollectionIndex(dim=DIM, metric=metric)  # defaults: M=16, efC=200, ef=64
     index.upsert([str(i) for i in range(N)], vectors, [None] * N)
-    truth = exact_top_k(vectors, queries, K, metric)
+    truth = exact_topk(vectors, queries, K, metric)
     hits = 0
     for query, expected in zip(queries, truth, strict=True):
         found, scores = index.search(query, K)

@@ -13,7 +13,7 @@ writes go on (see its docstring and docs/indexes.md).
 
 Planner: a filter is first evaluated to a candidate mask. When at most
 ``EXACT_SEARCH_MAX_CANDIDATES`` rows are candidates (measured crossover, see
-docs/indexes.md and :mod:`vecraft.shared.index.calibrate`) an exact numpy scan
+docs/indexes.md and ``vecraft bench calibrate``) an exact numpy scan
 of their vectors answers; otherwise HNSW runs with the candidates as selector.
 
 Concurrency: any number of searches run at once (faiss releases the GIL);
@@ -58,7 +58,7 @@ _FAISS_METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2,
 # Candidate count at or below which an exact scan beats filtered HNSW in a
 # shard of EXACT_SEARCH_REFERENCE_SIZE rows, scaled by sqrt(size) for other
 # sizes, never below EXACT_SEARCH_MIN_CANDIDATES (measured on 128-d vectors,
-# k=10: docs/indexes.md, calibrate.measure_crossover).
+# k=10: docs/indexes.md, `vecraft bench calibrate crossover`).
 EXACT_SEARCH_MAX_CANDIDATES = 10_000
 EXACT_SEARCH_REFERENCE_SIZE = 50_000
 EXACT_SEARCH_MIN_CANDIDATES = 2000

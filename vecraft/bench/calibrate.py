@@ -1,4 +1,5 @@
-"""Measurements behind the index layer's constants (docs/indexes.md quotes their output).
+"""Measurements behind the index layer's constants: ``vecraft bench calibrate {crossover,apply-wait,recall}``
+(docs/indexes.md quotes their output).
 
 - :func:`measure_crossover`: exact numpy scan vs filtered HNSW by candidate
   count, the basis of ``EXACT_SEARCH_MAX_CANDIDATES``;
@@ -6,9 +7,7 @@
   basis of ``ADD_SECTION_SECONDS``;
 - :func:`measure_recall`: build rate, search latency and recall@k per metric.
 
-Each returns plain dicts (JSON-ready) so the storage benchmark can call them.
-``python -m vecraft.shared.index.calibrate {crossover,apply-wait,recall}``
-prints them.
+Each returns plain dicts (JSON-ready); the command prints them.
 """
 
 from __future__ import annotations
@@ -25,6 +24,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from vecraft.bench._datasets import exact_topk
+from vecraft.bench._env import environment, environment_markdown
+from vecraft.bench._report import add_output_arguments, write_outputs
 from vecraft.shared.index.collection import MAX_EF, CollectionIndex
 from vecraft.shared.model.filters import parse_filter
 from vecraft.shared.model.limits import dynamic_ef
@@ -41,20 +43,6 @@ def clustered_vectors(n: int, dim: int, *, clusters: int = 64, queries: int = 0,
     points = centers[rng.integers(0, clusters, total)] + rng.standard_normal((total, dim)).astype(
         np.float32)
     return points[:n], points[n:]
-
-
-def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
-    """Row indexes of the exact top-k per query (brute force, the recall reference)."""
-    if metric == "cosine":
-        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    if metric == "l2":
-        scores = -(np.sum(vectors**2, axis=1)[None, :] - 2 * queries @ vectors.T)
-    else:
-        scores = queries @ vectors.T
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-    return np.take_along_axis(top, order, axis=1)
 
 
 def _build(n: int, dim: int, metric: str, seed: int, queries: int, with_buckets: bool
@@ -159,7 +147,7 @@ def measure_recall(n: int = 50_000, dim: int = 128, k: int = 10, queries: int = 
     out = []
     for metric in metrics:
         index, data, qs, build_s = _build(n, dim, metric, seed, queries, with_buckets=False)
-        truth = exact_top_k(data, qs, k, metric)
+        truth = exact_topk(data, qs, k, metric)
         search_ms, found = _timed_ms(lambda q: index.search(q, k)[0], qs)  # noqa: B023
         recall = np.mean([len({int(i[1:]) for i in f} & set(t.tolist())) / k
                           for f, t in zip(found, truth, strict=True)])
@@ -169,20 +157,40 @@ def measure_recall(n: int = 50_000, dim: int = 128, k: int = 10, queries: int = 
     return {"n": n, "dim": dim, "k": k, "results": out}
 
 
+MEASUREMENTS = ("crossover", "apply-wait", "recall")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vecraft bench calibrate", description=__doc__.splitlines()[0])
+    p.add_argument("what", nargs="?", choices=[*MEASUREMENTS, "all"], default="all",
+                   help="which measurement (default all)")
+    p.add_argument("--n", type=int, default=50_000, help="vectors in the index measured (default 50000)")
+    p.add_argument("--dim", type=int, default=128, help="their dimension (default 128)")
+    add_output_arguments(p)
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vecraft.shared.index.calibrate",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["crossover", "apply-wait", "recall"])
-    parser.add_argument("--n", type=int, default=50_000)
-    parser.add_argument("--dim", type=int, default=128)
-    args = parser.parse_args(argv)
-    if args.what == "crossover":
-        result = measure_crossover(n=args.n, dim=args.dim)
-    elif args.what == "apply-wait":
-        result = measure_apply_wait(n_base=args.n // 2, n_apply=args.n // 2, dim=args.dim)
-    else:
-        result = measure_recall(n=args.n, dim=args.dim)
-    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    args = build_parser().parse_args(argv)
+    env = environment("calibrate", list(argv if argv is not None else sys.argv[1:]))
+    chosen = MEASUREMENTS if args.what == "all" else (args.what,)
+    result: dict[str, Any] = {"environment": env}
+    for what in chosen:
+        if what == "crossover":
+            result[what] = measure_crossover(n=args.n, dim=args.dim)
+        elif what == "apply-wait":
+            result[what] = measure_apply_wait(n_base=args.n // 2, n_apply=args.n // 2, dim=args.dim)
+        else:
+            result[what] = measure_recall(n=args.n, dim=args.dim)
+    figures = orjson.dumps({k: v for k, v in result.items() if k != "environment"},
+                           option=orjson.OPT_INDENT_2).decode()
+    if args.no_report:
+        sys.stdout.write(figures + "\n")
+        return 0
+    markdown = "\n".join(["# Index calibration", "", environment_markdown(env), "",
+                          "```json", figures, "```"])
+    json_path, md_path = write_outputs(args.out, "calibrate", f"n{args.n}", result, markdown)
+    print(f"wrote {json_path} and {md_path}")
     return 0
 
 
