@@ -96,6 +96,15 @@ async def _search(gateway: Gateway, request: Request, collection: str | None) ->
                         headers=codec.search_headers(outcome))
 
 
+async def _write_many(gateway: Gateway, request: Request, *, upsert: bool, ack: str | None,
+                      collection: str | None) -> JSONResponse:
+    """``POST /vectors/batch`` (insert) and ``/vectors/upsert``: one journal entry."""
+    fields = codec.Fields(await codec.read_json(request), codec.BATCH_FIELDS)
+    ctx = codec.request_context(request, fields)
+    batch = codec.write_many(fields, upsert=upsert, query_ack=ack, query_collection=collection)
+    return JSONResponse(codec.write_json(await gateway.write(batch, ctx)), status_code=201)
+
+
 def lean_search_route(gateway: Gateway) -> Route:
     """``POST /v1/vectors/search`` without FastAPI's per-request dependency solving.
 
@@ -151,10 +160,7 @@ def build_router(gateway: Gateway) -> APIRouter:
                            x_tenant: TenantHeader = None,
                            x_session_token: SessionHeader = None,
                            x_request_id: RequestIdHeader = None) -> JSONResponse:
-        fields = codec.Fields(await codec.read_json(request), codec.BATCH_FIELDS)
-        ctx = codec.request_context(request, fields)
-        batch = codec.write_many(fields, upsert=False, query_ack=ack, query_collection=collection)
-        return JSONResponse(codec.write_json(await gateway.write(batch, ctx)), status_code=201)
+        return await _write_many(gateway, request, upsert=False, ack=ack, collection=collection)
 
     @router.post("/vectors/upsert", status_code=201, response_model=schemas.WriteResponse,
                  tags=["vectors"], openapi_extra=_body(schemas.BatchWriteRequest),
@@ -163,10 +169,7 @@ def build_router(gateway: Gateway) -> APIRouter:
                            x_tenant: TenantHeader = None,
                            x_session_token: SessionHeader = None,
                            x_request_id: RequestIdHeader = None) -> JSONResponse:
-        fields = codec.Fields(await codec.read_json(request), codec.BATCH_FIELDS)
-        ctx = codec.request_context(request, fields)
-        batch = codec.write_many(fields, upsert=True, query_ack=ack, query_collection=collection)
-        return JSONResponse(codec.write_json(await gateway.write(batch, ctx)), status_code=201)
+        return await _write_many(gateway, request, upsert=True, ack=ack, collection=collection)
 
     @router.post("/vectors/delete", response_model=schemas.DeleteResponse, tags=["vectors"],
                  openapi_extra=_body(schemas.DeleteBatchRequest),
