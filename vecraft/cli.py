@@ -26,12 +26,14 @@ import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import psutil
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    import httpx
 
 from vecraft import __version__
 from vecraft.local.supervisor import ChildState, ClusterLock, Supervisor, read_status
@@ -297,13 +299,14 @@ def _cmd_up(ns: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s vecraft up: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness probe otherwise
     return run_up(settings, config_file=ns.config)
 
 
 # ---- status ------------------------------------------------------------------------------
 async def _probe(client: httpx.AsyncClient, url: str) -> tuple[str, dict[str, Any]]:
     """("up" | "not ready" | "down", health body) of one service; ``url`` with its scheme."""
+    import httpx
+
     try:
         response = await client.get(url)
     except httpx.HTTPError:
@@ -332,6 +335,8 @@ def cluster_status(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | Non
     procs = recorded.get("processes", {})
 
     async def probe_all() -> list[tuple[str, dict[str, Any]]]:
+        import httpx  # here: `vecraft up`, which stays running, never needs it
+
         async with httpx.AsyncClient(timeout=timeout, verify=plan.http_verify()) as client:
             return await asyncio.gather(*(_probe(client, f"{p.http_scheme}://{p.http_address}{p.health_path}")
                                           for p in plan.services))

@@ -26,8 +26,6 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-import httpx
-
 from vecraft.local.process import ProcessHandle, free_port
 from vecraft.shared.common.tls import TlsFiles
 
@@ -100,6 +98,8 @@ class EtcdMember(ProcessHandle):
         return f"http://127.0.0.1:{self.metrics_port}"
 
     def healthy(self) -> bool:
+        import httpx  # here: vecraft up plans with this module and never calls it
+
         try:
             reply = httpx.get(f"{self.metrics_url}/health", timeout=1.0)
             return reply.status_code == 200 and reply.json().get("health") == "true"

@@ -30,8 +30,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
-
 from vecraft.local.process import ProcessHandle, free_port
 from vecraft.shared.common.tls import TlsFiles
 
@@ -115,6 +113,8 @@ class NatsNode(ProcessHandle):
 
     def healthy(self) -> bool:
         """``/healthz`` answers 200: the server runs and JetStream is current (knows its meta leader)."""
+        import httpx  # here: vecraft up plans with this module and never calls it
+
         try:
             return httpx.get(f"http://127.0.0.1:{self.monitor_port}/healthz", timeout=1.0).status_code == 200
         except httpx.HTTPError:
@@ -122,6 +122,8 @@ class NatsNode(ProcessHandle):
 
     def varz(self) -> dict[str, Any]:
         """The server's ``/varz`` monitoring document (its running configuration, JetStream's included)."""
+        import httpx
+
         got: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.monitor_port}/varz", timeout=5.0).json()
         return got
 

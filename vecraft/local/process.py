@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from vecraft.local.ports import allocate_ports
 
 _handed_out: set[int] = set()
@@ -107,6 +105,8 @@ class ServiceProcess(ProcessHandle):
         return self
 
     def wait_ready(self, timeout: float | None = None) -> None:
+        import httpx  # here: vecraft up imports this module for its ports and never calls it
+
         deadline = time.monotonic() + (timeout or self.ready_timeout)
         url = f"http://{self.http_address}/readyz"
         while time.monotonic() < deadline:

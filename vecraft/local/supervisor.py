@@ -57,9 +57,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import psutil
 
+from vecraft.local.status_probe import StatusProbe
 from vecraft.local.topology import ROLE_MODULES, ClusterPlan, ProcessSpec, write_json_atomic
 from vecraft.shared.common.backoff import Backoff
 from vecraft.shared.common.errors import Conflict, Unavailable
@@ -255,7 +255,7 @@ class Supervisor:
         # A lock handed in by the caller (held while it prepared the plan) stays the caller's.
         self._lock = lock if lock is not None else ClusterLock(plan.data_dir)
         self._owns_lock = lock is None
-        self._http: httpx.AsyncClient | None = None
+        self._http: StatusProbe | None = None
 
     # ---- public ----------------------------------------------------------------
     @property
@@ -291,7 +291,7 @@ class Supervisor:
         for module, names in missing.items():
             log.warning("skipping %s: module %s is not installed", ", ".join(names), module)
         self._check_ports()
-        self._http = httpx.AsyncClient(timeout=1.0, verify=self.plan.http_verify())
+        self._http = StatusProbe(self.plan.http_verify())
         self._set_state("starting")
         for group in self.plan.groups():
             members = [self.children[s.name] for s in group
@@ -331,7 +331,7 @@ class Supervisor:
             # Closed before the children stop: its idle keep-alive connections would otherwise make
             # each HTTPS service wait for them at shutdown (seconds per service under --tls).
             if self._http is not None:
-                await self._http.aclose()
+                self._http.close()
                 self._http = None
             for group in reversed(self.plan.groups()):
                 await asyncio.gather(*(self._terminate(self.children[s.name]) for s in group))
@@ -417,11 +417,10 @@ class Supervisor:
             while True:
                 if exited.done():
                     raise _ChildExited(child, exited.result())
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await self._http.get(url)).status_code == 200:
-                        child.state = ChildState.RUNNING
-                        self._write_status()
-                        return
+                if await self._http.status(url) == 200:
+                    child.state = ChildState.RUNNING
+                    self._write_status()
+                    return
                 if deadline is not None and time.monotonic() > deadline:
                     raise _ChildNotReady(child, timeout or 0.0)
                 await asyncio.wait({exited}, timeout=0.1)
@@ -469,9 +468,8 @@ class Supervisor:
                 await asyncio.wait({exited}, timeout=self.health_interval)
                 if exited.done():
                     break
-                try:
-                    status = (await self._http.get(url)).status_code
-                except httpx.HTTPError:
+                status = await self._http.status(url)
+                if status is None:
                     continue  # busy or between states: no answer is not a verdict
                 if status != 503:
                     failing_since = None
