@@ -20,6 +20,7 @@ from vecraft.shared.common.backoff import Backoff
 from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.common.service import grpc_channel
+from vecraft.shared.common.stream_follow import follow_snapshot_stream
 from vecraft.shared.rpc.v1 import collection_pb2, meta_pb2, meta_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -282,26 +283,12 @@ class MetaClient:
 
 async def follow_watch(meta: MetaClient, topics: Sequence[str], *,
                        snapshot: Callable[[list[meta_pb2.WatchEvent]], None],
-                       change: Callable[[meta_pb2.WatchEvent], None], what: str) -> None:
-    """Follow ``topics`` until cancelled: each connection's snapshot goes to ``snapshot`` in one call
-    (the follower replaces its state with it), the live events after it to ``change`` one by one.
-    A broken or ended stream is opened again with backoff; the follower's last state stays in force
-    meanwhile (``what`` names it in the logs)."""
-    backoff = Backoff(FOLLOW_BACKOFF_MIN_S, FOLLOW_BACKOFF_MAX_S)
-    while True:
-        pending: list[meta_pb2.WatchEvent] | None = []
-        try:
-            async for event in meta.watch(topics, snapshot_end=True):
-                if event.WhichOneof("item") is None:
-                    if pending is not None:
-                        snapshot(pending)
-                        pending = None
-                        backoff.reset()
-                elif pending is not None:
-                    pending.append(event)
-                else:
-                    change(event)
-            log.warning("%s watch ended; the last state stays in force", what)
-        except VecraftError as exc:
-            log.warning("%s watch interrupted; the last state stays in force: %s", what, exc.message)
-        await backoff.sleep()
+                       change: Callable[[meta_pb2.WatchEvent], None], what: str,
+                       broken: Callable[[], None] | None = None,
+                       backoff: Backoff | None = None) -> None:
+    """Follow ``topics`` until cancelled (``stream_follow.follow_snapshot_stream``): each connection's
+    snapshot goes to ``snapshot`` in one call, the live events after it to ``change``."""
+    await follow_snapshot_stream(
+        lambda: meta.watch(topics, snapshot_end=True), is_end=lambda event: event.WhichOneof("item") is None,
+        snapshot=snapshot, change=change, what=what, broken=broken,
+        backoff=backoff or Backoff(FOLLOW_BACKOFF_MIN_S, FOLLOW_BACKOFF_MAX_S))

@@ -36,8 +36,8 @@ from collections.abc import AsyncIterator, Callable
 from vecraft.services.api_gateway.downstream import DELETE, PUT, SNAPSHOT_END
 from vecraft.services.api_gateway.query_routing import RoutingTable
 from vecraft.shared.common.backoff import Backoff
-from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.common.metrics import counter, gauge
+from vecraft.shared.common.stream_follow import follow_snapshot_stream
 from vecraft.shared.rpc.v1 import meta_pb2
 
 log = logging.getLogger(__name__)
@@ -159,42 +159,35 @@ class NodeRegistry:
 
     async def run(self) -> None:
         """Follow the registry until cancelled; reconnect with back-off (never raises)."""
-        backoff = Backoff(_BACKOFF_MIN, _BACKOFF_MAX)
-        while True:
-            # The snapshot of the stream being read, collected aside until its end marker.
-            snapshot: _Registry | None = _Registry()
-            try:
-                async for event in self._watch():
-                    if event.WhichOneof("item") is None and event.type == SNAPSHOT_END:
-                        if snapshot is not None:
-                            for node_id, info in self._state.nodes.items():
-                                if node_id not in snapshot.nodes:
-                                    self._departed[node_id] = info
-                            self._state, snapshot = snapshot, None
-                            self._rebuild()
-                            self._set_watching(True)
-                            self._ready.set()
-                            backoff.reset()
-                            log.info("node registry watch connected", extra={
-                                "nodes": len(self._state.nodes), "shard_count": self._table.shard_count,
-                                "placement_version": self._table.placement_version})
-                    elif snapshot is not None:
-                        self._apply(event, snapshot)
-                    else:
-                        self._apply(event, self._state)
-                        self._rebuild()
-                log.warning("node registry watch ended; routing from the last table until it is back")
-            except asyncio.CancelledError:
-                raise
-            except VecraftError as exc:
-                log.warning("node registry watch interrupted; routing from the last table until it is "
-                            "back: %s", exc.message)
-            except Exception:
-                log.exception("node registry watch failed")
-            if self._watching:
-                _DISCONNECTS.inc()
-            self._set_watching(False)
-            await backoff.sleep()
+        await follow_snapshot_stream(
+            lambda: self._watch(),  # looked up per connection (tests replace it)
+            is_end=lambda event: event.WhichOneof("item") is None and event.type == SNAPSHOT_END,
+            snapshot=self._take_snapshot, change=self._change, broken=self._broken,
+            backoff=Backoff(_BACKOFF_MIN, _BACKOFF_MAX), what="node registry (routing from the last table)")
+
+    def _take_snapshot(self, events: list[meta_pb2.WatchEvent]) -> None:
+        snapshot = _Registry()
+        for event in events:
+            self._apply(event, snapshot)
+        for node_id, info in self._state.nodes.items():
+            if node_id not in snapshot.nodes:
+                self._departed[node_id] = info
+        self._state = snapshot
+        self._rebuild()
+        self._set_watching(True)
+        self._ready.set()
+        log.info("node registry watch connected", extra={
+            "nodes": len(self._state.nodes), "shard_count": self._table.shard_count,
+            "placement_version": self._table.placement_version})
+
+    def _change(self, event: meta_pb2.WatchEvent) -> None:
+        self._apply(event, self._state)
+        self._rebuild()
+
+    def _broken(self) -> None:
+        if self._watching:
+            _DISCONNECTS.inc()
+        self._set_watching(False)
 
     def describe(self) -> dict[str, object]:
         """For ``/healthz``: whether the watch is connected, and the table."""

@@ -36,8 +36,9 @@ import logging
 
 from vecraft.services.api_gateway.downstream import DELETE, PUT, SNAPSHOT_END, Downstream
 from vecraft.shared.common.backoff import Backoff
-from vecraft.shared.common.errors import DeadlineExceeded, Unavailable, VecraftError
+from vecraft.shared.common.errors import DeadlineExceeded, Unavailable
 from vecraft.shared.common.metrics import counter, gauge
+from vecraft.shared.common.stream_follow import follow_snapshot_stream
 from vecraft.shared.model.schema import CollectionSchema
 
 log = logging.getLogger(__name__)
@@ -143,39 +144,38 @@ class SchemaCache:
         _CONNECTED.set(1 if watching else 0)
 
     async def run_watch(self) -> None:
-        """Apply the meta manager's collection events until cancelled; reconnect with backoff."""
-        backoff = Backoff(_BACKOFF_MIN, _BACKOFF_MAX)
-        while True:
-            # The snapshot of the stream being read, collected aside until its end marker.
-            snapshot: dict[Key, CollectionSchema] | None = {}
-            try:
-                async for event_type, schema in self._downstream.watch_collections():
-                    if event_type == SNAPSHOT_END:
-                        if snapshot is not None:
-                            self._schemas, snapshot = snapshot, None
-                            self._set_watching(True)
-                            backoff.reset()
-                            log.info("collection watch connected; %d schema(s) cached", len(self._schemas))
-                        continue
-                    if schema is None:
-                        continue
-                    target = self._schemas if snapshot is None else snapshot
-                    key = (schema.tenant, schema.name)
-                    if event_type == PUT:
-                        target[key] = schema
-                    elif event_type == DELETE:
-                        target.pop(key, None)
-                log.warning("collection watch ended; serving %d cached schema(s) until it is back",
-                            len(self._schemas))
-            except asyncio.CancelledError:
-                raise
-            except VecraftError as exc:
-                log.warning("collection watch interrupted, serving %d cached schema(s) until it is back: %s",
-                            len(self._schemas), exc.message)
-            except Exception:
-                log.exception("collection watch failed")
-            # Keep the entries: see the module doc (disconnected, keep serving).
-            if self._watching:
-                _DISCONNECTS.inc()
-            self._set_watching(False)
-            await backoff.sleep()
+        """Apply the meta manager's collection events until cancelled; reconnect with backoff.
+
+        While the stream is broken the cached entries stay (see the module doc: disconnected,
+        keep serving)."""
+        await follow_snapshot_stream(
+            lambda: self._downstream.watch_collections(), is_end=lambda event: event[0] == SNAPSHOT_END,
+            snapshot=self._take_snapshot, change=self._change, broken=self._broken,
+            backoff=Backoff(_BACKOFF_MIN, _BACKOFF_MAX), what="collection (serving the cached schemas)")
+
+    def _take_snapshot(self, events: list[tuple[int, CollectionSchema | None]]) -> None:
+        schemas: dict[Key, CollectionSchema] = {}
+        for event in events:
+            self._apply(event, schemas)
+        self._schemas = schemas
+        self._set_watching(True)
+        log.info("collection watch connected; %d schema(s) cached", len(self._schemas))
+
+    def _change(self, event: tuple[int, CollectionSchema | None]) -> None:
+        self._apply(event, self._schemas)
+
+    @staticmethod
+    def _apply(event: tuple[int, CollectionSchema | None], target: dict[Key, CollectionSchema]) -> None:
+        event_type, schema = event
+        if schema is None:
+            return
+        key = (schema.tenant, schema.name)
+        if event_type == PUT:
+            target[key] = schema
+        elif event_type == DELETE:
+            target.pop(key, None)
+
+    def _broken(self) -> None:
+        if self._watching:
+            _DISCONNECTS.inc()
+        self._set_watching(False)

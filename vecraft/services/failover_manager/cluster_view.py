@@ -18,9 +18,8 @@ import asyncio
 import logging
 import time
 
-from vecraft.clients.meta import MetaClient
+from vecraft.clients.meta import MetaClient, follow_watch
 from vecraft.shared.common.backoff import Backoff
-from vecraft.shared.common.errors import VecraftError
 from vecraft.shared.rpc.v1 import meta_pb2
 
 log = logging.getLogger(__name__)
@@ -57,36 +56,42 @@ class ClusterView:
 
     async def run(self) -> None:
         """Follow the Watch stream until cancelled."""
-        backoff = Backoff(_BACKOFF_MIN_S, _BACKOFF_MAX_S)
-        while True:
-            snapshot: dict[str, meta_pb2.NodeInfo] = {}
-            placement: meta_pb2.PlacementMap | None = None
-            in_snapshot = True
-            try:
-                async for event in self._meta.watch(["nodes", "placement"], snapshot_end=True):
-                    item = event.WhichOneof("item")
-                    if item is None:  # end of the snapshot: replace what we knew
-                        self.live = snapshot
-                        self.placement = placement or self.placement
-                        in_snapshot, self.current = False, True
-                        backoff.reset()
-                        self.first_seen_ms = self.first_seen_ms or _now_ms()
-                        self._touch()
-                        continue
-                    target = snapshot if in_snapshot else self.live
-                    if item == "placement":
-                        if in_snapshot:
-                            placement = event.placement
-                        elif event.placement.version >= self.placement.version:
-                            self.placement = event.placement
-                    elif event.node.role in ROLES:
-                        if event.type == meta_pb2.WatchEvent.DELETE:
-                            target.pop(event.node.node_id, None)
-                        else:
-                            target[event.node.node_id] = event.node
-                    if not in_snapshot:
-                        self._touch()
-            except VecraftError as exc:
-                log.warning("meta manager watch broke; keeping the last view", extra={"error": exc.message})
-            self.current = False
-            await backoff.sleep()
+        await follow_watch(self._meta, ["nodes", "placement"], snapshot=self._take_snapshot,
+                           change=self._change, broken=self._broken,
+                           backoff=Backoff(_BACKOFF_MIN_S, _BACKOFF_MAX_S),
+                           what="meta manager (keeping the last view)")
+
+    def _take_snapshot(self, events: list[meta_pb2.WatchEvent]) -> None:
+        """Replace what we knew."""
+        live: dict[str, meta_pb2.NodeInfo] = {}
+        placement: meta_pb2.PlacementMap | None = None
+        for event in events:
+            item = event.WhichOneof("item")
+            if item == "placement":
+                placement = event.placement
+            else:
+                self._node_event(event, live)
+        self.live = live
+        self.placement = placement or self.placement
+        self.current = True
+        self.first_seen_ms = self.first_seen_ms or _now_ms()
+        self._touch()
+
+    def _change(self, event: meta_pb2.WatchEvent) -> None:
+        if event.WhichOneof("item") == "placement":
+            if event.placement.version >= self.placement.version:
+                self.placement = event.placement
+        else:
+            self._node_event(event, self.live)
+        self._touch()
+
+    @staticmethod
+    def _node_event(event: meta_pb2.WatchEvent, target: dict[str, meta_pb2.NodeInfo]) -> None:
+        if event.WhichOneof("item") == "node" and event.node.role in ROLES:
+            if event.type == meta_pb2.WatchEvent.DELETE:
+                target.pop(event.node.node_id, None)
+            else:
+                target[event.node.node_id] = event.node
+
+    def _broken(self) -> None:
+        self.current = False

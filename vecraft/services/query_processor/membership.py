@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from vecraft.clients.meta import MetaClient, assigned_shards
+from vecraft.clients.meta import MetaClient, assigned_shards, follow_watch
 from vecraft.shared.common.backoff import Backoff
-from vecraft.shared.common.errors import Unavailable, VecraftError
 from vecraft.shared.rpc.v1 import meta_pb2
 
 log = logging.getLogger(__name__)
@@ -72,32 +71,21 @@ class PlacementWatch:
 
     async def run(self) -> None:
         """Follow the Watch stream until cancelled."""
-        while True:
-            try:
-                await self._stream()
-                err: VecraftError = Unavailable("the meta manager ended the placement watch stream")
-            except VecraftError as exc:
-                err = exc
-            if self.connected or not self.settled.is_set():
-                log.warning("placement watch broken; keeping map version %d and reconnecting: %s",
-                            self.version, err.message)
-            self.connected = False
-            self.settled.set()
-            await self._backoff.sleep()
+        await follow_watch(self.meta, ["placement"], snapshot=self._take_snapshot, change=self._change,
+                           broken=self._broken, backoff=self._backoff,
+                           what="placement (keeping the last map)")
 
-    async def _stream(self) -> None:
-        snapshot: meta_pb2.PlacementMap | None = None
-        in_snapshot = True
-        async for event in self.meta.watch(["placement"], snapshot_end=True):
-            item = event.WhichOneof("item")
-            if item is None:  # end of the snapshot
-                in_snapshot, self.connected = False, True
-                self._backoff.reset()
-                if snapshot is not None:
-                    self.offer(snapshot, snapshot=True)
-                self.settled.set()
-            elif item == "placement":
-                if in_snapshot:
-                    snapshot = event.placement
-                else:
-                    self.offer(event.placement)
+    def _take_snapshot(self, events: list[meta_pb2.WatchEvent]) -> None:
+        self.connected = True
+        maps = [e.placement for e in events if e.WhichOneof("item") == "placement"]
+        if maps:
+            self.offer(maps[-1], snapshot=True)
+        self.settled.set()
+
+    def _change(self, event: meta_pb2.WatchEvent) -> None:
+        if event.WhichOneof("item") == "placement":
+            self.offer(event.placement)
+
+    def _broken(self) -> None:
+        self.connected = False
+        self.settled.set()
