@@ -64,14 +64,12 @@ from vecraft.services.storage_node.record_compaction import (
 )
 from vecraft.services.storage_node.scan import ScanOptions, ScanPage, scan
 from vecraft.shared.common.errors import InvalidRequest, Unavailable, VecraftError
-from vecraft.shared.index.collection import OptimizeResult
 from vecraft.shared.index.optimizer import (
     CHECK_INTERVAL_S,
     DEFAULT_THRESHOLD,
     MIN_DEAD_ROWS,
     IndexOptimizer,
-    Label,
-    OptimizeObserver,
+    OptimizeMetrics,
     OptimizePolicy,
 )
 from vecraft.shared.replica import PartitionHalted, PartitionHalts
@@ -116,22 +114,6 @@ class ReplicaConfig:
     #: ... and at least this many bytes are.
     compact_min_dead_bytes: int = DEFAULT_MIN_DEAD_BYTES
     compact_interval_s: float = COMPACT_INTERVAL_S
-
-
-class _OptimizeMetrics(OptimizeObserver):
-    """The storage node's index-optimization metrics (labels: shard, collection)."""
-
-    def dead_fraction(self, label: Label, fraction: float) -> None:
-        metrics.INDEX_DEAD_FRACTION.labels(*label).set(fraction)
-
-    def forget(self, label: Label) -> None:
-        with contextlib.suppress(KeyError):
-            metrics.INDEX_DEAD_FRACTION.remove(*label)
-
-    def rebuilt(self, label: Label, result: OptimizeResult) -> None:
-        metrics.INDEX_REBUILDS.labels(*label).inc()
-        metrics.INDEX_REBUILD_DROPPED.labels(*label).inc(result.dropped)
-        metrics.INDEX_REBUILD_LATENCY.observe(result.seconds)
 
 
 class ShardReplica:
@@ -311,7 +293,9 @@ class ShardReplica:
         optimizer = IndexOptimizer(
             lambda: [((tag_shard, c.label), c.index) for c in state.registry.collections()],
             OptimizePolicy(self.config.optimize_threshold, self.config.optimize_min_dead_rows),
-            _OptimizeMetrics(), interval_s=self.config.optimize_interval_s, name=tag)
+            OptimizeMetrics(metrics.INDEX_DEAD_FRACTION, metrics.INDEX_REBUILDS,
+                            metrics.INDEX_REBUILD_DROPPED, metrics.INDEX_REBUILD_LATENCY),
+            interval_s=self.config.optimize_interval_s, name=tag)
         self._tasks.append(spawn(optimizer.run(), f"optimize-indexes:{tag}", forever=True))
         compactor = RecordCompactor(
             self.shard, state.records, state.locations, state.snapshots, engine,

@@ -19,11 +19,13 @@ index goes first. Each service reports through an :class:`OptimizeObserver`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from vecraft.shared.index.collection import CollectionIndex, OptimizeResult
 
@@ -76,6 +78,27 @@ class OptimizeObserver:
 
     def rebuilt(self, label: Label, result: OptimizeResult) -> None:
         """A rebuild of ``label`` finished and was swapped in."""
+
+
+class OptimizeMetrics(OptimizeObserver):
+    """Reports to a service's metrics (labelled by the index's label): the dead-fraction gauge, the
+    rebuilds and dropped-rows counters and the rebuild-time histogram (unlabelled)."""
+
+    def __init__(self, dead_fraction: Any, rebuilds: Any, dropped: Any, seconds: Any) -> None:
+        self._dead_fraction, self._rebuilds = dead_fraction, rebuilds
+        self._dropped, self._seconds = dropped, seconds
+
+    def dead_fraction(self, label: Label, fraction: float) -> None:
+        self._dead_fraction.labels(*label).set(fraction)
+
+    def forget(self, label: Label) -> None:
+        with contextlib.suppress(KeyError):
+            self._dead_fraction.remove(*label)
+
+    def rebuilt(self, label: Label, result: OptimizeResult) -> None:
+        self._rebuilds.labels(*label).inc()
+        self._dropped.labels(*label).inc(result.dropped)
+        self._seconds.observe(result.seconds)
 
 
 #: Names an index in metrics and logs: the label values of its metrics, e.g. (shard, "tenant/name").

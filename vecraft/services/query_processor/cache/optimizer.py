@@ -10,38 +10,21 @@ with metrics ``vecraft_query_index_*`` (docs/indexes.md).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 from vecraft.services.query_processor import metrics
 from vecraft.services.query_processor.cache.shard_cache import ShardCache
 from vecraft.shared.common.errors import NotFound
-from vecraft.shared.index.collection import CollectionIndex, OptimizeResult
+from vecraft.shared.index.collection import CollectionIndex
 from vecraft.shared.index.optimizer import (
     CHECK_INTERVAL_S,
     MIN_DEAD_ROWS,
     IndexOptimizer,
     Label,
-    OptimizeObserver,
+    OptimizeMetrics,
     OptimizePolicy,
 )
 from vecraft.shared.model.routing import DEFAULT_TENANT
-
-
-class CacheOptimizeMetrics(OptimizeObserver):
-    """The processor's index-optimization metrics (labels: shard, collection)."""
-
-    def dead_fraction(self, label: Label, fraction: float) -> None:
-        metrics.INDEX_DEAD_FRACTION.labels(*label).set(fraction)
-
-    def forget(self, label: Label) -> None:
-        with contextlib.suppress(KeyError):
-            metrics.INDEX_DEAD_FRACTION.remove(*label)
-
-    def rebuilt(self, label: Label, result: OptimizeResult) -> None:
-        metrics.INDEX_REBUILDS.labels(*label).inc()
-        metrics.INDEX_REBUILD_DROPPED.labels(*label).inc(result.dropped)
-        metrics.INDEX_REBUILD_SECONDS.observe(result.seconds)
 
 
 def cached_indexes(cache: ShardCache | None) -> list[tuple[Label, CollectionIndex]]:
@@ -64,4 +47,6 @@ def cache_optimizer(cache: Callable[[], ShardCache | None], threshold: float, *,
                     interval_s: float = CHECK_INTERVAL_S) -> IndexOptimizer:
     """The optimizer of the cache ``cache()`` returns now (``threshold`` 0: only the gauges)."""
     return IndexOptimizer(lambda: cached_indexes(cache()), OptimizePolicy(threshold, min_dead_rows),
-                          CacheOptimizeMetrics(), interval_s=interval_s, name="query-cache")
+                          OptimizeMetrics(metrics.INDEX_DEAD_FRACTION, metrics.INDEX_REBUILDS,
+                                          metrics.INDEX_REBUILD_DROPPED, metrics.INDEX_REBUILD_SECONDS),
+                          interval_s=interval_s, name="query-cache")
