@@ -34,6 +34,9 @@ class Engine(ABC):
     name: str
     #: Read consistency levels the engine offers beyond its default (timed separately).
     levels: tuple[str, ...] = ()
+    #: Whether the engine runs inside the benchmark's process (its memory is the process's growth)
+    #: or as processes of its own, reached by a client (its memory is those processes').
+    in_process: bool = True
 
     @abstractmethod
     def setup(self, dim: int, *, m: int, ef_construction: int, ef_search: int) -> None:
@@ -70,6 +73,7 @@ class VecraftEngine(Engine):
 
     collection = "bench_peers"
     levels = ("strong",)
+    in_process = False
 
     def __init__(self, shards: int = 3, *, distributed: bool = False) -> None:
         self.name = "vecraft-distributed" if distributed else "vecraft"

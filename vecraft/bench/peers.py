@@ -45,7 +45,7 @@ def measure(engine: Engine, data: Dataset, truth: np.ndarray, truth_filtered: np
             args: argparse.Namespace) -> dict[str, Any]:
     """Ingest, then time every query unfiltered and filtered. The engine is closed afterwards."""
     ids, metas = data.ids(), data.metadatas()
-    baseline = _tree_rss()
+    own_before = _own_rss()
     try:
         engine.setup(data.dim, m=args.m, ef_construction=args.ef_construction, ef_search=args.ef)
         t0 = time.perf_counter()
@@ -79,7 +79,12 @@ def measure(engine: Engine, data: Dataset, truth: np.ndarray, truth_filtered: np
             out[f"search_{level}"] = summarize(lat).to_dict()
             out[f"search_{level}_eventual"] = summarize(base).to_dict()
         out["throughput"] = _throughput(engine, data.queries, args.clients)
-        out["memory_mib"] = (_tree_rss() - baseline) / 2**20
+        own_growth, started = _own_rss() - own_before, _started_rss()
+        # The engine's memory: an in-process engine's is what this process grew by (its client
+        # included); a client/server engine's is its processes' (the issue's "memory of the local
+        # cluster"), and what its client grew this process by is reported beside it.
+        out["memory_mib"] = (started + (own_growth if engine.in_process else 0)) / 2**20
+        out["client_memory_mib"] = None if engine.in_process else own_growth / 2**20
         return out
     finally:
         engine.close()
@@ -104,11 +109,15 @@ def _throughput(engine: Engine, queries: np.ndarray, clients: int) -> dict[str, 
     return {"clients": clients, "searches_per_s": len(every) / wall, "latency": summarize(every).to_dict()}
 
 
-def _tree_rss() -> int:
-    """Resident bytes of this process and every process it started (a local cluster is one of them)."""
-    me = psutil.Process()
+def _own_rss() -> int:
+    """Resident bytes of this process."""
+    return int(psutil.Process().memory_info().rss)
+
+
+def _started_rss() -> int:
+    """Resident bytes of every process this one started (a local cluster's, for instance)."""
     total = 0
-    for proc in [me, *me.children(recursive=True)]:
+    for proc in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
     return total
@@ -150,7 +159,7 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for name, r in res.items():
         if "error" in r:
-            rows.append([name, f"failed: {r['error']}", *["-"] * 9])
+            rows.append([name, f"failed: {r['error']}", *["-"] * 12])
             continue
         strong, paired = r.get("search_strong"), r.get("search_strong_eventual")
         load = r["throughput"]
@@ -159,12 +168,13 @@ def render(result: dict[str, Any]) -> str:
                      f"{fmt(strong['p95'], 2)} ({fmt(paired['p95'], 2)})" if strong and paired else "-",
                      fmt(r["search_recall"], 3), fmt(r["filtered"]["p50"], 2),
                      fmt(r["filtered"]["p95"], 2), fmt(r["filtered_recall"], 3), fmt(r["ingest_acked_s"], 1),
-                     fmt(load["searches_per_s"], 0), fmt(load["latency"]["p99"], 1), fmt(r["memory_mib"], 0)])
+                     fmt(load["searches_per_s"], 0), fmt(load["latency"]["p99"], 1), fmt(r["memory_mib"], 0),
+                     fmt(r.get("client_memory_mib"), 0)])
     header = ["engine", "ingest until searchable (vectors/s)", "search P50 ms", "search P95 ms",
               "strong P95 ms (eventual, interleaved)", "recall@10", "filtered P50 ms", "filtered P95 ms",
               "filtered recall@10",
               "ingest acked (s)", f"searches/s, {result['clients']} clients", "P99 ms under load",
-              "memory MiB"]
+              "memory MiB", "client MiB"]
     ratios = []
     for mine, ours in res.items():
         if _is_peer(mine) or "error" in ours:
@@ -197,9 +207,11 @@ def render(result: dict[str, Any]) -> str:
         f"(milvus-lite 3.x serves gRPC from a thread of the benchmark's process); flush() after the load."),
         ("- Latency is per request, sequential (one in flight), after "
         f"{WARMUP_QUERIES} warm-up queries; under load, {result['clients']} threads of the benchmark search "
-        f"at once (each query twice; Vecraft: one HTTP client per thread). Memory: resident bytes of the "
-        f"benchmark process and every process it started, after the searches, minus those before the "
-        f"engine started."), "",
+        f"at once (each query twice; Vecraft: one HTTP client per thread). Memory, after the searches: "
+        f"Vecraft's is the resident bytes of its local cluster's processes (`vecraft up` and what it "
+        f"started); an embedded engine's (Chroma, Milvus Lite) is what the benchmark's process grew by "
+        f"since before the engine started, plus any process it started. `client MiB`: what Vecraft's "
+        f"SDK clients and the load generator grew the benchmark's process by (not part of the ratio)."), "",
         table(header, rows), "",
         "## Vecraft / peer", "",
         "Ingest and searches/s > 1 and latency and memory < 1 favour Vecraft.", "",
