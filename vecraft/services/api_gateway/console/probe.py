@@ -27,9 +27,9 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import grpc
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from vecraft.clients.journal import JournalClient
@@ -40,6 +40,11 @@ from vecraft.shared.common.grpc_errors import translate_rpc_error
 from vecraft.shared.common.metrics import metric_name
 from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.rpc.v1 import journal_pb2, meta_pb2, storage_pb2, storage_pb2_grpc
+
+if TYPE_CHECKING:
+    # Imported where the console first reads a query node's metrics: httpx (with the CLI parts
+    # it imports) is ~10 MiB of every gateway process that no console ever opens.
+    import httpx
 
 #: Budget of one snapshot: every source is asked in parallel under it.
 DEFAULT_PROBE_TIMEOUT_S = 2.0
@@ -174,6 +179,8 @@ class GrpcClusterProbe(ClusterProbe):
         return NodeStatus(node.node_id, status=answer)
 
     async def _query_status(self, node: meta_pb2.NodeInfo, timeout_s: float) -> QueryStatus:
+        import httpx
+
         what = f"query processor {node.node_id}"
         if not node.http_address:
             return QueryStatus(node.node_id, error=f"{what}: no HTTP address registered")
@@ -186,6 +193,8 @@ class GrpcClusterProbe(ClusterProbe):
         return parse_query_metrics(node.node_id, answer.text)
 
     def _http(self) -> httpx.AsyncClient:
+        import httpx
+
         if self._http_client is None:
             # Loopback and cluster-internal addresses: never through a proxy from the environment.
             self._http_client = httpx.AsyncClient(trust_env=False, verify=tls.httpx_verify())
