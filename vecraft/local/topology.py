@@ -21,9 +21,10 @@ Processes are nodes, not shards: ``storage_nodes`` storage nodes
 hosting the shards :func:`place_shards` gives it (storage: ``--shards a,b
 --replica r``; query: ``--shard a --shard b``): what they declare when they
 register, which the fail-over manager adopts as the first placement map. The
-gateway routes from the meta manager's registry (no address flags); a query
-processor gets the storage nodes that host its shards. A node that would host
-nothing (more nodes than shard replicas) is not planned.
+gateway, and a query processor asking storage nodes while its cache is cold
+(or instead of one, ``--no-cache``), route from the meta manager's registry:
+no address flags between services. A node that would host nothing (more nodes
+than shard replicas) is not planned.
 
 A fail-over manager ``failover`` writes the first placement map from what the
 nodes declare and later moves the shard replicas of nodes that died.
@@ -459,13 +460,6 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
     # Every journal instance: clients find each partition's owner among them.
     journal, meta = ",".join(addr[p.name] for p in shape if p.role == "journal"), addr["meta"]
     members = {role: [p.name for p in shape if p.role == role] for role in CLUSTER_BINARIES}
-    # shard -> addresses of the nodes hosting it, in node order (replica 0 first when the
-    # node count is a multiple of the replica count); the gateway tries them in this order.
-    hosts: dict[str, dict[int, list[str]]] = {"storage": {}, "query": {}}
-    for planned in shape:
-        if planned.role in hosts:
-            for s in planned.shards:
-                hosts[planned.role].setdefault(s, []).append(addr[planned.name])
     journal_backend: list[str] = []  # the journal's default backend: local files
     meta_backend = ["--backend", "sqlite"]
     if params.cluster:
@@ -519,11 +513,8 @@ def plan_cluster(data_dir: Path, params: ClusterParams, ports: Mapping[str, Port
                 extra += ["--backup-target", params.backup_target]
         elif role == "query":
             own_dir = data_dir / "query" / f"node-{planned.node}"
-            # Every storage node holding one of its shards: its fallback asks them (Status) which.
-            storage = sorted({a for s in planned.shards for a in hosts["storage"][s]},
-                             key=list(addr.values()).index)
             extra = ["--shard", *map(str, planned.shards), "--journal-address", journal,
-                     "--meta-address", meta, "--storage-addresses", *storage, *partitions, *delay]
+                     "--meta-address", meta, *partitions, *delay]
             if params.standalone:
                 # The storage nodes run in the same process: search their indexes instead of
                 # building a second copy of every shard (docs/operations.md#standalone-and-distributed).

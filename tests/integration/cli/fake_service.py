@@ -28,7 +28,6 @@ class FakeSettings(ServiceSettings):
     shards: str = ""  # storage nodes' flag: --shards 0,2
     replica: int = -1
     journal_address: str = ""
-    storage_addresses: list[str] = Field(default_factory=list)  # query processors' storage fallback
     storage_replicas: int = 0  # the fail-over manager's replica counts
     query_replicas: int = 0
     data_partitions: int = 1

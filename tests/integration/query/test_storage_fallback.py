@@ -1,7 +1,13 @@
-"""A cold query processor answers through a real storage node, at the level asked, with cache_hit false."""
+"""A cold query processor answers through a real storage node, at the level asked, with cache_hit false.
+
+The storage node is found where the query processor finds it in a cluster: in a real meta
+manager's node registry, which the node joined by itself.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +19,7 @@ from tests.integration.query.conftest import Writer
 from tests.support.procs import ServiceProcess
 from tests.unit.query.fakes import PARTITION, followers_for
 from vecraft.clients.journal import JournalClient
+from vecraft.clients.meta import MetaClient
 from vecraft.services.query_processor.cache import ShardCache
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.searcher import VectorSearcher
@@ -27,15 +34,23 @@ DIM = 8
 async def test_cold_cache_falls_back_to_storage(start_service: Callable[..., ServiceProcess],
                                                 journal_proc: ServiceProcess, journal: JournalClient,
                                                 writer: Writer, tmp_path: Path) -> None:
-    storage = start_service("vecraft.services.storage_node", [
+    meta = start_service("vecraft.services.meta_manager", [
+        "--backend", "sqlite", "--data-dir", str(tmp_path / "meta"), "--journal-address",
+        journal_proc.grpc_address, "--data-partitions", "1"], name="meta", ready_timeout=60.0)
+    start_service("vecraft.services.storage_node", [
         "--shards", "0", "--replica", "0", "--journal-address", journal_proc.grpc_address,
-        "--data-partitions", "1", "--data-dir", str(tmp_path / "storage"), "--apply-delay-ms", "1000"],
-        ready_timeout=60.0)
+        "--meta-address", meta.grpc_address, "--data-partitions", "1",
+        "--data-dir", str(tmp_path / "storage"), "--apply-delay-ms", "1000"], ready_timeout=60.0)
     coll = await writer.create("fb", DIM)
     data = np.random.default_rng(3).standard_normal((30, DIM)).astype(np.float32)
     ack = await writer.write(coll, [f"v{i}" for i in range(30)], data)
 
-    fallback = StorageFallback([storage.grpc_address])
+    registry = MetaClient(meta.grpc_address, timeout_s=5.0)
+    deadline = time.monotonic() + 60  # a hang detector: the wait ends on what it checks
+    while not any(0 in n.shards for n in await registry.list_nodes("storage")):
+        assert time.monotonic() < deadline, "the storage node never registered serving shard 0"
+        await asyncio.sleep(0.05)
+    fallback = StorageFallback(registry)
     with ThreadPoolExecutor(max_workers=1) as pool:
         cache = ShardCache([0], [PARTITION], pool)
         searcher = VectorSearcher(cache, followers_for(journal, cache), sync_timeout_ms=10_000,
@@ -55,3 +70,4 @@ async def test_cold_cache_falls_back_to_storage(start_service: Callable[..., Ser
                 await searcher.search(req)
         finally:
             await fallback.close()
+            await registry.close()

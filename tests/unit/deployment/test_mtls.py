@@ -180,7 +180,7 @@ def test_every_address_a_pod_is_given_is_named_in_the_certificate_it_reaches(
     texts += [v for m in by_kind(rendered, "ConfigMap") for v in m["data"].values()]
     pattern = re.compile(_ADDRESS.format(release=release))
     addresses = {m.group(1) for text in texts for m in pattern.finditer(text)}
-    expected = {"meta", "etcd-client", "etcd-2.{r}-etcd", "nats-1.{r}-nats", "storage-0.{r}-storage"}
+    expected = {"meta", "etcd-client", "etcd-2.{r}-etcd", "nats-1.{r}-nats"}
     assert {f"{release}-{e.format(r=release)}" for e in expected} <= addresses
     for host in sorted(addresses):
         service = host.split(".")[-1]

@@ -86,8 +86,9 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     q1 = plan.get("query-1")
     assert q1.shards == (1,) and q1.data_dir == tmp_path / "query" / "node-1"
     assert _flag(q1.args, "--shard") == ["1"]
-    assert _flag(q1.args, "--storage-addresses") == [plan.get("storage-2").grpc_address,
-                                                     plan.get("storage-3").grpc_address]
+    # Query nodes find the storage nodes in the meta manager's registry, as the gateway does.
+    assert _flag(q1.args, "--meta-address") == [meta.grpc_address]
+    assert not any(a.endswith("-addresses") for a in q1.args)
     failover = plan.get("failover")
     assert _flag(failover.args, "--meta-address") == [meta.grpc_address]
     assert _flag(failover.args, "--storage-replicas") == ["2"]
@@ -96,7 +97,7 @@ def test_plan_shape_order_and_flags(tmp_path: Path) -> None:
     assert (gw.grpc_port, gw.http_port, gw.host) == (50051, 8000, "0.0.0.0")
     assert gw.http_address == "127.0.0.1:8000"  # a wildcard bind is reached on loopback
     assert _flag(gw.args, "--meta-address") == [meta.grpc_address]
-    assert "--query-addresses" not in gw.args and "--storage-addresses" not in gw.args
+    assert not any(a.endswith("-addresses") for a in gw.args)
     # Internal services never listen beyond loopback.
     assert all(_flag(p.args, "--host") == ["127.0.0.1"] for p in plan.services if p.role != "gateway")
     assert all(_flag(p.args, "--node-id") == [p.name] for p in plan.services)
@@ -324,8 +325,7 @@ def test_default_shape_is_two_storage_nodes_and_one_query_node(tmp_path: Path) -
         ("storage-0", (0, 2), 0), ("storage-1", (1,), 0), ("query-0", (0, 1, 2), 0)]
     assert _flag(plan.get("storage-0").args, "--shards") == ["0,2"]
     assert _flag(plan.get("query-0").args, "--shard") == ["0", "1", "2"]
-    assert _flag(plan.get("query-0").args, "--storage-addresses") == [
-        plan.get("storage-0").grpc_address, plan.get("storage-1").grpc_address]
+    assert not any(a.endswith("-addresses") for p in plan.services for a in p.args)
     # journal, meta, 2 storage nodes, 1 query node, fail-over manager, compactor, gateway.
     assert len(plan.services) == 8
 

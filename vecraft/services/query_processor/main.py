@@ -1,16 +1,16 @@
 """Query processor process: a journal-fed cache of the shards it serves, consistency-aware search.
 
 ``python -m vecraft.services.query_processor --shard S [--shard S2 ...] --journal-address H:P
---data-partitions P [--apply-delay-ms N] [--sync-timeout-ms 5000] [--storage-addresses A ...]
-[--meta-address H:P] [--node-id ID]``
+--data-partitions P [--apply-delay-ms N] [--sync-timeout-ms 5000] [--meta-address H:P]
+[--node-id ID] [--no-cache]``
 
 Which shards: with a meta manager (``--meta-address``) that holds a placement
 map, the shards whose ``ShardAssignment.query_nodes`` list this node's id,
 followed at runtime; with no map, or no meta manager, the ``--shard`` flags.
 The last map seen stays in force while the meta manager is unreachable.
 
-Start-up: the gRPC server answers at once (from storage nodes, when given,
-while the cache is cold); the processor waits up to ``--placement-wait-ms``
+Start-up: the gRPC server answers at once (from the storage nodes the meta
+manager's registry lists, while the cache is cold); the processor waits up to ``--placement-wait-ms``
 for the placement map, then the cache pulls every partition to the journal
 head as of then (warm-up), follows each partition's delayed push stream and
 polls the journal heads for its staleness bound, and only then reports ready.
@@ -70,9 +70,9 @@ class QueryProcessor(Service):
 
     def __init__(self, settings: QueryProcessorSettings) -> None:
         super().__init__(settings)
-        if not settings.cache and not settings.storage_addresses:
-            raise ValueError("--no-cache needs --storage-addresses: without a cache, the storage nodes "
-                             "answer every search")
+        if not settings.cache and not settings.meta_address:
+            raise ValueError("--no-cache needs --meta-address: without a cache, the storage nodes the meta "
+                             "manager's registry lists answer every search")
         self.cfg = settings
         self.partitions = [data_partition(i) for i in range(settings.data_partitions)]
         #: The cache of the served shards (one ShardState per shard; None until start-up picks them).
@@ -162,10 +162,10 @@ class QueryProcessor(Service):
         # Shorter than the client's default: a search deadline (5 s) must end in
         # a 503 naming the journal, not in a 504 spent retrying.
         self._journal.unavailable_retry_s = self.cfg.journal_retry_ms / 1000.0
-        if self.cfg.storage_addresses:
-            self._fallback = StorageFallback(self.cfg.storage_addresses)
         if self.settings.meta_address:
             self._meta = MetaClient(self.settings.meta_address, timeout_s=5.0)
+            # Storage nodes found in the registry answer while the cache is cold (or instead of it).
+            self._fallback = StorageFallback(self._meta)
             self._placement = PlacementWatch(self._meta, self.node_id)
             self.spawn(self._placement.run(), "placement-watch", forever=True)
             self.spawn(self._follow_placement(), "placement", forever=True)

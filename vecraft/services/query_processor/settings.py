@@ -15,8 +15,6 @@ class QueryProcessorSettings(ServiceSettings):
     shard: list[int] = Field([0], description="shard(s) served while there is no placement map; repeat "
                                               "the flag or list several")
     journal_address: str = Field("127.0.0.1:7100", description="journal service gRPC address")
-    storage_addresses: list[str] = Field([], description="storage replicas of the served shards, asked "
-                                                          "while the cache is warming up")
     data_partitions: int = Field(1, ge=1, description="number of journal data partitions")
     apply_delay_ms: int = Field(0, ge=0, description="test knob: delay the push stream (cache lag); "
                                                       "pull-before-read is never delayed")
@@ -30,8 +28,9 @@ class QueryProcessorSettings(ServiceSettings):
                                                            "manager's placement map before serving the "
                                                            "--shard flags")
     cache: bool = Field(True, description="keep an in-memory copy of the served shards, fed by the journal. "
-                                         "--no-cache answers every search from the storage nodes of "
-                                         "--storage-addresses instead, at the same consistency level "
+                                         "--no-cache answers every search from the storage nodes the "
+                                         "meta manager's registry lists instead (needs --meta-address), "
+                                         "at the same consistency level "
                                          "(standalone mode: they run in this process, so the shards are "
                                          "indexed once)")
     optimize_threshold: float = Field(0.2, ge=0, le=1, description="rebuild a cached collection's index in "

@@ -1,20 +1,27 @@
-"""Answering through storage nodes while the processor's own cache cannot (warm-up).
+"""Answering through storage nodes while the processor's own cache cannot (warm-up, ``--no-cache``).
 
-The storage replicas given with ``--storage-addresses`` hold the
-authoritative copy of the shards and run pull-before-read themselves
-(``ShardSearchRequest.min_offset`` / ``sync_latest``), so the consistency
-level is still met, only without this processor's cache (``cache_hit`` is
-false). Which address serves which shards is learned from their ``Status`` (a
-storage node may host several shard replicas), and every request names its
-shard.
+The storage replicas hold the authoritative copy of the shards and run
+pull-before-read themselves (``ShardSearchRequest.min_offset`` /
+``sync_latest``), so the consistency level is still met, only without this
+processor's cache (``cache_hit`` is false). Which storage node serves which
+shards now is read from the meta manager's node registry (``ListNodes``: each
+node declares the shards it serves; a node marked down is skipped), as the
+gateway routes: no storage address is configured. The registry is read again
+when a shard has no known replica, or when every known replica of a shard
+failed (the shard moved, a node died), at most once per
+:data:`REDISCOVER_MIN_S`; while the meta manager cannot answer, the last view
+stays in use. Every request names its shard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
 from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
 
 from vecraft.services.query_processor.vector_search.request import ParsedQuery
 from vecraft.shared.common import in_process
@@ -24,9 +31,19 @@ from vecraft.shared.common.service import grpc_channel
 from vecraft.shared.model.consistency import ConsistencyLevel
 from vecraft.shared.model.records import ShardHits
 from vecraft.shared.rpc.convert import hits_from_proto
-from vecraft.shared.rpc.v1 import storage_pb2, storage_pb2_grpc
+from vecraft.shared.rpc.v1 import meta_pb2, storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+#: The registry is read at most this often on failures (a shard with no replica at all is asked
+#: for at once).
+REDISCOVER_MIN_S = 0.5
+
+
+class StorageDirectory(Protocol):
+    """Where the storage nodes are: the meta manager's node registry (``MetaClient`` provides it)."""
+
+    async def list_nodes(self, role: str = "") -> list[meta_pb2.NodeInfo]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,29 +64,55 @@ class StorageFallback:
     shard answers, and passes on the replicas' InvalidRequest / NotFound.
     """
 
-    def __init__(self, addresses: Sequence[str]) -> None:
-        self.addresses = list(addresses)
-        self._channels = {a: grpc_channel(a) for a in self.addresses}
-        self._stubs = {a: storage_pb2_grpc.StorageNodeServiceStub(c) for a, c in self._channels.items()}
+    def __init__(self, directory: StorageDirectory) -> None:
+        self._directory = directory
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, storage_pb2_grpc.StorageNodeServiceStub] = {}
         self._by_shard: dict[int, list[str]] = {}
+        self._discovered_at = -REDISCOVER_MIN_S
+        self._discovering: asyncio.Future[None] | None = None
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels.values()), return_exceptions=True)
+        self._channels.clear()
+        self._stubs.clear()
+
+    def replicas(self, shard: int) -> list[str]:
+        """The storage nodes last seen serving ``shard`` (gRPC addresses)."""
+        return list(self._by_shard.get(shard, ()))
 
     async def _discover(self) -> None:
-        """Ask every address which shards it hosts (addresses that do not answer are skipped)."""
+        """Read the registry; concurrent callers share one read."""
+        if self._discovering is None:
+            self._discovering = asyncio.ensure_future(self._read_registry())
+        try:
+            await asyncio.shield(self._discovering)
+        finally:
+            if self._discovering is not None and self._discovering.done():
+                self._discovering = None
+
+    async def _read_registry(self) -> None:
+        self._discovered_at = time.monotonic()
+        try:
+            nodes = await self._directory.list_nodes("storage")
+        except VecraftError as err:
+            # The meta manager restarting or failing over: the last view stays in use.
+            log.info("storage nodes not listed (keeping the last view): %s", err.message)
+            return
         by_shard: dict[int, list[str]] = {}
-        for address, stub in self._stubs.items():
-            try:
-                with translate_rpc_error():
-                    status = await stub.Status(storage_pb2.NodeStatusRequest(), timeout=2.0)
-            except VecraftError as err:
-                log.info("storage node %s did not answer Status: %s", address, err.message)
+        for node in nodes:
+            if node.state == "down" or not node.address:
                 continue
-            # A node of the single-shard version lists no replicas: its one shard is `shard`.
-            for shard in [r.shard for r in status.replicas] or [status.shard]:
-                by_shard.setdefault(shard, []).append(address)
+            for shard in node.shards:  # the shards it serves now, not those still loading
+                by_shard.setdefault(shard, []).append(node.address)
         self._by_shard = by_shard
+
+    def _stub(self, address: str) -> storage_pb2_grpc.StorageNodeServiceStub:
+        stub = self._stubs.get(address)
+        if stub is None:
+            self._channels[address] = grpc_channel(address)
+            stub = self._stubs[address] = storage_pb2_grpc.StorageNodeServiceStub(self._channels[address])
+        return stub
 
     async def search(self, q: ParsedQuery, timeout_s: float) -> FallbackAnswer:
         """Search every shard of ``q`` on one of its storage replicas, at the level ``q`` asks."""
@@ -89,7 +132,7 @@ class StorageFallback:
         """One storage ``Search``: directly when the node runs in this process (standalone mode)."""
         local = in_process.local_storage_search(address)
         if local is None:
-            return await self._stubs[address].Search(request, timeout=timeout_s)
+            return await self._stub(address).Search(request, timeout=timeout_s)
         try:
             async with asyncio.timeout(timeout_s):
                 return await local.storage_search_in_process(request)
@@ -99,9 +142,40 @@ class StorageFallback:
 
     async def _search_shard(self, q: ParsedQuery, shard: int,
                             timeout_s: float) -> storage_pb2.ShardSearchResponse:
-        addresses = self._by_shard.get(shard, [])
-        if not addresses:
-            raise Unavailable(f"no storage replica of shard {shard} is reachable", retry_after_ms=500)
+        began = time.monotonic()
+        tried: list[str] = []
+        last: VecraftError | None = None
+        while True:
+            addresses = [a for a in self.replicas(shard) if a not in tried]
+            for address in addresses:
+                left = timeout_s - (time.monotonic() - began)
+                if left <= 0:
+                    break
+                tried.append(address)
+                try:
+                    return await self._search_replica(q, shard, address, left)
+                except (InvalidRequest, NotFound):
+                    raise
+                except VecraftError as err:
+                    last = err
+                    log.info("storage replica %s of shard %d failed: %s", address, shard, err.message)
+            # Every replica known failed, or none is known: the shard may have moved.
+            if time.monotonic() - self._discovered_at < REDISCOVER_MIN_S \
+                    or time.monotonic() - began >= timeout_s:
+                break
+            await self._discover()
+            if not [a for a in self.replicas(shard) if a not in tried]:
+                break
+        if last is None:
+            raise Unavailable(f"no storage replica of shard {shard} is registered as serving it",
+                              retry_after_ms=500)
+        raise Unavailable(f"no storage replica of shard {shard} answered: {last.message}",
+                          retry_after_ms=500) from last
+
+    async def _search_replica(self, q: ParsedQuery, shard: int, address: str,
+                              timeout_s: float) -> storage_pb2.ShardSearchResponse:
+        """One replica's answer at the level ``q`` asks (a BOUNDED answer too stale is asked again
+        with ``sync_latest``, then refused, never downgraded)."""
         req = q.requirement
         request = storage_pb2.ShardSearchRequest(
             collection=q.collection, tenant=q.tenant, vector=q.vector.astype("<f4").tobytes(), k=q.k,
@@ -109,27 +183,13 @@ class StorageFallback:
             sync_latest=req.latest, timeout_ms=int(timeout_s * 1000), shard=shard,
             # The gateway reads the documents of the final top-k itself.
             skip_documents=True)
-        last: VecraftError | None = None
-        for address in addresses:
-            try:
-                with translate_rpc_error():
-                    resp = await self._ask(address, request, timeout_s)
-                    if (req.level is ConsistencyLevel.BOUNDED_STALENESS
-                            and resp.staleness_ms > req.max_staleness_ms):
-                        request.sync_latest = True
-                        resp = await self._ask(address, request, timeout_s)
-                bounded = req.level is ConsistencyLevel.BOUNDED_STALENESS
-                if bounded and resp.staleness_ms > req.max_staleness_ms:
-                    # Never a silent downgrade: the replica could not confirm it is that fresh.
-                    raise Unavailable(f"storage replica {address} of shard {shard} is {resp.staleness_ms} ms "
-                                      f"stale after a sync, above the bound of {req.max_staleness_ms} ms",
-                                      retry_after_ms=500)
-                return resp
-            except (InvalidRequest, NotFound):
-                raise
-            except VecraftError as err:
-                last = err
-                log.info("storage replica %s of shard %d failed: %s", address, shard, err.message)
-        raise Unavailable(f"no storage replica of shard {shard} answered: "
-                          f"{last.message if last else 'none'}", retry_after_ms=500) from last
-
+        with translate_rpc_error():
+            resp = await self._ask(address, request, timeout_s)
+            if req.level is ConsistencyLevel.BOUNDED_STALENESS and resp.staleness_ms > req.max_staleness_ms:
+                request.sync_latest = True
+                resp = await self._ask(address, request, timeout_s)
+        if req.level is ConsistencyLevel.BOUNDED_STALENESS and resp.staleness_ms > req.max_staleness_ms:
+            raise Unavailable(f"storage replica {address} of shard {shard} is {resp.staleness_ms} ms "
+                              f"stale after a sync, above the bound of {req.max_staleness_ms} ms",
+                              retry_after_ms=500)
+        return resp
