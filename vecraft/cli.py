@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     import httpx
 
 from vecraft import __version__
-from vecraft.local.supervisor import ChildState, ClusterLock, Supervisor, read_status
+from vecraft.local.supervise import Launch, exec_supervisor
+from vecraft.local.supervisor import ChildState, ClusterLock, read_status
 from vecraft.local.topology import (
-    ADMIN_KEY_FILE,
     CERTS_DIR,
     CLUSTER_SIZE,
     ClusterParams,
@@ -47,7 +47,6 @@ from vecraft.local.topology import (
     load_stored,
     prepare_plan,
     resolve_params,
-    save_plan,
 )
 from vecraft.shared.common.config import add_settings_arguments, settings_from_namespace
 from vecraft.shared.common.errors import VecraftError
@@ -164,48 +163,6 @@ def _absolute_target(target: str | None) -> str | None:
 
 
 # ---- up ----------------------------------------------------------------------------------
-def _banner(sup: Supervisor) -> str:
-    plan = sup.plan
-    p = plan.params
-    skipped = [c.spec.name for c in sup.children.values() if c.state is ChildState.SKIPPED]
-    mode = (f" Cluster mode: {CLUSTER_SIZE} etcd members, {CLUSTER_SIZE} NATS JetStream servers."
-            if p.cluster else " Standalone: every service in one process (--distributed for one process "
-            "per service)." if p.standalone else "")
-    nodes = {role: sum(1 for s in plan.services if s.role == role) for role in ("storage", "query")}
-    lines = [(f"Vecraft is up: {p.shards} shard(s) x {p.replicas} replica(s) on {nodes['storage']} storage "
-              f"node(s), {nodes['query']} query node(s), {p.data_partitions} journal data "
-              f"partition(s).{mode}")]
-    gateway = sup.children.get(plan.process_of("gateway"))
-    if gateway is not None and gateway.state is not ChildState.SKIPPED:
-        spec = plan.get("gateway")
-        http = f"{spec.http_scheme}://{spec.http_address}"
-        lines += [f"  HTTP API  {http}   (API docs: {http}/docs)",
-                  f"  gRPC      {'grpcs://' if p.tls else ''}{spec.grpc_address}"]
-    else:
-        lines.append("  The gateway is not installed in this build: no client endpoint is served.")
-    if p.auth:
-        key_file = plan.data_dir / ADMIN_KEY_FILE
-        lines.append(f"  auth      API keys required; first admin key in {key_file} (docs/security.md)")
-    else:
-        lines.append("  auth      off: anyone who reaches the gateway may read and write (--auth to require "
-                     "API keys)")
-    if p.tls:
-        lines.append(f"  tls       mutual TLS between services; clients verify with the CA "
-                     f"{plan.data_dir / CERTS_DIR / 'ca.pem'} (ca_cert= in the SDK; docs/security.md#tls)")
-    if p.backup_target:
-        lines.append(f"  backups   {p.backup_target} (vecraft backup create; docs/backup.md)")
-    elif not p.trim_without_backup:
-        lines.append("  journal   kept whole: no backup target to trim it against (--backup-target, or "
-                     "--trim-without-backup; docs/compactor.md)")
-    lines += [f"  data      {plan.data_dir}",
-              f"  logs      {plan.logs_dir}",
-              f"  status    vecraft status --data-dir {plan.data_dir}"]
-    if skipped:
-        lines.append(f"  not installed, skipped: {', '.join(skipped)}")
-    lines.append("Press Ctrl-C to stop.")
-    return "\n".join(lines)
-
-
 CLUSTER_EXTRA_INSTALL = 'pip install -e ".[cluster]"'
 
 
@@ -279,16 +236,11 @@ def run_up(settings: UpSettings, *, config_file: Path | None = None,
             lock.release()
             print(f"vecraft up: cannot create the TLS certificates: {exc}", file=sys.stderr)
             return 2
-    supervisor = Supervisor(plan, ready_timeout=settings.ready_timeout, lock=lock)
-
-    def ready(sup: Supervisor) -> None:
-        save_plan(sup.plan)
-        print(_banner(sup), flush=True)
-
-    try:
-        return asyncio.run(supervisor.run(on_ready=ready))
-    finally:
-        lock.release()
+    # This process imported the settings machinery to plan; the cluster is supervised by a
+    # leaner program that takes over the lock and the pid (supervise.py).
+    exec_supervisor(Launch.of(plan, config_file=config_file.resolve() if config_file else None,
+                              log_level=settings.log_level, modules=modules, binaries=binaries,
+                              ready_timeout=settings.ready_timeout), lock)
 
 
 def _cmd_up(ns: argparse.Namespace) -> int:

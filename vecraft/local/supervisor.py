@@ -167,6 +167,24 @@ class ClusterLock:
             self._file.close()  # closing the descriptor drops the flock
             self._file = None
 
+    def keep_across_exec(self) -> int:
+        """Let the held lock's descriptor survive an exec; returns it (for :meth:`adopt`).
+
+        A flock belongs to the open file, not the process: the exec'd program holds the lock
+        as long as it keeps the descriptor open."""
+        assert self._file is not None, "acquire() first"
+        fd = self._file.fileno()
+        os.set_inheritable(fd, True)
+        return fd
+
+    @classmethod
+    def adopt(cls, data_dir: Path, fd: int) -> ClusterLock:
+        """The lock of ``data_dir`` held through descriptor ``fd`` (see :meth:`keep_across_exec`)."""
+        lock = cls(data_dir)
+        lock._file = open(fd, "a+", closefd=True)  # noqa: SIM115 - held until release()
+        os.set_inheritable(fd, False)  # children never inherit it
+        return lock
+
 
 @dataclass(eq=False)
 class Child:

@@ -106,6 +106,10 @@ def test_up_status_restart_and_clean_stop(fake_up: tuple[subprocess.Popen[str], 
     assert proc.poll() is None, banner
     assert "HTTP API  http://127.0.0.1:" in banner and "/docs" in banner
     assert f"logs      {data_dir.resolve() / 'logs'}" in banner
+    # `vecraft up` became the lean supervising program (same pid): the settings machinery it
+    # planned with (pydantic's compiled core) is not in its memory any more.
+    assert "vecraft.local.supervise" in psutil.Process(proc.pid).cmdline()
+    assert "pydantic_core" not in Path(f"/proc/{proc.pid}/maps").read_text()
 
     code, report = status(data_dir)
     assert code == 0, report
