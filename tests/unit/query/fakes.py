@@ -15,7 +15,7 @@ from vecraft.services.query_processor.cache import ShardCache, cache_followers, 
 from vecraft.shared.common.errors import Unavailable
 from vecraft.shared.hlc import pack
 from vecraft.shared.replica.follower import PartitionFollower
-from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2
+from vecraft.shared.rpc.v1 import collection_pb2, journal_pb2, meta_pb2
 
 PARTITION = "data-0"
 
@@ -117,3 +117,26 @@ async def warm(journal: object, cache: ShardCache, **kw: Any) -> int:
 async def sync_to(followers: dict[str, PartitionFollower], target: int, partition: str = PARTITION) -> bool:
     """Sync ``partition`` to ``target``; whether this call pulled or waited on a pull."""
     return (await followers[partition].sync(target)).pulled
+
+
+class NodeRegistry:
+    """A meta manager's node registry (what the storage fallback lists) that a test changes at will;
+    ``fail`` makes it unreachable."""
+
+    def __init__(self, nodes: Sequence[meta_pb2.NodeInfo] = ()) -> None:
+        self.nodes = list(nodes)
+        self.reads = 0
+        self.fail = False
+
+    async def list_nodes(self, role: str = "") -> list[meta_pb2.NodeInfo]:
+        self.reads += 1
+        if self.fail:
+            raise Unavailable("meta manager at 127.0.0.1:9 is unavailable")
+        return [n for n in self.nodes if not role or n.role == role]
+
+
+def storage_node(address: str, shards: Sequence[int], *, state: str = "up",
+                 loading: Sequence[int] = ()) -> meta_pb2.NodeInfo:
+    """A storage node's registration serving ``shards`` (``loading``: still catching up)."""
+    return meta_pb2.NodeInfo(node_id=f"storage@{address}", role="storage", address=address,
+                             shards=list(shards), loading_shards=list(loading), state=state)

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import numpy as np
 import pytest
 
+from tests.unit.query.fakes import NodeRegistry as Registry
+from tests.unit.query.fakes import storage_node as node
 from vecraft.services.query_processor.vector_search.consistency import ReadRequirement
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.request import ParsedQuery
@@ -16,32 +18,11 @@ from vecraft.services.storage_node.main import ShardNotHosted
 from vecraft.shared.common import in_process
 from vecraft.shared.common.errors import NotFound, Unavailable
 from vecraft.shared.model.consistency import ConsistencyLevel
-from vecraft.shared.rpc.v1 import meta_pb2, search_pb2, storage_pb2
+from vecraft.shared.rpc.v1 import search_pb2, storage_pb2
 
 pytestmark = pytest.mark.unit
 
 A, B, C = "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"
-
-
-class Registry:
-    """A meta manager's node registry whose answer the test changes; ``fail`` makes it unreachable."""
-
-    def __init__(self, nodes: list[meta_pb2.NodeInfo]) -> None:
-        self.nodes = nodes
-        self.reads = 0
-        self.fail = False
-
-    async def list_nodes(self, role: str = "") -> list[meta_pb2.NodeInfo]:
-        self.reads += 1
-        if self.fail:
-            raise Unavailable("meta manager at 127.0.0.1:9 is unavailable")
-        return [n for n in self.nodes if n.role == role]
-
-
-def node(address: str, shards: list[int], *, state: str = "up", loading: list[int] | None = None
-         ) -> meta_pb2.NodeInfo:
-    return meta_pb2.NodeInfo(node_id=f"storage-{address[-1]}", role="storage", address=address,
-                             shards=shards, loading_shards=loading or [], state=state)
 
 
 class StorageNode:

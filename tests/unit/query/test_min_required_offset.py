@@ -17,8 +17,10 @@ from tests.unit.gateway.fakes import FakeDownstream
 from tests.unit.query.fakes import (
     PARTITION,
     FakeJournal,
+    NodeRegistry,
     create_payload,
     followers_for,
+    storage_node,
     warm,
     write_payload,
 )
@@ -106,10 +108,9 @@ class _RecordingStub:
 
 @pytest.mark.parametrize("level", [L.EVENTUAL, L.BOUNDED_STALENESS, L.READ_YOUR_WRITES, L.STRONG])
 async def test_the_warm_up_fallback_passes_min_offset_at_every_level(level: L) -> None:
-    fallback = StorageFallback([])
+    fallback = StorageFallback(NodeRegistry([storage_node("s", [0])]))
     stub = _RecordingStub()
-    fallback._stubs = {"s": stub}  # type: ignore[dict-item]
-    fallback._by_shard = {0: ["s"]}
+    fallback._stubs = {"s": stub}  # type: ignore[dict-item]  # gRPC stand-in
     q = parse_query(_request(level, 17, max_staleness_ms=60_000), [0])
     answer = await fallback.search(q, 1.0)
     assert stub.requests[0].min_offset == 17

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.unit.query.fakes import NodeRegistry, storage_node
 from tests.unit.storage import payloads
 from vecraft.services.query_processor.vector_search.fallback import StorageFallback
 from vecraft.services.query_processor.vector_search.request import parse_query
@@ -82,9 +83,8 @@ async def test_silent_journal_grows_staleness_and_bounded_reads_fail(tmp_path: P
     await watch.poll_once()
     assert follower.staleness_ms() < 200
 
-    fallback = StorageFallback([])
-    fallback._stubs = {"s": FollowerStub(follower)}  # type: ignore[dict-item]
-    fallback._by_shard = {0: ["s"]}
+    fallback = StorageFallback(NodeRegistry([storage_node("s", [0])]))
+    fallback._stubs = {"s": FollowerStub(follower)}  # type: ignore[dict-item]  # gRPC stand-in
     vec = np.ones(4, np.float32).astype("<f4").tobytes()
     q = parse_query(query_pb2.QuerySearchRequest(collection="docs", vector=vec, k=1,
                                                  level=int(L.BOUNDED_STALENESS), max_staleness_ms=200), [0])
