@@ -4,6 +4,7 @@ its last view."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
@@ -138,3 +139,20 @@ async def test_a_request_error_is_not_retried_elsewhere(nodes: dict[str, Storage
     with pytest.raises(NotFound):
         await fallback.search(query(0, collection="missing"), timeout_s=2.0)
     assert nodes[A].asked + nodes[B].asked == [0]
+
+
+async def test_concurrent_searches_share_one_registry_read_and_later_ones_read_again(
+        nodes: dict[str, StorageNode], fallback_of: list[StorageFallback],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vecraft.services.query_processor.vector_search.fallback.REDISCOVER_MIN_S", 0.0)
+    nodes[A].shards = {0}
+    registry = Registry([node(A, [0])])
+    fallback = StorageFallback(registry)
+    fallback_of.append(fallback)
+    await asyncio.gather(*(fallback.search(query(0), timeout_s=2.0) for _ in range(5)))
+    assert registry.reads == 1
+    # Shard 1 appears later on B: a search naming it reads the registry again.
+    nodes[B].shards = {1}
+    registry.nodes = [node(A, [0]), node(B, [1])]
+    assert answered_by(await fallback.search(query(0, 1), timeout_s=2.0)) == [f"{A}/0", f"{B}/1"]
+    assert registry.reads == 2

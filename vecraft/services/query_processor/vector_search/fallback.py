@@ -82,14 +82,11 @@ class StorageFallback:
         return list(self._by_shard.get(shard, ()))
 
     async def _discover(self) -> None:
-        """Read the registry; concurrent callers share one read."""
-        if self._discovering is None:
+        """Read the registry; concurrent callers share one read (a caller that goes away does not
+        cancel it for the others)."""
+        if self._discovering is None or self._discovering.done():
             self._discovering = asyncio.ensure_future(self._read_registry())
-        try:
-            await asyncio.shield(self._discovering)
-        finally:
-            if self._discovering is not None and self._discovering.done():
-                self._discovering = None
+        await asyncio.shield(self._discovering)
 
     async def _read_registry(self) -> None:
         self._discovered_at = time.monotonic()
